@@ -1,0 +1,105 @@
+"""The one storage layer: an async SQLAlchemy Core engine on SQLite (default) or PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ..errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./privacy-middleware.db"
+
+
+def normalise_url(url: str) -> sa.URL:
+    """Accept the URLs people actually write and pick the async driver for them."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"PRIVACY_DATABASE_URL is not a database URL: {exc.__class__.__name__}") from None
+    backend = parsed.get_backend_name()
+    if backend in {"postgres", "postgresql"}:
+        return parsed.set(drivername="postgresql+asyncpg")
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    raise ConfigError(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+def redact_url(url: str | sa.URL) -> str:
+    """The URL as it may appear in a log or an error: never with its password."""
+    try:
+        parsed = url if isinstance(url, sa.URL) else make_url(url)
+    except ArgumentError:
+        return "<unparseable database URL>"
+    return parsed.render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Database:
+    """Owns the engine. Built once from Settings and passed to every repository."""
+
+    def __init__(self, url: str = DEFAULT_DATABASE_URL, *, pool_size: int = 10) -> None:
+        self.url = normalise_url(url)
+        self.display_url = redact_url(self.url)
+        self.dialect = self.url.get_backend_name()
+        kwargs: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            database = self.url.database
+            if database and database != ":memory:":
+                directory = os.path.dirname(os.path.abspath(database))
+                os.makedirs(directory, exist_ok=True)
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A connection inside one transaction, committed on success."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def check(self) -> None:
+        """Fail start-up with a clear, password-free message when the database is unreachable."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except (OSError, OperationalError, DBAPIError) as exc:
+            reason = exc.__class__.__name__
+            if isinstance(exc, DBAPIError) and exc.orig is not None:
+                reason = exc.orig.__class__.__name__
+            raise ConfigError(f"cannot reach the database at {self.display_url} ({reason})") from None
+
+    async def upgrade(self) -> list[int]:
+        """Apply pending migrations; returns the versions applied."""
+        from .migrations import upgrade
+
+        return await upgrade(self)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
