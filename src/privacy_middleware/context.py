@@ -1,0 +1,51 @@
+"""Who is asking, from where, and for what: the per-request facts every capability reads.
+
+The middleware builds one `RequestContext` per request and puts it in `scope["privacy"]`, so the
+privacy API and the shop (if it wants) can read the verified principal and the trusted client IP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """A caller proven by a verified JWT."""
+
+    id: str
+    # The person the caller is, when the caller is a customer (the subject of their own data).
+    subject: str | None
+    recipient: str
+    purpose: str | None
+    scopes: frozenset[str] = frozenset()
+    claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+@dataclass(slots=True)
+class RequestContext:
+    method: str
+    path: str
+    client_ip: str | None
+    principal: Principal | None = None
+    path_params: dict[str, str] = field(default_factory=dict)
+    user_agent: str = ""
+    # Facts learnt while the request runs (e.g. consent decisions), for later steps and the audit.
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def subject(self) -> str | None:
+        return self.principal.subject if self.principal else None
+
+
+SCOPE_KEY = "privacy"
+
+
+def get_context(scope: dict[str, Any] | Any) -> RequestContext | None:
+    """The context the middleware attached to this ASGI scope, if any."""
+    ctx = scope.get(SCOPE_KEY)
+    return ctx if isinstance(ctx, RequestContext) else None

@@ -1,0 +1,268 @@
+"""The policy file's model: one declarative TOML file says what the shop's privacy policy says.
+
+Every "may X see Y for Z?" question is answered from these models; `load.py` validates a file
+into them and `compile.py` turns them into per-route plans. Unknown keys are errors, so a typo
+never silently weakens a promise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+LegalBasis = Literal[
+    "contract", "legal_obligation", "legitimate_interest", "consent", "vital_interest", "public_task"
+]
+ConsentMechanism = Literal["none", "opt_in", "opt_out", "notice"]
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+UnknownFields = Literal["drop", "keep", "error"]
+RequestTransform = Literal["keep", "encrypt", "encrypt_deterministic", "tokenise", "strip"]
+GoogleConsentType = Literal["ad_storage", "analytics_storage", "ad_user_data", "ad_personalization"]
+
+CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+# Output transforms a recipient may be granted for a category.
+OUTPUT_TRANSFORMS = {
+    "keep",
+    "drop",
+    "mask:last4",
+    "mask:email",
+    "mask:phone",
+    "mask:full",
+    "pseudonymise",
+    "generalise:postal_prefix",
+    "generalise:birth_year",
+    "generalise:country",
+    "ciphertext",
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PolicyHistoryEntry(Strict):
+    version: str
+    effective_date: dt.date
+    summary: str = ""
+
+
+class PolicyInfo(Strict):
+    name: str
+    version: str = Field(min_length=1, max_length=64)
+    effective_date: dt.date
+    tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    controller: str = ""
+    contact: str = ""
+    previous_versions: list[PolicyHistoryEntry] = []
+    # Versions whose consent still counts; a material change drops older ones (re-consent needed).
+    consent_compatible_versions: list[str] = []
+
+
+class Category(Strict):
+    description: str = ""
+    sensitive: bool = False
+    # Collection of a forbidden category is refused (minimisation guard).
+    forbidden: bool = False
+
+
+class Purpose(Strict):
+    description: str = ""
+    legal_basis: LegalBasis
+    consent: ConsentMechanism = "none"
+    # Global Privacy Control is an opt-out of this purpose (sale, sharing, targeted advertising).
+    gpc_opt_out: bool = False
+    tcf_purposes: list[int] = []
+    google_consent: list[GoogleConsentType] = []
+    # Processing that may continue while a subject's data is restricted (storage, legal claims).
+    allowed_under_restriction: bool = False
+    # Cookie / tracking class shown to the user (essential, functional, analytics, advertising).
+    cookie_class: Literal["essential", "functional", "analytics", "advertising", ""] = ""
+
+    @field_validator("tcf_purposes")
+    @classmethod
+    def _tcf_range(cls, value: list[int]) -> list[int]:
+        for number in value:
+            if not 1 <= number <= 11:
+                raise ValueError(f"TCF purpose {number} is not between 1 and 11")
+        return value
+
+
+class Recipient(Strict):
+    description: str = ""
+    purposes: list[str]
+    # Outbound hosts (PrivacyTransport) that belong to this recipient.
+    hosts: list[str] = []
+    # category (or category prefix) -> output transform; anything not listed is dropped.
+    sees: dict[str, str] = {}
+    pseudonym_scope: str = ""
+
+
+class FieldRule(Strict):
+    select: str
+    category: str
+    transform: RequestTransform = "keep"
+    # Validation applied before the transform (a bad card number is refused, never forwarded).
+    validate_as: Literal["", "card_number", "email", "phone", "iso_date"] = ""
+    # Clear companions the shop may keep next to a protected card number.
+    companions: list[Literal["last4", "brand"]] = []
+    blind_index: bool = False
+    # Whether an absent field is acceptable (most are optional in a shop's JSON).
+    required: bool = False
+
+
+class BodyRules(Strict):
+    # Selector of the records in the body; each record is about one subject.
+    records: str = "$"
+    # Path inside a record to the subject's id; empty: the authenticated principal is the subject.
+    subject: str = ""
+    fields: list[FieldRule] = []
+    # Objects holding personal data: keys inside them that no rule classifies follow unknown_fields.
+    personal_objects: list[str] = []
+    unknown_fields: UnknownFields = "drop"
+    # GraphQL responses: rules apply under `data`.
+    graphql: bool = False
+
+
+class FreeTextRule(Strict):
+    select: str
+    detect: list[Literal["card_number", "prc_resident_id", "us_ssn", "iban", "email", "phone"]]
+    action: Literal["reject", "redact"] = "reject"
+
+
+class Route(Strict):
+    method: HttpMethod
+    path: str
+    description: str = ""
+    # The purpose the shop processes this route's data for (what a customer's own call serves).
+    purpose: str = ""
+    request: BodyRules | None = None
+    response: BodyRules | None = None
+    free_text: list[FreeTextRule] = []
+    # A 422 on a bad body is more useful than a silent pass for routes that must encrypt.
+    require_json: bool = True
+
+    @field_validator("path")
+    @classmethod
+    def _path_shape(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("path must start with '/'")
+        return value
+
+
+class TrackingRoute(Strict):
+    method: HttpMethod
+    path: str
+    purpose: str
+    denied_status: int = Field(default=204, ge=200, le=499)
+    pseudonymise: list[str] = []
+    truncate_ip: list[str] = []
+    drop: list[str] = []
+
+
+class CookieRule(Strict):
+    pattern: str
+    purpose: str
+
+
+class TrackingHost(Strict):
+    host: str
+    purpose: str
+
+
+class Tracking(Strict):
+    routes: list[TrackingRoute] = []
+    cookies: list[CookieRule] = []
+    hosts: list[TrackingHost] = []
+
+
+class LoginRoute(Strict):
+    method: HttpMethod = "POST"
+    path: str
+    username_field: str = "email"
+    success_statuses: list[int] = [200]
+
+
+class AccountRoute(Strict):
+    method: HttpMethod
+    path: str
+    event: Literal["logout", "password_change", "email_change", "account_closure", "registration"]
+
+
+class LoginLimits(Strict):
+    account_ip_failures: int = Field(default=10, ge=1)
+    account_failures: int = Field(default=50, ge=1)
+    ip_failures: int = Field(default=100, ge=1)
+    spray_usernames: int = Field(default=20, ge=1)
+    window_seconds: int = Field(default=900, ge=1)
+    lockout_seconds: int = Field(default=900, ge=1)
+
+
+class Audit(Strict):
+    logins: list[LoginRoute] = []
+    account_routes: list[AccountRoute] = []
+    limits: LoginLimits = LoginLimits()
+    raw_ip_days: int = Field(default=30, ge=1)
+    event_days: int = Field(default=365, ge=1)
+    strict_categories: list[str] = []
+    admin_scope: str = "privacy:admin"
+
+
+class RetentionRule(Strict):
+    category: str
+    days: int = Field(ge=1)
+    action: Literal["delete", "anonymise"] = "delete"
+    purpose: str = ""
+    reason: str = ""
+
+
+class LegalHold(Strict):
+    category: str
+    purpose: str
+    days: int = Field(ge=1)
+    reason: str
+
+
+class Rights(Strict):
+    deadline_days: int = Field(default=30, ge=1)
+    working_days: bool = False
+    legal_holds: list[LegalHold] = []
+
+
+class MinorsRoute(Strict):
+    method: HttpMethod = "POST"
+    path: str
+    birth_date: str
+
+
+class Minors(Strict):
+    minimum_age: int = Field(default=0, ge=0, le=21)
+    routes: list[MinorsRoute] = []
+
+
+class Identity(Strict):
+    subject_claim: str = "sub"
+    recipient_claim: str = "recipient"
+    purpose_claim: str = "purpose"
+    scope_claim: str = "scope"
+    # scope -> recipient, for staff roles carried as scopes.
+    scope_recipients: dict[str, str] = {}
+    # The recipient name of an authenticated customer reading someone else's record or of nobody.
+    anonymous_recipient: str = "public"
+
+
+class Policy(Strict):
+    policy: PolicyInfo
+    identity: Identity = Identity()
+    categories: dict[str, Category]
+    purposes: dict[str, Purpose]
+    recipients: dict[str, Recipient] = {}
+    routes: list[Route] = []
+    tracking: Tracking = Tracking()
+    audit: Audit = Audit()
+    retention: list[RetentionRule] = []
+    rights: Rights = Rights()
+    minors: Minors = Minors()
