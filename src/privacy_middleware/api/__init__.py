@@ -1,1 +1,24 @@
-"""api."""
+"""The privacy API mounted under PRIVACY_MOUNT_PATH (Starlette). Capabilities add their routes here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount
+
+from .common import problem_handler
+from .policy import policy_routes
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+
+def build_api(runtime: Runtime) -> Starlette:
+    routes: list[BaseRoute] = [*policy_routes(runtime)]
+    routes.extend(runtime.api_routes if hasattr(runtime, "api_routes") else [])
+    app = Starlette(
+        routes=[Mount(runtime.settings.mount_path, routes=routes)],
+        exception_handlers={Exception: problem_handler},
+    )
+    return app

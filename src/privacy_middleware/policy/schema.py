@@ -114,7 +114,17 @@ class FieldRule(Strict):
     required: bool = False
 
 
+class Shape(Strict):
+    """A reusable record layout (an order, a customer), classified once and used by many routes."""
+
+    subject: str = ""
+    fields: list[FieldRule] = []
+    personal_objects: list[str] = []
+
+
 class BodyRules(Strict):
+    # A named shape whose subject, fields and personal objects this body starts from.
+    shape: str = ""
     # Selector of the records in the body; each record is about one subject.
     records: str = "$"
     # Path inside a record to the subject's id; empty: the authenticated principal is the subject.
@@ -250,7 +260,9 @@ class Identity(Strict):
     scope_claim: str = "scope"
     # scope -> recipient, for staff roles carried as scopes.
     scope_recipients: dict[str, str] = {}
-    # The recipient name of an authenticated customer reading someone else's record or of nobody.
+    # Recipient name of a signed-in customer (who sees their own records in full) and of callers
+    # without a token. Neither needs a [recipients] entry: undeclared means they see nothing else.
+    customer_recipient: str = "customer"
     anonymous_recipient: str = "public"
 
 
@@ -260,6 +272,7 @@ class Policy(Strict):
     categories: dict[str, Category]
     purposes: dict[str, Purpose]
     recipients: dict[str, Recipient] = {}
+    shapes: dict[str, Shape] = {}
     routes: list[Route] = []
     tracking: Tracking = Tracking()
     audit: Audit = Audit()

@@ -1,0 +1,281 @@
+"""The one field engine: classify fields with compiled selectors, then transform them.
+
+It serves request protection (validate, strip, encrypt, tokenise), response disclosure (what a
+recipient may see, default deny), and any other place that touches personal fields (outbound
+sharing, export), so the rules are enforced the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..context import Principal
+from ..errors import PrivacyError
+from ..policy.compile import CompiledBody, CompiledField
+from ..policy.schema import Policy
+from .masks import apply_mask
+from .selectors import Location
+from .validators import validate_field
+
+
+class FieldCipher(Protocol):
+    """What the engine needs from the key service (crypto/)."""
+
+    async def encrypt(self, value: str, *, category: str, subject: str) -> str: ...
+    async def encrypt_deterministic(self, value: str, *, category: str, subject: str) -> str: ...
+    async def decrypt(self, token: str, *, category: str, subject: str) -> str: ...
+    async def tokenise(self, value: str, *, category: str, subject: str) -> str: ...
+    async def detokenise(self, token: str, *, category: str, subject: str) -> str: ...
+    async def blind_index(self, value: str, *, category: str) -> str: ...
+
+
+ENVELOPE_PREFIXES = ("pe1.", "pd1.", "tok_")
+
+
+def is_protected(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(ENVELOPE_PREFIXES)
+
+
+@dataclass(slots=True)
+class FieldReport:
+    """What a pass over a body did, for metrics and the audit (categories only, never values)."""
+
+    transformed: dict[str, int] = field(default_factory=dict)
+    categories: set[str] = field(default_factory=set)
+    subjects: set[str] = field(default_factory=set)
+    unknown_dropped: int = 0
+    unknown_kept: int = 0
+    legacy_plaintext: int = 0
+    reveal_failures: int = 0
+
+    def count(self, transform: str) -> None:
+        self.transformed[transform] = self.transformed.get(transform, 0) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who will receive a response: decides the output transform per category."""
+
+    principal: Principal | None
+    recipient: str
+    grants: dict[str, str]
+    purpose: str | None = None
+
+    def is_subject(self, subject: str | None) -> bool:
+        return bool(subject) and self.principal is not None and self.principal.subject == subject
+
+    def transform_for(self, category: str) -> str:
+        """Longest granted prefix wins; anything not granted is dropped (default deny)."""
+        best, best_len = "drop", -1
+        for granted, transform in self.grants.items():
+            if (category == granted or category.startswith(granted + ".")) and len(granted) > best_len:
+                best, best_len = transform, len(granted)
+        return best
+
+
+class Pseudonymiser:
+    """Keyed HMAC per recipient scope, so two partners' pseudonyms cannot be joined."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def pseudonym(self, value: Any, scope: str) -> str:
+        key = hmac.new(self._secret, b"pseudonym:" + scope.encode(), hashlib.sha256).digest()
+        digest = hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()
+        return f"ps_{digest[:32]}"
+
+
+def records_of(body: CompiledBody, document: Any) -> Iterator[Any]:
+    yield from body.records.values(document)
+
+
+def record_subject(body: CompiledBody, record: Any, fallback: str | None) -> str | None:
+    if body.subject is None:
+        return fallback
+    for value in body.subject.values(record):
+        if value is not None and not isinstance(value, dict | list):
+            return str(value)
+    return None
+
+
+class FieldEngine:
+    def __init__(self, policy: Policy, pseudonymiser: Pseudonymiser, cipher: FieldCipher | None = None) -> None:
+        self.policy = policy
+        self.pseudonymiser = pseudonymiser
+        self.cipher = cipher
+
+    # --- the way in --------------------------------------------------------------------------
+
+    async def protect_request(self, body: CompiledBody, document: Any, principal: Principal | None) -> FieldReport:
+        """Validate and transform classified request fields in place; raises PrivacyError to refuse."""
+        report = FieldReport()
+        fallback = principal.subject if principal else None
+        for record in records_of(body, document):
+            subject = record_subject(body, record, fallback)
+            for rule in body.fields:
+                locations = list(rule.selector.locations(record))
+                if not locations and rule.rule.required:
+                    raise PrivacyError(
+                        "missing_field", f"The field {rule.rule.select!r} is required on this route.", 422,
+                        extra={"field": rule.rule.select},
+                    )
+                for location in locations:
+                    await self._protect_one(rule, location, subject, report)
+        return report
+
+    async def _protect_one(
+        self, rule: CompiledField, location: Location, subject: str | None, report: FieldReport
+    ) -> None:
+        spec = rule.rule
+        value = location.get()
+        if value is None:
+            return
+        report.categories.add(spec.category)
+        if spec.transform == "strip":
+            location.delete()
+            report.count("strip")
+            return
+        if spec.validate_as:
+            validate_field(spec.validate_as, value, spec.select)
+        if spec.transform == "keep":
+            return
+        if is_protected(value):
+            raise PrivacyError(
+                "already_protected",
+                f"The field {spec.select!r} already holds a protected value; send the clear value.",
+                422,
+                extra={"field": spec.select},
+            )
+        if not isinstance(value, str | int | float):
+            raise PrivacyError(
+                "unprotectable_field", f"The field {spec.select!r} must be a string or number.", 422,
+                extra={"field": spec.select},
+            )
+        if self.cipher is None:
+            raise PrivacyError("key_service_unavailable", "No key service is configured.", 503)
+        if not subject:
+            raise PrivacyError(
+                "subject_required", "This route stores protected data and needs a signed-in customer.", 401
+            )
+        text = str(value)
+        parent = location.parent
+        if isinstance(parent, dict) and isinstance(location.key, str):
+            if "last4" in spec.companions:
+                parent[f"{location.key}_last4"] = text[-4:]
+            if "brand" in spec.companions:
+                from ..crypto.cards import card_brand
+
+                parent[f"{location.key}_brand"] = card_brand(text)
+            if spec.blind_index:
+                parent[f"{location.key}_index"] = await self.cipher.blind_index(text, category=spec.category)
+        if spec.transform == "encrypt":
+            location.set(await self.cipher.encrypt(text, category=spec.category, subject=subject))
+        elif spec.transform == "encrypt_deterministic":
+            location.set(await self.cipher.encrypt_deterministic(text, category=spec.category, subject=subject))
+        elif spec.transform == "tokenise":
+            location.set(await self.cipher.tokenise(text, category=spec.category, subject=subject))
+        report.count(spec.transform)
+        report.subjects.add(subject)
+
+    # --- the way out -------------------------------------------------------------------------
+
+    async def disclose(self, body: CompiledBody, document: Any, viewer: Viewer) -> FieldReport:
+        """Rewrite a response in place so it holds only what this viewer may see."""
+        report = FieldReport()
+        root = document
+        if body.rules.graphql:
+            root = document.get("data") if isinstance(document, dict) else None
+            if root is None:
+                return report
+        fallback = viewer.principal.subject if viewer.principal else None
+        for record in records_of(body, root):
+            subject = record_subject(body, record, fallback)
+            own = viewer.is_subject(subject)
+            classified: set[tuple[int, str | int]] = set()
+            for rule in body.fields:
+                for location in list(rule.selector.locations(record)):
+                    classified.add((id(location.parent), location.key))
+                    transform = "keep" if own else viewer.transform_for(rule.rule.category)
+                    await self._disclose_one(rule, location, transform, subject, viewer, report)
+            self._unknown_fields(body, record, classified, own, report)
+        return report
+
+    async def _disclose_one(
+        self, rule: CompiledField, location: Location, transform: str, subject: str | None,
+        viewer: Viewer, report: FieldReport,
+    ) -> None:
+        category = rule.rule.category
+        value = location.get()
+        if transform == "drop":
+            location.delete()
+            report.count("drop")
+            return
+        if value is None:
+            return
+        report.categories.add(category)
+        if subject:
+            report.subjects.add(subject)
+        if transform == "ciphertext":
+            if not is_protected(value):
+                location.delete()
+            report.count(transform)
+            return
+        if is_protected(value):
+            value = await self._reveal(value, category, subject, report)
+            if value is None:
+                location.set({"error": "unreadable", "code": "decryption_failed"})
+                return
+        elif self.cipher is not None and rule.rule.transform != "keep":
+            report.legacy_plaintext += 1
+        if transform == "keep":
+            location.set(value)
+        elif transform == "pseudonymise":
+            scope = self.policy.recipients.get(viewer.recipient)
+            location.set(self.pseudonymiser.pseudonym(value, (scope.pseudonym_scope if scope else "") or viewer.recipient))
+        else:
+            location.set(apply_mask(transform, value))
+        report.count(transform)
+
+    async def _reveal(self, value: str, category: str, subject: str | None, report: FieldReport) -> Any:
+        if self.cipher is None:
+            raise PrivacyError("key_service_unavailable", "No key service is configured.", 503)
+        if not subject:
+            report.reveal_failures += 1
+            return None
+        try:
+            if value.startswith("tok_"):
+                return await self.cipher.detokenise(value, category=category, subject=subject)
+            return await self.cipher.decrypt(value, category=category, subject=subject)
+        except PrivacyError as error:
+            if error.status == 503:
+                raise
+            report.reveal_failures += 1
+            return None
+
+    def _unknown_fields(
+        self, body: CompiledBody, record: Any, classified: set[tuple[int, str | int]], own: bool,
+        report: FieldReport,
+    ) -> None:
+        action = body.rules.unknown_fields
+        for selector in body.personal_objects:
+            for obj in selector.values(record):
+                if not isinstance(obj, dict):
+                    continue
+                for key in list(obj):
+                    if (id(obj), key) in classified:
+                        continue
+                    if own or action == "keep":
+                        report.unknown_kept += 1
+                    elif action == "drop":
+                        del obj[key]
+                        report.unknown_dropped += 1
+                    else:
+                        raise PrivacyError(
+                            "unclassified_field",
+                            "The shop's response holds a personal-data field the policy does not classify.",
+                            502,
+                        )

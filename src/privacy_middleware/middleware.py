@@ -1,0 +1,361 @@
+"""The pure-ASGI middleware: match the route, run its plan, nothing else.
+
+Requests on routes without a plan go straight to the app after one table lookup. Websockets pass
+through; lifespan is answered here when the wrapped app cannot (Django raises on it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from .asgi.body import ClientDisconnected, declared_length, read_body, replay, too_large
+from .asgi.headers import get_header, is_json_media_type, media_type, merge_vary, replace, without
+from .asgi.responses import send_problem
+from .context import SCOPE_KEY, RequestContext
+from .errors import PrivacyError
+from .pipeline import Exchange, RoutePlan
+from .runtime import Runtime
+from .settings import Settings
+from .types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("privacy_middleware")
+
+BODYLESS_STATUSES = {204, 304}
+DIGEST_HEADERS = (b"content-md5", b"digest", b"content-digest", b"repr-digest", b"etag")
+
+
+class PrivacyMiddleware:
+    """`app = PrivacyMiddleware(app)` — settings from PRIVACY_* unless given."""
+
+    def __init__(self, app: ASGIApp, settings: Settings | None = None, *, runtime: Runtime | None = None) -> None:
+        self.app = app
+        self.runtime = runtime or Runtime(settings or Settings())
+        self.settings = self.runtime.settings
+        self.plans = self.runtime.plans
+        self.mount = self.settings.mount_path
+        self.metrics_path = self.settings.metrics_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "lifespan":
+                await self._lifespan(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if self.mount and (path == self.mount or path.startswith(self.mount + "/")):
+            await self._privacy_api(scope, receive, send)
+            return
+        if path == self.metrics_path and self.metrics_path:
+            await self._metrics(send)
+            return
+        found = self.plans.match(scope["method"], path)
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        await self.runtime.ensure_started()
+        await self._run(found[0], found[1], scope, receive, send)
+
+    # --- planned routes -------------------------------------------------------------------
+
+    async def _run(
+        self, plan: RoutePlan, params: dict[str, str], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        started = time.perf_counter()
+        headers = scope.get("headers") or []
+        ctx = RequestContext(
+            method=scope["method"],
+            path=scope["path"],
+            client_ip=self.runtime.client_ip.resolve(scope),
+            path_params=params,
+            user_agent=(get_header(headers, b"user-agent") or b"").decode("latin-1"),
+        )
+        scope = dict(scope)
+        scope[SCOPE_KEY] = ctx
+        ex = Exchange(scope=scope, ctx=ctx, spec=plan.spec)
+        route_label = f"{plan.spec.method} {plan.spec.template}"
+        outcome = "passed"
+        try:
+            try:
+                ctx.principal = await self.runtime.verifier.authenticate(get_header(headers, b"authorization"))
+                for step in plan.steps:
+                    await step.before(ex)
+                if plan.needs_request_json:
+                    receive = await self._rewrite_request(plan, ex, scope, receive)
+            except PrivacyError as error:
+                outcome = "refused"
+                self.runtime.metrics.refusals.labels(error.code).inc()
+                ex.status = error.status
+                await send_problem(send, error, head=scope["method"] == "HEAD")
+                return
+            except ClientDisconnected:
+                outcome = "disconnected"
+                return
+            if plan.needs_response_start:
+                responder = _Responder(self, plan, ex, send, started)
+                await self.app(scope, receive, responder.send)
+                if responder.refused:
+                    outcome = "refused"
+            else:
+                self.runtime.metrics.plan_seconds.observe(time.perf_counter() - started)
+                await self.app(scope, receive, send)
+        finally:
+            self.runtime.metrics.requests.labels(route_label, outcome).inc()
+            for step in plan.steps:
+                try:
+                    await step.after(ex)
+                except Exception:  # an audit hiccup must not turn a served response into an error
+                    logger.exception("privacy step %s failed after the response", type(step).__name__)
+
+    async def _rewrite_request(self, plan: RoutePlan, ex: Exchange, scope: Scope, receive: Receive) -> Receive:
+        headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or [])
+        limit = self.settings.max_body_bytes
+        length = declared_length(headers)
+        if length is not None and length > limit:
+            raise too_large(limit)  # before reading: no 100-continue for a body we will refuse
+        if length == 0 or (length is None and get_header(headers, b"transfer-encoding") is None
+                           and ex.ctx.method in {"GET", "HEAD", "DELETE", "OPTIONS"}):
+            return receive
+        if get_header(headers, b"content-encoding") not in (None, b"identity"):
+            raise PrivacyError(
+                "unsupported_content_encoding",
+                "This route's body must be inspected; send it uncompressed.",
+                415,
+            )
+        body = await read_body(receive, limit)
+        if not body:
+            return replay(body, receive)
+        if not is_json_media_type(media_type(headers)):
+            raise PrivacyError("unsupported_media_type", "This route accepts JSON bodies only.", 415)
+        try:
+            ex.request_json = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise PrivacyError("malformed_json", "The request body is not valid JSON.", 400) from None
+        ex.request_has_json = True
+        for step in plan.steps:
+            await step.on_request(ex)
+        if ex.request_changed:
+            body = orjson.dumps(ex.request_json)
+            headers = replace(without(headers, b"content-md5", b"digest", b"content-digest"),
+                              b"content-length", str(len(body)).encode())
+            scope["headers"] = headers
+        return replay(body, receive)
+
+    # --- privacy API, metrics, lifespan -----------------------------------------------------
+
+    async def _privacy_api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.runtime.ensure_started()
+        headers = scope.get("headers") or []
+        ctx = RequestContext(
+            method=scope["method"],
+            path=scope["path"],
+            client_ip=self.runtime.client_ip.resolve(scope),
+            user_agent=(get_header(headers, b"user-agent") or b"").decode("latin-1"),
+        )
+        try:
+            ctx.principal = await self.runtime.verifier.authenticate(get_header(headers, b"authorization"))
+        except PrivacyError as error:
+            self.runtime.metrics.refusals.labels(error.code).inc()
+            await send_problem(send, error)
+            return
+        scope = dict(scope)
+        scope[SCOPE_KEY] = ctx
+        await self.runtime.api(scope, receive, send)
+
+    async def _metrics(self, send: Send) -> None:
+        body, content_type = self.runtime.metrics.render()
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app_answered = False
+        startup_error: str | None = None
+
+        async def wrapped_receive() -> Message:
+            nonlocal startup_error
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.ensure_started()
+                except Exception as exc:  # reported to the server, which refuses to start
+                    startup_error = str(exc)
+            return message
+
+        async def wrapped_send(message: Message) -> None:
+            nonlocal app_answered
+            app_answered = True
+            kind = message["type"]
+            if kind == "lifespan.startup.complete" and startup_error is not None:
+                message = {"type": "lifespan.startup.failed", "message": startup_error}
+            elif kind == "lifespan.shutdown.complete":
+                await self.runtime.stop()
+            await send(message)
+
+        try:
+            await self.app(scope, wrapped_receive, wrapped_send)
+        except Exception:
+            if app_answered:
+                raise
+            # The app does not speak lifespan (Django raises): answer it ourselves.
+            await self._own_lifespan(receive, send, startup_error)
+            return
+        if not app_answered:
+            await self._own_lifespan(receive, send, startup_error)
+
+    async def _own_lifespan(self, receive: Receive, send: Send, startup_error: str | None) -> None:
+        if self.runtime.started or startup_error is not None:
+            pass  # startup message was already consumed by the wrapped receive
+        else:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.ensure_started()
+                except Exception as exc:
+                    startup_error = str(exc)
+        if startup_error is not None:
+            await send({"type": "lifespan.startup.failed", "message": startup_error})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await self.runtime.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class _Responder:
+    """Per-request response handling: holds `start` back until the final headers are known."""
+
+    def __init__(self, middleware: PrivacyMiddleware, plan: RoutePlan, ex: Exchange, send: Send, started: float):
+        self.mw = middleware
+        self.plan = plan
+        self.ex = ex
+        self.downstream = send
+        self.started = started
+        self.start: Message | None = None
+        self.mode = "pending"  # pass | buffer | drain
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.refused = False
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            await self._on_start(message)
+        elif kind == "http.response.body":
+            if self.mode == "pass":
+                await self.downstream(message)
+            elif self.mode == "buffer":
+                await self._on_body(message)
+            # drain: the app's body is swallowed; the refusal was already sent
+        elif self.mode == "drain":
+            return
+        else:
+            await self.downstream(message)  # trailers, pathsend, zerocopy, early hints
+
+    async def _on_start(self, message: Message) -> None:
+        ex = self.ex
+        ex.status = int(message["status"])
+        ex.response_headers = list(message.get("headers") or [])
+        self.start = message
+        if not self.plan.needs_response_json or ex.ctx.method == "HEAD" or ex.status in BODYLESS_STATUSES:
+            await self._run_hooks()
+            if self.mode != "drain":
+                self.mode = "pass"
+                await self._send_start(changed=False)
+            return
+        headers = ex.response_headers
+        encoding = get_header(headers, b"content-encoding")
+        media = media_type(headers)
+        if ex.status == 206 or (encoding not in (None, b"identity")):
+            await self._refuse("response_not_filterable", "The shop's response cannot be filtered here.", 502)
+        elif not is_json_media_type(media):
+            if ex.status >= 400:
+                # Keep the status the shop meant, never its body: it may carry personal data.
+                await self._refuse("upstream_error", "The shop answered with an error.", ex.status)
+            elif media == "" and (get_header(headers, b"content-length") in (b"0", None)):
+                self.mode = "buffer"  # an empty body with no type: check it really is empty
+            else:
+                await self._refuse("response_not_json", "The shop's response on this route is not JSON.", 502)
+        else:
+            length = get_header(headers, b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.mw.settings.max_response_bytes:
+                await self._refuse("response_too_large", "The shop's response is too large to filter.", 502)
+            else:
+                self.mode = "buffer"
+
+    async def _on_body(self, message: Message) -> None:
+        chunk = message.get("body", b"")
+        if chunk:
+            self.size += len(chunk)
+            if self.size > self.mw.settings.max_response_bytes:
+                self.chunks.clear()
+                await self._refuse("response_too_large", "The shop's response is too large to filter.", 502)
+                return
+            self.chunks.append(chunk)
+        if message.get("more_body", False):
+            return
+        body = b"".join(self.chunks)
+        self.chunks.clear()
+        ex = self.ex
+        if body:
+            if not is_json_media_type(media_type(ex.response_headers)):
+                await self._refuse("response_not_json", "The shop's response on this route is not JSON.", 502)
+                return
+            try:
+                ex.response_json = orjson.loads(body)
+                ex.response_has_json = True
+            except orjson.JSONDecodeError:
+                await self._refuse("malformed_response", "The shop's response is not valid JSON.", 502)
+                return
+        await self._run_hooks()
+        if self.mode == "drain":
+            return
+        if ex.response_changed:
+            body = orjson.dumps(ex.response_json)
+        await self._send_start(changed=ex.response_changed, length=len(body))
+        self.mode = "pass"
+        await self.downstream({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def _run_hooks(self) -> None:
+        try:
+            for step in self.plan.steps:
+                await step.on_response(self.ex)
+        except PrivacyError as error:
+            await self._refuse(error.code, error.message, error.status, error)
+        finally:
+            self.mw.runtime.metrics.plan_seconds.observe(time.perf_counter() - self.started)
+
+    async def _send_start(self, *, changed: bool, length: int | None = None) -> None:
+        assert self.start is not None
+        ex = self.ex
+        headers = ex.response_headers
+        if self.plan.needs_response_json:
+            # Output depends on who asks: never let a shared cache serve it to someone else.
+            headers = merge_vary(headers, "Authorization", "Cookie")
+            cache_control = get_header(headers, b"cache-control") or b""
+            if b"private" not in cache_control and b"no-store" not in cache_control:
+                headers = replace(headers, b"cache-control", b"private")
+            if changed:
+                headers = without(headers, *DIGEST_HEADERS)
+        if length is not None and self.mode == "buffer":
+            headers = replace(headers, b"content-length", str(length).encode())
+        headers = headers + ex.extra_headers
+        message: dict[str, Any] = dict(self.start)
+        message["headers"] = headers
+        await self.downstream(message)
+
+    async def _refuse(self, code: str, message: str, status: int, error: PrivacyError | None = None) -> None:
+        self.mode = "drain"
+        self.refused = True
+        self.chunks.clear()
+        error = error or PrivacyError(code, message, status)
+        self.mw.runtime.metrics.refusals.labels(error.code).inc()
+        await send_problem(self.downstream, error, head=self.ex.ctx.method == "HEAD")

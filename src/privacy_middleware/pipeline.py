@@ -1,0 +1,82 @@
+"""Route plans: the ordered steps a capability contributes to one route.
+
+A step is a small object with up to four hooks; the middleware calls them in order. Hooks raise
+`PrivacyError` to refuse. Steps are built once at start-up (one per route that needs it) by step
+factories, so the request path does no policy lookups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .context import RequestContext
+from .policy.compile import RouteSpec
+from .types import Scope
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request/response as the steps see it."""
+
+    scope: Scope
+    ctx: RequestContext
+    spec: RouteSpec
+    request_json: Any = None
+    request_has_json: bool = False
+    request_changed: bool = False
+    status: int = 0
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    response_json: Any = None
+    response_has_json: bool = False
+    response_changed: bool = False
+    # Extra response headers steps want set (e.g. consent hints), and Set-Cookie lines to add.
+    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+class Step:
+    """Base class: override the hooks you need. Flags tell the middleware what to buffer."""
+
+    needs_request_json: bool = False
+    needs_response_json: bool = False
+    needs_response_start: bool = False
+
+    async def before(self, ex: Exchange) -> None:
+        """Before the body is read (reject early: lockout, consent)."""
+
+    async def on_request(self, ex: Exchange) -> None:
+        """With `ex.request_json` parsed (only if needs_request_json)."""
+
+    async def on_response(self, ex: Exchange) -> None:
+        """With status and headers (and `ex.response_json` if needs_response_json)."""
+
+    async def after(self, ex: Exchange) -> None:
+        """After the response was sent: audit and counters. Never raises to the client."""
+
+
+StepFactory = Callable[[RouteSpec], Step | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    spec: RouteSpec
+    steps: tuple[Step, ...]
+    needs_request_json: bool
+    needs_response_json: bool
+    needs_response_start: bool
+    has_before: bool
+
+    @classmethod
+    def build(cls, spec: RouteSpec, factories: list[StepFactory]) -> RoutePlan | None:
+        steps = tuple(step for factory in factories if (step := factory(spec)) is not None)
+        if not steps:
+            return None
+        return cls(
+            spec=spec,
+            steps=steps,
+            needs_request_json=any(s.needs_request_json for s in steps),
+            needs_response_json=any(s.needs_response_json for s in steps),
+            needs_response_start=any(s.needs_response_start or s.needs_response_json for s in steps),
+            has_before=any(type(s).before is not Step.before for s in steps),
+        )

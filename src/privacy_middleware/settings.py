@@ -1,0 +1,155 @@
+"""Runtime settings from the environment: `PRIVACY_*`, `__` for nesting, `*_FILE` for secrets.
+
+Precedence (highest first): arguments passed to `Settings(...)`, environment variables,
+`PRIVACY_<NAME>_FILE` files, defaults. Setting both `PRIVACY_X` and `PRIVACY_X_FILE` is an error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from typing_extensions import Annotated
+
+from .errors import ConfigError
+from .store.database import DEFAULT_DATABASE_URL
+
+ENV_PREFIX = "PRIVACY_"
+NESTED = "__"
+
+
+class JwtSettings(BaseModel):
+    """How callers prove who they are. Keys: a shared secret, a public key (PEM) or a JWKS URL."""
+
+    issuer: str | None = None
+    audience: str | None = None
+    algorithms: Annotated[list[str], NoDecode] = ["RS256", "ES256", "EdDSA"]
+    secret: SecretStr | None = None
+    public_key: str | None = None
+    jwks_url: str | None = None
+    leeway_seconds: int = Field(default=30, ge=0, le=600)
+    jwks_cache_seconds: int = Field(default=600, ge=1)
+    token_cache_size: int = Field(default=10_000, ge=0)
+    token_cache_seconds: int = Field(default=60, ge=0)
+
+    @field_validator("algorithms", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return [a.strip() for a in value.split(",") if a.strip()] if isinstance(value, str) else value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _no_none(cls, value: list[str]) -> list[str]:
+        allowed = {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                   "ES256", "ES384", "ES512", "EdDSA"}
+        bad = [a for a in value if a not in allowed]
+        if bad:
+            raise ValueError(f"unsupported JWT algorithms {bad}; allowed: {sorted(allowed)}")
+        if not value:
+            raise ValueError("at least one JWT algorithm is required")
+        return value
+
+
+class FileSecretsSource(PydanticBaseSettingsSource):
+    """Reads `PRIVACY_<NAME>_FILE` (also nested: `PRIVACY_JWT__SECRET_FILE`) into `<name>`."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # values come from __call__ as one nested dict
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for key, path in os.environ.items():
+            if not key.startswith(ENV_PREFIX) or not key.endswith("_FILE"):
+                continue
+            target = key[: -len("_FILE")]
+            if target in os.environ:
+                raise ConfigError(f"set either {target} or {key}, not both")
+            try:
+                content = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{key} names a file that cannot be read ({exc.strerror})") from None
+            parts = target[len(ENV_PREFIX) :].lower().split(NESTED)
+            node = values
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = content
+        return values
+
+
+class Settings(BaseSettings):
+    """Every runtime knob; documented one by one in docs/configuration.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter=NESTED, extra="ignore", case_sensitive=False
+    )
+
+    policy_file: Path = Path("privacy-policy.toml")
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    keys: str = "local://./privacy-keyring.json"
+    pseudonym_secret: SecretStr | None = None
+    jwt: JwtSettings = JwtSettings()
+    trusted_proxies: Annotated[list[str], NoDecode] = []
+    mount_path: str = "/privacy"
+    metrics_path: str = "/metrics"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_response_bytes: int = Field(default=8_388_608, ge=1024)
+    auto_migrate: bool = True
+    data_dir: Path = Path(".")
+    log_level: str = "INFO"
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an IP address or CIDR") from None
+        return value
+
+    @field_validator("mount_path", "metrics_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if value and (not value.startswith("/") or value == "/"):
+            raise ValueError("must start with '/' and not be '/' alone (or be empty to disable)")
+        return value.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, FileSecretsSource(settings_cls))
+
+
+def env_variables() -> dict[str, FieldInfo]:
+    """Every PRIVACY_* variable the model reads, by name (used by the docs test)."""
+    names: dict[str, FieldInfo] = {}
+    for name, info in Settings.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for sub, sub_info in annotation.model_fields.items():
+                names[f"{ENV_PREFIX}{name.upper()}{NESTED}{sub.upper()}"] = sub_info
+        else:
+            names[f"{ENV_PREFIX}{name.upper()}"] = info
+    return names
