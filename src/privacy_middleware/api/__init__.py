@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Mount
 
+from ..errors import PrivacyError
 from .common import problem_handler
 from .policy import policy_routes
 
@@ -19,6 +21,7 @@ def build_api(runtime: Runtime) -> Starlette:
     routes.extend(runtime.api_routes if hasattr(runtime, "api_routes") else [])
     app = Starlette(
         routes=[Mount(runtime.settings.mount_path, routes=routes)],
-        exception_handlers={Exception: problem_handler},
+        exception_handlers={PrivacyError: problem_handler, HTTPException: problem_handler,
+                            Exception: problem_handler},
     )
     return app
