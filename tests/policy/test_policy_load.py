@@ -95,3 +95,27 @@ def test_missing_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as info:
         load_policy(tmp_path / "nope.toml")
     assert "cannot read file" in str(info.value)
+
+
+def test_route_table_matching_rules() -> None:
+    from privacy_middleware.policy.compile import RouteTable
+
+    table = RouteTable([
+        ("GET", "/orders/{id}", "order"),
+        ("GET", "/orders/export", "export"),
+        ("GET", "/users/{uid}/orders/{oid}", "user-order"),
+        ("GET", "/files/{p:path}", "file"),
+        ("GET", "/{tenant}/cart", "cart"),
+        ("POST", "/checkout", "checkout"),
+    ])
+    assert table.match("GET", "/orders/12") == ("order", {"id": "12"})
+    assert table.match("GET", "/orders/export") == ("export", {})
+    assert table.match("GET", "/orders/12/") == ("order", {"id": "12"})
+    assert table.match("GET", "/users/u1/orders/o2") == ("user-order", {"uid": "u1", "oid": "o2"})
+    assert table.match("GET", "/files/a/b/c") == ("file", {"p": "a/b/c"})
+    assert table.match("GET", "/acme/cart") == ("cart", {"tenant": "acme"})
+    assert table.match("POST", "/checkout/") == ("checkout", {})
+    assert table.match("GET", "/orders/12/x") is None
+    assert table.match("GET", "/orders") is None
+    assert table.match("DELETE", "/orders/12") is None
+    assert table.match("GET", "/") is None

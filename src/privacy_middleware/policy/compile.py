@@ -112,6 +112,13 @@ def _template_regex(template: str, prefix: str) -> str:
     return pattern + re.escape(template[last:])
 
 
+def _first_segment(template: str) -> str:
+    """The literal first path segment, or "{" when the template starts with a parameter."""
+    end = template.find("/", 1)
+    segment = template[1:end] if end > 0 else template[1:]
+    return "{" if "{" in segment else segment
+
+
 T = TypeVar("T")
 U = TypeVar("U")
 
@@ -121,42 +128,50 @@ class RouteTable(Generic[T]):
 
     def __init__(self, entries: Iterable[tuple[str, str, T]]) -> None:
         self._static: dict[tuple[str, str], T] = {}
-        templated: dict[str, list[tuple[str, T]]] = {}
+        buckets: dict[tuple[str, str], list[tuple[str, T]]] = {}
         for method, template, value in entries:
             if PATH_PARAM_RE.search(template):
-                templated.setdefault(method, []).append((template, value))
+                buckets.setdefault((method, _first_segment(template)), []).append((template, value))
             else:
                 self._static[(method, template)] = value
-        self._templated: dict[str, tuple[re.Pattern[str], list[tuple[str, T]]]] = {}
-        for method, items in templated.items():
+        # Templated routes are bucketed by method and literal first segment, so an unplanned path
+        # costs dict lookups only; one alternation regex per bucket decides among the candidates.
+        self._templated: dict[tuple[str, str], tuple[re.Pattern[str], list[tuple[str, T]]]] = {}
+        for key, items in buckets.items():
             # More literal characters first, so `/orders/export` wins over `/orders/{id}`.
             items.sort(key=lambda item: (-len(PATH_PARAM_RE.sub("", item[0])), item[0]))
             alternation = "|".join(
                 f"(?P<r{i}>{_template_regex(template, f'p{i}_')})" for i, (template, _) in enumerate(items)
             )
-            self._templated[method] = (re.compile(f"^(?:{alternation})/?$"), items)
+            self._templated[key] = (re.compile(f"^(?:{alternation})/?$"), items)
         self.size = len(self._static) + sum(len(v[1]) for v in self._templated.values())
 
     def match(self, method: str, path: str) -> tuple[T, dict[str, str]] | None:
         value = self._static.get((method, path))
         if value is not None:
             return value, {}
-        if path.endswith("/") and len(path) > 1:
+        if path[-1:] == "/" and len(path) > 1:
             value = self._static.get((method, path[:-1]))
             if value is not None:
                 return value, {}
-        compiled = self._templated.get(method)
-        if compiled is None:
+        if not self._templated:
             return None
-        regex, values = compiled
-        found = regex.match(path)
-        if found is None:
-            return None
-        groups = found.groupdict()
-        index = next(int(k[1:]) for k, v in groups.items() if k[0] == "r" and v is not None)
-        prefix = f"p{index}_"
-        params = {k[len(prefix) :]: v for k, v in groups.items() if k.startswith(prefix) and v is not None}
-        return values[index][1], params
+        end = path.find("/", 1)
+        segment = path[1:end] if end > 0 else path[1:]
+        for key in ((method, segment), (method, "{")):
+            compiled = self._templated.get(key)
+            if compiled is None:
+                continue
+            regex, values = compiled
+            found = regex.match(path)
+            if found is None:
+                continue
+            groups = found.groupdict()
+            index = next(int(k[1:]) for k, v in groups.items() if k[0] == "r" and v is not None)
+            prefix = f"p{index}_"
+            params = {k[len(prefix) :]: v for k, v in groups.items() if k.startswith(prefix) and v is not None}
+            return values[index][1], params
+        return None
 
     def map(self, fn: Callable[[T], U | None]) -> RouteTable[U]:
         """A table of the same routes with transformed entries (None entries are left out)."""
@@ -165,7 +180,7 @@ class RouteTable(Generic[T]):
             new = fn(value)
             if new is not None:
                 entries.append((method, template, new))
-        for method, (_, values) in self._templated.items():
+        for (method, _), (_, values) in self._templated.items():
             for template, value in values:
                 new = fn(value)
                 if new is not None:
