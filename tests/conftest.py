@@ -92,7 +92,14 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
                                    inbox.get, outbox.put))
     await inbox.put({"type": "lifespan.startup"})
-    started = await outbox.get()
+    getter = asyncio.ensure_future(outbox.get())
+    await asyncio.wait({getter, task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if not getter.done():
+        getter.cancel()
+        if task.done():
+            task.result()  # re-raise what killed the app during start-up
+        raise RuntimeError("the app did not answer lifespan.startup within 30 s")
+    started = getter.result()
     if started["type"] != "lifespan.startup.complete":
         task.cancel()
         raise RuntimeError(started.get("message", "startup failed"))

@@ -39,6 +39,12 @@ class PrivacyMiddleware:
         self.mount = self.settings.mount_path
         self.metrics_path = self.settings.metrics_path
 
+    def transport(self, inner: Any = None) -> Any:
+        """An httpx transport for the shop's partner calls that applies this policy (PrivacyTransport)."""
+        from .transport import PrivacyTransport
+
+        return PrivacyTransport(self.runtime, inner)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http":

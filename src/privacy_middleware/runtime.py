@@ -75,11 +75,14 @@ class Runtime:
         self._start_lock = asyncio.Lock()
         self._on_start: list[Callable[[], Any]] = []
         self._on_stop: list[Callable[[], Any]] = []
+        # Capabilities hook into outbound calls (consent gates) and disclosures (the audit).
+        self.outbound_gates: list[Callable[[httpx.Request], Any]] = []
+        self.disclosure_hooks: list[Callable[..., Any]] = []
 
-        from .steps import foundation_factories
+        from .steps import default_factories
 
         factories: list[StepFactory] = []
-        for build in [foundation_factories, *(extra_factories or [])]:
+        for build in [default_factories, *(extra_factories or [])]:
             factories.extend(build(self))
         self.plans: RouteTable[RoutePlan] = self.specs.map(lambda spec: RoutePlan.build(spec, factories))
 

@@ -223,3 +223,25 @@ def compile_policy(policy: Policy) -> RouteTable[RouteSpec]:
         spec.minors = minors_route
         spec.minors_birth_date = compile_selector(minors_route.birth_date)
     return RouteTable((m, t, s) for (m, t), s in specs.items())
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundHost:
+    """A recipient's host: which of its endpoints the shop may call and what their bodies hold."""
+
+    recipient: str
+    endpoints: RouteTable[CompiledBody]
+
+
+def compile_outbound(policy: Policy) -> dict[str, OutboundHost]:
+    hosts: dict[str, OutboundHost] = {}
+    for name, recipient in policy.recipients.items():
+        entries = []
+        for endpoint in recipient.endpoints:
+            body = _compile_body(endpoint.request, policy)
+            assert body is not None
+            entries.append((endpoint.method, endpoint.path, body))
+        table: RouteTable[CompiledBody] = RouteTable(entries)
+        for host in recipient.hosts:
+            hosts[host.lower()] = OutboundHost(name, table)
+    return hosts

@@ -124,6 +124,17 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
             problems.append((f"{base}.purposes", "a recipient acts for at least one purpose"))
         for i, purpose in enumerate(recipient.purposes):
             need_purpose(f"{base}.purposes[{i}]", purpose)
+        for j, endpoint in enumerate(recipient.endpoints):
+            need_template(f"{base}.endpoints[{j}].path", endpoint.path)
+            if not recipient.hosts:
+                problems.append((f"{base}.endpoints[{j}]", "endpoints need the recipient's hosts"))
+            rules = endpoint.request
+            if rules.shape and rules.shape not in policy.shapes:
+                problems.append((f"{base}.endpoints[{j}].request.shape", f"unknown shape {rules.shape!r}"))
+            need_selector(f"{base}.endpoints[{j}].request.records", rules.records)
+            for k, rule in enumerate(rules.fields):
+                need_selector(f"{base}.endpoints[{j}].request.fields[{k}].select", rule.select)
+                need_category(f"{base}.endpoints[{j}].request.fields[{k}].category", rule.category)
         for category, transform in recipient.sees.items():
             need_category(f'{base}.sees["{category}"]', category)
             if transform not in OUTPUT_TRANSFORMS:

@@ -91,11 +91,20 @@ class Purpose(Strict):
         return value
 
 
+class RecipientEndpoint(Strict):
+    """An API of the recipient the shop calls (PrivacyTransport): what its request body holds."""
+
+    method: HttpMethod = "POST"
+    path: str
+    request: BodyRules
+
+
 class Recipient(Strict):
     description: str = ""
     purposes: list[str]
     # Outbound hosts (PrivacyTransport) that belong to this recipient.
     hosts: list[str] = []
+    endpoints: list[RecipientEndpoint] = []
     # category (or category prefix) -> output transform; anything not listed is dropped.
     sees: dict[str, str] = {}
     pseudonym_scope: str = ""
@@ -279,3 +288,7 @@ class Policy(Strict):
     retention: list[RetentionRule] = []
     rights: Rights = Rights()
     minors: Minors = Minors()
+
+
+Recipient.model_rebuild()
+Policy.model_rebuild()

@@ -1,19 +1,15 @@
-"""The foundation's steps: request field protection and response disclosure.
-
-Each capability adds its factories to `Runtime.step_factories`; a factory returns a step for a
-route spec that needs it, or None.
-"""
+"""Field steps: request field protection and response disclosure, both through the field engine."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .fields.engine import FieldEngine, Viewer
-from .pipeline import Exchange, Step
-from .policy.compile import CompiledBody, RouteSpec
+from ..fields.engine import FieldEngine, Viewer
+from ..pipeline import Exchange, Step, StepFactory
+from ..policy.compile import CompiledBody, RouteSpec
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from ..runtime import Runtime
 
 
 class ProtectRequestFields(Step):
@@ -72,7 +68,7 @@ class DiscloseResponseFields(Step):
         ex.ctx.notes["disclosure"] = (viewer, report)
 
 
-def foundation_factories(runtime: Runtime) -> list:  # type: ignore[type-arg]
+def field_factories(runtime: Runtime) -> list[StepFactory]:
     engine = runtime.fields
 
     def protect(spec: RouteSpec) -> Step | None:
