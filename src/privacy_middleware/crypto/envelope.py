@@ -74,7 +74,6 @@ def parse_envelope(value: str) -> Envelope:
     kind, kid, body_text = parts
     try:
         body = b64url_decode(body_text)
-        b64url_decode(kid)
     except ValueError:
         raise DecryptionFailed("the value is not a well-formed envelope") from None
     minimum = SALT_BYTES + NONCE_BYTES + TAG_BYTES if kind == RANDOMISED else TAG_BYTES
@@ -96,9 +95,11 @@ def _utf8(value: str) -> bytes:
 
 
 class SubjectCipher:
-    """Seals and opens envelopes under one subject key; derived keys are cached per category."""
+    """Seals and opens envelopes under one subject key; per-category derivation inputs are cached."""
 
-    __slots__ = ("_deterministic", "_key", "kid")
+    __slots__ = ("_aad", "_deterministic", "_info", "_key", "kid")
+
+    _MEMO = 64  # categories remembered per subject; a policy names far fewer
 
     def __init__(self, key: bytes, kid: str) -> None:
         if len(key) != SUBJECT_KEY_BYTES:
@@ -106,9 +107,24 @@ class SubjectCipher:
         self._key = key
         self.kid = kid
         self._deterministic: dict[tuple[str, str], AESSIV] = {}
+        self._info: dict[str, bytes] = {}
+        self._aad: dict[tuple[str, str, str, str], bytes] = {}
+
+    def _associated_data(self, kind: str, tenant: str, category: str, subject: str) -> bytes:
+        memo = (kind, tenant, category, subject)
+        aad = self._aad.get(memo)
+        if aad is None:
+            aad = associated_data(kind, self.kid, tenant, category, subject)
+            if len(self._aad) < self._MEMO:
+                self._aad[memo] = aad
+        return aad
 
     def _message_cipher(self, salt: bytes, category: str) -> AESGCM:
-        info = b"pe1" + length_prefixed(category)
+        info = self._info.get(category)
+        if info is None:
+            info = b"pe1" + length_prefixed(category)
+            if len(self._info) < self._MEMO:
+                self._info[category] = info
         return AESGCM(HKDF(_SHA256, 32, salt, info).derive(self._key))
 
     def _siv(self, tenant: str, category: str) -> AESSIV:
@@ -116,27 +132,28 @@ class SubjectCipher:
         if cipher is None:
             info = b"pd1" + length_prefixed(tenant, category)
             cipher = AESSIV(HKDF(_SHA256, 64, None, info).derive(self._key))
-            self._deterministic[(tenant, category)] = cipher
+            if len(self._deterministic) < self._MEMO:
+                self._deterministic[(tenant, category)] = cipher
         return cipher
 
     def seal(self, value: str, *, tenant: str, category: str, subject: str) -> str:
         """pe1: a fresh salt gives a fresh AES-GCM key per message, then a random nonce."""
-        salt = os.urandom(SALT_BYTES)
-        nonce = os.urandom(NONCE_BYTES)
-        aad = associated_data(RANDOMISED, self.kid, tenant, category, subject)
+        random = os.urandom(SALT_BYTES + NONCE_BYTES)
+        salt, nonce = random[:SALT_BYTES], random[SALT_BYTES:]
+        aad = self._associated_data(RANDOMISED, tenant, category, subject)
         sealed = self._message_cipher(salt, category).encrypt(nonce, _utf8(value), aad)
-        return f"pe1.{self.kid}.{b64url_encode(salt + nonce + sealed)}"
+        return f"pe1.{self.kid}.{b64url_encode(random + sealed)}"
 
     def seal_deterministic(self, value: str, *, tenant: str, category: str, subject: str) -> str:
         """pd1: equal values of one subject and category give equal envelopes (lookups)."""
-        aad = associated_data(DETERMINISTIC, self.kid, tenant, category, subject)
+        aad = self._associated_data(DETERMINISTIC, tenant, category, subject)
         sealed = self._siv(tenant, category).encrypt(_utf8(value), [aad])
         return f"pd1.{self.kid}.{b64url_encode(sealed)}"
 
     def open(self, envelope: Envelope, *, tenant: str, category: str, subject: str) -> str:
         if envelope.kid != self.kid:
             raise DecryptionFailed("the value was sealed under another key")
-        aad = associated_data(envelope.kind, envelope.kid, tenant, category, subject)
+        aad = self._associated_data(envelope.kind, tenant, category, subject)
         body = envelope.body
         try:
             if envelope.kind == RANDOMISED:

@@ -56,7 +56,9 @@ def _check_context(**names: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _SubjectEntry:
-    subject_hash: str
+    """A cached subject key with the subject it was verified for (compared on every use)."""
+
+    subject: str
     cipher: SubjectCipher
 
 
@@ -243,10 +245,12 @@ class KeyService:
         if removed:
             logger.warning("removed a subject key that an erasure had destroyed (restored from a backup?)")
 
-    async def _writer(self, index: IndexKeys, subject: str) -> SubjectCipher:
-        subject_hash = index.subject_hash(subject)
+    async def _writer(self, subject: str) -> SubjectCipher:
+        """The subject's current key, created on first use (one row per subject)."""
 
         async def load() -> _SubjectEntry:
+            index = await self._index_keys()
+            subject_hash = index.subject_hash(subject)
             for _attempt in range(3):
                 async with self.database.connect() as conn:
                     row = await store.subject_key_by_subject(conn, self.tenant, subject_hash)
@@ -255,7 +259,7 @@ class KeyService:
                     row = None
                 if row is not None:
                     entry = _SubjectEntry(
-                        subject_hash, SubjectCipher(await self._unwrap_subject_key(row), row.kid)
+                        subject, SubjectCipher(await self._unwrap_subject_key(row), row.kid)
                     )
                     self._subjects.put("k:" + row.kid, entry)
                     return entry
@@ -272,17 +276,19 @@ class KeyService:
                         wrapped=wrapped,
                     )
                 if created:
-                    entry = _SubjectEntry(subject_hash, SubjectCipher(key, kid))
+                    entry = _SubjectEntry(subject, SubjectCipher(key, kid))
                     self._subjects.put("k:" + kid, entry)
                     return entry
             raise DecryptionFailed("the subject key could not be created")  # pragma: no cover
 
-        return (await self._subjects.get("s:" + subject_hash, load)).cipher
+        return (await self._subjects.get("s:" + subject, load)).cipher
 
-    async def _reader(self, index: IndexKeys, kid: str, subject: str) -> SubjectCipher:
-        subject_hash = index.subject_hash(subject)
+    async def _reader(self, kid: str, subject: str) -> SubjectCipher:
+        """The key an envelope names, refused when it was erased or belongs to someone else."""
 
         async def load() -> _SubjectEntry:
+            index = await self._index_keys()
+            subject_hash = index.subject_hash(subject)
             async with self.database.connect() as conn:
                 row = await store.subject_key_by_kid(conn, kid)
                 subject_erased = row is None and await store.subject_tombstoned(
@@ -295,12 +301,12 @@ class KeyService:
                 if subject_erased or await self._erased(index, kid, subject_hash):
                     raise SubjectErased()
                 raise DecryptionFailed("the value names a key this service does not hold")
-            if row.tenant != self.tenant:
-                raise DecryptionFailed("the value belongs to another tenant")
-            return _SubjectEntry(row.subject_hash, SubjectCipher(await self._unwrap_subject_key(row), kid))
+            if row.tenant != self.tenant or row.subject_hash != subject_hash:
+                raise DecryptionFailed("the value does not belong to this field and subject, or was altered")
+            return _SubjectEntry(subject, SubjectCipher(await self._unwrap_subject_key(row), kid))
 
         entry = await self._subjects.get("k:" + kid, load)
-        if entry.subject_hash != subject_hash:
+        if entry.subject != subject:
             raise DecryptionFailed("the value does not belong to this field and subject, or was altered")
         return entry.cipher
 
@@ -321,8 +327,7 @@ class KeyService:
             if value.startswith(kind + "."):
                 return value
             value = plaintext
-        index = await self._index_keys()
-        cipher = await self._writer(index, subject)
+        cipher = await self._writer(subject)
         if kind == RANDOMISED:
             return cipher.seal(value, tenant=self.tenant, category=category, subject=subject)
         return cipher.seal_deterministic(value, tenant=self.tenant, category=category, subject=subject)
@@ -333,8 +338,7 @@ class KeyService:
         if not isinstance(token, str):
             raise DecryptionFailed("the value is not a well-formed envelope")
         envelope = parse_envelope(token)
-        index = await self._index_keys()
-        cipher = await self._reader(index, envelope.kid, subject)
+        cipher = await self._reader(envelope.kid, subject)
         return cipher.open(envelope, tenant=self.tenant, category=category, subject=subject)
 
     async def blind_index(self, value: str, *, category: str) -> str:
@@ -413,7 +417,7 @@ class KeyService:
         for entry in late:
             recorded = await self.provider.record_tombstone(self._marker(*entry)) and recorded
             self._root_tombstones.add(entry)
-        self._subjects.discard("s:" + subject_hash)
+        self._subjects.discard("s:" + subject)
         for kid in kids + [r.kid for r in rows]:
             self._subjects.discard("k:" + kid)
         return ErasureResult(
