@@ -431,3 +431,32 @@ async def test_two_instances_creating_one_subject_key_agree(database: Database, 
     finally:
         await first.close()
         await second.close()
+
+
+async def test_vault_erasure_uses_the_tombstone_file_to_survive_a_database_restore(
+    database: Database, vault_url: str, tmp_path: Path, httpx_mock: HTTPXMock
+) -> None:
+    transit = FakeTransit()
+    httpx_mock.add_callback(transit, url=VAULT_ROUTE, is_reusable=True)
+    journal = tmp_path / "journal" / "tombstones"
+    url = f"{vault_url}&tombstone_file={journal}"
+    async with httpx.AsyncClient() as http:
+        keys = await KeyService.open(url, database=database, tenant="shop", http=http)
+        old = await keys.encrypt(PAN, category=CARD, subject="cust-1")
+        async with database.connect() as conn:
+            backup = (await conn.execute(sa.select(subject_keys))).mappings().all()
+        assert (await keys.erase_subject("cust-1")).root_side_recorded
+        await keys.close()
+        assert oct(journal.stat().st_mode & 0o777) == "0o600" and "cust-1" not in journal.read_text()
+
+        async with database.begin() as conn:
+            await conn.execute(key_tombstones.delete())
+            await conn.execute(subject_keys.insert(), [dict(r) for r in backup])
+        restarted = await KeyService.open(url, database=database, tenant="shop", http=http)
+        with pytest.raises(SubjectErased):
+            await restarted.decrypt(old, category=CARD, subject="cust-1")
+        await restarted.close()
+
+        without_journal = await KeyService.open(vault_url, database=database, tenant="shop", http=http)
+        assert not (await without_journal.erase_subject("cust-2")).root_side_recorded
+        await without_journal.close()

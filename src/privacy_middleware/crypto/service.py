@@ -77,6 +77,8 @@ class KeyService:
         timer: Callable[[], float] | None = None,
     ) -> None:
         _check_context(tenant=tenant)
+        if len(tenant) > 200:
+            raise PrivacyError("invalid_key_context", "tenant must be at most 200 characters")
         self.provider = provider
         self.database = database
         self.tenant = tenant
