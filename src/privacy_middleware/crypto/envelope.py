@@ -1,0 +1,171 @@
+"""Self-describing text envelopes for field values.
+
+    pe1.<kid>.<b64url(salt[16] | nonce[12] | ciphertext | tag[16])>   AES-256-GCM, randomised
+    pd1.<kid>.<b64url(siv[16] | ciphertext)>                           AES-SIV, deterministic
+
+`kid` (11 characters, 8 random bytes) names the subject key that sealed the value. The
+associated data binds format, kid, tenant, category and subject; it is rebuilt from the
+caller's context at decrypt time and never stored, so a value copied into another field or
+another person's record fails to open. Parsing is strict: a value that claims to be an
+envelope and is malformed is an error, never "plaintext after all".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ..errors import PrivacyError
+from .encoding import b64url_decode, b64url_encode, length_prefixed
+from .errors import DecryptionFailed
+
+RANDOMISED = "pe1"
+DETERMINISTIC = "pd1"
+KINDS = (RANDOMISED, DETERMINISTIC)
+
+KID_BYTES = 8
+SUBJECT_KEY_BYTES = 32
+SALT_BYTES = 16
+NONCE_BYTES = 12
+TAG_BYTES = 16
+
+_KID = re.compile(r"[A-Za-z0-9_-]{11}")
+_SHA256 = hashes.SHA256()
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A parsed envelope: its format, the subject-key handle and the raw body."""
+
+    kind: str
+    kid: str
+    body: bytes
+
+
+def new_kid() -> str:
+    """A fresh opaque key handle (not derived from the key or from the subject)."""
+    return b64url_encode(os.urandom(KID_BYTES))
+
+
+def is_kid(text: str) -> bool:
+    return bool(_KID.fullmatch(text))
+
+
+def is_envelope(value: object) -> bool:
+    """True for anything that claims to be one of our envelopes (valid or not).
+
+    The caller uses this to avoid encrypting twice and to spot legacy plaintext; a claimed
+    envelope that is malformed is rejected later by `parse_envelope`, never passed through.
+    """
+    return isinstance(value, str) and value[:4] in ("pe1.", "pd1.")
+
+
+def parse_envelope(value: str) -> Envelope:
+    """Split and validate an envelope; any deviation raises DecryptionFailed."""
+    parts = value.split(".")
+    if len(parts) != 3 or parts[0] not in KINDS or not _KID.fullmatch(parts[1]):
+        raise DecryptionFailed("the value is not a well-formed envelope")
+    kind, kid, body_text = parts
+    try:
+        body = b64url_decode(body_text)
+    except ValueError:
+        raise DecryptionFailed("the value is not a well-formed envelope") from None
+    minimum = SALT_BYTES + NONCE_BYTES + TAG_BYTES if kind == RANDOMISED else TAG_BYTES
+    if len(body) < minimum:
+        raise DecryptionFailed("the value is not a well-formed envelope")
+    return Envelope(kind, kid, body)
+
+
+def associated_data(kind: str, kid: str, tenant: str, category: str, subject: str) -> bytes:
+    """The canonical context an envelope is bound to (never stored)."""
+    return length_prefixed(kind, kid, tenant, category, subject)
+
+
+def _utf8(value: str) -> bytes:
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PrivacyError("invalid_value", "the value is not valid Unicode text", 400) from None
+
+
+class SubjectCipher:
+    """Seals and opens envelopes under one subject key; per-category derivation inputs are cached."""
+
+    __slots__ = ("_aad", "_deterministic", "_info", "_key", "kid")
+
+    _MEMO = 64  # categories remembered per subject; a policy names far fewer
+
+    def __init__(self, key: bytes, kid: str) -> None:
+        if len(key) != SUBJECT_KEY_BYTES:
+            raise ValueError("a subject key is 32 bytes")
+        self._key = key
+        self.kid = kid
+        self._deterministic: dict[tuple[str, str], AESSIV] = {}
+        self._info: dict[str, bytes] = {}
+        self._aad: dict[tuple[str, str, str, str], bytes] = {}
+
+    def _associated_data(self, kind: str, tenant: str, category: str, subject: str) -> bytes:
+        memo = (kind, tenant, category, subject)
+        aad = self._aad.get(memo)
+        if aad is None:
+            aad = associated_data(kind, self.kid, tenant, category, subject)
+            if len(self._aad) < self._MEMO:
+                self._aad[memo] = aad
+        return aad
+
+    def _message_cipher(self, salt: bytes, category: str) -> AESGCM:
+        info = self._info.get(category)
+        if info is None:
+            info = b"pe1" + length_prefixed(category)
+            if len(self._info) < self._MEMO:
+                self._info[category] = info
+        return AESGCM(HKDF(_SHA256, 32, salt, info).derive(self._key))
+
+    def _siv(self, tenant: str, category: str) -> AESSIV:
+        cipher = self._deterministic.get((tenant, category))
+        if cipher is None:
+            info = b"pd1" + length_prefixed(tenant, category)
+            cipher = AESSIV(HKDF(_SHA256, 64, None, info).derive(self._key))
+            if len(self._deterministic) < self._MEMO:
+                self._deterministic[(tenant, category)] = cipher
+        return cipher
+
+    def seal(self, value: str, *, tenant: str, category: str, subject: str) -> str:
+        """pe1: a fresh salt gives a fresh AES-GCM key per message, then a random nonce."""
+        random = os.urandom(SALT_BYTES + NONCE_BYTES)
+        salt, nonce = random[:SALT_BYTES], random[SALT_BYTES:]
+        aad = self._associated_data(RANDOMISED, tenant, category, subject)
+        sealed = self._message_cipher(salt, category).encrypt(nonce, _utf8(value), aad)
+        return f"pe1.{self.kid}.{b64url_encode(random + sealed)}"
+
+    def seal_deterministic(self, value: str, *, tenant: str, category: str, subject: str) -> str:
+        """pd1: equal values of one subject and category give equal envelopes (lookups)."""
+        aad = self._associated_data(DETERMINISTIC, tenant, category, subject)
+        sealed = self._siv(tenant, category).encrypt(_utf8(value), [aad])
+        return f"pd1.{self.kid}.{b64url_encode(sealed)}"
+
+    def open(self, envelope: Envelope, *, tenant: str, category: str, subject: str) -> str:
+        if envelope.kid != self.kid:
+            raise DecryptionFailed("the value was sealed under another key")
+        aad = self._associated_data(envelope.kind, tenant, category, subject)
+        body = envelope.body
+        try:
+            if envelope.kind == RANDOMISED:
+                salt = body[:SALT_BYTES]
+                nonce = body[SALT_BYTES : SALT_BYTES + NONCE_BYTES]
+                plain = self._message_cipher(salt, category).decrypt(
+                    nonce, body[SALT_BYTES + NONCE_BYTES :], aad
+                )
+            else:
+                plain = self._siv(tenant, category).decrypt(body, [aad])
+            return plain.decode("utf-8")
+        except (InvalidTag, UnicodeDecodeError):
+            raise DecryptionFailed(
+                "the value does not belong to this field and subject, or was altered"
+            ) from None
