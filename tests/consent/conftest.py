@@ -70,6 +70,12 @@ def policy() -> Policy:
 
 
 @pytest.fixture
+def policy_factory() -> Callable[..., Policy]:
+    """Build the test policy with other `[policy]` values (e.g. another version)."""
+    return make_policy
+
+
+@pytest.fixture
 def signing_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
