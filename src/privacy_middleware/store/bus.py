@@ -93,10 +93,18 @@ class RedisBus:
         self._handlers[topic].append(handler)
 
     async def start(self) -> None:
-        """Subscribe to every registered topic and start the reader; returns once subscribed."""
+        """Subscribe to every registered topic and start the reader.
+
+        Returns once subscribed; if Redis is unreachable it logs, returns, and the reader keeps
+        retrying (the app starts; caches fall back to their TTL until Redis is back).
+        """
         if self._task is not None:
             return
-        await self._connect()
+        try:
+            await self._connect()
+        except (RedisError, OSError) as exc:
+            log.warning("redis bus unavailable at start (%s); retrying in background", exc.__class__.__name__)
+            await self._drop_pubsub()
         self._task = asyncio.create_task(self._run(), name="privacy-redis-bus")
 
     async def _connect(self) -> None:
