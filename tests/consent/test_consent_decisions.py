@@ -20,7 +20,12 @@ POLICY_DOCUMENT = {
         "order_fulfilment": {"legal_basis": "contract"},
         "security": {"legal_basis": "legitimate_interest", "allowed_under_restriction": True},
         "analytics": {"legal_basis": "consent", "consent": "opt_in", "tcf_purposes": [7, 8, 9]},
-        "marketing": {"legal_basis": "consent", "consent": "opt_in", "gpc_opt_out": True, "tcf_purposes": [1, 3, 4]},
+        "marketing": {
+            "legal_basis": "consent",
+            "consent": "opt_in",
+            "gpc_opt_out": True,
+            "tcf_purposes": [1, 3, 4],
+        },
         "personalisation": {"legal_basis": "legitimate_interest", "consent": "opt_out", "gpc_opt_out": True},
         "product_updates": {"legal_basis": "legitimate_interest", "consent": "notice"},
     },
@@ -60,7 +65,8 @@ def test_explicit_choices_decide_consent_based_purposes() -> None:
 
 def test_gpc_wins_over_an_earlier_opt_in_only_for_gpc_purposes() -> None:
     signals = Signals(
-        choices={"marketing": choice(True), "analytics": choice(True), "personalisation": choice(True)}, gpc=True
+        choices={"marketing": choice(True), "analytics": choice(True), "personalisation": choice(True)},
+        gpc=True,
     )
     result = reasons(signals)
     assert result["marketing"] == (False, "gpc")

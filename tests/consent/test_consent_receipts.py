@@ -34,7 +34,10 @@ def test_receipt_verifies_with_the_public_key_and_says_what_was_agreed(policy: P
     assert claims["data_controller"]["name"] == "Demo Shop GmbH"
     assert claims["consent_event"]["expression_method"] == "banner"
     assert claims["consent_event"]["event_type"] == "explicitly-expressed"
-    assert claims["consent_event"]["source"] == {"ip_prefix": "203.0.113.0/24", "user_agent_family": "firefox"}
+    assert claims["consent_event"]["source"] == {
+        "ip_prefix": "203.0.113.0/24",
+        "user_agent_family": "firefox",
+    }
     states = {p["purpose"]: p["consent_state"] for p in claims["processing"]}
     assert states == {"analytics": "dpv:ConsentGiven", "marketing": "dpv:ConsentRefused"}
 

@@ -17,7 +17,11 @@ FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.
 async def test_set_purposes_records_signs_and_issues_a_cookie(service: ConsentService) -> None:
     alice = Holder.subject("alice")
     change = await service.set_purposes(
-        alice, {"analytics": True, "marketing": False}, method="banner", client_ip="203.0.113.9", user_agent=FIREFOX
+        alice,
+        {"analytics": True, "marketing": False},
+        method="banner",
+        client_ip="203.0.113.9",
+        user_agent=FIREFOX,
     )
     assert change.record.ip_prefix == "203.0.113.0/24"
     assert change.record.ua_family == "firefox"
@@ -55,7 +59,12 @@ async def test_invalid_choices_are_refused_with_the_valid_purposes(
         await service.set_purposes(Holder.subject("alice"), purposes)
     assert info.value.code == code and info.value.status == 422
     if code in ("unknown_purpose", "purpose_not_consent_based"):
-        assert info.value.extra["valid_purposes"] == ["analytics", "marketing", "personalisation", "product_updates"]
+        assert info.value.extra["valid_purposes"] == [
+            "analytics",
+            "marketing",
+            "personalisation",
+            "product_updates",
+        ]
     assert await service.history(Holder.subject("alice")) == []
 
 
@@ -124,7 +133,9 @@ async def test_gpc_is_persisted_so_its_absence_later_is_no_opt_in(service: Conse
     assert later.allowed("product_updates")
 
 
-async def test_cache_is_dropped_across_instances_through_the_bus(database: Database, make_service: object) -> None:
+async def test_cache_is_dropped_across_instances_through_the_bus(
+    database: Database, make_service: object
+) -> None:
     bus = LocalBus()
     one: ConsentService = make_service(database, bus=bus, cache_ttl=3600)  # type: ignore[operator]
     two: ConsentService = make_service(database, bus=bus, cache_ttl=3600)  # type: ignore[operator]
@@ -183,7 +194,9 @@ async def test_tc_strings_feed_the_decision_and_invalid_ones_fail_closed(service
     valid = await service.resolve(tc_string=_v22_string(purposes={7, 8, 9}))
     assert valid.tcf == "valid" and valid.decision.reason("analytics") == "tcf_granted"
     assert valid.decision.reason("marketing") == "tcf_denied"
-    invalid = await service.resolve(tc_string="COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA")  # policy version 2
+    invalid = await service.resolve(
+        tc_string="COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA"
+    )  # policy version 2
     assert invalid.tcf == "invalid" and invalid.decision.reason("analytics") == "tcf_invalid"
     again = await service.resolve(tc_string="COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA")
     assert again.tcf == "invalid"
@@ -197,10 +210,28 @@ def _v22_string(purposes: set[int]) -> str:
 
     ds = 17_800_000_000  # 2026-05-28
     bits = (
-        uint(2, 6) + uint(ds, 36) * 2 + uint(300, 12) + uint(1, 12) + uint(1, 6) + uint(3, 6) + uint(4, 6)
-        + uint(140, 12) + uint(4, 6) + "1" + "0" + "0" * 12
-        + "".join("1" if i + 1 in purposes else "0" for i in range(24)) + "0" * 24 + "0" + uint(3, 6) + uint(4, 6)
-        + uint(0, 16) + "0" + uint(0, 16) + "0" + uint(0, 12)
+        uint(2, 6)
+        + uint(ds, 36) * 2
+        + uint(300, 12)
+        + uint(1, 12)
+        + uint(1, 6)
+        + uint(3, 6)
+        + uint(4, 6)
+        + uint(140, 12)
+        + uint(4, 6)
+        + "1"
+        + "0"
+        + "0" * 12
+        + "".join("1" if i + 1 in purposes else "0" for i in range(24))
+        + "0" * 24
+        + "0"
+        + uint(3, 6)
+        + uint(4, 6)
+        + uint(0, 16)
+        + "0"
+        + uint(0, 16)
+        + "0"
+        + uint(0, 12)
     )
     disclosed = uint(1, 3) + uint(2, 16) + "0" + "11"
 

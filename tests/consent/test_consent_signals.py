@@ -71,14 +71,18 @@ def test_a_consent_type_is_denied_if_any_mapped_purpose_is_denied() -> None:
             "categories": {},
             "purposes": {
                 "ads": {"legal_basis": "consent", "consent": "opt_in", "google_consent": ["ad_storage"]},
-                "retargeting": {"legal_basis": "consent", "consent": "opt_in", "google_consent": ["ad_storage"]},
+                "retargeting": {
+                    "legal_basis": "consent",
+                    "consent": "opt_in",
+                    "google_consent": ["ad_storage"],
+                },
             },
         }
     )
     assert consent_mode(policy, decide(policy, Signals(choices=granted("ads"))))["ad_storage"] == "denied"
-    assert consent_mode(policy, decide(policy, Signals(choices=granted("ads", "retargeting"))))["ad_storage"] == (
-        "granted"
-    )
+    assert consent_mode(policy, decide(policy, Signals(choices=granted("ads", "retargeting"))))[
+        "ad_storage"
+    ] == ("granted")
 
 
 SET_COOKIES = [
@@ -107,7 +111,10 @@ def test_set_cookie_filter_drops_denied_tracking_cookies_and_keeps_the_rest(poli
 def test_withdrawal_expires_tracking_cookies_the_browser_already_has(policy: Policy) -> None:
     denied = decide(policy, Signals())
     headers = expiring_set_cookies(
-        "session=abc; _ga=GA1; _ga_XYZ=GS1; _fbp=fb; cart=1", policy.tracking.cookies, denied, domains=[".shop.example"]
+        "session=abc; _ga=GA1; _ga_XYZ=GS1; _fbp=fb; cart=1",
+        policy.tracking.cookies,
+        denied,
+        domains=[".shop.example"],
     )
     names = [h.split("=", 1)[0] for h in headers]
     assert names == ["_ga", "_ga", "_ga_XYZ", "_ga_XYZ", "_fbp", "_fbp"]
