@@ -240,3 +240,16 @@ def _v22_string(purposes: set[int]) -> str:
         return base64.urlsafe_b64encode(int(b, 2).to_bytes(len(b) // 8, "big")).rstrip(b"=").decode()
 
     return b64(bits) + "." + b64(disclosed)
+
+
+async def test_a_cookie_verified_once_still_expires(database: Database, make_service: object) -> None:
+    now = [1_800_000_000.0]
+    registry = CollectorRegistry()
+    service: ConsentService = make_service(  # type: ignore[operator]
+        database, clock=lambda: now[0], cookie_max_age=60, registry=registry
+    )
+    change = await service.set_purposes(Holder.visitor("vExp"), {"analytics": True})
+    assert (await service.decide(consent_cookie=change.cookie)).allowed("analytics")
+    now[0] += 61
+    assert not (await service.decide(consent_cookie=change.cookie)).allowed("analytics")
+    assert registry.get_sample_value("privacy_consent_cookie_rejected_total", {"reason": "expired"}) == 1

@@ -123,6 +123,9 @@ class ConsentService:
         )
         self._cache: TTLCache[str, ConsentState] = TTLCache(maxsize=cache_size, ttl=cache_ttl)
         self._tcf_cache: LRUCache[str, frozenset[int] | None] = LRUCache(maxsize=1024)
+        # Verified cookies (exact value -> content); only genuine ones enter, expiry is rechecked.
+        self._cookie_cache: LRUCache[str, tuple[CookieConsent, dict[str, Choice]]] = LRUCache(maxsize=4096)
+        self._clock = clock
         # Bumped on every invalidation: a read that raced with one is not cached.
         self._invalidations = 0
         if bus is not None:
@@ -353,7 +356,21 @@ class ConsentService:
         return ("valid", purposes) if purposes is not None else ("invalid", None)
 
     def verify_cookie(self, value: str | None) -> CookieConsent | None:
-        return self.cookies.decode(value)
+        verified = self._cookie(value) if value else None
+        return verified[0] if verified is not None else None
+
+    def _cookie(self, value: str) -> tuple[CookieConsent, dict[str, Choice]] | None:
+        cached = self._cookie_cache.get(value)
+        if cached is not None:
+            if cached[0].expires_at > self._clock():
+                return cached
+            del self._cookie_cache[value]
+        consent = self.cookies.decode(value)  # counts forged, expired and malformed cookies
+        if consent is None:
+            return None
+        verified = (consent, self.choices_from_cookie(consent))
+        self._cookie_cache[value] = verified
+        return verified
 
     @staticmethod
     def choices_from_cookie(consent: CookieConsent) -> dict[str, Choice]:
@@ -388,10 +405,10 @@ class ConsentService:
                 choices, source = state.choices, "store"
             except StoreUnavailable:
                 store_unavailable, source = True, "store_unavailable"
-        else:
-            consent = self.cookies.decode(consent_cookie)
-            if consent is not None:
-                holder, choices, source = consent.holder, self.choices_from_cookie(consent), "cookie"
+        elif consent_cookie:
+            verified = self._cookie(consent_cookie)
+            if verified is not None:
+                holder, choices, source = verified[0].holder, verified[1], "cookie"
         tcf_status, tcf_purposes = self._tcf(tc_string)
         signals = Signals(
             choices=choices,
