@@ -280,3 +280,23 @@ async def test_without_the_middleware_context_the_api_refuses(service: ConsentSe
         response = await c.get("/consent")
     assert response.status_code == 500
     assert response.json()["code"] == "context_missing"
+
+
+async def test_gpc_seen_once_keeps_gpc_purposes_denied_after_it_disappears(client: httpx.AsyncClient) -> None:
+    first = await client.put(
+        "/consent", json={"purposes": {"marketing": True, "analytics": True}}, headers=WRITE
+    )
+    cookie = consent_cookie(first)
+    with_gpc = await client.get("/consent", headers={"cookie": f"pm_consent={cookie}", "sec-gpc": "1"})
+    renewed = consent_cookie(with_gpc)
+    later = (await client.get("/consent", headers={"cookie": f"pm_consent={renewed}"})).json()
+    assert later["gpc"] is False
+    assert later["purposes"]["marketing"]["allowed"] is False
+    assert later["purposes"]["marketing"]["reason"] == "explicit_denied"
+    assert later["purposes"]["personalisation"]["allowed"] is False
+    assert later["purposes"]["analytics"]["allowed"] is True
+    history = (await client.get("/consent/history", headers={"cookie": f"pm_consent={renewed}"})).json()
+    assert [r["method"] for r in history["records"]] == ["api", "gpc"]
+    # Seen again: nothing more to record.
+    again = await client.get("/consent", headers={"cookie": f"pm_consent={renewed}", "sec-gpc": "1"})
+    assert "set-cookie" not in again.headers

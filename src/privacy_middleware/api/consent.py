@@ -25,7 +25,7 @@ from ..consent.consent_mode import consent_mode
 from ..consent.cookie_filter import expiring_set_cookies
 from ..consent.decisions import mechanism
 from ..consent.records import ConsentRecord, Holder, Method
-from ..consent.service import ConsentService, Resolution, new_visitor_id
+from ..consent.service import ConsentService, Resolution, StoreUnavailable, new_visitor_id
 from ..consent.signals import RequestSignals, request_signals
 from ..context import RequestContext, get_context
 from ..errors import PrivacyError, problem_body, problem_headers
@@ -197,7 +197,19 @@ class ConsentAPI:
     async def get_consent(self, request: Request) -> Response:
         ctx = self._context(request)
         signals = self._signals(request)
-        return _json(self._view(await self._resolve(ctx, signals, signals.consent_cookie)))
+        cookie, set_cookies = signals.consent_cookie, []
+        holder = self._holder(ctx, signals) if signals.gpc else None
+        if holder is not None and (ctx.subject or holder.kind == "visitor"):
+            # Persist the GPC opt-out, so that the signal's later absence is not an opt-in.
+            try:
+                change = await self.service.apply_gpc(
+                    holder, client_ip=ctx.client_ip, user_agent=request.headers.get("user-agent")
+                )
+            except StoreUnavailable:
+                change = None
+            if change is not None:
+                cookie, set_cookies = change.cookie, [change.set_cookie]
+        return _json(self._view(await self._resolve(ctx, signals, cookie)), set_cookies=set_cookies)
 
     async def _after_change(
         self, request: Request, ctx: RequestContext, signals: RequestSignals, cookie: str, set_cookie: str
