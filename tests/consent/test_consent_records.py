@@ -5,6 +5,7 @@ import pytest
 from privacy_middleware.consent.records import (
     ConsentRecord,
     Holder,
+    InvalidHolder,
     derive_state,
     truncate_ip,
     user_agent_family,
@@ -60,12 +61,14 @@ def test_user_agent_is_reduced_to_its_family(ua: str | None, family: str) -> Non
 
 
 def test_holder_keys_round_trip_and_reject_odd_ids() -> None:
-    for holder in (Holder.subject("cust_42"), Holder.visitor("vAbC-_1")):
+    for holder in (Holder.subject("cust_42"), Holder.visitor("vAbC-_1"), Holder.subject("auth0|José")):
         assert Holder.from_key(holder.key) == holder
-    for bad in ("", "has space", "x" * 129, "tab\t", "é"):
-        with pytest.raises(ValueError):
+    for bad in ("", "has space", "x" * 129, "tab\t", "nul\x00", "line\n"):
+        with pytest.raises(InvalidHolder) as info:
             Holder.subject(bad)
-    with pytest.raises(ValueError):
+        assert info.value.code == "invalid_holder" and info.value.status == 400
+        assert bad not in info.value.message or not bad
+    with pytest.raises(InvalidHolder):
         Holder.from_key("x:abc")
 
 

@@ -253,3 +253,18 @@ async def test_a_cookie_verified_once_still_expires(database: Database, make_ser
     now[0] += 61
     assert not (await service.decide(consent_cookie=change.cookie)).allowed("analytics")
     assert registry.get_sample_value("privacy_consent_cookie_rejected_total", {"reason": "expired"}) == 1
+
+
+async def test_a_subject_without_choices_keeps_the_browser_visitor_choices(service: ConsentService) -> None:
+    visitor = await service.set_purposes(Holder.visitor("vNew"), {"analytics": True})
+    before_link = await service.resolve(subject="kim", consent_cookie=visitor.cookie)
+    assert before_link.source == "cookie" and before_link.decision.allowed("analytics")
+    await service.set_purposes(Holder.subject("kim"), {"analytics": False})
+    after = await service.resolve(subject="kim", consent_cookie=visitor.cookie)
+    assert after.source == "store" and not after.decision.allowed("analytics")
+
+
+async def test_unusable_subject_ids_are_a_clear_error(service: ConsentService) -> None:
+    with pytest.raises(PrivacyError) as info:
+        await service.resolve(subject="x" * 500)
+    assert info.value.code == "invalid_holder"

@@ -5,7 +5,7 @@ import sqlalchemy as sa
 
 from privacy_middleware.consent.records import ConsentRecord, ConsentState, Holder
 from privacy_middleware.store import Database
-from privacy_middleware.store.consent import ConsentRepository, consent_records
+from privacy_middleware.store.consent import AlreadyLinked, ConsentRepository, consent_records
 
 pytestmark = pytest.mark.anyio
 
@@ -83,7 +83,7 @@ async def test_link_moves_visitor_choices_once_and_never_to_another_subject(data
     assert await repo.visitors_of("carol") == ["v123"]
 
     assert await repo.link("v123", "carol", _move_all, at=T0) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(AlreadyLinked):
         await repo.link("v123", "mallory", _move_all, at=T0)
     assert await repo.history(Holder.subject("mallory")) == []
     assert len(await repo.history(Holder.subject("carol"))) == 1

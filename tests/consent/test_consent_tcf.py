@@ -192,6 +192,7 @@ def test_es_issue_156_version_1_strings_are_not_supported() -> None:
         "COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA." + bits_to_b64("111" + "0" * 13),  # unknown segment
         "C" * 20000,
         "COtybn4PA+zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA",  # standard, not URL-safe, base64
+        "COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA\n.QAagAQAgAIAwgA",  # newline inside
     ],
 )
 def test_malformed_strings_are_rejected(value: str) -> None:

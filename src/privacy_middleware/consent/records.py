@@ -15,11 +15,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from ..errors import PrivacyError
+
 HolderKind = Literal["subject", "visitor"]
 Method = Literal["banner", "api", "gpc", "withdrawal", "tcf", "account_link"]
 METHODS: frozenset[str] = frozenset(get_args(Method))
 HOLDER_ID_MAX = 128
-_HOLDER_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
+# Any visible characters (IdP subjects can be e-mail addresses, "auth0|123", or non-ASCII).
+_HOLDER_ID_RE = re.compile(r"[^\s\x00-\x1f\x7f]{1,128}")
+
+
+class InvalidHolder(PrivacyError, ValueError):
+    """A subject or visitor id that cannot name a consent holder (empty, too long, whitespace)."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid_holder", "the subject or visitor id is not usable for consent", 400)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +40,10 @@ class Holder:
     id: str
 
     def __post_init__(self) -> None:
-        if self.kind not in ("subject", "visitor"):
-            raise ValueError("holder kind must be subject or visitor")
-        if not _HOLDER_ID_RE.match(self.id):
-            raise ValueError("holder id must be 1-128 printable ASCII characters without spaces")
+        if self.kind not in ("subject", "visitor") or not isinstance(self.id, str):
+            raise InvalidHolder()
+        if not _HOLDER_ID_RE.fullmatch(self.id):
+            raise InvalidHolder()
 
     @property
     def key(self) -> str:
@@ -47,7 +57,7 @@ class Holder:
             return cls("subject", ident)
         if prefix == "v":
             return cls("visitor", ident)
-        raise ValueError("not a holder key")
+        raise InvalidHolder()
 
     @classmethod
     def subject(cls, subject_id: str) -> Holder:

@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import PrivacyError
 from ..policy.schema import Policy
 from ..store.bus import Bus
-from ..store.consent import ConsentRepository
+from ..store.consent import AlreadyLinked, ConsentRepository
 from ..store.database import Database
 from .cookie import DEFAULT_MAX_AGE, ConsentCookieCodec, CookieConsent
 from .decisions import Decision, Signals, compatible_versions, decide, needs_choice
@@ -330,7 +330,7 @@ class ConsentService:
             record = await asyncio.wait_for(
                 self.repository.link(visitor_id, subject, build, at=utcnow()), self.store_timeout
             )
-        except ValueError:
+        except AlreadyLinked:
             raise PrivacyError("visitor_linked", "this visitor is linked to another account", 409) from None
         except _STORE_ERRORS:
             raise StoreUnavailable() from None
@@ -391,13 +391,15 @@ class ConsentService:
     ) -> Resolution:
         """Decide every purpose for one request.
 
-        A known subject's stored state is used (so a withdrawal made on another device counts);
-        otherwise the signed cookie; otherwise no choice at all (mechanism defaults).
+        A known subject's stored state is used (so a withdrawal made on another device counts),
+        or, while the subject has no stored choice at all, the browser's visitor cookie; without a
+        subject, the signed cookie; otherwise no choice at all (mechanism defaults).
         """
         holder: Holder | None = None
         choices: Mapping[str, Choice] = {}
         source = "none"
         store_unavailable = False
+        verified = self._cookie(consent_cookie) if consent_cookie else None
         if subject:
             holder = Holder.subject(subject)
             try:
@@ -405,10 +407,17 @@ class ConsentService:
                 choices, source = state.choices, "store"
             except StoreUnavailable:
                 store_unavailable, source = True, "store_unavailable"
-        elif consent_cookie:
-            verified = self._cookie(consent_cookie)
-            if verified is not None:
-                holder, choices, source = verified[0].holder, verified[1], "cookie"
+            # A subject who never chose anything yet (e.g. the visitor's choices are not linked
+            # yet) keeps what this browser's own visitor cookie says.
+            if (
+                not choices
+                and not store_unavailable
+                and verified is not None
+                and verified[0].holder.kind == "visitor"
+            ):
+                choices, source = verified[1], "cookie"
+        elif verified is not None:
+            holder, choices, source = verified[0].holder, verified[1], "cookie"
         tcf_status, tcf_purposes = self._tcf(tc_string)
         signals = Signals(
             choices=choices,

@@ -29,7 +29,7 @@ RESTRICTION_REQUIRE_CONSENT = 1
 RESTRICTION_REQUIRE_LI = 2
 # v2.3: strings created after this instant must carry the DisclosedVendors segment.
 DISCLOSED_VENDORS_REQUIRED_AFTER = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
-_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
+_SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 
 
 class TCFError(PrivacyError):
@@ -211,7 +211,7 @@ class _Bits:
 
 
 def _segment_bytes(segment: str) -> bytes:
-    if not _SEGMENT_RE.match(segment):
+    if not _SEGMENT_RE.fullmatch(segment):
         raise TCFError("TC string is not URL-safe base64")
     body = segment.rstrip("=")
     if len(body) % 4 == 1:

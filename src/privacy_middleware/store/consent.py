@@ -51,6 +51,10 @@ consent_links = sa.Table(
 )
 
 
+class AlreadyLinked(Exception):
+    """The visitor id is already linked to another subject."""
+
+
 def _aware(value: dt.datetime) -> dt.datetime:
     # SQLite hands back naive datetimes; everything this layer writes is UTC.
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
@@ -142,7 +146,7 @@ class ConsentRepository:
 
         `build(visitor_state, subject_state)` returns the `account_link` record to append (or None
         when nothing moves). A visitor links to one subject only; linking again to the same subject
-        is a no-op, to another one is refused with `ValueError`.
+        is a no-op, to another one is refused with `AlreadyLinked`.
         """
         async with self.database.begin() as conn:
             existing = (
@@ -152,7 +156,7 @@ class ConsentRepository:
             ).scalar_one_or_none()
             if existing is not None:
                 if existing != subject_id:
-                    raise ValueError("visitor already linked to another subject")
+                    raise AlreadyLinked()
                 return None
             visitor = Holder.visitor(visitor_id)
             subject = Holder.subject(subject_id)
