@@ -5,7 +5,7 @@ from .cookie import COOKIE_NAME, ConsentCookieCodec, CookieConsent
 from .cookie_filter import expiring_set_cookies, filter_set_cookies
 from .decisions import Decision, PurposeDecision, Signals, decide, decide_purpose, needs_choice
 from .receipts import ReceiptSigner, verify_receipt
-from .records import ConsentRecord, ConsentState, Holder, truncate_ip, user_agent_family
+from .records import ConsentRecord, ConsentState, Holder, InvalidHolder, truncate_ip, user_agent_family
 from .service import ChangeResult, ConsentService, Resolution, StoreUnavailable, new_visitor_id
 from .signals import RequestSignals, gpc_enabled, parse_cookie_header, request_signals
 from .tcf import TCFError, TCFRules, TCString, decode_tc_string, parse_tc_string, validate_tc_string
@@ -20,6 +20,7 @@ __all__ = [
     "CookieConsent",
     "Decision",
     "Holder",
+    "InvalidHolder",
     "PurposeDecision",
     "ReceiptSigner",
     "RequestSignals",

@@ -134,8 +134,8 @@ class RedisBus:
                 await _deliver(list(self._handlers.get(topic, ())), topic, payload)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
-                log.warning("redis bus connection lost (%s); reconnecting", exc.__class__.__name__)
+            except Exception as exc:  # keep the reader alive whatever the client raises
+                log.warning("redis bus reader error (%s); reconnecting", exc.__class__.__name__)
                 await self._drop_pubsub()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
