@@ -300,3 +300,26 @@ async def test_gpc_seen_once_keeps_gpc_purposes_denied_after_it_disappears(clien
     # Seen again: nothing more to record.
     again = await client.get("/consent", headers={"cookie": f"pm_consent={renewed}", "sec-gpc": "1"})
     assert "set-cookie" not in again.headers
+
+
+async def test_store_outage_is_a_503_problem_for_history_but_get_still_decides(
+    make_service: Callable[..., ConsentService],
+) -> None:
+    database = Database("postgresql://nobody@127.0.0.1:1/none")
+    service = make_service(database)
+    transport = httpx.ASGITransport(app=build_app(service))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="https://api.shop.example") as c:
+            me = {"x-test-subject": "cust_down"}
+            history = await c.get("/consent/history", headers=me)
+            assert history.status_code == 503
+            assert history.json()["code"] == "store_unavailable"
+            assert "nobody" not in history.text and "127.0.0.1" not in history.text
+            body = (await c.get("/consent", headers=me)).json()
+            assert body["source"] == "store_unavailable"
+            assert body["purposes"]["analytics"]["reason"] == "store_unavailable"
+            assert body["purposes"]["order_fulfilment"]["allowed"] is True
+            write = await c.put("/consent", json={"purposes": {"analytics": True}}, headers={**WRITE, **me})
+            assert write.status_code == 503 and "set-cookie" not in write.headers
+    finally:
+        await database.dispose()

@@ -268,3 +268,12 @@ async def test_unusable_subject_ids_are_a_clear_error(service: ConsentService) -
     with pytest.raises(PrivacyError) as info:
         await service.resolve(subject="x" * 500)
     assert info.value.code == "invalid_holder"
+
+
+async def test_restriction_and_objection_flags_reach_the_decision(service: ConsentService) -> None:
+    await service.set_purposes(Holder.subject("lee"), {"analytics": True, "personalisation": True})
+    restricted = await service.decide(subject="lee", restricted=True)
+    assert restricted.granted == {"security"}
+    objected = await service.decide(subject="lee", objected=frozenset({"personalisation", "security"}))
+    assert objected.reason("personalisation") == "objected" and objected.reason("security") == "objected"
+    assert objected.allowed("analytics") and objected.allowed("order_fulfilment")

@@ -1,6 +1,9 @@
 import datetime as dt
+import fnmatch
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from privacy_middleware.consent.consent_mode import consent_mode, consent_mode_header
 from privacy_middleware.consent.cookie_filter import expiring_set_cookies, filter_set_cookies
@@ -10,6 +13,26 @@ from privacy_middleware.consent.signals import gpc_enabled, parse_cookie_header,
 from privacy_middleware.policy.schema import Policy
 
 AT = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+_FILTER_POLICY = Policy.model_validate(
+    {
+        "policy": {"name": "p", "version": "2026-03", "effective_date": "2026-01-01"},
+        "categories": {},
+        "purposes": {
+            "analytics": {"legal_basis": "consent", "consent": "opt_in"},
+            "marketing": {"legal_basis": "consent", "consent": "opt_in"},
+            "personalisation": {"legal_basis": "legitimate_interest", "consent": "opt_in"},
+        },
+        "tracking": {
+            "cookies": [
+                {"pattern": "_ga*", "purpose": "analytics"},
+                {"pattern": "_gac", "purpose": "marketing"},
+                {"pattern": "_gcl_*", "purpose": "marketing"},
+                {"pattern": "_fbp", "purpose": "marketing"},
+                {"pattern": "*fbp", "purpose": "personalisation"},
+            ]
+        },
+    }
+)
 
 
 def granted(*names: str) -> dict[str, Choice]:
@@ -123,3 +146,28 @@ def test_withdrawal_expires_tracking_cookies_the_browser_already_has(policy: Pol
     assert expiring_set_cookies(None, policy.tracking.cookies, denied) == []
     allowed = decide(policy, Signals(choices=granted("analytics", "marketing")))
     assert expiring_set_cookies("_ga=1; _fbp=2", policy.tracking.cookies, allowed) == []
+
+
+cookie_names = st.sampled_from(
+    ["_ga", "_ga_X1", "_gcl_au", "_fbp", "session", "cart", "_gac", "fbp", "csrftoken"]
+)
+
+
+@given(
+    names=st.lists(cookie_names, max_size=8),
+    granted_purposes=st.frozensets(st.sampled_from(["analytics", "marketing", "personalisation"])),
+)
+def test_set_cookie_filter_never_lets_a_denied_tracking_cookie_through(
+    names: list[str], granted_purposes: frozenset[str]
+) -> None:
+    policy = _FILTER_POLICY
+    decision = decide(policy, Signals(choices=granted(*granted_purposes)))
+    values = [f"{name}=v; Path=/" for name in names]
+    kept = filter_set_cookies(values, policy.tracking.cookies, decision)
+    for value in values:
+        name = value.split("=", 1)[0]
+        purposes = [r.purpose for r in policy.tracking.cookies if fnmatch.fnmatchcase(name, r.pattern)]
+        should_keep = all(p in granted_purposes for p in purposes)
+        assert (value in kept) == should_keep
+    expired = expiring_set_cookies("; ".join(values), policy.tracking.cookies, decision)
+    assert {h.split("=", 1)[0] for h in expired} == {v.split("=", 1)[0] for v in values if v not in kept}
