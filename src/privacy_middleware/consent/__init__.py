@@ -1,1 +1,50 @@
-"""consent."""
+"""Consent and consent-gated tracking: records, signals (GPC, TCF, Consent Mode), cookie, decisions."""
+
+from .consent_mode import consent_mode, consent_mode_header
+from .cookie import COOKIE_NAME, ConsentCookieCodec, CookieConsent
+from .cookie_filter import expiring_set_cookies, filter_set_cookies
+from .decisions import Decision, PurposeDecision, Signals, decide, decide_purpose, needs_choice
+from .receipts import ReceiptSigner, verify_receipt
+from .records import ConsentRecord, ConsentState, Holder, InvalidHolder, truncate_ip, user_agent_family
+from .service import ChangeResult, ConsentService, Resolution, StoreUnavailable, new_visitor_id
+from .signals import RequestSignals, gpc_enabled, parse_cookie_header, request_signals
+from .tcf import TCFError, TCFRules, TCString, decode_tc_string, parse_tc_string, validate_tc_string
+
+__all__ = [
+    "COOKIE_NAME",
+    "ChangeResult",
+    "ConsentCookieCodec",
+    "ConsentRecord",
+    "ConsentService",
+    "ConsentState",
+    "CookieConsent",
+    "Decision",
+    "Holder",
+    "InvalidHolder",
+    "PurposeDecision",
+    "ReceiptSigner",
+    "RequestSignals",
+    "Resolution",
+    "Signals",
+    "StoreUnavailable",
+    "TCFError",
+    "TCFRules",
+    "TCString",
+    "consent_mode",
+    "consent_mode_header",
+    "decide",
+    "decide_purpose",
+    "decode_tc_string",
+    "expiring_set_cookies",
+    "filter_set_cookies",
+    "gpc_enabled",
+    "needs_choice",
+    "new_visitor_id",
+    "parse_cookie_header",
+    "parse_tc_string",
+    "request_signals",
+    "truncate_ip",
+    "user_agent_family",
+    "validate_tc_string",
+    "verify_receipt",
+]
