@@ -202,7 +202,7 @@ def verify(directory: str | Path, public_key_pem: bytes | str) -> VerifyReport:
             return _fail(
                 report,
                 CONTENT_ALTERED,
-                f"leaves {start}..{checkpoint.size - 1} do not match the checkpoint of size {checkpoint.size}",
+                f"leaves {start}..{checkpoint.size - 1} mismatch the checkpoint of size {checkpoint.size}",
                 first,
                 checkpoint.size,
             )
