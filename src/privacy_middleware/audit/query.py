@@ -139,7 +139,7 @@ async def access_log(
     records = await search(
         database,
         subject=subject,
-        kinds=["authentication.", "api_activity.data_"],
+        kinds=["authentication.", "api_activity.data_*"],
         since=since,
         limit=limit,
         chain=chain,
