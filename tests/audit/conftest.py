@@ -30,9 +30,7 @@ def audit_log(key_path: Path, side_key: bytes) -> AuditLog:
 
 
 @pytest.fixture
-async def make_writer(
-    tmp_path: Path, audit_log: AuditLog
-) -> AsyncIterator[Callable[..., AuditWriter]]:
+async def make_writer(tmp_path: Path, audit_log: AuditLog) -> AsyncIterator[Callable[..., AuditWriter]]:
     """Build writers that are stopped at the end of the test if the test did not stop them."""
     made: list[AuditWriter] = []
 

@@ -118,7 +118,9 @@ async def test_empty_username_never_locks_everyone(counters: CounterBackend) -> 
 
 
 @pytest.mark.redis
-async def test_redis_counters_are_shared_between_instances_and_keys_are_pseudonymous(redis_prefix: str) -> None:
+async def test_redis_counters_are_shared_between_instances_and_keys_are_pseudonymous(
+    redis_prefix: str,
+) -> None:
     first, second = Redis.from_url(REDIS_URL), Redis.from_url(REDIS_URL)
     try:
         a = LoginGuard(RedisCounters(first, prefix=redis_prefix), key=KEY)
@@ -139,7 +141,9 @@ async def test_redis_counters_are_shared_between_instances_and_keys_are_pseudony
 
 async def test_memory_lockout_expires_after_its_window() -> None:
     now = [1000.0]
-    guard = LoginGuard(MemoryCounters(clock=lambda: now[0]), key=KEY, limits=LoginLimits(pair_block_seconds=600))
+    guard = LoginGuard(
+        MemoryCounters(clock=lambda: now[0]), key=KEY, limits=LoginLimits(pair_block_seconds=600)
+    )
     for _ in range(10):
         await guard.record_failure("frank", "192.0.2.70")
     assert await guard.check("frank", "192.0.2.70") is not None

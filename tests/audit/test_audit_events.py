@@ -32,13 +32,22 @@ def test_login_attempt_is_ocsf_authentication_logon_with_personal_values_set_asi
         route="POST /account/login",
     )
     doc = event.document()
-    assert (doc["class_uid"], doc["category_uid"], doc["activity_id"], doc["type_uid"]) == (3002, 3, 1, 300201)
+    assert (doc["class_uid"], doc["category_uid"], doc["activity_id"], doc["type_uid"]) == (
+        3002,
+        3,
+        1,
+        300201,
+    )
     assert doc["status"] == "failure"
     assert doc["detail"]["network"] == "203.0.113.0/24"
     assert doc["detail"]["status_detail"] == "INVALID_CREDENTIALS"
     text = orjson.dumps(doc)
     assert b"alice" not in text and b"203.0.113.77" not in text and b"Mozilla" not in text
-    assert event.personal == {"ip": "203.0.113.77", "username": "alice@example.org", "user_agent": "Mozilla/5.0"}
+    assert event.personal == {
+        "ip": "203.0.113.77",
+        "username": "alice@example.org",
+        "user_agent": "Mozilla/5.0",
+    }
     assert "alice" not in repr(event) and "203.0.113.77" not in repr(event)
 
 
@@ -48,7 +57,11 @@ def test_every_builder_maps_to_its_ocsf_class() -> None:
         (account_change("password_change", subject="c1"), 3001, 3),
         (account_change("account_closure", subject="c1"), 3001, 6),
         (account_change("email_change", subject="c1"), 3001, 99),
-        (data_access(principal="s1", subject="c1", categories=["user.contact.email"], purpose="support"), 6003, 2),
+        (
+            data_access(principal="s1", subject="c1", categories=["user.contact.email"], purpose="support"),
+            6003,
+            2,
+        ),
         (consent_change(subject="c1", purposes_granted=["analytics"]), 6003, 3),
         (subject_request(subject="c1", request="erasure", state="completed", request_id="r-1"), 6003, 99),
         (key_operation(operation="shred", key_id="subj:c1", principal="system"), 6003, 99),

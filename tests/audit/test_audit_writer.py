@@ -28,7 +28,9 @@ MakeWriter = Callable[..., AuditWriter]
 
 
 def _login(n: int) -> AuditEvent:
-    return login_attempt(success=True, subject=f"cust_{n}", ip=f"198.51.100.{n % 250}", username=f"u{n}@shop.test")
+    return login_attempt(
+        success=True, subject=f"cust_{n}", ip=f"198.51.100.{n % 250}", username=f"u{n}@shop.test"
+    )
 
 
 def _reveal(n: int) -> AuditEvent:
@@ -100,7 +102,9 @@ async def test_strict_classes_use_the_reserve_instead_of_being_dropped(
     assert len(await search(database, kinds=["api_activity.data_reveal"])) == 20
 
 
-async def test_emit_never_raises_even_for_an_unsealable_event(database: Database, make_writer: MakeWriter) -> None:
+async def test_emit_never_raises_even_for_an_unsealable_event(
+    database: Database, make_writer: MakeWriter
+) -> None:
     writer = make_writer(database)
     await writer.start()
     broken = AuditEvent(
@@ -121,7 +125,9 @@ async def test_emit_never_raises_even_for_an_unsealable_event(database: Database
     assert b"hunter2" not in leaves
 
 
-async def test_emit_strict_returns_once_the_event_is_stored(database: Database, make_writer: MakeWriter) -> None:
+async def test_emit_strict_returns_once_the_event_is_stored(
+    database: Database, make_writer: MakeWriter
+) -> None:
     writer = make_writer(database, flush_interval=5.0)
     await writer.start()
     await writer.emit_strict(_reveal(7))
@@ -129,7 +135,9 @@ async def test_emit_strict_returns_once_the_event_is_stored(database: Database, 
     assert [r.subject for r in found] == ["cust_7"]
 
 
-async def test_emit_strict_refuses_when_the_writer_is_not_running(database: Database, make_writer: MakeWriter) -> None:
+async def test_emit_strict_refuses_when_the_writer_is_not_running(
+    database: Database, make_writer: MakeWriter
+) -> None:
     writer = make_writer(database)
     with pytest.raises(PrivacyError) as info:
         await writer.emit_strict(_reveal(1))

@@ -77,7 +77,9 @@ def format_time(value: datetime) -> str:
     """UTC with microseconds, so the time inside the leaf is exact and sortable."""
     if value.tzinfo is None:
         raise ValueError("audit times must be timezone-aware")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    v = value if value.tzinfo is UTC else value.astimezone(UTC)
+    date = f"{v.year:04d}-{v.month:02d}-{v.day:02d}"
+    return f"{date}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}Z"
 
 
 def parse_time(value: str) -> datetime:

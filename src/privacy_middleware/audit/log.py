@@ -136,13 +136,13 @@ class AuditLog:
                     "leaf_hash": digest,
                 }
             )
-            for record in sealed.side:
+            record = sealed.side
+            if record is not None:
                 side_rows.append(
                     {
                         "ref": record.ref,
                         "chain": self.chain,
                         "event_uid": doc["uid"],
-                        "kind": record.kind,
                         "salt": record.salt,
                         "blob": record.blob,
                         "created_us": doc["time_us"],

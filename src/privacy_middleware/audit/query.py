@@ -174,22 +174,19 @@ async def access_log(
     return AccessLog(subject=subject, logins=tuple(logins), disclosures=tuple(disclosures))
 
 
-async def reveal_side_record(database: Database, sealer: SideRecordSealer, ref: str) -> str | None:
-    """Forensics: the raw value behind a commitment, or None once retention erased it."""
+async def reveal_side_record(database: Database, sealer: SideRecordSealer, ref: str) -> dict[str, str] | None:
+    """Forensics: the raw values behind an event's commitments, or None once retention erased them."""
     async with database.connect() as conn:
         row = (
             await conn.execute(
                 sa.select(
-                    audit_side_records.c.ref,
-                    audit_side_records.c.kind,
-                    audit_side_records.c.salt,
-                    audit_side_records.c.blob,
+                    audit_side_records.c.ref, audit_side_records.c.salt, audit_side_records.c.blob
                 ).where(audit_side_records.c.ref == ref)
             )
         ).first()
     if row is None:
         return None
-    return sealer.open(SideRecord(ref=row.ref, kind=row.kind, salt=bytes(row.salt), blob=bytes(row.blob)))
+    return sealer.open(SideRecord(ref=row.ref, salt=bytes(row.salt), blob=bytes(row.blob)))
 
 
 async def side_record_salt(database: Database, ref: str) -> bytes | None:

@@ -1,21 +1,21 @@
 """Side records: raw personal values sealed with AES-256-GCM, referenced by salted commitments.
 
-The leaf keeps `{ref, commit}` where commit = HMAC-SHA256(salt, kind || 0x00 || value) and the
-random 16-byte salt lives only in the side record. Erasing the side record (retention) leaves
-the commitment unverifiable and unguessable (no brute force over the IPv4 space without the
-salt), while the leaf and therefore the Merkle log stay intact.
+The leaf keeps `{ref, kinds, commit}` with commit = HMAC-SHA256(salt, canonical JSON of the raw
+values); the random 16-byte salt lives only in the event's side record. Erasing the side record
+(retention) leaves the commitment unverifiable and unguessable (no brute force over the IPv4
+space without the salt), while the leaf and therefore the Merkle log stay intact.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import os
-import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -26,10 +26,11 @@ SEALED_KINDS = frozenset({"ip", "username", "user_agent"})
 
 @dataclass(frozen=True, slots=True)
 class SideRecord:
+    """One per event: every raw value of that event, encrypted together, and the salt."""
+
     ref: str
-    kind: str
     salt: bytes
-    blob: bytes  # nonce (12) || ciphertext || tag
+    blob: bytes  # nonce (12) || AES-256-GCM(JSON {kind: value}) || tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ class SealedEvent:
     """An event ready for the log and safe to spool: no personal value in clear."""
 
     doc: dict[str, Any]
-    side: tuple[SideRecord, ...]
+    side: SideRecord | None
 
     @property
     def uid(self) -> str:
@@ -48,17 +49,16 @@ class SealedEvent:
         return str(self.doc["kind"])
 
     def to_json(self) -> dict[str, Any]:
+        side = self.side
+        if side is None:
+            return {"doc": self.doc}
         return {
             "doc": self.doc,
-            "side": [
-                {
-                    "ref": r.ref,
-                    "kind": r.kind,
-                    "salt": base64.b64encode(r.salt).decode(),
-                    "blob": base64.b64encode(r.blob).decode(),
-                }
-                for r in self.side
-            ],
+            "side": {
+                "ref": side.ref,
+                "salt": base64.b64encode(side.salt).decode(),
+                "blob": base64.b64encode(side.blob).decode(),
+            },
         }
 
     @classmethod
@@ -70,24 +70,23 @@ class SealedEvent:
         for key in ("uid", "kind", "time", "class_uid", "time_us"):
             if key not in doc:
                 raise ValueError(f"spool record lacks {key}")
-        side = []
-        for item in data.get("side", []):
-            try:
-                side.append(
-                    SideRecord(
-                        ref=str(item["ref"]),
-                        kind=str(item["kind"]),
-                        salt=base64.b64decode(item["salt"], validate=True),
-                        blob=base64.b64decode(item["blob"], validate=True),
-                    )
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError("spool record has a malformed side record") from exc
-        return cls(doc=doc, side=tuple(side))
+        item = data.get("side")
+        if item is None:
+            return cls(doc=doc, side=None)
+        try:
+            side = SideRecord(
+                ref=str(item["ref"]),
+                salt=base64.b64decode(item["salt"], validate=True),
+                blob=base64.b64decode(item["blob"], validate=True),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError("spool record has a malformed side record") from exc
+        return cls(doc=doc, side=side)
 
 
-def commitment(salt: bytes, kind: str, value: str) -> str:
-    return hmac.new(salt, kind.encode() + b"\x00" + value.encode(), hashlib.sha256).hexdigest()
+def commitment(salt: bytes, values: Mapping[str, str]) -> str:
+    """HMAC-SHA256 keyed by the record's random salt over the canonical JSON of the values."""
+    return hmac.digest(salt, orjson.dumps(dict(values), option=orjson.OPT_SORT_KEYS), "sha256").hex()
 
 
 class SideRecordSealer:
@@ -104,29 +103,32 @@ class SideRecordSealer:
     def seal(self, event: AuditEvent) -> SealedEvent:
         doc = event.document()
         doc["time_us"] = to_micros(event.time)
-        refs: dict[str, dict[str, str]] = {}
-        side = []
-        for kind in sorted(event.personal):
-            if kind not in SEALED_KINDS:
-                raise ValueError("unknown personal value kind")
-            value = event.personal[kind]
-            ref = uuid.uuid4().hex
-            salt = os.urandom(16)
-            nonce = os.urandom(12)
-            blob = nonce + self._aead.encrypt(nonce, value.encode(), _aad(ref, kind))
-            side.append(SideRecord(ref=ref, kind=kind, salt=salt, blob=blob))
-            refs[kind] = {"ref": ref, "commit": commitment(salt, kind, value)}
-        doc["refs"] = refs
-        return SealedEvent(doc=doc, side=tuple(side))
+        personal = event.personal
+        if not personal:
+            doc["refs"] = {}
+            return SealedEvent(doc=doc, side=None)
+        if not SEALED_KINDS.issuperset(personal):
+            raise ValueError("unknown personal value kind")
+        random = os.urandom(44)
+        ref, salt, nonce = random[:16].hex(), random[16:32], random[32:]
+        plain = orjson.dumps(dict(personal), option=orjson.OPT_SORT_KEYS)
+        blob = nonce + self._aead.encrypt(nonce, plain, _aad(ref))
+        doc["refs"] = {
+            "ref": ref,
+            "kinds": sorted(personal),
+            "commit": hmac.digest(salt, plain, "sha256").hex(),
+        }
+        return SealedEvent(doc=doc, side=SideRecord(ref=ref, salt=salt, blob=blob))
 
-    def open(self, record: SideRecord) -> str:
+    def open(self, record: SideRecord) -> dict[str, str]:
         """Decrypt a side record; a wrong key or a tampered record is an error, never garbage."""
         try:
-            value = self._aead.decrypt(record.blob[:12], record.blob[12:], _aad(record.ref, record.kind))
+            plain = self._aead.decrypt(record.blob[:12], record.blob[12:], _aad(record.ref))
         except InvalidTag:
             raise ValueError("side record does not decrypt with this key") from None
-        return value.decode()
+        values = orjson.loads(plain)
+        return {str(k): str(v) for k, v in values.items()}
 
 
-def _aad(ref: str, kind: str) -> bytes:
-    return f"privacy-audit-side/v1|{ref}|{kind}".encode()
+def _aad(ref: str) -> bytes:
+    return f"privacy-audit-side/v1|{ref}".encode()

@@ -66,30 +66,38 @@ class VerifyReport:
 class _Entry:
     seq: int | None
     digest: bytes
-    doc: dict[str, Any] | None
+    chain: Any = None
+    lifecycle: dict[str, Any] | None = None  # only log.* leaves keep their document
     purged: bool = False
 
 
-def _parse_entry(position: int, line: bytes) -> _Entry:
+def _parse_entry(line: bytes) -> _Entry:
+    """Hash the exact line; keep only what the checks need (retaining every document is slow)."""
+    digest = leaf_hash(line)
     try:
         doc = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return _Entry(None, leaf_hash(line), None)
-    if isinstance(doc, dict):
-        stub = doc.get("purged")
-        if isinstance(stub, dict) and len(doc) == 1:
-            try:
-                digest = bytes.fromhex(stub["leaf_hash"])
-                seq = stub["seq"]
-            except (KeyError, TypeError, ValueError):
-                return _Entry(None, leaf_hash(line), None)
-            if len(digest) == 32 and isinstance(seq, int):
-                return _Entry(seq, digest, None, purged=True)
-            return _Entry(None, leaf_hash(line), None)
-        seq = doc.get("seq")
-        if isinstance(seq, int) and not isinstance(seq, bool):
-            return _Entry(seq, leaf_hash(line), doc)
-    return _Entry(None, leaf_hash(line), None)
+        return _Entry(None, digest)
+    if not isinstance(doc, dict):
+        return _Entry(None, digest)
+    stub = doc.get("purged")
+    if stub is not None:
+        if not isinstance(stub, dict) or len(doc) != 1:
+            return _Entry(None, digest)
+        try:
+            stored = bytes.fromhex(stub["leaf_hash"])
+            seq = stub["seq"]
+        except (KeyError, TypeError, ValueError):
+            return _Entry(None, digest)
+        if len(stored) == 32 and type(seq) is int:
+            return _Entry(seq, stored, purged=True)
+        return _Entry(None, digest)
+    seq = doc.get("seq")
+    if type(seq) is not int:
+        return _Entry(None, digest)
+    kind = doc.get("kind")
+    keep = doc if isinstance(kind, str) and kind.startswith("log.") else None
+    return _Entry(seq, digest, doc.get("chain"), keep)
 
 
 def _load_checkpoints(path: Path) -> list[str]:
@@ -128,7 +136,7 @@ def verify(directory: str | Path, public_key_pem: bytes | str) -> VerifyReport:
     lines = events_path.read_bytes().split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    entries = [_parse_entry(i, line) for i, line in enumerate(lines)]
+    entries = [_parse_entry(line) for line in lines]
     report = VerifyReport(INTACT, "all checkpoints verified", events=len(entries))
     report.purged = sum(1 for e in entries if e.purged)
 
@@ -144,10 +152,10 @@ def verify(directory: str | Path, public_key_pem: bytes | str) -> VerifyReport:
             unreadable.append(position)
             seq = expected
             entry.seq = seq
-        elif entry.doc is not None:
+        elif not entry.purged:
             if chain is None:
-                chain = entry.doc.get("chain")
-            elif entry.doc.get("chain") != chain and order_at is None:
+                chain = entry.chain
+            elif entry.chain != chain and order_at is None:
                 order_at = position
         if seq == expected:
             expected += 1
@@ -252,7 +260,7 @@ def _purge_ranges(entries: Sequence[_Entry]) -> list[tuple[int, int, int]]:
     """(from, to, marker index) for every retention.purge leaf."""
     ranges = []
     for position, entry in enumerate(entries):
-        doc = entry.doc
+        doc = entry.lifecycle
         if doc is None or doc.get("kind") != "log.retention_purge":
             continue
         detail = doc.get("detail")
@@ -270,7 +278,7 @@ def _is_covered(position: int, ranges: Sequence[tuple[int, int, int]]) -> bool:
 
 
 def _announced_key(entry: _Entry) -> Ed25519PublicKey | None:
-    doc = entry.doc
+    doc = entry.lifecycle
     if doc is None or doc.get("kind") != "log.key_rotation":
         return None
     detail = doc.get("detail")

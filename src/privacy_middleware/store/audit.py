@@ -65,7 +65,6 @@ audit_side_records = sa.Table(
     sa.Column("ref", sa.String(32), primary_key=True),
     sa.Column("chain", sa.String(64), nullable=False),
     sa.Column("event_uid", sa.String(36), nullable=False),
-    sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("salt", sa.LargeBinary(16), nullable=False),
     sa.Column("blob", sa.LargeBinary, nullable=False),
     sa.Column("created_us", sa.BigInteger, nullable=False),
