@@ -171,9 +171,7 @@ async def main() -> None:
         if not args.no_postgres:
             pg = await with_postgres(events, workdir / "pg")
             ratio = pg / floor
-            print(
-                f"writer    PostgreSQL (advisory-lock sequencer): {pg:10,.0f} events/s  ({ratio:.3f} x baseline)"
-            )
+            print(f"writer    PostgreSQL (advisory lock):{pg:10,.0f} events/s  ({ratio:.3f} x baseline)")
     print("targets: writer >= 10,000 events/s on SQLite; verify >= 100,000 events/s")
 
 
