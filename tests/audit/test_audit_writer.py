@@ -18,6 +18,7 @@ from privacy_middleware.audit import (
     search,
     verify,
 )
+from privacy_middleware.audit.merkle import leaf_hash
 from privacy_middleware.errors import PrivacyError
 from privacy_middleware.store import Database
 from privacy_middleware.store.audit import audit_events
@@ -262,3 +263,44 @@ async def test_idle_log_writes_heartbeat_leaves_with_checkpoints(
     assert beats
     head = await log.head(database)
     assert head is not None and head.checkpoint_size == head.size
+
+
+async def test_self_check_at_start_reports_a_log_edited_in_the_database(
+    database: Database, make_writer: MakeWriter, audit_log: AuditLog
+) -> None:
+    await audit_log.append(database, [audit_log.seal(_login(n)) for n in range(12)])
+    assert await audit_log.self_check(database) is None
+    async with database.begin() as conn:
+        leaf = (
+            await conn.execute(sa.select(audit_events.c.leaf).where(audit_events.c.seq == 4))
+        ).scalar_one()
+        edited = bytes(leaf).replace(b'"cust_4"', b'"cust_X"')
+        await conn.execute(sa.update(audit_events).where(audit_events.c.seq == 4).values(leaf=edited))
+    assert await audit_log.self_check(database) == "leaf 4 does not match its hash"
+    writer = make_writer(database, self_check=True)
+    await writer.start()
+    await writer.stop()
+    [finding] = await search(database, kinds=["detection_finding.tampering_detected"])
+    assert finding.detail["related"] == {"problem": "leaf 4 does not match its hash"}
+    assert finding.document is not None and finding.document["severity_id"] == 5
+
+
+async def test_self_check_notices_a_recomputed_hash_and_a_deleted_row(
+    database: Database, audit_log: AuditLog
+) -> None:
+    await audit_log.append(database, [audit_log.seal(_login(n)) for n in range(12)])
+
+    async with database.begin() as conn:
+        leaf = (
+            await conn.execute(sa.select(audit_events.c.leaf).where(audit_events.c.seq == 2))
+        ).scalar_one()
+        edited = bytes(leaf).replace(b'"cust_2"', b'"cust_Y"')
+        await conn.execute(
+            sa.update(audit_events)
+            .where(audit_events.c.seq == 2)
+            .values(leaf=edited, leaf_hash=leaf_hash(edited))
+        )
+    assert await audit_log.self_check(database) == "leaves before index 12 do not match their checkpoint"
+    async with database.begin() as conn:
+        await conn.execute(sa.delete(audit_events).where(audit_events.c.seq == 7))
+    assert await audit_log.self_check(database) == "index 7 is missing"

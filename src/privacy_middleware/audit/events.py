@@ -29,6 +29,7 @@ SEVERITY_INFORMATIONAL = 1
 SEVERITY_LOW = 2
 SEVERITY_MEDIUM = 3
 SEVERITY_HIGH = 4
+SEVERITY_CRITICAL = 5
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
 _ROUTE = re.compile(r"^[A-Z]{3,7} /[\x21-\x7e]*$")

@@ -25,13 +25,22 @@ from ..store.audit import (
     audit_checkpoints,
     audit_events,
     audit_side_records,
+    audit_signing_keys,
     insert_rows,
     lock_chain,
     read_head,
     register_signing_key,
     save_head,
 )
-from .checkpoint import Checkpoint, key_id, public_key_pem, sign_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    CheckpointFormatError,
+    key_id,
+    load_public_key,
+    public_key_pem,
+    sign_checkpoint,
+    verify_checkpoint,
+)
 from .events import AuditEvent, lifecycle
 from .keys import load_or_create_signing_key
 from .merkle import Frontier, leaf_hash
@@ -218,13 +227,53 @@ class AuditLog:
         async with database.connect() as conn:
             return await read_head(conn, self.chain)
 
+    async def self_check(self, database: Database, *, page: int = 5000) -> str | None:
+        """Recompute the tree from the stored leaves and hold it against every stored checkpoint.
 
-async def stored_leaf_hashes(database: Database, chain: str) -> list[bytes]:
-    """Every leaf hash of a chain in order (used by the start-up self check)."""
-    async with database.connect() as conn:
-        rows = await conn.execute(
-            sa.select(audit_events.c.leaf_hash)
-            .where(audit_events.c.chain == chain)
-            .order_by(audit_events.c.seq)
-        )
-        return [bytes(h) for h in rows.scalars()]
+        None when consistent, else a description naming the first bad index (no content). This is
+        the in-process alarm; the auditor's proof is still `export` + `verify` with a key kept elsewhere.
+        """
+        async with database.connect() as conn:
+            pems = (await conn.execute(sa.select(audit_signing_keys.c.public_pem))).scalars().all()
+            notes = (
+                await conn.execute(
+                    sa.select(audit_checkpoints.c.tree_size, audit_checkpoints.c.note)
+                    .where(audit_checkpoints.c.chain == self.chain)
+                    .order_by(audit_checkpoints.c.tree_size)
+                )
+            ).all()
+            keys = [load_public_key(p) for p in pems] + [self._signing_key.public_key()]
+            checkpoints: dict[int, bytes] = {}
+            for size, note in notes:
+                try:
+                    checkpoint = verify_checkpoint(note, keys)
+                except CheckpointFormatError:
+                    checkpoint = None
+                if checkpoint is None or checkpoint.size != size:
+                    return f"checkpoint for size {size} is not validly signed"
+                checkpoints[size] = checkpoint.root
+            frontier = Frontier()
+            while True:
+                rows = (
+                    await conn.execute(
+                        sa.select(audit_events.c.seq, audit_events.c.leaf, audit_events.c.leaf_hash)
+                        .where(audit_events.c.chain == self.chain, audit_events.c.seq >= frontier.size)
+                        .order_by(audit_events.c.seq)
+                        .limit(page)
+                    )
+                ).all()
+                if not rows:
+                    break
+                for seq, leaf, digest in rows:
+                    if seq != frontier.size:
+                        return f"index {frontier.size} is missing"
+                    stored = bytes(digest)
+                    if leaf is not None and leaf_hash(bytes(leaf)) != stored:
+                        return f"leaf {seq} does not match its hash"
+                    frontier.append(stored)
+                    root = checkpoints.get(frontier.size)
+                    if root is not None and root != frontier.root():
+                        return f"leaves before index {frontier.size} do not match their checkpoint"
+        if checkpoints and max(checkpoints) > frontier.size:
+            return f"the log ends at {frontier.size} but a checkpoint covers {max(checkpoints)}"
+        return None

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter
 from ..errors import PrivacyError
 from ..store import Database
 from ..store.audit import existing_uids
-from .events import AuditEvent, detection_finding, events_dropped, lifecycle
+from .events import SEVERITY_CRITICAL, AuditEvent, detection_finding, events_dropped, lifecycle
 from .log import AuditLog
 from .sealing import SealedEvent
 from .spool import Spool, SpoolCorruptError
@@ -83,6 +83,7 @@ class AuditWriter:
         registry: CollectorRegistry | None = None,
         strict_timeout: float = 5.0,
         retry_interval: float = 1.0,
+        self_check: bool = False,
     ) -> None:
         if queue_size < 1 or batch_size < 1 or flush_interval <= 0:
             raise ValueError("queue_size, batch_size and flush_interval must be positive")
@@ -95,6 +96,7 @@ class AuditWriter:
         self.flush_interval = flush_interval
         self.strict_timeout = strict_timeout
         self.retry_interval = retry_interval
+        self.self_check = self_check
         self._strict_exact = frozenset(k for k in strict_classes if not k.endswith("*"))
         self._strict_prefix = tuple(k[:-1] for k in strict_classes if k.endswith("*"))
         self.metrics = _Metrics(registry if registry is not None else CollectorRegistry())
@@ -159,8 +161,27 @@ class AuditWriter:
         self._spool_pending = await asyncio.to_thread(self.spool.pending)
         start = lifecycle("start", key_id=self.log.key_id, spool_pending=self._spool_pending)
         self._queue.appendleft(_Item(self.log.seal(start)))
+        if self.self_check:
+            await self._check_integrity()
         self._wakeup.set()
         self._task = asyncio.create_task(self._run(), name="privacy-audit-writer")
+
+    async def _check_integrity(self) -> None:
+        """Start-up alarm: a stored log that no longer matches its checkpoints becomes a finding."""
+        try:
+            problem = await self.log.self_check(self.database)
+        except Exception as exc:
+            logger.warning("audit self check skipped (%s)", exc.__class__.__name__)
+            return
+        if problem is not None:
+            logger.error("audit log tampering detected: %s", problem)
+            finding = detection_finding(
+                "tampering_detected",
+                title="stored audit log does not match its signed checkpoints",
+                severity_id=SEVERITY_CRITICAL,
+                related={"problem": problem},
+            )
+            self._queue.insert(1, _Item(self.log.seal(finding)))
 
     async def stop(self) -> None:
         """Flush everything (store or spool), write the stop leaf with its checkpoint, end the task."""
