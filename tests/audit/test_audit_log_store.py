@@ -1,12 +1,14 @@
 import asyncio
+import itertools
 import os
 import stat
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import CollectorRegistry
 
-from privacy_middleware.audit import AuditLog, login_attempt, verify
+from privacy_middleware.audit import AuditLog, AuditWriter, login_attempt, verify
 from privacy_middleware.audit.checkpoint import load_public_key, verify_checkpoint
 from privacy_middleware.audit.export import export
 from privacy_middleware.audit.merkle import leaf_hash, tree_root
@@ -128,31 +130,45 @@ async def test_key_rotation_is_announced_and_verifies_with_the_first_key(
 async def test_concurrent_writers_on_postgres_share_one_sequence(
     postgres_url: str, key_path: Path, side_key: bytes, tmp_path: Path
 ) -> None:
+    """Two instances (two Database objects, two writers) append to one chain at the same time."""
     first, second = Database(postgres_url), Database(postgres_url)
     try:
         await first.upgrade()
-        logs = [
-            AuditLog(key_path, side_key, checkpoint_every=7),
-            AuditLog(key_path, side_key, checkpoint_every=7),
-        ]
-
-        async def run(db: Database, log: AuditLog, base: int) -> None:
-            for batch in range(15):
-                await log.append(db, [log.seal(_login(base + batch * 4 + i)) for i in range(4)])
-
-        await asyncio.gather(run(first, logs[0], 0), run(second, logs[1], 1000))
-        async with first.connect() as conn:
-            seqs = (
-                (await conn.execute(sa.select(audit_events.c.seq).order_by(audit_events.c.seq)))
-                .scalars()
-                .all()
+        writers = [
+            AuditWriter(
+                db,
+                AuditLog(key_path, side_key, checkpoint_every=50),
+                spool_dir=tmp_path / f"spool-{i}",
+                batch_size=20,
+                flush_interval=0.005,
+                registry=CollectorRegistry(),
             )
-        assert seqs == list(range(120))
-        await logs[0].checkpoint(first, force=True)
+            for i, db in enumerate((first, second))
+        ]
+        for writer in writers:
+            await writer.start()
+
+        async def run(writer: AuditWriter, base: int) -> None:
+            for n in range(300):
+                writer.emit(_login(base + n))
+                if n % 25 == 0:
+                    await asyncio.sleep(0.002)
+
+        await asyncio.gather(run(writers[0], 0), run(writers[1], 1000))
+        await asyncio.gather(*(w.stop() for w in writers))
+        assert all(w.metrics.spooled.total == 0 for w in writers)
+        async with first.connect() as conn:
+            rows = (await conn.execute(sa.select(audit_events.c.seq, audit_events.c.subject))).all()
+        assert sorted(r.seq for r in rows) == list(range(604))  # 600 events + 2 start + 2 stop leaves
+        subjects = {r.subject for r in rows if r.subject}
+        assert subjects == {f"cust_{n}" for n in [*range(300), *range(1000, 1300)]}
+        origin = [len(r.subject) > 8 for r in sorted(rows) if r.subject]  # cust_1xxx came from writer 2
+        switches = sum(1 for a, b in itertools.pairwise(origin) if a != b)
+        assert switches > 4  # the two instances really interleaved their batches
         await export(first, tmp_path / "pg-export")
-        report = verify(tmp_path / "pg-export", logs[0].public_key_pem())
+        report = verify(tmp_path / "pg-export", writers[0].log.public_key_pem())
         assert report.status == 0, report.reason
-        assert report.verified_size == 120
+        assert report.verified_size == 604
     finally:
         await first.dispose()
         await second.dispose()
