@@ -304,3 +304,16 @@ async def test_self_check_notices_a_recomputed_hash_and_a_deleted_row(
     async with database.begin() as conn:
         await conn.execute(sa.delete(audit_events).where(audit_events.c.seq == 7))
     assert await audit_log.self_check(database) == "index 7 is missing"
+
+
+async def test_events_emitted_to_a_writer_that_never_started_are_counted_not_lost_quietly(
+    database: Database, make_writer: MakeWriter
+) -> None:
+    registry = CollectorRegistry()
+    writer = make_writer(database, registry=registry)
+    writer.emit(_login(1))
+    writer.emit(_login(2))
+    await writer.stop()
+    writer.emit(_login(3))  # after stop: refused, counted
+    assert registry.get_sample_value("privacy_audit_events_dropped_total") == 3
+    assert await search(database) == []

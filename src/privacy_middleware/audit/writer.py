@@ -186,6 +186,12 @@ class AuditWriter:
     async def stop(self) -> None:
         """Flush everything (store or spool), write the stop leaf with its checkpoint, end the task."""
         if self._task is None:
+            if self._queue:
+                # emitted but never started: say so rather than lose them quietly
+                lost = sum(1 for item in self._queue if item.future is None)
+                self._queue.clear()
+                self._drop(lost)
+            self._accepting = False
             return
         stop = lifecycle(
             "stop",
