@@ -68,7 +68,13 @@ def _unavailable() -> PrivacyError:
 
 
 class AuditWriter:
-    """One per process; `start()` at application start, `stop()` at shutdown."""
+    """One per process; `start()` at application start, `stop()` at shutdown.
+
+    `strict_classes` names event kinds (`"prefix*"` matches a prefix) that may use a reserve of
+    10 % beyond `queue_size` before `emit()` drops anything: payment reveals, exports, admin reads
+    and key operations by default. `emit_strict()` is for actions that must not happen unrecorded.
+    Call `emit` from the event loop thread.
+    """
 
     def __init__(
         self,
@@ -112,6 +118,7 @@ class AuditWriter:
         self._last_append = time.monotonic()
         self._last_checkpoint_try = time.monotonic()
         self._uncheckpointed = False
+        self._last_drop_log = 0.0
 
     # -- request path -------------------------------------------------------------------------
 
@@ -149,7 +156,10 @@ class AuditWriter:
     def _drop(self, count: int) -> None:
         self._pending_drops += count
         self.metrics.dropped.inc(count)
-        logger.warning("audit events dropped: %d", count)
+        now = time.monotonic()
+        if now - self._last_drop_log >= 1.0:  # one line per second under overload, not one per event
+            self._last_drop_log = now
+            logger.warning("audit events dropped: %d so far", self.metrics.dropped.total)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
