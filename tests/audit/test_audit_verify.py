@@ -231,3 +231,17 @@ def _time():  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+async def test_a_purge_marker_in_the_unsigned_tail_cannot_excuse_a_signed_leaf(
+    exported: Path, audit_log: AuditLog
+) -> None:
+    lines = _lines(exported)
+    lines[3] = orjson.dumps({"purged": {"leaf_hash": leaf_hash(lines[3]).hex(), "seq": 3}})
+    forged = orjson.dumps(
+        {"chain": "default", "kind": "log.retention_purge", "seq": N, "detail": {"ranges": [[3, 4]]}},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    _write_lines(exported, [*lines, forged])
+    report = verify(exported, audit_log.public_key_pem())
+    assert (report.status, report.first_bad_index) == (2, 3)

@@ -170,14 +170,7 @@ def verify(directory: str | Path, public_key_pem: bytes | str) -> VerifyReport:
         if cut is not None:
             prefix = min(prefix, cut)
 
-    # 2. purged entries must be explained by a later retention.purge leaf.
-    covered = _purge_ranges(entries)
-    for position in range(prefix):
-        entry = entries[position]
-        if entry.purged and not _is_covered(position, covered):
-            return _fail(report, GAP, f"index {position} was purged without a purge marker", position)
-
-    # 3. checkpoints in size order: signature, then root over the recomputed tree.
+    # 2. checkpoints in size order: signature, then root over the recomputed tree.
     frontier = Frontier()
     parsed: list[Checkpoint] = []
     for note in notes:
@@ -221,6 +214,17 @@ def verify(directory: str | Path, public_key_pem: bytes | str) -> VerifyReport:
                 trusted.append(key)
         report.checkpoints_verified += 1
         report.verified_size = checkpoint.size
+
+    # 3. a purged body must be explained by a later retention.purge leaf; inside the signed part
+    #    only a signed marker counts (an unsigned tail cannot excuse a signed leaf).
+    signed = report.verified_size
+    signed_markers = _purge_ranges(entries[:signed])
+    all_markers = _purge_ranges(entries[:prefix])
+    for position in range(prefix):
+        if entries[position].purged:
+            markers = signed_markers if position < signed else all_markers
+            if not _is_covered(position, markers):
+                return _fail(report, GAP, f"index {position} was purged without a purge marker", position)
 
     # 4. anything the checkpoints did not reach is explained here.
     if order_at is not None:
