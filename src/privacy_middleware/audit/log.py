@@ -118,8 +118,8 @@ class AuditLog:
         force_checkpoint: bool = False,
     ) -> AppendResult:
         """Append inside the caller's transaction (retention uses this to purge atomically)."""
-        now = _now_us()
-        head = await lock_chain(conn, self.chain, postgres=database.is_postgres, now_us=now)
+        head = await lock_chain(conn, self.chain, postgres=database.is_postgres, now_us=_now_us())
+        now = _now_us()  # read under the lock, so checkpoint times follow the sequence
         first = head.size
         frontier = Frontier(head.size, head.frontier)
         rows = []
@@ -177,8 +177,8 @@ class AuditLog:
     async def checkpoint(self, database: Database, *, force: bool = False) -> Checkpoint | None:
         """Sign the current head if it has leaves no checkpoint covers yet (and it is due, unless forced)."""
         async with database.begin() as conn:
+            head = await lock_chain(conn, self.chain, postgres=database.is_postgres, now_us=_now_us())
             now = _now_us()
-            head = await lock_chain(conn, self.chain, postgres=database.is_postgres, now_us=now)
             if head.size == head.checkpoint_size:
                 return None
             if not force and now - head.checkpoint_us < self.checkpoint_interval * 1_000_000:
