@@ -87,3 +87,16 @@ def test_sealed_events_survive_the_spool_format(success: bool, ip: str | None, u
 def test_spool_records_that_are_not_ours_are_refused(record: object) -> None:
     with pytest.raises(ValueError):
         SealedEvent.from_json(record)
+
+
+def test_a_second_spelling_of_the_same_signature_is_refused() -> None:
+    note = sign_checkpoint(KEY, "shop.example/audit", 7, b"\x11" * 32, WHEN).note
+    body, sigline = note.rstrip("\n").rsplit("\n", 1)
+    blob = sigline.rsplit(" ", 1)[1]
+    assert blob.endswith("=") and not blob.endswith("==")
+    # the character before '=' carries two unused bits: flip one, the bytes stay the same
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    twin = blob[:-2] + alphabet[alphabet.index(blob[-2]) ^ 1] + "="
+    assert base64.b64decode(twin) == base64.b64decode(blob)
+    with pytest.raises(CheckpointFormatError, match="canonical"):
+        verify_checkpoint(body + "\n" + sigline.replace(blob, twin) + "\n", [KEY.public_key()])

@@ -93,10 +93,7 @@ def parse_checkpoint(note: str) -> tuple[Checkpoint, list[tuple[str, bytes, byte
     origin, size_text, root_text = lines[0], lines[1], lines[2]
     if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")):
         raise CheckpointFormatError("checkpoint size is not a decimal number")
-    try:
-        root = base64.b64decode(root_text, validate=True)
-    except binascii.Error as exc:
-        raise CheckpointFormatError("checkpoint root is not base64") from exc
+    root = _strict_b64(root_text, "checkpoint root")
     if len(root) != 32:
         raise CheckpointFormatError("checkpoint root is not a SHA-256 hash")
     when = None
@@ -114,14 +111,25 @@ def parse_checkpoint(note: str) -> tuple[Checkpoint, list[tuple[str, bytes, byte
             raise CheckpointFormatError("signature line does not start with an em dash")
         try:
             name, blob_text = line[len(_SIG_PREFIX) :].split(" ")
-            blob = base64.b64decode(blob_text, validate=True)
-        except (ValueError, binascii.Error) as exc:
+        except ValueError as exc:
             raise CheckpointFormatError("signature line is malformed") from exc
+        blob = _strict_b64(blob_text, "signature")
         if len(blob) < 5:
             raise CheckpointFormatError("signature line is too short")
         signatures.append((name, blob[:4], blob[4:]))
     checkpoint = Checkpoint(origin=origin, size=int(size_text), root=root, time=when, note=note)
     return checkpoint, signatures
+
+
+def _strict_b64(text: str, what: str) -> bytes:
+    """Canonical base64 only, so one signature has exactly one spelling (no malleability)."""
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise CheckpointFormatError(f"{what} is not base64") from exc
+    if base64.b64encode(data).decode() != text:
+        raise CheckpointFormatError(f"{what} is not canonical base64")
+    return data
 
 
 def verify_checkpoint(note: str, keys: list[Ed25519PublicKey]) -> Checkpoint | None:
