@@ -12,6 +12,7 @@ Exit codes (usable as a CI or cron gate):
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -136,7 +137,15 @@ def verify(directory: str | Path, public_key_pem: bytes | str) -> VerifyReport:
     lines = events_path.read_bytes().split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    entries = [_parse_entry(line) for line in lines]
+    # Parsing allocates one small record per leaf and frees nothing: pausing the cyclic collector
+    # meanwhile (restored right after) saves it from rescanning a growing heap again and again.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        entries = [_parse_entry(line) for line in lines]
+    finally:
+        if paused:
+            gc.enable()
     report = VerifyReport(INTACT, "all checkpoints verified", events=len(entries))
     report.purged = sum(1 for e in entries if e.purged)
 
