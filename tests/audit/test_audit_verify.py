@@ -245,3 +245,51 @@ async def test_a_purge_marker_in_the_unsigned_tail_cannot_excuse_a_signed_leaf(
     _write_lines(exported, [*lines, forged])
     report = verify(exported, audit_log.public_key_pem())
     assert (report.status, report.first_bad_index) == (2, 3)
+
+
+async def test_export_helper_for_the_cli_prints_a_summary(
+    database: Database, audit_log: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from privacy_middleware.audit import export_main
+
+    await audit_log.append(
+        database, [audit_log.seal(consent_change(subject="c1", purposes_granted=["analytics"]))]
+    )
+    await audit_log.checkpoint(database, force=True)
+    assert await export_main(database, [str(tmp_path / "cli")]) == 0
+    assert orjson.loads(capsys.readouterr().out) == {
+        "directory": str(tmp_path / "cli"),
+        "events": 1,
+        "purged": 0,
+        "checkpoints": 1,
+    }
+    assert await export_main(database, [str(tmp_path / "cli")]) == 1
+    assert "already holds an audit export" in capsys.readouterr().err
+
+
+async def test_any_deletion_duplication_or_swap_of_lines_is_detected(
+    exported: Path, audit_log: AuditLog
+) -> None:
+    original = _lines(exported)
+    pem = audit_log.public_key_pem()
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        st.sampled_from(["delete", "duplicate", "swap"]),
+        st.integers(min_value=0, max_value=N - 1),
+        st.integers(min_value=0, max_value=N - 1),
+    )
+    def mutate(operation: str, i: int, j: int) -> None:
+        lines = list(original)
+        if operation == "delete":
+            del lines[i]
+        elif operation == "duplicate":
+            lines.insert(j, lines[i])
+        else:
+            if lines[i] == lines[j]:
+                return
+            lines[i], lines[j] = lines[j], lines[i]
+        _write_lines(exported, lines)
+        assert verify(exported, pem).status in (1, 2)
+
+    mutate()

@@ -20,7 +20,7 @@ from .events import (
     network_hint,
     subject_request,
 )
-from .export import ExportSummary, export
+from .export import ExportSummary, export, export_main
 from .keys import load_or_create_signing_key
 from .log import AppendResult, AuditLog
 from .query import AccessLog, AuditRecord, DisclosureEntry, LoginEntry, access_log, reveal_side_record, search
@@ -63,6 +63,7 @@ __all__ = [
     "detection_finding",
     "events_dropped",
     "export",
+    "export_main",
     "key_operation",
     "lifecycle",
     "load_or_create_signing_key",

@@ -7,7 +7,10 @@ No side record (raw IP, username) is ever exported.
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,3 +99,24 @@ async def export(
     }
     (target / MANIFEST_FILE).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     return ExportSummary(directory=target, events=count, purged=purged, checkpoints=len(checkpoints))
+
+
+async def export_main(database: Database, argv: Sequence[str] | None = None) -> int:
+    """`export OUT_DIR [--chain NAME]` for the CLI: JSON summary on stdout; 1 if OUT_DIR is taken."""
+    parser = argparse.ArgumentParser(prog="privacy-middleware audit export")
+    parser.add_argument("out_dir", type=Path, help="a new directory for the export")
+    parser.add_argument("--chain", default="default")
+    args = parser.parse_args(argv)
+    try:
+        summary = await export(database, args.out_dir, chain=args.chain)
+    except FileExistsError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
+    body = {
+        "directory": str(summary.directory),
+        "events": summary.events,
+        "purged": summary.purged,
+        "checkpoints": summary.checkpoints,
+    }
+    sys.stdout.write(orjson.dumps(body).decode() + "\n")
+    return 0
