@@ -141,7 +141,8 @@ async def test_checkpoint_with_an_edited_root_is_a_bad_signature(exported: Path,
     body[2] = base64.b64encode(b"\x01" * 32).decode()
     records[1]["note"] = "\n".join(body)
     (exported / "checkpoints.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
-    assert verify(exported, audit_log.public_key_pem()).status == 3
+    report = verify(exported, audit_log.public_key_pem())
+    assert (report.status, report.first_bad_index, report.verified_size) == (3, 10, 10)
 
 
 async def test_whole_log_rewritten_and_resigned_by_an_attacker_fails_against_the_trusted_key(

@@ -188,10 +188,16 @@ def verify(directory: str | Path, public_key_pem: bytes | str) -> VerifyReport:
         except CheckpointFormatError as exc:
             return _fail(report, MALFORMED, f"checkpoint is malformed: {exc}", None)
         if checkpoint is None:
-            return _fail(report, BAD_SIGNATURE, "a checkpoint is not signed by a trusted key", None)
+            # the first index no trusted checkpoint vouches for any more
+            return _fail(
+                report,
+                BAD_SIGNATURE,
+                "a checkpoint is not signed by a trusted key",
+                report.verified_size,
+            )
         parsed.append(checkpoint)
         if checkpoint.origin != parsed[0].origin:
-            return _fail(report, BAD_SIGNATURE, "checkpoints name different logs", None)
+            return _fail(report, BAD_SIGNATURE, "checkpoints name different logs", report.verified_size)
         if len(parsed) > 1 and checkpoint.size < parsed[-2].size:
             return _fail(report, MALFORMED, "checkpoints are not in tree-size order", None)
         if checkpoint.size > prefix:
