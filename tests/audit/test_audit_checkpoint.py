@@ -100,3 +100,20 @@ def test_a_second_spelling_of_the_same_signature_is_refused() -> None:
     assert base64.b64decode(twin) == base64.b64decode(blob)
     with pytest.raises(CheckpointFormatError, match="canonical"):
         verify_checkpoint(body + "\n" + sigline.replace(blob, twin) + "\n", [KEY.public_key()])
+
+
+def test_spool_records_the_store_would_refuse_are_refused_up_front() -> None:
+    sealed = SideRecordSealer(b"\x01" * 32).seal(login_attempt(success=True, subject="c1", ip="192.0.2.1"))
+    good = sealed.to_json()
+    for key, value in [("kind", "k" * 81), ("subject", "s" * 201), ("time_us", "now"), ("uid", "u" * 37)]:
+        with pytest.raises(ValueError):
+            SealedEvent.from_json({**good, "doc": {**good["doc"], key: value}})
+    with pytest.raises(ValueError):
+        SealedEvent.from_json({**good, "side": {**good["side"], "ref": "x" * 200}})
+
+
+def test_event_kinds_fit_their_column() -> None:
+    from privacy_middleware.audit import detection_finding
+
+    with pytest.raises(ValueError):
+        detection_finding("x" * 70, title="too long a finding name")

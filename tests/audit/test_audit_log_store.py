@@ -190,3 +190,10 @@ async def test_concurrent_appends_on_one_database_never_fork(database: Database,
     assert checkpoints
     for size, root in checkpoints:
         assert bytes(root) == tree_root([bytes(r.leaf_hash) for r in rows[:size]])
+
+
+def test_chain_names_are_short_plain_names(key_path: Path, side_key: bytes) -> None:
+    for bad in ("", "Shop Chain", "x" * 65, "../etc"):
+        with pytest.raises(ValueError):
+            AuditLog(key_path, side_key, chain=bad)
+    assert AuditLog(key_path, side_key, chain="shop-eu.2").chain == "shop-eu.2"

@@ -31,6 +31,8 @@ SEVERITY_MEDIUM = 3
 SEVERITY_HIGH = 4
 SEVERITY_CRITICAL = 5
 
+MAX_KIND = 80  # the width of privacy_audit_events.kind
+
 _NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
 _ROUTE = re.compile(r"^[A-Z]{3,7} /[\x21-\x7e]*$")
 
@@ -188,6 +190,8 @@ def _event(
     principal: str | None = None,
     personal: dict[str, str] | None = None,
 ) -> AuditEvent:
+    if len(kind) > MAX_KIND:
+        raise ValueError(f"event kind is longer than {MAX_KIND} characters")
     clean = {k: v for k, v in detail.items() if v is not None}
     _check_json(clean)
     when = time or datetime.now(UTC)

@@ -10,6 +10,7 @@ them take turns, so indices never fork or repeat.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ class AuditLog:
         checkpoint_interval: float = 60.0,
         heartbeat_interval: float = 3600.0,
     ) -> None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", chain):
+            raise ValueError("chain must be a short lower-case name (at most 64 characters)")
         if checkpoint_every < 1 or checkpoint_interval <= 0 or heartbeat_interval <= 0:
             raise ValueError("checkpoint cadence and heartbeat interval must be positive")
         self.chain = chain

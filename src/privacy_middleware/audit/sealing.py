@@ -19,7 +19,7 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .events import AuditEvent, to_micros
+from .events import MAX_KIND, AuditEvent, to_micros
 
 SEALED_KINDS = frozenset({"ip", "username", "user_agent"})
 
@@ -70,12 +70,25 @@ class SealedEvent:
         for key in ("uid", "kind", "time", "class_uid", "time_us"):
             if key not in doc:
                 raise ValueError(f"spool record lacks {key}")
+        # a record the store would refuse must not block the replay of everything after it
+        if not (isinstance(doc["uid"], str) and len(doc["uid"]) <= 36):
+            raise ValueError("spool record has a bad uid")
+        if not (isinstance(doc["kind"], str) and 0 < len(doc["kind"]) <= MAX_KIND):
+            raise ValueError("spool record has a bad kind")
+        if type(doc["time_us"]) is not int or type(doc["class_uid"]) is not int:
+            raise ValueError("spool record has a bad time or class")
+        for key in ("subject", "principal"):
+            value = doc.get(key)
+            if value is not None and not (isinstance(value, str) and len(value) <= 200):
+                raise ValueError(f"spool record has a bad {key}")
         item = data.get("side")
         if item is None:
             return cls(doc=doc, side=None)
         try:
+            if not (isinstance(item["ref"], str) and len(item["ref"]) == 32):
+                raise ValueError("bad side record reference")
             side = SideRecord(
-                ref=str(item["ref"]),
+                ref=item["ref"],
                 salt=base64.b64decode(item["salt"], validate=True),
                 blob=base64.b64decode(item["blob"], validate=True),
             )
