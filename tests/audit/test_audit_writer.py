@@ -11,6 +11,7 @@ from privacy_middleware.audit import (
     AuditEvent,
     AuditLog,
     AuditWriter,
+    SealedEvent,
     SpoolCorruptError,
     data_access,
     export,
@@ -317,3 +318,27 @@ async def test_events_emitted_to_a_writer_that_never_started_are_counted_not_los
     writer.emit(_login(3))  # after stop: refused, counted
     assert registry.get_sample_value("privacy_audit_events_dropped_total") == 3
     assert await search(database) == []
+
+
+async def test_one_event_the_store_refuses_cannot_block_the_spool(
+    database: Database, make_writer: MakeWriter, audit_log: AuditLog, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    first, refused, last = (audit_log.seal(_login(n)) for n in (1, 2, 3))
+    refused.doc["class_uid"] = 2**40  # parses, but does not fit the INTEGER column
+    twin = SealedEvent.from_json(first.to_json())  # the same event spooled twice
+    lines = [orjson.dumps(e.to_json()) for e in (first, refused, twin, last)]
+    (spool_dir / "audit-spool.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    registry = CollectorRegistry()
+    writer = make_writer(database, spool_dir=spool_dir, registry=registry)
+    replayed = await writer.replay_spool()
+    subjects = [s for k, s in await _kinds_and_subjects(database) if k.startswith("authentication.")]
+    if database.is_postgres:
+        assert (replayed, subjects) == (2, ["cust_1", "cust_3"])
+        assert registry.get_sample_value("privacy_audit_events_dropped_total") == 1
+        [kept] = spool_dir.glob("audit-spool.rejected-*.jsonl")
+        assert SealedEvent.from_json(orjson.loads(kept.read_bytes())).uid == refused.uid
+    else:  # SQLite stores any integer: nothing to refuse, and the twin is still written once
+        assert (replayed, subjects) == (3, ["cust_1", "cust_2", "cust_3"])
+    assert not (spool_dir / "audit-spool.jsonl").exists()

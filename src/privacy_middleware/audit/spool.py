@@ -89,6 +89,17 @@ class Spool:
                     bad.append((number, line))
         return SpoolContents(path=self.path, events=events, bad=bad)
 
+    def quarantine(self, events: Sequence[SealedEvent]) -> Path:
+        """Keep records the store refused, sealed as they were, beside the spool."""
+        kept = self.directory / f"audit-spool.rejected-{time.time_ns()}.jsonl"
+        fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"".join(orjson.dumps(e.to_json()) + b"\n" for e in events))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return kept
+
     def finish(self, contents: SpoolContents) -> Path | None:
         """Drop the replayed file; keep corrupt lines aside for forensics."""
         kept = None

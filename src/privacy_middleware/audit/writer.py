@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import exc as sa_exc
 
 from ..errors import PrivacyError
 from ..store import Database
@@ -29,6 +30,26 @@ from .sealing import SealedEvent
 from .spool import Spool, SpoolCorruptError
 
 logger = logging.getLogger("privacy_middleware.audit")
+
+# errors that say "this record", not "this store": retrying will not help
+_POISON = (sa_exc.IntegrityError, sa_exc.DataError, ValueError, TypeError, OverflowError)
+_POISON_DRIVER_NAMES = ("DataError", "IntegrityError", "IntegrityConstraintViolationError")
+
+
+def _is_poison(exc: BaseException) -> bool:
+    """True when the store refused a record's data (drivers wrap this differently), not the write."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return False
+        if isinstance(seen, sa_exc.OperationalError | sa_exc.InterfaceError):
+            return False
+        if isinstance(seen, _POISON) or type(seen).__name__ in _POISON_DRIVER_NAMES:
+            return True
+        orig = getattr(seen, "orig", None)
+        seen = orig if isinstance(orig, BaseException) and orig is not seen else seen.__cause__
+    return False
+
 
 DEFAULT_STRICT_KINDS = frozenset(
     {"api_activity.data_reveal", "api_activity.data_export", "api_activity.admin_read", "api_activity.key_*"}
@@ -290,15 +311,21 @@ class AuditWriter:
             contents = await asyncio.to_thread(self.spool.take)
             if contents is None:
                 break
+            seen: set[str] = set()
             for start in range(0, len(contents.events), self.batch_size):
-                chunk = contents.events[start : start + self.batch_size]
-                async with self.database.begin() as conn:
-                    seen = await existing_uids(conn, [e.uid for e in chunk])
-                    fresh = [e for e in chunk if e.uid not in seen]
-                    if fresh:
-                        await self.log.append_in(self.database, conn, fresh)
-                replayed += len(fresh)
-                self.metrics.replayed.inc(len(fresh))
+                chunk = []
+                for event in contents.events[start : start + self.batch_size]:
+                    if event.uid not in seen:  # the same event spooled twice is replayed once
+                        seen.add(event.uid)
+                        chunk.append(event)
+                try:
+                    written = await self._append_new(chunk)
+                except Exception as exc:
+                    if not _is_poison(exc):
+                        raise
+                    written = await self._append_one_by_one(chunk)
+                replayed += written
+                self.metrics.replayed.inc(written)
             kept = await asyncio.to_thread(self.spool.finish, contents)
             if contents.bad and corrupt is None:
                 corrupt = SpoolCorruptError(contents.path, contents.bad[0][0], len(contents.bad), kept)
@@ -320,6 +347,33 @@ class AuditWriter:
             self._queue.appendleft(_Item(self.log.seal(finding)))
             raise corrupt
         return replayed
+
+    async def _append_new(self, events: Sequence[SealedEvent]) -> int:
+        """Append the events the store does not hold yet (replay is idempotent by event id)."""
+        async with self.database.begin() as conn:
+            stored = await existing_uids(conn, [e.uid for e in events])
+            fresh = [e for e in events if e.uid not in stored]
+            if fresh:
+                await self.log.append_in(self.database, conn, fresh)
+        return len(fresh)
+
+    async def _append_one_by_one(self, events: Sequence[SealedEvent]) -> int:
+        """A batch the store refused as data: find the record(s) it refuses and set them aside,
+        so one bad record cannot hold every later event in the spool for ever."""
+        written = 0
+        rejected: list[SealedEvent] = []
+        for event in events:
+            try:
+                written += await self._append_new([event])
+            except Exception as exc:
+                if not _is_poison(exc):
+                    raise
+                rejected.append(event)
+        if rejected:
+            kept = await asyncio.to_thread(self.spool.quarantine, rejected)
+            logger.error("audit store refused %d spooled event(s); kept in %s", len(rejected), kept)
+            self._drop(len(rejected))
+        return written
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
