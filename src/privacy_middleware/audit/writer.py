@@ -1,0 +1,407 @@
+"""The batching audit writer: `emit` never blocks or raises, batches leave the request path.
+
+Events are sealed on emit (so nothing personal is ever spooled in clear), queued in a bounded
+deque and appended to the log in batches by one background task. When the store fails, the
+batch goes to the fsynced local spool and the spool is replayed, in order, before anything
+newer once the store answers again. A forced drop is never silent: the count is metered and
+written to the log as an `events_dropped` Detection Finding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import exc as sa_exc
+
+from ..errors import PrivacyError
+from ..store import Database
+from ..store.audit import existing_uids
+from .events import SEVERITY_CRITICAL, AuditEvent, detection_finding, events_dropped, lifecycle
+from .log import AuditLog
+from .sealing import SealedEvent
+from .spool import Spool, SpoolCorruptError
+
+logger = logging.getLogger("privacy_middleware.audit")
+
+# errors that say "this record", not "this store": retrying will not help
+_POISON = (sa_exc.IntegrityError, sa_exc.DataError, ValueError, TypeError, OverflowError)
+_POISON_DRIVER_NAMES = ("DataError", "IntegrityError", "IntegrityConstraintViolationError")
+
+
+def _is_poison(exc: BaseException) -> bool:
+    """True when the store refused a record's data (drivers wrap this differently), not the write."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return False
+        if isinstance(seen, sa_exc.OperationalError | sa_exc.InterfaceError):
+            return False
+        if isinstance(seen, _POISON) or type(seen).__name__ in _POISON_DRIVER_NAMES:
+            return True
+        orig = getattr(seen, "orig", None)
+        seen = orig if isinstance(orig, BaseException) and orig is not seen else seen.__cause__
+    return False
+
+
+DEFAULT_STRICT_KINDS = frozenset(
+    {"api_activity.data_reveal", "api_activity.data_export", "api_activity.admin_read", "api_activity.key_*"}
+)
+
+
+@dataclass(slots=True)
+class _Item:
+    sealed: SealedEvent
+    future: asyncio.Future[None] | None = None
+    drops: int = 0
+
+
+class _Count:
+    """A prometheus counter plus the plain total the writer reports in its stop leaf."""
+
+    def __init__(self, name: str, doc: str, registry: CollectorRegistry) -> None:
+        self._counter = Counter(name, doc, registry=registry)
+        self.total = 0
+
+    def inc(self, amount: int = 1) -> None:
+        if amount:
+            self._counter.inc(amount)
+            self.total += amount
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.written = _Count("privacy_audit_events_written", "Audit events written to the store", registry)
+        self.spooled = _Count("privacy_audit_events_spooled", "Audit events spooled to local disk", registry)
+        self.replayed = _Count("privacy_audit_events_replayed", "Spooled audit events replayed", registry)
+        self.dropped = _Count("privacy_audit_events_dropped", "Audit events dropped (counted)", registry)
+
+
+def _unavailable() -> PrivacyError:
+    return PrivacyError("audit_unavailable", "the audit trail cannot record this action right now", 503)
+
+
+class AuditWriter:
+    """One per process; `start()` at application start, `stop()` at shutdown.
+
+    `strict_classes` names event kinds (`"prefix*"` matches a prefix) that may use a reserve of
+    10 % beyond `queue_size` before `emit()` drops anything: payment reveals, exports, admin reads
+    and key operations by default. `emit_strict()` is for actions that must not happen unrecorded.
+    Call `emit` from the event loop thread.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        log: AuditLog,
+        *,
+        spool_dir: str | os.PathLike[str],
+        queue_size: int = 10_000,
+        batch_size: int = 500,
+        flush_interval: float = 0.2,
+        strict_classes: Iterable[str] = DEFAULT_STRICT_KINDS,
+        registry: CollectorRegistry | None = None,
+        strict_timeout: float = 5.0,
+        retry_interval: float = 1.0,
+        self_check: bool = False,
+    ) -> None:
+        if queue_size < 1 or batch_size < 1 or flush_interval <= 0:
+            raise ValueError("queue_size, batch_size and flush_interval must be positive")
+        self.database = database
+        self.log = log
+        self.spool = Spool(spool_dir)
+        self.queue_size = queue_size
+        self.reserve = max(100, queue_size // 10)
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.strict_timeout = strict_timeout
+        self.retry_interval = retry_interval
+        self.self_check = self_check
+        self._strict_exact = frozenset(k for k in strict_classes if not k.endswith("*"))
+        self._strict_prefix = tuple(k[:-1] for k in strict_classes if k.endswith("*"))
+        self.metrics = _Metrics(registry if registry is not None else CollectorRegistry())
+        self.spool_errors: list[SpoolCorruptError] = []
+        self._queue: deque[_Item] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._accepting = True
+        self._stopping = False
+        self._pending_drops = 0
+        self._spool_pending = False
+        self._last_replay_try = 0.0
+        self._last_append = time.monotonic()
+        self._last_checkpoint_try = time.monotonic()
+        self._uncheckpointed = False
+        self._last_drop_log = 0.0
+
+    # -- request path -------------------------------------------------------------------------
+
+    def is_strict(self, event: AuditEvent) -> bool:
+        return event.kind in self._strict_exact or event.kind.startswith(self._strict_prefix or ("\0",))
+
+    def emit(self, event: AuditEvent) -> None:
+        """Queue an event without waiting. Never raises; a forced drop is counted and logged."""
+        try:
+            limit = self.queue_size + (self.reserve if self.is_strict(event) else 0)
+            if not self._accepting or len(self._queue) >= limit:
+                self._drop(1)
+                return
+            self._queue.append(_Item(self.log.seal(event)))
+            if len(self._queue) >= self.batch_size:
+                self._wakeup.set()
+        except Exception as exc:  # the request path must never fail because of audit
+            logger.error("audit event could not be queued (%s)", exc.__class__.__name__)
+            self._drop(1)
+
+    async def emit_strict(self, event: AuditEvent) -> None:
+        """Return only once the event is committed to the store or fsynced to the spool."""
+        if not self._accepting or self._task is None or self._task.done():
+            raise _unavailable()
+        if len(self._queue) >= self.queue_size + self.reserve:
+            raise _unavailable()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Item(self.log.seal(event), future))
+        self._wakeup.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self.strict_timeout)
+        except (TimeoutError, OSError, PrivacyError):
+            raise _unavailable() from None
+
+    def _drop(self, count: int) -> None:
+        self._pending_drops += count
+        self.metrics.dropped.inc(count)
+        now = time.monotonic()
+        if now - self._last_drop_log >= 1.0:  # one line per second under overload, not one per event
+            self._last_drop_log = now
+            logger.warning("audit events dropped: %d so far", self.metrics.dropped.total)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self._accepting = True
+        self._stopping = False
+        self._spool_pending = await asyncio.to_thread(self.spool.pending)
+        start = lifecycle("start", key_id=self.log.key_id, spool_pending=self._spool_pending)
+        self._queue.appendleft(_Item(self.log.seal(start)))
+        if self.self_check:
+            await self._check_integrity()
+        self._wakeup.set()
+        self._task = asyncio.create_task(self._run(), name="privacy-audit-writer")
+
+    async def _check_integrity(self) -> None:
+        """Start-up alarm: a stored log that no longer matches its checkpoints becomes a finding."""
+        try:
+            problem = await self.log.self_check(self.database)
+        except Exception as exc:
+            logger.warning("audit self check skipped (%s)", exc.__class__.__name__)
+            return
+        if problem is not None:
+            logger.error("audit log tampering detected: %s", problem)
+            finding = detection_finding(
+                "tampering_detected",
+                title="stored audit log does not match its signed checkpoints",
+                severity_id=SEVERITY_CRITICAL,
+                related={"problem": problem},
+            )
+            self._queue.insert(1, _Item(self.log.seal(finding)))
+
+    async def stop(self) -> None:
+        """Flush everything (store or spool), write the stop leaf with its checkpoint, end the task."""
+        if self._task is None:
+            if self._queue:
+                # emitted but never started: say so rather than lose them quietly
+                lost = sum(1 for item in self._queue if item.future is None)
+                self._queue.clear()
+                self._drop(lost)
+            self._accepting = False
+            return
+        stop = lifecycle(
+            "stop",
+            written=self.metrics.written.total,
+            dropped=self.metrics.dropped.total,
+        )
+        self._queue.append(_Item(self.log.seal(stop)))
+        self._accepting = False
+        self._stopping = True
+        self._wakeup.set()
+        task, self._task = self._task, None
+        await task
+
+    async def flush(self) -> None:
+        """Write everything queued so far (tests and shutdown hooks use it)."""
+        while self._queue:
+            await self._write_batch(self._next_batch())
+
+    # -- background task ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if not self._stopping and len(self._queue) < self.batch_size:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), self.flush_interval)
+                self._wakeup.clear()
+                while self._queue:
+                    await self._write_batch(self._next_batch())
+                if self._stopping:
+                    return
+                await self._housekeeping()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.error("audit writer loop error (%s)", exc.__class__.__name__)
+                await asyncio.sleep(self.flush_interval)
+
+    def _next_batch(self) -> list[_Item]:
+        batch: list[_Item] = []
+        if self._pending_drops:
+            count, self._pending_drops = self._pending_drops, 0
+            batch.append(_Item(self.log.seal(events_dropped(count)), drops=count))
+        while self._queue and len(batch) < self.batch_size:
+            batch.append(self._queue.popleft())
+        return batch
+
+    async def _write_batch(self, batch: Sequence[_Item]) -> None:
+        sealed = [item.sealed for item in batch]
+        try:
+            if self._spool_pending:
+                # a corrupt spool is reported by _replay; its readable records are in the log
+                with contextlib.suppress(SpoolCorruptError):
+                    await self._replay()
+            result = await self.log.append(self.database, sealed)
+            self.metrics.written.inc(len(sealed))
+            self._last_append = time.monotonic()
+            self._uncheckpointed = result.checkpoint is None
+            _settle(batch, None)
+        except Exception as exc:
+            logger.warning(
+                "audit store unavailable (%s); spooling %d events", exc.__class__.__name__, len(sealed)
+            )
+            try:
+                await asyncio.to_thread(self.spool.append, sealed)
+            except OSError as spool_exc:
+                logger.error("audit spool unwritable (%s)", spool_exc.__class__.__name__)
+                lost = sum(1 for item in batch if item.drops == 0)
+                self._pending_drops += sum(item.drops for item in batch)
+                self._drop(lost)
+                _settle(batch, spool_exc)
+                return
+            self._spool_pending = True
+            self._last_replay_try = time.monotonic()
+            self.metrics.spooled.inc(len(sealed))
+            _settle(batch, None)
+
+    async def replay_spool(self) -> int:
+        """Replay spooled batches in order; raises SpoolCorruptError (after replaying the rest)."""
+        return await self._replay()
+
+    async def _replay(self) -> int:
+        replayed = 0
+        corrupt: SpoolCorruptError | None = None
+        while True:
+            contents = await asyncio.to_thread(self.spool.take)
+            if contents is None:
+                break
+            seen: set[str] = set()
+            for start in range(0, len(contents.events), self.batch_size):
+                chunk = []
+                for event in contents.events[start : start + self.batch_size]:
+                    if event.uid not in seen:  # the same event spooled twice is replayed once
+                        seen.add(event.uid)
+                        chunk.append(event)
+                try:
+                    written = await self._append_new(chunk)
+                except Exception as exc:
+                    if not _is_poison(exc):
+                        raise
+                    written = await self._append_one_by_one(chunk)
+                replayed += written
+                self.metrics.replayed.inc(written)
+            kept = await asyncio.to_thread(self.spool.finish, contents)
+            if contents.bad and corrupt is None:
+                corrupt = SpoolCorruptError(contents.path, contents.bad[0][0], len(contents.bad), kept)
+        self._spool_pending = False
+        self._last_append = time.monotonic()
+        self._uncheckpointed = True
+        if corrupt is not None:
+            self.spool_errors.append(corrupt)
+            logger.error("%s", corrupt)
+            finding = detection_finding(
+                "spool_corrupt",
+                title="audit spool had unreadable records",
+                related={
+                    "file": corrupt.path.name,
+                    "first_bad_line": corrupt.first_bad_line,
+                    "count": corrupt.bad_lines,
+                },
+            )
+            self._queue.appendleft(_Item(self.log.seal(finding)))
+            raise corrupt
+        return replayed
+
+    async def _append_new(self, events: Sequence[SealedEvent]) -> int:
+        """Append the events the store does not hold yet (replay is idempotent by event id)."""
+        async with self.database.begin() as conn:
+            stored = await existing_uids(conn, [e.uid for e in events])
+            fresh = [e for e in events if e.uid not in stored]
+            if fresh:
+                await self.log.append_in(self.database, conn, fresh)
+        return len(fresh)
+
+    async def _append_one_by_one(self, events: Sequence[SealedEvent]) -> int:
+        """A batch the store refused as data: find the record(s) it refuses and set them aside,
+        so one bad record cannot hold every later event in the spool for ever."""
+        written = 0
+        rejected: list[SealedEvent] = []
+        for event in events:
+            try:
+                written += await self._append_new([event])
+            except Exception as exc:
+                if not _is_poison(exc):
+                    raise
+                rejected.append(event)
+        if rejected:
+            kept = await asyncio.to_thread(self.spool.quarantine, rejected)
+            logger.error("audit store refused %d spooled event(s); kept in %s", len(rejected), kept)
+            self._drop(len(rejected))
+        return written
+
+    async def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if self._spool_pending and now - self._last_replay_try >= self.retry_interval:
+            self._last_replay_try = now
+            try:
+                await self._replay()
+            except SpoolCorruptError:
+                pass
+            except Exception as exc:
+                logger.warning("audit spool replay postponed (%s)", exc.__class__.__name__)
+        if self._uncheckpointed and now - self._last_checkpoint_try >= self.log.checkpoint_interval:
+            self._last_checkpoint_try = now
+            try:
+                if await self.log.checkpoint(self.database) is not None:
+                    self._uncheckpointed = False
+            except Exception as exc:
+                logger.warning("audit checkpoint postponed (%s)", exc.__class__.__name__)
+        if now - self._last_append >= self.log.heartbeat_interval and not self._queue:
+            self._last_append = now
+            self._queue.append(_Item(self.log.seal(lifecycle("heartbeat"))))
+            self._wakeup.set()
+
+
+def _settle(batch: Sequence[_Item], error: BaseException | None) -> None:
+    for item in batch:
+        if item.future is not None and not item.future.done():
+            if error is None:
+                item.future.set_result(None)
+            else:
+                item.future.set_exception(_unavailable())

@@ -1,0 +1,189 @@
+"""Audit trail tables and the repository functions the audit package uses.
+
+Times are integer microseconds since the epoch (`*_us`), identical on SQLite and PostgreSQL.
+`privacy_audit_events.leaf` holds the canonical leaf bytes; retention sets it to NULL and keeps
+`leaf_hash`, so the Merkle tree can always be recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .tables import metadata
+
+audit_chains = sa.Table(
+    "privacy_audit_chains",
+    metadata,
+    sa.Column("chain", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("frontier", sa.Text, nullable=False),
+    sa.Column("checkpoint_size", sa.BigInteger, nullable=False),
+    sa.Column("checkpoint_us", sa.BigInteger, nullable=False),
+    sa.Column("last_leaf_us", sa.BigInteger, nullable=False),
+)
+
+audit_events = sa.Table(
+    "privacy_audit_events",
+    metadata,
+    sa.Column("chain", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("uid", sa.String(36), nullable=False, unique=True),
+    sa.Column("time_us", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(80), nullable=False),
+    sa.Column("class_uid", sa.Integer, nullable=False),
+    sa.Column("subject", sa.String(200)),
+    sa.Column("principal", sa.String(200)),
+    sa.Column("leaf", sa.LargeBinary),
+    sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("purged_us", sa.BigInteger),
+    sa.Index(None, "subject", "time_us"),
+    sa.Index(None, "kind", "time_us"),
+    sa.Index(None, "time_us"),
+)
+
+audit_checkpoints = sa.Table(
+    "privacy_audit_checkpoints",
+    metadata,
+    sa.Column("chain", sa.String(64), primary_key=True),
+    sa.Column("tree_size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root_hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("time_us", sa.BigInteger, nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+)
+
+audit_side_records = sa.Table(
+    "privacy_audit_side_records",
+    metadata,
+    sa.Column("ref", sa.String(32), primary_key=True),
+    sa.Column("chain", sa.String(64), nullable=False),
+    sa.Column("event_uid", sa.String(36), nullable=False),
+    sa.Column("salt", sa.LargeBinary(16), nullable=False),
+    sa.Column("blob", sa.LargeBinary, nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Index(None, "created_us"),
+    sa.Index(None, "event_uid"),
+)
+
+audit_signing_keys = sa.Table(
+    "privacy_audit_signing_keys",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("public_pem", sa.Text, nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+)
+
+AUDIT_TABLES = (audit_chains, audit_events, audit_checkpoints, audit_side_records, audit_signing_keys)
+
+
+@dataclass(slots=True)
+class ChainHead:
+    chain: str
+    size: int
+    frontier: list[bytes]
+    checkpoint_size: int
+    checkpoint_us: int
+    last_leaf_us: int
+
+
+def chain_lock_id(chain: str) -> int:
+    """A signed 64-bit advisory-lock key for one chain."""
+    return int.from_bytes(
+        hashlib.sha256(b"privacy-audit-chain|" + chain.encode()).digest()[:8], "big", signed=True
+    )
+
+
+async def lock_chain(conn: AsyncConnection, chain: str, *, postgres: bool, now_us: int) -> ChainHead:
+    """Become the one sequencer for `chain` until the transaction ends, and read its head.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: the first statement is a write,
+    which takes the database write lock for the rest of the transaction.
+    """
+    if postgres:
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": chain_lock_id(chain)})
+        await conn.execute(
+            sa.text(
+                "INSERT INTO privacy_audit_chains (chain, size, frontier, checkpoint_size, checkpoint_us,"
+                " last_leaf_us) VALUES (:c, 0, '[]', 0, :n, :n) ON CONFLICT (chain) DO NOTHING"
+            ),
+            {"c": chain, "n": now_us},
+        )
+    else:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO privacy_audit_chains (chain, size, frontier, checkpoint_size, checkpoint_us,"
+                " last_leaf_us) VALUES (:c, 0, '[]', 0, :n, :n) ON CONFLICT (chain) DO NOTHING"
+            ),
+            {"c": chain, "n": now_us},
+        )
+        await conn.execute(
+            sa.update(audit_chains).where(audit_chains.c.chain == chain).values(size=audit_chains.c.size)
+        )
+    row = (await conn.execute(sa.select(audit_chains).where(audit_chains.c.chain == chain))).one()
+    return ChainHead(
+        chain=chain,
+        size=row.size,
+        frontier=[bytes.fromhex(h) for h in orjson.loads(row.frontier)],
+        checkpoint_size=row.checkpoint_size,
+        checkpoint_us=row.checkpoint_us,
+        last_leaf_us=row.last_leaf_us,
+    )
+
+
+async def read_head(conn: AsyncConnection, chain: str) -> ChainHead | None:
+    row = (await conn.execute(sa.select(audit_chains).where(audit_chains.c.chain == chain))).first()
+    if row is None:
+        return None
+    return ChainHead(
+        chain=chain,
+        size=row.size,
+        frontier=[bytes.fromhex(h) for h in orjson.loads(row.frontier)],
+        checkpoint_size=row.checkpoint_size,
+        checkpoint_us=row.checkpoint_us,
+        last_leaf_us=row.last_leaf_us,
+    )
+
+
+async def save_head(conn: AsyncConnection, head: ChainHead) -> None:
+    await conn.execute(
+        sa.update(audit_chains)
+        .where(audit_chains.c.chain == head.chain)
+        .values(
+            size=head.size,
+            frontier=orjson.dumps([h.hex() for h in head.frontier]).decode(),
+            checkpoint_size=head.checkpoint_size,
+            checkpoint_us=head.checkpoint_us,
+            last_leaf_us=head.last_leaf_us,
+        )
+    )
+
+
+async def insert_rows(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(table.insert(), list(rows))
+
+
+async def existing_uids(conn: AsyncConnection, uids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(uids), 500):
+        chunk = uids[start : start + 500]
+        rows = await conn.execute(sa.select(audit_events.c.uid).where(audit_events.c.uid.in_(chunk)))
+        found.update(rows.scalars())
+    return found
+
+
+async def register_signing_key(conn: AsyncConnection, key_id: str, public_pem: str, now_us: int) -> None:
+    exists = await conn.execute(
+        sa.select(audit_signing_keys.c.key_id).where(audit_signing_keys.c.key_id == key_id)
+    )
+    if exists.first() is None:
+        await conn.execute(
+            audit_signing_keys.insert().values(key_id=key_id, public_pem=public_pem, created_us=now_us)
+        )

@@ -1,0 +1,151 @@
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from privacy_middleware.audit import (
+    AuditLog,
+    access_log,
+    data_access,
+    export,
+    lifecycle,
+    login_attempt,
+    purge,
+    reveal_side_record,
+    search,
+    verify,
+)
+from privacy_middleware.audit.retention import index_ranges
+from privacy_middleware.store import Database
+
+pytestmark = pytest.mark.anyio
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+async def _seed(database: Database, log: AuditLog) -> None:
+    events = [
+        login_attempt(
+            success=True, subject="cust_1", ip="203.0.113.5", device="d1", time=NOW - timedelta(days=200)
+        ),
+        data_access(
+            principal="svc_logistics",
+            subject="cust_1",
+            recipient="logistics",
+            purpose="delivery",
+            categories=["user.contact.address.delivery"],
+            route="GET /orders/{id}",
+            action="disclose",
+            time=NOW - timedelta(days=60),
+        ),
+        login_attempt(success=False, subject="cust_1", ip="2001:db8:5::9", time=NOW - timedelta(days=60)),
+        login_attempt(success=True, subject="cust_2", ip="198.51.100.3", time=NOW - timedelta(days=1)),
+        data_access(
+            principal="staff_9",
+            subject="cust_1",
+            purpose="support",
+            categories=["user.contact.email"],
+            action="reveal",
+            time=NOW - timedelta(days=1),
+        ),
+    ]
+    await log.append(database, [log.seal(e) for e in events])
+
+
+async def test_search_filters_by_subject_kind_time_and_pages_by_index(
+    database: Database, audit_log: AuditLog
+) -> None:
+    await _seed(database, audit_log)
+    assert [r.seq for r in await search(database, subject="cust_1")] == [0, 1, 2, 4]
+    assert [r.kind for r in await search(database, kinds=["authentication.logon"])] == [
+        "authentication.logon"
+    ] * 3
+    assert [r.seq for r in await search(database, kinds=["api_activity.*"])] == [1, 4]
+    assert await search(database, kinds=["api%"]) == []  # LIKE wildcards are not a prefix syntax
+    assert await search(database, kinds=["api_activity_"]) == []
+    recent = await search(database, since=NOW - timedelta(days=2), until=NOW)
+    assert [r.seq for r in recent] == [3, 4]
+    page = await search(database, subject="cust_1", after_seq=1, limit=1)
+    assert [r.seq for r in page] == [2]
+    assert page[0].time == NOW - timedelta(days=60)
+    with pytest.raises(ValueError):
+        await search(database, limit=0)
+
+
+async def test_access_log_shows_the_subjects_logins_and_disclosures_without_raw_ips(
+    database: Database, audit_log: AuditLog
+) -> None:
+    await _seed(database, audit_log)
+    log = await access_log(database, "cust_1")
+    assert [(e.outcome, e.network, e.device) for e in log.logins] == [
+        ("success", "203.0.113.0/24", "d1"),
+        ("failure", "2001:db8:5::/48", None),
+    ]
+    assert [(d.recipient, d.purpose, d.categories, d.principal, d.action) for d in log.disclosures] == [
+        ("logistics", "delivery", ("user.contact.address.delivery",), "svc_logistics", "disclose"),
+        (None, "support", ("user.contact.email",), "staff_9", "reveal"),
+    ]
+    assert "203.0.113.5" not in repr(log)
+    assert (await access_log(database, "cust_3")).logins == ()
+
+
+async def test_retention_shreds_side_records_then_bodies_and_the_log_still_verifies(
+    database: Database, audit_log: AuditLog, tmp_path: Path
+) -> None:
+    await _seed(database, audit_log)
+    refs = [r.document["refs"]["ref"] for r in await search(database, kinds=["authentication.logon"])]
+    progress: list[tuple[str, int, int]] = []
+    report = await purge(database, audit_log, now=NOW, progress=lambda *a: progress.append(a))
+    assert (report.side_records_erased, report.events_purged, report.ranges) == (2, 1, [(0, 1)])
+    assert progress == [("side_records", 2, 2), ("events", 1, 1)]
+    # raw IPs older than 30 days are gone, the recent one stays
+    assert [await reveal_side_record(database, audit_log.sealer, ref) for ref in refs] == [
+        None,
+        None,
+        {"ip": "198.51.100.3"},
+    ]
+    # the 200-day-old body is gone, its index remains, and a marker explains it
+    rows = await search(database)
+    assert rows[0].document is None
+    marker = rows[-1]
+    assert marker.kind == "log.retention_purge" and marker.detail["ranges"] == [[0, 1]]
+    assert [d.purpose for d in (await access_log(database, "cust_1")).disclosures] == ["delivery", "support"]
+    # nothing left to do on a second run
+    again = await purge(database, audit_log, now=NOW)
+    assert (again.side_records_erased, again.events_purged, again.markers) == (0, 0, [])
+    await audit_log.checkpoint(database, force=True)
+    await export(database, tmp_path / "out")
+    result = verify(tmp_path / "out", audit_log.public_key_pem())
+    assert (result.status, result.purged) == (0, 1)
+    assert b"cust_1" not in (tmp_path / "out" / "events.jsonl").read_bytes().split(b"\n")[0]
+    # an edited marker no longer matches the signed tree
+    lines = (tmp_path / "out" / "events.jsonl").read_bytes().split(b"\n")
+    lines[5] = lines[5].replace(b"[[0,1]]", b"[[0,3]]")
+    (tmp_path / "out" / "events.jsonl").write_bytes(b"\n".join(lines))
+    assert verify(tmp_path / "out", audit_log.public_key_pem()).status == 1
+
+
+async def test_lifecycle_leaves_outlive_retention(database: Database, audit_log: AuditLog) -> None:
+    old = NOW - timedelta(days=400)
+    await audit_log.append(database, [audit_log.seal(lifecycle("start", time=old))])
+    report = await purge(database, audit_log, now=NOW)
+    assert report.events_purged == 0
+    assert (await search(database))[0].document is not None
+
+
+async def test_purge_in_batches_writes_one_marker_per_batch(database: Database, audit_log: AuditLog) -> None:
+    old = NOW - timedelta(days=365)
+    await audit_log.append(
+        database, [audit_log.seal(login_attempt(success=True, subject=f"c{n}", time=old)) for n in range(7)]
+    )
+    report = await purge(database, audit_log, now=NOW, batch_size=3)
+    assert report.events_purged == 7 and len(report.markers) == 3
+    markers = await search(database, kinds=["log.retention_purge"])
+    assert [m.detail["ranges"] for m in markers] == [[[0, 3]], [[3, 6]], [[6, 7]]]
+    assert all(orjson.dumps(m.detail).count(b"c1") == 0 for m in markers)
+
+
+def test_index_ranges_are_half_open_runs() -> None:
+    assert index_ranges([5, 1, 2, 3, 9, 10]) == [(1, 4), (5, 6), (9, 11)]
+    assert index_ranges([]) == []
