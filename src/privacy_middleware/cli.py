@@ -58,6 +58,67 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _key_service() -> Any:
+    """The KeyService for PRIVACY_KEYS and the policy's tenant, on a migrated store."""
+    from .crypto import KeyService
+    from .policy.load import load_policy
+    from .settings import Settings
+    from .store import Database
+
+    settings = Settings()
+    policy = load_policy(settings.policy_file)
+    db = Database(settings.database_url)
+    await db.check()
+    await db.upgrade()
+    service = await KeyService.open(settings.keys_url, database=db, tenant=policy.policy.tenant)
+    return service, db
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    async def run() -> int:
+        service, db = await _key_service()
+        try:
+            if args.keys_command == "rotate":
+                rotated = await service.rotate()
+                console.print(
+                    f"generation {rotated.generation} is now primary (root version {rotated.root_version}); "
+                    f"{rotated.pending_rewrap} subject keys still wrapped by older generations — "
+                    "run `privacy-middleware keys rewrap`"
+                )
+            elif args.keys_command == "rewrap":
+                with Progress(TextColumn("rewrapping subject keys"), BarColumn(), MofNCompleteColumn(),
+                              TimeElapsedColumn(), console=console, transient=False) as progress:
+                    task = progress.add_task("rewrap", total=None)
+
+                    def advance(done: int, total: int) -> None:
+                        progress.update(task, completed=done, total=total)
+
+                    result = await service.rewrap(batch_size=args.batch_size, progress=advance)
+                console.print(
+                    f"rewrapped {result.rewrapped} subject keys under generation {result.primary_generation}; "
+                    f"{result.failed} failed, {result.remaining} remaining"
+                )
+                return 0 if result.failed == 0 and result.remaining == 0 else 1
+            else:
+                status = await service.status()
+                console.print(f"provider {status.provider}, tenant {status.tenant}, "
+                              f"primary generation {status.primary_generation}")
+                for generation in status.generations:
+                    mark = " (primary)" if generation.primary else ""
+                    console.print(f"  generation {generation.generation}{mark}: root version "
+                                  f"{generation.root_version}, {generation.subject_keys} subject keys")
+                console.print(f"  pending rewrap {status.pending_rewrap}, tombstones {status.tombstones}, "
+                              f"vault tokens {status.tokens}")
+            return 0
+        finally:
+            await service.close()
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.run import run_demo
 
@@ -79,6 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="the privacy store").add_subparsers(dest="db_command", required=True)
     upgrade = db.add_parser("upgrade", help="apply pending schema migrations (PRIVACY_DATABASE_URL)")
     upgrade.set_defaults(func=cmd_db_upgrade)
+
+    keys = sub.add_parser("keys", help="key rotation and status (PRIVACY_KEYS)").add_subparsers(
+        dest="keys_command", required=True
+    )
+    keys.add_parser("rotate", help="make a new key generation primary; older ones decrypt only").set_defaults(
+        func=cmd_keys
+    )
+    rewrap = keys.add_parser("rewrap", help="rewrap every subject key under the primary generation (resumable)")
+    rewrap.add_argument("--batch-size", type=int, default=500)
+    rewrap.set_defaults(func=cmd_keys)
+    keys.add_parser("status", help="key generations and counts").set_defaults(func=cmd_keys)
 
     demo = sub.add_parser("demo", help="run the demo shop behind the middleware")
     demo.add_argument("--host", default="127.0.0.1")

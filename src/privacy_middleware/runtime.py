@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from .asgi.client_ip import ClientIPResolver
+from .crypto.handle import KeyServiceHandle
 from .errors import ConfigError
 from .fields.engine import FieldCipher, FieldEngine, Pseudonymiser
 from .identity import TokenVerifier
@@ -70,7 +71,10 @@ class Runtime:
         self.verifier.bind_policy(self.policy)
         secret = settings.pseudonym_secret
         key = secret.get_secret_value().encode() if secret else _secret_file(settings.data_dir / "pseudonym.key")
-        self.fields = FieldEngine(self.policy, Pseudonymiser(key), cipher)
+        self.keys = KeyServiceHandle(
+            settings.keys_url, database=self.database, tenant=self.policy.policy.tenant, http=self.http
+        )
+        self.fields = FieldEngine(self.policy, Pseudonymiser(key), cipher or self.keys)
         self.started = False
         self._start_lock = asyncio.Lock()
         self._on_start: list[Callable[[], Any]] = []
@@ -113,6 +117,7 @@ class Runtime:
                         self.plans.size, self.database.display_url)
 
     async def stop(self) -> None:
+        await self.keys.close()
         for hook in reversed(self._on_stop):
             try:
                 await hook()

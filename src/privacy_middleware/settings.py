@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     policy_file: Path = Path("privacy-policy.toml")
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
-    keys: str = "local://./privacy-keyring.json"
+    keys: str | None = None
     pseudonym_secret: SecretStr | None = None
     jwt: JwtSettings = JwtSettings()
     trusted_proxies: Annotated[list[str], NoDecode] = []
@@ -129,6 +129,11 @@ class Settings(BaseSettings):
         if value and (not value.startswith("/") or value == "/"):
             raise ValueError("must start with '/' and not be '/' alone (or be empty to disable)")
         return value.rstrip("/")
+
+    @property
+    def keys_url(self) -> str:
+        """PRIVACY_KEYS, or a development keyring file in the data directory."""
+        return self.keys or f"local://{(self.data_dir / 'privacy-keyring.json').resolve()}"
 
     @classmethod
     def settings_customise_sources(

@@ -6,7 +6,6 @@ from .cookie_filter import expiring_set_cookies, filter_set_cookies
 from .decisions import Decision, PurposeDecision, Signals, decide, decide_purpose, needs_choice
 from .receipts import ReceiptSigner, verify_receipt
 from .records import ConsentRecord, ConsentState, Holder, InvalidHolder, truncate_ip, user_agent_family
-from .service import ChangeResult, ConsentService, Resolution, StoreUnavailable, new_visitor_id
 from .signals import RequestSignals, gpc_enabled, parse_cookie_header, request_signals
 from .tcf import TCFError, TCFRules, TCString, decode_tc_string, parse_tc_string, validate_tc_string
 
@@ -48,3 +47,16 @@ __all__ = [
     "validate_tc_string",
     "verify_receipt",
 ]
+
+
+_SERVICE_NAMES = {"ChangeResult", "ConsentService", "Resolution", "StoreUnavailable", "new_visitor_id"}
+
+
+def __getattr__(name: str) -> object:
+    # The service imports the store, whose consent tables import `records` from this package:
+    # loading it lazily keeps `store.consent` importable on its own (migrations import it first).
+    if name in _SERVICE_NAMES:
+        from . import service
+
+        return getattr(service, name)
+    raise AttributeError(name)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..context import Principal
+from ..crypto.cards import card_brand, normalise_pan
 from ..errors import PrivacyError
 from ..policy.compile import CompiledBody, CompiledField
 from ..policy.schema import Policy
@@ -162,14 +163,15 @@ class FieldEngine:
                 "subject_required", "This route stores protected data and needs a signed-in customer.", 401
             )
         text = str(value)
+        if spec.validate_as == "card_number":
+            text = normalise_pan(text)
         parent = location.parent
         if isinstance(parent, dict) and isinstance(location.key, str):
             if "last4" in spec.companions:
                 parent[f"{location.key}_last4"] = text[-4:]
             if "brand" in spec.companions:
-                from ..crypto.cards import card_brand
-
-                parent[f"{location.key}_brand"] = card_brand(text)
+                brand = card_brand(text)
+                parent[f"{location.key}_brand"] = str(brand) if brand else None
             if spec.blind_index:
                 parent[f"{location.key}_index"] = await self.cipher.blind_index(text, category=spec.category)
         if spec.transform == "encrypt":

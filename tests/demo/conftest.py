@@ -1,0 +1,22 @@
+"""The demo shop behind the middleware, as a user runs it: real HTTP through httpx, real SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from support.demo import Demo
+
+from privacy_middleware.demo.run import build_demo
+
+
+@pytest.fixture
+async def demo(tmp_path: Path, asgi_lifespan: Any) -> AsyncIterator[Demo]:
+    app, shop = build_demo(tmp_path)
+    async with asgi_lifespan(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("198.51.100.20", 40000)), base_url="http://shop"
+    ) as client:
+        yield Demo(app, shop, client, tmp_path)
