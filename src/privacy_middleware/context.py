@@ -6,6 +6,7 @@ privacy API and the shop (if it wants) can read the verified principal and the t
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,3 +50,8 @@ def get_context(scope: dict[str, Any] | Any) -> RequestContext | None:
     """The context the middleware attached to this ASGI scope, if any."""
     ctx = scope.get(SCOPE_KEY)
     return ctx if isinstance(ctx, RequestContext) else None
+
+
+# The ASGI scope of the request being served, visible to the shop's code it awaits (so that
+# PrivacyTransport can apply the caller's consent to outbound calls made while serving it).
+current_scope: ContextVar[Any] = ContextVar("privacy_current_scope", default=None)

@@ -32,6 +32,16 @@ class Metrics:
             ["route", "action"],
             registry=self.registry,
         )
+        self.tracking = Counter(
+            "privacy_tracking",
+            "Tracking events and outbound tracking calls, by purpose and outcome (passed, dropped, outbound_blocked).",
+            ["purpose", "outcome"],
+            registry=self.registry,
+        )
+        self.cookies = Counter(
+            "privacy_cookies", "Cookies removed from responses or expired after withdrawal.", ["action"],
+            registry=self.registry,
+        )
         self.plan_seconds = Histogram(
             "privacy_plan_seconds",
             "Time spent in privacy steps per planned request (excluding the shop).",

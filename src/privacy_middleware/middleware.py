@@ -15,9 +15,9 @@ import orjson
 from .asgi.body import ClientDisconnected, declared_length, read_body, replay, too_large
 from .asgi.headers import get_header, is_json_media_type, media_type, merge_vary, replace, without
 from .asgi.responses import send_problem
-from .context import SCOPE_KEY, RequestContext
+from .context import SCOPE_KEY, RequestContext, current_scope
 from .errors import PrivacyError
-from .pipeline import Exchange, RoutePlan
+from .pipeline import Exchange, Respond, RoutePlan
 from .runtime import Runtime
 from .settings import Settings
 from .types import ASGIApp, Message, Receive, Scope, Send
@@ -25,6 +25,7 @@ from .types import ASGIApp, Message, Receive, Scope, Send
 logger = logging.getLogger("privacy_middleware")
 
 BODYLESS_STATUSES = {204, 304}
+ROOT_API_PATHS = frozenset({"/.well-known/gpc.json"})
 DIGEST_HEADERS = (b"content-md5", b"digest", b"content-digest", b"repr-digest", b"etag")
 
 
@@ -38,6 +39,7 @@ class PrivacyMiddleware:
         self.plans = self.runtime.plans
         self.mount = self.settings.mount_path
         self.metrics_path = self.settings.metrics_path
+        self.cookie_gate = self.runtime.cookie_gate
 
     def transport(self, inner: Any = None) -> Any:
         """An httpx transport for the shop's partner calls that applies this policy (PrivacyTransport)."""
@@ -54,18 +56,24 @@ class PrivacyMiddleware:
                 await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        if self.mount and (path == self.mount or path.startswith(self.mount + "/")):
-            await self._privacy_api(scope, receive, send)
-            return
-        if path == self.metrics_path and self.metrics_path:
-            await self._metrics(send)
-            return
-        found = self.plans.match(scope["method"], path)
-        if found is None:
-            await self.app(scope, receive, send)
-            return
-        await self.runtime.ensure_started()
-        await self._run(found[0], found[1], scope, receive, send)
+        if self.cookie_gate is not None:
+            send = self.cookie_gate.wrap(scope, send)
+        token = current_scope.set(scope)
+        try:
+            if self.mount and (path == self.mount or path.startswith(self.mount + "/") or path in ROOT_API_PATHS):
+                await self._privacy_api(scope, receive, send)
+                return
+            if path == self.metrics_path and self.metrics_path:
+                await self._metrics(send)
+                return
+            found = self.plans.match(scope["method"], path)
+            if found is None:
+                await self.app(scope, receive, send)
+                return
+            await self.runtime.ensure_started()
+            await self._run(found[0], found[1], scope, receive, send)
+        finally:
+            current_scope.reset(token)
 
     # --- planned routes -------------------------------------------------------------------
 
@@ -99,6 +107,13 @@ class PrivacyMiddleware:
                 ex.status = error.status
                 await send_problem(send, error, head=scope["method"] == "HEAD")
                 return
+            except Respond as answer:
+                outcome = "answered"
+                ex.status = answer.status
+                await send({"type": "http.response.start", "status": answer.status,
+                            "headers": [*answer.headers, (b"content-length", str(len(answer.body)).encode())]})
+                await send({"type": "http.response.body", "body": answer.body})
+                return
             except ClientDisconnected:
                 outcome = "disconnected"
                 return
@@ -109,6 +124,8 @@ class PrivacyMiddleware:
                     outcome = "refused"
             else:
                 self.runtime.metrics.plan_seconds.observe(time.perf_counter() - started)
+                if ex.extra_headers:
+                    send = _with_headers(send, ex.extra_headers)
                 await self.app(scope, receive, send)
         finally:
             self.runtime.metrics.requests.labels(route_label, outcome).inc()
@@ -234,6 +251,15 @@ class PrivacyMiddleware:
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*(message.get("headers") or []), *extra]}
+        await send(message)
+
+    return sending
 
 
 class _Responder:

@@ -35,6 +35,16 @@ class Exchange:
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
+class Respond(Exception):
+    """A step answers the request itself (e.g. a tracking event dropped without consent: 204)."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]] | None = None, body: bytes = b"") -> None:
+        super().__init__(status)
+        self.status = status
+        self.headers = headers or []
+        self.body = body
+
+
 class Step:
     """Base class: override the hooks you need. Flags tell the middleware what to buffer."""
 

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 
+from starlette.routing import BaseRoute
+
+from .api.consent import consent_routes, gpc_routes
 from .asgi.client_ip import ClientIPResolver
+from .consent.service import ConsentService
+from .keyfiles import load_or_create_ed25519
+from .steps.consent import CookieGate, OutboundConsentGate
+from .store.bus import Bus, LocalBus, RedisBus
 from .crypto.handle import KeyServiceHandle
-from .errors import ConfigError
 from .fields.engine import FieldCipher, FieldEngine, Pseudonymiser
 from .identity import TokenVerifier
 from .metrics import Metrics
@@ -31,22 +34,6 @@ from .store import Database
 from .store.policies import record_policy_version
 
 logger = logging.getLogger("privacy_middleware")
-
-
-def _secret_file(path: Path) -> bytes:
-    """A random secret kept in a 0600 file, created on first use (development default)."""
-    if path.exists():
-        mode = path.stat().st_mode & 0o077
-        if mode:
-            raise ConfigError(f"{path} is readable by other users; run: chmod 600 {path}")
-        return bytes.fromhex(path.read_text().strip())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secret.hex())
-    logger.warning("created %s: a development secret; set PRIVACY_PSEUDONYM_SECRET in production", path)
-    return secret
 
 
 class Runtime:
@@ -69,12 +56,32 @@ class Runtime:
         self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
         self.verifier = TokenVerifier(settings.jwt, self.policy.identity, http=self.http)
         self.verifier.bind_policy(self.policy)
-        secret = settings.pseudonym_secret
-        key = secret.get_secret_value().encode() if secret else _secret_file(settings.data_dir / "pseudonym.key")
+        key = settings.secret(settings.pseudonym_secret, "pseudonym.key", "pseudonym key")
         self.keys = KeyServiceHandle(
             settings.keys_url, database=self.database, tenant=self.policy.policy.tenant, http=self.http
         )
         self.fields = FieldEngine(self.policy, Pseudonymiser(key), cipher or self.keys)
+        self.bus: Bus = RedisBus(settings.redis_url, prefix=settings.redis_prefix) if settings.redis_url else LocalBus()
+        self.consent = ConsentService(
+            self.database,
+            self.policy,
+            cookie_secret=settings.secret(settings.consent.cookie_secret, "consent-cookie.key", "consent cookie secret"),
+            signing_key=load_or_create_ed25519(
+                settings.data_file(settings.consent.signing_key_file, "consent-signing-key.pem"),
+                "consent receipt signing key",
+            ),
+            bus=self.bus,
+            cache_ttl=settings.consent.cache_seconds,
+            registry=self.metrics.registry,
+            secure_cookie=settings.consent.secure_cookie,
+        )
+        self.api_routes: list[BaseRoute] = consent_routes(
+            self.consent,
+            allowed_origins=settings.consent.allowed_origins,
+            cookie_domains=settings.consent.cookie_domains,
+        )
+        self.root_routes: list[BaseRoute] = gpc_routes(self.policy.policy.effective_date)
+        self.cookie_gate = CookieGate(self) if self.policy.tracking.cookies else None
         self.started = False
         self._start_lock = asyncio.Lock()
         self._on_start: list[Callable[[], Any]] = []
@@ -82,6 +89,8 @@ class Runtime:
         # Capabilities hook into outbound calls (consent gates) and disclosures (the audit).
         self.outbound_gates: list[Callable[[httpx.Request], Any]] = []
         self.disclosure_hooks: list[Callable[..., Any]] = []
+        if self.policy.tracking.hosts:
+            self.outbound_gates.append(OutboundConsentGate(self))
 
         from .steps import default_factories
 
@@ -93,6 +102,10 @@ class Runtime:
         from .api import build_api
 
         self.api = build_api(self)
+
+    async def subject_flags(self, subject: str) -> tuple[frozenset[str], bool]:
+        """(objected purposes, restricted) for a subject; set through the subject-rights API."""
+        return frozenset(), False
 
     def on_start(self, hook: Callable[[], Any]) -> None:
         self._on_start.append(hook)
@@ -110,6 +123,7 @@ class Runtime:
             if self.settings.auto_migrate:
                 await self.database.upgrade()
             await record_policy_version(self.database, self.policy)
+            await self.bus.start()
             for hook in self._on_start:
                 await hook()
             self.started = True
@@ -118,6 +132,7 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.keys.close()
+        await self.bus.close()
         for hook in reversed(self._on_stop):
             try:
                 await hook()

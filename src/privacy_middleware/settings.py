@@ -60,6 +60,37 @@ class JwtSettings(BaseModel):
         return value
 
 
+def _split_list(value: Any) -> Any:
+    return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+
+class ConsentSettings(BaseModel):
+    """The consent cookie, receipts and the browser-facing API."""
+
+    cookie_secret: SecretStr | None = None
+    signing_key_file: Path | None = None
+    allowed_origins: Annotated[list[str], NoDecode] = []
+    cookie_domains: Annotated[list[str], NoDecode] = []
+    secure_cookie: bool = True
+    cache_seconds: float = Field(default=5.0, ge=0)
+
+    _split = field_validator("allowed_origins", "cookie_domains", mode="before")(_split_list)
+
+
+class AuditSettings(BaseModel):
+    """The tamper-evident audit trail and login protection."""
+
+    signing_key_file: Path | None = None
+    side_record_key: SecretStr | None = None
+    login_guard_key: SecretStr | None = None
+    spool_dir: Path | None = None
+    new_device_webhook: str | None = None
+    checkpoint_every: int = Field(default=1000, ge=1)
+    checkpoint_seconds: float = Field(default=60.0, gt=0)
+    queue_size: int = Field(default=10_000, ge=100)
+    retention_interval_seconds: float = Field(default=3600.0, ge=0)
+
+
 class FileSecretsSource(PydanticBaseSettingsSource):
     """Reads `PRIVACY_<NAME>_FILE` (also nested: `PRIVACY_JWT__SECRET_FILE`) into `<name>`."""
 
@@ -96,9 +127,12 @@ class Settings(BaseSettings):
     policy_file: Path = Path("privacy-policy.toml")
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
+    redis_prefix: str = "privacy:"
     keys: str | None = None
     pseudonym_secret: SecretStr | None = None
     jwt: JwtSettings = JwtSettings()
+    consent: ConsentSettings = ConsentSettings()
+    audit: AuditSettings = AuditSettings()
     trusted_proxies: Annotated[list[str], NoDecode] = []
     mount_path: str = "/privacy"
     metrics_path: str = "/metrics"
@@ -129,6 +163,21 @@ class Settings(BaseSettings):
         if value and (not value.startswith("/") or value == "/"):
             raise ValueError("must start with '/' and not be '/' alone (or be empty to disable)")
         return value.rstrip("/")
+
+    def data_file(self, configured: Path | None, name: str) -> Path:
+        """A configured path, or a development default inside PRIVACY_DATA_DIR."""
+        return configured if configured is not None else self.data_dir / name
+
+    def secret(self, configured: SecretStr | None, name: str, label: str) -> bytes:
+        """A configured secret, or a development default created in PRIVACY_DATA_DIR."""
+        from .keyfiles import load_or_create_secret
+
+        if configured is not None:
+            value = configured.get_secret_value().encode()
+            if len(value) < 16:
+                raise ConfigError(f"{label} must be at least 16 bytes")
+            return value
+        return load_or_create_secret(self.data_dir / name, label)
 
     @property
     def keys_url(self) -> str:

@@ -33,11 +33,11 @@ class PrivacyTransport(httpx.AsyncBaseTransport):
         self.hosts = compile_outbound(runtime.policy)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        for gate in self.runtime.outbound_gates:  # consent first: without it, nothing leaves at all
+            await gate(request)
         host = self.hosts.get(request.url.host.lower())
         if host is not None:
             request = await self._filter(request, host.recipient, host.endpoints)
-        for gate in self.runtime.outbound_gates:
-            await gate(request)
         return await self.inner.handle_async_request(request)
 
     async def _filter(self, request: httpx.Request, recipient: str, endpoints: object) -> httpx.Request:

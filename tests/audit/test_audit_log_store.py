@@ -101,7 +101,7 @@ def test_signing_key_is_created_private_and_reused(key_path: Path, side_key: byt
 def test_world_readable_signing_key_is_refused(key_path: Path, side_key: bytes) -> None:
     AuditLog(key_path, side_key)
     key_path.chmod(0o644)
-    with pytest.raises(ConfigError, match="readable by others"):
+    with pytest.raises(ConfigError, match="readable by other users"):
         AuditLog(key_path, side_key)
 
 

@@ -17,10 +17,9 @@ if TYPE_CHECKING:
 
 
 def build_api(runtime: Runtime) -> Starlette:
-    routes: list[BaseRoute] = [*policy_routes(runtime)]
-    routes.extend(runtime.api_routes if hasattr(runtime, "api_routes") else [])
+    routes: list[BaseRoute] = [*policy_routes(runtime), *runtime.api_routes]
     app = Starlette(
-        routes=[Mount(runtime.settings.mount_path, routes=routes)],
+        routes=[*runtime.root_routes, Mount(runtime.settings.mount_path, routes=routes)],
         exception_handlers={PrivacyError: problem_handler, HTTPException: problem_handler,
                             Exception: problem_handler},
     )

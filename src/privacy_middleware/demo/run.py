@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from rich.console import Console
@@ -19,20 +20,24 @@ def demo_policy_path() -> Path:
     return Path(str(resources.files("privacy_middleware.demo").joinpath("policy.toml")))
 
 
-def build_demo(data_dir: Path, **overrides: object) -> tuple[PrivacyMiddleware, DemoShop]:
+def build_demo(
+    data_dir: Path, *, shop: DemoShop | None = None, **overrides: object
+) -> tuple[PrivacyMiddleware, DemoShop]:
     """The demo shop wrapped by the middleware with the shipped demo policy."""
     data_dir = data_dir.resolve()
-    shop = DemoShop(data_dir)
-    settings = Settings(
-        policy_file=demo_policy_path(),
-        database_url=f"sqlite+aiosqlite:///{data_dir / 'privacy.db'}",
-        keys=f"local://{data_dir / 'keyring.json'}",
-        data_dir=data_dir,
-        jwt=JwtSettings(
+    shop = shop or DemoShop(data_dir)
+    values: dict[str, Any] = {
+        "policy_file": demo_policy_path(),
+        "database_url": f"sqlite+aiosqlite:///{data_dir / 'privacy.db'}",
+        "keys": f"local://{data_dir / 'keyring.json'}",
+        "data_dir": data_dir,
+        "consent": {"secure_cookie": False},  # the demo serves plain http on loopback
+        "jwt": JwtSettings(
             issuer=SHOP_ISSUER, audience=SHOP_AUDIENCE, algorithms=["EdDSA"], public_key=shop.public_key_pem
         ),
-        **overrides,  # type: ignore[arg-type]
-    )
+    }
+    values.update(overrides)
+    settings = Settings(**values)
     return PrivacyMiddleware(shop.app, runtime=Runtime(settings)), shop
 
 

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.applications import Starlette
+
+from ..keyfiles import load_or_create_ed25519
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -96,7 +98,7 @@ class DemoShop:
                  partner_secret: str = "demo-partner-secret") -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.engine: AsyncEngine = create_async_engine(f"sqlite+aiosqlite:///{data_dir / 'shop.db'}")
-        self.signing_key = signing_key or load_or_create_signing_key(data_dir / "shop-signing-key.pem")
+        self.signing_key = signing_key or load_or_create_ed25519(data_dir / "shop-signing-key.pem", "shop signing key")
         self.partner_secret = partner_secret
         self._ready = False
         self.app = Starlette(routes=self.routes(), lifespan=self._lifespan)
@@ -314,16 +316,3 @@ class DemoShop:
         async with self.engine.begin() as conn:
             await conn.execute(events.insert().values(document=event, received_at=datetime.now(UTC)))
         return json({"accepted": True}, 202)
-
-
-def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path} is not an Ed25519 private key")
-        return key
-    key = Ed25519PrivateKey.generate()
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
-    return key

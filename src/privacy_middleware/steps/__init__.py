@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..pipeline import StepFactory
+from .consent import consent_factories
 from .fields import field_factories
 from .minimisation import minimisation_factories
 
@@ -16,4 +17,4 @@ if TYPE_CHECKING:
 
 
 def default_factories(runtime: Runtime) -> list[StepFactory]:
-    return [*minimisation_factories(runtime), *field_factories(runtime)]
+    return [*consent_factories(runtime), *minimisation_factories(runtime), *field_factories(runtime)]
