@@ -119,6 +119,36 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from .audit.export import export
+    from .settings import Settings
+    from .store import Database
+
+    settings = Settings()
+
+    async def run() -> int:
+        db = Database(settings.database_url)
+        try:
+            await db.check()
+            summary = await export(db, args.out)
+        finally:
+            await db.dispose()
+        console.print(f"exported {summary.events} events ({summary.purged} purged bodies) and "
+                      f"{summary.checkpoints} signed checkpoints to {summary.directory}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from .audit.verify import main as verify_main
+
+    argv = [str(args.directory), "--public-key", str(args.public_key)]
+    if args.report:
+        argv += ["--report", str(args.report)]
+    return verify_main(argv)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.run import run_demo
 
@@ -151,6 +181,21 @@ def build_parser() -> argparse.ArgumentParser:
     rewrap.add_argument("--batch-size", type=int, default=500)
     rewrap.set_defaults(func=cmd_keys)
     keys.add_parser("status", help="key generations and counts").set_defaults(func=cmd_keys)
+
+    audit = sub.add_parser("audit", help="export and verify the tamper-evident audit trail").add_subparsers(
+        dest="audit_command", required=True
+    )
+    audit_export = audit.add_parser("export", help="write the trail, checkpoints and public key to a folder")
+    audit_export.add_argument("--out", required=True)
+    audit_export.set_defaults(func=cmd_audit_export)
+    audit_verify = audit.add_parser(
+        "verify", help="verify an export offline; exit 0 intact, 1 altered, 2 gap/truncation, 3 bad signature, "
+        "4 malformed input"
+    )
+    audit_verify.add_argument("directory")
+    audit_verify.add_argument("--public-key", required=True)
+    audit_verify.add_argument("--report")
+    audit_verify.set_defaults(func=cmd_audit_verify)
 
     demo = sub.add_parser("demo", help="run the demo shop behind the middleware")
     demo.add_argument("--host", default="127.0.0.1")

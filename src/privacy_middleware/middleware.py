@@ -99,7 +99,7 @@ class PrivacyMiddleware:
                 ctx.principal = await self.runtime.verifier.authenticate(get_header(headers, b"authorization"))
                 for step in plan.steps:
                     await step.before(ex)
-                if plan.needs_request_json:
+                if plan.needs_request_body:
                     receive = await self._rewrite_request(plan, ex, scope, receive)
             except PrivacyError as error:
                 outcome = "refused"
@@ -144,22 +144,30 @@ class PrivacyMiddleware:
         if length == 0 or (length is None and get_header(headers, b"transfer-encoding") is None
                            and ex.ctx.method in {"GET", "HEAD", "DELETE", "OPTIONS"}):
             return receive
-        if get_header(headers, b"content-encoding") not in (None, b"identity"):
+        compressed = get_header(headers, b"content-encoding") not in (None, b"identity")
+        if compressed and plan.needs_request_json:
             raise PrivacyError(
                 "unsupported_content_encoding",
                 "This route's body must be inspected; send it uncompressed.",
                 415,
             )
         body = await read_body(receive, limit)
-        if not body:
+        ex.request_body = body
+        if not body or compressed:
+            ex.request_body = b"" if compressed else body
+            for step in plan.steps:
+                await step.on_request(ex)
             return replay(body, receive)
-        if not is_json_media_type(media_type(headers)):
+        if is_json_media_type(media_type(headers)):
+            try:
+                ex.request_json = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                if plan.needs_request_json:
+                    raise PrivacyError("malformed_json", "The request body is not valid JSON.", 400) from None
+            else:
+                ex.request_has_json = True
+        elif plan.needs_request_json:
             raise PrivacyError("unsupported_media_type", "This route accepts JSON bodies only.", 415)
-        try:
-            ex.request_json = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise PrivacyError("malformed_json", "The request body is not valid JSON.", 400) from None
-        ex.request_has_json = True
         for step in plan.steps:
             await step.on_request(ex)
         if ex.request_changed:
@@ -297,15 +305,24 @@ class _Responder:
         ex.status = int(message["status"])
         ex.response_headers = list(message.get("headers") or [])
         self.start = message
+        headers = ex.response_headers
+        encoding = get_header(headers, b"content-encoding")
+        media = media_type(headers)
+        peek = (
+            not self.plan.needs_response_json
+            and self.plan.peeks_response_json
+            and is_json_media_type(media)
+            and encoding in (None, b"identity")
+        )
+        if peek and ex.ctx.method != "HEAD" and ex.status not in BODYLESS_STATUSES:
+            self.mode = "buffer"
+            return
         if not self.plan.needs_response_json or ex.ctx.method == "HEAD" or ex.status in BODYLESS_STATUSES:
             await self._run_hooks()
             if self.mode != "drain":
                 self.mode = "pass"
                 await self._send_start(changed=False)
             return
-        headers = ex.response_headers
-        encoding = get_header(headers, b"content-encoding")
-        media = media_type(headers)
         if ex.status == 206 or (encoding not in (None, b"identity")):
             await self._refuse("response_not_filterable", "The shop's response cannot be filtered here.", 502)
         elif not is_json_media_type(media):
@@ -337,16 +354,20 @@ class _Responder:
         body = b"".join(self.chunks)
         self.chunks.clear()
         ex = self.ex
+        strict = self.plan.needs_response_json
         if body:
             if not is_json_media_type(media_type(ex.response_headers)):
-                await self._refuse("response_not_json", "The shop's response on this route is not JSON.", 502)
-                return
-            try:
-                ex.response_json = orjson.loads(body)
-                ex.response_has_json = True
-            except orjson.JSONDecodeError:
-                await self._refuse("malformed_response", "The shop's response is not valid JSON.", 502)
-                return
+                if strict:
+                    await self._refuse("response_not_json", "The shop's response on this route is not JSON.", 502)
+                    return
+            else:
+                try:
+                    ex.response_json = orjson.loads(body)
+                    ex.response_has_json = True
+                except orjson.JSONDecodeError:
+                    if strict:
+                        await self._refuse("malformed_response", "The shop's response is not valid JSON.", 502)
+                        return
         await self._run_hooks()
         if self.mode == "drain":
             return

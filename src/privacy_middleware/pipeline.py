@@ -23,6 +23,7 @@ class Exchange:
     scope: Scope
     ctx: RequestContext
     spec: RouteSpec
+    request_body: bytes = b""
     request_json: Any = None
     request_has_json: bool = False
     request_changed: bool = False
@@ -49,7 +50,11 @@ class Step:
     """Base class: override the hooks you need. Flags tell the middleware what to buffer."""
 
     needs_request_json: bool = False
+    # The raw request body, whatever its type (login attempts are audited even when not JSON).
+    needs_request_body: bool = False
     needs_response_json: bool = False
+    # Read a JSON response when there is one, without failing closed when there is not.
+    peeks_response_json: bool = False
     needs_response_start: bool = False
 
     async def before(self, ex: Exchange) -> None:
@@ -73,7 +78,9 @@ class RoutePlan:
     spec: RouteSpec
     steps: tuple[Step, ...]
     needs_request_json: bool
+    needs_request_body: bool
     needs_response_json: bool
+    peeks_response_json: bool
     needs_response_start: bool
     has_before: bool
 
@@ -86,7 +93,11 @@ class RoutePlan:
             spec=spec,
             steps=steps,
             needs_request_json=any(s.needs_request_json for s in steps),
+            needs_request_body=any(s.needs_request_body or s.needs_request_json for s in steps),
             needs_response_json=any(s.needs_response_json for s in steps),
-            needs_response_start=any(s.needs_response_start or s.needs_response_json for s in steps),
+            peeks_response_json=any(s.peeks_response_json for s in steps),
+            needs_response_start=any(
+                s.needs_response_start or s.needs_response_json or s.peeks_response_json for s in steps
+            ),
             has_before=any(type(s).before is not Step.before for s in steps),
         )

@@ -15,8 +15,19 @@ import httpx
 
 from starlette.routing import BaseRoute
 
+from .api.audit import audit_routes
 from .api.consent import consent_routes, gpc_routes
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from redis import asyncio as aioredis
+
 from .asgi.client_ip import ClientIPResolver
+from .audit import events as audit_events
+from .audit.counters import CounterBackend, MemoryCounters, RedisCounters
+from .audit.detectors import LoginGuard, LoginLimits
+from .audit.log import AuditLog
+from .audit.writer import AuditWriter
+from .consent.records import ConsentRecord
 from .consent.service import ConsentService
 from .keyfiles import load_or_create_ed25519
 from .steps.consent import CookieGate, OutboundConsentGate
@@ -48,6 +59,13 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.policy = policy or load_policy(settings.policy_file)
+        self.started = False
+        self._start_lock = asyncio.Lock()
+        self._on_start: list[Callable[[], Any]] = []
+        self._on_stop: list[Callable[[], Any]] = []
+        # Capabilities hook into outbound calls (consent gates) and disclosures (the audit).
+        self.outbound_gates: list[Callable[[httpx.Request], Any]] = []
+        self.disclosure_hooks: list[Callable[..., Any]] = []
         self.specs: RouteTable[RouteSpec] = compile_policy(self.policy)
         self.metrics = Metrics()
         self.database = Database(settings.database_url)
@@ -82,13 +100,8 @@ class Runtime:
         )
         self.root_routes: list[BaseRoute] = gpc_routes(self.policy.policy.effective_date)
         self.cookie_gate = CookieGate(self) if self.policy.tracking.cookies else None
-        self.started = False
-        self._start_lock = asyncio.Lock()
-        self._on_start: list[Callable[[], Any]] = []
-        self._on_stop: list[Callable[[], Any]] = []
-        # Capabilities hook into outbound calls (consent gates) and disclosures (the audit).
-        self.outbound_gates: list[Callable[[httpx.Request], Any]] = []
-        self.disclosure_hooks: list[Callable[..., Any]] = []
+        self._build_audit()
+        self.api_routes.extend(audit_routes(self))
         if self.policy.tracking.hosts:
             self.outbound_gates.append(OutboundConsentGate(self))
 
@@ -102,6 +115,77 @@ class Runtime:
         from .api import build_api
 
         self.api = build_api(self)
+
+    def _build_audit(self) -> None:
+        settings, audit = self.settings, self.settings.audit
+        side_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"privacy-audit-side-records").derive(
+            settings.secret(audit.side_record_key, "audit-side-record.key", "audit side-record key")
+        )
+        self.audit_log = AuditLog(
+            settings.data_file(audit.signing_key_file, "audit-signing-key.pem"),
+            side_key,
+            checkpoint_every=audit.checkpoint_every,
+            checkpoint_interval=audit.checkpoint_seconds,
+        )
+        self.audit = AuditWriter(
+            self.database,
+            self.audit_log,
+            spool_dir=settings.data_file(audit.spool_dir, "audit-spool"),
+            queue_size=audit.queue_size,
+            registry=self.metrics.registry,
+        )
+        self.redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
+        counters: CounterBackend = (
+            RedisCounters(self.redis, prefix=f"{settings.redis_prefix}login:") if self.redis else MemoryCounters()
+        )
+        self.login_guard = LoginGuard(
+            counters,
+            key=settings.secret(audit.login_guard_key, "login-guard.key", "login guard key"),
+            limits=LoginLimits(**self.policy.audit.limits.model_dump()),
+            sink=self.audit,
+            webhook_url=audit.new_device_webhook,
+            http=self.http,
+        )
+        self.account_closure_hooks: list[Callable[[str], Any]] = []
+
+        async def consent_changed(record: ConsentRecord) -> None:
+            if record.holder.kind != "subject":
+                return
+            granted = [p for p, v in record.purposes.items() if v]
+            denied = [p for p, v in record.purposes.items() if not v]
+            self.audit.emit(audit_events.consent_change(
+                subject=record.holder.id, purposes_granted=granted, purposes_denied=denied,
+                source=record.method, policy_version=record.policy_version))
+
+        self.consent.listeners.append(consent_changed)
+
+        async def outbound_disclosure(recipient: str, purpose: str | None, report: Any, route: str) -> None:
+            from .fields.engine import Viewer
+            from .steps.audit import record_disclosure
+
+            viewer = Viewer(None, recipient, {}, purpose)
+            await record_disclosure(self, viewer, report, route=route, purpose=purpose or "", principal="shop",
+                                    ip=None, strict_categories=tuple(self.policy.audit.strict_categories))
+
+        self.disclosure_hooks.append(outbound_disclosure)
+
+    async def link_visitor_consent(self, scope: Any, subject: str) -> None:
+        """After a sign-in, the visitor's consent choices move to the account."""
+        from .consent.service import StoreUnavailable
+        from .consent.signals import request_signals
+
+        signals = request_signals(scope.get("headers") or [])
+        verified = self.consent.verify_cookie(signals.consent_cookie)
+        if verified is None or verified.holder.kind != "visitor":
+            return
+        try:
+            await self.consent.link_visitor(verified.holder.id, subject)
+        except (StoreUnavailable, ValueError) as exc:
+            logger.warning("visitor consent not linked at sign-in: %s", type(exc).__name__)
+
+    async def account_closed(self, subject: str) -> None:
+        for hook in self.account_closure_hooks:
+            await hook(subject)
 
     async def subject_flags(self, subject: str) -> tuple[frozenset[str], bool]:
         """(objected purposes, restricted) for a subject; set through the subject-rights API."""
@@ -124,6 +208,7 @@ class Runtime:
                 await self.database.upgrade()
             await record_policy_version(self.database, self.policy)
             await self.bus.start()
+            await self.audit.start()
             for hook in self._on_start:
                 await hook()
             self.started = True
@@ -131,8 +216,11 @@ class Runtime:
                         self.plans.size, self.database.display_url)
 
     async def stop(self) -> None:
+        await self.audit.stop()
         await self.keys.close()
         await self.bus.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         for hook in reversed(self._on_stop):
             try:
                 await hook()

@@ -265,6 +265,7 @@ def logout(
 
 
 _ACCOUNT_ACTIVITIES = {
+    "account_creation": 1,
     "password_change": 3,
     "email_change": 99,
     "account_closure": 6,

@@ -128,6 +128,8 @@ class ConsentService:
         self._clock = clock
         # Bumped on every invalidation: a read that raced with one is not cached.
         self._invalidations = 0
+        # Called with every appended record (the audit trail records consent changes).
+        self.listeners: list[Callable[[ConsentRecord], Any]] = []
         if bus is not None:
             bus.subscribe(TOPIC, self._on_changed)
 
@@ -255,6 +257,8 @@ class ConsentService:
             state = await asyncio.wait_for(self.repository.current(record.holder), self.store_timeout)
         except _STORE_ERRORS:
             raise StoreUnavailable() from None
+        for listener in self.listeners:
+            await listener(record)
         return state
 
     async def set_purposes(

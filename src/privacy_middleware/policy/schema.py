@@ -203,21 +203,34 @@ class LoginRoute(Strict):
     path: str
     username_field: str = "email"
     success_statuses: list[int] = [200]
+    # Where the shop's success response names the account (selector), for the subject's history.
+    subject_field: str = "id"
 
 
 class AccountRoute(Strict):
     method: HttpMethod
     path: str
     event: Literal["logout", "password_change", "email_change", "account_closure", "registration"]
+    # For registrations: where the shop's response names the new account (selector).
+    subject_field: str = "id"
 
 
 class LoginLimits(Strict):
-    account_ip_failures: int = Field(default=10, ge=1)
-    account_failures: int = Field(default=50, ge=1)
+    """Lockout thresholds (defaults from Auth0/Keycloak/Okta, see docs/audit.md)."""
+
+    pair_failures: int = Field(default=10, ge=1)
+    pair_block_seconds: float = Field(default=30 * 86_400, gt=0)
+    account_failures: int = Field(default=30, ge=1)
+    account_wait_increment: float = Field(default=60, gt=0)
+    account_max_wait: float = Field(default=900, gt=0)
+    account_reset_seconds: float = Field(default=12 * 3600, gt=0)
     ip_failures: int = Field(default=100, ge=1)
-    spray_usernames: int = Field(default=20, ge=1)
-    window_seconds: int = Field(default=900, ge=1)
-    lockout_seconds: int = Field(default=900, ge=1)
+    ip_window_seconds: float = Field(default=86_400, gt=0)
+    spray_accounts: int = Field(default=10, ge=1)
+    spray_window_seconds: float = Field(default=1800, gt=0)
+    history_size: int = Field(default=20, ge=1)
+    history_seconds: float = Field(default=30 * 86_400, gt=0)
+    reset_on_success: bool = True
 
 
 class Audit(Strict):

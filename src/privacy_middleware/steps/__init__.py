@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..pipeline import StepFactory
+from .audit import audit_factories
 from .consent import consent_factories
 from .fields import field_factories
 from .minimisation import minimisation_factories
@@ -17,4 +18,10 @@ if TYPE_CHECKING:
 
 
 def default_factories(runtime: Runtime) -> list[StepFactory]:
-    return [*consent_factories(runtime), *minimisation_factories(runtime), *field_factories(runtime)]
+    return [
+        *audit_factories(runtime)[:2],  # login lockout and account events: before anything else
+        *consent_factories(runtime),
+        *minimisation_factories(runtime),
+        *field_factories(runtime),
+        *audit_factories(runtime)[2:],  # disclosures and refusals: after the field steps
+    ]
