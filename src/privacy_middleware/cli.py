@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 from rich.console import Console
 
 from .errors import ConfigError
@@ -30,12 +31,50 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
         return 1
     table = compile_policy(policy)
     info = policy.policy
+    problems = 0
+    for example in args.example or []:
+        route, _, payload_file = example.partition("=")
+        from .policy.explain import unmatched_selectors
+
+        try:
+            payload = orjson.loads(Path(payload_file).read_bytes())
+            missing = unmatched_selectors(policy, route, payload)
+        except (OSError, orjson.JSONDecodeError, KeyError) as exc:
+            err_console.print(f"[red]error[/red] example {example!r}: {exc}", markup=True)
+            problems += 1
+            continue
+        for selector in missing:
+            err_console.print(f"[yellow]warning[/yellow] {route}: selector {selector!r} matches nothing in "
+                              f"{payload_file}", markup=True)
+        problems += len(missing)
     console.print(f"{args.file}: OK — {info.name}, version {info.version}, effective {info.effective_date}")
     console.print(
         f"  {len(policy.categories)} categories, {len(policy.purposes)} purposes, "
         f"{len(policy.recipients)} recipients, {table.size} planned routes, "
         f"{len(policy.tracking.cookies)} cookie rules, {len(policy.retention)} retention rules"
     )
+    return 1 if problems else 0
+
+
+def cmd_policy_explain(args: argparse.Namespace) -> int:
+    from .policy.explain import explain
+    from .policy.load import load_policy
+
+    if args.file is None:
+        from .settings import Settings
+
+        args.file = str(Settings().policy_file)
+    policy = load_policy(args.file)
+    try:
+        views = explain(policy, args.recipient, args.route)
+    except KeyError as exc:
+        err_console.print(f"[red]error[/red] {exc.args[0]}", markup=True)
+        return 1
+    console.print(f"{args.recipient} on {args.route} (a signed-in customer always sees their own records in full):")
+    if not views:
+        console.print("  the route's response carries no classified fields")
+    for view in views:
+        console.print(f"  {view.select:<32} {view.category:<44} {view.transform:<24} {view.reason}")
     return 0
 
 
@@ -165,7 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = policy.add_parser("check", help="validate a policy file")
     check.add_argument("file")
+    check.add_argument("--example", action="append", metavar="'METHOD /path=payload.json'",
+                       help="report response selectors that match nothing in this example payload")
     check.set_defaults(func=cmd_policy_check)
+    explain = policy.add_parser("explain", help="what a recipient would see on a route, field by field")
+    explain.add_argument("file", nargs="?", default=None)
+    explain.add_argument("--recipient", required=True)
+    explain.add_argument("--route", required=True, help="e.g. 'GET /orders/{id}'")
+    explain.set_defaults(func=cmd_policy_explain)
 
     db = sub.add_parser("db", help="the privacy store").add_subparsers(dest="db_command", required=True)
     upgrade = db.add_parser("upgrade", help="apply pending schema migrations (PRIVACY_DATABASE_URL)")

@@ -119,3 +119,25 @@ def test_route_table_matching_rules() -> None:
     assert table.match("GET", "/orders") is None
     assert table.match("DELETE", "/orders/12") is None
     assert table.match("GET", "/") is None
+
+
+def test_policy_explain_says_what_a_recipient_sees_and_why(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "explain", str(demo_policy_path()), "--recipient", "logistics",
+                 "--route", "GET /orders/{order_id}"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "keep" in lines["shipping_address.street"] and 'sees["user.contact.address.delivery"]' in (
+        lines["shipping_address.street"])
+    assert "drop" in lines["payment.card.number"] and "default deny" in lines["payment.card.number"]
+    assert main(["policy", "explain", str(demo_policy_path()), "--recipient", "logistics",
+                 "--route", "GET /nowhere"]) == 1
+
+
+def test_policy_check_reports_selectors_that_match_nothing_in_an_example(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = tmp_path / "orders.json"
+    example.write_text('{"orders": [{"customer_id": "c1", "shipping_address": {"street": "x", "city": "y"}}]}')
+    assert main(["policy", "check", str(demo_policy_path()), "--example", f"GET /orders={example}"]) == 1
+    err = capsys.readouterr().err
+    assert "'customer.email' matches nothing" in err
+    assert "'shipping_address.street'" not in err

@@ -69,13 +69,19 @@ class Viewer:
     def is_subject(self, subject: str | None) -> bool:
         return bool(subject) and self.principal is not None and self.principal.subject == subject
 
-    def transform_for(self, category: str) -> str:
-        """Longest granted prefix wins; anything not granted is dropped (default deny)."""
-        best, best_len = "drop", -1
+    def grant_for(self, category: str) -> tuple[str, str | None]:
+        """(transform, the granted category that decided it); the longest granted prefix wins,
+        and anything not granted is dropped (default deny: no granting category)."""
+        best, best_key = "drop", None
         for granted, transform in self.grants.items():
-            if (category == granted or category.startswith(granted + ".")) and len(granted) > best_len:
-                best, best_len = transform, len(granted)
-        return best
+            if (category == granted or category.startswith(granted + ".")) and (
+                best_key is None or len(granted) > len(best_key)
+            ):
+                best, best_key = transform, granted
+        return best, best_key
+
+    def transform_for(self, category: str) -> str:
+        return self.grant_for(category)[0]
 
 
 class Pseudonymiser:
