@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +19,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _FOR = re.compile(r'(?:^|;)\s*for\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]+)', re.IGNORECASE)
 
 
+@lru_cache(maxsize=8192)
 def parse_ip(text: str) -> IPAddress | None:
     """An IP from a header hop: `1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]:443`, `2001:db8::1`."""
     value = text.strip().strip('"')
@@ -79,6 +81,7 @@ class ClientIPResolver:
         return str(nearest)
 
 
+@lru_cache(maxsize=8192)
 def truncate_ip(address: str | None, v4_prefix: int = 24, v6_prefix: int = 48) -> str | None:
     """A coarse network hint (IPv4 /24, IPv6 /48) that no longer identifies one device."""
     if not address:

@@ -9,6 +9,7 @@ touches a disk; the body then carries only a salted commitment to them.
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 import os
 import re
 import time as _time
@@ -105,6 +106,7 @@ def new_uid() -> str:
     return str(uuid.UUID(int=value))
 
 
+@lru_cache(maxsize=8192)
 def network_hint(ip: str | None) -> str | None:
     """A coarse, non-identifying network: IPv4 /24 or IPv6 /48 (None if not an address)."""
     if not ip:

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter
@@ -58,7 +58,8 @@ DEFAULT_STRICT_KINDS = frozenset(
 
 @dataclass(slots=True)
 class _Item:
-    sealed: SealedEvent
+    # Sealed in the writer task, off the request path: a built event, or a thunk that builds one.
+    sealed: SealedEvent | AuditEvent | Callable[[], AuditEvent]
     future: asyncio.Future[None] | None = None
     drops: int = 0
 
@@ -153,12 +154,21 @@ class AuditWriter:
             if not self._accepting or len(self._queue) >= limit:
                 self._drop(1)
                 return
-            self._queue.append(_Item(self.log.seal(event)))
+            self._queue.append(_Item(event))
             if len(self._queue) >= self.batch_size:
                 self._wakeup.set()
         except Exception as exc:  # the request path must never fail because of audit
             logger.error("audit event could not be queued (%s)", exc.__class__.__name__)
             self._drop(1)
+
+    def emit_later(self, build: Callable[[], AuditEvent]) -> None:
+        """Queue an event the writer builds and seals itself: the request path only appends."""
+        if not self._accepting or len(self._queue) >= self.queue_size:
+            self._drop(1)
+            return
+        self._queue.append(_Item(build))
+        if len(self._queue) >= self.batch_size:
+            self._wakeup.set()
 
     async def emit_strict(self, event: AuditEvent) -> None:
         """Return only once the event is committed to the store or fsynced to the spool."""
@@ -263,15 +273,26 @@ class AuditWriter:
 
     def _next_batch(self) -> list[_Item]:
         batch: list[_Item] = []
-        if self._pending_drops:
-            count, self._pending_drops = self._pending_drops, 0
-            batch.append(_Item(self.log.seal(events_dropped(count)), drops=count))
         while self._queue and len(batch) < self.batch_size:
-            batch.append(self._queue.popleft())
+            item = self._queue.popleft()
+            if not isinstance(item.sealed, SealedEvent):
+                try:
+                    event = item.sealed if isinstance(item.sealed, AuditEvent) else item.sealed()
+                    item.sealed = self.log.seal(event)
+                except Exception as exc:  # a bad event is counted, never blocks the others
+                    logger.error("audit event could not be sealed (%s)", exc.__class__.__name__)
+                    self._drop(1)
+                    _settle([item], exc)
+                    continue
+            batch.append(item)
+        if self._pending_drops:
+            # Drops (including events that could not be sealed just now) are recorded in this batch.
+            count, self._pending_drops = self._pending_drops, 0
+            batch.insert(0, _Item(self.log.seal(events_dropped(count)), drops=count))
         return batch
 
     async def _write_batch(self, batch: Sequence[_Item]) -> None:
-        sealed = [item.sealed for item in batch]
+        sealed = [item.sealed for item in batch if isinstance(item.sealed, SealedEvent)]
         try:
             if self._spool_pending:
                 # a corrupt spool is reported by _replay; its readable records are in the log

@@ -19,7 +19,7 @@ from ..errors import PrivacyError
 from ..policy.compile import CompiledBody, CompiledField
 from ..policy.schema import Policy
 from .masks import apply_mask
-from .selectors import Location
+from .selectors import Location, Selector
 from .validators import validate_field
 
 
@@ -114,6 +114,7 @@ class FieldEngine:
         self.policy = policy
         self.pseudonymiser = pseudonymiser
         self.cipher = cipher
+        self._plans: dict[int, DisclosurePlan] = {}
 
     # --- the way in --------------------------------------------------------------------------
 
@@ -191,25 +192,74 @@ class FieldEngine:
 
     # --- the way out -------------------------------------------------------------------------
 
+    def _plan(self, body: CompiledBody) -> DisclosurePlan:
+        plan = self._plans.get(id(body))
+        if plan is None or plan.body is not body:
+            plan = self._plans[id(body)] = DisclosurePlan.build(body)
+        return plan
+
     async def disclose(self, body: CompiledBody, document: Any, viewer: Viewer) -> FieldReport:
-        """Rewrite a response in place so it holds only what this viewer may see."""
+        """Rewrite a response in place so it holds only what this viewer may see.
+
+        Fields addressed by plain key paths (the common case) are handled by direct dict access;
+        values that need a key (protected ones) or a transform other than keep/drop, and selectors
+        with wildcards, take the general path through `_disclose_one`.
+        """
         report = FieldReport()
         root = document
         if body.rules.graphql:
             root = document.get("data") if isinstance(document, dict) else None
             if root is None:
                 return report
+        plan = self._plan(body)
+        transforms = plan.transforms(viewer)
+        categories = plan.categories
+        fields = body.fields
         fallback = viewer.principal.subject if viewer.principal else None
+        seen_categories = report.categories
+        kept = dropped = 0
         for record in records_of(body, root):
             subject = record_subject(body, record, fallback)
             own = viewer.is_subject(subject)
-            classified: set[tuple[int, str | int]] = set()
-            for rule in body.fields:
-                for location in list(rule.selector.locations(record)):
-                    classified.add((id(location.parent), location.key))
-                    transform = "keep" if own else viewer.transform_for(rule.rule.category)
-                    await self._disclose_one(rule, location, transform, subject, viewer, report)
-            self._unknown_fields(body, record, classified, own, report)
+            slow: list[tuple[CompiledField, Location, str]] = []
+            for parent, entries in plan.groups:
+                obj = record
+                for step in parent:
+                    obj = obj.get(step) if isinstance(obj, dict) else None
+                if not isinstance(obj, dict):
+                    continue
+                for key, index in entries:
+                    if key not in obj:
+                        continue
+                    transform = "keep" if own else transforms[index]
+                    if transform == "drop":
+                        del obj[key]
+                        dropped += 1
+                        continue
+                    value = obj[key]
+                    if value is None:
+                        continue
+                    if transform == "keep" and not (type(value) is str and value.startswith(ENVELOPE_PREFIXES)):
+                        seen_categories.add(categories[index])
+                        if subject:
+                            report.subjects.add(subject)
+                        kept += 1
+                        continue
+                    slow.append((fields[index], Location(obj, key), transform))
+            classified: set[tuple[int, str | int]] | None = None
+            if plan.complex:
+                classified = set()
+                for index in plan.complex:
+                    for location in list(fields[index].selector.locations(record)):
+                        classified.add((id(location.parent), location.key))
+                        slow.append((fields[index], location, "keep" if own else transforms[index]))
+            for rule, location, transform in slow:
+                await self._disclose_one(rule, location, transform, subject, viewer, report)
+            self._unknown_fields(body, plan, record, classified, own, report)
+        if kept:
+            report.transformed["keep"] = report.transformed.get("keep", 0) + kept
+        if dropped:
+            report.transformed["drop"] = report.transformed.get("drop", 0) + dropped
         return report
 
     async def _disclose_one(
@@ -265,16 +315,18 @@ class FieldEngine:
             return None
 
     def _unknown_fields(
-        self, body: CompiledBody, record: Any, classified: set[tuple[int, str | int]], own: bool,
-        report: FieldReport,
+        self, body: CompiledBody, plan: DisclosurePlan, record: Any,
+        classified: set[tuple[int, str | int]] | None, own: bool, report: FieldReport,
     ) -> None:
         action = body.rules.unknown_fields
-        for selector in body.personal_objects:
+        for selector, static_keys in plan.personal:
             for obj in selector.values(record):
                 if not isinstance(obj, dict):
                     continue
                 for key in list(obj):
-                    if (id(obj), key) in classified:
+                    if static_keys is not None and key in static_keys:
+                        continue
+                    if classified is not None and (id(obj), key) in classified:
                         continue
                     if own or action == "keep":
                         report.unknown_kept += 1
@@ -287,3 +339,48 @@ class FieldEngine:
                             "The shop's response holds a personal-data field the policy does not classify.",
                             502,
                         )
+
+
+@dataclass(slots=True)
+class DisclosurePlan:
+    """A body's field rules arranged for fast disclosure: plain key paths grouped by parent object."""
+
+    body: CompiledBody
+    groups: tuple[tuple[tuple[str, ...], tuple[tuple[str, int], ...]], ...]
+    complex: tuple[int, ...]
+    personal: tuple[tuple[Selector, frozenset[str]], ...]
+    categories: tuple[str, ...]
+    _by_recipient: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, body: CompiledBody) -> DisclosurePlan:
+        groups: dict[tuple[str, ...], list[tuple[str, int]]] = {}
+        complex_rules: list[int] = []
+        for index, rule in enumerate(body.fields):
+            steps = rule.selector.steps
+            if steps and all(step.kind == "key" for step in steps):
+                parent = tuple(str(step.value) for step in steps[:-1])
+                groups.setdefault(parent, []).append((str(steps[-1].value), index))
+            else:
+                complex_rules.append(index)
+        personal = []
+        for selector in body.personal_objects:
+            path = tuple(str(step.value) for step in selector.steps) if all(
+                step.kind == "key" for step in selector.steps) else None
+            static = frozenset(key for key, _ in groups.get(path, ())) if path is not None else frozenset()
+            personal.append((selector, static))
+        return cls(
+            body=body,
+            groups=tuple((parent, tuple(entries)) for parent, entries in groups.items()),
+            complex=tuple(complex_rules),
+            personal=tuple(personal),
+            categories=tuple(rule.rule.category for rule in body.fields),
+        )
+
+    def transforms(self, viewer: Viewer) -> tuple[str, ...]:
+        """The transform of every field rule for this viewer's recipient (computed once per recipient)."""
+        cached = self._by_recipient.get(viewer.recipient)
+        if cached is None:
+            cached = tuple(viewer.transform_for(category) for category in self.categories)
+            self._by_recipient[viewer.recipient] = cached
+        return cached

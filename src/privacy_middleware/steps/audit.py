@@ -5,6 +5,7 @@ encrypted side records the audit layer keeps)."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -162,24 +163,26 @@ async def record_disclosure(
     strict = any(c == s or c.startswith(s + ".") for c in categories for s in strict_categories)
     for subject in sorted(report.subjects):
         own = viewer.is_subject(subject)
+        build = partial(
+            events.data_access,
+            principal=principal,
+            subject=subject,
+            categories=categories,
+            purpose=viewer.purpose or purpose or "unspecified",
+            route=route,
+            recipient=None if own else viewer.recipient,
+            action=action or ("read" if own else "disclose"),
+            ip=ip,
+        )
+        if not strict:
+            runtime.audit.emit_later(build)  # built and sealed by the writer, off the request path
+            continue
         try:
-            event = events.data_access(
-                principal=principal,
-                subject=subject,
-                categories=categories,
-                purpose=viewer.purpose or purpose or "unspecified",
-                route=route,
-                recipient=None if own else viewer.recipient,
-                action=action or ("read" if own else "disclose"),
-                ip=ip,
-            )
+            event = build()
         except ValueError as exc:
             logger.error("data access event not built: %s", exc)
             continue
-        if strict:
-            await runtime.audit.emit_strict(event)
-        else:
-            runtime.audit.emit(event)
+        await runtime.audit.emit_strict(event)
 
 
 class RefusalAudit(Step):
