@@ -14,6 +14,7 @@ import datetime as dt
 import ipaddress
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..audit.events import AuditEvent, data_access, subject_request
+from ..audit.keys import load_or_create_signing_key
 from ..crypto.results import ErasureResult
 from ..errors import PrivacyError
 from ..fields.engine import FieldCipher, FieldEngine
@@ -86,6 +88,10 @@ def validate_transfer_url(url: Any) -> str:
     return url
 
 
+def receipt_key_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "rights-receipt-key.pem"
+
+
 class RightsService:
     def __init__(
         self,
@@ -118,6 +124,33 @@ class RightsService:
         self.transfer_timeout = transfer_timeout
         self.clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
+
+    @classmethod
+    def for_runtime(
+        cls,
+        runtime: Any,
+        adapter: ShopAdapter,
+        *,
+        audit: AuditSink | None = None,
+        bus: Bus | None = None,
+        signing_key: Ed25519PrivateKey | None = None,
+    ) -> RightsService:
+        """Built from a Runtime: its policy, store, field engine, key service and HTTP client.
+
+        The receipt signing key defaults to `<data_dir>/rights-receipt-key.pem` (created, 0600).
+        """
+        key = signing_key or load_or_create_signing_key(receipt_key_path(runtime.settings.data_dir))
+        return cls(
+            policy=runtime.policy,
+            database=runtime.database,
+            adapter=adapter,
+            fields=runtime.fields,
+            keys=runtime.keys,
+            http=runtime.http,
+            signing_key=key,
+            audit=audit,
+            bus=bus,
+        )
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -278,7 +311,7 @@ class RightsService:
     async def transfer(
         self,
         subject: str,
-        url: str,
+        url: Any,
         *,
         principal: str,
         reason: str | None = None,
@@ -513,7 +546,7 @@ class RightsService:
     async def rectify(
         self,
         subject: str,
-        changes: dict[str, Any],
+        changes: Any,
         *,
         principal: str,
         reason: str | None = None,
