@@ -462,10 +462,16 @@ async def update_flags(
     """Change a subject's flags in one transaction (row created on first use)."""
     now = utcnow()
     async with db.begin() as conn:
+        # Serialise concurrent changes of one subject's flags (read-modify-write below).
         if db.is_postgres:
-            # Serialise concurrent changes of one subject's flags.
             await conn.execute(
                 sa.text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": "flags:" + subject}
+            )
+        else:  # a first write takes SQLite's write lock before the read
+            await conn.execute(
+                subject_flags_table.update()
+                .where(subject_flags_table.c.subject == subject)
+                .values(updated_at=now)
             )
         row = (
             await conn.execute(sa.select(subject_flags_table).where(subject_flags_table.c.subject == subject))
