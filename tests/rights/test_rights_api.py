@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from pytest_httpx import HTTPXMock
 
-from privacy_middleware.audit import data_access
+from privacy_middleware.audit import data_access, login_attempt
 from privacy_middleware.rights.adapter import ShopAdapterError
 from privacy_middleware.rights.receipts import verify_erasure_receipt
 from privacy_middleware.store.rights import rights_requests
@@ -52,6 +52,15 @@ async def test_export_returns_every_piece_of_data_in_clear_and_who_received_what
             categories=["user.id"],
         )
     )
+    rights.audit.emit(
+        login_attempt(
+            success=True,
+            subject=subject,
+            username="ada@example.com",
+            ip="198.51.100.20",
+            route="POST /auth/login",
+        )
+    )
     await rights.audit.flush()
 
     response = await rights.client.get("/privacy/me/export", headers=rights.auth(token))
@@ -86,6 +95,8 @@ async def test_export_returns_every_piece_of_data_in_clear_and_who_received_what
     assert recipients[("logistics", "delivery")]["description"] == "Parcel carrier"
     assert recipients[("analytics", "analytics")]["categories"] == ["user.id"]
     assert document["requests"][0]["type"] == "access"
+    assert document["access"]["logins"][0]["outcome"] == "success"
+    assert document["access"]["logins"][0]["network"] == "198.51.100.0/24"
     # The export itself is recorded as a completed access request.
     mine = (await rights.client.get("/privacy/me/requests", headers=rights.auth(token))).json()
     assert mine["requests"][0]["id"] == response.headers["x-privacy-request-id"]
@@ -142,6 +153,16 @@ async def test_erasure_leaves_nothing_readable_keeps_totals_and_is_idempotent(ri
     await rights.consent(subject)
     await rights.service.repository.keep_export("dsr_x", subject, "pe1.sealed")
     await rights.service.flags.set(subject, restricted=True)
+    rights.audit.emit(
+        login_attempt(
+            success=True,
+            subject=subject,
+            username="ada@example.com",
+            ip="198.51.100.20",
+            route="POST /auth/login",
+        )
+    )
+    await rights.audit.flush()
 
     response = await rights.client.post("/privacy/me/erasure", headers=rights.auth(token))
     assert response.status_code == 200, response.text
@@ -164,6 +185,8 @@ async def test_erasure_leaves_nothing_readable_keeps_totals_and_is_idempotent(ri
     ]
     assert claims["crypto_shredding"]["keys_destroyed"] == 1
     assert claims["consent"] == {"records": 1, "links": 0}
+    assert claims["middleware_store"] == {"exports": 1, "flags": 1, "audit_side_records": 1}
+    assert claims["iss"] == "Demo Tea Shop Ltd" and claims["type"] == "erasure_receipt"
 
     shop_dump = rights.dump(rights.demo.data_dir / "shop.db")
     privacy_dump = rights.dump(rights.demo.data_dir / "privacy.db")

@@ -36,6 +36,7 @@ from ..store.rights import (
     RightsRequest,
     Step,
     SubjectFlags,
+    forget_audit_side_records,
     forget_consent,
     utcnow,
 )
@@ -464,6 +465,7 @@ class RightsService:
         if "middleware_store" not in done:
             try:
                 forgotten = await self.repository.forget_subject(subject)
+                forgotten["audit_side_records"] = await forget_audit_side_records(self.database, subject)
                 await self.flags.invalidate(subject)
             except Exception as exc:
                 return await self._erasure_failed(
@@ -471,7 +473,6 @@ class RightsService:
                 )
             request = await self._step(request, "middleware_store", "done", detail=forgotten)
         receipt = self._receipt(request)
-        categories = sorted(self.legal_holds())
         request = await self._step(
             request, "receipt", "done", status="completed", result={"receipt": receipt}
         )
@@ -479,7 +480,7 @@ class RightsService:
             data_access(
                 principal=request.principal,
                 subject=subject,
-                categories=categories or ["user"],
+                categories=["user"],  # the subject's data as a whole
                 purpose="subject_rights",
                 action="erase",
                 decision="allowed",

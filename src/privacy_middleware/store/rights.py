@@ -521,3 +521,16 @@ async def forget_consent(db: Database, subject: str) -> dict[str, int]:
         )
         links = await conn.execute(sa.delete(consent_links).where(consent_links.c.subject_id == subject))
         return {"records": removed.rowcount or 0, "links": links.rowcount or 0}
+
+
+async def forget_audit_side_records(db: Database, subject: str) -> int:
+    """Erase the raw personal values (IP, username, user agent) sealed beside the subject's audit
+    events. The events stay and the log still verifies: leaves hold only commitments to them."""
+    from .audit import audit_events, audit_side_records
+
+    async with db.begin() as conn:
+        uids = sa.select(audit_events.c.uid).where(audit_events.c.subject == subject).scalar_subquery()
+        result = await conn.execute(
+            sa.delete(audit_side_records).where(audit_side_records.c.event_uid.in_(uids))
+        )
+        return result.rowcount or 0
