@@ -10,10 +10,11 @@ readable copies without a retry path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import ipaddress
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -125,6 +126,7 @@ class RightsService:
         self.transfer_timeout = transfer_timeout
         self.clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
+        self._waiting: dict[str, int] = {}
 
     @classmethod
     def for_runtime(
@@ -192,6 +194,7 @@ class RightsService:
         reason: str | None = None,
         idempotency_key: str | None = None,
         reuse_open: bool = True,
+        reuse_completed: bool = False,
     ) -> tuple[RightsRequest, bool]:
         now = self.clock()
         try:
@@ -203,6 +206,7 @@ class RightsService:
                 reason=reason,
                 idempotency_key=idempotency_key,
                 reuse_open=reuse_open,
+                reuse_completed=reuse_completed,
                 now=now,
             )
         except KeyReused:
@@ -237,8 +241,19 @@ class RightsService:
             self._state_event(updated, status)
         return updated
 
-    def _lock(self, request_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(request_id, asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def _lock(self, request_id: str) -> AsyncIterator[None]:
+        """One worker per request in this process (others resume from the stored steps)."""
+        lock = self._locks.setdefault(request_id, asyncio.Lock())
+        self._waiting[request_id] = self._waiting.get(request_id, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._waiting[request_id] -= 1
+            if not self._waiting[request_id]:
+                del self._waiting[request_id]
+                self._locks.pop(request_id, None)
 
     async def requests_of(self, subject: str) -> list[RightsRequest]:
         return await self.repository.for_subject(subject)
@@ -395,12 +410,16 @@ class RightsService:
         self, subject: str, *, principal: str, reason: str | None = None, idempotency_key: str | None = None
     ) -> RightsRequest:
         """Erase the subject everywhere; a repeat returns the first completed request (same receipt)."""
-        done = await self.repository.completed(subject, "erasure")
-        if done is not None:
-            return done
         request, _ = await self.submit(
-            "erasure", subject, principal=principal, reason=reason, idempotency_key=idempotency_key
+            "erasure",
+            subject,
+            principal=principal,
+            reason=reason,
+            idempotency_key=idempotency_key,
+            reuse_completed=True,
         )
+        if not request.is_open:
+            return request
         return await self.process_erasure(request)
 
     async def on_account_closed(self, subject: str) -> RightsRequest:

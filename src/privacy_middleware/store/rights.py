@@ -195,12 +195,14 @@ class RightsRepository:
         reason: str | None = None,
         idempotency_key: str | None = None,
         reuse_open: bool = True,
+        reuse_completed: bool = False,
         now: dt.datetime | None = None,
     ) -> tuple[RightsRequest, bool]:
         """Record a request, or return the one it repeats; the flag says whether it is new.
 
         A repeat is the same Idempotency-Key (for this subject), or, with `reuse_open`, an open
-        request of the same type for the same subject.
+        request of the same type for the same subject (with `reuse_completed`, also a completed one:
+        an erasure is done once).
         """
         if kind not in KINDS:
             raise ValueError("unknown request type")
@@ -215,6 +217,7 @@ class RightsRepository:
                     reason=reason,
                     idempotency_key=idempotency_key,
                     reuse_open=reuse_open,
+                    reuse_completed=reuse_completed,
                     now=now,
                 )
             except IntegrityError:
@@ -231,9 +234,19 @@ class RightsRepository:
         reason: str | None,
         idempotency_key: str | None,
         reuse_open: bool,
+        reuse_completed: bool,
         now: dt.datetime,
     ) -> tuple[RightsRequest, bool]:
         async with self.database.begin() as conn:
+            # Serialise submissions for one subject so "same type while open" holds under concurrency.
+            if self.database.is_postgres:
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": "rights:" + subject}
+                )
+            else:  # a first write takes SQLite's write lock before the reads below
+                await conn.execute(
+                    rights_requests.update().where(rights_requests.c.id == "").values(updated_at=now)
+                )
             if idempotency_key is not None:
                 found = await self._by(conn, rights_requests.c.idempotency_key == idempotency_key)
                 if found is not None:
@@ -241,13 +254,14 @@ class RightsRepository:
                         raise KeyReused()
                     return found, False
             if reuse_open:
+                reusable = [*OPEN_STATUSES, "completed"] if reuse_completed else list(OPEN_STATUSES)
                 row = (
                     await conn.execute(
                         sa.select(rights_requests)
                         .where(
                             rights_requests.c.subject == subject,
                             rights_requests.c.kind == kind,
-                            rights_requests.c.status.in_(OPEN_STATUSES),
+                            rights_requests.c.status.in_(reusable),
                         )
                         .order_by(rights_requests.c.created_at)
                         .limit(1)
