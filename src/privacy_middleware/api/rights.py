@@ -112,7 +112,10 @@ class RightsAPI:
         found = await self.service.get(request.path_params["request_id"])
         principal = require_principal(request)
         admin = principal.has_scope(self.admin_scope)
-        if found is None or (not admin and found.subject != principal.subject):
+        if found is not None and not admin and found.subject != principal.subject:
+            self.service.denied(kind="transfer", subject=found.subject, principal=principal.id)
+            found = None
+        if found is None:
             raise PrivacyError("not_found", "No such request.", 404)
         document = await self.service.kept_export(found)
         if document is None:
