@@ -329,6 +329,8 @@ async def test_unreachable_transfer_target_fails_the_request_and_keeps_the_expor
     assert (
         await rights.client.get(f"/privacy/me/requests/{failed['id']}/export", headers=rights.auth(other))
     ).status_code == 404
+    denied = [e for e in await rights.stored_events(subject) if e["detail"].get("state") == "denied"]
+    assert [e["kind"] for e in denied] == ["api_activity.subject_request_transfer"]
 
 
 @pytest.mark.parametrize(

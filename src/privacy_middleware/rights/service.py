@@ -280,8 +280,12 @@ class RightsService:
     async def export(
         self, subject: str, *, principal: str, reason: str | None = None, idempotency_key: str | None = None
     ) -> tuple[RightsRequest, dict[str, Any]]:
-        """Build the export now (an access request is answered at once) and record it."""
-        request, _ = await self.submit(
+        """Build the export now (an access request is answered at once) and record it.
+
+        An export that cannot be built (shop or key service down) fails its request, so nothing is
+        left open that nobody will finish; the caller sees 503 and simply asks again.
+        """
+        request, new = await self.submit(
             "access",
             subject,
             principal=principal,
@@ -291,26 +295,22 @@ class RightsService:
         )
         try:
             document = await self._export_document(subject)
-        except ShopAdapterError as exc:
-            await self._step(
-                request,
-                "export",
-                "failed",
-                error=str(exc),
-                count_attempt=True,
-                status="failed" if not exc.retryable else None,
-            )
+        except (ShopAdapterError, PrivacyError) as exc:
+            why = str(exc) if isinstance(exc, ShopAdapterError) else exc.code
+            if request.is_open:
+                await self._step(request, "export", "failed", error=why, count_attempt=True, status="failed")
             raise PrivacyError(
-                "shop_unavailable", "The shop could not provide the data; try again.", 503
+                "export_unavailable", "Your data could not be gathered right now; try again.", 503
             ) from None
         categories = sorted({c for r in document["shop"]["records"] for c in r["categories"]})
-        request = await self._step(
-            request,
-            "export",
-            "done",
-            status="completed",
-            detail={"records": len(document["shop"]["records"]), "categories": categories},
-        )
+        if new:
+            request = await self._step(
+                request,
+                "export",
+                "done",
+                status="completed",
+                detail={"records": len(document["shop"]["records"]), "categories": categories},
+            )
         self._emit(
             data_access(
                 principal=principal,
