@@ -318,6 +318,7 @@ async def test_unreachable_transfer_target_fails_the_request_and_keeps_the_expor
     failed = problem["request"]
     assert failed["status"] == "failed" and failed["failed_step"] == "send"
     assert failed["error"] == "transfer target unreachable (ConnectError)"
+    assert problem["export"] == f"/privacy/me/requests/{failed['id']}/export"
     kept = await rights.client.get(f"/privacy/me/requests/{failed['id']}/export", headers=rights.auth(token))
     assert kept.status_code == 200
     assert kept.json()["subject"] == subject
@@ -471,3 +472,26 @@ async def test_account_closure_erases_at_once(rights: Any) -> None:
     assert await rights.adapter.records(subject) == []
     own = await rights.client.get(f"/orders/{order['id']}", headers=rights.auth(token))
     assert own.status_code == 404  # the order now belongs to nobody
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "code"),
+    [
+        (b"{", 400, "malformed_json"),
+        (b"[1, 2]", 422, "invalid_body"),
+        (b'{"subject": {"$ne": null}, "reason": "x"}', 422, "invalid_subject"),
+        (b'{"subject": "cus_1\\u0000", "reason": "x"}', 422, "invalid_subject"),
+        (b'{"subject": "cus_other", "reason": ""}', 422, "invalid_reason"),
+    ],
+)
+async def test_malformed_bodies_are_refused_before_anything_happens(
+    rights: Any, content: bytes, status: int, code: str
+) -> None:
+    response = await rights.client.post(
+        "/privacy/me/erasure",
+        content=content,
+        headers={**rights.auth(rights.admin_token()), "content-type": "application/json"},
+    )
+    assert response.status_code == status and response.json()["code"] == code
+    listing = await rights.client.get("/privacy/admin/requests", headers=rights.auth(rights.admin_token()))
+    assert listing.json()["requests"] == []
