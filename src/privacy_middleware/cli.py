@@ -196,6 +196,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .rights.cli import add_rights_parsers
+
     parser = argparse.ArgumentParser(prog="privacy-middleware", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -248,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--data-dir", default=os.environ.get("PRIVACY_DEMO_DIR", "demo-data"))
     demo.set_defaults(func=cmd_demo)
+    add_rights_parsers(sub)
     return parser
 
 

@@ -49,6 +49,8 @@ class RetentionItem:
     id: str
     category: str
     created_at: dt.datetime
+    # The person the item is about, when the shop knows (audit events name it); None otherwise.
+    subject: str | None = None
 
 
 @runtime_checkable
@@ -72,6 +74,8 @@ class ShopAdapter(Protocol):
         """Items holding `category` created before `cutoff`."""
         ...
 
-    async def apply_retention(self, items: list[RetentionItem], action: Literal["delete", "anonymise"]) -> int:
+    async def apply_retention(
+        self, items: list[RetentionItem], action: Literal["delete", "anonymise"]
+    ) -> int:
         """Delete or anonymise the given items; returns how many were changed."""
         ...

@@ -1,0 +1,188 @@
+"""`privacy-middleware dsar export|erase` and `privacy-middleware retention run [--dry-run]`.
+
+The shop adapter is named with `--adapter` (or PRIVACY_SHOP_ADAPTER): `demo` for the bundled demo
+shop (its database under PRIVACY_DATA_DIR), or `package.module:factory` where `factory(runtime)`
+returns a ShopAdapter. If the runtime carries an audit writer (`runtime.audit`), every deletion
+and anonymisation is recorded through it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..errors import ConfigError, PrivacyError
+from .adapter import ShopAdapter
+from .retention import RetentionReport, RetentionRunner, RuleOutcome
+
+console = Console(highlight=False, soft_wrap=True)
+ADAPTER_ENV = "PRIVACY_SHOP_ADAPTER"
+
+
+def load_adapter(spec: str, runtime: Any) -> ShopAdapter:
+    """`demo`, or `module:factory` called with the runtime."""
+    if spec == "demo":
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        from ..demo.adapter import DemoShopAdapter
+
+        shop_db = Path(runtime.settings.data_dir).resolve() / "shop.db"
+        if not shop_db.exists():
+            raise ConfigError(f"no demo shop database at {shop_db}; set PRIVACY_DATA_DIR")
+        engine = create_async_engine(f"sqlite+aiosqlite:///{shop_db}")
+        runtime.on_stop(engine.dispose)
+        return DemoShopAdapter(engine, runtime.policy)
+    module_name, _, factory_name = spec.partition(":")
+    if not module_name or not factory_name:
+        raise ConfigError("--adapter must be 'demo' or 'package.module:factory'")
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except (ImportError, AttributeError):
+        raise ConfigError(f"cannot load the shop adapter {spec!r}") from None
+    adapter = factory(runtime)
+    if not isinstance(adapter, ShopAdapter):
+        raise ConfigError(f"{spec!r} did not return a ShopAdapter")
+    return adapter
+
+
+async def _with_runtime(adapter_spec: str, work: Callable[[Any, ShopAdapter, Any], Awaitable[int]]) -> int:
+    from ..runtime import Runtime
+    from ..settings import Settings
+
+    runtime = Runtime(Settings())
+    try:
+        await runtime.ensure_started()
+        audit = getattr(runtime, "audit", None)
+        adapter = load_adapter(adapter_spec, runtime)
+        return await work(runtime, adapter, audit)
+    finally:
+        await runtime.stop()
+
+
+def dsar_export(subject: str, out: Path, *, adapter_spec: str) -> int:
+    from .service import RightsService
+
+    async def work(runtime: Any, adapter: ShopAdapter, audit: Any) -> int:
+        service = RightsService.for_runtime(runtime, adapter, audit=audit)
+        request, document = await service.export(subject, principal="cli", reason="operator export")
+        data = orjson.dumps(document, option=orjson.OPT_INDENT_2)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds personal data
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        console.print(
+            f"export {request.id}: {len(document['shop']['records'])} shop records, "
+            f"{len(document['consent']['history'])} consent records, "
+            f"{len(document['recipients'])} recipients -> {out}"
+        )
+        return 0
+
+    return asyncio.run(_with_runtime(adapter_spec, work))
+
+
+def dsar_erase(subject: str, *, adapter_spec: str, reason: str) -> int:
+    from .service import RightsService
+
+    async def work(runtime: Any, adapter: ShopAdapter, audit: Any) -> int:
+        service = RightsService.for_runtime(runtime, adapter, audit=audit)
+        request = await service.erase(subject, principal="cli", reason=reason)
+        if request.status != "completed":
+            console.print(
+                f"erasure {request.id} is {request.status}: step {request.failed_step} failed "
+                f"({request.error}); it will be retried"
+            )
+            return 1
+        shop = next((s.detail for s in request.steps if s.name == "shop" and s.outcome == "done"), {})
+        console.print(
+            f"erasure {request.id} completed: {len(shop.get('deleted', []))} deleted, "
+            f"{len(shop.get('anonymised', []))} anonymised, {len(shop.get('kept', []))} kept"
+        )
+        for kept in shop.get("kept", []):
+            console.print(f"  kept {kept['item']}: {kept['reason']}")
+        console.print(f"receipt: {(request.result or {}).get('receipt')}")
+        return 0
+
+    return asyncio.run(_with_runtime(adapter_spec, work))
+
+
+def print_report(report: RetentionReport) -> None:
+    table = Table(title=f"retention run {report.run_id}{' (dry run)' if report.dry_run else ''}")
+    for column in ("category", "keep (days)", "action", "past period", "changed", "error"):
+        table.add_column(column)
+    for rule in report.rules:
+        table.add_row(
+            rule.category, str(rule.days), rule.action, str(rule.found), str(rule.changed), rule.error or ""
+        )
+    console.print(table)
+    console.print(f"{report.found} item(s) past their period, {report.changed} changed")
+
+
+def retention_run(*, dry_run: bool, adapter_spec: str) -> int:
+    async def work(runtime: Any, adapter: ShopAdapter, audit: Any) -> int:
+        runner = RetentionRunner(runtime.policy, adapter, audit=audit)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            tasks: dict[str, Any] = {}
+
+            def advance(rule: RuleOutcome, done: int, total: int) -> None:
+                if rule.category not in tasks:
+                    tasks[rule.category] = progress.add_task(rule.category, total=total)
+                progress.update(tasks[rule.category], completed=total if dry_run else done, total=total)
+
+            report = await runner.run(dry_run=dry_run, progress=advance)
+        print_report(report)
+        return 0 if report.ok else 1
+
+    return asyncio.run(_with_runtime(adapter_spec, work))
+
+
+def _run(args: argparse.Namespace) -> int:
+    spec = args.adapter or os.environ.get(ADAPTER_ENV) or "demo"
+    try:
+        if args.command == "retention":
+            return retention_run(dry_run=args.dry_run, adapter_spec=spec)
+        if args.dsar_command == "export":
+            return dsar_export(args.subject, Path(args.out), adapter_spec=spec)
+        return dsar_erase(args.subject, adapter_spec=spec, reason=args.reason)
+    except PrivacyError as exc:
+        console.print(f"[red]refused[/red]: {exc.message}")
+        return 1
+
+
+def add_rights_parsers(subparsers: Any) -> None:
+    """`dsar export|erase` and `retention run` for the main command's parser."""
+    adapter_help = f"shop adapter: 'demo' or 'module:factory' (default ${ADAPTER_ENV} or demo)"
+    dsar = subparsers.add_parser("dsar", help="data-subject requests run by an operator").add_subparsers(
+        dest="dsar_command", required=True
+    )
+    export = dsar.add_parser("export", help="write a subject's export (JSON, with data in clear) to a file")
+    export.add_argument("subject")
+    export.add_argument("--out", required=True)
+    export.add_argument("--adapter", default=None, help=adapter_help)
+    export.set_defaults(func=_run)
+    erase = dsar.add_parser("erase", help="erase a subject (legal holds anonymise) and print the receipt")
+    erase.add_argument("subject")
+    erase.add_argument("--reason", default="operator_request")
+    erase.add_argument("--adapter", default=None, help=adapter_help)
+    erase.set_defaults(func=_run)
+    retention = subparsers.add_parser("retention", help="apply the policy's retention rules").add_subparsers(
+        dest="retention_command", required=True
+    )
+    run = retention.add_parser("run", help="delete or anonymise data past its retention period")
+    run.add_argument("--dry-run", action="store_true", help="report what is past its period; change nothing")
+    run.add_argument("--adapter", default=None, help=adapter_help)
+    run.set_defaults(func=_run)
