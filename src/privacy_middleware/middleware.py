@@ -70,7 +70,7 @@ class PrivacyMiddleware:
             if found is None:
                 await self.app(scope, receive, send)
                 return
-            await self.runtime.ensure_started()
+            await self.runtime.ensure_serving()
             await self._run(found[0], found[1], scope, receive, send)
         finally:
             current_scope.reset(token)
@@ -180,7 +180,7 @@ class PrivacyMiddleware:
     # --- privacy API, metrics, lifespan -----------------------------------------------------
 
     async def _privacy_api(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.runtime.ensure_started()
+        await self.runtime.ensure_serving()
         headers = scope.get("headers") or []
         ctx = RequestContext(
             method=scope["method"],
@@ -213,7 +213,7 @@ class PrivacyMiddleware:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self.runtime.ensure_started()
+                    await self.runtime.ensure_serving()
                 except Exception as exc:  # reported to the server, which refuses to start
                     startup_error = str(exc)
             return message
@@ -246,7 +246,7 @@ class PrivacyMiddleware:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self.runtime.ensure_started()
+                    await self.runtime.ensure_serving()
                 except Exception as exc:
                     startup_error = str(exc)
         if startup_error is not None:

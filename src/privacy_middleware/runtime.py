@@ -7,6 +7,7 @@ any request); `ensure_started()` connects to the store, migrates it and records 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,7 @@ from .audit.detectors import LoginGuard, LoginLimits
 from .audit.log import AuditLog
 from .audit.writer import AuditWriter
 from .consent.records import ConsentRecord
+from .rights.adapter import ShopAdapter
 from .consent.service import ConsentService
 from .keyfiles import load_or_create_ed25519
 from .steps.consent import CookieGate, OutboundConsentGate
@@ -47,6 +49,23 @@ from .store.policies import record_policy_version
 logger = logging.getLogger("privacy_middleware")
 
 
+def rights_unavailable_routes() -> list[BaseRoute]:
+    """Without a shop adapter the rights endpoints say so clearly instead of 404."""
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    from .api.common import problem_response
+    from .errors import PrivacyError
+
+    async def unavailable(request: Request) -> Any:
+        return problem_response(PrivacyError(
+            "no_shop_adapter", "Subject-rights requests are not configured here (PRIVACY_SHOP_ADAPTER).", 503))
+
+    methods = ["GET", "POST", "PUT", "DELETE"]
+    return [Route("/me/{rest:path}", unavailable, methods=methods),
+            Route("/admin/requests", unavailable, methods=methods)]
+
+
 class Runtime:
     def __init__(
         self,
@@ -55,12 +74,14 @@ class Runtime:
         policy: Policy | None = None,
         http: httpx.AsyncClient | None = None,
         cipher: FieldCipher | None = None,
+        adapter: ShopAdapter | None = None,
         extra_factories: list[Callable[[Runtime], list[StepFactory]]] | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy or load_policy(settings.policy_file)
         self.started = False
         self._start_lock = asyncio.Lock()
+        self._maintenance: asyncio.Task[None] | None = None
         self._on_start: list[Callable[[], Any]] = []
         self._on_stop: list[Callable[[], Any]] = []
         # Capabilities hook into outbound calls (consent gates) and disclosures (the audit).
@@ -102,6 +123,7 @@ class Runtime:
         self.cookie_gate = CookieGate(self) if self.policy.tracking.cookies else None
         self._build_audit()
         self.api_routes.extend(audit_routes(self))
+        self._build_rights(adapter)
         if self.policy.tracking.hosts:
             self.outbound_gates.append(OutboundConsentGate(self))
 
@@ -169,6 +191,24 @@ class Runtime:
 
         self.disclosure_hooks.append(outbound_disclosure)
 
+    def _build_rights(self, adapter: ShopAdapter | None) -> None:
+        from .api.rights import rights_routes
+        from .rights.cli import load_adapter
+        from .rights.retention import RetentionRunner
+        from .rights.service import RightsService
+
+        if adapter is None and self.settings.shop_adapter:
+            adapter = load_adapter(self.settings.shop_adapter, self)
+        self.adapter = adapter
+        self.rights: RightsService | None = None
+        if adapter is None:
+            self.api_routes.extend(rights_unavailable_routes())
+            return
+        self.rights = RightsService.for_runtime(self, adapter, audit=self.audit, bus=self.bus)
+        self.retention = RetentionRunner(self.policy, adapter, audit=self.audit)
+        self.api_routes.extend(rights_routes(self.rights))
+        self.account_closure_hooks.append(self.rights.on_account_closed)
+
     async def link_visitor_consent(self, scope: Any, subject: str) -> None:
         """After a sign-in, the visitor's consent choices move to the account."""
         from .consent.service import StoreUnavailable
@@ -189,7 +229,25 @@ class Runtime:
 
     async def subject_flags(self, subject: str) -> tuple[frozenset[str], bool]:
         """(objected purposes, restricted) for a subject; set through the subject-rights API."""
-        return frozenset(), False
+        if self.rights is None:
+            return frozenset(), False
+        flags = await self.rights.flags.get(subject)
+        return frozenset(flags.objections), flags.restricted
+
+    async def blocked_for(self, subject: str, recipient: str | None, purpose: str | None) -> bool:
+        """Whether a subject's restriction or objection keeps their data from this recipient."""
+        if self.rights is None:
+            return False
+        flags = await self.rights.flags.get(subject)
+        if purpose is not None and flags.objects_to(purpose):
+            return True
+        if not flags.restricted:
+            return False
+        declared = self.policy.recipients.get(recipient or "")
+        purposes = declared.purposes if declared else ([purpose] if purpose else [])
+        return not purposes or not all(
+            self.policy.purposes[p].allowed_under_restriction for p in purposes if p in self.policy.purposes
+        )
 
     def on_start(self, hook: Callable[[], Any]) -> None:
         self._on_start.append(hook)
@@ -209,13 +267,34 @@ class Runtime:
             await record_policy_version(self.database, self.policy)
             await self.bus.start()
             await self.audit.start()
+
             for hook in self._on_start:
                 await hook()
             self.started = True
             logger.info("privacy-middleware started: %d planned routes, store %s",
                         self.plans.size, self.database.display_url)
 
+    async def ensure_serving(self) -> None:
+        """Started, plus the server's background maintenance (retention, retrying open erasures).
+
+        Only the middleware calls this: a CLI command that builds a Runtime must not start it.
+        """
+        await self.ensure_started()
+        interval = self.settings.audit.retention_interval_seconds
+        if self._maintenance is None and self.rights is not None and interval > 0:
+            from .rights.retention import periodic_maintenance
+
+            self._maintenance = asyncio.create_task(
+                periodic_maintenance(self.retention, self.rights.retry_open, interval=interval),
+                name="privacy-maintenance",
+            )
+
     async def stop(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
         await self.audit.stop()
         await self.keys.close()
         await self.bus.close()

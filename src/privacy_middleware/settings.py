@@ -129,6 +129,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_prefix: str = "privacy:"
     keys: str | None = None
+    shop_adapter: str | None = None
     pseudonym_secret: SecretStr | None = None
     jwt: JwtSettings = JwtSettings()
     consent: ConsentSettings = ConsentSettings()

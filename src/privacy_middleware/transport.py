@@ -67,7 +67,12 @@ class PrivacyTransport(httpx.AsyncBaseTransport):
         await self.runtime.ensure_started()
         declared = self.runtime.policy.recipients[recipient]
         viewer = Viewer(None, recipient, dict(declared.sees), declared.purposes[0])
-        report = await self.runtime.fields.disclose(rules, document, viewer)
+        runtime = self.runtime
+
+        async def blocked(subject: str) -> bool:
+            return await runtime.blocked_for(subject, recipient, viewer.purpose)
+
+        report = await self.runtime.fields.disclose(rules, document, viewer, blocked)
         for transform, count in report.transformed.items():
             self.runtime.metrics.fields.labels("outbound", transform).inc(count)
         for hook in self.runtime.disclosure_hooks:

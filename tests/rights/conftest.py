@@ -14,16 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from prometheus_client import CollectorRegistry
-
-from privacy_middleware.api import build_api
-from privacy_middleware.api.rights import rights_routes
-from privacy_middleware.audit import AuditLog, AuditWriter, search
+from privacy_middleware.audit import AuditWriter, search
+from privacy_middleware.audit.keys import load_or_create_signing_key
 from privacy_middleware.consent.records import ConsentRecord, Holder
 from privacy_middleware.demo.adapter import DemoShopAdapter
 from privacy_middleware.demo.run import build_demo
-from privacy_middleware.rights.service import RightsService
-from privacy_middleware.store.bus import LocalBus
+from privacy_middleware.rights.service import RightsService, receipt_key_path
 from privacy_middleware.store.consent import ConsentRepository
 from support.demo import Demo
 
@@ -91,39 +87,17 @@ class RightsDemo:
 
 @pytest.fixture
 async def rights(tmp_path: Path, asgi_lifespan: Any) -> AsyncIterator[RightsDemo]:
-    app, shop = build_demo(tmp_path)
+    """The demo shop behind the middleware with subject rights wired as the runtime wires them."""
+    # The server's periodic retention is tested on its own; here it must not race the test.
+    app, shop = build_demo(tmp_path, audit={"retention_interval_seconds": 0})
     runtime = app.runtime
-    log = AuditLog(
-        tmp_path / "audit-signing.pem", os.urandom(32), checkpoint_every=1000, checkpoint_interval=3600
-    )
-    writer = AuditWriter(
-        runtime.database, log, spool_dir=tmp_path / "spool", flush_interval=0.02, registry=CollectorRegistry()
-    )
-    adapter = DemoShopAdapter(shop.engine, runtime.policy)
-    key = Ed25519PrivateKey.generate()
-    async with httpx.AsyncClient() as outbound:
-        service = RightsService(
-            policy=runtime.policy,
-            database=runtime.database,
-            adapter=adapter,
-            fields=runtime.fields,
-            keys=runtime.keys,
-            http=outbound,
-            signing_key=key,
-            audit=writer,
-            bus=LocalBus(),
-        )
-        runtime.api_routes = rights_routes(service)  # what the integrator wires in Runtime
-        runtime.api = build_api(runtime)
-        async with (
-            asgi_lifespan(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app, client=("198.51.100.20", 40000)),
-                base_url="http://shop",
-            ) as client,
-        ):
-            await writer.start()
-            try:
-                yield RightsDemo(Demo(app, shop, client, tmp_path), service, adapter, writer, key, outbound)
-            finally:
-                await writer.stop()
+    assert runtime.rights is not None and isinstance(runtime.adapter, DemoShopAdapter)
+    key = load_or_create_signing_key(receipt_key_path(tmp_path))
+    async with (
+        asgi_lifespan(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("198.51.100.20", 40000)), base_url="http://shop"
+        ) as client,
+    ):
+        yield RightsDemo(Demo(app, shop, client, tmp_path), runtime.rights, runtime.adapter, runtime.audit, key,
+                         runtime.http)

@@ -13,6 +13,8 @@ from rich.console import Console
 from ..middleware import PrivacyMiddleware
 from ..runtime import Runtime
 from ..settings import JwtSettings, Settings
+from ..policy.load import load_policy
+from .adapter import DemoShopAdapter
 from .shop import SHOP_AUDIENCE, SHOP_ISSUER, DemoShop
 
 
@@ -38,7 +40,9 @@ def build_demo(
     }
     values.update(overrides)
     settings = Settings(**values)
-    return PrivacyMiddleware(shop.app, runtime=Runtime(settings)), shop
+    policy = load_policy(settings.policy_file)
+    runtime = Runtime(settings, policy=policy, adapter=DemoShopAdapter(shop.engine, policy))
+    return PrivacyMiddleware(shop.app, runtime=runtime), shop
 
 
 def run_demo(host: str, port: int, data_dir: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -52,6 +52,7 @@ class FieldReport:
     unknown_kept: int = 0
     legacy_plaintext: int = 0
     reveal_failures: int = 0
+    blocked_subjects: int = 0
 
     def count(self, transform: str) -> None:
         self.transformed[transform] = self.transformed.get(transform, 0) + 1
@@ -198,7 +199,13 @@ class FieldEngine:
             plan = self._plans[id(body)] = DisclosurePlan.build(body)
         return plan
 
-    async def disclose(self, body: CompiledBody, document: Any, viewer: Viewer) -> FieldReport:
+    async def disclose(
+        self,
+        body: CompiledBody,
+        document: Any,
+        viewer: Viewer,
+        blocked: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> FieldReport:
         """Rewrite a response in place so it holds only what this viewer may see.
 
         Fields addressed by plain key paths (the common case) are handled by direct dict access;
@@ -218,9 +225,18 @@ class FieldEngine:
         fallback = viewer.principal.subject if viewer.principal else None
         seen_categories = report.categories
         kept = dropped = 0
+        drop_all = ("drop",) * len(fields)
+        verdicts: dict[str, bool] = {}
         for record in records_of(body, root):
             subject = record_subject(body, record, fallback)
             own = viewer.is_subject(subject)
+            record_transforms = transforms
+            if not own and blocked is not None and subject:
+                if subject not in verdicts:
+                    verdicts[subject] = await blocked(subject)
+                if verdicts[subject]:
+                    record_transforms = drop_all
+                    report.blocked_subjects += 1
             slow: list[tuple[CompiledField, Location, str]] = []
             for parent, entries in plan.groups:
                 obj = record
@@ -231,7 +247,7 @@ class FieldEngine:
                 for key, index in entries:
                     if key not in obj:
                         continue
-                    transform = "keep" if own else transforms[index]
+                    transform = "keep" if own else record_transforms[index]
                     if transform == "drop":
                         del obj[key]
                         dropped += 1
@@ -252,7 +268,7 @@ class FieldEngine:
                 for index in plan.complex:
                     for location in list(fields[index].selector.locations(record)):
                         classified.add((id(location.parent), location.key))
-                        slow.append((fields[index], location, "keep" if own else transforms[index]))
+                        slow.append((fields[index], location, "keep" if own else record_transforms[index]))
             for rule, location, transform in slow:
                 await self._disclose_one(rule, location, transform, subject, viewer, report)
             self._unknown_fields(body, plan, record, classified, own, report)

@@ -59,7 +59,12 @@ class DiscloseResponseFields(Step):
         if not ex.response_has_json:
             return
         viewer = self.viewer(ex)
-        report = await self.engine.disclose(self.body, ex.response_json, viewer)
+        runtime = self.runtime
+
+        async def blocked(subject: str) -> bool:
+            return await runtime.blocked_for(subject, viewer.recipient, viewer.purpose)
+
+        report = await self.engine.disclose(self.body, ex.response_json, viewer, blocked)
         ex.response_changed = True
         for transform, count in report.transformed.items():
             self.runtime.metrics.fields.labels("response", transform).inc(count)
