@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from .errors import ConfigError
+from .serve import add_serve_parser
 
 console = Console(stderr=False, highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--data-dir", default=os.environ.get("PRIVACY_DEMO_DIR", "demo-data"))
     demo.set_defaults(func=cmd_demo)
+    add_serve_parser(sub)
     return parser
 
 
