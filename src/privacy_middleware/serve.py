@@ -34,8 +34,9 @@ def build_proxy_app(
     from .middleware import PrivacyMiddleware
 
     try:
-        proxy = ProxyApp(upstream, timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-                         preserve_host=preserve_host)
+        proxy = ProxyApp(
+            upstream, timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), preserve_host=preserve_host
+        )
     except ValueError as exc:
         raise ConfigError(f"--upstream: {exc}") from None
     return PrivacyMiddleware(proxy, settings)
@@ -95,8 +96,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("--workers must be at least 1")
     if args.timeout <= 0:
         raise ConfigError("--timeout must be positive")
-    serve(args.upstream, host=args.host, port=args.port, workers=args.workers, timeout=args.timeout,
-          preserve_host=args.preserve_host, log_level=args.log_level)
+    serve(
+        args.upstream,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        timeout=args.timeout,
+        preserve_host=args.preserve_host,
+        log_level=args.log_level,
+    )
     return 0
 
 
@@ -110,8 +118,11 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the shop")
-    parser.add_argument("--preserve-host", action="store_true",
-                        help="forward the client's Host header instead of the upstream's")
+    parser.add_argument(
+        "--preserve-host",
+        action="store_true",
+        help="forward the client's Host header instead of the upstream's",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(func=cmd_serve)
     return parser

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from http.cookiejar import CookieJar, DefaultCookiePolicy
+from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
+from typing import Any
 
 import httpx
 
@@ -49,8 +50,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Request headers the proxy owns: the body framing and `Expect` are renegotiated per hop.
-REQUEST_ONLY_DROPPED = frozenset({b"expect", b"forwarded", b"x-forwarded-for", b"x-forwarded-proto",
-                                  b"x-forwarded-host"})
+REQUEST_ONLY_DROPPED = frozenset(
+    {b"expect", b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+)
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 
@@ -62,9 +64,17 @@ class _ClientDisconnected(Exception):
     pass
 
 
-def no_cookie_jar() -> httpx.Cookies:
-    """A jar whose policy accepts no domain: `extract_cookies` stores nothing, ever."""
-    return httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=())))
+class NoCookieJar(CookieJar):
+    """A jar that stores nothing, ever: the proxy's client must not remember any user's cookies."""
+
+    def __init__(self) -> None:
+        super().__init__(policy=DefaultCookiePolicy(allowed_domains=()))
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        return None
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
 
 
 def hop_by_hop(headers: RawHeaders) -> set[bytes]:
@@ -126,7 +136,8 @@ class ProxyApp:
             trust_env=False,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
-        self.client.cookies = no_cookie_jar()
+        # httpx copies a Cookies object into a plain jar, so the jar itself is handed over.
+        self.client.cookies = NoCookieJar()
 
     async def aclose(self) -> None:
         if self._own_client:
@@ -205,8 +216,9 @@ class ProxyApp:
         # Built directly (not through client.build_request) so no client-level cookie, header or
         # parameter is ever merged into a user's request.
         content = self._stream_body(receive) if self._has_body(scope) else None
-        request = httpx.Request(scope["method"], self.target(scope), headers=self.upstream_headers(scope),
-                                content=content)
+        request = httpx.Request(
+            scope["method"], self.target(scope), headers=self.upstream_headers(scope), content=content
+        )
         request.extensions["timeout"] = self.timeout.as_dict()
         return request
 
@@ -221,17 +233,24 @@ class ProxyApp:
             return
         except httpx.TimeoutException as exc:
             logger.warning("upstream %s timed out (%s)", self.upstream.host, type(exc).__name__)
-            await send_problem(send, PrivacyError(
-                "upstream_timeout", "The shop did not answer in time.", 504), head=head)
+            await send_problem(
+                send, PrivacyError("upstream_timeout", "The shop did not answer in time.", 504), head=head
+            )
             return
         except httpx.TransportError as exc:
             logger.warning("upstream %s unavailable (%s)", self.upstream.host, type(exc).__name__)
-            await send_problem(send, PrivacyError(
-                "upstream_unavailable", "The shop cannot be reached.", 502), head=head)
+            await send_problem(
+                send, PrivacyError("upstream_unavailable", "The shop cannot be reached.", 502), head=head
+            )
             return
         try:
-            await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": end_to_end(list(response.headers.raw))})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": end_to_end(list(response.headers.raw)),
+                }
+            )
             try:
                 async for chunk in response.aiter_raw():
                     if chunk:
@@ -242,4 +261,3 @@ class ProxyApp:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
-
