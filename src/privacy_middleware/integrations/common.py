@@ -147,13 +147,19 @@ async def graphql(
     return data
 
 
+def _field_path(error: Any) -> str:
+    """Shopify names the field as a path list, Saleor as a string."""
+    field = error.get("field") if isinstance(error, dict) else None
+    if isinstance(field, list):
+        return ".".join(map(str, field))
+    return field if isinstance(field, str) else ""
+
+
 def user_errors(payload: Any, operation: str, key: str = "userErrors") -> None:
     """Mutation payloads report refusals in a list; any entry is a failure (fields named, not values)."""
     errors = payload.get(key) if isinstance(payload, dict) else None
     if errors:
-        fields = sorted(
-            {".".join(map(str, e.get("field") or [])) for e in errors if isinstance(e, dict)} - {""}
-        )
+        fields = sorted({_field_path(e) for e in errors} - {""})
         raise ShopAdapterError(
             f"{operation}: refused" + (f" (fields: {', '.join(fields)})" if fields else "")
         )
