@@ -252,6 +252,7 @@ async def test_request_is_forwarded_with_hop_by_hop_removed_and_forwarded_added(
     assert request.headers["forwarded"] == "for=203.0.113.9;proto=http;host=shop.example"
     assert request.headers["authorization"] == "Bearer abc"
     assert request.headers["cookie"] == "session=u1"
+    assert request.headers.get_list("accept-encoding") == ["identity"]  # planned routes need plain JSON
     assert request.headers["content-length"] == "12"
     assert request.content == b'{"a":"bcde"}'
 

@@ -10,6 +10,9 @@ in-process Python shop. Rules it keeps (docs/integrations.md has the full contra
   held in memory.
 - Hop-by-hop headers (RFC 9110 §7.6.1) are removed in both directions; `Forwarded` (RFC 7239) and
   `X-Forwarded-For/-Proto/-Host` are added for the upstream.
+- Encoding: by default the upstream is asked for `Accept-Encoding: identity`, because the middleware
+  cannot filter a compressed body on a planned route (it refuses it). Compress in front of the
+  proxy; pass `identity_encoding=False` to forward the client's `Accept-Encoding` unchanged.
 - Host: by default the upstream sees its own host name (`Host: shop.internal:8080`, as httpx sets
   it from the upstream URL) and the client's host in `X-Forwarded-Host` and `Forwarded: host=`;
   `preserve_host=True` forwards the client's `Host` header instead (virtual-hosted upstreams).
@@ -118,6 +121,7 @@ class ProxyApp:
         client: httpx.AsyncClient | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         preserve_host: bool = False,
+        identity_encoding: bool = True,
         max_connections: int = 100,
     ) -> None:
         url = httpx.URL(upstream)
@@ -129,6 +133,7 @@ class ProxyApp:
         self.prefix = url.raw_path.rstrip(b"/")
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.preserve_host = preserve_host
+        self.identity_encoding = identity_encoding
         self._own_client = client is None
         self.client = client or httpx.AsyncClient(
             timeout=self.timeout,
@@ -177,6 +182,9 @@ class ProxyApp:
         client_host = get_header(incoming, b"host")
         if not self.preserve_host:
             headers = [(k, v) for k, v in headers if k.lower() != b"host"]
+        if self.identity_encoding:
+            headers = [(k, v) for k, v in headers if k.lower() != b"accept-encoding"]
+            headers.append((b"accept-encoding", b"identity"))
         scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
         peer = scope.get("client")
         peer_ip = str(peer[0]) if peer else "unknown"
