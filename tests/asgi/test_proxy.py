@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -20,10 +23,11 @@ import httpx
 import orjson
 import pytest
 import uvicorn
-from pytest_httpx import HTTPXMock
+from pytest_httpx import HTTPXMock, IteratorStream
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from privacy_middleware.asgi.proxy import ProxyApp, end_to_end
+import privacy_middleware
+from privacy_middleware.asgi.proxy import ProxyApp, UpstreamAborted, end_to_end
 from privacy_middleware.demo.run import demo_policy_path
 from privacy_middleware.demo.shop import SHOP_AUDIENCE, SHOP_ISSUER, DemoShop, orders
 from privacy_middleware.middleware import PrivacyMiddleware
@@ -722,3 +726,124 @@ def test_serve_parser_and_factory(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert app.app.timeout.read == 2.5
     with pytest.raises(ConfigError):
         build_proxy_app("not a url")
+
+
+async def test_upstream_failure_mid_body_aborts_instead_of_truncating_silently(httpx_mock: HTTPXMock) -> None:
+    def broken() -> Iterator[bytes]:
+        yield b"first part"
+        raise httpx.ReadError("connection reset")
+
+    httpx_mock.add_response(
+        url="http://shop.internal/file",
+        stream=IteratorStream(broken()),
+        headers={"content-type": "application/octet-stream", "content-length": "100"},
+    )
+    messages: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    with pytest.raises(UpstreamAborted):
+        await ProxyApp("http://shop.internal")(
+            {
+                "type": "http",
+                "method": "GET",
+                "path": "/file",
+                "raw_path": b"/file",
+                "query_string": b"",
+                "headers": [],
+                "client": ("203.0.113.9", 1),
+            },
+            receive,
+            send,
+        )
+    assert messages[0]["status"] == 200
+    assert [m.get("body") for m in messages[1:]] == [b"first part"]
+    assert all(m.get("more_body") for m in messages[1:])  # never a clean end
+
+
+async def test_client_disconnect_during_upload_stops_quietly(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url="http://shop.internal/upload", is_optional=True)
+    sent: list[dict[str, Any]] = []
+    inbox = [{"type": "http.request", "body": b"part", "more_body": True}, {"type": "http.disconnect"}]
+
+    async def receive() -> dict[str, Any]:
+        return inbox.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await ProxyApp("http://shop.internal")(
+        {
+            "type": "http",
+            "method": "POST",
+            "path": "/upload",
+            "raw_path": b"/upload",
+            "query_string": b"",
+            "headers": [(b"content-length", b"100")],
+            "client": ("203.0.113.9", 1),
+        },
+        receive,
+        send,
+    )
+    assert sent == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_command_runs_the_proxy_under_uvicorn(
+    upstream: tuple[Upstream, str], tmp_path: Path, workers: int
+) -> None:
+    _, url = upstream
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(privacy_middleware.__file__).parents[1]),
+        "PRIVACY_POLICY_FILE": str(demo_policy_path()),
+        "PRIVACY_DATA_DIR": str(tmp_path),
+        "PRIVACY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
+        "PRIVACY_JWT__SECRET": "x" * 40,
+        "PRIVACY_JWT__ALGORITHMS": "HS256",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "privacy_middleware.cli",
+            "serve",
+            "--upstream",
+            url,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/privacy/health", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise AssertionError("serve did not start") from None
+                time.sleep(0.1)
+        assert health.json()["status"] == "ok"
+        echo = httpx.get(f"http://127.0.0.1:{port}/echo?x=1", headers={"host": "shop.example"}).json()
+        assert echo["query"] == "x=1"
+        assert header_values(echo, "x-forwarded-host") == ["shop.example"]
+        assert header_values(echo, "forwarded") == ["for=127.0.0.1;proto=http;host=shop.example"]
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=20)
+    assert b"Traceback" not in stderr
