@@ -4,6 +4,7 @@ shop served by its own uvicorn behind `PrivacyMiddleware(ProxyApp(...))`."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import socket
@@ -23,6 +24,8 @@ import httpx
 import orjson
 import pytest
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pytest_httpx import HTTPXMock, IteratorStream
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -847,3 +850,83 @@ def test_serve_command_runs_the_proxy_under_uvicorn(
         process.terminate()
         _, stderr = process.communicate(timeout=20)
     assert b"Traceback" not in stderr
+
+
+HEADER_NAME = st.sampled_from(
+    [
+        b"connection",
+        b"Keep-Alive",
+        b"TE",
+        b"trailer",
+        b"Transfer-Encoding",
+        b"Upgrade",
+        b"proxy-authorization",
+        b"Proxy-Connection",
+        b"x-custom",
+        b"X-Other",
+        b"accept",
+        b"cookie",
+        b"content-type",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    headers=st.lists(
+        st.tuples(HEADER_NAME, st.binary(max_size=20).filter(lambda v: b"\n" not in v)), max_size=12
+    )
+)
+def test_end_to_end_keeps_exactly_the_non_hop_by_hop_headers_in_order(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    named = {
+        token.strip().lower()
+        for key, value in headers
+        if key.lower() == b"connection"
+        for token in value.split(b",")
+    }
+    fixed = {
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-connection",
+    }
+    kept = end_to_end(headers)
+    assert kept == [(k, v) for k, v in headers if k.lower() not in fixed | named]
+
+
+@functools.cache
+def target_proxy() -> ProxyApp:
+    return ProxyApp("http://shop.internal:8080/base")  # built once: a client costs an SSL context
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    segments=st.lists(
+        st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=8),
+        min_size=1,
+        max_size=4,
+    ),
+    query=st.binary(max_size=30).filter(lambda q: b"#" not in q and b" " not in q),
+)
+def test_target_keeps_the_encoded_path_and_query(segments: list[str], query: bytes) -> None:
+    from urllib.parse import quote, unquote_to_bytes
+
+    raw_path = ("/" + "/".join(quote(s, safe="") for s in segments)).encode()
+    url = target_proxy().target({"path": "ignored", "raw_path": raw_path, "query_string": query})
+    assert url.host == "shop.internal" and url.port == 8080
+    # Escapes may be normalised (httpx also escapes `<`, `"`...), but the decoded bytes never change.
+    path, _, sent_query = url.raw_path.partition(b"?")
+    assert unquote_to_bytes(path) == unquote_to_bytes(b"/base" + raw_path)
+    assert unquote_to_bytes(sent_query) == unquote_to_bytes(query)
+
+
+async def test_a_target_that_cannot_be_forwarded_is_400() -> None:
+    result = await asgi_call(ProxyApp("http://shop.internal"), "OPTIONS", "*")
+    assert result["status"] == 400
+    assert orjson.loads(result["body"])["code"] == "bad_request_target"

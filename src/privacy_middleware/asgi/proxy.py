@@ -94,6 +94,14 @@ def end_to_end(headers: RawHeaders, *, also: frozenset[bytes] = frozenset()) -> 
     return [(key, value) for key, value in headers if key.lower() not in drop]
 
 
+def encode_target(raw: bytes) -> bytes:
+    """Percent-encode what may not appear raw in a request target (controls, space, `#`,
+    non-ASCII), leaving every existing escape as the client wrote it."""
+    if all(0x21 <= b <= 0x7E and b != 0x23 for b in raw):
+        return raw
+    return b"".join(bytes([b]) if 0x21 <= b <= 0x7E and b != 0x23 else b"%%%02X" % b for b in raw)
+
+
 def _forwarded_node(host: str) -> str:
     """An RFC 7239 node: IPv6 literals are bracketed and quoted."""
     return f'"[{host}]"' if ":" in host else host
@@ -173,7 +181,7 @@ class ProxyApp:
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         raw_path = raw_path.split(b"?", 1)[0]
         query: bytes = scope.get("query_string") or b""
-        full = self.prefix + raw_path + (b"?" + query if query else b"")
+        full = self.prefix + encode_target(raw_path) + (b"?" + encode_target(query) if query else b"")
         return self.upstream.copy_with(raw_path=full)
 
     def upstream_headers(self, scope: Scope) -> RawHeaders:
@@ -233,8 +241,16 @@ class ProxyApp:
     # --- the response ---------------------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = self.build_request(scope, receive)
         head = scope["method"] == "HEAD"
+        try:
+            request = self.build_request(scope, receive)
+        except httpx.InvalidURL:
+            await send_problem(
+                send,
+                PrivacyError("bad_request_target", "The request path cannot be forwarded.", 400),
+                head=head,
+            )
+            return
         try:
             response = await self.client.send(request, stream=True, follow_redirects=False)
         except _ClientDisconnected:
