@@ -288,3 +288,27 @@ async def test_saleor_preset_shows_a_customer_their_own_profile(tmp_path: Path) 
     assert seen["data"]["me"]["email"] == "ada@example.com"
     assert seen["data"]["me"]["defaultShippingAddress"]["streetAddress1"] == "1 Tea Lane"
     assert seen["data"]["orders"]["edges"][0]["node"] == {"id": "T3JkZXI6OQ=="}  # someone else's: filtered
+
+
+async def test_woocommerce_preset_customer_for_support_and_carrier(tmp_path: Path) -> None:
+    customer = {
+        "id": 25,
+        "email": "ada@example.com",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "username": "ada",
+        "role": "customer",
+        "is_paying_customer": True,
+        "billing": dict(WOO_ADDRESS, address_1="2 Bill Road", email="ada@example.com"),
+        "shipping": WOO_ADDRESS,
+    }
+    support = {"sub": "agent-7", "recipient": "support", "purpose": "order_fulfilment"}
+    seen = await fetch("woocommerce", tmp_path, customer, "GET", "/wp-json/wc/v3/customers/25", support)
+    assert seen["email"] == "ada@example.com" and seen["shipping"] == WOO_ADDRESS
+    assert seen["billing"]["address_1"] == "2 Bill Road"  # support sees user.contact, billing included
+    assert seen["role"] == "customer"
+    carrier_view = await fetch(
+        "woocommerce", tmp_path / "c", [customer], "GET", "/wp-json/wc/v3/customers", CARRIER
+    )
+    assert "email" not in carrier_view[0] and "username" not in carrier_view[0]
+    assert carrier_view[0]["shipping"]["address_1"] == "1 Tea Lane"
