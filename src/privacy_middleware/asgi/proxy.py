@@ -8,6 +8,9 @@ in-process Python shop. Rules it keeps (docs/integrations.md has the full contra
 - Streaming both ways: the request body is read from `receive` as it arrives, the response is
   relayed chunk by chunk from `aiter_raw()` (encoding untouched), so a large download is never
   held in memory.
+- The shop receives exactly the path the middleware matched its plans against (canonically
+  re-encoded); dot segments, `//` and backslashes are refused, so a path cannot be normalised into
+  a planned route after the middleware let it through as unplanned.
 - Hop-by-hop headers (RFC 9110 §7.6.1) are removed in both directions; `Forwarded` (RFC 7239) and
   `X-Forwarded-For/-Proto/-Host` are added for the upstream.
 - Encoding: by default the upstream is asked for `Accept-Encoding: identity`, because the middleware
@@ -28,6 +31,7 @@ import logging
 from collections.abc import AsyncIterator
 from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -57,6 +61,8 @@ REQUEST_ONLY_DROPPED = frozenset(
     {b"expect", b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
 )
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+# RFC 3986 pchar minus `%` (the path is already decoded) plus `/`.
+PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
 class UpstreamAborted(Exception):
@@ -100,6 +106,27 @@ def encode_target(raw: bytes) -> bytes:
     if all(0x21 <= b <= 0x7E and b != 0x23 for b in raw):
         return raw
     return b"".join(bytes([b]) if 0x21 <= b <= 0x7E and b != 0x23 else b"%%%02X" % b for b in raw)
+
+
+class UnforwardablePath(ValueError):
+    """A path the upstream could resolve differently from the middleware's route match."""
+
+
+def canonical_path(path: str) -> bytes:
+    """The decoded ASGI path, re-encoded one canonical way.
+
+    The middleware matches its plans on the decoded path; forwarding that same path (not the raw
+    one) means the shop cannot see `/x/../orders`, `/orders%2F..` or `//orders` as a planned route
+    the middleware did not match. Dot segments, empty segments and backslashes are refused, since
+    httpx and many servers normalise them. A `%2F` inside a segment reaches the shop as `/`.
+    """
+    if not path.startswith("/") or "\\" in path or "\x00" in path:
+        raise UnforwardablePath(path)
+    segments = path[1:].split("/")
+    for i, segment in enumerate(segments):
+        if segment in (".", "..") or (segment == "" and i < len(segments) - 1):
+            raise UnforwardablePath(path)
+    return quote(path, safe=PATH_SAFE).encode("ascii")
 
 
 def _forwarded_node(host: str) -> str:
@@ -178,10 +205,10 @@ class ProxyApp:
     # --- the request ----------------------------------------------------------------------------
 
     def target(self, scope: Scope) -> httpx.URL:
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
-        raw_path = raw_path.split(b"?", 1)[0]
+        """The upstream URL for exactly the path the middleware matched its plans against."""
+        path = canonical_path(scope["path"])
         query: bytes = scope.get("query_string") or b""
-        full = self.prefix + encode_target(raw_path) + (b"?" + encode_target(query) if query else b"")
+        full = self.prefix + path + (b"?" + encode_target(query) if query else b"")
         return self.upstream.copy_with(raw_path=full)
 
     def upstream_headers(self, scope: Scope) -> RawHeaders:
@@ -244,7 +271,7 @@ class ProxyApp:
         head = scope["method"] == "HEAD"
         try:
             request = self.build_request(scope, receive)
-        except httpx.InvalidURL:
+        except (httpx.InvalidURL, UnforwardablePath):
             await send_problem(
                 send,
                 PrivacyError("bad_request_target", "The request path cannot be forwarded.", 400),
