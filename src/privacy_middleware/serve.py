@@ -30,7 +30,7 @@ def build_proxy_app(
     """The proxy wrapped by the middleware: what `serve` runs."""
     import httpx
 
-    from .asgi.proxy import ProxyApp
+    from .asgi.proxy import ProxyApp, planned_alias_guard
     from .middleware import PrivacyMiddleware
 
     try:
@@ -39,7 +39,9 @@ def build_proxy_app(
         )
     except ValueError as exc:
         raise ConfigError(f"--upstream: {exc}") from None
-    return PrivacyMiddleware(proxy, settings)
+    app = PrivacyMiddleware(proxy, settings)
+    proxy.path_guard = planned_alias_guard(app.plans.match)
+    return app
 
 
 def create_app() -> PrivacyMiddleware:

@@ -31,7 +31,13 @@ from pytest_httpx import HTTPXMock, IteratorStream
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import privacy_middleware
-from privacy_middleware.asgi.proxy import ProxyApp, UnforwardablePath, UpstreamAborted, end_to_end
+from privacy_middleware.asgi.proxy import (
+    ProxyApp,
+    UnforwardablePath,
+    UpstreamAborted,
+    end_to_end,
+    planned_alias_guard,
+)
 from privacy_middleware.demo.run import demo_policy_path
 from privacy_middleware.demo.shop import SHOP_AUDIENCE, SHOP_ISSUER, DemoShop, orders
 from privacy_middleware.middleware import PrivacyMiddleware
@@ -243,6 +249,7 @@ async def test_request_is_forwarded_with_hop_by_hop_removed_and_forwarded_added(
     assert request is not None
     names = [k.lower() for k, _ in request.headers.raw]
     for hop in (
+        b"x-http-method-override",
         b"connection",
         b"x-private-hop",
         b"keep-alive",
@@ -744,6 +751,7 @@ def test_serve_parser_and_factory(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert isinstance(app.app, ProxyApp)
     assert app.app.prefix == b"/shop"
     assert app.app.timeout.read == 2.5
+    assert app.app.path_guard is not None and app.app.path_guard("GET", "/Orders/")
     with pytest.raises(ConfigError):
         build_proxy_app("not a url")
 
@@ -955,3 +963,44 @@ async def test_a_target_that_cannot_be_forwarded_is_400() -> None:
     result = await asgi_call(ProxyApp("http://shop.internal"), "OPTIONS", "*")
     assert result["status"] == 400
     assert orjson.loads(result["body"])["code"] == "bad_request_target"
+
+
+@pytest.mark.parametrize(
+    "method, path, refused",
+    [
+        ("GET", "/orders", False),
+        ("GET", "/orders/ORD_AbC", False),
+        ("GET", "/products", False),
+        ("GET", "/Products/", False),  # no variant is planned: nothing to bypass
+        ("GET", "/Orders", True),
+        ("GET", "/orders/", False),  # the route table itself plans it as /orders: filtered
+        ("GET", "/ORDERS/ord_1", True),
+        ("GET", "/Me/", True),
+        ("POST", "/Checkout", True),
+        ("DELETE", "/Orders", False),  # no DELETE plan
+    ],
+)
+async def test_aliases_of_planned_routes_are_refused_in_proxy_mode(
+    httpx_mock: HTTPXMock, tmp_path: Path, method: str, path: str, refused: bool
+) -> None:
+    httpx_mock.add_response(url=f"http://shop.internal{path}", json={"ok": True}, is_optional=True)
+    shop = DemoShop(tmp_path / "shop")
+    proxy = ProxyApp("http://shop.internal")
+    app = PrivacyMiddleware(proxy, runtime=Runtime(demo_settings(tmp_path, shop)))
+    proxy.path_guard = planned_alias_guard(app.plans.match)  # as `serve` wires it
+    result = await asgi_call(
+        app,
+        method,
+        path,
+        headers=[(b"host", b"shop.example"), (b"content-type", b"application/json")],
+        body=[b"{}"],
+    )
+    await app.runtime.stop()
+    await proxy.aclose()
+    await shop.engine.dispose()
+    if refused:
+        assert result["status"] == 400
+        assert orjson.loads(result["body"])["code"] == "bad_request_target"
+        assert httpx_mock.get_requests() == []
+    else:
+        assert result["status"] != 400

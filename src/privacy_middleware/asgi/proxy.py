@@ -28,7 +28,7 @@ in-process Python shop. Rules it keeps (docs/integrations.md has the full contra
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
 from typing import Any
 from urllib.parse import quote
@@ -56,8 +56,10 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-# Request headers the proxy owns: the body framing and `Expect` are renegotiated per hop.
-REQUEST_ONLY_DROPPED = frozenset(
+# Method overrides would let the shop treat a POST the middleware saw as the GET it plans for.
+METHOD_OVERRIDE_HEADERS = frozenset({b"x-http-method-override", b"x-http-method", b"x-method-override"})
+# Request headers the proxy owns: `Expect` and forwarding are per hop; overrides are refused.
+REQUEST_ONLY_DROPPED = METHOD_OVERRIDE_HEADERS | frozenset(
     {b"expect", b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
 )
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -106,6 +108,28 @@ def encode_target(raw: bytes) -> bytes:
     if all(0x21 <= b <= 0x7E and b != 0x23 for b in raw):
         return raw
     return b"".join(bytes([b]) if 0x21 <= b <= 0x7E and b != 0x23 else b"%%%02X" % b for b in raw)
+
+
+PathGuard = Callable[[str, str], bool]
+
+
+def planned_alias_guard(match: Callable[[str, str], object | None]) -> PathGuard:
+    """A guard that is true when a path has no plan but a case or trailing-slash variant of it has.
+
+    Express (Medusa, most Node shops) routes case-insensitively and ignores a trailing slash by
+    default, so `/Orders/` would be served as the planned `/orders` without the middleware having
+    filtered it. `match` is the middleware's route table lookup (`PrivacyMiddleware.plans.match`).
+    """
+
+    def guard(method: str, path: str) -> bool:
+        if match(method, path) is not None:
+            return False
+        lower = path.lower()
+        variants = {lower, path.rstrip("/") or "/", lower.rstrip("/") or "/", path + "/", lower + "/"}
+        variants.discard(path)
+        return any(match(method, variant) is not None for variant in variants)
+
+    return guard
 
 
 class UnforwardablePath(ValueError):
@@ -157,6 +181,7 @@ class ProxyApp:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         preserve_host: bool = False,
         identity_encoding: bool = True,
+        path_guard: PathGuard | None = None,
         max_connections: int = 100,
     ) -> None:
         url = httpx.URL(upstream)
@@ -169,6 +194,8 @@ class ProxyApp:
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.preserve_host = preserve_host
         self.identity_encoding = identity_encoding
+        # Set by `serve` from the middleware's route table: see planned_alias_guard.
+        self.path_guard = path_guard
         self._own_client = client is None
         self.client = client or httpx.AsyncClient(
             timeout=self.timeout,
@@ -269,6 +296,15 @@ class ProxyApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         head = scope["method"] == "HEAD"
+        if self.path_guard is not None and self.path_guard(scope["method"], scope["path"]):
+            await send_problem(
+                send,
+                PrivacyError(
+                    "bad_request_target", "Use the route's canonical path (case and trailing slash).", 400
+                ),
+                head=head,
+            )
+            return
         try:
             request = self.build_request(scope, receive)
         except (httpx.InvalidURL, UnforwardablePath):
