@@ -751,7 +751,7 @@ def test_serve_parser_and_factory(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert isinstance(app.app, ProxyApp)
     assert app.app.prefix == b"/shop"
     assert app.app.timeout.read == 2.5
-    assert app.app.path_guard is not None and app.app.path_guard("GET", "/Orders/")
+    assert app.app.path_guard is not None and app.app.path_guard("GET", "/Orders/", b"")
     with pytest.raises(ConfigError):
         build_proxy_app("not a url")
 
@@ -978,6 +978,8 @@ async def test_a_target_that_cannot_be_forwarded_is_400() -> None:
         ("GET", "/Me/", True),
         ("POST", "/Checkout", True),
         ("DELETE", "/Orders", False),  # no DELETE plan
+        ("GET", "/orders;jsessionid=1", True),
+        ("GET", "/?rest_route=/orders", False),  # only /wp-json routes have a rest_route alias
     ],
 )
 async def test_aliases_of_planned_routes_are_refused_in_proxy_mode(
@@ -1004,3 +1006,19 @@ async def test_aliases_of_planned_routes_are_refused_in_proxy_mode(
         assert httpx_mock.get_requests() == []
     else:
         assert result["status"] != 400
+
+
+def test_wordpress_rest_route_alias_of_a_planned_route_is_refused() -> None:
+    from importlib import resources
+
+    from privacy_middleware.policy.compile import compile_policy
+    from privacy_middleware.policy.load import load_policy
+
+    preset = Path(str(resources.files("privacy_middleware.integrations.woocommerce").joinpath("preset.toml")))
+    guard = planned_alias_guard(compile_policy(load_policy(preset)).match)
+    assert guard("GET", "/", b"rest_route=/wc/v3/orders")
+    assert guard("GET", "/index.php", b"rest_route=%2Fwc%2Fv3%2Fcustomers%2F25")
+    assert guard("GET", "/", b"a=1&rest_route=/WC/v3/Orders")
+    assert not guard("GET", "/wp-json/wc/v3/orders", b"page=2")
+    assert not guard("GET", "/", b"rest_route=/wc/v3/products")
+    assert not guard("GET", "/shop/", b"")

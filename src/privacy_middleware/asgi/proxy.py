@@ -28,10 +28,11 @@ in-process Python shop. Rules it keeps (docs/integrations.md has the full contra
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 import httpx
 
@@ -110,22 +111,38 @@ def encode_target(raw: bytes) -> bytes:
     return b"".join(bytes([b]) if 0x21 <= b <= 0x7E and b != 0x23 else b"%%%02X" % b for b in raw)
 
 
-PathGuard = Callable[[str, str], bool]
+PathGuard = Callable[[str, str, bytes], bool]
 
 
 def planned_alias_guard(match: Callable[[str, str], object | None]) -> PathGuard:
-    """A guard that is true when a path has no plan but a case or trailing-slash variant of it has.
+    """A guard that is true when a request has no plan but an alias of it has one.
 
-    Express (Medusa, most Node shops) routes case-insensitively and ignores a trailing slash by
-    default, so `/Orders/` would be served as the planned `/orders` without the middleware having
-    filtered it. `match` is the middleware's route table lookup (`PrivacyMiddleware.plans.match`).
+    Aliases that shops resolve to the same handler: case (Express routes case-insensitively by
+    default), a trailing slash (Express, non-strict), `;` matrix parameters (Java servlet
+    containers strip them), and WordPress's `?rest_route=/wc/v3/orders` for `/wp-json/wc/v3/orders`.
+    Without the guard, `/Orders` would be served as the planned `/orders` unfiltered. `match` is
+    the middleware's route table lookup (`PrivacyMiddleware.plans.match`).
     """
 
-    def guard(method: str, path: str) -> bool:
-        if match(method, path) is not None:
-            return False
-        lower = path.lower()
-        variants = {lower, path.rstrip("/") or "/", lower.rstrip("/") or "/", path + "/", lower + "/"}
+    def guard(method: str, path: str, query: bytes) -> bool:
+        rest_routes = {
+            "/wp-json" + value
+            for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+            if key == "rest_route" and value.startswith("/")
+        }
+        if not rest_routes and match(method, path) is not None:
+            return False  # planned as it stands: the middleware filters it
+        variants: set[str] = set()
+        for route in {path, re.sub(r";[^/]*", "", path), *rest_routes}:
+            lower = route.lower()
+            variants |= {
+                route,
+                lower,
+                route.rstrip("/") or "/",
+                lower.rstrip("/") or "/",
+                route + "/",
+                lower + "/",
+            }
         variants.discard(path)
         return any(match(method, variant) is not None for variant in variants)
 
@@ -296,7 +313,9 @@ class ProxyApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         head = scope["method"] == "HEAD"
-        if self.path_guard is not None and self.path_guard(scope["method"], scope["path"]):
+        if self.path_guard is not None and self.path_guard(
+            scope["method"], scope["path"], scope.get("query_string") or b""
+        ):
             await send_problem(
                 send,
                 PrivacyError(
