@@ -13,6 +13,7 @@ import orjson
 from rich.console import Console
 
 from .errors import ConfigError
+from .serve import add_serve_parser
 
 console = Console(stderr=False, highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -251,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", default=os.environ.get("PRIVACY_DEMO_DIR", "demo-data"))
     demo.set_defaults(func=cmd_demo)
     add_rights_parsers(sub)
+    add_serve_parser(sub)
     return parser
 
 

@@ -1,0 +1,130 @@
+"""`privacy-middleware serve --upstream URL`: the middleware as a reverse proxy in front of any shop.
+
+`PrivacyMiddleware(ProxyApp(upstream))` runs under uvicorn; runtime settings come from PRIVACY_*
+as usual. With `--workers` > 1 uvicorn needs an import string, so the proxy options travel to each
+worker in `PRIVACY_PROXY_*` variables read by the `create_app` factory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:  # imported lazily so the CLI starts fast for other commands
+    from .middleware import PrivacyMiddleware
+    from .settings import Settings
+
+UPSTREAM_ENV = "PRIVACY_PROXY_UPSTREAM"
+TIMEOUT_ENV = "PRIVACY_PROXY_TIMEOUT"
+PRESERVE_HOST_ENV = "PRIVACY_PROXY_PRESERVE_HOST"
+FACTORY = "privacy_middleware.serve:create_app"
+
+
+def build_proxy_app(
+    upstream: str, settings: Settings | None = None, *, timeout: float = 30.0, preserve_host: bool = False
+) -> PrivacyMiddleware:
+    """The proxy wrapped by the middleware: what `serve` runs."""
+    import httpx
+
+    from .asgi.proxy import ProxyApp, planned_alias_guard
+    from .middleware import PrivacyMiddleware
+
+    try:
+        proxy = ProxyApp(
+            upstream, timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), preserve_host=preserve_host
+        )
+    except ValueError as exc:
+        raise ConfigError(f"--upstream: {exc}") from None
+    app = PrivacyMiddleware(proxy, settings)
+    proxy.path_guard = planned_alias_guard(app.plans.match)
+    return app
+
+
+def create_app() -> PrivacyMiddleware:
+    """uvicorn factory (`--factory`) for multi-worker runs: options from PRIVACY_PROXY_*."""
+    upstream = os.environ.get(UPSTREAM_ENV)
+    if not upstream:
+        raise ConfigError(f"{UPSTREAM_ENV} is not set")
+    try:
+        timeout = float(os.environ.get(TIMEOUT_ENV, "30"))
+    except ValueError:
+        raise ConfigError(f"{TIMEOUT_ENV} must be a number of seconds") from None
+    preserve = os.environ.get(PRESERVE_HOST_ENV, "").lower() in ("1", "true", "yes")
+    return build_proxy_app(upstream, timeout=timeout, preserve_host=preserve)
+
+
+def serve(
+    upstream: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
+    timeout: float = 30.0,
+    preserve_host: bool = False,
+    log_level: str = "info",
+) -> None:
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "lifespan": "on",
+        # The middleware resolves the client IP itself from PRIVACY_TRUSTED_PROXIES.
+        "proxy_headers": False,
+        # The upstream's own Server/Date headers pass through.
+        "server_header": False,
+        "date_header": False,
+        "ws": "none",
+    }
+    if workers > 1:
+        os.environ[UPSTREAM_ENV] = upstream
+        os.environ[TIMEOUT_ENV] = str(timeout)
+        os.environ[PRESERVE_HOST_ENV] = "1" if preserve_host else ""
+        create_app()  # fail here, once, on a bad policy or upstream, before workers start
+        uvicorn.run(FACTORY, factory=True, workers=workers, **options)
+    else:
+        app = build_proxy_app(upstream, timeout=timeout, preserve_host=preserve_host)
+        uvicorn.run(app, **options)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if args.timeout <= 0:
+        raise ConfigError("--timeout must be positive")
+    serve(
+        args.upstream,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        timeout=args.timeout,
+        preserve_host=args.preserve_host,
+        log_level=args.log_level,
+    )
+    return 0
+
+
+def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `serve` on the CLI's subcommand parsers."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve", help="run the middleware as a reverse proxy in front of a shop (PRIVACY_* settings)"
+    )
+    parser.add_argument("--upstream", required=True, help="the shop's base URL, e.g. http://127.0.0.1:3000")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the shop")
+    parser.add_argument(
+        "--preserve-host",
+        action="store_true",
+        help="forward the client's Host header instead of the upstream's",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.set_defaults(func=cmd_serve)
+    return parser
