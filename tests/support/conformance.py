@@ -1,0 +1,88 @@
+"""Helpers for the conformance suite: the demo shop behind one seed's policy, and what it stored."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from support.demo import Demo
+
+from privacy_middleware.demo.run import build_demo
+
+REPO = Path(__file__).resolve().parents[2]
+POLICIES = REPO / "examples" / "policies"
+SEEDS = (
+    "000_c708a063f9f7303d",
+    "001_58e955c94cff9ce2",
+    "002_4a9822b9d86f88a8",
+    "003_f688c41ce3130c59",
+    "004_c86c88c615e8bccd",
+)
+CLIENT_IP = "198.51.100.20"
+CONSENT_CSRF = {"x-privacy-consent": "1"}
+SKIP_RIGHTS = "needs the subject-rights capability (issue 7)"
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
+
+
+def policy_path(seed: str) -> Path:
+    return POLICIES / f"{seed}.toml"
+
+
+@asynccontextmanager
+async def seed_demo(seed: str, data_dir: Path, lifespan: Lifespan) -> AsyncIterator[Demo]:
+    """The demo shop behind `seed`'s policy, reached over HTTP from CLIENT_IP."""
+    app, shop = build_demo(data_dir, policy_file=policy_path(seed))
+    transport = httpx.ASGITransport(app=app, client=(CLIENT_IP, 40000))
+    async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+        yield Demo(app, shop, client, data_dir)
+
+
+def shop_dump(demo: Demo) -> str:
+    """Everything the shop's own database holds, as one string to search for plaintext."""
+    connection = sqlite3.connect(demo.data_dir / "shop.db")
+    try:
+        return "\n".join(connection.iterdump())
+    finally:
+        connection.close()
+
+
+def tracked_events(demo: Demo) -> list[str]:
+    connection = sqlite3.connect(demo.data_dir / "shop.db")
+    try:
+        return [row[0] for row in connection.execute("select document from tracking_events")]
+    except sqlite3.OperationalError:  # the shop never created its tables: nothing was tracked
+        return []
+    finally:
+        connection.close()
+
+
+def set_cookie_names(response: httpx.Response) -> set[str]:
+    return {value.split("=", 1)[0] for value in response.headers.get_list("set-cookie")}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def consent(demo: Demo, **purposes: bool) -> httpx.Response:
+    response = await demo.client.put("/privacy/consent", json={"purposes": purposes}, headers=CONSENT_CSRF)
+    assert response.status_code == 200, response.text
+    return response
+
+
+async def partner_view(demo: Demo, client_id: str, path: str = "/orders") -> httpx.Response:
+    token = await demo.partner(client_id)
+    return await demo.client.get(path, headers=bearer(token))
+
+
+async def flushed_access_log(demo: Demo, token: str) -> dict[str, Any]:
+    await demo.app.runtime.audit.flush()
+    response = await demo.client.get("/privacy/me/access-log", headers=bearer(token))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
