@@ -34,12 +34,26 @@ def policy_path(seed: str) -> Path:
 
 
 @asynccontextmanager
-async def seed_demo(seed: str, data_dir: Path, lifespan: Lifespan) -> AsyncIterator[Demo]:
-    """The demo shop behind `seed`'s policy, reached over HTTP from CLIENT_IP."""
-    app, shop = build_demo(data_dir, policy_file=policy_path(seed))
+async def seed_demo(
+    seed: str, data_dir: Path, lifespan: Lifespan, *, policy_file: Path | None = None
+) -> AsyncIterator[Demo]:
+    """The demo shop behind `seed`'s policy (or a revision of it), reached over HTTP from CLIENT_IP."""
+    app, shop = build_demo(data_dir, policy_file=policy_file or policy_path(seed))
     transport = httpx.ASGITransport(app=app, client=(CLIENT_IP, 40000))
     async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
         yield Demo(app, shop, client, data_dir)
+
+
+def revised_policy(seed: str, target: Path, version: str, effective: str) -> Path:
+    """A copy of the seed's policy under a new version, as an operator publishes a revision."""
+    text = policy_path(seed).read_text()
+    lines = [
+        f'version = "{version}"' if line.startswith("version = ") else
+        f"effective_date = {effective}" if line.startswith("effective_date = ") else line
+        for line in text.splitlines()
+    ]
+    target.write_text("\n".join(lines) + "\n")
+    return target
 
 
 def shop_dump(demo: Demo) -> str:
