@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.conformance import seed_demo
 from support.demo import Demo
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from privacy_middleware.audit.query import search
 from support.conformance import (
     CLIENT_IP,
     SKIP_RIGHTS,
@@ -15,8 +17,6 @@ from support.conformance import (
     tracked_events,
 )
 from support.demo import CARD, Demo
-
-from privacy_middleware.audit.query import search
 
 pytestmark = pytest.mark.anyio
 SEED = "000_c708a063f9f7303d"
@@ -87,7 +87,9 @@ async def test_sensitive_payment_and_address_data_are_encrypted_at_rest(demo: De
     assert response.json()["shipping_address"]["street"] == "12 Marylebone Road"
 
 
-async def test_payment_details_go_to_the_payment_processor_and_address_to_the_carrier_only(demo: Demo) -> None:
+async def test_payment_details_go_to_the_payment_processor_and_address_to_the_carrier_only(
+    demo: Demo,
+) -> None:
     """§1 "Order processing: verifying your payment and arranging shipments" with minimal authorisation."""
     _, token = await demo.register()
     await demo.checkout(token)
@@ -125,8 +127,13 @@ async def test_sensitive_data_is_not_collected(demo: Demo) -> None:
 
 async def test_analytics_tracking_runs_only_with_consent_and_without_identity(demo: Demo) -> None:
     """§2 analytical cookies and tracking tools; §1 usage data for service improvement."""
-    event = {"event": "click", "visitor_id": "v-42", "ip": "198.51.100.77", "page": "/phones",
-             "email": "ada@example.com"}
+    event = {
+        "event": "click",
+        "visitor_id": "v-42",
+        "ip": "198.51.100.77",
+        "page": "/phones",
+        "email": "ada@example.com",
+    }
     assert (await demo.client.post("/track", json=event)).status_code == 204
     assert tracked_events(demo) == []
     await consent(demo, analytics=True)
@@ -155,7 +162,8 @@ async def test_marketing_needs_consent_and_can_be_opted_out_at_any_time(demo: De
     await consent(demo, marketing=False)
     after = await demo.client.get("/products")
     assert "_fbp" not in {name for name in set_cookie_names(after)} or any(
-        v.startswith("_fbp=;") for v in after.headers.get_list("set-cookie"))
+        v.startswith("_fbp=;") for v in after.headers.get_list("set-cookie")
+    )
     assert (await demo.client.get("/privacy/consent")).json()["purposes"]["marketing"]["allowed"] is False
 
 
@@ -180,8 +188,9 @@ async def test_retention_periods_are_declared_for_usage_ip_and_orders(demo: Demo
 async def test_account_information_can_be_updated_at_any_time(demo: Demo) -> None:
     """§3 "You can update or delete this information at any time through your account settings"."""
     _, token = await demo.register()
-    response = await demo.client.post("/privacy/me/rectification", json={"fields": {"name": "Ada King"}},
-                                      headers=bearer(token))
+    response = await demo.client.post(
+        "/privacy/me/rectification", json={"fields": {"name": "Ada King"}}, headers=bearer(token)
+    )
     assert response.status_code in (200, 202)
     assert (await demo.client.get("/me", headers=bearer(token))).json()["name"] == "Ada King"
 
@@ -202,10 +211,9 @@ async def test_marketing_contact_data_is_kept_only_until_unsubscribe(demo: Demo)
     """§5 "we will keep your contact information and preference data until you unsubscribe"."""
     _, token = await demo.register()
     await consent(demo, marketing=True)
-    objection = await demo.client.post("/privacy/me/objection", json={"purposes": ["marketing"]},
-                                       headers=bearer(token))
+    objection = await demo.client.post(
+        "/privacy/me/objection", json={"purposes": ["marketing"]}, headers=bearer(token)
+    )
     assert objection.status_code in (200, 202)
     seen = await partner_view(demo, "ads-co")
     assert "ada@example.com" not in seen.text
-
-

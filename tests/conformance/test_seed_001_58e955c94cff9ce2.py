@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 import pytest
 from pytest_httpx import HTTPXMock
+
+from privacy_middleware.errors import PrivacyError
 from support.conformance import (
     SKIP_RIGHTS,
     bearer,
@@ -21,8 +23,6 @@ from support.conformance import (
     tracked_events,
 )
 from support.demo import CARD, Demo
-
-from privacy_middleware.errors import PrivacyError
 
 pytestmark = pytest.mark.anyio
 SEED = "001_58e955c94cff9ce2"
@@ -62,8 +62,9 @@ async def test_no_transfer_to_a_company_the_policy_does_not_name(demo: Demo) -> 
     """Transfer (2): "We will not transfer your personal information to any other company ... unless"."""
     _, token = await demo.register()
     await demo.checkout(token)
-    broker = demo.shop.token({"sub": "data-broker", "recipient": "data_broker", "purpose": "marketing",
-                              "scope": "orders:read"})
+    broker = demo.shop.token(
+        {"sub": "data-broker", "recipient": "data_broker", "purpose": "marketing", "scope": "orders:read"}
+    )
     response = await demo.client.get("/orders", headers=bearer(broker))
     assert response.status_code == 403
     assert response.json()["code"] == "unknown_recipient"
@@ -94,7 +95,8 @@ async def test_marketing_partner_calls_wait_for_explicit_consent(demo: Demo, htt
 
 
 async def test_withdrawing_consent_stops_collection_and_expires_cookies(demo: Demo) -> None:
-    """Your rights: "After withdrawing your consent, we will no longer continue to collect ... relevant information"."""
+    """Your rights: "After withdrawing your consent, we will no longer continue to collect ... relevant
+    information"."""
     await consent(demo, analytics=True)
     await demo.client.get("/products")
     assert (await demo.client.post("/track", json={"event": "page_view"})).status_code == 202
@@ -108,8 +110,14 @@ async def test_withdrawing_consent_stops_collection_and_expires_cookies(demo: De
 async def test_device_identifiers_and_ip_in_logs_never_reach_the_shop_in_clear(demo: Demo) -> None:
     """Device information and log information are used for analysis only as pseudonyms."""
     await consent(demo, analytics=True)
-    event = {"event": "page_view", "device_id": "35-209900-176148-1", "ip": "198.51.100.77",
-             "visitor_id": "v-9", "page": "/shoes", "dwell_ms": 5400}
+    event = {
+        "event": "page_view",
+        "device_id": "35-209900-176148-1",
+        "ip": "198.51.100.77",
+        "visitor_id": "v-9",
+        "page": "/shoes",
+        "dwell_ms": 5400,
+    }
     assert (await demo.client.post("/track", json=event)).status_code == 202
     [stored] = tracked_events(demo)
     for identity in ("35-209900-176148-1", "198.51.100.77", "v-9"):
@@ -127,19 +135,24 @@ async def test_cookies_for_login_and_cart_work_without_consent_others_wait(demo:
 async def test_security_monitoring_records_logins_and_stops_attacks(demo: Demo) -> None:
     """Security and risk prevention: "prevent fraud, malicious attacks, identity theft"."""
     _, token = await demo.register()
-    assert (await demo.client.post("/auth/login", json={"email": "ada@example.com",
-                                                        "password": "correct horse battery"})).status_code == 200
+    assert (
+        await demo.client.post(
+            "/auth/login", json={"email": "ada@example.com", "password": "correct horse battery"}
+        )
+    ).status_code == 200
     log = await flushed_access_log(demo, token)
     assert [entry["outcome"] for entry in log["logins"]] == ["success"]
     for _ in range(10):
         await demo.client.post("/auth/login", json={"email": "ada@example.com", "password": "stolen?"})
-    blocked = await demo.client.post("/auth/login", json={"email": "ada@example.com",
-                                                          "password": "correct horse battery"})
+    blocked = await demo.client.post(
+        "/auth/login", json={"email": "ada@example.com", "password": "correct horse battery"}
+    )
     assert blocked.status_code == 429
 
 
 async def test_sensitive_information_is_stored_encrypted(demo: Demo) -> None:
-    """Security protection measures: "using encryption technology to encrypt storage ... of sensitive information"."""
+    """Security protection measures: "using encryption technology to encrypt storage ... of sensitive
+    information"."""
     _, token = await demo.register()
     assert (await demo.checkout(token)).status_code == 201
     dump = shop_dump(demo)
@@ -159,14 +172,22 @@ async def test_card_numbers_in_order_notes_are_refused(demo: Demo) -> None:
 
 async def test_minors_cannot_register(demo: Demo) -> None:
     """Minors: "Our independent website mainly provides services to adults ... will not actively collect"."""
-    response = await demo.client.post("/auth/register", json={
-        "email": "kid@example.com", "password": "correct horse battery", "name": "Kid",
-        "birth_date": "2015-06-01"})
+    response = await demo.client.post(
+        "/auth/register",
+        json={
+            "email": "kid@example.com",
+            "password": "correct horse battery",
+            "name": "Kid",
+            "birth_date": "2015-06-01",
+        },
+    )
     assert response.status_code == 403
     assert response.json()["code"] == "below_minimum_age"
     assert "kid@example.com" not in shop_dump(demo)
-    adult = await demo.client.post("/auth/register", json={
-        "email": "adult@example.com", "password": "correct horse battery", "birth_date": "1990-01-01"})
+    adult = await demo.client.post(
+        "/auth/register",
+        json={"email": "adult@example.com", "password": "correct horse battery", "birth_date": "1990-01-01"},
+    )
     assert adult.status_code == 201
 
 
@@ -182,7 +203,9 @@ async def test_revised_policy_is_published_with_its_effective_date_and_history(
         served = (await second.client.get("/privacy/policy")).json()
     assert (served["version"], served["effective_date"]) == ("2026.2", "2026-06-01")
     assert [(h["version"], h["effective_date"]) for h in served["history"]] == [
-        ("2026.1", "2026-01-15"), ("2026.2", "2026-06-01")]
+        ("2026.1", "2026-01-15"),
+        ("2026.2", "2026-06-01"),
+    ]
 
 
 async def test_a_significant_change_asks_for_consent_again(tmp_path: Path, asgi_lifespan: Any) -> None:
@@ -214,12 +237,13 @@ async def test_customer_can_access_and_copy_their_information(demo: Demo) -> Non
 
 @pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_copy_can_be_transferred_directly_to_a_third_party(demo: Demo, httpx_mock: HTTPXMock) -> None:
-    """"we can directly transfer a copy of your personal information to a third party designated by you"."""
+    """ "we can directly transfer a copy of your personal information to a third party designated by you"."""
     httpx_mock.add_response(url="https://receiver.example/import", status_code=202)
     _, token = await demo.register()
     await demo.checkout(token)
-    response = await demo.client.post("/privacy/me/export/transfer", json={"url": "https://receiver.example/import"},
-                                      headers=bearer(token))
+    response = await demo.client.post(
+        "/privacy/me/export/transfer", json={"url": "https://receiver.example/import"}, headers=bearer(token)
+    )
     assert response.status_code in (200, 202)
     [sent] = httpx_mock.get_requests()
     assert sent.method == "POST" and b"Marylebone" in sent.content
@@ -229,8 +253,9 @@ async def test_copy_can_be_transferred_directly_to_a_third_party(demo: Demo, htt
 async def test_customer_can_correct_their_information(demo: Demo) -> None:
     """Correction right: "you have the right to request us to make corrections"."""
     _, token = await demo.register()
-    response = await demo.client.post("/privacy/me/rectification", json={"fields": {"name": "Ada King"}},
-                                      headers=bearer(token))
+    response = await demo.client.post(
+        "/privacy/me/rectification", json={"fields": {"name": "Ada King"}}, headers=bearer(token)
+    )
     assert response.status_code in (200, 202)
     assert (await demo.client.get("/me", headers=bearer(token))).json()["name"] == "Ada King"
 
@@ -253,7 +278,10 @@ async def test_processing_can_be_restricted(demo: Demo) -> None:
     """Restriction of processing rights: processing stops while a dispute is checked."""
     _, token = await demo.register()
     await demo.checkout(token)
-    assert (await demo.client.post("/privacy/me/restriction", headers=bearer(token))).status_code in (200, 202)
+    assert (await demo.client.post("/privacy/me/restriction", headers=bearer(token))).status_code in (
+        200,
+        202,
+    )
     carrier = (await partner_view(demo, "logistics-co")).json()["orders"][0]
     assert "Marylebone" not in str(carrier)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from support.conformance import (
     SKIP_RIGHTS,
     bearer,
@@ -48,8 +49,9 @@ async def test_only_authorised_personnel_see_personal_data_within_their_job(demo
     seen = (await demo.client.get(f"/orders/{order_id}", headers=bearer(staff))).json()
     assert seen["customer"]["email"] == "ada@example.com"
     assert seen["payment"]["card"]["number"] == "****4242"
-    operations = demo.shop.token({"sub": "ops-1", "recipient": "operations", "purpose": "order_fulfilment",
-                                  "scope": "orders:read"})
+    operations = demo.shop.token(
+        {"sub": "ops-1", "recipient": "operations", "purpose": "order_fulfilment", "scope": "orders:read"}
+    )
     maintained = await demo.client.get(f"/orders/{order_id}", headers=bearer(operations))
     assert maintained.status_code == 200
     for value in ("ada@example.com", "Ada Lovelace", "Marylebone", "4242", "+44 20"):
@@ -71,8 +73,9 @@ async def test_service_providers_cannot_use_data_for_other_purposes(demo: Demo) 
     work, and cannot use it for any other purposes"."""
     _, token = await demo.register()
     await demo.checkout(token)
-    repurposed = demo.shop.token({"sub": "logistics-co", "recipient": "logistics", "purpose": "analytics",
-                                  "scope": "orders:read"})
+    repurposed = demo.shop.token(
+        {"sub": "logistics-co", "recipient": "logistics", "purpose": "analytics", "scope": "orders:read"}
+    )
     response = await demo.client.get("/orders", headers=bearer(repurposed))
     assert response.status_code == 403
     assert response.json()["code"] == "purpose_not_allowed"
@@ -103,8 +106,13 @@ async def test_user_information_is_stored_encrypted(demo: Demo) -> None:
 async def test_browsing_statistics_need_consent_and_carry_no_identity(demo: Demo) -> None:
     """§1 access data is used "to count website operation data ... without involving any sensitive
     private data of users"."""
-    event = {"event": "product_view", "visitor_id": "v-77", "customer_id": "cus_1", "ip": "203.0.113.50",
-             "sku": "TEA-001"}
+    event = {
+        "event": "product_view",
+        "visitor_id": "v-77",
+        "customer_id": "cus_1",
+        "ip": "203.0.113.50",
+        "sku": "TEA-001",
+    }
     assert (await demo.client.post("/track", json=event)).status_code == 204
     assert tracked_events(demo) == []
     await consent(demo, analytics=True)
@@ -145,7 +153,13 @@ async def test_updated_terms_are_published_with_their_version(demo: Demo) -> Non
     """§6 "All updated privacy policy terms will be officially released and displayed"."""
     served = (await demo.client.get("/privacy/policy")).json()
     assert (served["version"], served["effective_date"]) == ("2026.1", "2026-02-01")
-    assert served["policy"]["recipients"].keys() == {"logistics", "payment", "analytics", "operations", "support"}
+    assert served["policy"]["recipients"].keys() == {
+        "logistics",
+        "payment",
+        "analytics",
+        "operations",
+        "support",
+    }
 
 
 @pytest.mark.skip(reason=SKIP_RIGHTS)
@@ -162,8 +176,9 @@ async def test_users_can_check_their_account_and_order_data(demo: Demo) -> None:
 async def test_users_can_correct_their_data(demo: Demo) -> None:
     """§5 "query, correct or clear personal data records"."""
     _, token = await demo.register()
-    response = await demo.client.post("/privacy/me/rectification", json={"fields": {"name": "Ada King"}},
-                                      headers=bearer(token))
+    response = await demo.client.post(
+        "/privacy/me/rectification", json={"fields": {"name": "Ada King"}}, headers=bearer(token)
+    )
     assert response.status_code in (200, 202)
     assert (await demo.client.get("/me", headers=bearer(token))).json()["name"] == "Ada King"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from support.conformance import (
     SKIP_RIGHTS,
     bearer,
@@ -22,8 +23,12 @@ async def test_the_four_cookie_classes_are_declared_and_shown(demo: Demo) -> Non
     """§6.1 "Essential Cookies ... Performance Cookies ... Functional Cookies ... Marketing Cookies"."""
     state = (await demo.client.get("/privacy/consent")).json()
     classes = {name: p["cookie_class"] for name, p in state["purposes"].items() if p["cookie_class"]}
-    assert classes == {"essential": "essential", "analytics": "analytics", "preferences": "functional",
-                       "marketing": "advertising"}
+    assert classes == {
+        "essential": "essential",
+        "analytics": "analytics",
+        "preferences": "functional",
+        "marketing": "advertising",
+    }
     assert state["purposes"]["essential"]["allowed"] is True
     for optional in ("analytics", "preferences", "marketing"):
         assert state["purposes"][optional]["allowed"] is False
@@ -98,8 +103,9 @@ async def test_cloud_storage_provider_holds_only_encrypted_copies(demo: Demo) ->
     """§4.2 "Cloud Storage Provider | Store and backup user data | Encrypted storage and transmission"."""
     _, token = await demo.register()
     order_id = (await demo.checkout(token)).json()["id"]
-    storage = demo.shop.token({"sub": "backup", "recipient": "cloud_storage", "purpose": "order_fulfilment",
-                               "scope": "orders:read"})
+    storage = demo.shop.token(
+        {"sub": "backup", "recipient": "cloud_storage", "purpose": "order_fulfilment", "scope": "orders:read"}
+    )
     seen = (await demo.client.get(f"/orders/{order_id}", headers=bearer(storage))).json()
     assert seen["payment"]["card"]["number"].startswith("pe1.")
     assert seen["shipping_address"]["street"].startswith("pe1.")
@@ -141,16 +147,22 @@ async def test_access_control_and_authentication_protect_accounts(demo: Demo) ->
     await demo.register()
     for _ in range(10):
         await demo.client.post("/auth/login", json={"email": "ada@example.com", "password": "not it"})
-    locked = await demo.client.post("/auth/login", json={"email": "ada@example.com",
-                                                         "password": "correct horse battery"})
+    locked = await demo.client.post(
+        "/auth/login", json={"email": "ada@example.com", "password": "correct horse battery"}
+    )
     assert locked.status_code == 429
     assert (await demo.client.get("/orders")).status_code == 401
 
 
 async def test_usage_statistics_are_anonymised_and_need_consent(demo: Demo) -> None:
     """§1.2 clickstream, search queries, location inferred from IP; §4.2 analytics "Data anonymization"."""
-    event = {"event": "search", "query": "green tea", "visitor_id": "v-3", "ip": "203.0.113.99",
-             "geo": {"lat": 51.52, "lon": -0.15, "country": "GB"}}
+    event = {
+        "event": "search",
+        "query": "green tea",
+        "visitor_id": "v-3",
+        "ip": "203.0.113.99",
+        "geo": {"lat": 51.52, "lon": -0.15, "country": "GB"},
+    }
     assert (await demo.client.post("/track", json=event)).status_code == 204
     await consent(demo, analytics=True)
     assert (await demo.client.post("/track", json=event)).status_code == 202
@@ -183,8 +195,9 @@ async def test_right_to_access_gives_a_copy(demo: Demo) -> None:
 async def test_right_to_correction(demo: Demo) -> None:
     """§5.2 "request that we correct or supplement it"."""
     _, token = await demo.register()
-    response = await demo.client.post("/privacy/me/rectification", json={"fields": {"name": "Ada King"}},
-                                      headers=bearer(token))
+    response = await demo.client.post(
+        "/privacy/me/rectification", json={"fields": {"name": "Ada King"}}, headers=bearer(token)
+    )
     assert response.status_code in (200, 202)
     assert (await demo.client.get("/me", headers=bearer(token))).json()["name"] == "Ada King"
 
@@ -203,7 +216,10 @@ async def test_right_to_restrict_processing(demo: Demo) -> None:
     """§5.4 "request that we restrict the processing": restricted data stops reaching analytics."""
     _, token = await demo.register()
     await demo.checkout(token)
-    assert (await demo.client.post("/privacy/me/restriction", headers=bearer(token))).status_code in (200, 202)
+    assert (await demo.client.post("/privacy/me/restriction", headers=bearer(token))).status_code in (
+        200,
+        202,
+    )
     seen = (await partner_view(demo, "stats-co")).json()["orders"]
     assert all(order["shipping_address"] == {} for order in seen)
 
@@ -222,8 +238,9 @@ async def test_right_to_object(demo: Demo) -> None:
     """§5.6 "object to certain processing": an objection to analytics stops the tracking at once."""
     _, token = await demo.register()
     await consent(demo, analytics=True)
-    objection = await demo.client.post("/privacy/me/objection", json={"purposes": ["analytics"]},
-                                       headers=bearer(token))
+    objection = await demo.client.post(
+        "/privacy/me/objection", json={"purposes": ["analytics"]}, headers=bearer(token)
+    )
     assert objection.status_code in (200, 202)
     response = await demo.client.post("/track", json={"event": "page_view"}, headers=bearer(token))
     assert response.status_code == 204

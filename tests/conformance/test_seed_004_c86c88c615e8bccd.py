@@ -9,6 +9,7 @@ import httpx
 import orjson
 import pytest
 from pytest_httpx import HTTPXMock
+
 from support.conformance import (
     SKIP_RIGHTS,
     bearer,
@@ -80,8 +81,15 @@ async def test_browsing_events_carry_no_identity(demo: Demo) -> None:
     identity markers, and only conduct statistical analysis"."""
     customer, _ = await demo.register()
     await consent(demo, analytics=True)
-    event = {"event": "product_view", "sku": "POT-003", "visitor_id": "v-1", "customer_id": customer,
-             "email": "ada@example.com", "device_id": "d-77", "ip": "198.51.100.77"}
+    event = {
+        "event": "product_view",
+        "sku": "POT-003",
+        "visitor_id": "v-1",
+        "customer_id": customer,
+        "email": "ada@example.com",
+        "device_id": "d-77",
+        "ip": "198.51.100.77",
+    }
     assert (await demo.client.post("/track", json=event)).status_code == 202
     [stored] = tracked_events(demo)
     document = orjson.loads(stored)
@@ -129,7 +137,9 @@ async def test_browsing_events_wait_for_consent(demo: Demo) -> None:
     assert tracked_events(demo) == []
 
 
-async def test_logistics_provider_receives_only_the_minimum_for_delivery(demo: Demo, httpx_mock: HTTPXMock) -> None:
+async def test_logistics_provider_receives_only_the_minimum_for_delivery(
+    demo: Demo, httpx_mock: HTTPXMock
+) -> None:
     """Sharing: "the shared information is only limited to the minimum content required for business
     processing": the shop hands its whole stored order to the carrier's API, the carrier gets the parcel
     details in clear and nothing else."""
@@ -174,9 +184,16 @@ async def test_customer_service_sees_only_what_a_service_reply_needs(demo: Demo)
 
 async def test_minors_are_not_registered_and_nothing_is_kept(demo: Demo) -> None:
     """Collection: "We do not collect any personal data of minor users intentionally"."""
-    response = await demo.client.post("/auth/register", json={
-        "email": "teen@example.com", "password": "correct horse battery", "name": "Teen",
-        "phone": "+86 138 0013 8000", "birth_date": "2012-02-29"})
+    response = await demo.client.post(
+        "/auth/register",
+        json={
+            "email": "teen@example.com",
+            "password": "correct horse battery",
+            "name": "Teen",
+            "phone": "+86 138 0013 8000",
+            "birth_date": "2012-02-29",
+        },
+    )
     assert response.status_code == 403
     assert response.json()["code"] == "below_minimum_age"
     dump = shop_dump(demo)
@@ -211,7 +228,7 @@ async def test_transaction_data_is_stored_encrypted(demo: Demo) -> None:
     _, token = await demo.register()
     assert (await demo.checkout(token)).status_code == 201
     dump = shop_dump(demo)
-    for secret in ("4242424242424242", CARD, "12 Marylebone Road", "+44 20 7946 0018\"}, \"billing"):
+    for secret in ("4242424242424242", CARD, "12 Marylebone Road", '+44 20 7946 0018"}, "billing'):
         assert secret not in dump
 
 
@@ -238,8 +255,9 @@ async def test_account_closure_clears_all_account_bound_data_at_once(demo: Demo)
 async def test_users_can_modify_their_stored_information(demo: Demo) -> None:
     """Rights: "Users enjoy the independent right to inquire, view, modify, supplement and delete"."""
     _, token = await demo.register()
-    response = await demo.client.post("/privacy/me/rectification", json={"fields": {"phone": "+44 20 7946 0999"}},
-                                      headers=bearer(token))
+    response = await demo.client.post(
+        "/privacy/me/rectification", json={"fields": {"phone": "+44 20 7946 0999"}}, headers=bearer(token)
+    )
     assert response.status_code in (200, 202)
     assert (await demo.client.get("/me", headers=bearer(token))).json()["phone"] == "+44 20 7946 0999"
 

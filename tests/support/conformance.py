@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from support.demo import Demo
 
 from privacy_middleware.demo.run import build_demo
+from support.demo import Demo
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "examples" / "policies"
@@ -48,8 +48,11 @@ def revised_policy(seed: str, target: Path, version: str, effective: str) -> Pat
     """A copy of the seed's policy under a new version, as an operator publishes a revision."""
     text = policy_path(seed).read_text()
     lines = [
-        f'version = "{version}"' if line.startswith("version = ") else
-        f"effective_date = {effective}" if line.startswith("effective_date = ") else line
+        f'version = "{version}"'
+        if line.startswith("version = ")
+        else f"effective_date = {effective}"
+        if line.startswith("effective_date = ")
+        else line
         for line in text.splitlines()
     ]
     target.write_text("\n".join(lines) + "\n")
