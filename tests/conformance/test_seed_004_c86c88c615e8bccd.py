@@ -269,3 +269,14 @@ async def test_historical_orders_can_be_permanently_deleted(demo: Demo) -> None:
     await demo.checkout(token)
     assert (await demo.client.post("/privacy/me/erasure", headers=bearer(token))).status_code in (200, 202)
     assert "Please ring twice" not in shop_dump(demo)
+
+
+@pytest.mark.skip(reason=SKIP_RIGHTS)
+async def test_data_past_its_retention_period_is_deleted_or_anonymised(demo: Demo) -> None:
+    """Retention: "we will automatically and permanently delete or anonymize the user's personal
+    information that is no longer needed"; "We will not retain user historical data for indefinite period"."""
+    _, token = await demo.register()
+    await demo.checkout(token)
+    runner = demo.app.runtime.retention  # type: ignore[attr-defined]
+    report = await runner.run(now_offset_days=1096)
+    assert report.anonymised and "12 Marylebone Road" not in shop_dump(demo)
