@@ -8,6 +8,7 @@ from privacy_middleware.audit.query import search
 from support.conformance import (
     CLIENT_IP,
     SKIP_RIGHTS,
+    assert_address_book_encrypted,
     bearer,
     consent,
     flushed_access_log,
@@ -85,6 +86,7 @@ async def test_sensitive_payment_and_address_data_are_encrypted_at_rest(demo: De
         assert secret not in dump
     assert '"cvv"' not in dump
     assert response.json()["shipping_address"]["street"] == "12 Marylebone Road"
+    await assert_address_book_encrypted(demo, token)
 
 
 async def test_payment_details_go_to_the_payment_processor_and_address_to_the_carrier_only(

@@ -12,6 +12,7 @@ from pytest_httpx import HTTPXMock
 from privacy_middleware.errors import PrivacyError
 from support.conformance import (
     SKIP_RIGHTS,
+    assert_address_book_encrypted,
     bearer,
     consent,
     flushed_access_log,
@@ -159,6 +160,7 @@ async def test_sensitive_information_is_stored_encrypted(demo: Demo) -> None:
     for secret in ("4242424242424242", CARD, "12 Marylebone Road"):
         assert secret not in dump
     assert '"cvv"' not in dump
+    await assert_address_book_encrypted(demo, token)
 
 
 async def test_card_numbers_in_order_notes_are_refused(demo: Demo) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from support.conformance import (
     SKIP_RIGHTS,
+    assert_address_book_encrypted,
     bearer,
     consent,
     flushed_access_log,
@@ -101,6 +102,7 @@ async def test_user_information_is_stored_encrypted(demo: Demo) -> None:
     for secret in ("4242424242424242", CARD, "12 Marylebone Road"):
         assert secret not in dump
     assert '"cvv"' not in dump
+    await assert_address_book_encrypted(demo, token)
 
 
 async def test_browsing_statistics_need_consent_and_carry_no_identity(demo: Demo) -> None:

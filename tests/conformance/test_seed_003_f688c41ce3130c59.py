@@ -6,6 +6,7 @@ import pytest
 
 from support.conformance import (
     SKIP_RIGHTS,
+    assert_address_book_encrypted,
     bearer,
     consent,
     partner_view,
@@ -140,6 +141,7 @@ async def test_data_is_stored_encrypted(demo: Demo) -> None:
     dump = shop_dump(demo)
     for secret in ("4242424242424242", CARD, "12 Marylebone Road"):
         assert secret not in dump
+    await assert_address_book_encrypted(demo, token)
 
 
 async def test_access_control_and_authentication_protect_accounts(demo: Demo) -> None:

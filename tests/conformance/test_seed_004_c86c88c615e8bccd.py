@@ -12,6 +12,7 @@ from pytest_httpx import HTTPXMock
 
 from support.conformance import (
     SKIP_RIGHTS,
+    assert_address_book_encrypted,
     bearer,
     consent,
     partner_view,
@@ -230,6 +231,13 @@ async def test_transaction_data_is_stored_encrypted(demo: Demo) -> None:
     dump = shop_dump(demo)
     for secret in ("4242424242424242", CARD, "12 Marylebone Road", '+44 20 7946 0018"}, "billing'):
         assert secret not in dump
+
+
+async def test_address_book_entries_are_stored_encrypted_and_read_back_in_clear(demo: Demo) -> None:
+    """Rights: "Users can manage their address information ... through personal center settings";
+    Security: "All user data is stored in encrypted professional cloud servers"."""
+    _, token = await demo.register()
+    await assert_address_book_encrypted(demo, token)
 
 
 async def test_only_the_session_cookie_is_set_before_any_choice(demo: Demo) -> None:

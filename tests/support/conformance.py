@@ -97,6 +97,27 @@ async def partner_view(demo: Demo, client_id: str, path: str = "/orders") -> htt
     return await demo.client.get(path, headers=bearer(token))
 
 
+ADDRESS = {
+    "name": "Ada Lovelace",
+    "street": "5 Canal Street",
+    "city": "Leeds",
+    "postal_code": "LS1 4AP",
+    "country": "GB",
+    "phone": "+44 113 496 0555",
+}
+
+
+async def assert_address_book_encrypted(demo: Demo, token: str) -> None:
+    """A saved address is ciphertext in the shop's database and clear text to its owner."""
+    saved = await demo.client.post("/me/addresses", json=ADDRESS, headers=bearer(token))
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["street"] == ADDRESS["street"]
+    dump = shop_dump(demo)
+    assert ADDRESS["street"] not in dump and ADDRESS["phone"] not in dump
+    listed = (await demo.client.get("/me/addresses", headers=bearer(token))).json()["addresses"]
+    assert [(a["street"], a["phone"]) for a in listed] == [(ADDRESS["street"], ADDRESS["phone"])]
+
+
 async def flushed_access_log(demo: Demo, token: str) -> dict[str, Any]:
     await demo.app.runtime.audit.flush()
     response = await demo.client.get("/privacy/me/access-log", headers=bearer(token))
