@@ -224,3 +224,11 @@ def test_cli_render_reports_an_invalid_policy(tmp_path: Path, capsys: pytest.Cap
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown format"):
         render(hostile(), "pdf")  # type: ignore[arg-type]
+
+
+def test_consent_as_legal_basis_renders_as_opt_in_even_without_a_mechanism() -> None:
+    policy = parse_policy(HOSTILE.replace('consent = "opt_in"\n', ""))
+    assert policy.purposes["ads"].consent == "none"
+    text = "".join(parsed(render(policy, "html")).text)
+    assert "- looks like a listyour consentonly after you opt in" in text
+    assert "<ad>*adsonly after you opt in" in text

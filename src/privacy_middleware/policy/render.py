@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .schema import Policy
+from .schema import Policy, Purpose
 
 Format = Literal["md", "html"]
 
@@ -72,6 +72,13 @@ def _basis(name: str) -> str:
     return LEGAL_BASES.get(name, name)
 
 
+def _choice(purpose: Purpose) -> str:
+    """How the customer chooses; consent as a legal basis means opt-in, as the consent layer decides."""
+    if purpose.consent == "none" and purpose.legal_basis == "consent":
+        return MECHANISMS["opt_in"]
+    return MECHANISMS[purpose.consent]
+
+
 def _sections(policy: Policy, mount_path: str) -> list[Section]:
     info = policy.policy
     base = mount_path.rstrip("/")
@@ -118,7 +125,7 @@ def _sections(policy: Policy, mount_path: str) -> list[Section]:
                         n,
                         p.description,
                         _basis(p.legal_basis),
-                        MECHANISMS[p.consent]
+                        _choice(p)
                         + (" (a Global Privacy Control signal opts you out)" if p.gpc_opt_out else ""),
                     ]
                     for n, p in policy.purposes.items()
@@ -185,7 +192,7 @@ def _sections(policy: Policy, mount_path: str) -> list[Section]:
                 COOKIE_CLASSES[purpose.cookie_class],
                 cookie.pattern,
                 cookie.purpose,
-                MECHANISMS[purpose.consent] if purpose.consent != "none" else "always set",
+                "always set" if _choice(purpose) == MECHANISMS["none"] else _choice(purpose),
             ]
         )
     order = list(COOKIE_CLASSES)
