@@ -192,7 +192,7 @@ async def test_account_information_can_be_updated_at_any_time(demo: Demo) -> Non
     """§3 "You can update or delete this information at any time through your account settings"."""
     _, token = await demo.register()
     response = await demo.client.post(
-        "/privacy/me/rectification", json={"fields": {"name": "Ada King"}}, headers=bearer(token)
+        "/privacy/me/rectification", json={"changes": {"name": "Ada King"}}, headers=bearer(token)
     )
     assert response.status_code in (200, 202)
     assert (await demo.client.get("/me", headers=bearer(token))).json()["name"] == "Ada King"

@@ -180,7 +180,7 @@ async def test_users_can_correct_their_data(demo: Demo) -> None:
     """§5 "query, correct or clear personal data records"."""
     _, token = await demo.register()
     response = await demo.client.post(
-        "/privacy/me/rectification", json={"fields": {"name": "Ada King"}}, headers=bearer(token)
+        "/privacy/me/rectification", json={"changes": {"name": "Ada King"}}, headers=bearer(token)
     )
     assert response.status_code in (200, 202)
     assert (await demo.client.get("/me", headers=bearer(token))).json()["name"] == "Ada King"

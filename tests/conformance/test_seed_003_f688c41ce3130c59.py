@@ -199,7 +199,7 @@ async def test_right_to_correction(demo: Demo) -> None:
     """§5.2 "request that we correct or supplement it"."""
     _, token = await demo.register()
     response = await demo.client.post(
-        "/privacy/me/rectification", json={"fields": {"name": "Ada King"}}, headers=bearer(token)
+        "/privacy/me/rectification", json={"changes": {"name": "Ada King"}}, headers=bearer(token)
     )
     assert response.status_code in (200, 202)
     assert (await demo.client.get("/me", headers=bearer(token))).json()["name"] == "Ada King"

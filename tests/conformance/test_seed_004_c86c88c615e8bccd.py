@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from typing import Any
 
@@ -265,7 +266,7 @@ async def test_users_can_modify_their_stored_information(demo: Demo) -> None:
     """Rights: "Users enjoy the independent right to inquire, view, modify, supplement and delete"."""
     _, token = await demo.register()
     response = await demo.client.post(
-        "/privacy/me/rectification", json={"fields": {"phone": "+44 20 7946 0999"}}, headers=bearer(token)
+        "/privacy/me/rectification", json={"changes": {"phone": "+44 20 7946 0999"}}, headers=bearer(token)
     )
     assert response.status_code in (200, 202)
     assert (await demo.client.get("/me", headers=bearer(token))).json()["phone"] == "+44 20 7946 0999"
@@ -284,8 +285,17 @@ async def test_historical_orders_can_be_permanently_deleted(demo: Demo) -> None:
 async def test_data_past_its_retention_period_is_deleted_or_anonymised(demo: Demo) -> None:
     """Retention: "we will automatically and permanently delete or anonymize the user's personal
     information that is no longer needed"; "We will not retain user historical data for indefinite period"."""
+    from privacy_middleware.demo.adapter import DemoShopAdapter  # type: ignore[import-not-found]
+    from privacy_middleware.rights.retention import RetentionRunner  # type: ignore[import-not-found]
+
     _, token = await demo.register()
-    await demo.checkout(token)
-    runner = demo.app.runtime.retention  # type: ignore[attr-defined]
-    report = await runner.run(now_offset_days=1096)
-    assert report.anonymised and "12 Marylebone Road" not in shop_dump(demo)
+    order_id = (await demo.checkout(token)).json()["id"]
+    policy = demo.app.runtime.policy
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1096)
+    report = await RetentionRunner(
+        policy, DemoShopAdapter(demo.shop.engine, policy), clock=lambda: later
+    ).run()
+    assert report.ok and report.changed >= 1
+    order = (await demo.client.get(f"/orders/{order_id}", headers=bearer(token))).json()
+    assert order["shipping_address"].get("street") != "12 Marylebone Road"
+    assert order.get("note") != "Please ring twice."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -9,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from privacy_middleware.demo.run import build_demo
 from support.demo import Demo
@@ -124,3 +127,16 @@ async def flushed_access_log(demo: Demo, token: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def receipt_claims(receipt: str) -> dict[str, Any]:
+    """The claims of a compact JWS erasure receipt (its signature is checked by the rights tests)."""
+    payload = receipt.split(".")[1]
+    claims: dict[str, Any] = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims
+
+
+def working_days_between(start: dt.date, end: dt.date) -> int:
+    """Monday-Friday days after `start` up to and including `end`."""
+    days = (start + dt.timedelta(days=n) for n in range(1, (end - start).days + 1))
+    return sum(1 for day in days if day.weekday() < 5)
