@@ -79,6 +79,22 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy_render(args: argparse.Namespace) -> int:
+    from .policy.load import PolicyError, load_policy
+    from .policy.render import render
+
+    try:
+        policy = load_policy(args.file)
+    except PolicyError as exc:
+        for issue in exc.issues:
+            err_console.print(f"[red]error[/red] {issue}", markup=True, soft_wrap=True)
+        err_console.print(f"{len(exc.issues)} problem(s) in {args.file}")
+        return 1
+    sys.stdout.write(render(policy, args.format))
+    sys.stdout.flush()
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from .settings import Settings
     from .store import Database
@@ -215,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--recipient", required=True)
     explain.add_argument("--route", required=True, help="e.g. 'GET /orders/{id}'")
     explain.set_defaults(func=cmd_policy_explain)
+    render = policy.add_parser("render", help="write the human-readable disclosure of a policy file")
+    render.add_argument("file")
+    render.add_argument("--format", choices=["md", "html"], default="md")
+    render.set_defaults(func=cmd_policy_render)
 
     db = sub.add_parser("db", help="the privacy store").add_subparsers(dest="db_command", required=True)
     upgrade = db.add_parser("upgrade", help="apply pending schema migrations (PRIVACY_DATABASE_URL)")

@@ -1,0 +1,142 @@
+"""Helpers for the conformance suite: the demo shop behind one seed's policy, and what it stored."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from privacy_middleware.demo.run import build_demo
+from support.demo import Demo
+
+REPO = Path(__file__).resolve().parents[2]
+POLICIES = REPO / "examples" / "policies"
+SEEDS = (
+    "000_c708a063f9f7303d",
+    "001_58e955c94cff9ce2",
+    "002_4a9822b9d86f88a8",
+    "003_f688c41ce3130c59",
+    "004_c86c88c615e8bccd",
+)
+CLIENT_IP = "198.51.100.20"
+CONSENT_CSRF = {"x-privacy-consent": "1"}
+SKIP_RIGHTS = "needs the subject-rights capability (issue 7)"
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
+
+
+def policy_path(seed: str) -> Path:
+    return POLICIES / f"{seed}.toml"
+
+
+@asynccontextmanager
+async def seed_demo(
+    seed: str, data_dir: Path, lifespan: Lifespan, *, policy_file: Path | None = None
+) -> AsyncIterator[Demo]:
+    """The demo shop behind `seed`'s policy (or a revision of it), reached over HTTP from CLIENT_IP."""
+    app, shop = build_demo(data_dir, policy_file=policy_file or policy_path(seed))
+    transport = httpx.ASGITransport(app=app, client=(CLIENT_IP, 40000))
+    async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+        yield Demo(app, shop, client, data_dir)
+
+
+def revised_policy(seed: str, target: Path, version: str, effective: str) -> Path:
+    """A copy of the seed's policy under a new version, as an operator publishes a revision."""
+    text = policy_path(seed).read_text()
+    lines = [
+        f'version = "{version}"'
+        if line.startswith("version = ")
+        else f"effective_date = {effective}"
+        if line.startswith("effective_date = ")
+        else line
+        for line in text.splitlines()
+    ]
+    target.write_text("\n".join(lines) + "\n")
+    return target
+
+
+def shop_dump(demo: Demo) -> str:
+    """Everything the shop's own database holds, as one string to search for plaintext."""
+    connection = sqlite3.connect(demo.data_dir / "shop.db")
+    try:
+        return "\n".join(connection.iterdump())
+    finally:
+        connection.close()
+
+
+def tracked_events(demo: Demo) -> list[str]:
+    connection = sqlite3.connect(demo.data_dir / "shop.db")
+    try:
+        return [row[0] for row in connection.execute("select document from tracking_events")]
+    except sqlite3.OperationalError:  # the shop never created its tables: nothing was tracked
+        return []
+    finally:
+        connection.close()
+
+
+def set_cookie_names(response: httpx.Response) -> set[str]:
+    return {value.split("=", 1)[0] for value in response.headers.get_list("set-cookie")}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def consent(demo: Demo, **purposes: bool) -> httpx.Response:
+    response = await demo.client.put("/privacy/consent", json={"purposes": purposes}, headers=CONSENT_CSRF)
+    assert response.status_code == 200, response.text
+    return response
+
+
+async def partner_view(demo: Demo, client_id: str, path: str = "/orders") -> httpx.Response:
+    token = await demo.partner(client_id)
+    return await demo.client.get(path, headers=bearer(token))
+
+
+ADDRESS = {
+    "name": "Ada Lovelace",
+    "street": "5 Canal Street",
+    "city": "Leeds",
+    "postal_code": "LS1 4AP",
+    "country": "GB",
+    "phone": "+44 113 496 0555",
+}
+
+
+async def assert_address_book_encrypted(demo: Demo, token: str) -> None:
+    """A saved address is ciphertext in the shop's database and clear text to its owner."""
+    saved = await demo.client.post("/me/addresses", json=ADDRESS, headers=bearer(token))
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["street"] == ADDRESS["street"]
+    dump = shop_dump(demo)
+    assert ADDRESS["street"] not in dump and ADDRESS["phone"] not in dump
+    listed = (await demo.client.get("/me/addresses", headers=bearer(token))).json()["addresses"]
+    assert [(a["street"], a["phone"]) for a in listed] == [(ADDRESS["street"], ADDRESS["phone"])]
+
+
+async def flushed_access_log(demo: Demo, token: str) -> dict[str, Any]:
+    await demo.app.runtime.audit.flush()
+    response = await demo.client.get("/privacy/me/access-log", headers=bearer(token))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def receipt_claims(receipt: str) -> dict[str, Any]:
+    """The claims of a compact JWS erasure receipt (its signature is checked by the rights tests)."""
+    payload = receipt.split(".")[1]
+    claims: dict[str, Any] = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims
+
+
+def working_days_between(start: dt.date, end: dt.date) -> int:
+    """Monday-Friday days after `start` up to and including `end`."""
+    days = (start + dt.timedelta(days=n) for n in range(1, (end - start).days + 1))
+    return sum(1 for day in days if day.weekday() < 5)
