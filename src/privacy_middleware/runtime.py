@@ -120,7 +120,8 @@ class Runtime:
             cookie_domains=settings.consent.cookie_domains,
         )
         self.root_routes: list[BaseRoute] = gpc_routes(self.policy.policy.effective_date)
-        self.cookie_gate = CookieGate(self) if self.policy.tracking.cookies else None
+        tracking = self.policy.tracking
+        self.cookie_gate = CookieGate(self) if tracking.cookies or tracking.undeclared_cookies == "drop" else None
         self._build_audit()
         self.api_routes.extend(audit_routes(self))
         self._build_rights(adapter)

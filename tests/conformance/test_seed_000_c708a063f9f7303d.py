@@ -7,7 +7,6 @@ import pytest
 from privacy_middleware.audit.query import search
 from support.conformance import (
     CLIENT_IP,
-    SKIP_RIGHTS,
     assert_address_book_encrypted,
     bearer,
     consent,
@@ -187,7 +186,6 @@ async def test_retention_periods_are_declared_for_usage_ip_and_orders(demo: Demo
     assert {hold.purpose for hold in policy.rights.legal_holds} == {"legal_obligation"}
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_account_information_can_be_updated_at_any_time(demo: Demo) -> None:
     """§3 "You can update or delete this information at any time through your account settings"."""
     _, token = await demo.register()
@@ -198,7 +196,6 @@ async def test_account_information_can_be_updated_at_any_time(demo: Demo) -> Non
     assert (await demo.client.get("/me", headers=bearer(token))).json()["name"] == "Ada King"
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_account_information_can_be_deleted_at_any_time(demo: Demo) -> None:
     """§3 and §8 "You can contact us at any time ... to delete any information and data"."""
     _, token = await demo.register()
@@ -209,7 +206,6 @@ async def test_account_information_can_be_deleted_at_any_time(demo: Demo) -> Non
     assert "ada@example.com" not in dump and "Ada Lovelace" not in dump
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_marketing_contact_data_is_kept_only_until_unsubscribe(demo: Demo) -> None:
     """§5 "we will keep your contact information and preference data until you unsubscribe"."""
     _, token = await demo.register()

@@ -12,7 +12,6 @@ from pytest_httpx import HTTPXMock
 
 from privacy_middleware.errors import PrivacyError
 from support.conformance import (
-    SKIP_RIGHTS,
     assert_address_book_encrypted,
     bearer,
     consent,
@@ -231,17 +230,18 @@ async def test_a_significant_change_asks_for_consent_again(tmp_path: Path, asgi_
     assert state["purposes"]["analytics"]["allowed"] is False
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_customer_can_access_and_copy_their_information(demo: Demo) -> None:
     """Access rights and "Right to obtain a copy of your personal information"."""
     _, token = await demo.register()
     await demo.checkout(token)
+    courier = await demo.partner("logistics-co")
+    await demo.client.get("/orders", headers=bearer(courier))
+    await demo.app.runtime.audit.flush()
     export = await demo.client.get("/privacy/me/export", headers=bearer(token))
     assert export.status_code == 200
     assert "12 Marylebone Road" in export.text and "logistics" in export.text
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_copy_can_be_transferred_directly_to_a_third_party(demo: Demo, httpx_mock: HTTPXMock) -> None:
     """ "we can directly transfer a copy of your personal information to a third party designated by you"."""
     httpx_mock.add_response(url="https://receiver.example/import", status_code=202)
@@ -255,7 +255,6 @@ async def test_copy_can_be_transferred_directly_to_a_third_party(demo: Demo, htt
     assert sent.method == "POST" and b"Marylebone" in sent.content
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_customer_can_correct_their_information(demo: Demo) -> None:
     """Correction right: "you have the right to request us to make corrections"."""
     _, token = await demo.register()
@@ -266,7 +265,6 @@ async def test_customer_can_correct_their_information(demo: Demo) -> None:
     assert (await demo.client.get("/me", headers=bearer(token))).json()["name"] == "Ada King"
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_erasure_under_a_legal_hold_anonymises_instead(demo: Demo) -> None:
     """Delete right: "we may not be able to completely delete your information, but we will anonymize it"."""
     _, token = await demo.register()
@@ -281,7 +279,6 @@ async def test_erasure_under_a_legal_hold_anonymises_instead(demo: Demo) -> None
     assert "17.0" in dump  # the order total stays for tax, no longer about anyone
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_processing_can_be_restricted(demo: Demo) -> None:
     """Restriction of processing rights: processing stops while a dispute is checked."""
     _, token = await demo.register()
@@ -294,7 +291,6 @@ async def test_processing_can_be_restricted(demo: Demo) -> None:
     assert "Marylebone" not in str(carrier)
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_requests_are_due_within_ten_working_days(demo: Demo) -> None:
     """Contact Us: "process your issue or feedback within 10 working days"."""
     _, token = await demo.register()

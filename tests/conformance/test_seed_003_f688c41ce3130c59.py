@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from support.conformance import (
-    SKIP_RIGHTS,
     assert_address_book_encrypted,
     bearer,
     consent,
@@ -185,7 +184,6 @@ async def test_marketing_can_be_opted_out_at_any_time(demo: Demo) -> None:
     assert (await demo.client.get("/privacy/consent")).json()["purposes"]["marketing"]["allowed"] is False
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_right_to_access_gives_a_copy(demo: Demo) -> None:
     """§5.1 "access personal information we hold about you and obtain a copy of it"."""
     _, token = await demo.register()
@@ -194,7 +192,6 @@ async def test_right_to_access_gives_a_copy(demo: Demo) -> None:
     assert export.status_code == 200 and "12 Marylebone Road" in export.text
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_right_to_correction(demo: Demo) -> None:
     """§5.2 "request that we correct or supplement it"."""
     _, token = await demo.register()
@@ -205,7 +202,6 @@ async def test_right_to_correction(demo: Demo) -> None:
     assert (await demo.client.get("/me", headers=bearer(token))).json()["name"] == "Ada King"
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_right_to_deletion(demo: Demo) -> None:
     """§5.3 "request that we delete your personal information"."""
     _, token = await demo.register()
@@ -214,7 +210,6 @@ async def test_right_to_deletion(demo: Demo) -> None:
     assert "ada@example.com" not in shop_dump(demo)
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_right_to_restrict_processing(demo: Demo) -> None:
     """§5.4 "request that we restrict the processing": restricted data stops reaching analytics."""
     _, token = await demo.register()
@@ -227,7 +222,6 @@ async def test_right_to_restrict_processing(demo: Demo) -> None:
     assert all(order["shipping_address"] == {} for order in seen)
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_right_to_data_portability(demo: Demo) -> None:
     """§5.5 "structured, commonly used, and machine-readable format"."""
     _, token = await demo.register()
@@ -236,7 +230,6 @@ async def test_right_to_data_portability(demo: Demo) -> None:
     assert export.json()["subject"]
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_right_to_object(demo: Demo) -> None:
     """§5.6 "object to certain processing": an objection to analytics stops the tracking at once."""
     _, token = await demo.register()

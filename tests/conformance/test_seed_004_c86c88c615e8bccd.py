@@ -12,7 +12,6 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 from support.conformance import (
-    SKIP_RIGHTS,
     assert_address_book_encrypted,
     bearer,
     consent,
@@ -27,11 +26,6 @@ pytestmark = pytest.mark.anyio
 SEED = "004_c86c88c615e8bccd"
 # A PRC resident identity number with a valid check digit (GB 11643-1999 test value).
 RESIDENT_ID = "11010519491231002X"
-CREDENTIALS_GAP = (
-    "gap: the tracking gate (steps/consent.py TrackingGate) strips forwarding headers but forwards the "
-    "Authorization and Cookie headers, which identify the visitor, to the shop's tracking endpoint"
-)
-
 
 def stored_order(demo: Demo) -> dict[str, Any]:
     connection = sqlite3.connect(demo.data_dir / "shop.db")
@@ -122,7 +116,6 @@ async def test_browsing_events_reach_the_shop_without_the_device_address(demo: D
     assert b"x-forwarded-for" not in received["headers"]
 
 
-@pytest.mark.xfail(strict=True, reason=CREDENTIALS_GAP)
 async def test_browsing_events_reach_the_shop_without_the_visitors_credentials(demo: Demo) -> None:
     """Usage: "strip all personal identity markers": the bearer token and cookies that name the visitor
     do not travel with a browsing event."""
@@ -248,7 +241,6 @@ async def test_only_the_session_cookie_is_set_before_any_choice(demo: Demo) -> N
     assert "session" in names and "_ga" not in names
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_account_closure_clears_all_account_bound_data_at_once(demo: Demo) -> None:
     """Retention: "For users who cancel account registration, we will clear all account bound personal
     information, order records and browsing data in real time"."""
@@ -261,7 +253,6 @@ async def test_account_closure_clears_all_account_bound_data_at_once(demo: Demo)
         assert value not in dump
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_users_can_modify_their_stored_information(demo: Demo) -> None:
     """Rights: "Users enjoy the independent right to inquire, view, modify, supplement and delete"."""
     _, token = await demo.register()
@@ -272,7 +263,6 @@ async def test_users_can_modify_their_stored_information(demo: Demo) -> None:
     assert (await demo.client.get("/me", headers=bearer(token))).json()["phone"] == "+44 20 7946 0999"
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_historical_orders_can_be_permanently_deleted(demo: Demo) -> None:
     """Rights: "For unnecessary historical order data ... users can apply for permanent deletion"."""
     _, token = await demo.register()
@@ -281,7 +271,6 @@ async def test_historical_orders_can_be_permanently_deleted(demo: Demo) -> None:
     assert "Please ring twice" not in shop_dump(demo)
 
 
-@pytest.mark.skip(reason=SKIP_RIGHTS)
 async def test_data_past_its_retention_period_is_deleted_or_anonymised(demo: Demo) -> None:
     """Retention: "we will automatically and permanently delete or anonymize the user's personal
     information that is no longer needed"; "We will not retain user historical data for indefinite period"."""

@@ -27,7 +27,6 @@ SEEDS = (
 )
 CLIENT_IP = "198.51.100.20"
 CONSENT_CSRF = {"x-privacy-consent": "1"}
-SKIP_RIGHTS = "needs the subject-rights capability (issue 7)"
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
@@ -41,7 +40,7 @@ async def seed_demo(
     seed: str, data_dir: Path, lifespan: Lifespan, *, policy_file: Path | None = None
 ) -> AsyncIterator[Demo]:
     """The demo shop behind `seed`'s policy (or a revision of it), reached over HTTP from CLIENT_IP."""
-    app, shop = build_demo(data_dir, policy_file=policy_file or policy_path(seed))
+    app, shop = build_demo(data_dir, policy_file=policy_file or policy_path(seed), audit={"retention_interval_seconds": 0})
     transport = httpx.ASGITransport(app=app, client=(CLIENT_IP, 40000))
     async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
         yield Demo(app, shop, client, data_dir)

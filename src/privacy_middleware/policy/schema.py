@@ -180,6 +180,8 @@ class TrackingRoute(Strict):
     pseudonymise: list[str] = []
     truncate_ip: list[str] = []
     drop: list[str] = []
+    # Browsing events reach the shop without the visitor's Authorization and Cookie headers.
+    forward_credentials: bool = False
 
 
 class CookieRule(Strict):
@@ -196,6 +198,8 @@ class Tracking(Strict):
     routes: list[TrackingRoute] = []
     cookies: list[CookieRule] = []
     hosts: list[TrackingHost] = []
+    # "drop": a Set-Cookie that no cookie rule declares is removed ("only these cookies").
+    undeclared_cookies: Literal["keep", "drop"] = "keep"
 
 
 class LoginRoute(Strict):

@@ -10,6 +10,7 @@ import httpx
 from ..asgi.client_ip import truncate_ip
 from ..asgi.headers import get_header, without
 from ..consent.consent_mode import consent_mode, consent_mode_header
+from ..consent.cookie import COOKIE_NAME
 from ..consent.cookie_filter import cookie_purposes, expiring_set_cookies, set_cookie_name
 from ..consent.service import Resolution
 from ..consent.signals import parse_cookie_header, request_signals
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from ..runtime import Runtime
 
 FORWARDING_HEADERS = (b"x-forwarded-for", b"forwarded", b"x-real-ip", b"true-client-ip", b"cf-connecting-ip")
+CREDENTIALS = (b"authorization", b"cookie")
 
 
 async def resolve_consent(runtime: Runtime, scope: Scope, ctx: RequestContext | None) -> Resolution:
@@ -80,7 +82,8 @@ class TrackingGate(Step):
         client = ex.scope.get("client")
         if ex.ctx.client_ip:
             ex.scope["client"] = (truncate_ip(ex.ctx.client_ip), client[1] if client else 0)
-        ex.scope["headers"] = without(ex.scope.get("headers") or [], *FORWARDING_HEADERS)
+        stripped = FORWARDING_HEADERS if self.tracked.forward_credentials else (*FORWARDING_HEADERS, *CREDENTIALS)
+        ex.scope["headers"] = without(ex.scope.get("headers") or [], *stripped)
         ex.extra_headers.extend(consent_headers(self.runtime, resolution))
 
     async def on_request(self, ex: Exchange) -> None:
@@ -120,9 +123,14 @@ class CookieGate:
         self.runtime = runtime
         self.rules = runtime.policy.tracking.cookies
         self.consent_purposes = runtime.consent.choosable
+        self.drop_undeclared = runtime.policy.tracking.undeclared_cookies == "drop"
 
     def governed(self, name: str) -> bool:
         return any(p in self.consent_purposes for p in cookie_purposes(name, self.rules))
+
+    def undeclared(self, name: str) -> bool:
+        """A cookie no rule declares (the middleware's own consent cookie is always declared)."""
+        return self.drop_undeclared and name != COOKIE_NAME and not cookie_purposes(name, self.rules)
 
     def wrap(self, scope: Scope, send: Send) -> Send:
         async def gated_send(message: Message) -> None:
@@ -135,6 +143,13 @@ class CookieGate:
     async def _filter(self, scope: Scope, message: Message) -> Message:
         headers = list(message.get("headers") or [])
         set_cookies = [(k, v) for k, v in headers if k.lower() == b"set-cookie"]
+        if self.drop_undeclared and any(self.undeclared(set_cookie_name(v)) for _, v in set_cookies):
+            before = len(headers)
+            headers = [(k, v) for k, v in headers
+                       if k.lower() != b"set-cookie" or not self.undeclared(set_cookie_name(v))]
+            self.runtime.metrics.cookies.labels("undeclared_removed").inc(before - len(headers))
+            set_cookies = [(k, v) for k, v in headers if k.lower() == b"set-cookie"]
+            message = {**message, "headers": headers}
         request_cookie = get_header(scope.get("headers") or [], b"cookie")
         governed_out = [v for _, v in set_cookies if self.governed(set_cookie_name(v))]
         governed_in = request_cookie is not None and any(
