@@ -185,8 +185,8 @@ async def test_orders_are_filtered_for_the_carrier(shop: httpx.AsyncClient) -> N
     seen = response.json()["orders"][0]
     assert seen["shipping_address"] == ORDER["shipping_address"]
     assert "email" not in seen["customer"] and "customer_id" not in seen and "note" not in seen
-    assert seen["billing_address"] == {"name": "Ada Lovelace"}
-    assert seen["payment"]["card"] == {"holder": "Ada Lovelace"}
+    assert seen["billing_address"] == {}
+    assert seen["payment"]["card"] == {}
     assert seen["items"] == ORDER["items"]
     assert int(response.headers["content-length"]) == len(response.content)
     assert "authorization" in response.headers["vary"].lower()
