@@ -171,17 +171,13 @@ async def main() -> None:
         if not args.no_postgres:
             pg = await with_postgres(events, workdir / "pg")
             ratio = pg / floor
-            print(
-                f"writer    PostgreSQL (advisory lock):          {pg:10,.0f} events/s  ({ratio:.3f} x base)"
-            )
+            print(f"writer    PostgreSQL (advisory lock):          {pg:10,.0f} events/s  ({ratio:.3f} x base)")
         del events  # the verifier runs as its own process in real life: start it from a clean heap
         gc.collect()
         vrate, vfloor, count = await run_verify(url, workdir)
         print(f"baseline  read + SHA-256 per exported line:   {vfloor:12,.0f} lines/s")
         ratio = vrate / vfloor
-        print(
-            f"verify    offline, {count} leaves, best of 3: {vrate:9,.0f} events/s  ({ratio:.3f} x baseline)"
-        )
+        print(f"verify    offline, {count} leaves, best of 3: {vrate:9,.0f} events/s  ({ratio:.3f} x baseline)")
     print("targets: writer >= 10,000 events/s on SQLite; verify >= 100,000 events/s")
 
 

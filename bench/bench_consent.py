@@ -129,9 +129,7 @@ async def main(quick: bool) -> None:
             "verify consent cookie": best_ns(lambda: service.cookies.decode(visitor.cookie), number, repeat),
             "decide, cookie path (visitor)": await best_ns_async(cookie_path, number, repeat),
             "decide, cached subject": await best_ns_async(subject_path, number, repeat),
-            "decide, cached subject + GPC + TC string": await best_ns_async(
-                subject_gpc_tcf_path, number, repeat
-            ),
+            "decide, cached subject + GPC + TC string": await best_ns_async(subject_gpc_tcf_path, number, repeat),
         }
         await database.dispose()
 

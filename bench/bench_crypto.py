@@ -56,9 +56,7 @@ async def main(iterations: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         database = Database(f"sqlite+aiosqlite:///{workdir}/bench.db")
         await database.upgrade()
-        keys = await KeyService.open(
-            f"local://{workdir}/keyring.json", database=database, tenant="bench-shop"
-        )
+        keys = await KeyService.open(f"local://{workdir}/keyring.json", database=database, tenant="bench-shop")
         try:
             token = await keys.encrypt(PAN, category=CATEGORY, subject="customer-1")
             det = await keys.encrypt_deterministic(PAN, category=CATEGORY, subject="customer-1")
@@ -114,9 +112,7 @@ async def main(iterations: int, rounds: int) -> None:
         f"cryptography {cryptography.__version__}, {os.cpu_count()} CPUs; "
         f"{iterations} iterations x best of {rounds} rounds; warm cache, local keyring, SQLite store"
     )
-    print(
-        f"baseline raw AESGCM.encrypt {raw_encrypt * 1e6:.2f} us, AESGCM.decrypt {raw_decrypt * 1e6:.2f} us"
-    )
+    print(f"baseline raw AESGCM.encrypt {raw_encrypt * 1e6:.2f} us, AESGCM.decrypt {raw_decrypt * 1e6:.2f} us")
     print(f"{'operation':<30}{'us/op':>10}{'ratio to raw':>15}")
     for name, (seconds, baseline) in figures.items():
         print(f"{name:<30}{seconds * 1e6:>10.2f}{seconds / baseline:>14.1f}x")

@@ -17,24 +17,39 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import call, measure, minimal_app_factory, report  # noqa: E402
+from common import call, measure, minimal_app_factory, report
 
-from privacy_middleware.middleware import PrivacyMiddleware  # noqa: E402
-from privacy_middleware.policy.load import validate_policy  # noqa: E402
-from privacy_middleware.runtime import Runtime  # noqa: E402
-from privacy_middleware.settings import Settings  # noqa: E402
+from privacy_middleware.middleware import PrivacyMiddleware
+from privacy_middleware.policy.load import validate_policy
+from privacy_middleware.runtime import Runtime
+from privacy_middleware.settings import Settings
 
 POLICY = {
     "policy": {"name": "bench", "version": "1", "effective_date": "2026-01-01"},
     "categories": {"user.financial.card.cvv": {}, "user.name": {}},
     "purposes": {"order_fulfilment": {"legal_basis": "contract"}},
     "routes": [
-        {"method": "POST", "path": "/checkout",
-         "request": {"fields": [{"select": "payment.cvv", "category": "user.financial.card.cvv",
-                                 "transform": "strip"}]}},
-        {"method": "GET", "path": "/orders/{id}", "response": {"fields": [{"select": "name", "category": "user.name"}]}},
-    ] + [{"method": "GET", "path": f"/other/{i}/{{x}}",
-          "response": {"fields": [{"select": "name", "category": "user.name"}]}} for i in range(50)],
+        {
+            "method": "POST",
+            "path": "/checkout",
+            "request": {
+                "fields": [{"select": "payment.cvv", "category": "user.financial.card.cvv", "transform": "strip"}]
+            },
+        },
+        {
+            "method": "GET",
+            "path": "/orders/{id}",
+            "response": {"fields": [{"select": "name", "category": "user.name"}]},
+        },
+    ]
+    + [
+        {
+            "method": "GET",
+            "path": f"/other/{i}/{{x}}",
+            "response": {"fields": [{"select": "name", "category": "user.name"}]},
+        }
+        for i in range(50)
+    ],
 }
 
 
@@ -54,8 +69,10 @@ def starlette_shop() -> Starlette:
 
 
 def body_5kb() -> bytes:
-    lines = [{"sku": f"SKU-{i:04d}", "qty": i % 5 + 1, "price": 9.99, "title": "Loose-leaf tea, 100 g tin"}
-             for i in range(55)]
+    lines = [
+        {"sku": f"SKU-{i:04d}", "qty": i % 5 + 1, "price": 9.99, "title": "Loose-leaf tea, 100 g tin"}
+        for i in range(55)
+    ]
     body = orjson.dumps({"items": lines, "payment": {"cvv": "123", "holder": "Ada"}, "note": ""})
     return body
 
@@ -72,8 +89,10 @@ async def main() -> None:
         json_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         shop = starlette_shop()
         shop_wrapped = PrivacyMiddleware(shop, runtime=runtime)
-        print(f"python {sys.version.split()[0]}, {iterations} calls x 7 repeats, median; body {len(body)} bytes;"
-              f" {runtime.plans.size} planned routes in the table")
+        print(
+            f"python {sys.version.split()[0]}, {iterations} calls x 7 repeats, median; body {len(body)} bytes;"
+            f" {runtime.plans.size} planned routes in the table"
+        )
         base_get = await measure(call(bare, "GET", "/products"), iterations)
         mw_get = await measure(call(wrapped, "GET", "/products"), iterations)
         report("pass-through GET (route without a plan)", mw_get, base_get, "bare minimal ASGI app")
@@ -89,9 +108,11 @@ async def main() -> None:
             orjson.dumps(orjson.loads(body))
 
         floor_cost = await measure(floor, iterations)
-        print(f"{'':<52} +{(mw_post - base_post) * 1e6:8.2f} µs added;"
-              f" floor (orjson parse+dump) {floor_cost * 1e6:.2f} µs:"
-              f" {(mw_post - base_post) / floor_cost:.2f}x the floor")
+        print(
+            f"{'':<52} +{(mw_post - base_post) * 1e6:8.2f} µs added;"
+            f" floor (orjson parse+dump) {floor_cost * 1e6:.2f} µs:"
+            f" {(mw_post - base_post) / floor_cost:.2f}x the floor"
+        )
         shop_post = await measure(call(shop, "POST", "/checkout", body, json_headers), iterations // 4)
         shop_mw_post = await measure(call(shop_wrapped, "POST", "/checkout", body, json_headers), iterations // 4)
         report("POST /checkout on a Starlette shop", shop_mw_post, shop_post, "bare Starlette shop")

@@ -127,9 +127,7 @@ async def upstream_app(scope: Any, receive: Any, send: Any) -> None:
             }
         )
         for i in range(DOWNLOAD_CHUNKS):
-            await send(
-                {"type": "http.response.body", "body": DOWNLOAD_CHUNK, "more_body": i < DOWNLOAD_CHUNKS - 1}
-            )
+            await send({"type": "http.response.body", "body": DOWNLOAD_CHUNK, "more_body": i < DOWNLOAD_CHUNKS - 1})
         return
     await send(
         {
@@ -245,9 +243,7 @@ def main() -> None:
         up_port, proxy_port = free_port(), free_port()
         env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                [str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]
-            ),
+            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
         }
         proxy_env = {
             **env,
@@ -277,9 +273,7 @@ def main() -> None:
     print_results(*results)
 
 
-async def run_all(
-    direct: str, proxied: str
-) -> tuple[list[tuple[str, float, float, float]], list[tuple[str, float]]]:
+async def run_all(direct: str, proxied: str) -> tuple[list[tuple[str, float, float, float]], list[tuple[str, float]]]:
     rows = [
         await scenario("direct   GET /products (1 KB JSON)", direct + "/products"),
         await scenario("proxied  GET /products (no plan: streamed)", proxied + "/products"),

@@ -16,55 +16,99 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import call, measure, minimal_app_factory, report  # noqa: E402
+from common import call, measure, minimal_app_factory, report
 
-from privacy_middleware.demo.run import demo_policy_path  # noqa: E402
-from privacy_middleware.demo.shop import DemoShop  # noqa: E402
-from privacy_middleware.middleware import PrivacyMiddleware  # noqa: E402
-from privacy_middleware.runtime import Runtime  # noqa: E402
-from privacy_middleware.settings import JwtSettings, Settings  # noqa: E402
+from privacy_middleware.demo.run import demo_policy_path
+from privacy_middleware.demo.shop import DemoShop
+from privacy_middleware.middleware import PrivacyMiddleware
+from privacy_middleware.runtime import Runtime
+from privacy_middleware.settings import JwtSettings, Settings
 
 ITERATIONS = 2000
 
 
 def checkout_body() -> bytes:
-    lines = [{"sku": f"TEA-{i:03d}", "qty": 1 + i % 3, "title": "Loose-leaf green tea, 100 g tin, organic"}
-             for i in range(50)]
-    return orjson.dumps({
-        "items": lines,
-        "customer": {"email": "ada@example.com", "name": "Ada Lovelace"},
-        "payment": {"card": {"number": "4242424242424242", "cvv": "737", "exp_month": 12, "exp_year": 2030,
-                             "holder": "Ada Lovelace"}},
-        "shipping_address": {"name": "Ada Lovelace", "street": "12 Marylebone Road", "city": "London",
-                             "postal_code": "NW1 5LR", "country": "GB", "phone": "+44 20 7946 0018"},
-        "billing_address": {"name": "Ada Lovelace", "street": "12 Marylebone Road", "city": "London",
-                            "postal_code": "NW1 5LR", "country": "GB"},
-        "note": "Please ring twice.",
-    })
+    lines = [
+        {"sku": f"TEA-{i:03d}", "qty": 1 + i % 3, "title": "Loose-leaf green tea, 100 g tin, organic"}
+        for i in range(50)
+    ]
+    return orjson.dumps(
+        {
+            "items": lines,
+            "customer": {"email": "ada@example.com", "name": "Ada Lovelace"},
+            "payment": {
+                "card": {
+                    "number": "4242424242424242",
+                    "cvv": "737",
+                    "exp_month": 12,
+                    "exp_year": 2030,
+                    "holder": "Ada Lovelace",
+                }
+            },
+            "shipping_address": {
+                "name": "Ada Lovelace",
+                "street": "12 Marylebone Road",
+                "city": "London",
+                "postal_code": "NW1 5LR",
+                "country": "GB",
+                "phone": "+44 20 7946 0018",
+            },
+            "billing_address": {
+                "name": "Ada Lovelace",
+                "street": "12 Marylebone Road",
+                "city": "London",
+                "postal_code": "NW1 5LR",
+                "country": "GB",
+            },
+            "note": "Please ring twice.",
+        }
+    )
 
 
 def orders_body(n: int = 50) -> bytes:
     orders = []
     for i in range(n):
-        orders.append({
-            "id": f"ord_{i:06d}", "customer_id": f"cus_{i % 7:04d}", "status": "paid", "total": 17.0,
-            "currency": "EUR", "created_at": "2026-11-01T10:00:00+00:00",
-            "items": [{"sku": "TEA-001", "qty": 2}],
-            "customer": {"email": f"c{i}@example.com", "name": "Ada Lovelace"},
-            "shipping_address": {"name": "Ada Lovelace", "street": "12 Marylebone Road", "city": "London",
-                                 "postal_code": "NW1 5LR", "country": "GB", "phone": "+44 20 7946 0018"},
-            "billing_address": {"name": "Ada", "street": "12 Marylebone Road", "city": "London",
-                                "postal_code": "NW1 5LR", "country": "GB"},
-            "payment": {"card": {"number_last4": "4242", "number_brand": "visa", "exp_month": 12,
-                                 "exp_year": 2030}},
-            "note": "Please ring twice.",
-        })
+        orders.append(
+            {
+                "id": f"ord_{i:06d}",
+                "customer_id": f"cus_{i % 7:04d}",
+                "status": "paid",
+                "total": 17.0,
+                "currency": "EUR",
+                "created_at": "2026-11-01T10:00:00+00:00",
+                "items": [{"sku": "TEA-001", "qty": 2}],
+                "customer": {"email": f"c{i}@example.com", "name": "Ada Lovelace"},
+                "shipping_address": {
+                    "name": "Ada Lovelace",
+                    "street": "12 Marylebone Road",
+                    "city": "London",
+                    "postal_code": "NW1 5LR",
+                    "country": "GB",
+                    "phone": "+44 20 7946 0018",
+                },
+                "billing_address": {
+                    "name": "Ada",
+                    "street": "12 Marylebone Road",
+                    "city": "London",
+                    "postal_code": "NW1 5LR",
+                    "country": "GB",
+                },
+                "payment": {
+                    "card": {
+                        "number_last4": "4242",
+                        "number_brand": "visa",
+                        "exp_month": 12,
+                        "exp_year": 2030,
+                    }
+                },
+                "note": "Please ring twice.",
+            }
+        )
     return orjson.dumps({"orders": orders})
 
 
@@ -73,16 +117,25 @@ async def main() -> None:
         data = Path(tmp)
         shop = DemoShop(data / "shop")
         settings = Settings(
-            policy_file=demo_policy_path(), database_url=f"sqlite+aiosqlite:///{data / 'p.db'}", data_dir=data,
-            keys=f"local://{data / 'keyring.json'}", consent={"secure_cookie": False},
-            jwt=JwtSettings(issuer="demo-shop", audience="demo-shop-api", algorithms=["EdDSA"],
-                            public_key=shop.public_key_pem),
+            policy_file=demo_policy_path(),
+            database_url=f"sqlite+aiosqlite:///{data / 'p.db'}",
+            data_dir=data,
+            keys=f"local://{data / 'keyring.json'}",
+            consent={"secure_cookie": False},
+            jwt=JwtSettings(
+                issuer="demo-shop",
+                audience="demo-shop-api",
+                algorithms=["EdDSA"],
+                public_key=shop.public_key_pem,
+            ),
         )
         customer = shop.token({"sub": "cus_0001"}, ttl=86400)
         logistics = shop.token({"sub": "logistics-co", "recipient": "logistics", "purpose": "delivery"}, ttl=86400)
         json_h = [(b"content-type", b"application/json")]
-        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; median of 7 x {ITERATIONS} calls; "
-              "demo policy; inner app returns a fixed body")
+        print(
+            f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; median of 7 x {ITERATIONS} calls; "
+            "demo policy; inner app returns a fixed body"
+        )
 
         # --- checkout: encryption on the way in -----------------------------------------------
         body = checkout_body()
@@ -90,8 +143,11 @@ async def main() -> None:
         runtime = Runtime(settings)
         app = PrivacyMiddleware(bare, runtime=runtime)
         await runtime.ensure_started()
-        headers = [*json_h, (b"content-length", str(len(body)).encode()),
-                   (b"authorization", f"Bearer {customer}".encode())]
+        headers = [
+            *json_h,
+            (b"content-length", str(len(body)).encode()),
+            (b"authorization", f"Bearer {customer}".encode()),
+        ]
         base = await measure(call(bare, "POST", "/checkout", body, headers), ITERATIONS)
         routed = await measure(call(app, "POST", "/checkout", body, headers), ITERATIONS)
         key = AESGCM(os.urandom(32))
@@ -126,8 +182,15 @@ async def main() -> None:
         await runtime.audit.flush()
 
         # --- audit on vs off on a customer's read -----------------------------------------------
-        own = orjson.dumps({"id": "cus_0001", "email": "ada@example.com", "name": "Ada", "phone": "+44 20 7946 0018",
-                            "birth_date": "1990-04-01"})
+        own = orjson.dumps(
+            {
+                "id": "cus_0001",
+                "email": "ada@example.com",
+                "name": "Ada",
+                "phone": "+44 20 7946 0018",
+                "birth_date": "1990-04-01",
+            }
+        )
         bare_me = minimal_app_factory(own)
         app_me = PrivacyMiddleware(bare_me, runtime=runtime)
         me_auth = [(b"authorization", f"Bearer {customer}".encode())]
@@ -144,20 +207,28 @@ async def main() -> None:
         # --- tracking with a valid consent cookie ------------------------------------------------
         from privacy_middleware.consent.records import Holder
 
-        change = await runtime.consent.set_purposes(Holder("visitor", "vbench0000000000000000"), {"analytics": True},
-                                                    method="api")
+        change = await runtime.consent.set_purposes(
+            Holder("visitor", "vbench0000000000000000"), {"analytics": True}, method="api"
+        )
         track_body = b'{"event":"page_view","page":"/tea"}'
         bare_track = minimal_app_factory(b'{"accepted":true}')
         app_track = PrivacyMiddleware(bare_track, runtime=runtime)
-        cookie = [(b"cookie", f"privacy_consent={change.cookie}".encode()), *json_h,
-                  (b"content-length", str(len(track_body)).encode())]
+        cookie = [
+            (b"cookie", f"privacy_consent={change.cookie}".encode()),
+            *json_h,
+            (b"content-length", str(len(track_body)).encode()),
+        ]
         base = await measure(call(bare_track, "POST", "/track", track_body, cookie), ITERATIONS)
         passthrough = await measure(call(app_track, "POST", "/elsewhere", track_body, cookie), ITERATIONS)
         routed = await measure(call(app_track, "POST", "/track", track_body, cookie), ITERATIONS)
         print("\nPOST /track with a valid consent cookie")
         report("  bare pass-through request (no plan)", passthrough, base, "bare app")
-        report("  tracking route (decision + pseudonymise + truncate)", routed, passthrough,
-               "bare pass-through (target < 1.1x)")
+        report(
+            "  tracking route (decision + pseudonymise + truncate)",
+            routed,
+            passthrough,
+            "bare pass-through (target < 1.1x)",
+        )
         await runtime.stop()
 
 

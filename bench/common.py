@@ -17,20 +17,38 @@ def minimal_app_factory(response_body: bytes = b'{"ok":true}') -> Any:
         while more:
             message = await receive()
             more = message.get("more_body", False)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(response_body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(response_body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": response_body})
 
     return app
 
 
-def call(app: Any, method: str, path: str, body: bytes = b"",
-         headers: list[tuple[bytes, bytes]] | None = None) -> Callable[[], Awaitable[None]]:
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "scheme": "http", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000),
-             "headers": headers or []}
+def call(
+    app: Any, method: str, path: str, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
+) -> Callable[[], Awaitable[None]]:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "http",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "headers": headers or [],
+    }
 
     async def once() -> None:
         delivered = False

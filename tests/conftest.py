@@ -89,8 +89,9 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     """Drive an ASGI app's lifespan (startup, then shutdown), as uvicorn does."""
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
-                                   inbox.get, outbox.put))
+    task = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
+    )
     await inbox.put({"type": "lifespan.startup"})
     getter = asyncio.ensure_future(outbox.get())
     await asyncio.wait({getter, task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)

@@ -24,13 +24,15 @@ from privacy_middleware.settings import JwtSettings
 
 pytestmark = pytest.mark.anyio
 
-POLICY = validate_policy({
-    "policy": {"name": "t", "version": "1", "effective_date": "2026-01-01"},
-    "categories": {"user.name": {}},
-    "purposes": {"delivery": {"legal_basis": "contract"}, "payment": {"legal_basis": "contract"}},
-    "recipients": {"logistics": {"purposes": ["delivery"]}, "support": {"purposes": ["delivery"]}},
-    "identity": {"scope_recipients": {"staff": "support"}},
-})
+POLICY = validate_policy(
+    {
+        "policy": {"name": "t", "version": "1", "effective_date": "2026-01-01"},
+        "categories": {"user.name": {}},
+        "purposes": {"delivery": {"legal_basis": "contract"}, "payment": {"legal_basis": "contract"}},
+        "recipients": {"logistics": {"purposes": ["delivery"]}, "support": {"purposes": ["delivery"]}},
+        "identity": {"scope_recipients": {"staff": "support"}},
+    }
+)
 SECRET = "a-test-secret-of-at-least-sixty-four-bytes-for-hs512-0123456789ab"
 
 
@@ -66,8 +68,9 @@ async def test_partner_token_carries_recipient_and_purpose() -> None:
 
 async def test_staff_scope_maps_to_recipient() -> None:
     v = verifier(secret=SECRET, algorithms=["HS256"])
-    principal = await v.authenticate(bearer(jwt.encode(claims(sub="st1", scope="staff orders:read"), SECRET,
-                                                      algorithm="HS256")))
+    principal = await v.authenticate(
+        bearer(jwt.encode(claims(sub="st1", scope="staff orders:read"), SECRET, algorithm="HS256"))
+    )
     assert principal is not None and principal.recipient == "support" and principal.has_scope("orders:read")
 
 
@@ -129,9 +132,11 @@ async def test_public_key_cannot_be_used_as_hmac_secret() -> None:
 
 @pytest.mark.parametrize("alg", ["RS256", "ES256", "EdDSA"])
 async def test_asymmetric_algorithms(alg: str) -> None:
-    key: Any = {"RS256": lambda: rsa.generate_private_key(65537, 2048),
-                "ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
-                "EdDSA": Ed25519PrivateKey.generate}[alg]()
+    key: Any = {
+        "RS256": lambda: rsa.generate_private_key(65537, 2048),
+        "ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
+        "EdDSA": Ed25519PrivateKey.generate,
+    }[alg]()
     pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     v = verifier(public_key=pem.decode(), algorithms=[alg])
     assert await v.authenticate(bearer(jwt.encode(claims(), key, algorithm=alg))) is not None
@@ -152,8 +157,11 @@ async def test_jwks_is_fetched_cached_and_refetched_on_rotation(httpx_mock: HTTP
     url = "https://issuer.example/.well-known/jwks.json"
     httpx_mock.add_response(url=url, json={"keys": [jwk_for(old, "k1")]})
     async with httpx.AsyncClient() as http:
-        v = TokenVerifier(JwtSettings(issuer="shop", audience="api", jwks_url=url, algorithms=["EdDSA"]),
-                          POLICY.identity, http=http)
+        v = TokenVerifier(
+            JwtSettings(issuer="shop", audience="api", jwks_url=url, algorithms=["EdDSA"]),
+            POLICY.identity,
+            http=http,
+        )
         v.bind_policy(POLICY)
         for n in range(3):
             token = jwt.encode(claims(jti=str(n)), old, algorithm="EdDSA", headers={"kid": "k1"})
@@ -178,8 +186,11 @@ async def test_jwks_unreachable_is_503(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_exception(httpx.ConnectError("down"), url=url)
     key = Ed25519PrivateKey.generate()
     async with httpx.AsyncClient() as http:
-        v = TokenVerifier(JwtSettings(audience="api", issuer="shop", jwks_url=url, algorithms=["EdDSA"]),
-                          POLICY.identity, http=http)
+        v = TokenVerifier(
+            JwtSettings(audience="api", issuer="shop", jwks_url=url, algorithms=["EdDSA"]),
+            POLICY.identity,
+            http=http,
+        )
         with pytest.raises(PrivacyError) as info:
             await v.authenticate(bearer(jwt.encode(claims(), key, algorithm="EdDSA", headers={"kid": "k"})))
     assert info.value.status == 503

@@ -27,14 +27,19 @@ POLICY: dict[str, Any] = {
     },
     "purposes": {"order_fulfilment": {"legal_basis": "contract"}},
     "recipients": {
-        "support": {"purposes": ["order_fulfilment"], "sees": {"user.name": "keep", "user.contact.email": "mask:email"}}
+        "support": {
+            "purposes": ["order_fulfilment"],
+            "sees": {"user.name": "keep", "user.contact.email": "mask:email"},
+        }
     },
     "identity": {"scope_recipients": {"staff": "support"}},
     "routes": [
         {
             "method": "POST",
             "path": "/pay",
-            "request": {"fields": [{"select": "card.cvv", "category": "user.financial.card.cvv", "transform": "strip"}]},
+            "request": {
+                "fields": [{"select": "card.cvv", "category": "user.financial.card.cvv", "transform": "strip"}]
+            },
         },
         {
             "method": "GET",
@@ -130,8 +135,9 @@ async def test_cvv_is_stripped_and_content_length_fixed(client: httpx.AsyncClien
 
 
 async def test_body_over_cap_is_413_and_not_forwarded(client: httpx.AsyncClient, inner: Recorder) -> None:
-    response = await client.post("/pay", content=b'{"a":"' + b"x" * 5000 + b'"}',
-                                 headers={"content-type": "application/json"})
+    response = await client.post(
+        "/pay", content=b'{"a":"' + b"x" * 5000 + b'"}', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["code"] == "body_too_large"
@@ -165,9 +171,7 @@ async def test_unparseable_body_on_planned_route_is_refused(
     assert inner.seen == []
 
 
-async def test_compressed_request_body_on_planned_route_is_refused(
-    client: httpx.AsyncClient, inner: Recorder
-) -> None:
+async def test_compressed_request_body_on_planned_route_is_refused(client: httpx.AsyncClient, inner: Recorder) -> None:
     body = gzip.compress(b'{"card": {"cvv": "123"}}')
     response = await client.post(
         "/pay", content=body, headers={"content-type": "application/json", "content-encoding": "gzip"}
@@ -177,15 +181,21 @@ async def test_compressed_request_body_on_planned_route_is_refused(
 
 
 async def test_json_content_type_variants_are_accepted(client: httpx.AsyncClient, inner: Recorder) -> None:
-    response = await client.post("/pay", content=b'{"card":{"cvv":"1"}}',
-                                 headers={"Content-Type": "application/merge-patch+json; charset=utf-8"})
+    response = await client.post(
+        "/pay",
+        content=b'{"card":{"cvv":"1"}}',
+        headers={"Content-Type": "application/merge-patch+json; charset=utf-8"},
+    )
     assert response.status_code == 200
     assert orjson.loads(inner.seen[0]["body"]) == {"card": {}}
 
 
 async def test_response_is_filtered_for_anonymous_caller(client: httpx.AsyncClient, inner: Recorder) -> None:
-    inner.answer(200, orjson.dumps({"id": "c1", "name": "Ada", "email": "ada@example.com", "shoe": 38}),
-                 [(b"Content-Type", b"application/json"), (b"ETag", b'"v1"'), (b"content-length", b"67")])
+    inner.answer(
+        200,
+        orjson.dumps({"id": "c1", "name": "Ada", "email": "ada@example.com", "shoe": 38}),
+        [(b"Content-Type", b"application/json"), (b"ETag", b'"v1"'), (b"content-length", b"67")],
+    )
     response = await client.get("/people/c1")
     assert response.status_code == 200
     assert response.json() == {}
@@ -206,11 +216,20 @@ async def test_response_chunks_are_reassembled_before_filtering(client: httpx.As
     ("status", "headers", "body", "code"),
     [
         (200, [(b"content-type", b"application/json")], b'{"id": "c1", "name": ', "malformed_response"),
-        (200, [(b"content-type", b"application/json"), (b"content-encoding", b"gzip")],
-         gzip.compress(b'{"id":"c1","name":"Ada"}'), "response_not_filterable"),
+        (
+            200,
+            [(b"content-type", b"application/json"), (b"content-encoding", b"gzip")],
+            gzip.compress(b'{"id":"c1","name":"Ada"}'),
+            "response_not_filterable",
+        ),
         (200, [(b"content-type", b"text/html")], b"<p>Ada</p>", "response_not_json"),
         (206, [(b"content-type", b"application/json")], b'{"name":"Ada"}', "response_not_filterable"),
-        (200, [(b"content-type", b"application/json")], b'{"name":"' + b"A" * 5000 + b'"}', "response_too_large"),
+        (
+            200,
+            [(b"content-type", b"application/json")],
+            b'{"name":"' + b"A" * 5000 + b'"}',
+            "response_too_large",
+        ),
     ],
 )
 async def test_unfilterable_response_fails_closed(
@@ -250,7 +269,13 @@ async def test_streaming_sse_on_unplanned_route_is_not_buffered(settings: Settin
     sent: list[dict[str, Any]] = []
 
     async def sse(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
         await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
         # The first event must already be downstream before the app produces the next one.
         assert len(sent) == 2
@@ -275,8 +300,14 @@ async def test_pathsend_and_trailers_are_forwarded(settings: Settings) -> None:
     sent: list[dict[str, Any]] = []
 
     async def app_with_trailers(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "trailers": True,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "trailers": True,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": b'{"id":"c1","name":"Ada"}', "more_body": False})
         await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"1")], "more_trailers": False})
 
@@ -289,9 +320,16 @@ async def test_pathsend_and_trailers_are_forwarded(settings: Settings) -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await app({"type": "http", "method": "GET", "path": "/people/c1", "headers": [], "client": ("1.2.3.4", 1)},
-              receive, send)
-    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body", "http.response.trailers"]
+    await app(
+        {"type": "http", "method": "GET", "path": "/people/c1", "headers": [], "client": ("1.2.3.4", 1)},
+        receive,
+        send,
+    )
+    assert [m["type"] for m in sent] == [
+        "http.response.start",
+        "http.response.body",
+        "http.response.trailers",
+    ]
     assert sent[0]["trailers"] is True
     assert orjson.loads(sent[1]["body"]) == {}
     await runtime.stop()
@@ -321,8 +359,17 @@ async def test_replayed_body_then_delegates_to_real_receive(settings: Settings) 
 
     runtime = Runtime(settings, policy=validate_policy(POLICY))
     mw = PrivacyMiddleware(app, runtime=runtime)
-    await mw({"type": "http", "method": "POST", "path": "/pay", "client": ("1.2.3.4", 1),
-              "headers": [(b"content-type", b"application/json")]}, receive, send)
+    await mw(
+        {
+            "type": "http",
+            "method": "POST",
+            "path": "/pay",
+            "client": ("1.2.3.4", 1),
+            "headers": [(b"content-type", b"application/json")],
+        },
+        receive,
+        send,
+    )
     assert received[0] == {"type": "http.request", "body": b'{"card":{}}', "more_body": False}
     assert received[1] == {"type": "http.disconnect", "marker": "real"}
     await runtime.stop()

@@ -39,9 +39,14 @@ def test_value_and_file_together_is_an_error(monkeypatch: pytest.MonkeyPatch, tm
         Settings()
 
 
-@pytest.mark.parametrize(("name", "value"), [("PRIVACY_TRUSTED_PROXIES", "not-an-ip"),
-                                             ("PRIVACY_JWT__ALGORITHMS", "none"),
-                                             ("PRIVACY_MOUNT_PATH", "privacy")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PRIVACY_TRUSTED_PROXIES", "not-an-ip"),
+        ("PRIVACY_JWT__ALGORITHMS", "none"),
+        ("PRIVACY_MOUNT_PATH", "privacy"),
+    ],
+)
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError):

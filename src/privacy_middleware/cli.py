@@ -45,8 +45,10 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
             problems += 1
             continue
         for selector in missing:
-            err_console.print(f"[yellow]warning[/yellow] {route}: selector {selector!r} matches nothing in "
-                              f"{payload_file}", markup=True)
+            err_console.print(
+                f"[yellow]warning[/yellow] {route}: selector {selector!r} matches nothing in {payload_file}",
+                markup=True,
+            )
         problems += len(missing)
     console.print(f"{args.file}: OK — {info.name}, version {info.version}, effective {info.effective_date}")
     console.print(
@@ -144,8 +146,14 @@ def cmd_keys(args: argparse.Namespace) -> int:
                     "run `privacy-middleware keys rewrap`"
                 )
             elif args.keys_command == "rewrap":
-                with Progress(TextColumn("rewrapping subject keys"), BarColumn(), MofNCompleteColumn(),
-                              TimeElapsedColumn(), console=console, transient=False) as progress:
+                with Progress(
+                    TextColumn("rewrapping subject keys"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=console,
+                    transient=False,
+                ) as progress:
                     task = progress.add_task("rewrap", total=None)
 
                     def advance(done: int, total: int) -> None:
@@ -159,14 +167,20 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 return 0 if result.failed == 0 and result.remaining == 0 else 1
             else:
                 status = await service.status()
-                console.print(f"provider {status.provider}, tenant {status.tenant}, "
-                              f"primary generation {status.primary_generation}")
+                console.print(
+                    f"provider {status.provider}, tenant {status.tenant}, "
+                    f"primary generation {status.primary_generation}"
+                )
                 for generation in status.generations:
                     mark = " (primary)" if generation.primary else ""
-                    console.print(f"  generation {generation.generation}{mark}: root version "
-                                  f"{generation.root_version}, {generation.subject_keys} subject keys")
-                console.print(f"  pending rewrap {status.pending_rewrap}, tombstones {status.tombstones}, "
-                              f"vault tokens {status.tokens}")
+                    console.print(
+                        f"  generation {generation.generation}{mark}: root version "
+                        f"{generation.root_version}, {generation.subject_keys} subject keys"
+                    )
+                console.print(
+                    f"  pending rewrap {status.pending_rewrap}, tombstones {status.tombstones}, "
+                    f"vault tokens {status.tokens}"
+                )
             return 0
         finally:
             await service.close()
@@ -189,8 +203,10 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
             summary = await export(db, args.out)
         finally:
             await db.dispose()
-        console.print(f"exported {summary.events} events ({summary.purged} purged bodies) and "
-                      f"{summary.checkpoints} signed checkpoints to {summary.directory}")
+        console.print(
+            f"exported {summary.events} events ({summary.purged} purged bodies) and "
+            f"{summary.checkpoints} signed checkpoints to {summary.directory}"
+        )
         return 0
 
     return asyncio.run(run())
@@ -223,8 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = policy.add_parser("check", help="validate a policy file")
     check.add_argument("file")
-    check.add_argument("--example", action="append", metavar="'METHOD /path=payload.json'",
-                       help="report response selectors that match nothing in this example payload")
+    check.add_argument(
+        "--example",
+        action="append",
+        metavar="'METHOD /path=payload.json'",
+        help="report response selectors that match nothing in this example payload",
+    )
     check.set_defaults(func=cmd_policy_check)
     explain = policy.add_parser("explain", help="what a recipient would see on a route, field by field")
     explain.add_argument("file", nargs="?", default=None)
@@ -258,8 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit_export.add_argument("--out", required=True)
     audit_export.set_defaults(func=cmd_audit_export)
     audit_verify = audit.add_parser(
-        "verify", help="verify an export offline; exit 0 intact, 1 altered, 2 gap/truncation, 3 bad signature, "
-        "4 malformed input"
+        "verify",
+        help="verify an export offline; exit 0 intact, 1 altered, 2 gap/truncation, 3 bad signature, 4 malformed input",
     )
     audit_verify.add_argument("directory")
     audit_verify.add_argument("--public-key", required=True)

@@ -26,9 +26,7 @@ JWKS_MIN_REFRESH_SECONDS = 30.0
 
 
 def unauthorized(reason: str) -> PrivacyError:
-    return PrivacyError(
-        "invalid_token", reason, 401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
-    )
+    return PrivacyError("invalid_token", reason, 401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
 class JWKSCache:
@@ -50,9 +48,7 @@ class JWKSCache:
         except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
             if self._keys:
                 return  # keep serving the keys we have; a transient outage must not log everyone out
-            raise PrivacyError(
-                "identity_unavailable", "The token issuer's keys cannot be fetched.", 503
-            ) from exc
+            raise PrivacyError("identity_unavailable", "The token issuer's keys cannot be fetched.", 503) from exc
         self._keys = {k.key_id: k for k in keyset.keys if k.key_id}
         self._default = keyset.keys[0] if len(keyset.keys) == 1 else None
         self._fetched_at = time.monotonic()
@@ -129,7 +125,7 @@ class TokenVerifier:
         key: Any = self._static_key
         if key is None and self._jwks is not None:
             key = await self._jwks.key(header.get("kid"))
-        options: dict[str, Any] = {"require": ["exp", "iat"]}
+        options: Any = {"require": ["exp", "iat"]}
         try:
             claims = jwt.decode(
                 token,

@@ -18,7 +18,10 @@ class Metrics:
             registry=self.registry,
         )
         self.refusals = Counter(
-            "privacy_refusals", "Requests or responses refused, by error code.", ["code"], registry=self.registry
+            "privacy_refusals",
+            "Requests or responses refused, by error code.",
+            ["code"],
+            registry=self.registry,
         )
         self.fields = Counter(
             "privacy_field_transforms",
@@ -39,7 +42,9 @@ class Metrics:
             registry=self.registry,
         )
         self.cookies = Counter(
-            "privacy_cookies", "Cookies removed from responses or expired after withdrawal.", ["action"],
+            "privacy_cookies",
+            "Cookies removed from responses or expired after withdrawal.",
+            ["action"],
             registry=self.registry,
         )
         self.plan_seconds = Histogram(

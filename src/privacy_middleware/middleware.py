@@ -77,9 +77,7 @@ class PrivacyMiddleware:
 
     # --- planned routes -------------------------------------------------------------------
 
-    async def _run(
-        self, plan: RoutePlan, params: dict[str, str], scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    async def _run(self, plan: RoutePlan, params: dict[str, str], scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = scope.get("headers") or []
         ctx = RequestContext(
@@ -110,8 +108,13 @@ class PrivacyMiddleware:
             except Respond as answer:
                 outcome = "answered"
                 ex.status = answer.status
-                await send({"type": "http.response.start", "status": answer.status,
-                            "headers": [*answer.headers, (b"content-length", str(len(answer.body)).encode())]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": answer.status,
+                        "headers": [*answer.headers, (b"content-length", str(len(answer.body)).encode())],
+                    }
+                )
                 await send({"type": "http.response.body", "body": answer.body})
                 return
             except ClientDisconnected:
@@ -141,8 +144,11 @@ class PrivacyMiddleware:
         length = declared_length(headers)
         if length is not None and length > limit:
             raise too_large(limit)  # before reading: no 100-continue for a body we will refuse
-        if length == 0 or (length is None and get_header(headers, b"transfer-encoding") is None
-                           and ex.ctx.method in {"GET", "HEAD", "DELETE", "OPTIONS"}):
+        if length == 0 or (
+            length is None
+            and get_header(headers, b"transfer-encoding") is None
+            and ex.ctx.method in {"GET", "HEAD", "DELETE", "OPTIONS"}
+        ):
             return receive
         compressed = get_header(headers, b"content-encoding") not in (None, b"identity")
         if compressed and plan.needs_request_json:
@@ -172,8 +178,11 @@ class PrivacyMiddleware:
             await step.on_request(ex)
         if ex.request_changed:
             body = orjson.dumps(ex.request_json)
-            headers = replace(without(headers, b"content-md5", b"digest", b"content-digest"),
-                              b"content-length", str(len(body)).encode())
+            headers = replace(
+                without(headers, b"content-md5", b"digest", b"content-digest"),
+                b"content-length",
+                str(len(body)).encode(),
+            )
             scope["headers"] = headers
         return replay(body, receive)
 
@@ -200,8 +209,16 @@ class PrivacyMiddleware:
 
     async def _metrics(self, send: Send) -> None:
         body, content_type = self.runtime.metrics.render()
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", content_type.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:

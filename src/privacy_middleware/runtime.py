@@ -13,15 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from redis import asyncio as aioredis
 from starlette.routing import BaseRoute
 
 from .api.audit import audit_routes
 from .api.consent import consent_routes, gpc_routes
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from redis import asyncio as aioredis
-
 from .asgi.client_ip import ClientIPResolver
 from .audit import events as audit_events
 from .audit.counters import CounterBackend, MemoryCounters, RedisCounters
@@ -29,21 +27,21 @@ from .audit.detectors import LoginGuard, LoginLimits
 from .audit.log import AuditLog
 from .audit.writer import AuditWriter
 from .consent.records import ConsentRecord
-from .rights.adapter import ShopAdapter
 from .consent.service import ConsentService
-from .keyfiles import load_or_create_ed25519
-from .steps.consent import CookieGate, OutboundConsentGate
-from .store.bus import Bus, LocalBus, RedisBus
 from .crypto.handle import KeyServiceHandle
 from .fields.engine import FieldCipher, FieldEngine, Pseudonymiser
 from .identity import TokenVerifier
+from .keyfiles import load_or_create_ed25519
 from .metrics import Metrics
 from .pipeline import RoutePlan, StepFactory
 from .policy.compile import RouteSpec, RouteTable, compile_policy
 from .policy.load import load_policy
 from .policy.schema import Policy
+from .rights.adapter import ShopAdapter
 from .settings import Settings
+from .steps.consent import CookieGate, OutboundConsentGate
 from .store import Database
+from .store.bus import Bus, LocalBus, RedisBus
 from .store.policies import record_policy_version
 
 logger = logging.getLogger("privacy_middleware")
@@ -58,12 +56,19 @@ def rights_unavailable_routes() -> list[BaseRoute]:
     from .errors import PrivacyError
 
     async def unavailable(request: Request) -> Any:
-        return problem_response(PrivacyError(
-            "no_shop_adapter", "Subject-rights requests are not configured here (PRIVACY_SHOP_ADAPTER).", 503))
+        return problem_response(
+            PrivacyError(
+                "no_shop_adapter",
+                "Subject-rights requests are not configured here (PRIVACY_SHOP_ADAPTER).",
+                503,
+            )
+        )
 
     methods = ["GET", "POST", "PUT", "DELETE"]
-    return [Route("/me/{rest:path}", unavailable, methods=methods),
-            Route("/admin/requests", unavailable, methods=methods)]
+    return [
+        Route("/me/{rest:path}", unavailable, methods=methods),
+        Route("/admin/requests", unavailable, methods=methods),
+    ]
 
 
 class Runtime:
@@ -104,7 +109,9 @@ class Runtime:
         self.consent = ConsentService(
             self.database,
             self.policy,
-            cookie_secret=settings.secret(settings.consent.cookie_secret, "consent-cookie.key", "consent cookie secret"),
+            cookie_secret=settings.secret(
+                settings.consent.cookie_secret, "consent-cookie.key", "consent cookie secret"
+            ),
             signing_key=load_or_create_ed25519(
                 settings.data_file(settings.consent.signing_key_file, "consent-signing-key.pem"),
                 "consent receipt signing key",
@@ -114,12 +121,14 @@ class Runtime:
             registry=self.metrics.registry,
             secure_cookie=settings.consent.secure_cookie,
         )
-        self.api_routes: list[BaseRoute] = consent_routes(
-            self.consent,
-            allowed_origins=settings.consent.allowed_origins,
-            cookie_domains=settings.consent.cookie_domains,
-        )
-        self.root_routes: list[BaseRoute] = gpc_routes(self.policy.policy.effective_date)
+        self.api_routes: list[BaseRoute] = [
+            *consent_routes(
+                self.consent,
+                allowed_origins=settings.consent.allowed_origins,
+                cookie_domains=settings.consent.cookie_domains,
+            )
+        ]
+        self.root_routes: list[BaseRoute] = [*gpc_routes(self.policy.policy.effective_date)]
         tracking = self.policy.tracking
         self.cookie_gate = CookieGate(self) if tracking.cookies or tracking.undeclared_cookies == "drop" else None
         self._build_audit()
@@ -176,9 +185,15 @@ class Runtime:
                 return
             granted = [p for p, v in record.purposes.items() if v]
             denied = [p for p, v in record.purposes.items() if not v]
-            self.audit.emit(audit_events.consent_change(
-                subject=record.holder.id, purposes_granted=granted, purposes_denied=denied,
-                source=record.method, policy_version=record.policy_version))
+            self.audit.emit(
+                audit_events.consent_change(
+                    subject=record.holder.id,
+                    purposes_granted=granted,
+                    purposes_denied=denied,
+                    source=record.method,
+                    policy_version=record.policy_version,
+                )
+            )
 
         self.consent.listeners.append(consent_changed)
 
@@ -187,8 +202,16 @@ class Runtime:
             from .steps.audit import record_disclosure
 
             viewer = Viewer(None, recipient, {}, purpose)
-            await record_disclosure(self, viewer, report, route=route, purpose=purpose or "", principal="shop",
-                                    ip=None, strict_categories=tuple(self.policy.audit.strict_categories))
+            await record_disclosure(
+                self,
+                viewer,
+                report,
+                route=route,
+                purpose=purpose or "",
+                principal="shop",
+                ip=None,
+                strict_categories=tuple(self.policy.audit.strict_categories),
+            )
 
         self.disclosure_hooks.append(outbound_disclosure)
 
@@ -272,8 +295,11 @@ class Runtime:
             for hook in self._on_start:
                 await hook()
             self.started = True
-            logger.info("privacy-middleware started: %d planned routes, store %s",
-                        self.plans.size, self.database.display_url)
+            logger.info(
+                "privacy-middleware started: %d planned routes, store %s",
+                self.plans.size,
+                self.database.display_url,
+            )
 
     async def ensure_serving(self) -> None:
         """Started, plus the server's background maintenance (retention, retrying open erasures).

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
@@ -19,7 +19,6 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
-from typing_extensions import Annotated
 
 from .errors import ConfigError
 from .store.database import DEFAULT_DATABASE_URL
@@ -50,8 +49,21 @@ class JwtSettings(BaseModel):
     @field_validator("algorithms")
     @classmethod
     def _no_none(cls, value: list[str]) -> list[str]:
-        allowed = {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-                   "ES256", "ES384", "ES512", "EdDSA"}
+        allowed = {
+            "HS256",
+            "HS384",
+            "HS512",
+            "RS256",
+            "RS384",
+            "RS512",
+            "PS256",
+            "PS384",
+            "PS512",
+            "ES256",
+            "ES384",
+            "ES512",
+            "EdDSA",
+        }
         bad = [a for a in value if a not in allowed]
         if bad:
             raise ValueError(f"unsupported JWT algorithms {bad}; allowed: {sorted(allowed)}")

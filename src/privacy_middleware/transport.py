@@ -80,8 +80,9 @@ class PrivacyTransport(httpx.AsyncBaseTransport):
         content = orjson.dumps(document)
         headers = httpx.Headers(request.headers)
         headers["content-length"] = str(len(content))
-        return httpx.Request(request.method, request.url, headers=headers, content=content,
-                             extensions=request.extensions)
+        return httpx.Request(
+            request.method, request.url, headers=headers, content=content, extensions=request.extensions
+        )
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -25,15 +25,20 @@ async def hello(request: Any) -> PlainTextResponse:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(policy_file=demo_policy_path(), database_url=database_url, data_dir=tmp_path,
-                    jwt={"secret": "x" * 40, "algorithms": ["HS256"]})
+    return Settings(
+        policy_file=demo_policy_path(),
+        database_url=database_url,
+        data_dir=tmp_path,
+        jwt={"secret": "x" * 40, "algorithms": ["HS256"]},
+    )
 
 
 async def test_policy_health_and_metrics_via_starlette_middleware(settings: Settings, asgi_lifespan: Any) -> None:
     app = Starlette(routes=[Route("/", hello)], middleware=[Middleware(PrivacyMiddleware, settings=settings)])
-    async with asgi_lifespan(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://shop"
-    ) as client:
+    async with (
+        asgi_lifespan(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client,
+    ):
         assert (await client.get("/")).text == "shop"
         policy = (await client.get("/privacy/policy")).json()
         assert policy["version"] == "2026.11"

@@ -12,7 +12,10 @@ from privacy_middleware.asgi.client_ip import ClientIPResolver, truncate_ip
 
 
 def scope(peer: str, **headers: str) -> dict[str, Any]:
-    return {"client": (peer, 5000), "headers": [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]}
+    return {
+        "client": (peer, 5000),
+        "headers": [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()],
+    }
 
 
 PROXIES = ClientIPResolver(["10.0.0.0/8", "2001:db8:ffff::/48"])
@@ -33,8 +36,11 @@ def test_rightmost_untrusted_hop_is_the_client() -> None:
 
 
 def test_rfc7239_forwarded_is_preferred_and_parsed() -> None:
-    s = scope("10.0.0.2", forwarded='for=6.6.6.6, for="[2001:db8::17]:4711";proto=https, for=10.0.0.1',
-              x_forwarded_for="9.9.9.9")
+    s = scope(
+        "10.0.0.2",
+        forwarded='for=6.6.6.6, for="[2001:db8::17]:4711";proto=https, for=10.0.0.1',
+        x_forwarded_for="9.9.9.9",
+    )
     assert PROXIES.resolve(s) == "2001:db8::17"
 
 
@@ -60,7 +66,7 @@ def test_truncation_gives_a_network_hint(ip: str, hint: str) -> None:
     assert truncate_ip(ip) == hint
 
 
-@given(st.lists(st.text(alphabet="0123456789abcdef.:[]_ ,;=\"", max_size=30), max_size=6))
+@given(st.lists(st.text(alphabet='0123456789abcdef.:[]_ ,;="', max_size=30), max_size=6))
 def test_arbitrary_header_garbage_never_crashes_and_never_yields_trusted_proxy_input(hops: list[str]) -> None:
     result = PROXIES.resolve(scope("203.0.113.1", x_forwarded_for=",".join(hops)))
     assert result == "203.0.113.1"

@@ -397,9 +397,7 @@ async def test_websocket_is_closed_not_proxied() -> None:
 # --- a real upstream: streaming and cookies -----------------------------------------------------
 
 
-async def test_large_download_streams_without_buffering(
-    upstream: tuple[Upstream, str], tmp_path: Path
-) -> None:
+async def test_large_download_streams_without_buffering(upstream: tuple[Upstream, str], tmp_path: Path) -> None:
     shop, url = upstream
     proxy = ProxyApp(url)
     app = PrivacyMiddleware(
@@ -492,9 +490,7 @@ async def test_upstream_receives_the_path_the_middleware_matched(upstream: tuple
     assert echo["query"] == "x=%2F&y=1"  # the query is forwarded as sent
 
 
-@pytest.mark.parametrize(
-    "path", ["/x/../orders", "/orders/./1", "/x/..", "//orders", "/orders//1", "/a\\..\\orders"]
-)
+@pytest.mark.parametrize("path", ["/x/../orders", "/orders/./1", "/x/..", "//orders", "/orders//1", "/a\\..\\orders"])
 async def test_paths_the_shop_could_resolve_differently_are_refused(
     httpx_mock: HTTPXMock, tmp_path: Path, path: str
 ) -> None:
@@ -588,9 +584,7 @@ async def test_demo_policy_works_unchanged_in_proxy_mode(
             },
         )
         assert registered.status_code == 201
-        login = await client.post(
-            "/auth/login", json={"email": "ada@example.com", "password": "correct horse"}
-        )
+        login = await client.post("/auth/login", json={"email": "ada@example.com", "password": "correct horse"})
         assert login.status_code == 200
         customer_id, token = login.json()["id"], login.json()["token"]
 
@@ -619,9 +613,7 @@ async def test_demo_policy_works_unchanged_in_proxy_mode(
         partner_token = partner.json()["access_token"]
         response = await client.get("/orders", headers={"authorization": f"Bearer {partner_token}"})
         assert response.status_code == 200
-        assert (
-            "Authorization" in response.headers["vary"] or "authorization" in response.headers["vary"].lower()
-        )
+        assert "Authorization" in response.headers["vary"] or "authorization" in response.headers["vary"].lower()
         seen = response.json()["orders"][0]
         assert seen["shipping_address"] == {
             "name": "Ada Lovelace",
@@ -650,9 +642,7 @@ async def test_upstream_down_is_502_while_privacy_api_stays_up(tmp_path: Path, a
         app = PrivacyMiddleware(ProxyApp(dead), runtime=Runtime(demo_settings(tmp_path, shop)))
         async with (
             asgi_lifespan(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://shop.example"
-            ) as client,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop.example") as client,
         ):
             for path in ("/products", "/orders"):
                 down = await client.get(path)
@@ -674,14 +664,10 @@ async def test_upstream_down_is_502_while_privacy_api_stays_up(tmp_path: Path, a
 async def test_non_json_upstream_answer_on_planned_route_fails_closed(
     httpx_mock: HTTPXMock, tmp_path: Path, content_type: str, body: bytes
 ) -> None:
-    httpx_mock.add_response(
-        url="http://shop.internal/orders", content=body, headers={"content-type": content_type}
-    )
+    httpx_mock.add_response(url="http://shop.internal/orders", content=body, headers={"content-type": content_type})
     shop = DemoShop(tmp_path / "shop")
     app = PrivacyMiddleware(ProxyApp("http://shop.internal"), runtime=Runtime(demo_settings(tmp_path, shop)))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://shop.example"
-    ) as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop.example") as client:
         response = await client.get("/orders")
     await app.runtime.stop()
     await shop.engine.dispose()
@@ -690,9 +676,7 @@ async def test_non_json_upstream_answer_on_planned_route_fails_closed(
     assert b"Ada" not in response.content and b"ada@example.com" not in response.content
 
 
-async def test_compressed_upstream_answer_on_planned_route_fails_closed(
-    httpx_mock: HTTPXMock, tmp_path: Path
-) -> None:
+async def test_compressed_upstream_answer_on_planned_route_fails_closed(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
     import gzip
 
     secret = gzip.compress(b'{"orders": [{"note": "Leave by the door"}]}')
@@ -703,9 +687,7 @@ async def test_compressed_upstream_answer_on_planned_route_fails_closed(
     )
     shop = DemoShop(tmp_path / "shop")
     app = PrivacyMiddleware(ProxyApp("http://shop.internal"), runtime=Runtime(demo_settings(tmp_path, shop)))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://shop.example"
-    ) as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop.example") as client:
         response = await client.get("/orders", headers={"accept-encoding": "gzip"})
     await app.runtime.stop()
     await shop.engine.dispose()
@@ -897,19 +879,12 @@ HEADER_NAME = st.sampled_from(
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    headers=st.lists(
-        st.tuples(HEADER_NAME, st.binary(max_size=20).filter(lambda v: b"\n" not in v)), max_size=12
-    )
-)
+@given(headers=st.lists(st.tuples(HEADER_NAME, st.binary(max_size=20).filter(lambda v: b"\n" not in v)), max_size=12))
 def test_end_to_end_keeps_exactly_the_non_hop_by_hop_headers_in_order(
     headers: list[tuple[bytes, bytes]],
 ) -> None:
     named = {
-        token.strip().lower()
-        for key, value in headers
-        if key.lower() == b"connection"
-        for token in value.split(b",")
+        token.strip().lower() for key, value in headers if key.lower() == b"connection" for token in value.split(b",")
     }
     fixed = {
         b"connection",
@@ -943,9 +918,7 @@ def test_target_is_the_matched_path_or_a_refusal(segments: list[str], query: byt
     from urllib.parse import unquote_to_bytes
 
     path = "/" + "/".join(segments)
-    risky = (
-        any(s in (".", "..") for s in path[1:].split("/")) or "//" in path or "\\" in path or "\x00" in path
-    )
+    risky = any(s in (".", "..") for s in path[1:].split("/")) or "//" in path or "\\" in path or "\x00" in path
     scope = {"path": path, "raw_path": b"ignored", "query_string": query}
     if risky:
         with pytest.raises(UnforwardablePath):

@@ -141,9 +141,7 @@ async def test_redis_counters_are_shared_between_instances_and_keys_are_pseudony
 
 async def test_memory_lockout_expires_after_its_window() -> None:
     now = [1000.0]
-    guard = LoginGuard(
-        MemoryCounters(clock=lambda: now[0]), key=KEY, limits=LoginLimits(pair_block_seconds=600)
-    )
+    guard = LoginGuard(MemoryCounters(clock=lambda: now[0]), key=KEY, limits=LoginLimits(pair_block_seconds=600))
     for _ in range(10):
         await guard.record_failure("frank", "192.0.2.70")
     assert await guard.check("frank", "192.0.2.70") is not None
@@ -159,9 +157,7 @@ async def test_new_device_and_network_raise_a_finding_and_call_the_webhook(
     httpx_mock.add_response(method="POST", url="https://hooks.shop.test/login", status_code=204)
     sink = Sink()
     async with httpx.AsyncClient() as http:
-        guard = LoginGuard(
-            counters, key=KEY, sink=sink, webhook_url="https://hooks.shop.test/login", http=http
-        )
+        guard = LoginGuard(counters, key=KEY, sink=sink, webhook_url="https://hooks.shop.test/login", http=http)
         first = await guard.record_success("gina", "192.0.2.10", "laptop", subject="cust_7")
         again = await guard.record_success("gina", "192.0.2.11", "laptop", subject="cust_7")
         assert not first.suspicious and not again.suspicious  # same /24, same device

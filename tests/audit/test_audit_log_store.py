@@ -55,9 +55,7 @@ async def test_leaves_are_sequenced_hashed_and_checkpointed(database: Database, 
 async def test_raw_personal_values_never_reach_the_leaf_or_the_database_in_clear(
     database: Database, audit_log: AuditLog
 ) -> None:
-    event = login_attempt(
-        success=False, username="alice@example.org", ip="203.0.113.77", user_agent="curl/8.5"
-    )
+    event = login_attempt(success=False, username="alice@example.org", ip="203.0.113.77", user_agent="curl/8.5")
     await audit_log.append(database, [audit_log.seal(event)])
     async with database.connect() as conn:
         leaf = bytes((await conn.execute(sa.select(audit_events.c.leaf))).scalar_one())

@@ -42,9 +42,7 @@ def test_frontier_matches_rfc6962_reference_roots_for_every_size() -> None:
 
 
 @given(st.lists(st.binary(max_size=8), max_size=70), st.integers(min_value=0, max_value=70))
-def test_incremental_frontier_equals_recursive_head_and_survives_a_restore(
-    leaves: list[bytes], cut: int
-) -> None:
+def test_incremental_frontier_equals_recursive_head_and_survives_a_restore(leaves: list[bytes], cut: int) -> None:
     hashes = [leaf_hash(x) for x in leaves]
     cut = min(cut, len(hashes))
     first = Frontier()

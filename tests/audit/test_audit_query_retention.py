@@ -26,9 +26,7 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 async def _seed(database: Database, log: AuditLog) -> None:
     events = [
-        login_attempt(
-            success=True, subject="cust_1", ip="203.0.113.5", device="d1", time=NOW - timedelta(days=200)
-        ),
+        login_attempt(success=True, subject="cust_1", ip="203.0.113.5", device="d1", time=NOW - timedelta(days=200)),
         data_access(
             principal="svc_logistics",
             subject="cust_1",
@@ -53,14 +51,10 @@ async def _seed(database: Database, log: AuditLog) -> None:
     await log.append(database, [log.seal(e) for e in events])
 
 
-async def test_search_filters_by_subject_kind_time_and_pages_by_index(
-    database: Database, audit_log: AuditLog
-) -> None:
+async def test_search_filters_by_subject_kind_time_and_pages_by_index(database: Database, audit_log: AuditLog) -> None:
     await _seed(database, audit_log)
     assert [r.seq for r in await search(database, subject="cust_1")] == [0, 1, 2, 4]
-    assert [r.kind for r in await search(database, kinds=["authentication.logon"])] == [
-        "authentication.logon"
-    ] * 3
+    assert [r.kind for r in await search(database, kinds=["authentication.logon"])] == ["authentication.logon"] * 3
     assert [r.seq for r in await search(database, kinds=["api_activity.*"])] == [1, 4]
     assert await search(database, kinds=["api%"]) == []  # LIKE wildcards are not a prefix syntax
     assert await search(database, kinds=["api_activity_"]) == []

@@ -72,9 +72,7 @@ async def test_untouched_export_is_intact(database: Database, audit_log: AuditLo
     assert b"192.0.2.7" not in (exported / "events.jsonl").read_bytes()
 
 
-async def test_altered_value_is_content_altered_in_its_checkpoint_range(
-    exported: Path, audit_log: AuditLog
-) -> None:
+async def test_altered_value_is_content_altered_in_its_checkpoint_range(exported: Path, audit_log: AuditLog) -> None:
     lines = _lines(exported)
     lines[12] = lines[12].replace(b'"cust_12"', b'"cust_99"')
     _write_lines(exported, lines)
@@ -120,17 +118,11 @@ async def test_cut_tail_is_truncation(exported: Path, audit_log: AuditLog) -> No
     assert report.verified_size == 30
 
 
-async def test_checkpoint_forged_with_another_key_is_a_bad_signature(
-    exported: Path, audit_log: AuditLog
-) -> None:
+async def test_checkpoint_forged_with_another_key_is_a_bad_signature(exported: Path, audit_log: AuditLog) -> None:
     lines = _lines(exported)
     lines[35] = lines[35].replace(b'"cust_35"', b'"cust_00"')
     _write_lines(exported, lines)
-    forged = [
-        sign_checkpoint(
-            Ed25519PrivateKey.generate(), "privacy-middleware/audit", N, b"\x00" * 32, _time()
-        ).note
-    ]
+    forged = [sign_checkpoint(Ed25519PrivateKey.generate(), "privacy-middleware/audit", N, b"\x00" * 32, _time()).note]
     (exported / "checkpoints.jsonl").write_bytes(b"".join(orjson.dumps({"note": n}) + b"\n" for n in forged))
     assert verify(exported, audit_log.public_key_pem()).status == 3
 
@@ -165,9 +157,7 @@ async def test_two_signed_checkpoints_for_one_size_that_disagree_are_equivocatio
     assert verify(exported, audit_log.public_key_pem()).status == 1
 
 
-async def test_purged_stub_without_a_marker_is_an_unexplained_gap(
-    exported: Path, audit_log: AuditLog
-) -> None:
+async def test_purged_stub_without_a_marker_is_an_unexplained_gap(exported: Path, audit_log: AuditLog) -> None:
     lines = _lines(exported)
     digest = leaf_hash(lines[8]).hex()
     lines[8] = orjson.dumps({"purged": {"leaf_hash": digest, "seq": 8}})
@@ -176,16 +166,10 @@ async def test_purged_stub_without_a_marker_is_an_unexplained_gap(
     assert (report.status, report.first_bad_index) == (2, 8)
 
 
-async def test_unsigned_tail_verifies_with_a_warning(
-    database: Database, audit_log: AuditLog, tmp_path: Path
-) -> None:
-    await audit_log.append(
-        database, [audit_log.seal(consent_change(subject="c1", purposes_granted=["analytics"]))]
-    )
+async def test_unsigned_tail_verifies_with_a_warning(database: Database, audit_log: AuditLog, tmp_path: Path) -> None:
+    await audit_log.append(database, [audit_log.seal(consent_change(subject="c1", purposes_granted=["analytics"]))])
     await audit_log.checkpoint(database, force=True)
-    await audit_log.append(
-        database, [audit_log.seal(consent_change(subject="c2", purposes_denied=["marketing"]))]
-    )
+    await audit_log.append(database, [audit_log.seal(consent_change(subject="c2", purposes_denied=["marketing"]))])
     await export(database, tmp_path / "x")
     report = verify(tmp_path / "x", audit_log.public_key_pem())
     assert (report.status, report.unverified_tail) == (0, 1)
@@ -253,9 +237,7 @@ async def test_export_helper_for_the_cli_prints_a_summary(
 ) -> None:
     from privacy_middleware.audit import export_main
 
-    await audit_log.append(
-        database, [audit_log.seal(consent_change(subject="c1", purposes_granted=["analytics"]))]
-    )
+    await audit_log.append(database, [audit_log.seal(consent_change(subject="c1", purposes_granted=["analytics"]))])
     await audit_log.checkpoint(database, force=True)
     assert await export_main(database, [str(tmp_path / "cli")]) == 0
     assert orjson.loads(capsys.readouterr().out) == {
@@ -268,9 +250,7 @@ async def test_export_helper_for_the_cli_prints_a_summary(
     assert "already holds an audit export" in capsys.readouterr().err
 
 
-async def test_any_deletion_duplication_or_swap_of_lines_is_detected(
-    exported: Path, audit_log: AuditLog
-) -> None:
+async def test_any_deletion_duplication_or_swap_of_lines_is_detected(exported: Path, audit_log: AuditLog) -> None:
     original = _lines(exported)
     pem = audit_log.public_key_pem()
 

@@ -30,9 +30,7 @@ MakeWriter = Callable[..., AuditWriter]
 
 
 def _login(n: int) -> AuditEvent:
-    return login_attempt(
-        success=True, subject=f"cust_{n}", ip=f"198.51.100.{n % 250}", username=f"u{n}@shop.test"
-    )
+    return login_attempt(success=True, subject=f"cust_{n}", ip=f"198.51.100.{n % 250}", username=f"u{n}@shop.test")
 
 
 def _reveal(n: int) -> AuditEvent:
@@ -47,9 +45,7 @@ def _reveal(n: int) -> AuditEvent:
 
 async def _kinds_and_subjects(database: Database) -> list[tuple[str, str | None]]:
     async with database.connect() as conn:
-        rows = await conn.execute(
-            sa.select(audit_events.c.kind, audit_events.c.subject).order_by(audit_events.c.seq)
-        )
+        rows = await conn.execute(sa.select(audit_events.c.kind, audit_events.c.subject).order_by(audit_events.c.seq))
         return [(r.kind, r.subject) for r in rows]
 
 
@@ -72,9 +68,7 @@ async def test_events_are_batched_in_emit_order_between_start_and_stop_leaves(
     assert (report.status, report.unverified_tail) == (0, 0)
 
 
-async def test_full_queue_drops_are_counted_in_a_detection_finding(
-    database: Database, make_writer: MakeWriter
-) -> None:
+async def test_full_queue_drops_are_counted_in_a_detection_finding(database: Database, make_writer: MakeWriter) -> None:
     registry = CollectorRegistry()
     writer = make_writer(database, queue_size=5, registry=registry)
     for n in range(8):
@@ -104,9 +98,7 @@ async def test_strict_classes_use_the_reserve_instead_of_being_dropped(
     assert len(await search(database, kinds=["api_activity.data_reveal"])) == 20
 
 
-async def test_emit_never_raises_even_for_an_unsealable_event(
-    database: Database, make_writer: MakeWriter
-) -> None:
+async def test_emit_never_raises_even_for_an_unsealable_event(database: Database, make_writer: MakeWriter) -> None:
     writer = make_writer(database)
     await writer.start()
     broken = AuditEvent(
@@ -127,9 +119,7 @@ async def test_emit_never_raises_even_for_an_unsealable_event(
     assert b"hunter2" not in leaves
 
 
-async def test_emit_strict_returns_once_the_event_is_stored(
-    database: Database, make_writer: MakeWriter
-) -> None:
+async def test_emit_strict_returns_once_the_event_is_stored(database: Database, make_writer: MakeWriter) -> None:
     writer = make_writer(database, flush_interval=5.0)
     await writer.start()
     await writer.emit_strict(_reveal(7))
@@ -137,9 +127,7 @@ async def test_emit_strict_returns_once_the_event_is_stored(
     assert [r.subject for r in found] == ["cust_7"]
 
 
-async def test_emit_strict_refuses_when_the_writer_is_not_running(
-    database: Database, make_writer: MakeWriter
-) -> None:
+async def test_emit_strict_refuses_when_the_writer_is_not_running(database: Database, make_writer: MakeWriter) -> None:
     writer = make_writer(database)
     with pytest.raises(PrivacyError) as info:
         await writer.emit_strict(_reveal(1))
@@ -272,9 +260,7 @@ async def test_self_check_at_start_reports_a_log_edited_in_the_database(
     await audit_log.append(database, [audit_log.seal(_login(n)) for n in range(12)])
     assert await audit_log.self_check(database) is None
     async with database.begin() as conn:
-        leaf = (
-            await conn.execute(sa.select(audit_events.c.leaf).where(audit_events.c.seq == 4))
-        ).scalar_one()
+        leaf = (await conn.execute(sa.select(audit_events.c.leaf).where(audit_events.c.seq == 4))).scalar_one()
         edited = bytes(leaf).replace(b'"cust_4"', b'"cust_X"')
         await conn.execute(sa.update(audit_events).where(audit_events.c.seq == 4).values(leaf=edited))
     assert await audit_log.self_check(database) == "leaf 4 does not match its hash"
@@ -286,20 +272,14 @@ async def test_self_check_at_start_reports_a_log_edited_in_the_database(
     assert finding.document is not None and finding.document["severity_id"] == 5
 
 
-async def test_self_check_notices_a_recomputed_hash_and_a_deleted_row(
-    database: Database, audit_log: AuditLog
-) -> None:
+async def test_self_check_notices_a_recomputed_hash_and_a_deleted_row(database: Database, audit_log: AuditLog) -> None:
     await audit_log.append(database, [audit_log.seal(_login(n)) for n in range(12)])
 
     async with database.begin() as conn:
-        leaf = (
-            await conn.execute(sa.select(audit_events.c.leaf).where(audit_events.c.seq == 2))
-        ).scalar_one()
+        leaf = (await conn.execute(sa.select(audit_events.c.leaf).where(audit_events.c.seq == 2))).scalar_one()
         edited = bytes(leaf).replace(b'"cust_2"', b'"cust_Y"')
         await conn.execute(
-            sa.update(audit_events)
-            .where(audit_events.c.seq == 2)
-            .values(leaf=edited, leaf_hash=leaf_hash(edited))
+            sa.update(audit_events).where(audit_events.c.seq == 2).values(leaf=edited, leaf_hash=leaf_hash(edited))
         )
     assert await audit_log.self_check(database) == "leaves before index 12 do not match their checkpoint"
     async with database.begin() as conn:

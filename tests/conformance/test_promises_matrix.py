@@ -20,9 +20,7 @@ def suite_tests(seed: str) -> dict[str, str]:
     for node in tree.body:
         if isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef) and node.name.startswith("test_"):
             marks = [ast.unparse(d) for d in node.decorator_list]
-            tests[node.name] = next(
-                (m for m in ("skip", "xfail") if any(f"mark.{m}" in d for d in marks)), ""
-            )
+            tests[node.name] = next((m for m in ("skip", "xfail") if any(f"mark.{m}" in d for d in marks)), "")
     return tests
 
 

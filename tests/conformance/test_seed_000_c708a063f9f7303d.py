@@ -210,9 +210,7 @@ async def test_marketing_contact_data_is_kept_only_until_unsubscribe(demo: Demo)
     """§5 "we will keep your contact information and preference data until you unsubscribe"."""
     _, token = await demo.register()
     await consent(demo, marketing=True)
-    objection = await demo.client.post(
-        "/privacy/me/objection", json={"purposes": ["marketing"]}, headers=bearer(token)
-    )
+    objection = await demo.client.post("/privacy/me/objection", json={"purposes": ["marketing"]}, headers=bearer(token))
     assert objection.status_code in (200, 202)
     seen = await partner_view(demo, "ads-co")
     assert "ada@example.com" not in seen.text

@@ -140,9 +140,7 @@ async def test_security_monitoring_records_logins_and_stops_attacks(demo: Demo) 
     """Security and risk prevention: "prevent fraud, malicious attacks, identity theft"."""
     _, token = await demo.register()
     assert (
-        await demo.client.post(
-            "/auth/login", json={"email": "ada@example.com", "password": "correct horse battery"}
-        )
+        await demo.client.post("/auth/login", json={"email": "ada@example.com", "password": "correct horse battery"})
     ).status_code == 200
     log = await flushed_access_log(demo, token)
     assert [entry["outcome"] for entry in log["logins"]] == ["success"]

@@ -19,6 +19,7 @@ from support.demo import CARD, Demo
 pytestmark = pytest.mark.anyio
 SEED = "002_4a9822b9d86f88a8"
 
+
 async def test_data_access_is_logged_for_full_traceability(demo: Demo) -> None:
     """§3 "We have established perfect data access logs and operation records to realize full-process
     traceability of data operation behaviors"."""

@@ -234,9 +234,7 @@ async def test_right_to_object(demo: Demo) -> None:
     """§5.6 "object to certain processing": an objection to analytics stops the tracking at once."""
     _, token = await demo.register()
     await consent(demo, analytics=True)
-    objection = await demo.client.post(
-        "/privacy/me/objection", json={"purposes": ["analytics"]}, headers=bearer(token)
-    )
+    objection = await demo.client.post("/privacy/me/objection", json={"purposes": ["analytics"]}, headers=bearer(token))
     assert objection.status_code in (200, 202)
     response = await demo.client.post("/track", json={"event": "page_view"}, headers=bearer(token))
     assert response.status_code == 204

@@ -27,6 +27,7 @@ SEED = "004_c86c88c615e8bccd"
 # A PRC resident identity number with a valid check digit (GB 11643-1999 test value).
 RESIDENT_ID = "11010519491231002X"
 
+
 def stored_order(demo: Demo) -> dict[str, Any]:
     connection = sqlite3.connect(demo.data_dir / "shop.db")
     try:
@@ -132,9 +133,7 @@ async def test_browsing_events_wait_for_consent(demo: Demo) -> None:
     assert tracked_events(demo) == []
 
 
-async def test_logistics_provider_receives_only_the_minimum_for_delivery(
-    demo: Demo, httpx_mock: HTTPXMock
-) -> None:
+async def test_logistics_provider_receives_only_the_minimum_for_delivery(demo: Demo, httpx_mock: HTTPXMock) -> None:
     """Sharing: "the shared information is only limited to the minimum content required for business
     processing": the shop hands its whole stored order to the carrier's API, the carrier gets the parcel
     details in clear and nothing else."""
@@ -281,9 +280,7 @@ async def test_data_past_its_retention_period_is_deleted_or_anonymised(demo: Dem
     order_id = (await demo.checkout(token)).json()["id"]
     policy = demo.app.runtime.policy
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1096)
-    report = await RetentionRunner(
-        policy, DemoShopAdapter(demo.shop.engine, policy), clock=lambda: later
-    ).run()
+    report = await RetentionRunner(policy, DemoShopAdapter(demo.shop.engine, policy), clock=lambda: later).run()
     assert report.ok and report.changed >= 1
     order = (await demo.client.get(f"/orders/{order_id}", headers=bearer(token))).json()
     assert order["shipping_address"].get("street") != "12 Marylebone Road"

@@ -89,9 +89,7 @@ ServiceFactory = Callable[..., ConsentService]
 
 
 @pytest.fixture
-def make_service(
-    policy: Policy, signing_key: Ed25519PrivateKey, cookie_secret: bytes
-) -> Callable[..., ConsentService]:
+def make_service(policy: Policy, signing_key: Ed25519PrivateKey, cookie_secret: bytes) -> Callable[..., ConsentService]:
     def build(database: Database, **options: Any) -> ConsentService:
         options.setdefault("cookie_secret", cookie_secret)
         options.setdefault("signing_key", signing_key)

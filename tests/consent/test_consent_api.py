@@ -40,17 +40,13 @@ class WithContext:
 
 
 def build_app(service: ConsentService, with_context: bool = True) -> ASGIApp:
-    routes = consent_routes(
-        service, allowed_origins=["https://shop.example"], cookie_domains=[".shop.example"]
-    )
+    routes = consent_routes(service, allowed_origins=["https://shop.example"], cookie_domains=[".shop.example"])
     routes += gpc_routes(dt.date(2026, 3, 1))
     return WithContext(Starlette(routes=routes), with_context)
 
 
 @pytest.fixture
-async def service(
-    sqlite_url: str, make_service: Callable[..., ConsentService]
-) -> AsyncIterator[ConsentService]:
+async def service(sqlite_url: str, make_service: Callable[..., ConsentService]) -> AsyncIterator[ConsentService]:
     """HTTP behaviour does not depend on the database: SQLite only (the store tests cover both)."""
     database = Database(sqlite_url)
     await database.upgrade()
@@ -141,16 +137,12 @@ async def test_a_second_put_from_the_same_browser_keeps_the_visitor(client: http
         json={"purposes": {"marketing": True}},
         headers={**WRITE, "cookie": f"pm_consent={cookie}"},
     )
-    history = (
-        await client.get("/consent/history", headers={"cookie": f"pm_consent={consent_cookie(second)}"})
-    ).json()
+    history = (await client.get("/consent/history", headers={"cookie": f"pm_consent={consent_cookie(second)}"})).json()
     assert len(history["records"]) == 2
 
 
 async def test_unknown_purpose_is_a_problem_listing_the_valid_ones(client: httpx.AsyncClient) -> None:
-    response = await client.put(
-        "/consent", json={"purposes": {"analytics": True, "mind_reading": True}}, headers=WRITE
-    )
+    response = await client.put("/consent", json={"purposes": {"analytics": True, "mind_reading": True}}, headers=WRITE)
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
@@ -172,12 +164,8 @@ async def test_unknown_purpose_is_a_problem_listing_the_valid_ones(client: httpx
         (b'{"purposes": {"analytics": true, "x": "' + b"a" * 20000 + b'"}}', 413, "body_too_large"),
     ],
 )
-async def test_bad_bodies_are_refused(
-    client: httpx.AsyncClient, content: bytes, status: int, code: str
-) -> None:
-    response = await client.put(
-        "/consent", content=content, headers={**WRITE, "content-type": "application/json"}
-    )
+async def test_bad_bodies_are_refused(client: httpx.AsyncClient, content: bytes, status: int, code: str) -> None:
+    response = await client.put("/consent", content=content, headers={**WRITE, "content-type": "application/json"})
     assert response.status_code == status
     assert response.json()["code"] == code
 
@@ -201,9 +189,7 @@ async def test_subject_withdrawal_expires_tracking_cookies_and_applies_everywher
     client: httpx.AsyncClient, service: ConsentService
 ) -> None:
     me = {"x-test-subject": "cust_7"}
-    await client.put(
-        "/consent", json={"purposes": {"analytics": True, "marketing": True}}, headers={**WRITE, **me}
-    )
+    await client.put("/consent", json={"purposes": {"analytics": True, "marketing": True}}, headers={**WRITE, **me})
     granted = (await client.get("/consent", headers=me)).json()
     assert granted["source"] == "store" and granted["holder"] == "subject"
     assert granted["purposes"]["marketing"]["allowed"] is True
@@ -251,9 +237,7 @@ async def test_gpc_header_is_reflected_in_get(client: httpx.AsyncClient) -> None
     await client.put("/consent", json={"purposes": {"marketing": True}}, headers={**WRITE, **me})
     body = (await client.get("/consent", headers={**me, "sec-gpc": "1"})).json()
     assert body["gpc"] is True
-    assert (
-        body["purposes"]["marketing"] | {"allowed": False, "reason": "gpc"} == body["purposes"]["marketing"]
-    )
+    assert body["purposes"]["marketing"] | {"allowed": False, "reason": "gpc"} == body["purposes"]["marketing"]
     assert body["consent_mode"]["ad_storage"] == "denied"
 
 
@@ -283,9 +267,7 @@ async def test_without_the_middleware_context_the_api_refuses(service: ConsentSe
 
 
 async def test_gpc_seen_once_keeps_gpc_purposes_denied_after_it_disappears(client: httpx.AsyncClient) -> None:
-    first = await client.put(
-        "/consent", json={"purposes": {"marketing": True, "analytics": True}}, headers=WRITE
-    )
+    first = await client.put("/consent", json={"purposes": {"marketing": True, "analytics": True}}, headers=WRITE)
     cookie = consent_cookie(first)
     with_gpc = await client.get("/consent", headers={"cookie": f"pm_consent={cookie}", "sec-gpc": "1"})
     renewed = consent_cookie(with_gpc)

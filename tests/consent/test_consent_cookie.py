@@ -19,9 +19,7 @@ class Clock:
         return self.now
 
 
-def codec(
-    registry: CollectorRegistry, clock: Clock, secret: bytes = SECRET, **kw: object
-) -> ConsentCookieCodec:
+def codec(registry: CollectorRegistry, clock: Clock, secret: bytes = SECRET, **kw: object) -> ConsentCookieCodec:
     return ConsentCookieCodec(secret, registry=registry, clock=clock, max_age=3600, **kw)  # type: ignore[arg-type]
 
 

@@ -80,9 +80,7 @@ async def test_withdrawal_denies_every_consent_based_purpose(service: ConsentSer
     assert cookie is not None and cookie.granted == frozenset()
 
 
-async def test_a_visitor_decides_from_the_cookie_without_the_store(
-    database: Database, make_service: object
-) -> None:
+async def test_a_visitor_decides_from_the_cookie_without_the_store(database: Database, make_service: object) -> None:
     service: ConsentService = make_service(database)  # type: ignore[operator]
     change = await service.set_purposes(Holder.visitor("vXYZ"), {"analytics": True})
     await database.dispose()
@@ -133,9 +131,7 @@ async def test_gpc_is_persisted_so_its_absence_later_is_no_opt_in(service: Conse
     assert later.allowed("product_updates")
 
 
-async def test_cache_is_dropped_across_instances_through_the_bus(
-    database: Database, make_service: object
-) -> None:
+async def test_cache_is_dropped_across_instances_through_the_bus(database: Database, make_service: object) -> None:
     bus = LocalBus()
     one: ConsentService = make_service(database, bus=bus, cache_ttl=3600)  # type: ignore[operator]
     two: ConsentService = make_service(database, bus=bus, cache_ttl=3600)  # type: ignore[operator]
@@ -146,9 +142,7 @@ async def test_cache_is_dropped_across_instances_through_the_bus(
     assert not (await two.decide(subject="dave")).allowed("analytics")
 
 
-async def test_without_a_bus_other_instances_are_stale_until_the_ttl(
-    database: Database, make_service: object
-) -> None:
+async def test_without_a_bus_other_instances_are_stale_until_the_ttl(database: Database, make_service: object) -> None:
     one: ConsentService = make_service(database, cache_ttl=3600)  # type: ignore[operator]
     two: ConsentService = make_service(database, cache_ttl=3600)  # type: ignore[operator]
     await one.set_purposes(Holder.subject("erin"), {"analytics": True})
@@ -194,9 +188,7 @@ async def test_tc_strings_feed_the_decision_and_invalid_ones_fail_closed(service
     valid = await service.resolve(tc_string=_v22_string(purposes={7, 8, 9}))
     assert valid.tcf == "valid" and valid.decision.reason("analytics") == "tcf_granted"
     assert valid.decision.reason("marketing") == "tcf_denied"
-    invalid = await service.resolve(
-        tc_string="COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA"
-    )  # policy version 2
+    invalid = await service.resolve(tc_string="COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA")  # policy version 2
     assert invalid.tcf == "invalid" and invalid.decision.reason("analytics") == "tcf_invalid"
     again = await service.resolve(tc_string="COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA")
     assert again.tcf == "invalid"

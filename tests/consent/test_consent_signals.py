@@ -103,9 +103,9 @@ def test_a_consent_type_is_denied_if_any_mapped_purpose_is_denied() -> None:
         }
     )
     assert consent_mode(policy, decide(policy, Signals(choices=granted("ads"))))["ad_storage"] == "denied"
-    assert consent_mode(policy, decide(policy, Signals(choices=granted("ads", "retargeting"))))[
-        "ad_storage"
-    ] == ("granted")
+    assert consent_mode(policy, decide(policy, Signals(choices=granted("ads", "retargeting"))))["ad_storage"] == (
+        "granted"
+    )
 
 
 SET_COOKIES = [
@@ -148,9 +148,7 @@ def test_withdrawal_expires_tracking_cookies_the_browser_already_has(policy: Pol
     assert expiring_set_cookies("_ga=1; _fbp=2", policy.tracking.cookies, allowed) == []
 
 
-cookie_names = st.sampled_from(
-    ["_ga", "_ga_X1", "_gcl_au", "_fbp", "session", "cart", "_gac", "fbp", "csrftoken"]
-)
+cookie_names = st.sampled_from(["_ga", "_ga_X1", "_gcl_au", "_fbp", "session", "cart", "_gac", "fbp", "csrftoken"])
 
 
 @given(

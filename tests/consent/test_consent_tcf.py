@@ -129,9 +129,7 @@ def test_java_publisher_purposes_and_custom_purposes() -> None:
 
 
 def test_java_range_encoded_vendor_sections() -> None:
-    assert decode_tc_string("COv__-wOv__-wC2AAAENAPCgAAAAAAAAAAAAA_wAQA_gEBABAEAAAA").vendor_li.to_list() == [
-        128
-    ]
+    assert decode_tc_string("COv__-wOv__-wC2AAAENAPCgAAAAAAAAAAAAA_wAQA_gEBABAEAAAA").vendor_li.to_list() == [128]
     assert decode_tc_string(JAVA_TWO_RANGES).vendor_consents.to_list() == [702, 703]
     one_range = JAVA_TWO_RANGES.replace("FfwAYFfAV-BVkAGBVYFWAAA", "FfwAQFfgUbABAUaAAA")
     assert decode_tc_string(one_range).vendor_consents.to_list() == [703]
@@ -304,9 +302,7 @@ def test_idset_merges_ranges_and_answers_membership_without_expanding() -> None:
 
 
 @given(
-    created=st.datetimes(
-        min_value=dt.datetime(2026, 3, 2), max_value=dt.datetime(2090, 1, 1), timezones=st.just(UTC)
-    ),
+    created=st.datetimes(min_value=dt.datetime(2026, 3, 2), max_value=dt.datetime(2090, 1, 1), timezones=st.just(UTC)),
     purposes=st.frozensets(st.integers(1, 24)),
     purposes_li=st.frozensets(st.sampled_from([1, 2, 7, 8, 9, 10, 11])),
     special_features=st.frozensets(st.integers(1, 12)),

@@ -124,9 +124,7 @@ def test_malformed_envelopes_are_errors_not_plaintext(value: str) -> None:
         parse_envelope(value)
 
 
-@pytest.mark.parametrize(
-    "value", ["4111111111111111", "pe2.AAAAAAAAAAA.xyz", "PE1.x", "", "tok_x", "pe1", None, 42]
-)
+@pytest.mark.parametrize("value", ["4111111111111111", "pe2.AAAAAAAAAAA.xyz", "PE1.x", "", "tok_x", "pe1", None, 42])
 def test_anything_else_is_legacy_plaintext(value: object) -> None:
     assert not is_envelope(value)
 

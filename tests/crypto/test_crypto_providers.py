@@ -45,9 +45,7 @@ def token_file(tmp_path: Path) -> str:
 
 @pytest.fixture
 def vault(http: httpx.AsyncClient, token_file: str) -> VaultTransitProvider:
-    return VaultTransitProvider(
-        base_url=VAULT, mount="transit", key="shop-root", http=http, token_file=token_file
-    )
+    return VaultTransitProvider(base_url=VAULT, mount="transit", key="shop-root", http=http, token_file=token_file)
 
 
 def vault_plaintext(key: bytes = KEY, context: dict[str, str] = CONTEXT) -> str:
@@ -70,9 +68,7 @@ async def test_vault_wrap_sends_the_exact_transit_encrypt_request(
     assert await vault.wrap(KEY, context=CONTEXT) == WrappedKey("3", "vault:v3:c2VhbGVk")
 
 
-async def test_vault_unwrap_checks_the_context_bound_inside(
-    vault: VaultTransitProvider, httpx_mock: HTTPXMock
-) -> None:
+async def test_vault_unwrap_checks_the_context_bound_inside(vault: VaultTransitProvider, httpx_mock: HTTPXMock) -> None:
     for _ in range(2):
         httpx_mock.add_response(
             method="POST",
@@ -87,9 +83,7 @@ async def test_vault_unwrap_checks_the_context_bound_inside(
         await vault.unwrap(wrapped, context={**CONTEXT, "tenant": "other-shop"})
 
 
-async def test_vault_rewrap_and_rotate_use_their_endpoints(
-    vault: VaultTransitProvider, httpx_mock: HTTPXMock
-) -> None:
+async def test_vault_rewrap_and_rotate_use_their_endpoints(vault: VaultTransitProvider, httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(
         method="POST",
         url=f"{VAULT}/v1/transit/keys/shop-root/rotate",
@@ -103,9 +97,7 @@ async def test_vault_rewrap_and_rotate_use_their_endpoints(
         json={"data": {"ciphertext": "vault:v4:bmV3"}},
     )
     assert await vault.rotate() == "4"
-    assert await vault.rewrap(WrappedKey("3", "vault:v3:c2VhbGVk"), context=CONTEXT) == WrappedKey(
-        "4", "vault:v4:bmV3"
-    )
+    assert await vault.rewrap(WrappedKey("3", "vault:v3:c2VhbGVk"), context=CONTEXT) == WrappedKey("4", "vault:v4:bmV3")
     rotate_request = httpx_mock.get_requests()[0]
     assert rotate_request.content == b""
 
@@ -202,8 +194,7 @@ async def test_kms_encrypt_is_a_signed_json_request(kms: AwsKmsProvider, httpx_m
     )
     assert await kms.wrap(KEY, context=CONTEXT) == WrappedKey(ARN, "YmxvYg==")
     assert (
-        "Signature=" in headers["Authorization"]
-        and "/20261123/eu-west-1/kms/aws4_request" in headers["Authorization"]
+        "Signature=" in headers["Authorization"] and "/20261123/eu-west-1/kms/aws4_request" in headers["Authorization"]
     )
 
 
@@ -261,9 +252,7 @@ async def test_kms_without_credentials_is_503_before_any_request(http: httpx.Asy
 # -- local keyring -----------------------------------------------------------------------------
 
 
-async def test_keyring_is_created_private_with_a_loud_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_keyring_is_created_private_with_a_loud_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "secrets" / "keyring.json"
     with caplog.at_level(logging.WARNING, logger="privacy_middleware.crypto"):
         provider = await LocalKeyringProvider.open(str(path))

@@ -49,15 +49,9 @@ async def test_encrypt_decrypt_round_trip(keys: KeyService) -> None:
 
 
 async def test_deterministic_values_compare_equal_within_subject_and_category(keys: KeyService) -> None:
-    first = await keys.encrypt_deterministic(
-        "ada@example.com", category="user.contact.email", subject="cust-1"
-    )
-    again = await keys.encrypt_deterministic(
-        "ada@example.com", category="user.contact.email", subject="cust-1"
-    )
-    other = await keys.encrypt_deterministic(
-        "ada@example.com", category="user.contact.email", subject="cust-2"
-    )
+    first = await keys.encrypt_deterministic("ada@example.com", category="user.contact.email", subject="cust-1")
+    again = await keys.encrypt_deterministic("ada@example.com", category="user.contact.email", subject="cust-1")
+    other = await keys.encrypt_deterministic("ada@example.com", category="user.contact.email", subject="cust-2")
     assert first == again and first.startswith("pd1.") and other != first
     assert await keys.decrypt(first, category="user.contact.email", subject="cust-1") == "ada@example.com"
 
@@ -87,9 +81,7 @@ async def test_encrypting_an_envelope_never_encrypts_twice(keys: KeyService) -> 
     assert await keys.decrypt(deterministic, category=CARD, subject="cust-1") == PAN
     assert await keys.encrypt_deterministic(deterministic, category=CARD, subject="cust-1") == deterministic
     converted = await keys.encrypt(deterministic, category=CARD, subject="cust-1")
-    assert (
-        converted.startswith("pe1.") and await keys.decrypt(converted, category=CARD, subject="cust-1") == PAN
-    )
+    assert converted.startswith("pe1.") and await keys.decrypt(converted, category=CARD, subject="cust-1") == PAN
     # someone else's envelope submitted as "already encrypted" is refused, not stored
     with pytest.raises(DecryptionFailed):
         await keys.encrypt(token, category=CARD, subject="cust-2")
@@ -155,11 +147,7 @@ async def test_store_holds_no_subject_identifier_or_clear_key(keys: KeyService, 
     await keys.erase_subject("customer-4242")
     await keys.encrypt(PAN, category=CARD, subject="customer-4242")
     async with database.connect() as conn:
-        dump = [
-            str(r)
-            for t in (subject_keys, key_tombstones, tenant_keys)
-            for r in (await conn.execute(sa.select(t)))
-        ]
+        dump = [str(r) for t in (subject_keys, key_tombstones, tenant_keys) for r in (await conn.execute(sa.select(t)))]
     assert dump and not any("customer-4242" in row for row in dump)
 
 
@@ -168,9 +156,7 @@ async def test_store_holds_no_subject_identifier_or_clear_key(keys: KeyService, 
 
 async def test_erasure_shreds_every_value_and_a_returning_customer_starts_fresh(keys: KeyService) -> None:
     old = await keys.encrypt(PAN, category=CARD, subject="cust-1")
-    old_det = await keys.encrypt_deterministic(
-        "ada@example.com", category="user.contact.email", subject="cust-1"
-    )
+    old_det = await keys.encrypt_deterministic("ada@example.com", category="user.contact.email", subject="cust-1")
     old_token = await keys.tokenise("1 Main St", category=ADDRESS, subject="cust-1")
     neighbour = await keys.encrypt(PAN, category=CARD, subject="cust-2")
 
@@ -192,15 +178,11 @@ async def test_erasure_shreds_every_value_and_a_returning_customer_starts_fresh(
         await keys.decrypt(old, category=CARD, subject="cust-1")
 
 
-async def test_restored_key_row_does_not_come_back(
-    keys: KeyService, database: Database, keys_url: str
-) -> None:
+async def test_restored_key_row_does_not_come_back(keys: KeyService, database: Database, keys_url: str) -> None:
     old = await keys.encrypt(PAN, category=CARD, subject="cust-1")
     kid = old.split(".")[1]
     async with database.connect() as conn:
-        backup = (
-            (await conn.execute(sa.select(subject_keys).where(subject_keys.c.kid == kid))).mappings().one()
-        )
+        backup = (await conn.execute(sa.select(subject_keys).where(subject_keys.c.kid == kid))).mappings().one()
     await keys.erase_subject("cust-1")
     async with database.begin() as conn:
         await conn.execute(subject_keys.insert().values(**backup))
@@ -242,11 +224,7 @@ async def test_whole_database_restored_from_before_erasure_is_shredded_again_at_
         with pytest.raises(SubjectErased):
             await restarted.detokenise(token, category=ADDRESS, subject="cust-1")
         status = await restarted.status()
-        assert (
-            status.tombstones == 1
-            and status.tokens == 0
-            and sum(g.subject_keys for g in status.generations) == 0
-        )
+        assert status.tombstones == 1 and status.tokens == 0 and sum(g.subject_keys for g in status.generations) == 0
     finally:
         await restarted.close()
 
@@ -263,9 +241,7 @@ async def test_erasing_an_unknown_subject_still_leaves_a_tombstone(keys: KeyServ
 async def test_rotate_then_interrupted_rewrap_resumes_and_keeps_data_readable(
     keys: KeyService, database: Database, keys_url: str, tmp_path: Path
 ) -> None:
-    values = {
-        f"cust-{n}": await keys.encrypt(f"card {n}", category=CARD, subject=f"cust-{n}") for n in range(23)
-    }
+    values = {f"cust-{n}": await keys.encrypt(f"card {n}", category=CARD, subject=f"cust-{n}") for n in range(23)}
     rotation = await keys.rotate()
     assert (rotation.previous_generation, rotation.generation, rotation.root_version) == (1, 2, "2")
     assert rotation.pending_rewrap == 23
@@ -323,13 +299,9 @@ class FakeTransit:
             self.version += 1
             return httpx.Response(200, json={"data": {"latest_version": self.version}})
         if operation == "encrypt":
-            return httpx.Response(
-                200, json={"data": {"ciphertext": self._seal(base64.b64decode(body["plaintext"]))}}
-            )
+            return httpx.Response(200, json={"data": {"ciphertext": self._seal(base64.b64decode(body["plaintext"]))}})
         if operation == "rewrap":
-            return httpx.Response(
-                200, json={"data": {"ciphertext": self._seal(self.sealed[body["ciphertext"]])}}
-            )
+            return httpx.Response(200, json={"data": {"ciphertext": self._seal(self.sealed[body["ciphertext"]])}})
         plain = self.sealed.get(body["ciphertext"])
         if plain is None:
             return httpx.Response(400, json={"errors": ["invalid ciphertext"]})
@@ -383,18 +355,14 @@ async def test_vault_rotation_rewraps_keys_without_touching_data(
         rotation = await keys.rotate()
         assert rotation.root_version == "2" and "keys" in transit.calls
         result = await keys.rewrap()
-        assert (
-            result.rewrapped == 1 and result.tenant_keys_rewrapped == 2 and transit.calls.count("rewrap") == 2
-        )
+        assert result.rewrapped == 1 and result.tenant_keys_rewrapped == 2 and transit.calls.count("rewrap") == 2
         status = await keys.status()
         assert {g.root_version for g in status.generations} == {"2"} and status.index_key_root_version == "2"
         assert await keys.decrypt(token, category=CARD, subject="cust-1") == PAN
         await keys.close()
 
 
-async def test_unreachable_vault_is_503_at_open(
-    database: Database, vault_url: str, httpx_mock: HTTPXMock
-) -> None:
+async def test_unreachable_vault_is_503_at_open(database: Database, vault_url: str, httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_exception(httpx.ConnectError("refused"), url=VAULT_ROUTE)
     async with httpx.AsyncClient() as http:
         with pytest.raises(KeyServiceUnavailable) as info:

@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from support.demo import Demo
 
 from privacy_middleware.audit.query import search
 from privacy_middleware.cli import main as cli
+from support.demo import Demo
 
 pytestmark = pytest.mark.anyio
 
@@ -37,8 +37,9 @@ async def test_eleventh_failure_locks_account_and_ip_but_not_other_networks(demo
 
 
 async def test_login_bodies_that_are_not_json_are_still_audited(demo: Demo) -> None:
-    response = await demo.client.post("/auth/login", content=b"\x00\x01garbage",
-                                      headers={"content-type": "application/octet-stream"})
+    response = await demo.client.post(
+        "/auth/login", content=b"\x00\x01garbage", headers={"content-type": "application/octet-stream"}
+    )
     assert response.status_code == 401
     await demo.app.runtime.audit.flush()
     [attempt] = await search(demo.app.runtime.database, kinds=["authentication.logon"])

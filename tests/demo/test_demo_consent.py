@@ -7,9 +7,9 @@ import sqlite3
 import httpx
 import pytest
 from pytest_httpx import HTTPXMock
-from support.demo import Demo
 
 from privacy_middleware.errors import PrivacyError
+from support.demo import Demo
 
 pytestmark = pytest.mark.anyio
 
@@ -40,14 +40,16 @@ async def test_no_analytics_event_or_tracking_cookie_without_consent(demo: Demo)
 
 
 async def test_opt_in_lets_events_and_cookies_through_with_identity_stripped(demo: Demo) -> None:
-    consent = await demo.client.put("/privacy/consent", json={"purposes": {"analytics": True, "marketing": True}},
-                                    headers=CSRF)
+    consent = await demo.client.put(
+        "/privacy/consent", json={"purposes": {"analytics": True, "marketing": True}}, headers=CSRF
+    )
     assert consent.status_code == 200, consent.text
     assert consent.json()["receipt"]
     products = await demo.client.get("/products")
     assert {"session", "_ga", "_fbp"} <= set_cookie_names(products)
-    response = await demo.client.post("/track", json={"event": "page_view", "visitor_id": "v-123",
-                                                      "ip": "198.51.100.77", "page": "/tea"})
+    response = await demo.client.post(
+        "/track", json={"event": "page_view", "visitor_id": "v-123", "ip": "198.51.100.77", "page": "/tea"}
+    )
     assert response.status_code == 202
     assert "analytics_storage=granted" in response.headers["consent-mode"]
     [stored] = tracked_events(demo)
@@ -57,12 +59,10 @@ async def test_opt_in_lets_events_and_cookies_through_with_identity_stripped(dem
 
 
 async def test_gpc_overrides_an_earlier_advertising_opt_in(demo: Demo) -> None:
-    await demo.client.put("/privacy/consent", json={"purposes": {"analytics": True, "marketing": True}},
-                          headers=CSRF)
+    await demo.client.put("/privacy/consent", json={"purposes": {"analytics": True, "marketing": True}}, headers=CSRF)
     with_gpc = await demo.client.get("/products", headers={"sec-gpc": "1"})
     names = set_cookie_names(with_gpc)
-    assert "_fbp" not in names or any(
-        v.startswith("_fbp=;") for v in with_gpc.headers.get_list("set-cookie"))
+    assert "_fbp" not in names or any(v.startswith("_fbp=;") for v in with_gpc.headers.get_list("set-cookie"))
     assert "_ga" in names
     state = (await demo.client.get("/privacy/consent", headers={"sec-gpc": "1"})).json()
     assert state["purposes"]["marketing"]["allowed"] is False
@@ -77,8 +77,10 @@ async def test_withdrawal_expires_cookies_and_stops_events(demo: Demo) -> None:
     assert "_ga" in demo.client.cookies
     withdrawn = await demo.client.delete("/privacy/consent", headers=CSRF)
     assert withdrawn.status_code == 200
-    assert any(v.startswith("_ga=;") and "Max-Age=0" in v or "expires=Thu, 01 Jan 1970" in v.lower()
-               for v in withdrawn.headers.get_list("set-cookie"))
+    assert any(
+        (v.startswith("_ga=;") and "Max-Age=0" in v) or "expires=Thu, 01 Jan 1970" in v.lower()
+        for v in withdrawn.headers.get_list("set-cookie")
+    )
     assert "_ga" not in demo.client.cookies
     response = await demo.client.post("/track", json={"event": "page_view"})
     assert response.status_code == 204

@@ -10,9 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from support.demo import CARD, Demo
-
 from privacy_middleware.cli import main as cli
+from support.demo import CARD, Demo
 
 pytestmark = pytest.mark.anyio
 
@@ -62,8 +61,14 @@ async def test_customer_reads_own_order_in_clear_and_partners_see_their_minimum(
     logistics = await demo.partner("logistics-co")
     seen = (await demo.client.get("/orders", headers={"authorization": f"Bearer {logistics}"})).json()
     order = seen["orders"][0]
-    assert order["shipping_address"] == {"name": "Ada Lovelace", "street": "12 Marylebone Road", "city": "London",
-                                         "postal_code": "NW1 5LR", "country": "GB", "phone": "+44 20 7946 0018"}
+    assert order["shipping_address"] == {
+        "name": "Ada Lovelace",
+        "street": "12 Marylebone Road",
+        "city": "London",
+        "postal_code": "NW1 5LR",
+        "country": "GB",
+        "phone": "+44 20 7946 0018",
+    }
     assert order["payment"]["card"] == {}
     assert order["billing_address"] == {} and order["customer"] == {}
     assert "note" not in order and "customer_id" not in order
@@ -88,8 +93,9 @@ async def test_tampered_ciphertext_is_never_shown_as_a_value(demo: Demo) -> None
     _, token = await demo.register()
     order_id = (await demo.checkout(token)).json()["id"]
     connection = sqlite3.connect(demo.data_dir / "shop.db")
-    document: dict[str, Any] = orjson.loads(connection.execute(
-        "select document from orders where id = ?", (order_id,)).fetchone()[0])
+    document: dict[str, Any] = orjson.loads(
+        connection.execute("select document from orders where id = ?", (order_id,)).fetchone()[0]
+    )
     envelope = document["payment"]["card"]["number"]
     assert envelope.startswith("pe1.")
     # Move the street's ciphertext into the card field: authentic bytes, wrong field.
@@ -117,7 +123,9 @@ async def test_rotate_rewrap_keep_data_readable(demo: Demo, monkeypatch: pytest.
     assert own["payment"]["card"]["number"] == "4242424242424242"
 
 
-async def test_erasure_makes_old_ciphertexts_unreadable_even_after_restoring_the_key_store(demo: Demo) -> None:
+async def test_erasure_makes_old_ciphertexts_unreadable_even_after_restoring_the_key_store(
+    demo: Demo,
+) -> None:
     customer_id, token = await demo.register()
     order_id = (await demo.checkout(token)).json()["id"]
     store_file = demo.data_dir / "privacy.db"

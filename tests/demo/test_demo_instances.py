@@ -36,15 +36,24 @@ async def test_withdrawal_on_one_instance_is_effective_on_the_other_within_a_sec
         clients = []
         for app in (first, second):
             await stack.enter_async_context(asgi_lifespan(app))
-            clients.append(await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop")))
+            clients.append(
+                await stack.enter_async_context(
+                    httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop")
+                )
+            )
         a, b = clients
-        registered = await a.post("/auth/register", json={"email": "ada@example.com",
-                                                          "password": "correct horse battery",
-                                                          "birth_date": "1990-01-01"})
+        registered = await a.post(
+            "/auth/register",
+            json={
+                "email": "ada@example.com",
+                "password": "correct horse battery",
+                "birth_date": "1990-01-01",
+            },
+        )
         auth = {"authorization": f"Bearer {registered.json()['token']}"}
-        assert (await a.put("/privacy/consent", json={"purposes": {"analytics": True}},
-                            headers={**CSRF, **auth})).status_code == 200
+        assert (
+            await a.put("/privacy/consent", json={"purposes": {"analytics": True}}, headers={**CSRF, **auth})
+        ).status_code == 200
         # Instance B now has the subject's state cached for a minute.
         assert (await b.post("/track", json={"event": "view"}, headers=auth)).status_code == 202
         assert (await a.delete("/privacy/consent", headers={**CSRF, **auth})).status_code == 200

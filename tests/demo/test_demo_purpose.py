@@ -9,9 +9,9 @@ import httpx
 import orjson
 import pytest
 from pytest_httpx import HTTPXMock
-from support.demo import Demo, checkout_body
 
 from privacy_middleware.audit.query import search
+from support.demo import Demo, checkout_body
 
 pytestmark = pytest.mark.anyio
 
@@ -37,8 +37,18 @@ async def test_logistics_sees_only_name_phone_and_delivery_address(demo: Demo) -
     orders = await orders_as(demo, "logistics-co")
     assert len(orders) == 2
     for order in orders:
-        assert set(order) == {"id", "status", "items", "total", "currency", "created_at", "customer",
-                              "shipping_address", "billing_address", "payment"}
+        assert set(order) == {
+            "id",
+            "status",
+            "items",
+            "total",
+            "currency",
+            "created_at",
+            "customer",
+            "shipping_address",
+            "billing_address",
+            "payment",
+        }
         assert set(order["shipping_address"]) == {"name", "street", "city", "postal_code", "country", "phone"}
         assert order["shipping_address"]["street"] == "12 Marylebone Road"
         assert order["customer"] == {} and order["billing_address"] == {} and order["payment"] == {"card": {}}
@@ -88,10 +98,12 @@ async def test_a_new_field_the_shop_adds_is_dropped_for_partners(demo: Demo) -> 
 
 @pytest.mark.parametrize(
     ("secret", "kind"),
-    [("4111 1111 1111 1111", "card_number"),
-     ("11010519491231002X", "prc_resident_id"),
-     ("DE89 3704 0044 0532 0130 00", "iban"),
-     ("123-45-6789", "us_ssn")],
+    [
+        ("4111 1111 1111 1111", "card_number"),
+        ("11010519491231002X", "prc_resident_id"),
+        ("DE89 3704 0044 0532 0130 00", "iban"),
+        ("123-45-6789", "us_ssn"),
+    ],
 )
 async def test_personal_data_pasted_into_an_order_note_is_refused(demo: Demo, secret: str, kind: str) -> None:
     note = f"for the courier: {secret} thanks"
@@ -114,8 +126,10 @@ async def test_an_order_number_in_a_note_is_not_mistaken_for_a_card(demo: Demo) 
 
 
 async def test_under_age_registration_is_refused_and_audited_without_the_birth_date(demo: Demo) -> None:
-    response = await demo.client.post("/auth/register", json={
-        "email": "kid@example.com", "password": "correct horse battery", "birth_date": "2015-06-01"})
+    response = await demo.client.post(
+        "/auth/register",
+        json={"email": "kid@example.com", "password": "correct horse battery", "birth_date": "2015-06-01"},
+    )
     assert response.status_code == 403
     assert response.json()["code"] == "below_minimum_age"
     connection = sqlite3.connect(demo.data_dir / "shop.db")
@@ -146,8 +160,14 @@ async def test_outbound_call_to_logistics_carries_only_the_allowed_fields(demo: 
     async with httpx.AsyncClient(transport=demo.app.transport(httpx.AsyncHTTPTransport())) as partner:
         await partner.post("https://api.logistics.example/v1/shipments", json=stored)
     sent = orjson.loads(httpx_mock.get_requests()[0].content)
-    assert sent["shipping_address"] == {"name": "Ada Lovelace", "street": "12 Marylebone Road", "city": "London",
-                                        "postal_code": "NW1 5LR", "country": "GB", "phone": "+44 20 7946 0018"}
+    assert sent["shipping_address"] == {
+        "name": "Ada Lovelace",
+        "street": "12 Marylebone Road",
+        "city": "London",
+        "postal_code": "NW1 5LR",
+        "country": "GB",
+        "phone": "+44 20 7946 0018",
+    }
     assert sent["payment"] == {"card": {}} and sent["billing_address"] == {} and sent["customer"] == {}
     assert "note" not in sent and "customer_id" not in sent
     # An endpoint the policy does not declare for this recipient is refused, nothing sent.

@@ -136,9 +136,7 @@ async def test_shopify_records_pages_through_orders(httpx_mock: HTTPXMock, http:
     assert records[1].data["shippingAddress"]["address1"] == "1 Tea Lane"
 
 
-async def test_shopify_unknown_customer_has_no_records(
-    httpx_mock: HTTPXMock, http: httpx.AsyncClient
-) -> None:
+async def test_shopify_unknown_customer_has_no_records(httpx_mock: HTTPXMock, http: httpx.AsyncClient) -> None:
     httpx_mock.add_response(url=SHOPIFY_URL, json={"data": {"customer": None}})
     adapter = ShopifyAdapter(shop="tea-shop.myshopify.com", access_token="shpat_test", http=http)
     assert await adapter.records("gid://shopify/Customer/5") == []
@@ -316,12 +314,8 @@ def woo_adapter(http: httpx.AsyncClient) -> WooCommerceAdapter:
     )
 
 
-async def test_woocommerce_records_use_basic_auth_and_paginate(
-    httpx_mock: HTTPXMock, http: httpx.AsyncClient
-) -> None:
-    httpx_mock.add_response(
-        method="GET", url=f"{WOO}/customers/25", match_headers=WOO_AUTH, json=WOO_CUSTOMER
-    )
+async def test_woocommerce_records_use_basic_auth_and_paginate(httpx_mock: HTTPXMock, http: httpx.AsyncClient) -> None:
+    httpx_mock.add_response(method="GET", url=f"{WOO}/customers/25", match_headers=WOO_AUTH, json=WOO_CUSTOMER)
     httpx_mock.add_response(
         method="GET",
         url=f"{WOO}/orders?customer=25&status=any&per_page=100&page=1",
@@ -343,9 +337,7 @@ async def test_woocommerce_records_use_basic_auth_and_paginate(
         assert "ck_key" not in str(request.url) and "cs_secret" not in str(request.url)
 
 
-async def test_woocommerce_unknown_customer_and_insecure_url(
-    httpx_mock: HTTPXMock, http: httpx.AsyncClient
-) -> None:
+async def test_woocommerce_unknown_customer_and_insecure_url(httpx_mock: HTTPXMock, http: httpx.AsyncClient) -> None:
     httpx_mock.add_response(
         url=f"{WOO}/customers/99",
         status_code=404,
@@ -427,9 +419,7 @@ async def test_woocommerce_erasure_anonymises_held_orders_then_deletes_the_custo
     assert outcome.deleted == ["customer:25"]
 
 
-async def test_woocommerce_erasure_without_hold_deletes_orders(
-    httpx_mock: HTTPXMock, http: httpx.AsyncClient
-) -> None:
+async def test_woocommerce_erasure_without_hold_deletes_orders(httpx_mock: HTTPXMock, http: httpx.AsyncClient) -> None:
     httpx_mock.add_response(
         method="GET",
         url=f"{WOO}/orders?customer=25&status=any&per_page=100&page=1",
@@ -447,9 +437,7 @@ async def test_woocommerce_erasure_without_hold_deletes_orders(
     assert outcome.deleted == ["order:7"] and outcome.anonymised == []
 
 
-async def test_woocommerce_rectify_expired_and_retention(
-    httpx_mock: HTTPXMock, http: httpx.AsyncClient
-) -> None:
+async def test_woocommerce_rectify_expired_and_retention(httpx_mock: HTTPXMock, http: httpx.AsyncClient) -> None:
     adapter = woo_adapter(http)
     httpx_mock.add_response(
         method="PUT", url=f"{WOO}/customers/25", match_json={"last_name": "King"}, json=WOO_CUSTOMER
@@ -471,9 +459,11 @@ async def test_woocommerce_rectify_expired_and_retention(
 
 
 def test_woocommerce_anonymised_address_mirrors_wordpress() -> None:
-    assert anonymised_address(
-        {"first_name": "Ada", "phone": "+44 (113) 496-0000", "email": "a@b.c", "x": 1}
-    ) == {"first_name": "", "phone": "+00 (000) 000-0000", "email": "deleted@site.invalid"}
+    assert anonymised_address({"first_name": "Ada", "phone": "+44 (113) 496-0000", "email": "a@b.c", "x": 1}) == {
+        "first_name": "",
+        "phone": "+00 (000) 000-0000",
+        "email": "deleted@site.invalid",
+    }
     assert anonymised_address(None) == {}
 
 
@@ -607,17 +597,13 @@ async def test_saleor_errors_and_retention(httpx_mock: HTTPXMock, http: httpx.As
         url=SALEOR_URL,
         json={
             "data": {
-                "customerDelete": {
-                    "errors": [{"field": "id", "code": "NOT_FOUND", "message": "Couldn't resolve"}]
-                },
+                "customerDelete": {"errors": [{"field": "id", "code": "NOT_FOUND", "message": "Couldn't resolve"}]},
                 "user": None,
             }
         },
     )
     assert (await adapter.erase("VXNlcjo5OQ==", keep_for_legal_hold={})).deleted == []
-    item = RetentionItem(
-        "order", "T3JkZXI6MQ==", "user.contact.email", dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
-    )
+    item = RetentionItem("order", "T3JkZXI6MQ==", "user.contact.email", dt.datetime(2024, 5, 1, tzinfo=dt.UTC))
     with pytest.raises(ShopAdapterError):
         await adapter.apply_retention([item], "delete")
     httpx_mock.add_response(

@@ -134,9 +134,7 @@ def starlette_app() -> Starlette:
 
 
 @pytest.fixture(params=["django", "starlette"])
-async def shop(
-    request: pytest.FixtureRequest, tmp_path: Path, asgi_lifespan: Any
-) -> AsyncIterator[httpx.AsyncClient]:
+async def shop(request: pytest.FixtureRequest, tmp_path: Path, asgi_lifespan: Any) -> AsyncIterator[httpx.AsyncClient]:
     RECEIVED.clear()
     inner = django_app() if request.param == "django" else starlette_app()
     settings = Settings(
@@ -155,8 +153,7 @@ async def shop(
 def bearer(claims: dict[str, Any]) -> dict[str, str]:
     now = int(time.time())
     return {
-        "authorization": "Bearer "
-        + jwt.encode({"iat": now, "exp": now + 600, **claims}, JWT_SECRET, algorithm="HS256")
+        "authorization": "Bearer " + jwt.encode({"iat": now, "exp": now + 600, **claims}, JWT_SECRET, algorithm="HS256")
     }
 
 

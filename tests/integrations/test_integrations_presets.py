@@ -36,9 +36,7 @@ def test_preset_passes_policy_check(platform: str, capsys: pytest.CaptureFixture
 
 
 def token(claims: dict[str, Any]) -> str:
-    return jwt.encode(
-        {"iat": int(time.time()), "exp": int(time.time()) + 600, **claims}, JWT_SECRET, algorithm="HS256"
-    )
+    return jwt.encode({"iat": int(time.time()), "exp": int(time.time()) + 600, **claims}, JWT_SECRET, algorithm="HS256")
 
 
 class Canned:
@@ -78,9 +76,7 @@ async def fetch(
     runtime = Runtime(settings, policy=load_policy(preset(platform)))
     app = PrivacyMiddleware(Canned(document), runtime=runtime)
     try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://shop"
-        ) as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client:
             response = await client.request(
                 method, path, json=body, headers={"authorization": f"Bearer {token(claims)}"}
             )
@@ -307,8 +303,6 @@ async def test_woocommerce_preset_customer_for_support_and_carrier(tmp_path: Pat
     assert seen["email"] == "ada@example.com" and seen["shipping"] == WOO_ADDRESS
     assert seen["billing"]["address_1"] == "2 Bill Road"  # support sees user.contact, billing included
     assert seen["role"] == "customer"
-    carrier_view = await fetch(
-        "woocommerce", tmp_path / "c", [customer], "GET", "/wp-json/wc/v3/customers", CARRIER
-    )
+    carrier_view = await fetch("woocommerce", tmp_path / "c", [customer], "GET", "/wp-json/wc/v3/customers", CARRIER)
     assert "email" not in carrier_view[0] and "username" not in carrier_view[0]
     assert carrier_view[0]["shipping"]["address_1"] == "1 Tea Lane"

@@ -73,9 +73,7 @@ def test_shopify_hmac_matches_independent_vectors() -> None:
     secret=st.text(min_size=1, max_size=40),
     other=st.text(min_size=1, max_size=40),
 )
-def test_shopify_signature_verifies_only_with_a_configured_secret(
-    body: bytes, secret: str, other: str
-) -> None:
+def test_shopify_signature_verifies_only_with_a_configured_secret(body: bytes, secret: str, other: str) -> None:
     receiver = ShopifyWebhooks([secret])
     good = {"x-shopify-hmac-sha256": shopify_hmac(secret, body)}
     assert asyncio.run(receiver.verify(good, body)) is None
@@ -147,12 +145,8 @@ async def harness(
             WooCommerceWebhooks(["wc-secret"]),
             SaleorWebhooks(api_url=SALEOR_API, http=http),
         ]
-        app = Starlette(
-            routes=webhook_routes(database, queue, receivers, on_rejected=audit, max_body_bytes=4096)
-        )
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="https://pm.example"
-        ) as client:
+        app = Starlette(routes=webhook_routes(database, queue, receivers, on_rejected=audit, max_body_bytes=4096))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://pm.example") as client:
             yield client, queue, audit, http
 
 
@@ -213,9 +207,7 @@ async def test_shopify_old_secret_and_unprefixed_header_are_accepted(harness: An
         ("garbage", "bad_signature"),
     ],
 )
-async def test_shopify_bad_signature_is_401_audited_and_not_queued(
-    harness: Any, tamper: str, reason: str
-) -> None:
+async def test_shopify_bad_signature_is_401_audited_and_not_queued(harness: Any, tamper: str, reason: str) -> None:
     client, queue, audit, _ = harness
     body = compact(DATA_REQUEST)
     headers = shopify_headers(body, "customers/data_request")
@@ -286,9 +278,7 @@ async def test_failed_hand_over_is_503_and_the_retry_is_accepted(harness: Any) -
 async def test_shopify_other_topics_malformed_and_oversized_bodies(harness: Any) -> None:
     client, queue, _, _ = harness
     body = compact({"id": 1})
-    ignored = await client.post(
-        "/webhooks/shopify", content=body, headers=shopify_headers(body, "orders/create")
-    )
+    ignored = await client.post("/webhooks/shopify", content=body, headers=shopify_headers(body, "orders/create"))
     assert ignored.json() == {"status": "ignored"}
     broken = b'{"shop_domain": '
     malformed = await client.post(
@@ -312,9 +302,7 @@ async def test_shopify_other_topics_malformed_and_oversized_bodies(harness: Any)
     )
     assert bad_shop.status_code == 400
     huge = b"{" + b" " * 5000 + b"}"
-    too_big = await client.post(
-        "/webhooks/shopify", content=huge, headers=shopify_headers(huge, "shop/redact")
-    )
+    too_big = await client.post("/webhooks/shopify", content=huge, headers=shopify_headers(huge, "shop/redact"))
     assert too_big.status_code == 413
     assert queue.submitted == []
 

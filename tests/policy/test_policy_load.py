@@ -100,14 +100,16 @@ def test_missing_file_is_reported(tmp_path: Path) -> None:
 def test_route_table_matching_rules() -> None:
     from privacy_middleware.policy.compile import RouteTable
 
-    table = RouteTable([
-        ("GET", "/orders/{id}", "order"),
-        ("GET", "/orders/export", "export"),
-        ("GET", "/users/{uid}/orders/{oid}", "user-order"),
-        ("GET", "/files/{p:path}", "file"),
-        ("GET", "/{tenant}/cart", "cart"),
-        ("POST", "/checkout", "checkout"),
-    ])
+    table = RouteTable(
+        [
+            ("GET", "/orders/{id}", "order"),
+            ("GET", "/orders/export", "export"),
+            ("GET", "/users/{uid}/orders/{oid}", "user-order"),
+            ("GET", "/files/{p:path}", "file"),
+            ("GET", "/{tenant}/cart", "cart"),
+            ("POST", "/checkout", "checkout"),
+        ]
+    )
     assert table.match("GET", "/orders/12") == ("order", {"id": "12"})
     assert table.match("GET", "/orders/export") == ("export", {})
     assert table.match("GET", "/orders/12/") == ("order", {"id": "12"})
@@ -122,14 +124,40 @@ def test_route_table_matching_rules() -> None:
 
 
 def test_policy_explain_says_what_a_recipient_sees_and_why(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["policy", "explain", str(demo_policy_path()), "--recipient", "logistics",
-                 "--route", "GET /orders/{order_id}"]) == 0
+    assert (
+        main(
+            [
+                "policy",
+                "explain",
+                str(demo_policy_path()),
+                "--recipient",
+                "logistics",
+                "--route",
+                "GET /orders/{order_id}",
+            ]
+        )
+        == 0
+    )
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
-    assert "keep" in lines["shipping_address.street"] and 'sees["user.contact.address.delivery"]' in (
-        lines["shipping_address.street"])
+    assert (
+        "keep" in lines["shipping_address.street"]
+        and 'sees["user.contact.address.delivery"]' in (lines["shipping_address.street"])
+    )
     assert "drop" in lines["payment.card.number"] and "default deny" in lines["payment.card.number"]
-    assert main(["policy", "explain", str(demo_policy_path()), "--recipient", "logistics",
-                 "--route", "GET /nowhere"]) == 1
+    assert (
+        main(
+            [
+                "policy",
+                "explain",
+                str(demo_policy_path()),
+                "--recipient",
+                "logistics",
+                "--route",
+                "GET /nowhere",
+            ]
+        )
+        == 1
+    )
 
 
 def test_policy_check_reports_selectors_that_match_nothing_in_an_example(

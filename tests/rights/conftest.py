@@ -4,7 +4,6 @@ a real audit writer on the privacy store, and the demo shop adapter on the shop'
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from privacy_middleware.audit import AuditWriter, search
 from privacy_middleware.audit.keys import load_or_create_signing_key
 from privacy_middleware.consent.records import ConsentRecord, Holder
@@ -99,5 +99,11 @@ async def rights(tmp_path: Path, asgi_lifespan: Any) -> AsyncIterator[RightsDemo
             transport=httpx.ASGITransport(app=app, client=("198.51.100.20", 40000)), base_url="http://shop"
         ) as client,
     ):
-        yield RightsDemo(Demo(app, shop, client, tmp_path), runtime.rights, runtime.adapter, runtime.audit, key,
-                         runtime.http)
+        yield RightsDemo(
+            Demo(app, shop, client, tmp_path),
+            runtime.rights,
+            runtime.adapter,
+            runtime.audit,
+            key,
+            runtime.http,
+        )

@@ -207,9 +207,7 @@ async def test_erasure_leaves_nothing_readable_keeps_totals_and_is_idempotent(ri
     # A later export finds nothing about the person.
     admin = rights.auth(rights.admin_token())
     later = (
-        await rights.client.get(
-            "/privacy/me/export", params={"subject": subject, "reason": "check"}, headers=admin
-        )
+        await rights.client.get("/privacy/me/export", params={"subject": subject, "reason": "check"}, headers=admin)
     ).json()
     assert later["shop"]["records"] == [] and later["consent"]["history"] == []
     assert later["restrictions"]["restricted"] is False
@@ -262,19 +260,13 @@ async def test_a_failing_shop_leaves_the_erasure_open_and_the_key_alive_until_re
     names = [(s.name, s.outcome) for s in retried.steps]
     assert names.index(("shop", "done")) < names.index(("keys", "done"))
     assert ("shop", "failed") in names
-    assert (
-        verify_erasure_receipt(retried.result["receipt"], rights.signing_key.public_key())["sub"] == subject
-    )
+    assert verify_erasure_receipt(retried.result["receipt"], rights.signing_key.public_key())["sub"] == subject
     assert await rights.adapter.records(subject) == []
 
 
-async def test_transfer_posts_the_export_to_the_receiving_provider(
-    rights: Any, httpx_mock: HTTPXMock
-) -> None:
+async def test_transfer_posts_the_export_to_the_receiving_provider(rights: Any, httpx_mock: HTTPXMock) -> None:
     subject, token, _ = await rights.customer_with_order()
-    httpx_mock.add_response(
-        method="POST", url="https://import.other-shop.example/v1/portability", status_code=202
-    )
+    httpx_mock.add_response(method="POST", url="https://import.other-shop.example/v1/portability", status_code=202)
     response = await rights.client.post(
         "/privacy/me/export/transfer",
         headers={**rights.auth(token), "idempotency-key": "transfer-1"},
@@ -354,9 +346,7 @@ async def test_unreachable_transfer_target_fails_the_request_and_keeps_the_expor
 )
 async def test_transfer_refuses_targets_that_are_not_public_https(rights: Any, url: Any) -> None:
     _, token = await rights.demo.register()
-    response = await rights.client.post(
-        "/privacy/me/export/transfer", headers=rights.auth(token), json={"url": url}
-    )
+    response = await rights.client.post("/privacy/me/export/transfer", headers=rights.auth(token), json={"url": url})
     assert response.status_code == 422 and response.json()["code"] == "invalid_transfer_target"
 
 
@@ -395,9 +385,7 @@ async def test_restriction_and_objection_set_flags_at_once(rights: Any) -> None:
     assert flags.restricted is False and flags.objects_to("analytics")
     kinds = [
         r["type"]
-        for r in (await rights.client.get("/privacy/me/requests", headers=rights.auth(token))).json()[
-            "requests"
-        ]
+        for r in (await rights.client.get("/privacy/me/requests", headers=rights.auth(token))).json()["requests"]
     ]
     assert kinds.count("restriction") == 2 and kinds.count("objection") == 2
 
@@ -424,9 +412,7 @@ async def test_rectification_corrects_the_profile_and_refuses_other_fields(right
         json={"changes": {"email": "ada@example.com"}},
     )
     assert taken.status_code == 422 and "ada@example.com" not in taken.text
-    empty = await rights.client.post(
-        "/privacy/me/rectification", headers=rights.auth(token), json={"changes": {}}
-    )
+    empty = await rights.client.post("/privacy/me/rectification", headers=rights.auth(token), json={"changes": {}})
     assert empty.status_code == 422
     statuses = [r.status for r in (await rights.service.requests_of(subject)) if r.kind == "rectification"]
     assert sorted(statuses) == ["completed", "rejected"]
@@ -444,9 +430,7 @@ async def test_admin_list_puts_overdue_requests_first(rights: Any) -> None:
             .where(rights_requests.c.id == late.id)
             .values(due_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
         )
-    listing = (
-        await rights.client.get("/privacy/admin/requests", headers=rights.auth(rights.admin_token()))
-    ).json()
+    listing = (await rights.client.get("/privacy/admin/requests", headers=rights.auth(rights.admin_token()))).json()
     assert listing["requests"][0]["id"] == late.id and listing["requests"][0]["overdue"] is True
     assert listing["overdue"] == 1
     assert {r["id"] for r in listing["requests"][1:]} == {recent.id, done.id}

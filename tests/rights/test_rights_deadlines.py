@@ -10,9 +10,7 @@ from hypothesis import strategies as st
 from privacy_middleware.policy.schema import Rights
 from privacy_middleware.rights.deadlines import add_working_days, due_date
 
-starts = st.datetimes(
-    min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2035, 1, 1), timezones=st.just(dt.UTC)
-)
+starts = st.datetimes(min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2035, 1, 1), timezones=st.just(dt.UTC))
 
 
 def test_ten_working_days_from_a_friday_is_two_weeks_later() -> None:
@@ -33,8 +31,6 @@ def test_working_day_deadlines_count_exactly_n_weekdays_and_end_on_one(start: dt
     due = add_working_days(start, days)
     assert due.weekday() < 5
     assert due.time() == start.time()
-    counted = sum(
-        1 for offset in range(1, (due - start).days + 1) if (start + dt.timedelta(days=offset)).weekday() < 5
-    )
+    counted = sum(1 for offset in range(1, (due - start).days + 1) if (start + dt.timedelta(days=offset)).weekday() < 5)
     assert counted == days
     assert due - start <= dt.timedelta(days=days + 2 * (days // 5 + 1) + 2)

@@ -123,9 +123,7 @@ async def test_it_is_a_shop_adapter_and_finds_only_the_subjects_records(adapter:
     assert await adapter.records("cus_nobody") == []
 
 
-async def test_erasure_anonymises_held_orders_and_deletes_the_rest(
-    adapter: DemoShopAdapter, shop: DemoShop
-) -> None:
+async def test_erasure_anonymises_held_orders_and_deletes_the_rest(adapter: DemoShopAdapter, shop: DemoShop) -> None:
     outcome = await adapter.erase("cus_ada", keep_for_legal_hold=HOLD)
     assert outcome.deleted == ["address:adr_cus_ada", "customer:cus_ada"]
     assert outcome.anonymised == ["order:ord_cus_ada"]
@@ -152,9 +150,9 @@ async def test_without_a_legal_hold_orders_are_deleted(adapter: DemoShopAdapter)
 
 
 # Marked so a value can never be mistaken for a key or a non-personal value of the order.
-personal_text = st.text(
-    alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1, max_size=20
-).map(lambda text: "pii_" + text)
+personal_text = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1, max_size=20).map(
+    lambda text: "pii_" + text
+)
 
 
 def leaves(node: Any) -> list[str]:
@@ -170,9 +168,7 @@ def leaves(node: Any) -> list[str]:
     values=st.lists(personal_text, min_size=8, max_size=8, unique=True),
     extra_key=st.sampled_from(["street_index", "number_hash", "nickname"]),
 )
-def test_anonymised_orders_keep_no_personal_value_except_the_held_ones(
-    values: list[str], extra_key: str
-) -> None:
+def test_anonymised_orders_keep_no_personal_value_except_the_held_ones(values: list[str], extra_key: str) -> None:
     adapter = DemoShopAdapter(None, POLICY)  # type: ignore[arg-type]  # no database for a pure transform
     doc = order_document("ord_1", "cus_1")
     doc["customer"] = {"email": values[0], "name": values[1], extra_key: values[2]}
@@ -204,9 +200,7 @@ async def test_rectification_changes_allowed_fields_only(adapter: DemoShopAdapte
         await adapter.rectify("cus_nobody", {"name": "X"})
 
 
-async def test_retention_finds_and_removes_data_past_its_period(
-    adapter: DemoShopAdapter, shop: DemoShop
-) -> None:
+async def test_retention_finds_and_removes_data_past_its_period(adapter: DemoShopAdapter, shop: DemoShop) -> None:
     browsing = await adapter.expired("user.behavior.browsing", NOW - dt.timedelta(days=396))
     assert [(i.kind, i.category) for i in browsing] == [("tracking_event", "user.behavior.browsing")]
     ips = await adapter.expired("user.device.ip_address", NOW - dt.timedelta(days=30))
@@ -228,8 +222,6 @@ async def test_retention_finds_and_removes_data_past_its_period(
     assert "note" not in order.data and order.data["total"] == 17.0
     assert await adapter.expired("user.content.order_note", NOW - dt.timedelta(days=365)) == []
     assert (
-        await adapter.apply_retention(
-            [RetentionItem("order", "ord_missing", "user.content.order_note", NOW)], "delete"
-        )
+        await adapter.apply_retention([RetentionItem("order", "ord_missing", "user.content.order_note", NOW)], "delete")
         == 0
     )

@@ -50,17 +50,13 @@ async def test_a_dry_run_reports_and_a_real_run_deletes_and_audits(rights: Any) 
     sink = Sink()
     runner = RetentionRunner(rights.service.policy, rights.adapter, audit=sink)
     seen: list[tuple[str, int, int]] = []
-    dry = await runner.run(
-        dry_run=True, progress=lambda rule, done, total: seen.append((rule.category, done, total))
-    )
+    dry = await runner.run(dry_run=True, progress=lambda rule, done, total: seen.append((rule.category, done, total)))
     assert dry.dry_run and dry.found == 5 and dry.changed == 0 and sink.events == []
     assert len(await remaining_events(rights)) == 4
     assert seen == [("user.behavior.browsing", 0, 2), ("user.device.ip_address", 0, 3)]
 
     report = await runner.run()
-    assert (
-        report.ok and report.changed == 3
-    )  # two events deleted, then the one older than 30 days loses its IP
+    assert report.ok and report.changed == 3  # two events deleted, then the one older than 30 days loses its IP
     summary = report.to_json()
     assert [(r["category"], r["found"], r["changed"]) for r in summary["rules"]] == [
         ("user.behavior.browsing", 2, 2),

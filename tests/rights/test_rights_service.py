@@ -52,9 +52,7 @@ async def test_a_protected_value_of_someone_else_is_not_revealed_in_an_export(ri
     stored = (await rights.adapter.records(victim))[-1]
     assert stored.data["shipping_address"]["street"].startswith("pe1.")
     # A record that claims to be someone else's order: the victim's ciphertext is bound to the victim.
-    forged = ShopRecord(
-        kind="order", id="x", data={**stored.data, "customer_id": "cus_attacker"}, shape="order"
-    )
+    forged = ShopRecord(kind="order", id="x", data={**stored.data, "customer_id": "cus_attacker"}, shape="order")
     revealed = await reveal_record(rights.service.fields, rights.service.policy, forged, "cus_attacker")
     assert revealed["data"]["shipping_address"]["street"] == {
         "error": "unreadable",

@@ -37,23 +37,15 @@ async def test_submission_is_idempotent_by_key_and_by_open_request(database: Dat
         kind="erasure", subject="cus_1", principal="cus_1", due_at=due(), idempotency_key="k-1", now=NOW
     )
     assert not new and again.id == first.id
-    open_one, new = await repo.submit(
-        kind="erasure", subject="cus_1", principal="cus_1", due_at=due(), now=NOW
-    )
+    open_one, new = await repo.submit(kind="erasure", subject="cus_1", principal="cus_1", due_at=due(), now=NOW)
     assert not new and open_one.id == first.id
     other, new = await repo.submit(kind="erasure", subject="cus_2", principal="cus_2", due_at=due(), now=NOW)
     assert new and other.id != first.id
     with pytest.raises(KeyReused):
-        await repo.submit(
-            kind="erasure", subject="cus_2", principal="cus_2", due_at=due(), idempotency_key="k-1"
-        )
+        await repo.submit(kind="erasure", subject="cus_2", principal="cus_2", due_at=due(), idempotency_key="k-1")
     with pytest.raises(KeyReused):
-        await repo.submit(
-            kind="access", subject="cus_1", principal="cus_1", due_at=due(), idempotency_key="k-1"
-        )
-    fresh, new = await repo.submit(
-        kind="access", subject="cus_1", principal="cus_1", due_at=due(), reuse_open=False
-    )
+        await repo.submit(kind="access", subject="cus_1", principal="cus_1", due_at=due(), idempotency_key="k-1")
+    fresh, new = await repo.submit(kind="access", subject="cus_1", principal="cus_1", due_at=due(), reuse_open=False)
     assert new and fresh.kind == "access"
 
 
@@ -81,9 +73,7 @@ async def test_steps_name_the_failure_and_a_done_step_clears_it(database: Databa
     request, _ = await repo.submit(
         kind="erasure", subject="cus_1", principal="admin", due_at=due(), reason="ticket 7", now=NOW
     )
-    failed = await repo.record_step(
-        request.id, Step("shop", "failed", NOW), error="shop timed out", count_attempt=True
-    )
+    failed = await repo.record_step(request.id, Step("shop", "failed", NOW), error="shop timed out", count_attempt=True)
     assert failed.is_open and failed.failed_step == "shop" and failed.error == "shop timed out"
     assert failed.attempts == 1
     done = await repo.record_step(
@@ -109,16 +99,10 @@ async def test_steps_name_the_failure_and_a_done_step_clears_it(database: Databa
 async def test_listing_puts_overdue_open_requests_first(database: Database) -> None:
     repo = RightsRepository(database)
     now = dt.datetime.now(dt.UTC)
-    on_time, _ = await repo.submit(
-        kind="access", subject="a", principal="a", due_at=now + dt.timedelta(days=3)
-    )
+    on_time, _ = await repo.submit(kind="access", subject="a", principal="a", due_at=now + dt.timedelta(days=3))
     late, _ = await repo.submit(kind="erasure", subject="b", principal="b", due_at=now - dt.timedelta(days=1))
-    later, _ = await repo.submit(
-        kind="erasure", subject="c", principal="c", due_at=now - dt.timedelta(days=5)
-    )
-    closed, _ = await repo.submit(
-        kind="access", subject="d", principal="d", due_at=now - dt.timedelta(days=9)
-    )
+    later, _ = await repo.submit(kind="erasure", subject="c", principal="c", due_at=now - dt.timedelta(days=5))
+    closed, _ = await repo.submit(kind="access", subject="d", principal="d", due_at=now - dt.timedelta(days=9))
     await repo.record_step(closed.id, Step("export", "done", now), status="completed")
     listing = await repo.listing()
     assert [r.id for r in listing[:2]] == [later.id, late.id]

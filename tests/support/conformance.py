@@ -40,7 +40,9 @@ async def seed_demo(
     seed: str, data_dir: Path, lifespan: Lifespan, *, policy_file: Path | None = None
 ) -> AsyncIterator[Demo]:
     """The demo shop behind `seed`'s policy (or a revision of it), reached over HTTP from CLIENT_IP."""
-    app, shop = build_demo(data_dir, policy_file=policy_file or policy_path(seed), audit={"retention_interval_seconds": 0})
+    app, shop = build_demo(
+        data_dir, policy_file=policy_file or policy_path(seed), audit={"retention_interval_seconds": 0}
+    )
     transport = httpx.ASGITransport(app=app, client=(CLIENT_IP, 40000))
     async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
         yield Demo(app, shop, client, data_dir)

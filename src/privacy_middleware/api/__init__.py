@@ -20,7 +20,10 @@ def build_api(runtime: Runtime) -> Starlette:
     routes: list[BaseRoute] = [*policy_routes(runtime), *runtime.api_routes]
     app = Starlette(
         routes=[*runtime.root_routes, Mount(runtime.settings.mount_path, routes=routes)],
-        exception_handlers={PrivacyError: problem_handler, HTTPException: problem_handler,
-                            Exception: problem_handler},
+        exception_handlers={
+            PrivacyError: problem_handler,
+            HTTPException: problem_handler,
+            Exception: problem_handler,
+        },
     )
     return app

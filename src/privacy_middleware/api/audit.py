@@ -44,31 +44,71 @@ def audit_routes(runtime: Runtime) -> list[Route]:
         kinds = [k for k in params.get("kind", "").split(",") if k] or None
         subject = params.get("subject") or None
         records = await search(
-            runtime.database, subject=subject, kinds=kinds, since=_time(params.get("since"), "since"),
-            until=_time(params.get("until"), "until"), limit=limit,
+            runtime.database,
+            subject=subject,
+            kinds=kinds,
+            since=_time(params.get("since"), "since"),
+            until=_time(params.get("until"), "until"),
+            limit=limit,
         )
         # Reading the trail is itself recorded, and must be: no record, no answer.
-        await runtime.audit.emit_strict(events.admin_read(
-            principal=principal.id, query={"subject": subject, "kind": params.get("kind"), "limit": limit},
-            result_count=len(records), subject=subject))
-        return JSONResponse({"events": [
-            {"seq": r.seq, "time": r.time.isoformat(), "kind": r.kind, "class_uid": r.class_uid,
-             "subject": r.subject, "principal": r.principal, "document": r.document} for r in records]},
-            headers={"cache-control": "no-store"})
+        await runtime.audit.emit_strict(
+            events.admin_read(
+                principal=principal.id,
+                query={"subject": subject, "kind": params.get("kind"), "limit": limit},
+                result_count=len(records),
+                subject=subject,
+            )
+        )
+        return JSONResponse(
+            {
+                "events": [
+                    {
+                        "seq": r.seq,
+                        "time": r.time.isoformat(),
+                        "kind": r.kind,
+                        "class_uid": r.class_uid,
+                        "subject": r.subject,
+                        "principal": r.principal,
+                        "document": r.document,
+                    }
+                    for r in records
+                ]
+            },
+            headers={"cache-control": "no-store"},
+        )
 
     async def my_access_log(request: Request) -> Response:
         principal = require_principal(request)
         if not principal.subject:
             raise PrivacyError("forbidden", "Only a signed-in customer has an access log.", 403)
         log = await access_log(runtime.database, principal.subject)
-        return JSONResponse({
-            "subject": log.subject,
-            "logins": [{"time": e.time.isoformat(), "outcome": e.outcome, "network": e.network,
-                        "device": e.device} for e in log.logins],
-            "disclosures": [{"time": e.time.isoformat(), "recipient": e.recipient, "purpose": e.purpose,
-                             "categories": list(e.categories), "route": e.route, "action": e.action}
-                            for e in log.disclosures],
-        }, headers={"cache-control": "no-store"})
+        return JSONResponse(
+            {
+                "subject": log.subject,
+                "logins": [
+                    {
+                        "time": e.time.isoformat(),
+                        "outcome": e.outcome,
+                        "network": e.network,
+                        "device": e.device,
+                    }
+                    for e in log.logins
+                ],
+                "disclosures": [
+                    {
+                        "time": e.time.isoformat(),
+                        "recipient": e.recipient,
+                        "purpose": e.purpose,
+                        "categories": list(e.categories),
+                        "route": e.route,
+                        "action": e.action,
+                    }
+                    for e in log.disclosures
+                ],
+            },
+            headers={"cache-control": "no-store"},
+        )
 
     return [
         Route("/admin/audit/events", admin_events, methods=["GET"]),

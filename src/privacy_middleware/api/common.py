@@ -53,7 +53,9 @@ def require_principal(request: Request) -> Principal:
     principal = context(request).principal
     if principal is None:
         raise PrivacyError(
-            "authentication_required", "Sign in: this endpoint needs a bearer token.", 401,
+            "authentication_required",
+            "Sign in: this endpoint needs a bearer token.",
+            401,
             headers={"WWW-Authenticate": "Bearer"},
         )
     return principal

@@ -130,14 +130,10 @@ class ConsentAPI:
         except orjson.JSONDecodeError:
             raise PrivacyError("invalid_body", "the body must be JSON", 400) from None
         if not isinstance(data, dict) or not isinstance(data.get("purposes"), dict):
-            raise PrivacyError(
-                "invalid_body", 'the body must be {"purposes": {"<purpose>": true|false}}', 422
-            )
+            raise PrivacyError("invalid_body", 'the body must be {"purposes": {"<purpose>": true|false}}', 422)
         extra = sorted(set(data) - {"purposes", "method"})
         if extra:
-            raise PrivacyError(
-                "invalid_body", "unexpected members in the body", 422, extra={"members": extra}
-            )
+            raise PrivacyError("invalid_body", "unexpected members in the body", 422, extra={"members": extra})
         method = data.get("method", "api")
         if method == "api" or method == "banner":
             return data["purposes"], method

@@ -8,11 +8,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PrivacyError
 from ..policy.load import policy_digest, policy_document
 from ..store.policies import policy_history
 from .common import JSONResponse, problem_response
-from ..errors import PrivacyError
 
 if TYPE_CHECKING:
     from ..runtime import Runtime

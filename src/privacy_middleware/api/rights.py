@@ -136,9 +136,7 @@ class RightsAPI:
 
     async def rectification(self, request: Request) -> Response:
         body = await _object_body(request)
-        subject, principal, reason = self.acting(
-            request, "rectification", body.get("subject"), body.get("reason")
-        )
+        subject, principal, reason = self.acting(request, "rectification", body.get("subject"), body.get("reason"))
         done = await self.service.rectify(
             subject,
             body.get("changes"),
@@ -150,9 +148,7 @@ class RightsAPI:
 
     async def restriction(self, request: Request) -> Response:
         body = await _object_body(request)
-        subject, principal, reason = self.acting(
-            request, "restriction", body.get("subject"), body.get("reason")
-        )
+        subject, principal, reason = self.acting(request, "restriction", body.get("subject"), body.get("reason"))
         done, flags = await self.service.set_restriction(
             subject, request.method == "POST", principal=principal, reason=reason
         )
@@ -160,9 +156,7 @@ class RightsAPI:
 
     async def objection(self, request: Request) -> Response:
         body = await _object_body(request)
-        subject, principal, reason = self.acting(
-            request, "objection", body.get("subject"), body.get("reason")
-        )
+        subject, principal, reason = self.acting(request, "objection", body.get("subject"), body.get("reason"))
         done, flags = await self.service.object_to(
             subject,
             body.get("purposes"),

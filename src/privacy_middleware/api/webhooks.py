@@ -83,9 +83,7 @@ def webhook_routes(
                     except Exception:
                         logger.exception("auditing a rejected %s webhook failed", receiver.platform)
                 return problem_response(
-                    PrivacyError(
-                        "webhook_signature_invalid", "The webhook signature is missing or wrong.", 401
-                    )
+                    PrivacyError("webhook_signature_invalid", "The webhook signature is missing or wrong.", 401)
                 )
             try:
                 delivery = receiver.interpret(headers, body)
@@ -106,8 +104,6 @@ def webhook_routes(
                 )
             return JSONResponse({"status": "queued", "requests": len(delivery.requests)})
 
-        return Route(
-            f"/webhooks/{receiver.platform}", handle, methods=["POST"], name=f"webhook_{receiver.platform}"
-        )
+        return Route(f"/webhooks/{receiver.platform}", handle, methods=["POST"], name=f"webhook_{receiver.platform}")
 
     return [endpoint(r) for r in receivers]

@@ -318,9 +318,7 @@ class ProxyApp:
         ):
             await send_problem(
                 send,
-                PrivacyError(
-                    "bad_request_target", "Use the route's canonical path (case and trailing slash).", 400
-                ),
+                PrivacyError("bad_request_target", "Use the route's canonical path (case and trailing slash).", 400),
                 head=head,
             )
             return

@@ -69,9 +69,7 @@ def load_public_key(pem: bytes | str) -> Ed25519PublicKey:
     return key
 
 
-def sign_checkpoint(
-    private_key: Ed25519PrivateKey, origin: str, size: int, root: bytes, when: datetime
-) -> Checkpoint:
+def sign_checkpoint(private_key: Ed25519PrivateKey, origin: str, size: int, root: bytes, when: datetime) -> Checkpoint:
     if not origin or "\n" in origin or " " in origin:
         raise ValueError("origin must be a single word without spaces")
     body = f"{origin}\n{size}\n{base64.b64encode(root).decode()}\ntime {format_time(when)}\n"

@@ -155,23 +155,17 @@ class LoginGuard:
         if "pair" in keys:
             pair = await counters.incr(keys["pair"], limits.pair_block_seconds, refresh=True)
             if pair == limits.pair_failures:
-                self._finding(
-                    "lockout", "account locked for this network", subject, ip, account, key="account_ip"
-                )
+                self._finding("lockout", "account locked for this network", subject, ip, account, key="account_ip")
             failures = await counters.incr(keys["account"], limits.account_reset_seconds, refresh=True)
             if failures >= limits.account_failures:
                 steps = failures - limits.account_failures + 1
                 wait = min(limits.account_max_wait, limits.account_wait_increment * steps)
                 await counters.lock(keys["account_lock"], wait)
                 if failures == limits.account_failures:
-                    self._finding(
-                        "lockout", "account temporarily locked", subject, ip, account, key="account"
-                    )
+                    self._finding("lockout", "account temporarily locked", subject, ip, account, key="account")
             spray = await counters.add_distinct(keys["spray"], keys["member"], limits.spray_window_seconds)
             if spray == limits.spray_accounts + 1:
-                self._finding(
-                    "password_spraying", "many accounts failing from one source", None, ip, None, key="ip"
-                )
+                self._finding("password_spraying", "many accounts failing from one source", None, ip, None, key="ip")
         per_ip = await counters.incr(keys["ip"], limits.ip_window_seconds, refresh=False)
         if per_ip == limits.ip_failures + 1:
             self._finding("lockout", "network throttled after many failures", None, ip, None, key="ip")

@@ -9,7 +9,6 @@ touches a disk; the body then carries only a salted commitment to them.
 from __future__ import annotations
 
 import ipaddress
-from functools import lru_cache
 import os
 import re
 import time as _time
@@ -17,6 +16,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 # OCSF class uids (category * 1000 + class).

@@ -36,9 +36,7 @@ class ExportSummary:
     checkpoints: int
 
 
-async def export(
-    database: Database, out_dir: str | os.PathLike[str], *, chain: str = "default"
-) -> ExportSummary:
+async def export(database: Database, out_dir: str | os.PathLike[str], *, chain: str = "default") -> ExportSummary:
     """Write the chain to `out_dir` (created; must not already hold an export)."""
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)

@@ -47,9 +47,7 @@ from .keys import load_or_create_signing_key
 from .merkle import Frontier, leaf_hash
 from .sealing import SealedEvent, SideRecordSealer
 
-_FORCE_CHECKPOINT = frozenset(
-    {"log.start", "log.stop", "log.heartbeat", "log.key_rotation", "log.retention_purge"}
-)
+_FORCE_CHECKPOINT = frozenset({"log.start", "log.stop", "log.heartbeat", "log.key_rotation", "log.retention_purge"})
 
 
 def canonical_leaf(doc: dict[str, object], chain: str, seq: int) -> bytes:
@@ -190,9 +188,7 @@ class AuditLog:
             await save_head(conn, head)
             return checkpoint
 
-    async def _checkpoint(
-        self, conn: AsyncConnection, head: ChainHead, frontier: Frontier, now: int
-    ) -> Checkpoint:
+    async def _checkpoint(self, conn: AsyncConnection, head: ChainHead, frontier: Frontier, now: int) -> Checkpoint:
         kid = self.key_id
         if kid not in self._registered:
             await register_signing_key(conn, kid, self.public_key_pem().decode(), now)

@@ -98,9 +98,9 @@ async def search(
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
     t = audit_events
-    query = sa.select(
-        t.c.seq, t.c.time_us, t.c.kind, t.c.class_uid, t.c.subject, t.c.principal, t.c.leaf
-    ).where(t.c.chain == chain)
+    query = sa.select(t.c.seq, t.c.time_us, t.c.kind, t.c.class_uid, t.c.subject, t.c.principal, t.c.leaf).where(
+        t.c.chain == chain
+    )
     if subject is not None:
         query = query.where(t.c.subject == subject)
     if kinds is not None:
@@ -179,9 +179,9 @@ async def reveal_side_record(database: Database, sealer: SideRecordSealer, ref: 
     async with database.connect() as conn:
         row = (
             await conn.execute(
-                sa.select(
-                    audit_side_records.c.ref, audit_side_records.c.salt, audit_side_records.c.blob
-                ).where(audit_side_records.c.ref == ref)
+                sa.select(audit_side_records.c.ref, audit_side_records.c.salt, audit_side_records.c.blob).where(
+                    audit_side_records.c.ref == ref
+                )
             )
         ).first()
     if row is None:

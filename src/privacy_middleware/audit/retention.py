@@ -66,9 +66,7 @@ async def purge(
             await conn.execute(sa.select(sa.func.count()).select_from(s).where(s.c.created_us < side_cutoff))
         ).scalar_one()
         event_total = (
-            await conn.execute(
-                sa.select(sa.func.count()).select_from(e).where(_purgeable(log.chain, event_cutoff))
-            )
+            await conn.execute(sa.select(sa.func.count()).select_from(e).where(_purgeable(log.chain, event_cutoff)))
         ).scalar_one()
 
     while True:
@@ -100,9 +98,7 @@ async def purge(
             seqs = [row.seq for row in rows]
             uids = [row.uid for row in rows]
             await conn.execute(
-                sa.update(e)
-                .where(e.c.chain == log.chain, e.c.seq.in_(seqs))
-                .values(leaf=None, purged_us=now_us)
+                sa.update(e).where(e.c.chain == log.chain, e.c.seq.in_(seqs)).values(leaf=None, purged_us=now_us)
             )
             await conn.execute(sa.delete(s).where(s.c.event_uid.in_(uids)))
             ranges = index_ranges(seqs)

@@ -107,9 +107,7 @@ class Spool:
             kept = self.directory / f"audit-spool.corrupt-{time.time_ns()}.jsonl"
             fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                os.write(
-                    fd, b"".join(line if line.endswith(b"\n") else line + b"\n" for _, line in contents.bad)
-                )
+                os.write(fd, b"".join(line if line.endswith(b"\n") else line + b"\n" for _, line in contents.bad))
                 os.fsync(fd)
             finally:
                 os.close(fd)

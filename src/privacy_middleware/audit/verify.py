@@ -206,9 +206,7 @@ def verify(directory: str | Path, public_key_pem: bytes | str) -> VerifyReport:
         if checkpoint.size < start:
             # a second checkpoint for a size already passed: must repeat the same root
             if any(c.size == checkpoint.size and c.root != checkpoint.root for c in parsed[:-1]):
-                return _fail(
-                    report, CONTENT_ALTERED, f"two checkpoints for size {checkpoint.size} disagree", None
-                )
+                return _fail(report, CONTENT_ALTERED, f"two checkpoints for size {checkpoint.size} disagree", None)
             continue
         for entry in entries[start : checkpoint.size]:
             frontier.append(entry.digest)
@@ -259,9 +257,7 @@ def verify(directory: str | Path, public_key_pem: bytes | str) -> VerifyReport:
         return _fail(report, CONTENT_ALTERED, f"index {unreadable_tail[0]} is not a leaf", unreadable_tail[0])
     report.unverified_tail = len(entries) - report.verified_size
     if report.unverified_tail:
-        report.warnings.append(
-            f"{report.unverified_tail} leaves after the last checkpoint are not yet signed"
-        )
+        report.warnings.append(f"{report.unverified_tail} leaves after the last checkpoint are not yet signed")
     return report
 
 

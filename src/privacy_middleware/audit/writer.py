@@ -304,9 +304,7 @@ class AuditWriter:
             self._uncheckpointed = result.checkpoint is None
             _settle(batch, None)
         except Exception as exc:
-            logger.warning(
-                "audit store unavailable (%s); spooling %d events", exc.__class__.__name__, len(sealed)
-            )
+            logger.warning("audit store unavailable (%s); spooling %d events", exc.__class__.__name__, len(sealed))
             try:
                 await asyncio.to_thread(self.spool.append, sealed)
             except OSError as spool_exc:

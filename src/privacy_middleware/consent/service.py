@@ -118,9 +118,7 @@ class ConsentService:
         self.tcf_rules = tcf_rules
         self.compatible = compatible_versions(policy)
         self.choosable = frozenset(name for name, p in policy.purposes.items() if needs_choice(p))
-        self.gpc_purposes = frozenset(
-            n for n, p in policy.purposes.items() if p.gpc_opt_out and needs_choice(p)
-        )
+        self.gpc_purposes = frozenset(n for n, p in policy.purposes.items() if p.gpc_opt_out and needs_choice(p))
         self._cache: TTLCache[str, ConsentState] = TTLCache(maxsize=cache_size, ttl=cache_ttl)
         self._tcf_cache: LRUCache[str, frozenset[int] | None] = LRUCache(maxsize=1024)
         # Verified cookies (exact value -> content); only genuine ones enter, expiry is rechecked.
@@ -209,9 +207,7 @@ class ConsentService:
             )
         wrong = sorted(k for k, v in purposes.items() if not isinstance(v, bool))
         if wrong:
-            raise PrivacyError(
-                "invalid_choice", "each purpose must be true or false", 422, extra={"purposes": wrong}
-            )
+            raise PrivacyError("invalid_choice", "each purpose must be true or false", 422, extra={"purposes": wrong})
         return {k: bool(v) for k, v in purposes.items()}
 
     def _record(
@@ -280,9 +276,7 @@ class ConsentService:
         self, holder: Holder, *, client_ip: str | None = None, user_agent: str | None = None
     ) -> ChangeResult:
         """Refuse every consent-based purpose at once."""
-        record = self._record(
-            holder, dict.fromkeys(sorted(self.choosable), False), "withdrawal", client_ip, user_agent
-        )
+        record = self._record(holder, dict.fromkeys(sorted(self.choosable), False), "withdrawal", client_ip, user_agent)
         return self._result(record, await self._append(record))
 
     async def apply_gpc(
@@ -413,12 +407,7 @@ class ConsentService:
                 store_unavailable, source = True, "store_unavailable"
             # A subject who never chose anything yet (e.g. the visitor's choices are not linked
             # yet) keeps what this browser's own visitor cookie says.
-            if (
-                not choices
-                and not store_unavailable
-                and verified is not None
-                and verified[0].holder.kind == "visitor"
-            ):
+            if not choices and not store_unavailable and verified is not None and verified[0].holder.kind == "visitor":
                 choices, source = verified[1], "cookie"
         elif verified is not None:
             holder, choices, source = verified[0].holder, verified[1], "cookie"

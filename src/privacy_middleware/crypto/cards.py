@@ -162,9 +162,7 @@ class CardCompanions:
     exp_year: int | None = None
 
     @classmethod
-    def from_pan(
-        cls, pan: str, *, exp_month: int | None = None, exp_year: int | None = None
-    ) -> CardCompanions:
+    def from_pan(cls, pan: str, *, exp_month: int | None = None, exp_year: int | None = None) -> CardCompanions:
         digits = validate_pan(pan)
         if exp_month is not None and not 1 <= exp_month <= 12:
             raise PrivacyError("invalid_card_expiry", "the expiry month must be 1 to 12", 400)

@@ -159,13 +159,9 @@ class SubjectCipher:
             if envelope.kind == RANDOMISED:
                 salt = body[:SALT_BYTES]
                 nonce = body[SALT_BYTES : SALT_BYTES + NONCE_BYTES]
-                plain = self._message_cipher(salt, category).decrypt(
-                    nonce, body[SALT_BYTES + NONCE_BYTES :], aad
-                )
+                plain = self._message_cipher(salt, category).decrypt(nonce, body[SALT_BYTES + NONCE_BYTES :], aad)
             else:
                 plain = self._siv(tenant, category).decrypt(body, [aad])
             return plain.decode("utf-8")
         except (InvalidTag, UnicodeDecodeError):
-            raise DecryptionFailed(
-                "the value does not belong to this field and subject, or was altered"
-            ) from None
+            raise DecryptionFailed("the value does not belong to this field and subject, or was altered") from None

@@ -26,7 +26,5 @@ class DecryptionFailed(PrivacyError):
 class SubjectErased(PrivacyError):
     """The subject's key was destroyed on erasure, so the value is gone for good."""
 
-    def __init__(
-        self, message: str = "the data subject's key was erased; the value no longer exists"
-    ) -> None:
+    def __init__(self, message: str = "the data subject's key was erased; the value no longer exists") -> None:
         super().__init__("subject_erased", message, 410)

@@ -49,9 +49,7 @@ def is_token(value: object) -> bool:
 def _check_context(**names: str) -> None:
     for name, value in names.items():
         if not isinstance(value, str) or not value or len(value) > _MAX_CONTEXT:
-            raise PrivacyError(
-                "invalid_key_context", f"{name} must be a non-empty string of at most 512 characters"
-            )
+            raise PrivacyError("invalid_key_context", f"{name} must be a non-empty string of at most 512 characters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +82,7 @@ class KeyService:
         self.tenant = tenant
         self._owned_http = owned_http
         self._keks: SingleFlightCache[int, bytes] = SingleFlightCache(maxsize=256, ttl=cache_ttl, timer=timer)
-        self._index: SingleFlightCache[str, IndexKeys] = SingleFlightCache(
-            maxsize=1, ttl=cache_ttl, timer=timer
-        )
+        self._index: SingleFlightCache[str, IndexKeys] = SingleFlightCache(maxsize=1, ttl=cache_ttl, timer=timer)
         self._subjects: SingleFlightCache[str, _SubjectEntry] = SingleFlightCache(
             maxsize=cache_size, ttl=cache_ttl, timer=timer
         )
@@ -226,9 +222,7 @@ class KeyService:
     async def _unwrap_subject_key(self, row: store.SubjectKeyRow) -> bytes:
         kek = await self._kek(row.generation)
         try:
-            return AESGCM(kek).decrypt(
-                row.wrapped[:12], row.wrapped[12:], self._subject_aad(row.kid, row.subject_hash)
-            )
+            return AESGCM(kek).decrypt(row.wrapped[:12], row.wrapped[12:], self._subject_aad(row.kid, row.subject_hash))
         except (InvalidTag, ValueError):
             raise DecryptionFailed("a stored subject key could not be unwrapped") from None
 
@@ -260,9 +254,7 @@ class KeyService:
                     await self._purge_resurrected(row.kid)
                     row = None
                 if row is not None:
-                    entry = _SubjectEntry(
-                        subject, SubjectCipher(await self._unwrap_subject_key(row), row.kid)
-                    )
+                    entry = _SubjectEntry(subject, SubjectCipher(await self._unwrap_subject_key(row), row.kid))
                     self._subjects.put("k:" + row.kid, entry)
                     return entry
                 primary = (await self._primary_generation()).generation
@@ -293,9 +285,7 @@ class KeyService:
             subject_hash = index.subject_hash(subject)
             async with self.database.connect() as conn:
                 row = await store.subject_key_by_kid(conn, kid)
-                subject_erased = row is None and await store.subject_tombstoned(
-                    conn, self.tenant, subject_hash
-                )
+                subject_erased = row is None and await store.subject_tombstoned(conn, self.tenant, subject_hash)
             if row is not None and await self._erased(index, kid, row.subject_hash):
                 await self._purge_resurrected(kid)
                 raise SubjectErased()
@@ -371,9 +361,7 @@ class KeyService:
         if not is_token(token):
             raise DecryptionFailed("the value is not a token")
         async with self.database.connect() as conn:
-            envelope = await store.token_envelope(
-                conn, self.tenant, hashlib.sha256(token.encode()).hexdigest()
-            )
+            envelope = await store.token_envelope(conn, self.tenant, hashlib.sha256(token.encode()).hexdigest())
             if envelope is None:
                 index = await self._index_keys()
                 if await store.subject_tombstoned(conn, self.tenant, index.subject_hash(subject)):
@@ -411,9 +399,7 @@ class KeyService:
             kids = await store.delete_subject_keys(conn, self.tenant, subject_hash)
             tokens = await store.delete_tokens(conn, kids)
             late: list[tuple[str, str | None]] = [
-                (subject_hash, index.kid_hash(k))
-                for k in kids
-                if (subject_hash, index.kid_hash(k)) not in entries
+                (subject_hash, index.kid_hash(k)) for k in kids if (subject_hash, index.kid_hash(k)) not in entries
             ]
             await store.insert_tombstones(conn, self.tenant, entries + late)
         for entry in late:
@@ -500,9 +486,7 @@ class KeyService:
                 except DecryptionFailed:
                     failed += 1
                     continue
-                updates.append(
-                    (row, await self._wrap_subject_key(key, row.kid, row.subject_hash, primary.generation))
-                )
+                updates.append((row, await self._wrap_subject_key(key, row.kid, row.subject_hash, primary.generation)))
             async with self.database.begin() as conn:
                 for row, wrapped in updates:
                     if await store.rewrap_subject_key(
@@ -520,9 +504,7 @@ class KeyService:
         async with self.database.connect() as conn:
             counts = await store.subject_key_counts(conn, self.tenant)
         remaining = sum(n for g, n in counts.items() if g != primary.generation)
-        return RewrapResult(
-            primary.generation, primary.root_version, done, failed, remaining, tenant_rewrapped
-        )
+        return RewrapResult(primary.generation, primary.root_version, done, failed, remaining, tenant_rewrapped)
 
     async def _rewrap_tenant_keys(self, root_version: str) -> int:
         """Older tenant keys (and the index key) rewrapped under the primary root version."""

@@ -60,9 +60,7 @@ class DemoShopAdapter:
         self.engine = engine
         self.policy = policy
         shape = policy.shapes.get(ORDER_SHAPE)
-        self._order_fields = [
-            (compile_selector(f.select), f.category) for f in (shape.fields if shape else [])
-        ]
+        self._order_fields = [(compile_selector(f.select), f.category) for f in (shape.fields if shape else [])]
         self._order_objects = [compile_selector(s) for s in (shape.personal_objects if shape else [])]
 
     @asynccontextmanager
@@ -143,18 +141,12 @@ class DemoShopAdapter:
             rows = (await conn.execute(sa.select(orders).where(orders.c.customer_id == subject))).all()
             for row in rows:
                 held = sorted(
-                    {
-                        h
-                        for c in self.order_categories(row.document)
-                        if (h := _held(c, keep_for_legal_hold)) is not None
-                    }
+                    {h for c in self.order_categories(row.document) if (h := _held(c, keep_for_legal_hold)) is not None}
                 )
                 if held:
                     document = self.anonymise_order(dict(row.document), held)
                     await conn.execute(
-                        orders.update()
-                        .where(orders.c.id == row.id)
-                        .values(document=document, customer_id=ANONYMISED)
+                        orders.update().where(orders.c.id == row.id).values(document=document, customer_id=ANONYMISED)
                     )
                     anonymised.append(f"order:{row.id}")
                     kept.extend((f"order:{row.id}", keep_for_legal_hold[h]) for h in held)
@@ -229,9 +221,7 @@ class DemoShopAdapter:
                     items.append(RetentionItem("order", row.id, category, created, subject))
         return items
 
-    async def apply_retention(
-        self, items: list[RetentionItem], action: Literal["delete", "anonymise"]
-    ) -> int:
+    async def apply_retention(self, items: list[RetentionItem], action: Literal["delete", "anonymise"]) -> int:
         changed = 0
         async with self._begin("retention") as conn:
             for item in items:
@@ -244,9 +234,7 @@ class DemoShopAdapter:
                     document = await conn.scalar(sa.select(events.c.document).where(events.c.id == event_id))
                     if isinstance(document, dict) and "ip" in document:
                         rest = {k: v for k, v in document.items() if k != "ip"}
-                        await conn.execute(
-                            events.update().where(events.c.id == event_id).values(document=rest)
-                        )
+                        await conn.execute(events.update().where(events.c.id == event_id).values(document=rest))
                         changed += 1
                 elif item.kind == "order":
                     document = await conn.scalar(sa.select(orders.c.document).where(orders.c.id == item.id))

@@ -11,9 +11,9 @@ import uvicorn
 from rich.console import Console
 
 from ..middleware import PrivacyMiddleware
+from ..policy.load import load_policy
 from ..runtime import Runtime
 from ..settings import JwtSettings, Settings
-from ..policy.load import load_policy
 from .adapter import DemoShopAdapter
 from .shop import SHOP_AUDIENCE, SHOP_ISSUER, DemoShop
 
@@ -55,14 +55,14 @@ def run_demo(host: str, port: int, data_dir: Path) -> None:
         "Try:\n"
         f"  curl -s {base}/privacy/policy | head -c 300\n"
         f"  curl -s -X POST {base}/auth/register -H 'content-type: application/json' "
-        "-d '{\"email\":\"ada@example.com\",\"password\":\"correct horse\",\"name\":\"Ada\",\"birth_date\":\"1990-04-01\"}'\n"
+        '-d \'{"email":"ada@example.com","password":"correct horse","name":"Ada","birth_date":"1990-04-01"}\'\n'
         f"  curl -s -X POST {base}/checkout -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' "
-        "-d '{\"items\":[{\"sku\":\"TEA-001\",\"qty\":2}],\"payment\":{\"card\":{\"number\":\"4242 4242 4242 4242\","
-        "\"cvv\":\"123\",\"exp_month\":12,\"exp_year\":2030,\"holder\":\"Ada\"}},"
-        "\"shipping_address\":{\"name\":\"Ada\",\"street\":\"1 Tea Lane\",\"city\":\"Leeds\",\"postal_code\":\"LS1 1AA\","
-        "\"country\":\"GB\",\"phone\":\"+44 113 496 0000\"}}'\n"
+        '-d \'{"items":[{"sku":"TEA-001","qty":2}],"payment":{"card":{"number":"4242 4242 4242 4242",'
+        '"cvv":"123","exp_month":12,"exp_year":2030,"holder":"Ada"}},'
+        '"shipping_address":{"name":"Ada","street":"1 Tea Lane","city":"Leeds","postal_code":"LS1 1AA",'
+        '"country":"GB","phone":"+44 113 496 0000"}}\'\n'
         f"  curl -s -X POST {base}/partners/token -H 'content-type: application/json' "
-        "-d '{\"client_id\":\"logistics-co\",\"client_secret\":\"demo-partner-secret\"}'   # then GET /orders with it\n"
+        '-d \'{"client_id":"logistics-co","client_secret":"demo-partner-secret"}\'   # then GET /orders with it\n'
         f"  curl -s {base}/metrics | grep privacy_"
     )
     uvicorn.run(app, host=host, port=port, log_level="info", lifespan="on")

@@ -23,18 +23,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.applications import Starlette
-
-from ..keyfiles import load_or_create_ed25519
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from ..keyfiles import load_or_create_ed25519
 
 SHOP_ISSUER = "demo-shop"
 SHOP_AUDIENCE = "demo-shop-api"
 
 metadata = sa.MetaData()
 customers = sa.Table(
-    "customers", metadata,
+    "customers",
+    metadata,
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("email", sa.String(320), nullable=False, unique=True),
     sa.Column("password_hash", sa.String(200), nullable=False),
@@ -42,20 +43,23 @@ customers = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 addresses = sa.Table(
-    "addresses", metadata,
+    "addresses",
+    metadata,
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("customer_id", sa.String(40), nullable=False, index=True),
     sa.Column("address", sa.JSON, nullable=False),
 )
 orders = sa.Table(
-    "orders", metadata,
+    "orders",
+    metadata,
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("customer_id", sa.String(40), nullable=False, index=True),
     sa.Column("document", sa.JSON, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 events = sa.Table(
-    "tracking_events", metadata,
+    "tracking_events",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("document", sa.JSON, nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
@@ -66,7 +70,7 @@ PRODUCTS = [
     {"sku": "MUG-002", "name": "Stoneware mug", "price": 14.00},
     {"sku": "POT-003", "name": "Cast-iron teapot", "price": 49.90},
 ]
-PRICES = {p["sku"]: p["price"] for p in PRODUCTS}
+PRICES: dict[str, float] = {str(p["sku"]): float(p["price"]) for p in PRODUCTS}  # type: ignore[arg-type]
 PARTNERS = {
     # client_id: (recipient, purpose)
     "logistics-co": ("logistics", "delivery"),
@@ -94,8 +98,13 @@ def check_password(password: str, stored: str) -> bool:
 class DemoShop:
     """Holds the shop's database engine and signing key; `app` is its Starlette application."""
 
-    def __init__(self, data_dir: Path, *, signing_key: Ed25519PrivateKey | None = None,
-                 partner_secret: str = "demo-partner-secret") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        signing_key: Ed25519PrivateKey | None = None,
+        partner_secret: str = "demo-partner-secret",
+    ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.engine: AsyncEngine = create_async_engine(f"sqlite+aiosqlite:///{data_dir / 'shop.db'}")
         self.signing_key = signing_key or load_or_create_ed25519(data_dir / "shop-signing-key.pem", "shop signing key")
@@ -105,9 +114,11 @@ class DemoShop:
 
     @property
     def public_key_pem(self) -> str:
-        return self.signing_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).decode()
+        return (
+            self.signing_key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
 
     @asynccontextmanager
     async def _lifespan(self, app: Starlette) -> Any:
@@ -131,8 +142,13 @@ class DemoShop:
         if not header.lower().startswith("bearer "):
             return None
         try:
-            return jwt.decode(header[7:], self.signing_key.public_key(), algorithms=["EdDSA"],
-                              audience=SHOP_AUDIENCE, issuer=SHOP_ISSUER)
+            return jwt.decode(
+                header[7:],
+                self.signing_key.public_key(),
+                algorithms=["EdDSA"],
+                audience=SHOP_AUDIENCE,
+                issuer=SHOP_ISSUER,
+            )
         except jwt.PyJWTError:
             return None
 
@@ -182,9 +198,15 @@ class DemoShop:
             taken = await conn.scalar(sa.select(customers.c.id).where(customers.c.email == email))
             if taken:
                 return json({"error": "this e-mail is already registered"}, 409)
-            await conn.execute(customers.insert().values(
-                id=customer_id, email=email, password_hash=hash_password(password), profile=profile,
-                created_at=datetime.now(UTC)))
+            await conn.execute(
+                customers.insert().values(
+                    id=customer_id,
+                    email=email,
+                    password_hash=hash_password(password),
+                    profile=profile,
+                    created_at=datetime.now(UTC),
+                )
+            )
         return json({"id": customer_id, "token": self.token({"sub": customer_id})}, 201)
 
     async def login(self, request: Request) -> Response:
@@ -205,8 +227,12 @@ class DemoShop:
         client_id = str(body.get("client_id", ""))
         secret = str(body.get("client_secret", ""))
         if client_id == "staff" and hmac.compare_digest(secret, self.partner_secret):
-            return json({"access_token": self.token({"sub": "staff-1", "scope": "staff orders:read"}),
-                         "token_type": "Bearer"})
+            return json(
+                {
+                    "access_token": self.token({"sub": "staff-1", "scope": "staff orders:read"}),
+                    "token_type": "Bearer",
+                }
+            )
         if client_id not in PARTNERS or not hmac.compare_digest(secret, self.partner_secret):
             return json({"error": "invalid_client"}, 401)
         recipient, purpose = PARTNERS[client_id]
@@ -233,8 +259,9 @@ class DemoShop:
                 body = await self._body(request)
                 profile.update({k: body[k] for k in ("name", "phone", "birth_date") if k in body})
                 email = body.get("email", email)
-                await conn.execute(customers.update().where(customers.c.id == customer_id)
-                                   .values(profile=profile, email=email))
+                await conn.execute(
+                    customers.update().where(customers.c.id == customer_id).values(profile=profile, email=email)
+                )
         return json({"id": customer_id, "email": email, **profile})
 
     async def my_addresses(self, request: Request) -> Response:
@@ -246,8 +273,7 @@ class DemoShop:
             if request.method == "POST":
                 address = await self._body(request)
                 address_id = f"adr_{uuid.uuid4().hex[:12]}"
-                await conn.execute(addresses.insert().values(
-                    id=address_id, customer_id=caller["sub"], address=address))
+                await conn.execute(addresses.insert().values(id=address_id, customer_id=caller["sub"], address=address))
                 return json({"id": address_id, "customer_id": caller["sub"], **address}, 201)
             rows = await conn.execute(sa.select(addresses).where(addresses.c.customer_id == caller["sub"]))
             return json({"addresses": [{"id": r.id, "customer_id": r.customer_id, **r.address} for r in rows]})
@@ -260,7 +286,7 @@ class DemoShop:
         body = await self._body(request)
         items = body.get("items") or []
         try:
-            total = round(sum(PRICES[i["sku"]] * int(i.get("qty", 1)) for i in items), 2)
+            total = round(sum(float(PRICES[i["sku"]]) * int(i.get("qty", 1)) for i in items), 2)
         except (KeyError, TypeError, ValueError):
             return json({"error": "unknown product"}, 400)
         order_id = f"ord_{uuid.uuid4().hex[:12]}"
@@ -279,8 +305,11 @@ class DemoShop:
             "created_at": datetime.now(UTC).isoformat(),
         }
         async with self.engine.begin() as conn:
-            await conn.execute(orders.insert().values(
-                id=order_id, customer_id=caller["sub"], document=document, created_at=datetime.now(UTC)))
+            await conn.execute(
+                orders.insert().values(
+                    id=order_id, customer_id=caller["sub"], document=document, created_at=datetime.now(UTC)
+                )
+            )
         return json(document, 201)
 
     async def list_orders(self, request: Request) -> Response:
@@ -301,8 +330,9 @@ class DemoShop:
         if caller is None:
             return json({"error": "sign in"}, 401)
         async with self.engine.connect() as conn:
-            document = await conn.scalar(sa.select(orders.c.document)
-                                         .where(orders.c.id == request.path_params["order_id"]))
+            document = await conn.scalar(
+                sa.select(orders.c.document).where(orders.c.id == request.path_params["order_id"])
+            )
         if document is None:
             return json({"error": "no such order"}, 404)
         staff = "orders:read" in str(caller.get("scope", "")).split()

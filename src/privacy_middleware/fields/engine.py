@@ -129,7 +129,9 @@ class FieldEngine:
                 locations = list(rule.selector.locations(record))
                 if not locations and rule.rule.required:
                     raise PrivacyError(
-                        "missing_field", f"The field {rule.rule.select!r} is required on this route.", 422,
+                        "missing_field",
+                        f"The field {rule.rule.select!r} is required on this route.",
+                        422,
                         extra={"field": rule.rule.select},
                     )
                 for location in locations:
@@ -161,7 +163,9 @@ class FieldEngine:
             )
         if not isinstance(value, str | int | float):
             raise PrivacyError(
-                "unprotectable_field", f"The field {spec.select!r} must be a string or number.", 422,
+                "unprotectable_field",
+                f"The field {spec.select!r} must be a string or number.",
+                422,
                 extra={"field": spec.select},
             )
         if self.cipher is None:
@@ -279,8 +283,13 @@ class FieldEngine:
         return report
 
     async def _disclose_one(
-        self, rule: CompiledField, location: Location, transform: str, subject: str | None,
-        viewer: Viewer, report: FieldReport,
+        self,
+        rule: CompiledField,
+        location: Location,
+        transform: str,
+        subject: str | None,
+        viewer: Viewer,
+        report: FieldReport,
     ) -> None:
         category = rule.rule.category
         value = location.get()
@@ -309,7 +318,9 @@ class FieldEngine:
             location.set(value)
         elif transform == "pseudonymise":
             scope = self.policy.recipients.get(viewer.recipient)
-            location.set(self.pseudonymiser.pseudonym(value, (scope.pseudonym_scope if scope else "") or viewer.recipient))
+            location.set(
+                self.pseudonymiser.pseudonym(value, (scope.pseudonym_scope if scope else "") or viewer.recipient)
+            )
         else:
             location.set(apply_mask(transform, value))
         report.count(transform)
@@ -331,8 +342,13 @@ class FieldEngine:
             return None
 
     def _unknown_fields(
-        self, body: CompiledBody, plan: DisclosurePlan, record: Any,
-        classified: set[tuple[int, str | int]] | None, own: bool, report: FieldReport,
+        self,
+        body: CompiledBody,
+        plan: DisclosurePlan,
+        record: Any,
+        classified: set[tuple[int, str | int]] | None,
+        own: bool,
+        report: FieldReport,
     ) -> None:
         action = body.rules.unknown_fields
         for selector, static_keys in plan.personal:
@@ -381,8 +397,11 @@ class DisclosurePlan:
                 complex_rules.append(index)
         personal = []
         for selector in body.personal_objects:
-            path = tuple(str(step.value) for step in selector.steps) if all(
-                step.kind == "key" for step in selector.steps) else None
+            path = (
+                tuple(str(step.value) for step in selector.steps)
+                if all(step.kind == "key" for step in selector.steps)
+                else None
+            )
             static = frozenset(key for key, _ in groups.get(path, ())) if path is not None else frozenset()
             personal.append((selector, static))
         return cls(

@@ -51,7 +51,7 @@ class Location:
 
     def delete(self) -> None:
         if isinstance(self.parent, dict):
-            self.parent.pop(self.key, None)  # type: ignore[call-overload]
+            self.parent.pop(str(self.key), None)
         else:
             self.parent[self.key] = None  # type: ignore[index]  # keep positions stable in arrays
 

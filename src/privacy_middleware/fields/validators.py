@@ -23,21 +23,25 @@ def validate_field(kind: str, value: Any, field: str) -> None:
             validate_pan(text)
         except PrivacyError as error:
             raise PrivacyError(
-                "invalid_card_number", f"The card number in {field!r}: {error.message}.", 422,
+                "invalid_card_number",
+                f"The card number in {field!r}: {error.message}.",
+                422,
                 extra={"field": field},
             ) from None
     elif kind == "email":
         if not EMAIL_RE.match(text):
-            raise PrivacyError("invalid_email", f"The field {field!r} is not an e-mail address.", 422,
-                               extra={"field": field})
+            raise PrivacyError(
+                "invalid_email", f"The field {field!r} is not an e-mail address.", 422, extra={"field": field}
+            )
     elif kind == "phone":
         if not PHONE_RE.match(text):
-            raise PrivacyError("invalid_phone", f"The field {field!r} is not a phone number.", 422,
-                               extra={"field": field})
+            raise PrivacyError(
+                "invalid_phone", f"The field {field!r} is not a phone number.", 422, extra={"field": field}
+            )
     elif kind == "iso_date":
         try:
             dt.date.fromisoformat(text)
         except ValueError:
-            raise PrivacyError("invalid_date", f"The field {field!r} is not a YYYY-MM-DD date.", 422,
-                               extra={"field": field}) from None
-
+            raise PrivacyError(
+                "invalid_date", f"The field {field!r} is not a YYYY-MM-DD date.", 422, extra={"field": field}
+            ) from None

@@ -103,9 +103,7 @@ async def call(client: httpx.AsyncClient, request: httpx.Request, operation: str
     except httpx.TransportError:
         raise ShopAdapterError(f"{operation}: the shop API is unreachable", retryable=True) from None
     if response.status_code >= 400:
-        raise ShopApiError(
-            f"{operation}: the shop API answered {response.status_code}", status=response.status_code
-        )
+        raise ShopApiError(f"{operation}: the shop API answered {response.status_code}", status=response.status_code)
     return response
 
 
@@ -160,6 +158,4 @@ def user_errors(payload: Any, operation: str, key: str = "userErrors") -> None:
     errors = payload.get(key) if isinstance(payload, dict) else None
     if errors:
         fields = sorted({_field_path(e) for e in errors} - {""})
-        raise ShopAdapterError(
-            f"{operation}: refused" + (f" (fields: {', '.join(fields)})" if fields else "")
-        )
+        raise ShopAdapterError(f"{operation}: refused" + (f" (fields: {', '.join(fields)})" if fields else ""))

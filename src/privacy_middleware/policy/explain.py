@@ -45,7 +45,7 @@ def explain(policy: Policy, recipient: str, route: str) -> list[FieldView]:
         if declared is None:
             reason = f"{recipient!r} is not a declared recipient: it sees no personal data"
         elif granted is None:
-            reason = "not granted in recipients.{}.sees: dropped (default deny)".format(recipient)
+            reason = f"not granted in recipients.{recipient}.sees: dropped (default deny)"
         else:
             reason = f'granted by recipients.{recipient}.sees["{granted}"] = "{transform}"'
         views.append(FieldView(rule.rule.select, rule.rule.category, transform, reason))

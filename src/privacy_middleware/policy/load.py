@@ -139,8 +139,10 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
             need_category(f'{base}.sees["{category}"]', category)
             if transform not in OUTPUT_TRANSFORMS:
                 problems.append(
-                    (f'{base}.sees["{category}"]', f"unknown transform {transform!r} (one of: "
-                     f"{', '.join(sorted(OUTPUT_TRANSFORMS))})")
+                    (
+                        f'{base}.sees["{category}"]',
+                        f"unknown transform {transform!r} (one of: {', '.join(sorted(OUTPUT_TRANSFORMS))})",
+                    )
                 )
     for scope, recipient_name in policy.identity.scope_recipients.items():
         if recipient_name not in recipients:
@@ -181,15 +183,15 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
                 need_category(f"{base}.{side}.fields[{j}].category", rule.category)
                 if side == "response" and rule.transform != "keep":
                     problems.append(
-                        (f"{base}.{side}.fields[{j}].transform",
-                         "response fields are classified only; what leaves is decided per recipient")
+                        (
+                            f"{base}.{side}.fields[{j}].transform",
+                            "response fields are classified only; what leaves is decided per recipient",
+                        )
                     )
                 if rule.companions and rule.validate_as != "card_number":
-                    problems.append(
-                        (f"{base}.{side}.fields[{j}].companions", "companions apply to card numbers only")
-                    )
-        for j, rule in enumerate(route.free_text):
-            need_selector(f"{base}.free_text[{j}].select", rule.select)
+                    problems.append((f"{base}.{side}.fields[{j}].companions", "companions apply to card numbers only"))
+        for j, free_text in enumerate(route.free_text):
+            need_selector(f"{base}.free_text[{j}].select", free_text.select)
 
     for i, tracked in enumerate(policy.tracking.routes):
         need_template(f"tracking.routes[{i}].path", tracked.path)
@@ -207,9 +209,9 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
         need_template(f"audit.account_routes[{i}].path", account.path)
     for i, category in enumerate(policy.audit.strict_categories):
         need_category(f"audit.strict_categories[{i}]", category)
-    for i, rule in enumerate(policy.retention):
-        need_category(f"retention[{i}].category", rule.category)
-        need_purpose(f"retention[{i}].purpose", rule.purpose)
+    for i, retention in enumerate(policy.retention):
+        need_category(f"retention[{i}].category", retention.category)
+        need_purpose(f"retention[{i}].purpose", retention.purpose)
     for i, hold in enumerate(policy.rights.legal_holds):
         need_category(f"rights.legal_holds[{i}].category", hold.category)
         need_purpose(f"rights.legal_holds[{i}].purpose", hold.purpose)

@@ -125,8 +125,7 @@ def _sections(policy: Policy, mount_path: str) -> list[Section]:
                         n,
                         p.description,
                         _basis(p.legal_basis),
-                        _choice(p)
-                        + (" (a Global Privacy Control signal opts you out)" if p.gpc_opt_out else ""),
+                        _choice(p) + (" (a Global Privacy Control signal opts you out)" if p.gpc_opt_out else ""),
                     ]
                     for n, p in policy.purposes.items()
                 ],
@@ -167,16 +166,11 @@ def _sections(policy: Policy, mount_path: str) -> list[Section]:
     retention_rows.append(
         ["audit events", f"{policy.audit.event_days} days", "deleted", "the record of who accessed your data"]
     )
-    holds = [
-        f"{h.category} is kept {h.days} days for {h.purpose}: {h.reason}" for h in policy.rights.legal_holds
-    ]
+    holds = [f"{h.category} is kept {h.days} days for {h.purpose}: {h.reason}" for h in policy.rights.legal_holds]
     out.append(
         Section(
             "How long we keep it",
-            [
-                "When the law makes us keep something you ask us to delete, we keep only that and anonymise "
-                "the rest."
-            ]
+            ["When the law makes us keep something you ask us to delete, we keep only that and anonymise the rest."]
             if holds
             else [],
             table=Table(["Data", "Kept for", "Then", "Why"], retention_rows),
@@ -227,9 +221,7 @@ def _sections(policy: Policy, mount_path: str) -> list[Section]:
             "Logins are recorded (time, outcome, network) to protect your account; repeated "
             "failures block further attempts for a while."
         )
-    security.append(
-        f"Every disclosure of your data to a recipient is logged; see it at GET {base}/me/access-log."
-    )
+    security.append(f"Every disclosure of your data to a recipient is logged; see it at GET {base}/me/access-log.")
     if policy.minors.minimum_age:
         security.append(f"You must be at least {policy.minors.minimum_age} years old to register.")
     out.append(Section("Security and accountability", security))
@@ -321,9 +313,7 @@ def _html_lines(policy: Policy, sections: Iterable[Section]) -> list[str]:
                 + "".join(f"<th>{_h(h)}</th>" for h in section.table.headers)
                 + "</tr></thead><tbody>"
             )
-            lines += [
-                "<tr>" + "".join(f"<td>{_h(c)}</td>" for c in row) + "</tr>" for row in section.table.rows
-            ]
+            lines += ["<tr>" + "".join(f"<td>{_h(c)}</td>" for c in row) + "</tr>" for row in section.table.rows]
             lines.append("</tbody></table>")
         if section.items:
             lines.append("<ul>" + "".join(f"<li>{_h(item)}</li>" for item in section.items) + "</ul>")

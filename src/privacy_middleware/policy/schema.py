@@ -13,9 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-LegalBasis = Literal[
-    "contract", "legal_obligation", "legitimate_interest", "consent", "vital_interest", "public_task"
-]
+LegalBasis = Literal["contract", "legal_obligation", "legitimate_interest", "consent", "vital_interest", "public_task"]
 ConsentMechanism = Literal["none", "opt_in", "opt_out", "notice"]
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 UnknownFields = Literal["drop", "keep", "error"]

@@ -74,8 +74,6 @@ class ShopAdapter(Protocol):
         """Items holding `category` created before `cutoff`."""
         ...
 
-    async def apply_retention(
-        self, items: list[RetentionItem], action: Literal["delete", "anonymise"]
-    ) -> int:
+    async def apply_retention(self, items: list[RetentionItem], action: Literal["delete", "anonymise"]) -> int:
         """Delete or anonymise the given items; returns how many were changed."""
         ...

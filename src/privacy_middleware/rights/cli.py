@@ -119,9 +119,7 @@ def print_report(report: RetentionReport) -> None:
     for column in ("category", "keep (days)", "action", "past period", "changed", "error"):
         table.add_column(column)
     for rule in report.rules:
-        table.add_row(
-            rule.category, str(rule.days), rule.action, str(rule.found), str(rule.changed), rule.error or ""
-        )
+        table.add_row(rule.category, str(rule.days), rule.action, str(rule.found), str(rule.changed), rule.error or "")
     console.print(table)
     console.print(f"{report.found} item(s) past their period, {report.changed} changed")
 

@@ -39,9 +39,7 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-async def reveal_record(
-    engine: FieldEngine, policy: Policy, record: ShopRecord, subject: str
-) -> dict[str, Any]:
+async def reveal_record(engine: FieldEngine, policy: Policy, record: ShopRecord, subject: str) -> dict[str, Any]:
     """One shop record with its protected fields in clear and the categories it holds."""
     data = copy.deepcopy(record.data)
     categories: list[str] = []
@@ -102,9 +100,7 @@ def consent_section(subject: str, records: list[ConsentRecord]) -> dict[str, Any
     }
 
 
-def recipients_section(
-    subject: str, disclosures: Iterable[DisclosureEntry], policy: Policy
-) -> list[dict[str, Any]]:
+def recipients_section(subject: str, disclosures: Iterable[DisclosureEntry], policy: Policy) -> list[dict[str, Any]]:
     """Who received which categories for which purpose: one entry per (recipient, purpose)."""
     grouped: dict[tuple[str, str], dict[str, Any]] = {}
     for entry in disclosures:

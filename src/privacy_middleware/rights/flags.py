@@ -27,9 +27,7 @@ def flags_key(subject: str) -> str:
 class SubjectFlagsCache:
     """Read-through cache of `subject_flags`; writes go through `set` so every instance hears of them."""
 
-    def __init__(
-        self, database: Database, *, bus: Bus | None = None, ttl: float = 5.0, size: int = 10_000
-    ) -> None:
+    def __init__(self, database: Database, *, bus: Bus | None = None, ttl: float = 5.0, size: int = 10_000) -> None:
         self.database = database
         self.bus = bus
         self._cache: TTLCache[str, SubjectFlags] = TTLCache(maxsize=size, ttl=ttl)

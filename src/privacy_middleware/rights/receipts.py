@@ -28,9 +28,7 @@ class ErasureReceiptSigner:
         self.kid = key_id(self.public_key)
 
     def sign(self, claims: dict[str, Any]) -> str:
-        return jwt.encode(
-            claims, self._private_key, algorithm="EdDSA", headers={"kid": self.kid, "typ": RECEIPT_TYPE}
-        )
+        return jwt.encode(claims, self._private_key, algorithm="EdDSA", headers={"kid": self.kid, "typ": RECEIPT_TYPE})
 
     def public_key_pem(self) -> str:
         return self.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()

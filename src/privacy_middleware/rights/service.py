@@ -460,9 +460,7 @@ class RightsService:
                 service = await self.keys.get()
                 shredded: ErasureResult = await service.erase_subject(subject)
             except (PrivacyError, OSError, httpx.HTTPError) as exc:
-                return await self._erasure_failed(
-                    request, "keys", f"key service failed ({type(exc).__name__})"
-                )
+                return await self._erasure_failed(request, "keys", f"key service failed ({type(exc).__name__})")
             request = await self._step(
                 request,
                 "keys",
@@ -487,14 +485,10 @@ class RightsService:
                 forgotten["audit_side_records"] = await forget_audit_side_records(self.database, subject)
                 await self.flags.invalidate(subject)
             except Exception as exc:
-                return await self._erasure_failed(
-                    request, "middleware_store", f"store failed ({type(exc).__name__})"
-                )
+                return await self._erasure_failed(request, "middleware_store", f"store failed ({type(exc).__name__})")
             request = await self._step(request, "middleware_store", "done", detail=forgotten)
         receipt = self._receipt(request)
-        request = await self._step(
-            request, "receipt", "done", status="completed", result={"receipt": receipt}
-        )
+        request = await self._step(request, "receipt", "done", status="completed", result={"receipt": receipt})
         self._emit(
             data_access(
                 principal=request.principal,
@@ -519,9 +513,7 @@ class RightsService:
     async def _erasure_failed(self, request: RightsRequest, step: str, error: str) -> RightsRequest:
         """The request stays open with the failed step named, unless it has failed too often."""
         give_up = request.attempts + 1 >= self.max_attempts
-        log.warning(
-            "erasure %s: step %s failed (%s)", request.id, step, "giving up" if give_up else "will retry"
-        )
+        log.warning("erasure %s: step %s failed (%s)", request.id, step, "giving up" if give_up else "will retry")
         return await self._step(
             request, step, "failed", error=error, count_attempt=True, status="failed" if give_up else None
         )
@@ -594,16 +586,12 @@ class RightsService:
                 ) from None
             await self._step(request, "shop", "failed", status="rejected", error=str(exc))
             raise PrivacyError("rectification_rejected", str(exc), 422) from None
-        return await self._step(
-            request, "shop", "done", status="completed", result={"changed": sorted(changed)}
-        )
+        return await self._step(request, "shop", "done", status="completed", result={"changed": sorted(changed)})
 
     async def set_restriction(
         self, subject: str, restricted: bool, *, principal: str, reason: str | None = None
     ) -> tuple[RightsRequest, SubjectFlags]:
-        request, _ = await self.submit(
-            "restriction", subject, principal=principal, reason=reason, reuse_open=False
-        )
+        request, _ = await self.submit("restriction", subject, principal=principal, reason=reason, reuse_open=False)
         flags = await self.flags.set(subject, restricted=restricted)
         request = await self._step(
             request,
@@ -645,9 +633,7 @@ class RightsService:
         withdraw: bool = False,
     ) -> tuple[RightsRequest, SubjectFlags]:
         names = self.validate_objection(purposes)
-        request, _ = await self.submit(
-            "objection", subject, principal=principal, reason=reason, reuse_open=False
-        )
+        request, _ = await self.submit("objection", subject, principal=principal, reason=reason, reuse_open=False)
         if withdraw:
             flags = await self.flags.set(subject, remove_objections=names)
         else:

@@ -9,7 +9,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from ..asgi.headers import get_header, media_type
+from ..asgi.headers import media_type
 from ..audit import events
 from ..audit.events import AuditEvent
 from ..errors import PrivacyError
@@ -82,20 +82,45 @@ class LoginAudit(Step):
         username = ctx.notes.get("login_username")
         ip = ctx.client_ip or ""
         if "login_locked" in ctx.notes:
-            emit(self.runtime, events.login_attempt, success=False, username=username, ip=ip,
-                 user_agent=ctx.user_agent, reason="LOCKED_OUT", route=self.route)
+            emit(
+                self.runtime,
+                events.login_attempt,
+                success=False,
+                username=username,
+                ip=ip,
+                user_agent=ctx.user_agent,
+                reason="LOCKED_OUT",
+                route=self.route,
+            )
             return
         if ex.status in self.login.success_statuses:
             subject = response_value(ex, self.login.subject_field)
-            emit(self.runtime, events.login_attempt, success=True, subject=subject, username=username, ip=ip,
-                 user_agent=ctx.user_agent, device=None, route=self.route)
+            emit(
+                self.runtime,
+                events.login_attempt,
+                success=True,
+                subject=subject,
+                username=username,
+                ip=ip,
+                user_agent=ctx.user_agent,
+                device=None,
+                route=self.route,
+            )
             if username:
                 await self.runtime.login_guard.record_success(username, ip, ctx.user_agent, subject=subject)
             if subject:
                 await self.runtime.link_visitor_consent(ex.scope, subject)
         elif 400 <= ex.status < 500:
-            emit(self.runtime, events.login_attempt, success=False, username=username, ip=ip,
-                 user_agent=ctx.user_agent, reason="BAD_CREDENTIALS", route=self.route)
+            emit(
+                self.runtime,
+                events.login_attempt,
+                success=False,
+                username=username,
+                ip=ip,
+                user_agent=ctx.user_agent,
+                reason="BAD_CREDENTIALS",
+                route=self.route,
+            )
             await self.runtime.login_guard.record_failure(username or "", ip)
 
 
@@ -148,14 +173,29 @@ class DisclosureAudit(Step):
         if disclosure is None:
             return
         viewer, report = disclosure
-        await record_disclosure(self.runtime, viewer, report, route=self.route, purpose=self.purpose,
-                                principal=ex.ctx.principal.id if ex.ctx.principal else "anonymous",
-                                ip=ex.ctx.client_ip, strict_categories=self.strict)
+        await record_disclosure(
+            self.runtime,
+            viewer,
+            report,
+            route=self.route,
+            purpose=self.purpose,
+            principal=ex.ctx.principal.id if ex.ctx.principal else "anonymous",
+            ip=ex.ctx.client_ip,
+            strict_categories=self.strict,
+        )
 
 
 async def record_disclosure(
-    runtime: Runtime, viewer: Viewer, report: FieldReport, *, route: str, purpose: str, principal: str,
-    ip: str | None, strict_categories: tuple[str, ...], action: str | None = None,
+    runtime: Runtime,
+    viewer: Viewer,
+    report: FieldReport,
+    *,
+    route: str,
+    purpose: str,
+    principal: str,
+    ip: str | None,
+    strict_categories: tuple[str, ...],
+    action: str | None = None,
 ) -> None:
     categories = sorted(report.categories)
     if not categories or not report.subjects:
@@ -196,16 +236,31 @@ class RefusalAudit(Step):
         notes = ex.ctx.notes
         subject = ex.ctx.subject
         for finding in notes.get("minimisation", []):
-            emit(self.runtime, events.detection_finding, "forbidden_data_submitted",
-                 title="Personal data the policy forbids was submitted",
-                 subject=subject, severity_id=events.SEVERITY_LOW,
-                 related={"route": self.route, "field": finding["field"], "kinds": finding["kinds"],
-                          "action": finding["action"]},
-                 ip=ex.ctx.client_ip)
+            emit(
+                self.runtime,
+                events.detection_finding,
+                "forbidden_data_submitted",
+                title="Personal data the policy forbids was submitted",
+                subject=subject,
+                severity_id=events.SEVERITY_LOW,
+                related={
+                    "route": self.route,
+                    "field": finding["field"],
+                    "kinds": finding["kinds"],
+                    "action": finding["action"],
+                },
+                ip=ex.ctx.client_ip,
+            )
         if notes.get("underage"):
-            emit(self.runtime, events.detection_finding, "underage_registration",
-                 title="A registration below the minimum age was refused",
-                 severity_id=events.SEVERITY_LOW, related={"route": self.route}, ip=ex.ctx.client_ip)
+            emit(
+                self.runtime,
+                events.detection_finding,
+                "underage_registration",
+                title="A registration below the minimum age was refused",
+                severity_id=events.SEVERITY_LOW,
+                related={"route": self.route},
+                ip=ex.ctx.client_ip,
+            )
 
 
 def audit_factories(runtime: Runtime) -> list[StepFactory]:

@@ -145,8 +145,9 @@ class CookieGate:
         set_cookies = [(k, v) for k, v in headers if k.lower() == b"set-cookie"]
         if self.drop_undeclared and any(self.undeclared(set_cookie_name(v)) for _, v in set_cookies):
             before = len(headers)
-            headers = [(k, v) for k, v in headers
-                       if k.lower() != b"set-cookie" or not self.undeclared(set_cookie_name(v))]
+            headers = [
+                (k, v) for k, v in headers if k.lower() != b"set-cookie" or not self.undeclared(set_cookie_name(v))
+            ]
             self.runtime.metrics.cookies.labels("undeclared_removed").inc(before - len(headers))
             set_cookies = [(k, v) for k, v in headers if k.lower() == b"set-cookie"]
             message = {**message, "headers": headers}
@@ -159,16 +160,24 @@ class CookieGate:
             return message
         resolution = await resolve_consent(self.runtime, scope, get_context(scope))
         decision = resolution.decision
-        kept = [(k, v) for k, v in headers if k.lower() != b"set-cookie" or not self.governed(set_cookie_name(v))
-                or all(decision.allowed(p) for p in cookie_purposes(set_cookie_name(v), self.rules))]
+        kept = [
+            (k, v)
+            for k, v in headers
+            if k.lower() != b"set-cookie"
+            or not self.governed(set_cookie_name(v))
+            or all(decision.allowed(p) for p in cookie_purposes(set_cookie_name(v), self.rules))
+        ]
         removed = len(headers) - len(kept)
         if removed:
             self.runtime.metrics.cookies.labels("removed").inc(removed)
         if governed_in:
             setting = {set_cookie_name(v) for k, v in kept if k.lower() == b"set-cookie"}
-            for value in expiring_set_cookies(request_cookie.decode("latin-1") if request_cookie else None,
-                                              self.rules, decision,
-                                              domains=self.runtime.settings.consent.cookie_domains):
+            for value in expiring_set_cookies(
+                request_cookie.decode("latin-1") if request_cookie else None,
+                self.rules,
+                decision,
+                domains=self.runtime.settings.consent.cookie_domains,
+            ):
                 if set_cookie_name(value) not in setting:
                     kept.append((b"set-cookie", value.encode("latin-1")))
                     self.runtime.metrics.cookies.labels("expired").inc()

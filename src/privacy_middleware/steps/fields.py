@@ -47,10 +47,7 @@ class DiscloseResponseFields(Step):
     def viewer(self, ex: Exchange) -> Viewer:
         principal = ex.ctx.principal
         policy = self.runtime.policy
-        if principal is None:
-            recipient = policy.identity.anonymous_recipient
-        else:
-            recipient = principal.recipient
+        recipient = policy.identity.anonymous_recipient if principal is None else principal.recipient
         declared = policy.recipients.get(recipient)
         grants = dict(declared.sees) if declared else {}
         return Viewer(principal, recipient, grants, principal.purpose if principal else None)

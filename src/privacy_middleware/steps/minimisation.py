@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PrivacyError
 from ..fields.detectors import detect, redact
+from ..fields.selectors import Selector
 from ..pipeline import Exchange, Step, StepFactory
 from ..policy.compile import CompiledFreeText, RouteSpec
-from ..fields.selectors import Selector
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -99,14 +99,18 @@ class MinimumAgeGuard(Step):
         value: Any = next(iter(self.selector.values(ex.request_json)), None) if ex.request_has_json else None
         if not isinstance(value, str):
             raise PrivacyError(
-                "birth_date_required", f"The field {self.field!r} (YYYY-MM-DD) is required here.", 422,
+                "birth_date_required",
+                f"The field {self.field!r} (YYYY-MM-DD) is required here.",
+                422,
                 extra={"field": self.field},
             )
         try:
             birth = dt.date.fromisoformat(value[:10])
         except ValueError:
             raise PrivacyError(
-                "invalid_date", f"The field {self.field!r} is not a YYYY-MM-DD date.", 422,
+                "invalid_date",
+                f"The field {self.field!r} is not a YYYY-MM-DD date.",
+                422,
                 extra={"field": self.field},
             ) from None
         today = dt.datetime.now(dt.UTC).date()

@@ -95,9 +95,7 @@ class ChainHead:
 
 def chain_lock_id(chain: str) -> int:
     """A signed 64-bit advisory-lock key for one chain."""
-    return int.from_bytes(
-        hashlib.sha256(b"privacy-audit-chain|" + chain.encode()).digest()[:8], "big", signed=True
-    )
+    return int.from_bytes(hashlib.sha256(b"privacy-audit-chain|" + chain.encode()).digest()[:8], "big", signed=True)
 
 
 async def lock_chain(conn: AsyncConnection, chain: str, *, postgres: bool, now_us: int) -> ChainHead:
@@ -180,10 +178,6 @@ async def existing_uids(conn: AsyncConnection, uids: Sequence[str]) -> set[str]:
 
 
 async def register_signing_key(conn: AsyncConnection, key_id: str, public_pem: str, now_us: int) -> None:
-    exists = await conn.execute(
-        sa.select(audit_signing_keys.c.key_id).where(audit_signing_keys.c.key_id == key_id)
-    )
+    exists = await conn.execute(sa.select(audit_signing_keys.c.key_id).where(audit_signing_keys.c.key_id == key_id))
     if exists.first() is None:
-        await conn.execute(
-            audit_signing_keys.insert().values(key_id=key_id, public_pem=public_pem, created_us=now_us)
-        )
+        await conn.execute(audit_signing_keys.insert().values(key_id=key_id, public_pem=public_pem, created_us=now_us))

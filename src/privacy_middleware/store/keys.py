@@ -103,15 +103,11 @@ def _insert_ignoring_conflict(conn: AsyncConnection, table: sa.Table) -> Any:
 
 
 def _tenant_row(row: sa.Row[Any]) -> TenantKeyRow:
-    return TenantKeyRow(
-        row.tenant, row.purpose, row.generation, row.root_version, row.wrapped, row.created_at
-    )
+    return TenantKeyRow(row.tenant, row.purpose, row.generation, row.root_version, row.wrapped, row.created_at)
 
 
 def _subject_row(row: sa.Row[Any]) -> SubjectKeyRow:
-    return SubjectKeyRow(
-        row.kid, row.tenant, row.subject_hash, row.generation, bytes(row.wrapped), row.created_at
-    )
+    return SubjectKeyRow(row.kid, row.tenant, row.subject_hash, row.generation, bytes(row.wrapped), row.created_at)
 
 
 # -- tenant keys ---------------------------------------------------------------------------
@@ -126,9 +122,7 @@ async def tenant_key_rows(conn: AsyncConnection, tenant: str, purpose: str) -> l
     return [_tenant_row(row) for row in result]
 
 
-async def tenant_key(
-    conn: AsyncConnection, tenant: str, purpose: str, generation: int
-) -> TenantKeyRow | None:
+async def tenant_key(conn: AsyncConnection, tenant: str, purpose: str, generation: int) -> TenantKeyRow | None:
     result = await conn.execute(
         sa.select(tenant_keys).where(
             tenant_keys.c.tenant == tenant,
@@ -178,13 +172,9 @@ async def subject_key_by_kid(conn: AsyncConnection, kid: str) -> SubjectKeyRow |
     return _subject_row(row) if row else None
 
 
-async def subject_key_by_subject(
-    conn: AsyncConnection, tenant: str, subject_hash: str
-) -> SubjectKeyRow | None:
+async def subject_key_by_subject(conn: AsyncConnection, tenant: str, subject_hash: str) -> SubjectKeyRow | None:
     result = await conn.execute(
-        sa.select(subject_keys).where(
-            subject_keys.c.tenant == tenant, subject_keys.c.subject_hash == subject_hash
-        )
+        sa.select(subject_keys).where(subject_keys.c.tenant == tenant, subject_keys.c.subject_hash == subject_hash)
     )
     row = result.first()
     return _subject_row(row) if row else None
@@ -229,9 +219,7 @@ async def delete_subject_key(conn: AsyncConnection, kid: str) -> bool:
 
 async def subject_keys_for_hash(conn: AsyncConnection, tenant: str, subject_hash: str) -> list[SubjectKeyRow]:
     result = await conn.execute(
-        sa.select(subject_keys).where(
-            subject_keys.c.tenant == tenant, subject_keys.c.subject_hash == subject_hash
-        )
+        sa.select(subject_keys).where(subject_keys.c.tenant == tenant, subject_keys.c.subject_hash == subject_hash)
     )
     return [_subject_row(row) for row in result]
 
@@ -277,9 +265,7 @@ async def subject_key_counts(conn: AsyncConnection, tenant: str) -> dict[int, in
 # -- tombstones ----------------------------------------------------------------------------
 
 
-async def insert_tombstones(
-    conn: AsyncConnection, tenant: str, entries: Iterable[tuple[str, str | None]]
-) -> None:
+async def insert_tombstones(conn: AsyncConnection, tenant: str, entries: Iterable[tuple[str, str | None]]) -> None:
     """Record erasures as (subject_hash, kid_hash or None); repeats of a kid_hash are ignored."""
     now = _now()
     for subject_hash, kid_hash in entries:
@@ -291,9 +277,7 @@ async def insert_tombstones(
 
 
 async def kid_tombstoned(conn: AsyncConnection, kid_hash: str) -> bool:
-    result = await conn.execute(
-        sa.select(key_tombstones.c.id).where(key_tombstones.c.kid_hash == kid_hash).limit(1)
-    )
+    result = await conn.execute(sa.select(key_tombstones.c.id).where(key_tombstones.c.kid_hash == kid_hash).limit(1))
     return result.first() is not None
 
 
@@ -308,9 +292,7 @@ async def subject_tombstoned(conn: AsyncConnection, tenant: str, subject_hash: s
 
 async def tombstone_entries(conn: AsyncConnection, tenant: str) -> set[tuple[str, str | None]]:
     result = await conn.execute(
-        sa.select(key_tombstones.c.subject_hash, key_tombstones.c.kid_hash).where(
-            key_tombstones.c.tenant == tenant
-        )
+        sa.select(key_tombstones.c.subject_hash, key_tombstones.c.kid_hash).where(key_tombstones.c.tenant == tenant)
     )
     return {(row.subject_hash, row.kid_hash) for row in result}
 
@@ -325,21 +307,15 @@ async def tombstone_count(conn: AsyncConnection, tenant: str) -> int:
 # -- token vault ---------------------------------------------------------------------------
 
 
-async def insert_token(
-    conn: AsyncConnection, *, token_hash: str, tenant: str, kid: str, envelope: str
-) -> None:
+async def insert_token(conn: AsyncConnection, *, token_hash: str, tenant: str, kid: str, envelope: str) -> None:
     await conn.execute(
-        token_vault.insert().values(
-            token_hash=token_hash, tenant=tenant, kid=kid, envelope=envelope, created_at=_now()
-        )
+        token_vault.insert().values(token_hash=token_hash, tenant=tenant, kid=kid, envelope=envelope, created_at=_now())
     )
 
 
 async def token_envelope(conn: AsyncConnection, tenant: str, token_hash: str) -> str | None:
     result = await conn.execute(
-        sa.select(token_vault.c.envelope).where(
-            token_vault.c.token_hash == token_hash, token_vault.c.tenant == tenant
-        )
+        sa.select(token_vault.c.envelope).where(token_vault.c.token_hash == token_hash, token_vault.c.tenant == tenant)
     )
     return result.scalar_one_or_none()
 

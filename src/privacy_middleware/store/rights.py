@@ -95,9 +95,7 @@ class Step:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Step:
-        return cls(
-            raw["name"], raw["outcome"], dt.datetime.fromisoformat(raw["at"]), dict(raw.get("detail", {}))
-        )
+        return cls(raw["name"], raw["outcome"], dt.datetime.fromisoformat(raw["at"]), dict(raw.get("detail", {})))
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,13 +238,9 @@ class RightsRepository:
         async with self.database.begin() as conn:
             # Serialise submissions for one subject so "same type while open" holds under concurrency.
             if self.database.is_postgres:
-                await conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": "rights:" + subject}
-                )
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": "rights:" + subject})
             else:  # a first write takes SQLite's write lock before the reads below
-                await conn.execute(
-                    rights_requests.update().where(rights_requests.c.id == "").values(updated_at=now)
-                )
+                await conn.execute(rights_requests.update().where(rights_requests.c.id == "").values(updated_at=now))
             if idempotency_key is not None:
                 found = await self._by(conn, rights_requests.c.idempotency_key == idempotency_key)
                 if found is not None:
@@ -327,9 +321,7 @@ class RightsRepository:
                 values["result"] = {**(current.result or {}), **result}
             if count_attempt:
                 values["attempts"] = current.attempts + 1
-            await conn.execute(
-                rights_requests.update().where(rights_requests.c.id == request_id).values(**values)
-            )
+            await conn.execute(rights_requests.update().where(rights_requests.c.id == request_id).values(**values))
             found = await self._by(conn, rights_requests.c.id == request_id)
             assert found is not None
             return found
@@ -413,9 +405,7 @@ class RightsRepository:
         """Erasure of the middleware's own rights data: kept exports and flags (requests stay as proof)."""
         async with self.database.begin() as conn:
             exports = await conn.execute(sa.delete(rights_exports).where(rights_exports.c.subject == subject))
-            flags = await conn.execute(
-                sa.delete(subject_flags_table).where(subject_flags_table.c.subject == subject)
-            )
+            flags = await conn.execute(sa.delete(subject_flags_table).where(subject_flags_table.c.subject == subject))
             return {"exports": exports.rowcount or 0, "flags": flags.rowcount or 0}
 
 
@@ -460,9 +450,7 @@ async def subject_flags(db: Database, subject: str) -> SubjectFlags:
         ).first()
     if row is None:
         return SubjectFlags(subject)
-    return SubjectFlags(
-        subject, bool(row.restricted), frozenset(row.objections or ()), _aware(row.updated_at)
-    )
+    return SubjectFlags(subject, bool(row.restricted), frozenset(row.objections or ()), _aware(row.updated_at))
 
 
 async def update_flags(
@@ -478,14 +466,10 @@ async def update_flags(
     async with db.begin() as conn:
         # Serialise concurrent changes of one subject's flags (read-modify-write below).
         if db.is_postgres:
-            await conn.execute(
-                sa.text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": "flags:" + subject}
-            )
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": "flags:" + subject})
         else:  # a first write takes SQLite's write lock before the read
             await conn.execute(
-                subject_flags_table.update()
-                .where(subject_flags_table.c.subject == subject)
-                .values(updated_at=now)
+                subject_flags_table.update().where(subject_flags_table.c.subject == subject).values(updated_at=now)
             )
         row = (
             await conn.execute(sa.select(subject_flags_table).where(subject_flags_table.c.subject == subject))
@@ -515,20 +499,14 @@ async def forget_consent(db: Database, subject: str) -> dict[str, int]:
     async with db.begin() as conn:
         visitors = list(
             (
-                await conn.execute(
-                    sa.select(consent_links.c.visitor_id).where(consent_links.c.subject_id == subject)
-                )
+                await conn.execute(sa.select(consent_links.c.visitor_id).where(consent_links.c.subject_id == subject))
             ).scalars()
         )
         removed = await conn.execute(
             sa.delete(consent_records).where(
                 sa.or_(
-                    sa.and_(
-                        consent_records.c.holder_kind == "subject", consent_records.c.holder_id == subject
-                    ),
-                    sa.and_(
-                        consent_records.c.holder_kind == "visitor", consent_records.c.holder_id.in_(visitors)
-                    ),
+                    sa.and_(consent_records.c.holder_kind == "subject", consent_records.c.holder_id == subject),
+                    sa.and_(consent_records.c.holder_kind == "visitor", consent_records.c.holder_id.in_(visitors)),
                     consent_records.c.linked_from.in_(visitors),
                 )
             )
@@ -544,7 +522,5 @@ async def forget_audit_side_records(db: Database, subject: str) -> int:
 
     async with db.begin() as conn:
         uids = sa.select(audit_events.c.uid).where(audit_events.c.subject == subject).scalar_subquery()
-        result = await conn.execute(
-            sa.delete(audit_side_records).where(audit_side_records.c.event_uid.in_(uids))
-        )
+        result = await conn.execute(sa.delete(audit_side_records).where(audit_side_records.c.event_uid.in_(uids)))
         return result.rowcount or 0

@@ -76,7 +76,5 @@ async def release_delivery(db: Database, platform: str, delivery_ids: Sequence[s
 async def prune_deliveries(db: Database, before: datetime) -> int:
     """Drop records older than any retry window (Shopify retries for 4 hours); returns the count."""
     async with db.begin() as conn:
-        result = await conn.execute(
-            webhook_deliveries.delete().where(webhook_deliveries.c.received_at < before)
-        )
+        result = await conn.execute(webhook_deliveries.delete().where(webhook_deliveries.c.received_at < before))
         return int(result.rowcount)

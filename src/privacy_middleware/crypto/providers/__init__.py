@@ -69,9 +69,7 @@ async def open_provider(keys_url: str, *, http: httpx.AsyncClient | None = None)
         if not parts.hostname:
             raise ConfigError("PRIVACY_KEYS vault URL needs a host")
         if scheme == "http" and not _is_loopback(parts.hostname):
-            raise ConfigError(
-                "PRIVACY_KEYS vault+http:// is only allowed for a loopback Vault; use vault+https://"
-            )
+            raise ConfigError("PRIVACY_KEYS vault+http:// is only allowed for a loopback Vault; use vault+https://")
         segments = [s for s in parts.path.split("/") if s]
         if len(segments) < 2:
             raise ConfigError("PRIVACY_KEYS vault URL needs /<transit mount>/<key name>")
@@ -95,9 +93,7 @@ async def open_provider(keys_url: str, *, http: httpx.AsyncClient | None = None)
             fields = key_id.split(":")
             region = fields[3] if len(fields) > 3 else ""
         if not key_id or not region:
-            raise ConfigError(
-                "PRIVACY_KEYS awskms URL must look like awskms://<key-id-or-arn>?region=eu-west-1"
-            )
+            raise ConfigError("PRIVACY_KEYS awskms URL must look like awskms://<key-id-or-arn>?region=eu-west-1")
         endpoint = options.get("endpoint")
         if endpoint is not None and not (
             endpoint.startswith("https://") or _is_loopback(urlsplit(endpoint).hostname or "")
@@ -117,6 +113,4 @@ async def open_provider(keys_url: str, *, http: httpx.AsyncClient | None = None)
             tombstone_file=options.get("tombstone_file"),
         )
     scheme = keys_url.split(":", 1)[0] if ":" in keys_url else "(none)"
-    raise ConfigError(
-        f"PRIVACY_KEYS scheme {scheme!r} is not supported: use local://, vault+https:// or awskms://"
-    )
+    raise ConfigError(f"PRIVACY_KEYS scheme {scheme!r} is not supported: use local://, vault+https:// or awskms://")

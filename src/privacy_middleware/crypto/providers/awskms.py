@@ -75,9 +75,7 @@ class AwsKmsProvider(RootKeyProvider):
         self._environ = environ if environ is not None else os.environ
         self.description = f"aws kms {region} key {key_id}"
 
-    async def _call(
-        self, operation: str, payload: dict[str, Any], *, unwrapping: bool = False
-    ) -> dict[str, Any]:
+    async def _call(self, operation: str, payload: dict[str, Any], *, unwrapping: bool = False) -> dict[str, Any]:
         body = orjson.dumps(payload)
         url = httpx.URL(f"{self.endpoint}/")
         headers = sign(

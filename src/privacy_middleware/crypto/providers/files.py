@@ -23,8 +23,7 @@ def check_private(path: str, what: str) -> None:
     if info.st_mode & 0o077:
         mode = stat.S_IMODE(info.st_mode)
         raise ConfigError(
-            f"the {what} {path} is accessible to other users (mode {mode:04o}); "
-            f"restrict it with: chmod 600 {path}"
+            f"the {what} {path} is accessible to other users (mode {mode:04o}); restrict it with: chmod 600 {path}"
         )
 
 

@@ -21,9 +21,7 @@ async def send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Respo
         raise KeyServiceUnavailable("the key service could not be reached") from None
 
 
-def raise_for_status(
-    response: httpx.Response, *, unwrapping: bool, rejected_ciphertext: bool = False
-) -> None:
+def raise_for_status(response: httpx.Response, *, unwrapping: bool, rejected_ciphertext: bool = False) -> None:
     """Map a non-2xx answer: 5xx/429/auth problems are outages, a refused ciphertext is a bad key."""
     status = response.status_code
     if status < 300:

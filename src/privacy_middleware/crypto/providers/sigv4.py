@@ -83,9 +83,7 @@ def signature(
 ) -> str:
     date = amz_date[:8]
     scope = f"{date}/{region}/{service}/aws4_request"
-    request_hash = hashlib.sha256(
-        canonical_request(method, path, query, headers, payload).encode()
-    ).hexdigest()
+    request_hash = hashlib.sha256(canonical_request(method, path, query, headers, payload).encode()).hexdigest()
     to_sign = "\n".join([ALGORITHM, amz_date, scope, request_hash])
     key = signing_key(credentials.secret_key, date, region, service)
     return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()

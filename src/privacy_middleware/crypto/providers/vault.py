@@ -74,9 +74,7 @@ class VaultTransitProvider(RootKeyProvider):
             raise KeyServiceUnavailable("no Vault token is available")
         return token
 
-    async def _post(
-        self, path: str, payload: dict[str, str] | None, *, unwrapping: bool = False
-    ) -> httpx.Response:
+    async def _post(self, path: str, payload: dict[str, str] | None, *, unwrapping: bool = False) -> httpx.Response:
         request = self.http.build_request(
             "POST",
             f"{self.base_url}/v1/{self.mount}/{path}",

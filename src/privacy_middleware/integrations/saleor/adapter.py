@@ -155,13 +155,10 @@ class SaleorAdapter:
         if user is None:
             return []
         records = [
-            ShopRecord(
-                "customer", str(user.get("id")), user, "saleor_customer", _timestamp(user.get("dateJoined"))
-            )
+            ShopRecord("customer", str(user.get("id")), user, "saleor_customer", _timestamp(user.get("dateJoined")))
         ]
         records.extend(
-            ShopRecord("order", str(o.get("id")), o, "saleor_order", _timestamp(o.get("created")))
-            for o in orders
+            ShopRecord("order", str(o.get("id")), o, "saleor_order", _timestamp(o.get("created"))) for o in orders
         )
         return records
 
@@ -219,13 +216,9 @@ class SaleorAdapter:
             after = info.get("endCursor")
         return items
 
-    async def apply_retention(
-        self, items: list[RetentionItem], action: Literal["delete", "anonymise"]
-    ) -> int:
+    async def apply_retention(self, items: list[RetentionItem], action: Literal["delete", "anonymise"]) -> int:
         if action == "delete":
-            raise ShopAdapterError(
-                'saleor retention: placed orders cannot be deleted; use action = "anonymise"'
-            )
+            raise ShopAdapterError('saleor retention: placed orders cannot be deleted; use action = "anonymise"')
         done = 0
         for item in items:
             if item.kind != "order":

@@ -101,11 +101,7 @@ class SaleorWebhooks:
             return "missing_signature"
         if self._secret is not None:
             expected = hmac.new(self._secret, body, hashlib.sha256).hexdigest()
-            return (
-                None
-                if hmac.compare_digest(expected.encode(), signature.encode("latin-1"))
-                else "bad_signature"
-            )
+            return None if hmac.compare_digest(expected.encode(), signature.encode("latin-1")) else "bad_signature"
         try:
             header = jwt.get_unverified_header(signature)
         except jwt.PyJWTError:

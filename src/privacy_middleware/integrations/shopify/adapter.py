@@ -209,9 +209,7 @@ class ShopifyAdapter:
             after = page.get("endCursor")
         return items  # the rest is picked up by the next sweep
 
-    async def apply_retention(
-        self, items: list[RetentionItem], action: Literal["delete", "anonymise"]
-    ) -> int:
+    async def apply_retention(self, items: list[RetentionItem], action: Literal["delete", "anonymise"]) -> int:
         if action == "anonymise":
             raise ShopAdapterError(
                 "shopify retention: orders cannot be anonymised through the Admin API; "

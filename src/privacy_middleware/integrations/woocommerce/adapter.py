@@ -92,9 +92,7 @@ class WooCommerceAdapter:
             raise ValueError("the WooCommerce URL must be https (credentials travel as HTTP Basic)")
         self.base = str(url).rstrip("/") + API
         key = consumer_key.get_secret_value() if isinstance(consumer_key, SecretStr) else consumer_key
-        secret = (
-            consumer_secret.get_secret_value() if isinstance(consumer_secret, SecretStr) else consumer_secret
-        )
+        secret = consumer_secret.get_secret_value() if isinstance(consumer_secret, SecretStr) else consumer_secret
         credentials = base64.b64encode(f"{key}:{secret}".encode()).decode("ascii")
         self._headers = {"accept": "application/json", "authorization": f"Basic {credentials}"}
         self.http = http
@@ -108,9 +106,7 @@ class WooCommerceAdapter:
         params: dict[str, Any] | None = None,
         json: Any = None,
     ) -> httpx.Response:
-        request = self.http.build_request(
-            method, self.base + path, params=params, json=json, headers=self._headers
-        )
+        request = self.http.build_request(method, self.base + path, params=params, json=json, headers=self._headers)
         return await call(self.http, request, operation)
 
     async def _pages(self, path: str, params: dict[str, Any], operation: str) -> list[dict[str, Any]]:
@@ -140,13 +136,9 @@ class WooCommerceAdapter:
                 return []
             raise
         customer = response_json(response, "woocommerce records")
-        records = [
-            ShopRecord("customer", str(customer_id), customer, "woocommerce_customer", _created(customer))
-        ]
+        records = [ShopRecord("customer", str(customer_id), customer, "woocommerce_customer", _created(customer))]
         for order in await self._orders_of(customer_id, "woocommerce records"):
-            records.append(
-                ShopRecord("order", str(order.get("id")), order, "woocommerce_order", _created(order))
-            )
+            records.append(ShopRecord("order", str(order.get("id")), order, "woocommerce_order", _created(order)))
         return records
 
     async def _anonymise_order(self, order: dict[str, Any], operation: str) -> None:
@@ -220,21 +212,15 @@ class WooCommerceAdapter:
                 items.append(RetentionItem("order", str(order.get("id")), category, created))
         return items
 
-    async def apply_retention(
-        self, items: list[RetentionItem], action: Literal["delete", "anonymise"]
-    ) -> int:
+    async def apply_retention(self, items: list[RetentionItem], action: Literal["delete", "anonymise"]) -> int:
         done = 0
         for item in items:
             if item.kind != "order" or not item.id.isdigit():
                 continue
             if action == "delete":
-                await self._request(
-                    "DELETE", f"/orders/{item.id}", "woocommerce retention", params={"force": "true"}
-                )
+                await self._request("DELETE", f"/orders/{item.id}", "woocommerce retention", params={"force": "true"})
             else:
                 response = await self._request("GET", f"/orders/{item.id}", "woocommerce retention")
-                await self._anonymise_order(
-                    response_json(response, "woocommerce retention"), "woocommerce retention"
-                )
+                await self._anonymise_order(response_json(response, "woocommerce retention"), "woocommerce retention")
             done += 1
         return done
