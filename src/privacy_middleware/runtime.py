@@ -87,6 +87,7 @@ class Runtime:
         self.started = False
         self._start_lock = asyncio.Lock()
         self._maintenance: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._on_start: list[Callable[[], Any]] = []
         self._on_stop: list[Callable[[], Any]] = []
         # Capabilities hook into outbound calls (consent gates) and disclosures (the audit).
@@ -232,6 +233,88 @@ class Runtime:
         self.retention = RetentionRunner(self.policy, adapter, audit=self.audit)
         self.api_routes.extend(rights_routes(self.rights))
         self.account_closure_hooks.append(self.rights.on_account_closed)
+        self.api_routes.extend(self._webhook_routes())
+
+    def _webhook_routes(self) -> list[BaseRoute]:
+        """Platform privacy webhooks feed the subject-request queue (configured ones only)."""
+        from .api.webhooks import webhook_routes
+        from .integrations.common import WebhookReceiver
+
+        hooks = self.settings.webhooks
+        receivers: list[WebhookReceiver] = []
+        if hooks.shopify_secrets:
+            from .integrations.shopify.webhooks import ShopifyWebhooks
+
+            receivers.append(ShopifyWebhooks(hooks.shopify_secrets, shops=hooks.shopify_shops))
+        if hooks.woocommerce_secrets:
+            from .integrations.woocommerce.webhooks import WooCommerceWebhooks
+
+            receivers.append(WooCommerceWebhooks(hooks.woocommerce_secrets))
+        if hooks.saleor_api_url:
+            from .integrations.saleor.webhooks import SaleorWebhooks
+
+            receivers.append(SaleorWebhooks(api_url=hooks.saleor_api_url, http=self.http, secret=hooks.saleor_secret))
+        if not receivers:
+            return []
+        return list(
+            webhook_routes(self.database, self.submit_platform_request, receivers, on_rejected=self.webhook_rejected)
+        )
+
+    async def submit_platform_request(self, kind: str, subject: str, source: str, idempotency_key: str) -> None:
+        """A verified platform request: recorded durably at once, carried out in the background.
+
+        The platform gets its 2xx within its deadline; an erasure that fails midway stays open and is
+        retried by the server's maintenance. A whole-shop erasure has no per-subject meaning here: it
+        is recorded in the audit trail for the operator, who runs `dsar erase` per subject.
+        """
+        assert self.rights is not None
+        principal = f"platform:{source}"[:200]
+        if kind == "shop_erasure":
+            self.audit.emit(
+                audit_events.detection_finding(
+                    "shop_erasure_requested",
+                    title="The platform asked to erase all data of a shop",
+                    severity_id=audit_events.SEVERITY_MEDIUM,
+                    related={"source": source},
+                )
+            )
+            return
+        rights = self.rights
+        if kind == "erasure":
+            await rights.submit(
+                "erasure", subject, principal=principal, reason="platform request", idempotency_key=idempotency_key
+            )
+
+            async def work() -> None:
+                await rights.erase(
+                    subject, principal=principal, reason="platform request", idempotency_key=idempotency_key
+                )
+        else:
+
+            async def work() -> None:
+                await rights.export(
+                    subject, principal=principal, reason="platform data request", idempotency_key=idempotency_key
+                )
+
+        task = asyncio.create_task(work(), name="privacy-platform-request")
+        self._background.add(task)
+        task.add_done_callback(self._finished_background)
+
+    def _finished_background(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("platform request failed (%s); it stays open for retry", type(task.exception()).__name__)
+
+    async def webhook_rejected(self, platform: str, reason: str, client_ip: str | None) -> None:
+        self.audit.emit(
+            audit_events.detection_finding(
+                "webhook_rejected",
+                title="A platform webhook failed verification",
+                severity_id=audit_events.SEVERITY_MEDIUM,
+                related={"platform": platform, "reason": reason},
+                ip=client_ip,
+            )
+        )
 
     async def link_visitor_consent(self, scope: Any, subject: str) -> None:
         """After a sign-in, the visitor's consent choices move to the account."""
@@ -317,6 +400,9 @@ class Runtime:
             )
 
     async def stop(self) -> None:
+        for task in list(self._background):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 10)
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -103,6 +103,18 @@ class AuditSettings(BaseModel):
     retention_interval_seconds: float = Field(default=3600.0, ge=0)
 
 
+class WebhookSettings(BaseModel):
+    """Shop-platform privacy webhooks (`POST <mount>/webhooks/<platform>`). Unset: not mounted."""
+
+    shopify_secrets: Annotated[list[SecretStr], NoDecode] = []
+    shopify_shops: Annotated[list[str], NoDecode] = []
+    woocommerce_secrets: Annotated[list[SecretStr], NoDecode] = []
+    saleor_api_url: str | None = None
+    saleor_secret: SecretStr | None = None
+
+    _split = field_validator("shopify_secrets", "shopify_shops", "woocommerce_secrets", mode="before")(_split_list)
+
+
 class FileSecretsSource(PydanticBaseSettingsSource):
     """Reads `PRIVACY_<NAME>_FILE` (also nested: `PRIVACY_JWT__SECRET_FILE`) into `<name>`."""
 
@@ -146,6 +158,7 @@ class Settings(BaseSettings):
     jwt: JwtSettings = JwtSettings()
     consent: ConsentSettings = ConsentSettings()
     audit: AuditSettings = AuditSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     trusted_proxies: Annotated[list[str], NoDecode] = []
     mount_path: str = "/privacy"
     metrics_path: str = "/metrics"
