@@ -223,56 +223,68 @@ class FieldEngine:
             if root is None:
                 return report
         plan = self._plan(body)
-        transforms = plan.transforms(viewer)
+        program = plan.program(viewer.recipient, plan.transforms(viewer))
+        own_program = plan.program("\x00own", ("keep",) * len(body.fields))
+        blocked_program = plan.program("\x00blocked", ("drop",) * len(body.fields))
         categories = plan.categories
         fields = body.fields
         fallback = viewer.principal.subject if viewer.principal else None
         seen_categories = report.categories
+        subjects = report.subjects
         kept = dropped = 0
-        drop_all = ("drop",) * len(fields)
         verdicts: dict[str, bool] = {}
+        subject_path = plan.subject_path
+        principal_subject = viewer.principal.subject if viewer.principal else None
         for record in records_of(body, root):
-            subject = record_subject(body, record, fallback)
-            own = viewer.is_subject(subject)
-            record_transforms = transforms
+            if subject_path is not None:
+                found = follow(record, subject_path)
+                subject = str(found) if found is not None and not isinstance(found, dict | list) else None
+            else:
+                subject = record_subject(body, record, fallback)
+            own = bool(subject) and principal_subject == subject
+            steps = own_program if own else program
             if not own and blocked is not None and subject:
                 if subject not in verdicts:
                     verdicts[subject] = await blocked(subject)
                 if verdicts[subject]:
-                    record_transforms = drop_all
+                    steps = blocked_program
                     report.blocked_subjects += 1
             slow: list[tuple[CompiledField, Location, str]] = []
-            for parent, entries in plan.groups:
-                obj = record
-                for step in parent:
-                    obj = obj.get(step) if isinstance(obj, dict) else None
-                if not isinstance(obj, dict):
+            record_kept = 0
+            for parent, drops, keeps, others in steps:
+                depth = len(parent)
+                obj = record.get(parent[0]) if depth == 1 else follow(record, parent) if depth else record
+                if type(obj) is not dict:
                     continue
-                for key, index in entries:
-                    if key not in obj:
-                        continue
-                    transform = "keep" if own else record_transforms[index]
-                    if transform == "drop":
+                for key in drops:
+                    if key in obj:
                         del obj[key]
                         dropped += 1
-                        continue
-                    value = obj[key]
+                for key, index in keeps:
+                    value = obj.get(key)
                     if value is None:
                         continue
-                    if transform == "keep" and not (type(value) is str and value.startswith(ENVELOPE_PREFIXES)):
-                        seen_categories.add(categories[index])
-                        if subject:
-                            report.subjects.add(subject)
-                        kept += 1
+                    if type(value) is str and value.startswith(ENVELOPE_PREFIXES):
+                        slow.append((fields[index], Location(obj, key), "keep"))
                         continue
-                    slow.append((fields[index], Location(obj, key), transform))
+                    seen_categories.add(categories[index])
+                    record_kept += 1
+                for key, index, transform in others:
+                    if key in obj:
+                        slow.append((fields[index], Location(obj, key), transform))
+            if record_kept:
+                kept += record_kept
+                if subject:
+                    subjects.add(subject)
             classified: set[tuple[int, str | int]] | None = None
             if plan.complex:
                 classified = set()
                 for index in plan.complex:
+                    transform = "keep" if own else ("drop" if steps is blocked_program else program_transform(
+                        plan, viewer, index))
                     for location in list(fields[index].selector.locations(record)):
                         classified.add((id(location.parent), location.key))
-                        slow.append((fields[index], location, "keep" if own else record_transforms[index]))
+                        slow.append((fields[index], location, transform))
             for rule, location, transform in slow:
                 await self._disclose_one(rule, location, transform, subject, viewer, report)
             self._unknown_fields(body, plan, record, classified, own, report)
@@ -351,8 +363,12 @@ class FieldEngine:
         report: FieldReport,
     ) -> None:
         action = body.rules.unknown_fields
-        for selector, static_keys in plan.personal:
-            for obj in selector.values(record):
+        for selector, path, static_keys in plan.personal:
+            if path is None:
+                objects: Any = selector.values(record)
+            else:
+                objects = (record.get(path[0]) if len(path) == 1 else follow(record, path),)
+            for obj in objects:
                 if not isinstance(obj, dict):
                     continue
                 for key in list(obj):
@@ -373,6 +389,28 @@ class FieldEngine:
                         )
 
 
+GroupProgram = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, int], ...], tuple[tuple[str, int, str], ...]]
+
+
+def program_transform(plan: DisclosurePlan, viewer: Viewer, index: int) -> str:
+    return plan.transforms(viewer)[index]
+
+
+def key_path(selector: Selector) -> tuple[str, ...] | None:
+    """The selector as a plain tuple of keys, or None when it has wildcards or indexes."""
+    if all(step.kind == "key" for step in selector.steps):
+        return tuple(str(step.value) for step in selector.steps)
+    return None
+
+
+def follow(node: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
 @dataclass(slots=True)
 class DisclosurePlan:
     """A body's field rules arranged for fast disclosure: plain key paths grouped by parent object."""
@@ -380,9 +418,11 @@ class DisclosurePlan:
     body: CompiledBody
     groups: tuple[tuple[tuple[str, ...], tuple[tuple[str, int], ...]], ...]
     complex: tuple[int, ...]
-    personal: tuple[tuple[Selector, frozenset[str]], ...]
+    personal: tuple[tuple[Selector, tuple[str, ...] | None, frozenset[str]], ...]
+    subject_path: tuple[str, ...] | None
     categories: tuple[str, ...]
     _by_recipient: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _programs: dict[str, tuple[GroupProgram, ...]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, body: CompiledBody) -> DisclosurePlan:
@@ -397,20 +437,30 @@ class DisclosurePlan:
                 complex_rules.append(index)
         personal = []
         for selector in body.personal_objects:
-            path = (
-                tuple(str(step.value) for step in selector.steps)
-                if all(step.kind == "key" for step in selector.steps)
-                else None
-            )
+            path = key_path(selector)
             static = frozenset(key for key, _ in groups.get(path, ())) if path is not None else frozenset()
-            personal.append((selector, static))
+            personal.append((selector, path, static))
         return cls(
             body=body,
             groups=tuple((parent, tuple(entries)) for parent, entries in groups.items()),
             complex=tuple(complex_rules),
             personal=tuple(personal),
+            subject_path=key_path(body.subject) if body.subject is not None else None,
             categories=tuple(rule.rule.category for rule in body.fields),
         )
+
+    def program(self, key: str, transforms: tuple[str, ...]) -> tuple[GroupProgram, ...]:
+        """Per parent object: keys to drop, keys kept as they are, keys needing another transform."""
+        cached = self._programs.get(key)
+        if cached is None:
+            built = []
+            for parent, entries in self.groups:
+                drops = tuple(k for k, i in entries if transforms[i] == "drop")
+                keeps = tuple((k, i) for k, i in entries if transforms[i] == "keep")
+                others = tuple((k, i, transforms[i]) for k, i in entries if transforms[i] not in ("drop", "keep"))
+                built.append((parent, drops, keeps, others))
+            cached = self._programs[key] = tuple(built)
+        return cached
 
     def transforms(self, viewer: Viewer) -> tuple[str, ...]:
         """The transform of every field rule for this viewer's recipient (computed once per recipient)."""
