@@ -280,8 +280,11 @@ class FieldEngine:
             if plan.complex:
                 classified = set()
                 for index in plan.complex:
-                    transform = "keep" if own else ("drop" if steps is blocked_program else program_transform(
-                        plan, viewer, index))
+                    transform = (
+                        "keep"
+                        if own
+                        else ("drop" if steps is blocked_program else program_transform(plan, viewer, index))
+                    )
                     for location in list(fields[index].selector.locations(record)):
                         classified.add((id(location.parent), location.key))
                         slow.append((fields[index], location, transform))

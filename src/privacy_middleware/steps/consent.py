@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from cachetools import LRUCache
 
 from ..asgi.client_ip import truncate_ip
 from ..asgi.headers import get_header, without
@@ -124,9 +125,25 @@ class CookieGate:
         self.rules = runtime.policy.tracking.cookies
         self.consent_purposes = runtime.consent.choosable
         self.drop_undeclared = runtime.policy.tracking.undeclared_cookies == "drop"
+        # Browsers send the same Cookie header again and again: remember which ones matter.
+        self._governed_names: LRUCache[str, bool] = LRUCache(maxsize=4096)
+        self._governed_headers: LRUCache[bytes, bool] = LRUCache(maxsize=4096)
 
     def governed(self, name: str) -> bool:
-        return any(p in self.consent_purposes for p in cookie_purposes(name, self.rules))
+        known = self._governed_names.get(name)
+        if known is None:
+            known = self._governed_names[name] = any(
+                p in self.consent_purposes for p in cookie_purposes(name, self.rules)
+            )
+        return known
+
+    def governed_header(self, header: bytes) -> bool:
+        """Whether a request's Cookie header carries a cookie of a consent-based purpose."""
+        known = self._governed_headers.get(header)
+        if known is None:
+            names = parse_cookie_header(header.decode("latin-1"))
+            known = self._governed_headers[header] = any(self.governed(name) for name in names)
+        return known
 
     def undeclared(self, name: str) -> bool:
         """A cookie no rule declares (the middleware's own consent cookie is always declared)."""
@@ -153,9 +170,7 @@ class CookieGate:
             message = {**message, "headers": headers}
         request_cookie = get_header(scope.get("headers") or [], b"cookie")
         governed_out = [v for _, v in set_cookies if self.governed(set_cookie_name(v))]
-        governed_in = request_cookie is not None and any(
-            self.governed(name) for name in parse_cookie_header(request_cookie.decode("latin-1"))
-        )
+        governed_in = request_cookie is not None and self.governed_header(request_cookie)
         if not governed_out and not governed_in:
             return message
         resolution = await resolve_consent(self.runtime, scope, get_context(scope))
