@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up a virtual environment with the dev tools (first run only) and run the whole test suite.
+# Set up a virtual environment with the dev tools (first run only), lint and type-check, then run the
+# whole test suite (extra arguments go to pytest).
 # Needs PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`) and Redis on 127.0.0.1:6379.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,4 +10,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev]'
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check --quiet src tests bench
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"
