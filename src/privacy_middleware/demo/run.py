@@ -48,7 +48,7 @@ def build_demo(
 def run_demo(host: str, port: int, data_dir: Path) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app, _ = build_demo(data_dir)
-    console = Console()
+    console = Console(soft_wrap=True)
     base = f"http://{host}:{port}"
     console.print(f"[bold]Demo Tea Shop behind privacy-middleware[/bold] on {base}  (data in {data_dir})")
     console.print(
