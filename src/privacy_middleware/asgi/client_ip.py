@@ -10,33 +10,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import Any
 
+from ..netaddr import IPAddress, parse_ip, truncate_ip
 from .headers import get_all
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _FOR = re.compile(r'(?:^|;)\s*for\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]+)', re.IGNORECASE)
-
-
-@lru_cache(maxsize=8192)
-def parse_ip(text: str) -> IPAddress | None:
-    """An IP from a header hop: `1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]:443`, `2001:db8::1`."""
-    value = text.strip().strip('"')
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            return None
-        value = value[1:end]
-    elif value.count(":") == 1:
-        value = value.split(":", 1)[0]
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return address.ipv4_mapped
-    return address
 
 
 def _forwarded_hops(values: list[bytes]) -> list[str]:
@@ -81,13 +60,4 @@ class ClientIPResolver:
         return str(nearest)
 
 
-@lru_cache(maxsize=8192)
-def truncate_ip(address: str | None, v4_prefix: int = 24, v6_prefix: int = 48) -> str | None:
-    """A coarse network hint (IPv4 /24, IPv6 /48) that no longer identifies one device."""
-    if not address:
-        return None
-    parsed = parse_ip(address)
-    if parsed is None:
-        return None
-    prefix = v4_prefix if parsed.version == 4 else v6_prefix
-    return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False).network_address)
+__all__ = ["ClientIPResolver", "IPAddress", "parse_ip", "truncate_ip"]

@@ -8,7 +8,6 @@ touches a disk; the body then carries only a salted commitment to them.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import time as _time
@@ -16,8 +15,9 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
+
+from ..netaddr import network_hint
 
 # OCSF class uids (category * 1000 + class).
 BASE_EVENT = 0
@@ -104,21 +104,6 @@ def new_uid() -> str:
     value = (millis & ((1 << 48) - 1)) << 80 | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64
     value |= (0b10 << 62) | (rand & ((1 << 62) - 1))
     return str(uuid.UUID(int=value))
-
-
-@lru_cache(maxsize=8192)
-def network_hint(ip: str | None) -> str | None:
-    """A coarse, non-identifying network: IPv4 /24 or IPv6 /48 (None if not an address)."""
-    if not ip:
-        return None
-    try:
-        address = ipaddress.ip_address(ip.strip().strip("[]"))
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
 def _name(value: str, what: str) -> str:

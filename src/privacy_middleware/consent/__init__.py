@@ -5,7 +5,7 @@ from .cookie import COOKIE_NAME, ConsentCookieCodec, CookieConsent
 from .cookie_filter import expiring_set_cookies, filter_set_cookies
 from .decisions import Decision, PurposeDecision, Signals, decide, decide_purpose, needs_choice
 from .receipts import ReceiptSigner, verify_receipt
-from .records import ConsentRecord, ConsentState, Holder, InvalidHolder, truncate_ip, user_agent_family
+from .records import ConsentRecord, ConsentState, Holder, InvalidHolder, user_agent_family
 from .signals import RequestSignals, gpc_enabled, parse_cookie_header, request_signals
 from .tcf import TCFError, TCFRules, TCString, decode_tc_string, parse_tc_string, validate_tc_string
 
@@ -42,7 +42,6 @@ __all__ = [
     "parse_cookie_header",
     "parse_tc_string",
     "request_signals",
-    "truncate_ip",
     "user_agent_family",
     "validate_tc_string",
     "verify_receipt",

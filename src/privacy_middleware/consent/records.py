@@ -8,7 +8,6 @@ network (IPv4 /24, IPv6 /48) and the user-agent family, never the full string.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -138,20 +137,6 @@ def derive_state(holder: Holder | None, records: Iterable[ConsentRecord]) -> Con
         last_record_id=last.id if last else None,
         updated_at=last.recorded_at if last else None,
     )
-
-
-def truncate_ip(ip: str | None) -> str | None:
-    """The client's network, not the client: IPv4 /24, IPv6 /48 (IPv4-mapped IPv6 as IPv4)."""
-    if not ip:
-        return None
-    try:
-        address = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
 # Order matters: several browsers name another in their user-agent string.

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import PrivacyError
+from ..netaddr import network_hint
 from ..policy.schema import Policy
 from ..store.bus import Bus
 from ..store.consent import AlreadyLinked, ConsentRepository
@@ -39,7 +40,6 @@ from .records import (
     ConsentState,
     Holder,
     Method,
-    truncate_ip,
     user_agent_family,
     utcnow,
 )
@@ -226,7 +226,7 @@ class ConsentService:
             policy_version=self.policy.policy.version,
             method=method,
             recorded_at=utcnow(),
-            ip_prefix=truncate_ip(client_ip),
+            ip_prefix=network_hint(client_ip),
             ua_family=user_agent_family(user_agent),
             linked_from=linked_from,
         )
