@@ -7,9 +7,9 @@ from privacy_middleware.consent.records import (
     Holder,
     InvalidHolder,
     derive_state,
-    truncate_ip,
     user_agent_family,
 )
+from privacy_middleware.netaddr import network_hint
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,7 @@ from privacy_middleware.consent.records import (
     ],
 )
 def test_ip_is_truncated_to_its_network(ip: str | None, expected: str | None) -> None:
-    assert truncate_ip(ip) == expected
+    assert network_hint(ip) == expected
 
 
 @pytest.mark.parametrize(
