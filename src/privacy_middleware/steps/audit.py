@@ -14,7 +14,7 @@ from ..audit import events
 from ..audit.events import AuditEvent
 from ..errors import PrivacyError
 from ..fields.engine import FieldReport, Viewer
-from ..fields.selectors import compile_selector
+from ..fields.selectors import Selector, compile_selector
 from ..pipeline import Exchange, Step, StepFactory
 from ..policy.compile import RouteSpec
 from ..policy.schema import AccountRoute, LoginRoute
@@ -25,21 +25,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger("privacy_middleware.audit")
 
 
-def read_username(ex: Exchange, field: str) -> str | None:
+def read_username(ex: Exchange, field: Selector) -> str | None:
     """The login name from a JSON or form body; None for anything else (still an attempt)."""
     if ex.request_has_json:
-        value = next(iter(compile_selector(field).values(ex.request_json)), None)
+        value = next(iter(field.values(ex.request_json)), None)
         return value if isinstance(value, str) else None
     if media_type(ex.scope.get("headers") or []) == "application/x-www-form-urlencoded" and ex.request_body:
-        values = parse_qs(ex.request_body.decode("utf-8", "replace")).get(field.split(".")[-1])
+        values = parse_qs(ex.request_body.decode("utf-8", "replace")).get(field.last_key or "")
         return values[0] if values else None
     return None
 
 
-def response_value(ex: Exchange, field: str) -> str | None:
+def response_value(ex: Exchange, field: Selector) -> str | None:
     if not ex.response_has_json:
         return None
-    value = next(iter(compile_selector(field).values(ex.response_json)), None)
+    value = next(iter(field.values(ex.response_json)), None)
     return str(value) if isinstance(value, str | int) else None
 
 
@@ -63,9 +63,11 @@ class LoginAudit(Step):
         self.route = f"{spec.method} {spec.template}"
         self.login = login
         self.runtime = runtime
+        self.username = compile_selector(login.username_field)
+        self.subject = compile_selector(login.subject_field)
 
     async def on_request(self, ex: Exchange) -> None:
-        username = read_username(ex, self.login.username_field)
+        username = read_username(ex, self.username)
         ex.ctx.notes["login_username"] = username
         lockout = await self.runtime.login_guard.check(username or "", ex.ctx.client_ip or "")
         if lockout is not None:
@@ -94,7 +96,7 @@ class LoginAudit(Step):
             )
             return
         if ex.status in self.login.success_statuses:
-            subject = response_value(ex, self.login.subject_field)
+            subject = response_value(ex, self.subject)
             emit(
                 self.runtime,
                 events.login_attempt,
@@ -133,6 +135,7 @@ class AccountAudit(Step):
         self.route = f"{spec.method} {spec.template}"
         self.account = account
         self.runtime = runtime
+        self.subject = compile_selector(account.subject_field)
 
     async def after(self, ex: Exchange) -> None:
         if not 200 <= ex.status < 300:
@@ -141,7 +144,7 @@ class AccountAudit(Step):
         subject = ctx.subject
         event = self.account.event
         if event == "registration":
-            subject = response_value(ex, self.account.subject_field)
+            subject = response_value(ex, self.subject)
             if subject:
                 emit(self.runtime, events.account_change, "account_creation", subject=subject, ip=ctx.client_ip)
             return
