@@ -1,6 +1,6 @@
 """Self-describing text envelopes for field values.
 
-    pe1.<kid>.<b64url(salt[16] | nonce[12] | ciphertext | tag[16])>   AES-256-GCM, randomised
+    pe1.<kid>.<b64url(nonce[12] | ciphertext | tag[16])>              AES-256-GCM, randomised
     pd1.<kid>.<b64url(siv[16] | ciphertext)>                           AES-SIV, deterministic
 
 `kid` (11 characters, 8 random bytes) names the subject key that sealed the value. The
@@ -31,7 +31,6 @@ KINDS = (RANDOMISED, DETERMINISTIC)
 
 KID_BYTES = 8
 SUBJECT_KEY_BYTES = 32
-SALT_BYTES = 16
 NONCE_BYTES = 12
 TAG_BYTES = 16
 
@@ -76,7 +75,7 @@ def parse_envelope(value: str) -> Envelope:
         body = b64url_decode(body_text)
     except ValueError:
         raise DecryptionFailed("the value is not a well-formed envelope") from None
-    minimum = SALT_BYTES + NONCE_BYTES + TAG_BYTES if kind == RANDOMISED else TAG_BYTES
+    minimum = NONCE_BYTES + TAG_BYTES if kind == RANDOMISED else TAG_BYTES
     if len(body) < minimum:
         raise DecryptionFailed("the value is not a well-formed envelope")
     return Envelope(kind, kid, body)
@@ -97,7 +96,7 @@ def _utf8(value: str) -> bytes:
 class SubjectCipher:
     """Seals and opens envelopes under one subject key; per-category derivation inputs are cached."""
 
-    __slots__ = ("_aad", "_deterministic", "_info", "_key", "kid")
+    __slots__ = ("_aad", "_deterministic", "_key", "_randomised", "kid")
 
     _MEMO = 64  # categories remembered per subject; a policy names far fewer
 
@@ -107,7 +106,7 @@ class SubjectCipher:
         self._key = key
         self.kid = kid
         self._deterministic: dict[tuple[str, str], AESSIV] = {}
-        self._info: dict[str, bytes] = {}
+        self._randomised: dict[str, AESGCM] = {}
         self._aad: dict[tuple[str, str, str, str], bytes] = {}
 
     def _associated_data(self, kind: str, tenant: str, category: str, subject: str) -> bytes:
@@ -119,13 +118,18 @@ class SubjectCipher:
                 self._aad[memo] = aad
         return aad
 
-    def _message_cipher(self, salt: bytes, category: str) -> AESGCM:
-        info = self._info.get(category)
-        if info is None:
-            info = b"pe1" + length_prefixed(category)
-            if len(self._info) < self._MEMO:
-                self._info[category] = info
-        return AESGCM(HKDF(_SHA256, 32, salt, info).derive(self._key))
+    def _category_cipher(self, category: str) -> AESGCM:
+        """One AES-256-GCM key per subject and category, derived once and kept with the subject key.
+
+        Random 96-bit nonces are safe for 2^32 messages per key (NIST SP 800-38D §8.3); a key that
+        serves one person's values of one category never comes near that.
+        """
+        cipher = self._randomised.get(category)
+        if cipher is None:
+            cipher = AESGCM(HKDF(_SHA256, 32, None, b"pe1" + length_prefixed(category)).derive(self._key))
+            if len(self._randomised) < self._MEMO:
+                self._randomised[category] = cipher
+        return cipher
 
     def _siv(self, tenant: str, category: str) -> AESSIV:
         cipher = self._deterministic.get((tenant, category))
@@ -137,12 +141,11 @@ class SubjectCipher:
         return cipher
 
     def seal(self, value: str, *, tenant: str, category: str, subject: str) -> str:
-        """pe1: a fresh salt gives a fresh AES-GCM key per message, then a random nonce."""
-        random = os.urandom(SALT_BYTES + NONCE_BYTES)
-        salt, nonce = random[:SALT_BYTES], random[SALT_BYTES:]
+        """pe1: AES-256-GCM under the subject's key for this category, with a random nonce."""
+        nonce = os.urandom(NONCE_BYTES)
         aad = self._associated_data(RANDOMISED, tenant, category, subject)
-        sealed = self._message_cipher(salt, category).encrypt(nonce, _utf8(value), aad)
-        return f"pe1.{self.kid}.{b64url_encode(random + sealed)}"
+        sealed = self._category_cipher(category).encrypt(nonce, _utf8(value), aad)
+        return f"pe1.{self.kid}.{b64url_encode(nonce + sealed)}"
 
     def seal_deterministic(self, value: str, *, tenant: str, category: str, subject: str) -> str:
         """pd1: equal values of one subject and category give equal envelopes (lookups)."""
@@ -157,9 +160,7 @@ class SubjectCipher:
         body = envelope.body
         try:
             if envelope.kind == RANDOMISED:
-                salt = body[:SALT_BYTES]
-                nonce = body[SALT_BYTES : SALT_BYTES + NONCE_BYTES]
-                plain = self._message_cipher(salt, category).decrypt(nonce, body[SALT_BYTES + NONCE_BYTES :], aad)
+                plain = self._category_cipher(category).decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], aad)
             else:
                 plain = self._siv(tenant, category).decrypt(body, [aad])
             return plain.decode("utf-8")

@@ -1,7 +1,7 @@
 """KeyService: the one object the middleware calls to encrypt, reveal, tokenise and erase fields.
 
 Hierarchy: root provider -> tenant key-encryption key (one per generation; `rotate` adds one)
--> one random key per subject, stored wrapped -> a per-message key (HKDF) for each pe1 value.
+-> one random key per subject, stored wrapped -> one AES-GCM key per subject and category (HKDF).
 A separate, stable tenant index key gives subject handles, tombstone markers and blind indexes.
 Remote providers are called only to unwrap tenant keys, through a bounded TTL cache with
 single-flight, so the request path makes no key-service call once warm.
