@@ -102,11 +102,11 @@ class Runtime:
         self.verifier = TokenVerifier(settings.jwt, self.policy.identity, http=self.http)
         self.verifier.bind_policy(self.policy)
         key = settings.secret(settings.pseudonym_secret, "pseudonym.key", "pseudonym key")
+        self.bus: Bus = RedisBus(settings.redis_url, prefix=settings.redis_prefix) if settings.redis_url else LocalBus()
         self.keys = KeyServiceHandle(
-            settings.keys_url, database=self.database, tenant=self.policy.policy.tenant, http=self.http
+            settings.keys_url, database=self.database, tenant=self.policy.policy.tenant, http=self.http, bus=self.bus
         )
         self.fields = FieldEngine(self.policy, Pseudonymiser(key), cipher or self.keys)
-        self.bus: Bus = RedisBus(settings.redis_url, prefix=settings.redis_prefix) if settings.redis_url else LocalBus()
         self.consent = ConsentService(
             self.database,
             self.policy,

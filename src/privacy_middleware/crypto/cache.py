@@ -74,5 +74,12 @@ class SingleFlightCache(Generic[K, V]):
     def clear(self) -> None:
         self._entries.clear()
 
+    def discard_where(self, predicate: Callable[[K, V], bool]) -> int:
+        """Drop every entry the predicate selects; returns how many."""
+        doomed = [key for key, value in list(self._entries.items()) if predicate(key, value)]
+        for key in doomed:
+            self._entries.pop(key, None)
+        return len(doomed)
+
     def __len__(self) -> int:
         return len(self._entries)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -13,19 +14,45 @@ from ..store import Database
 from .errors import KeyServiceUnavailable
 from .service import KeyService
 
+if TYPE_CHECKING:
+    from ..store.bus import Bus
+
+# The bus carries the keyed subject hash, never the subject id.
+ERASED_TOPIC = "keys.erased"
+
 logger = logging.getLogger("privacy_middleware.crypto")
 
 
 class KeyServiceHandle:
     """Implements the field engine's cipher protocol by delegating to a lazily opened KeyService."""
 
-    def __init__(self, keys_url: str, *, database: Database, tenant: str, http: httpx.AsyncClient | None) -> None:
+    def __init__(
+        self,
+        keys_url: str,
+        *,
+        database: Database,
+        tenant: str,
+        http: httpx.AsyncClient | None,
+        bus: Bus | None = None,
+    ) -> None:
         self.keys_url = keys_url
         self.database = database
         self.tenant = tenant
         self.http = http
+        self.bus = bus
         self._service: KeyService | None = None
         self._lock = asyncio.Lock()
+        if bus is not None:
+            bus.subscribe(ERASED_TOPIC, self._on_erased)
+
+    async def _on_erased(self, subject_hash: str) -> None:
+        # An erasure on any instance (ours included): no cached key of that subject survives it.
+        if self._service is not None:
+            await self._service.evict_erased(subject_hash)
+
+    async def _announce(self, subject_hash: str) -> None:
+        if self.bus is not None:
+            await self.bus.publish(ERASED_TOPIC, subject_hash)
 
     async def get(self) -> KeyService:
         if self._service is not None:
@@ -36,6 +63,7 @@ class KeyServiceHandle:
                     self._service = await KeyService.open(
                         self.keys_url, database=self.database, tenant=self.tenant, http=self.http
                     )
+                    self._service.erasure_listeners.append(self._announce)
                 except (PrivacyError, ConfigError):
                     raise
                 except (OSError, httpx.HTTPError) as exc:

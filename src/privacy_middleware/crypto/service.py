@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -87,6 +87,8 @@ class KeyService:
             maxsize=cache_size, ttl=cache_ttl, timer=timer
         )
         self._root_tombstones: set[tuple[str, str | None]] = set()
+        # Told of every erasure (by subject hash), so other instances can drop cached keys at once.
+        self.erasure_listeners: list[Callable[[str], Awaitable[None]]] = []
         self._tenant_tag = hashlib.sha256(tenant.encode()).hexdigest()[:16]
 
     # -- construction --------------------------------------------------------------------
@@ -408,6 +410,8 @@ class KeyService:
         self._subjects.discard("s:" + subject)
         for kid in kids + [r.kid for r in rows]:
             self._subjects.discard("k:" + kid)
+        for listener in self.erasure_listeners:
+            await listener(subject_hash)
         return ErasureResult(
             keys_destroyed=len(kids),
             tokens_destroyed=tokens,
@@ -415,6 +419,11 @@ class KeyService:
             root_side_recorded=recorded,
             erased_at=datetime.now(UTC),
         )
+
+    async def evict_erased(self, subject_hash: str) -> int:
+        """Drop cached keys of a subject erased elsewhere (another instance told us its hash)."""
+        index = await self._index_keys()
+        return self._subjects.discard_where(lambda _key, entry: index.subject_hash(entry.subject) == subject_hash)
 
     async def _replay_root_tombstones(self) -> int:
         """Bring root-side tombstones back into the store and destroy any key they name."""
