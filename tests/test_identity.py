@@ -211,3 +211,21 @@ async def test_verified_tokens_are_cached_until_expiry(monkeypatch: pytest.Monke
     for _ in range(5):
         await v.authenticate(bearer(token))
     assert calls == 1
+
+
+async def test_a_token_without_sub_is_named_by_the_configured_subject_claim() -> None:
+    """Saleor's tokens carry `user_id` instead of `sub`."""
+    policy = validate_policy(
+        {
+            "policy": {"name": "t", "version": "1", "effective_date": "2026-01-01"},
+            "categories": {"user.name": {}},
+            "purposes": {"delivery": {"legal_basis": "contract"}},
+            "identity": {"subject_claim": "user_id"},
+        }
+    )
+    v = TokenVerifier(JwtSettings(issuer="shop", audience="api", secret=SECRET, algorithms=["HS256"]), policy.identity)
+    v.bind_policy(policy)
+    token_claims = claims(user_id="VXNlcjoy")
+    del token_claims["sub"]
+    principal = await v.authenticate(bearer(jwt.encode(token_claims, SECRET, algorithm="HS256")))
+    assert principal is not None and principal.subject == "VXNlcjoy" and principal.id == "VXNlcjoy"

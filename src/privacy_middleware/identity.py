@@ -155,7 +155,7 @@ class TokenVerifier:
     def principal_from_claims(self, claims: dict[str, Any]) -> Principal:
         """Map verified claims to who is asking; unknown recipients or purposes are refused (403)."""
         ident = self.identity
-        principal_id = str(claims.get("sub") or claims.get("client_id") or "")
+        principal_id = str(claims.get("sub") or claims.get("client_id") or claims.get(ident.subject_claim) or "")
         if not principal_id:
             raise unauthorized("The token names no subject.")
         raw_scopes = claims.get(ident.scope_claim, "")
