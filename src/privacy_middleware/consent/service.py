@@ -123,6 +123,8 @@ class ConsentService:
         self._tcf_cache: LRUCache[str, frozenset[int] | None] = LRUCache(maxsize=1024)
         # Verified cookies (exact value -> content); only genuine ones enter, expiry is rechecked.
         self._cookie_cache: LRUCache[str, tuple[CookieConsent, dict[str, Choice]]] = LRUCache(maxsize=4096)
+        # Decisions for visitors (no subject), by their inputs; short-lived so cookie expiry still bites.
+        self._visitor_resolutions: TTLCache[tuple[Any, ...], Resolution] = TTLCache(maxsize=4096, ttl=5.0, timer=clock)
         self._clock = clock
         # Bumped on every invalidation: a read that raced with one is not cached.
         self._invalidations = 0
@@ -393,6 +395,14 @@ class ConsentService:
         or, while the subject has no stored choice at all, the browser's visitor cookie; without a
         subject, the signed cookie; otherwise no choice at all (mechanism defaults).
         """
+        memo_key = None
+        if not subject:
+            # Without a subject the answer depends only on these inputs (a signed cookie never
+            # changes: a new choice is a new cookie), so a browser's repeat requests share it.
+            memo_key = (consent_cookie, gpc, tc_string, objected, restricted)
+            memo = self._visitor_resolutions.get(memo_key)
+            if memo is not None:
+                return memo
         holder: Holder | None = None
         choices: Mapping[str, Choice] = {}
         source = "none"
@@ -421,7 +431,7 @@ class ConsentService:
             restricted=restricted,
             store_unavailable=store_unavailable,
         )
-        return Resolution(
+        resolution = Resolution(
             decision=decide(self.policy, signals, compatible=self.compatible),
             holder=holder,
             source=source,
@@ -429,6 +439,9 @@ class ConsentService:
             gpc=gpc,
             tcf=tcf_status,
         )
+        if memo_key is not None and source != "store_unavailable":
+            self._visitor_resolutions[memo_key] = resolution
+        return resolution
 
     async def decide(
         self,
