@@ -257,9 +257,8 @@ class PrivacyMiddleware:
             await self._own_lifespan(receive, send, startup_error)
 
     async def _own_lifespan(self, receive: Receive, send: Send, startup_error: str | None) -> None:
-        if self.runtime.started or startup_error is not None:
-            pass  # startup message was already consumed by the wrapped receive
-        else:
+        if not self.runtime.started and startup_error is None:
+            # The startup message was not consumed by the wrapped receive: take it here.
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:

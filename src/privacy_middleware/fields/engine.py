@@ -223,7 +223,8 @@ class FieldEngine:
             if root is None:
                 return report
         plan = self._plan(body)
-        program = plan.program(viewer.recipient, plan.transforms(viewer))
+        transforms = plan.transforms(viewer)
+        program = plan.program(viewer.recipient, transforms)
         own_program = plan.program("\x00own", ("keep",) * len(body.fields))
         blocked_program = plan.program("\x00blocked", ("drop",) * len(body.fields))
         categories = plan.categories
@@ -280,11 +281,7 @@ class FieldEngine:
             if plan.complex:
                 classified = set()
                 for index in plan.complex:
-                    transform = (
-                        "keep"
-                        if own
-                        else ("drop" if steps is blocked_program else program_transform(plan, viewer, index))
-                    )
+                    transform = "keep" if own else "drop" if steps is blocked_program else transforms[index]
                     for location in list(fields[index].selector.locations(record)):
                         classified.add((id(location.parent), location.key))
                         slow.append((fields[index], location, transform))
@@ -393,10 +390,6 @@ class FieldEngine:
 
 
 GroupProgram = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, int], ...], tuple[tuple[str, int, str], ...]]
-
-
-def program_transform(plan: DisclosurePlan, viewer: Viewer, index: int) -> str:
-    return plan.transforms(viewer)[index]
 
 
 def key_path(selector: Selector) -> tuple[str, ...] | None:

@@ -65,14 +65,6 @@ class RouteSpec:
     minors_birth_date: Selector | None = None
     names: list[str] = field(default_factory=list)
 
-    @property
-    def needs_request_json(self) -> bool:
-        return bool(self.request or self.free_text or self.minors)
-
-    @property
-    def needs_response_json(self) -> bool:
-        return self.response is not None
-
 
 def expand_shape(rules: BodyRules, policy: Policy) -> BodyRules:
     """A body's own rules on top of its named shape's."""

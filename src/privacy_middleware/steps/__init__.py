@@ -18,10 +18,11 @@ if TYPE_CHECKING:
 
 
 def default_factories(runtime: Runtime) -> list[StepFactory]:
+    audit = audit_factories(runtime)
     return [
-        *audit_factories(runtime)[:2],  # login lockout and account events: before anything else
+        *audit[:2],  # login lockout and account events: before anything else
         *consent_factories(runtime),
         *minimisation_factories(runtime),
         *field_factories(runtime),
-        *audit_factories(runtime)[2:],  # disclosures and refusals: after the field steps
+        *audit[2:],  # disclosures and refusals: after the field steps
     ]
