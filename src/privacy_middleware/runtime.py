@@ -47,30 +47,6 @@ from .store.policies import record_policy_version
 logger = logging.getLogger("privacy_middleware")
 
 
-def rights_unavailable_routes() -> list[BaseRoute]:
-    """Without a shop adapter the rights endpoints say so clearly instead of 404."""
-    from starlette.requests import Request
-    from starlette.routing import Route
-
-    from .api.common import problem_response
-    from .errors import PrivacyError
-
-    async def unavailable(request: Request) -> Any:
-        return problem_response(
-            PrivacyError(
-                "no_shop_adapter",
-                "Subject-rights requests are not configured here (PRIVACY_SHOP_ADAPTER).",
-                503,
-            )
-        )
-
-    methods = ["GET", "POST", "PUT", "DELETE"]
-    return [
-        Route("/me/{rest:path}", unavailable, methods=methods),
-        Route("/admin/requests", unavailable, methods=methods),
-    ]
-
-
 class Runtime:
     def __init__(
         self,
@@ -222,14 +198,11 @@ class Runtime:
         from .rights.retention import RetentionRunner
         from .rights.service import RightsService
 
-        if adapter is None and self.settings.shop_adapter:
-            adapter = load_adapter(self.settings.shop_adapter, self)
-        self.adapter = adapter
-        self.rights: RightsService | None = None
         if adapter is None:
-            self.api_routes.extend(rights_unavailable_routes())
-            return
-        self.rights = RightsService.for_runtime(self, adapter, audit=self.audit, bus=self.bus)
+            # Unset: the middleware answers for what it holds itself (rights/middleware_only.py).
+            adapter = load_adapter(self.settings.shop_adapter or "none", self)
+        self.adapter = adapter
+        self.rights: RightsService | None = RightsService.for_runtime(self, adapter, audit=self.audit, bus=self.bus)
         self.retention = RetentionRunner(self.policy, adapter, audit=self.audit)
         self.api_routes.extend(rights_routes(self.rights))
         self.account_closure_hooks.append(self.rights.on_account_closed)

@@ -18,6 +18,19 @@ class ErasureResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SubjectHoldings:
+    """What the key store holds for one subject: whether a key exists, its tokens, an erasure mark."""
+
+    key_created_at: datetime | None
+    tokens: tuple[tuple[str | None, datetime], ...]  # (category or None when unrecorded, created_at)
+    erased: bool
+
+    @property
+    def has_key(self) -> bool:
+        return self.key_created_at is not None
+
+
+@dataclass(frozen=True, slots=True)
 class RotationResult:
     """A new key generation is primary; older ones stay decrypt-only until rewrapped."""
 

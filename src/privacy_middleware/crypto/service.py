@@ -31,7 +31,7 @@ from .envelope import DETERMINISTIC, RANDOMISED, SubjectCipher, is_envelope, new
 from .errors import DecryptionFailed, SubjectErased
 from .index_keys import IndexKeys
 from .providers import RootKeyProvider, WrappedKey, needs_http, open_provider
-from .results import ErasureResult, GenerationStatus, KeyStatus, RewrapResult, RotationResult
+from .results import ErasureResult, GenerationStatus, KeyStatus, RewrapResult, RotationResult, SubjectHoldings
 
 logger = logging.getLogger("privacy_middleware.crypto")
 
@@ -355,6 +355,7 @@ class KeyService:
                 tenant=self.tenant,
                 kid=parse_envelope(envelope).kid,
                 envelope=envelope,
+                category=category,
             )
         return token
 
@@ -370,6 +371,21 @@ class KeyService:
                     raise SubjectErased()
                 raise DecryptionFailed("the token is unknown")
         return await self.decrypt(envelope, category=category, subject=subject)
+
+    async def subject_holdings(self, subject: str) -> SubjectHoldings:
+        """What the key store holds for a subject (an export lists it; erasure proves it is gone)."""
+        _check_context(subject=subject)
+        index = await self._index_keys()
+        subject_hash = index.subject_hash(subject)
+        async with self.database.connect() as conn:
+            rows = await store.subject_keys_for_hash(conn, self.tenant, subject_hash)
+            tokens = await store.tokens_of_kids(conn, [r.kid for r in rows])
+            erased = await store.subject_tombstoned(conn, self.tenant, subject_hash)
+        return SubjectHoldings(
+            key_created_at=min((r.created_at for r in rows), default=None),
+            tokens=tuple(tokens),
+            erased=erased,
+        )
 
     # -- erasure -------------------------------------------------------------------------
 

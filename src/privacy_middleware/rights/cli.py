@@ -1,9 +1,9 @@
 """`privacy-middleware dsar export|erase` and `privacy-middleware retention run [--dry-run]`.
 
-The shop adapter is named with `--adapter` (or PRIVACY_SHOP_ADAPTER): `demo` for the bundled demo
-shop (its database under PRIVACY_DATA_DIR), or `package.module:factory` where `factory(runtime)`
-returns a ShopAdapter. If the runtime carries an audit writer (`runtime.audit`), every deletion
-and anonymisation is recorded through it.
+The shop adapter is named with `--adapter` (or PRIVACY_SHOP_ADAPTER): `none` (the default: only the
+data the middleware holds itself), `demo` for the bundled demo shop (its database under
+PRIVACY_DATA_DIR), or `package.module:factory` where `factory(runtime)` returns a ShopAdapter. If the
+runtime carries an audit writer (`runtime.audit`), every deletion and anonymisation is recorded through it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,11 @@ ADAPTER_ENV = "PRIVACY_SHOP_ADAPTER"
 
 
 def load_adapter(spec: str, runtime: Any) -> ShopAdapter:
-    """`demo`, or `module:factory` called with the runtime."""
+    """`none`, `demo`, or `module:factory` called with the runtime."""
+    if spec == "none":
+        from .middleware_only import MiddlewareOnlyAdapter
+
+        return MiddlewareOnlyAdapter()
     if spec == "demo":
         from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -44,7 +48,7 @@ def load_adapter(spec: str, runtime: Any) -> ShopAdapter:
         return DemoShopAdapter(engine, runtime.policy)
     module_name, _, factory_name = spec.partition(":")
     if not module_name or not factory_name:
-        raise ConfigError("--adapter must be 'demo' or 'package.module:factory'")
+        raise ConfigError("--adapter must be 'none', 'demo' or 'package.module:factory'")
     try:
         factory = getattr(importlib.import_module(module_name), factory_name)
     except (ImportError, AttributeError):
@@ -108,10 +112,23 @@ def dsar_erase(subject: str, *, adapter_spec: str, reason: str) -> int:
         )
         for kept in shop.get("kept", []):
             console.print(f"  kept {kept['item']}: {kept['reason']}")
+        for gap in _receipt_claims((request.result or {}).get("receipt")).get("not_covered", []):
+            console.print(f"  not covered: {gap}")
         console.print(f"receipt: {(request.result or {}).get('receipt')}")
         return 0
 
     return asyncio.run(_with_runtime(adapter_spec, work))
+
+
+def _receipt_claims(receipt: Any) -> dict[str, Any]:
+    """The receipt's payload (already signed by us; read here only to print what it says)."""
+    import base64
+
+    if not isinstance(receipt, str) or receipt.count(".") != 2:
+        return {}
+    payload = receipt.split(".")[1]
+    claims: dict[str, Any] = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims
 
 
 def print_report(report: RetentionReport) -> None:
@@ -149,7 +166,7 @@ def retention_run(*, dry_run: bool, adapter_spec: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    spec = args.adapter or os.environ.get(ADAPTER_ENV) or "demo"
+    spec = args.adapter or os.environ.get(ADAPTER_ENV) or "none"
     try:
         if args.command == "retention":
             return retention_run(dry_run=args.dry_run, adapter_spec=spec)
@@ -163,7 +180,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_rights_parsers(subparsers: Any) -> None:
     """`dsar export|erase` and `retention run` for the main command's parser."""
-    adapter_help = f"shop adapter: 'demo' or 'module:factory' (default ${ADAPTER_ENV} or demo)"
+    adapter_help = f"shop adapter: 'none', 'demo' or 'module:factory' (default ${ADAPTER_ENV} or none)"
     dsar = subparsers.add_parser("dsar", help="data-subject requests run by an operator").add_subparsers(
         dest="dsar_command", required=True
     )

@@ -15,6 +15,7 @@ from typing import Any
 from ..audit.query import AccessLog, DisclosureEntry, access_log
 from ..consent.records import ConsentRecord, Holder, derive_state
 from ..context import Principal
+from ..crypto.results import SubjectHoldings
 from ..fields.engine import FieldEngine, Viewer
 from ..policy.compile import _compile_body
 from ..policy.schema import BodyRules, Policy
@@ -22,6 +23,7 @@ from ..store.consent import ConsentRepository
 from ..store.database import Database
 from ..store.rights import SubjectFlags
 from .adapter import ShopAdapter, ShopRecord
+from .middleware_only import reaches_shop
 
 SCHEMA = "privacy-middleware/export/v1"
 # Audit actions that mean data left towards someone (an "erase" entry is not a disclosure).
@@ -161,6 +163,37 @@ def access_section(log: AccessLog) -> dict[str, Any]:
     }
 
 
+def keys_section(holdings: SubjectHoldings | None) -> dict[str, Any]:
+    """The subject's key and the vault tokens standing for their values, by category (never the values)."""
+    if holdings is None:
+        return {"subject_key": None, "tokens": []}
+    return {
+        "subject_key": {"created_at": _iso(holdings.key_created_at)} if holdings.has_key else None,
+        "erased_before": holdings.erased,
+        "tokens": [
+            {"category": category or "unrecorded", "created_at": created.isoformat()}
+            for category, created in holdings.tokens
+        ],
+    }
+
+
+def coverage_section(adapter: ShopAdapter) -> dict[str, Any]:
+    """What this export does and does not contain, in words the subject can read."""
+    covered = ["consent", "access", "recipients", "restrictions", "requests", "middleware"]
+    not_covered: list[dict[str, str]] = []
+    if reaches_shop(adapter):
+        covered.insert(0, "shop")
+    else:
+        not_covered.append(
+            {
+                "what": "shop",
+                "why": "No shop adapter is configured: the shop's own records (account, orders, addresses) "
+                "are not included; ask the shop for them.",
+            }
+        )
+    return {"covered": covered, "not_covered": not_covered}
+
+
 async def build_export(
     *,
     subject: str,
@@ -171,6 +204,7 @@ async def build_export(
     flags: SubjectFlags,
     requests: list[dict[str, Any]] | None = None,
     now: dt.datetime | None = None,
+    keys: SubjectHoldings | None = None,
 ) -> dict[str, Any]:
     records = await adapter.records(subject)
     shop = [await reveal_record(engine, policy, record, subject) for record in records]
@@ -185,10 +219,12 @@ async def build_export(
             "contact": info.contact,
             "policy_version": info.version,
         },
-        "shop": {"source": adapter.name, "records": shop},
+        "coverage": coverage_section(adapter),
+        "shop": {"source": adapter.name, "reached": reaches_shop(adapter), "records": shop},
         "consent": consent_section(subject, await consent_history(database, subject)),
         "access": access_section(log),
         "recipients": recipients_section(subject, log.disclosures, policy),
         "restrictions": flags.to_json(),
         "requests": requests or [],
+        "middleware": keys_section(keys),
     }

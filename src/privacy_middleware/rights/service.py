@@ -25,12 +25,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..audit.events import AuditEvent, data_access, subject_request
 from ..audit.keys import load_or_create_signing_key
-from ..crypto.results import ErasureResult
+from ..crypto.results import ErasureResult, SubjectHoldings
 from ..errors import PrivacyError
 from ..fields.engine import FieldCipher, FieldEngine
 from ..policy.schema import Policy
 from ..store.bus import Bus
 from ..store.database import Database
+from ..store.holdings import stored_counts
 from ..store.rights import (
     KeyReused,
     RightsRepository,
@@ -42,9 +43,11 @@ from ..store.rights import (
     utcnow,
 )
 from .adapter import ErasureOutcome, ShopAdapter, ShopAdapterError
+from .coverage import erasure_coverage
 from .deadlines import due_date
 from .export import build_export
 from .flags import SubjectFlagsCache
+from .middleware_only import reaches_shop
 from .receipts import ErasureReceiptSigner
 
 log = logging.getLogger("privacy_middleware.rights")
@@ -263,10 +266,39 @@ class RightsService:
 
     # -- access and portability -----------------------------------------------------------------
 
+    async def _key_holdings(self, subject: str) -> SubjectHoldings:
+        try:
+            service = await self.keys.get()
+            holdings: SubjectHoldings = await service.subject_holdings(subject)
+        except (OSError, httpx.HTTPError) as exc:
+            raise PrivacyError("key_service_unavailable", "The key service cannot be reached; try again.", 503) from exc
+        return holdings
+
+    async def ensure_known(self, subject: str) -> None:
+        """A subject nobody holds anything about is a mistake (a typo, a wrong id), never a receipt.
+
+        Known means: the middleware holds a key, a token, a consent record, an audit event, a rights
+        request or flags for it, or the shop adapter returns records. A shop that cannot answer does
+        not make the subject unknown: the request goes ahead and is retried.
+        """
+        if (await stored_counts(self.database, subject)).any:
+            return
+        held = await self._key_holdings(subject)
+        if held.has_key or held.erased or held.tokens:
+            return
+        if reaches_shop(self.adapter):
+            try:
+                if await self.adapter.records(subject):
+                    return
+            except ShopAdapterError:
+                return
+        raise PrivacyError("unknown_subject", "Nothing is held about this subject; check the identifier.", 404)
+
     async def _export_document(self, subject: str) -> dict[str, Any]:
         history = [r.to_json() for r in await self.repository.for_subject(subject)]
         flags = await self.flags.get(subject)
         return await build_export(
+            keys=await self._key_holdings(subject),
             subject=subject,
             policy=self.policy,
             adapter=self.adapter,
@@ -285,6 +317,7 @@ class RightsService:
         An export that cannot be built (shop or key service down) fails its request, so nothing is
         left open that nobody will finish; the caller sees 503 and simply asks again.
         """
+        await self.ensure_known(subject)
         request, new = await self.submit(
             "access",
             subject,
@@ -409,7 +442,12 @@ class RightsService:
     async def erase(
         self, subject: str, *, principal: str, reason: str | None = None, idempotency_key: str | None = None
     ) -> RightsRequest:
-        """Erase the subject everywhere; a repeat returns the first completed request (same receipt)."""
+        """Erase the subject everywhere; a repeat returns the first completed request (same receipt).
+
+        An unknown subject is refused (404 `unknown_subject`) before anything is recorded.
+        """
+        if await self.repository.completed(subject, "erasure") is None:
+            await self.ensure_known(subject)
         request, _ = await self.submit(
             "erasure",
             subject,
@@ -533,6 +571,7 @@ class RightsService:
             "requested_at": request.created_at.isoformat(),
             "shop": {
                 "source": self.adapter.name,
+                "reached": reaches_shop(self.adapter),
                 "deleted": shop.get("deleted", []),
                 "anonymised": shop.get("anonymised", []),
                 "kept": shop.get("kept", []),
@@ -543,6 +582,7 @@ class RightsService:
             },
             "consent": details.get("consent", {}),
             "middleware_store": details.get("middleware_store", {}),
+            **erasure_coverage(self.adapter, kept=bool(shop.get("kept"))),
         }
         return self.signer.sign(claims)
 

@@ -66,6 +66,11 @@ token_vault = sa.Table(
     sa.Column("kid", sa.String(16), nullable=False, index=True),
     sa.Column("envelope", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # The data category the token stands for (an export lists it); NULL for tokens made before it was kept.
+    sa.Column("category", sa.String(200), nullable=True),
+    # Keyed hash of (subject, category, value) for tokens the policy wants deterministic; NULL otherwise.
+    sa.Column("lookup", sa.String(64), nullable=True),
+    sa.Index("ix_privacy_token_vault_lookup", "tenant", "lookup", unique=True),
 )
 
 KEY_TABLES = (tenant_keys, subject_keys, key_tombstones, token_vault)
@@ -307,10 +312,63 @@ async def tombstone_count(conn: AsyncConnection, tenant: str) -> int:
 # -- token vault ---------------------------------------------------------------------------
 
 
-async def insert_token(conn: AsyncConnection, *, token_hash: str, tenant: str, kid: str, envelope: str) -> None:
+async def insert_token(
+    conn: AsyncConnection,
+    *,
+    token_hash: str,
+    tenant: str,
+    kid: str,
+    envelope: str,
+    category: str | None = None,
+    lookup: str | None = None,
+) -> None:
     await conn.execute(
-        token_vault.insert().values(token_hash=token_hash, tenant=tenant, kid=kid, envelope=envelope, created_at=_now())
+        token_vault.insert().values(
+            token_hash=token_hash,
+            tenant=tenant,
+            kid=kid,
+            envelope=envelope,
+            created_at=_now(),
+            category=category,
+            lookup=lookup,
+        )
     )
+
+
+async def insert_token_once(
+    conn: AsyncConnection, *, token_hash: str, tenant: str, kid: str, envelope: str, category: str, lookup: str
+) -> bool:
+    """Store a deterministic token unless one with the same lookup exists (a lost race): False then."""
+    statement = _insert_ignoring_conflict(conn, token_vault).values(
+        token_hash=token_hash,
+        tenant=tenant,
+        kid=kid,
+        envelope=envelope,
+        created_at=_now(),
+        category=category,
+        lookup=lookup,
+    )
+    return bool((await conn.execute(statement)).rowcount)
+
+
+async def token_by_lookup(conn: AsyncConnection, tenant: str, lookup: str) -> str | None:
+    """The token hash stored for a deterministic lookup, if any."""
+    result = await conn.execute(
+        sa.select(token_vault.c.token_hash).where(token_vault.c.tenant == tenant, token_vault.c.lookup == lookup)
+    )
+    return result.scalar_one_or_none()
+
+
+async def tokens_of_kids(conn: AsyncConnection, kids: Sequence[str]) -> list[tuple[str | None, datetime]]:
+    """(category, created_at) of every vault token under the given subject keys, oldest first."""
+    if not kids:
+        return []
+    result = await conn.execute(
+        sa.select(token_vault.c.category, token_vault.c.created_at)
+        .where(token_vault.c.kid.in_(list(kids)))
+        .order_by(token_vault.c.created_at)
+    )
+    return [(row.category, row.created_at) for row in result]
 
 
 async def token_envelope(conn: AsyncConnection, tenant: str, token_hash: str) -> str | None:
