@@ -10,6 +10,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from .pipeline.facts import RequestFacts
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
@@ -35,8 +37,8 @@ class RequestContext:
     principal: Principal | None = None
     path_params: dict[str, str] = field(default_factory=dict)
     user_agent: str = ""
-    # Facts learnt while the request runs (e.g. consent decisions), for later steps and the audit.
-    notes: dict[str, Any] = field(default_factory=dict)
+    # Facts learnt while the request runs (e.g. the consent decision), for later steps and the audit.
+    facts: RequestFacts = field(default_factory=RequestFacts)
 
     @property
     def subject(self) -> str | None:

@@ -17,7 +17,7 @@ from .asgi.headers import get_header, is_json_media_type, media_type, merge_vary
 from .asgi.responses import send_problem
 from .context import SCOPE_KEY, RequestContext, current_scope
 from .errors import PrivacyError
-from .pipeline import Exchange, Respond, RoutePlan
+from .pipeline.plan import Exchange, Respond, RoutePlan
 from .runtime import Runtime
 from .settings import Settings
 from .types import ASGIApp, Message, Receive, Scope, Send

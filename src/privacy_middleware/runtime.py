@@ -33,13 +33,15 @@ from .fields.engine import FieldCipher, FieldEngine, Pseudonymiser
 from .identity import TokenVerifier
 from .keyfiles import load_or_create_ed25519
 from .metrics import Metrics
-from .pipeline import RoutePlan, StepFactory
+from .pipeline.cookies import CookieGate
+from .pipeline.order import step_factories
+from .pipeline.outbound_consent import OutboundConsentGate
+from .pipeline.plan import RoutePlan, StepFactory
 from .policy.compile import RouteSpec, RouteTable, compile_policy
 from .policy.load import load_policy
 from .policy.schema import Policy
 from .rights.adapter import ShopAdapter
 from .settings import Settings
-from .steps.consent import CookieGate, OutboundConsentGate
 from .store import Database
 from .store.bus import Bus, LocalBus, RedisBus
 from .store.policies import record_policy_version
@@ -114,10 +116,8 @@ class Runtime:
         if self.policy.tracking.hosts:
             self.outbound_gates.append(OutboundConsentGate(self))
 
-        from .steps import default_factories
-
         factories: list[StepFactory] = []
-        for build in [default_factories, *(extra_factories or [])]:
+        for build in [step_factories, *(extra_factories or [])]:
             factories.extend(build(self))
         self.plans: RouteTable[RoutePlan] = self.specs.map(lambda spec: RoutePlan.build(spec, factories))
 
@@ -176,7 +176,7 @@ class Runtime:
 
         async def outbound_disclosure(recipient: str, purpose: str | None, report: Any, route: str) -> None:
             from .fields.engine import Viewer
-            from .steps.audit import record_disclosure
+            from .pipeline.disclosure_audit import record_disclosure
 
             viewer = Viewer(None, recipient, {}, purpose)
             await record_disclosure(

@@ -1,8 +1,9 @@
 """Route plans: the ordered steps a capability contributes to one route.
 
-A step is a small object with up to four hooks; the middleware calls them in order. Hooks raise
-`PrivacyError` to refuse. Steps are built once at start-up (one per route that needs it) by step
-factories, so the request path does no policy lookups.
+A step is a small object with up to four hooks; the middleware calls them in the order of
+`pipeline.order`. Hooks raise `PrivacyError` to refuse. Steps are built once at start-up (one per
+route that needs it) by step factories, so the request path does no policy lookups. Steps pass facts
+to each other through `ctx.facts` (`pipeline.facts.RequestFacts`), never through string keys.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .context import RequestContext
-from .policy.compile import RouteSpec
-from .types import Scope
+from ..context import RequestContext
+from ..policy.compile import RouteSpec
+from ..types import Scope
 
 
 @dataclass(slots=True)

@@ -1,36 +1,16 @@
-"""Field steps: request field protection and response disclosure, both through the field engine."""
+"""Response disclosure: let out only what the caller's recipient may see, per category (field engine)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from ..fields.engine import FieldEngine, Viewer
-from ..pipeline import Exchange, Step, StepFactory
 from ..policy.compile import CompiledBody, RouteSpec
+from .facts import Disclosure
+from .plan import Exchange, Step, StepFactory
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
-
-
-class ProtectRequestFields(Step):
-    """Validate, strip, encrypt or tokenise classified fields before the shop sees them."""
-
-    needs_request_json = True
-
-    def __init__(self, body: CompiledBody, engine: FieldEngine, runtime: Runtime) -> None:
-        self.body = body
-        self.engine = engine
-        self.runtime = runtime
-
-    async def on_request(self, ex: Exchange) -> None:
-        if not ex.request_has_json:
-            return
-        report = await self.engine.protect_request(self.body, ex.request_json, ex.ctx.principal)
-        if report.transformed:
-            ex.request_changed = True
-            for transform, count in report.transformed.items():
-                self.runtime.metrics.fields.labels("request", transform).inc(count)
-        ex.ctx.notes.setdefault("request_categories", set()).update(report.categories)
 
 
 class DiscloseResponseFields(Step):
@@ -67,16 +47,13 @@ class DiscloseResponseFields(Step):
             self.runtime.metrics.fields.labels("response", transform).inc(count)
         if report.unknown_dropped:
             self.runtime.metrics.unknown_fields.labels(self.label, "drop").inc(report.unknown_dropped)
-        ex.ctx.notes["disclosure"] = (viewer, report)
+        ex.ctx.facts.disclosure = Disclosure(viewer, report)
 
 
-def field_factories(runtime: Runtime) -> list[StepFactory]:
+def factory(runtime: Runtime) -> StepFactory:
     engine = runtime.fields
-
-    def protect(spec: RouteSpec) -> Step | None:
-        return ProtectRequestFields(spec.request, engine, runtime) if spec.request else None
 
     def disclose(spec: RouteSpec) -> Step | None:
         return DiscloseResponseFields(spec, spec.response, engine, runtime) if spec.response else None
 
-    return [protect, disclose]
+    return disclose

@@ -1,0 +1,107 @@
+"""The Set-Cookie filter on every response: cookies consent does not cover are not set, and the
+ones consent no longer covers are expired. Not a route step: it wraps `send` for every request."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cachetools import LRUCache
+
+from ..asgi.headers import get_header
+from ..consent.cookie import COOKIE_NAME
+from ..consent.cookie_filter import cookie_purposes, expiring_set_cookies, set_cookie_name
+from ..consent.signals import parse_cookie_header
+from ..context import get_context
+from ..types import Message, Scope, Send
+from .consent_decision import resolve_consent
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+
+class CookieGate:
+    """Set-Cookie filter for every response, and expiry of tracking cookies consent no longer covers.
+
+    Costs a header scan per response; the consent decision is computed only when a response sets,
+    or a request carries, a cookie of a consent-based purpose.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.rules = runtime.policy.tracking.cookies
+        self.consent_purposes = runtime.consent.choosable
+        self.drop_undeclared = runtime.policy.tracking.undeclared_cookies == "drop"
+        # Browsers send the same Cookie header again and again: remember which ones matter.
+        self._governed_names: LRUCache[str, bool] = LRUCache(maxsize=4096)
+        self._governed_headers: LRUCache[bytes, bool] = LRUCache(maxsize=4096)
+
+    def governed(self, name: str) -> bool:
+        known = self._governed_names.get(name)
+        if known is None:
+            known = self._governed_names[name] = any(
+                p in self.consent_purposes for p in cookie_purposes(name, self.rules)
+            )
+        return known
+
+    def governed_header(self, header: bytes) -> bool:
+        """Whether a request's Cookie header carries a cookie of a consent-based purpose."""
+        known = self._governed_headers.get(header)
+        if known is None:
+            names = parse_cookie_header(header.decode("latin-1"))
+            known = self._governed_headers[header] = any(self.governed(name) for name in names)
+        return known
+
+    def undeclared(self, name: str) -> bool:
+        """A cookie no rule declares (the middleware's own consent cookie is always declared)."""
+        return self.drop_undeclared and name != COOKIE_NAME and not cookie_purposes(name, self.rules)
+
+    def wrap(self, scope: Scope, send: Send) -> Send:
+        async def gated_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = await self._filter(scope, message)
+            await send(message)
+
+        return gated_send
+
+    async def _filter(self, scope: Scope, message: Message) -> Message:
+        headers = list(message.get("headers") or [])
+        set_cookies = [(k, v) for k, v in headers if k.lower() == b"set-cookie"]
+        if self.drop_undeclared and any(self.undeclared(set_cookie_name(v)) for _, v in set_cookies):
+            before = len(headers)
+            headers = [
+                (k, v) for k, v in headers if k.lower() != b"set-cookie" or not self.undeclared(set_cookie_name(v))
+            ]
+            self.runtime.metrics.cookies.labels("undeclared_removed").inc(before - len(headers))
+            set_cookies = [(k, v) for k, v in headers if k.lower() == b"set-cookie"]
+            message = {**message, "headers": headers}
+        request_cookie = get_header(scope.get("headers") or [], b"cookie")
+        governed_out = [v for _, v in set_cookies if self.governed(set_cookie_name(v))]
+        governed_in = request_cookie is not None and self.governed_header(request_cookie)
+        if not governed_out and not governed_in:
+            return message
+        resolution = await resolve_consent(self.runtime, scope, get_context(scope))
+        decision = resolution.decision
+        kept = [
+            (k, v)
+            for k, v in headers
+            if k.lower() != b"set-cookie"
+            or not self.governed(set_cookie_name(v))
+            or all(decision.allowed(p) for p in cookie_purposes(set_cookie_name(v), self.rules))
+        ]
+        removed = len(headers) - len(kept)
+        if removed:
+            self.runtime.metrics.cookies.labels("removed").inc(removed)
+        if governed_in:
+            setting = {set_cookie_name(v) for k, v in kept if k.lower() == b"set-cookie"}
+            for value in expiring_set_cookies(
+                request_cookie.decode("latin-1") if request_cookie else None,
+                self.rules,
+                decision,
+                domains=self.runtime.settings.consent.cookie_domains,
+            ):
+                if set_cookie_name(value) not in setting:
+                    kept.append((b"set-cookie", value.encode("latin-1")))
+                    self.runtime.metrics.cookies.labels("expired").inc()
+        if not removed and len(kept) == len(headers):
+            return message
+        return {**message, "headers": kept}

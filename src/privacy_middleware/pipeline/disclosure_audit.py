@@ -1,0 +1,93 @@
+"""One data-access event per subject whose personal data a response (or an outbound call) carries."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import TYPE_CHECKING
+
+from ..audit import events
+from ..fields.engine import FieldReport, Viewer
+from ..policy.compile import RouteSpec
+from .plan import Exchange, Step, StepFactory
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+logger = logging.getLogger("privacy_middleware.audit")
+
+
+class DisclosureAudit(Step):
+    """Records the disclosure the response step made.
+
+    Runs after the disclosure step, before the response is sent: reveals of strict categories
+    (card numbers) use `emit_strict`, so the response fails (503) rather than go unrecorded.
+    """
+
+    def __init__(self, spec: RouteSpec, runtime: Runtime) -> None:
+        self.route = f"{spec.method} {spec.template}"
+        self.purpose = spec.route.purpose if spec.route else ""
+        self.runtime = runtime
+        self.strict = tuple(runtime.policy.audit.strict_categories)
+
+    async def on_response(self, ex: Exchange) -> None:
+        disclosure = ex.ctx.facts.disclosure
+        if disclosure is None:
+            return
+        await record_disclosure(
+            self.runtime,
+            disclosure.viewer,
+            disclosure.report,
+            route=self.route,
+            purpose=self.purpose,
+            principal=ex.ctx.principal.id if ex.ctx.principal else "anonymous",
+            ip=ex.ctx.client_ip,
+            strict_categories=self.strict,
+        )
+
+
+async def record_disclosure(
+    runtime: Runtime,
+    viewer: Viewer,
+    report: FieldReport,
+    *,
+    route: str,
+    purpose: str,
+    principal: str,
+    ip: str | None,
+    strict_categories: tuple[str, ...],
+    action: str | None = None,
+) -> None:
+    categories = sorted(report.categories)
+    if not categories or not report.subjects:
+        return
+    strict = any(c == s or c.startswith(s + ".") for c in categories for s in strict_categories)
+    for subject in sorted(report.subjects):
+        own = viewer.is_subject(subject)
+        build = partial(
+            events.data_access,
+            principal=principal,
+            subject=subject,
+            categories=categories,
+            purpose=viewer.purpose or purpose or "unspecified",
+            route=route,
+            recipient=None if own else viewer.recipient,
+            action=action or ("read" if own else "disclose"),
+            ip=ip,
+        )
+        if not strict:
+            runtime.audit.emit_later(build)  # built and sealed by the writer, off the request path
+            continue
+        try:
+            event = build()
+        except ValueError as exc:
+            logger.error("data access event not built: %s", exc)
+            continue
+        await runtime.audit.emit_strict(event)
+
+
+def factory(runtime: Runtime) -> StepFactory:
+    def disclosure(spec: RouteSpec) -> Step | None:
+        return DisclosureAudit(spec, runtime) if spec.response else None
+
+    return disclosure

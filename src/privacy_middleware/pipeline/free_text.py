@@ -1,0 +1,58 @@
+"""Free text guard: card numbers, ID numbers, SSNs and IBANs pasted into free text are refused or
+redacted. Refusals name the field and the kind of data, never the value; the refusal audit records them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import PrivacyError
+from ..fields.detectors import detect, redact
+from ..policy.compile import CompiledFreeText, RouteSpec
+from .facts import Refusal
+from .plan import Exchange, Step, StepFactory
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+
+class FreeTextGuard(Step):
+    """Catch card numbers, ID numbers, SSNs and IBANs pasted into free text."""
+
+    needs_request_json = True
+
+    def __init__(self, rules: tuple[CompiledFreeText, ...], runtime: Runtime) -> None:
+        self.rules = rules
+        self.runtime = runtime
+
+    async def on_request(self, ex: Exchange) -> None:
+        if not ex.request_has_json:
+            return
+        for compiled in self.rules:
+            rule = compiled.rule
+            for location in list(compiled.selector.locations(ex.request_json)):
+                value = location.get()
+                if not isinstance(value, str):
+                    continue
+                findings = detect(value, rule.detect)
+                if not findings:
+                    continue
+                kinds = sorted({f.kind for f in findings})
+                ex.ctx.facts.refusals.append(Refusal(rule.select, tuple(kinds), rule.action))
+                self.runtime.metrics.refusals.labels(f"detected_{kinds[0]}").inc()
+                if rule.action == "reject":
+                    raise PrivacyError(
+                        "forbidden_data_detected",
+                        f"The field {rule.select!r} contains data that must not be sent here "
+                        f"({', '.join(kinds)}). Remove it and try again.",
+                        422,
+                        extra={"field": rule.select, "kinds": kinds},
+                    )
+                location.set(redact(value, findings))
+                ex.request_changed = True
+
+
+def factory(runtime: Runtime) -> StepFactory:
+    def free_text(spec: RouteSpec) -> Step | None:
+        return FreeTextGuard(spec.free_text, runtime) if spec.free_text else None
+
+    return free_text

@@ -1,0 +1,110 @@
+"""Sign-in attempts: refuse locked-out logins before the shop sees them and record every outcome
+(without values: raw IP, username and user agent go to the encrypted side records of the audit)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+from ..asgi.headers import media_type
+from ..audit import events
+from ..errors import PrivacyError
+from ..fields.selectors import Selector, compile_selector
+from ..policy.compile import RouteSpec
+from ..policy.schema import LoginRoute
+from .audit_emit import emit, response_value
+from .plan import Exchange, Step, StepFactory
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+
+def read_username(ex: Exchange, field: Selector) -> str | None:
+    """The login name from a JSON or form body; None for anything else (still an attempt)."""
+    if ex.request_has_json:
+        value = next(iter(field.values(ex.request_json)), None)
+        return value if isinstance(value, str) else None
+    if media_type(ex.scope.get("headers") or []) == "application/x-www-form-urlencoded" and ex.request_body:
+        values = parse_qs(ex.request_body.decode("utf-8", "replace")).get(field.last_key or "")
+        return values[0] if values else None
+    return None
+
+
+class LoginAudit(Step):
+    """Refuse locked-out logins (429) before the shop sees them; record every attempt's outcome."""
+
+    needs_request_body = True
+    peeks_response_json = True
+
+    def __init__(self, spec: RouteSpec, login: LoginRoute, runtime: Runtime) -> None:
+        self.route = f"{spec.method} {spec.template}"
+        self.login = login
+        self.runtime = runtime
+        self.username = compile_selector(login.username_field)
+        self.subject = compile_selector(login.subject_field)
+
+    async def on_request(self, ex: Exchange) -> None:
+        facts = ex.ctx.facts
+        facts.login_username = username = read_username(ex, self.username)
+        lockout = await self.runtime.login_guard.check(username or "", ex.ctx.client_ip or "")
+        if lockout is not None:
+            facts.login_locked = lockout.reason
+            raise PrivacyError(
+                "too_many_attempts",
+                "Too many failed sign-in attempts. Try again later.",
+                429,
+                headers={"Retry-After": str(lockout.retry_after)},
+            )
+
+    async def after(self, ex: Exchange) -> None:
+        ctx = ex.ctx
+        username = ctx.facts.login_username
+        ip = ctx.client_ip or ""
+        if ctx.facts.login_locked is not None:
+            emit(
+                self.runtime,
+                events.login_attempt,
+                success=False,
+                username=username,
+                ip=ip,
+                user_agent=ctx.user_agent,
+                reason="LOCKED_OUT",
+                route=self.route,
+            )
+            return
+        if ex.status in self.login.success_statuses:
+            subject = response_value(ex, self.subject)
+            emit(
+                self.runtime,
+                events.login_attempt,
+                success=True,
+                subject=subject,
+                username=username,
+                ip=ip,
+                user_agent=ctx.user_agent,
+                device=None,
+                route=self.route,
+            )
+            if username:
+                await self.runtime.login_guard.record_success(username, ip, ctx.user_agent, subject=subject)
+            if subject:
+                await self.runtime.link_visitor_consent(ex.scope, subject)
+        elif 400 <= ex.status < 500:
+            emit(
+                self.runtime,
+                events.login_attempt,
+                success=False,
+                username=username,
+                ip=ip,
+                user_agent=ctx.user_agent,
+                reason="BAD_CREDENTIALS",
+                route=self.route,
+            )
+            await self.runtime.login_guard.record_failure(username or "", ip)
+
+
+def factory(runtime: Runtime) -> StepFactory:
+    def login(spec: RouteSpec) -> Step | None:
+        return LoginAudit(spec, spec.login, runtime) if spec.login else None
+
+    return login

@@ -1,0 +1,48 @@
+"""The named order of the route steps. Early refusals first, disclosure last, audit around them.
+
+Each entry is (name, builder): the builder takes the built services once and returns a factory
+that gives the step for a route (or None when the route does not need it). Adding a step is one
+module and one line here, at the place in the order where it must run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from . import (
+    account,
+    disclose,
+    disclosure_audit,
+    forbidden,
+    free_text,
+    login,
+    minimum_age,
+    protect,
+    refusal_audit,
+    tracking,
+)
+from .plan import StepFactory
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+StepBuilder = Callable[["Runtime"], StepFactory]
+
+STEP_ORDER: tuple[tuple[str, StepBuilder], ...] = (
+    ("login", login.factory),  # lockout before anything else
+    ("account", account.factory),
+    ("tracking", tracking.factory),  # consent: drop tracking events early
+    ("minimum_age", minimum_age.factory),
+    ("forbidden_category", forbidden.factory),
+    ("free_text", free_text.factory),
+    ("protect_request", protect.factory),
+    ("disclose_response", disclose.factory),
+    ("disclosure_audit", disclosure_audit.factory),  # after the disclosure it records
+    ("refusal_audit", refusal_audit.factory),
+)
+
+
+def step_factories(runtime: Runtime) -> list[StepFactory]:
+    """Every step's factory, in pipeline order."""
+    return [build(runtime) for _, build in STEP_ORDER]
