@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 
+from .cli_adoption import add_policy_draft_parser
 from .errors import ConfigError
 from .serve import add_serve_parser
 
@@ -255,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("file")
     render.add_argument("--format", choices=["md", "html"], default="md")
     render.set_defaults(func=cmd_policy_render)
+    add_policy_draft_parser(policy)
 
     db = sub.add_parser("db", help="the privacy store").add_subparsers(dest="db_command", required=True)
     upgrade = db.add_parser("upgrade", help="apply pending schema migrations (PRIVACY_DATABASE_URL)")

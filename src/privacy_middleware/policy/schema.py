@@ -19,6 +19,10 @@ HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 UnknownFields = Literal["drop", "keep", "error"]
 RequestTransform = Literal["keep", "encrypt", "encrypt_deterministic", "tokenise", "strip"]
 GoogleConsentType = Literal["ad_storage", "analytics_storage", "ad_user_data", "ad_personalization"]
+# "report": requests and responses pass unchanged and every decision enforcement would take is
+# recorded as a "would have" event (card numbers and CVVs stay protected in both modes).
+Mode = Literal["enforce", "report"]
+Capability = Literal["request_fields", "response_fields", "free_text", "minimisation", "tracking", "cookies", "lockout"]
 
 CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -58,6 +62,9 @@ class PolicyInfo(Strict):
     previous_versions: list[PolicyHistoryEntry] = []
     # Versions whose consent still counts; a material change drops older ones (re-consent needed).
     consent_compatible_versions: list[str] = []
+    # Enforce, or only report what enforcement would do; per capability overrides the default.
+    mode: Mode = "enforce"
+    capability_modes: dict[Capability, Mode] = {}
 
 
 class Category(Strict):
@@ -161,6 +168,8 @@ class Route(Strict):
     free_text: list[FreeTextRule] = []
     # A 422 on a bad body is more useful than a silent pass for routes that must encrypt.
     require_json: bool = True
+    # Overrides the policy's mode for this route; empty: follow the policy.
+    mode: Mode | Literal[""] = ""
 
     @field_validator("path")
     @classmethod

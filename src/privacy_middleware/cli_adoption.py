@@ -1,0 +1,132 @@
+"""CLI commands for adopting the middleware safely: `policy draft` and, later, `report`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from .errors import ConfigError
+
+GRAPHQL_INTROSPECTION = (
+    "query { __schema { queryType { name } mutationType { name } types { kind name "
+    "fields { name type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } "
+    "inputFields { name type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }"
+)
+
+
+def _read_document(source: str, *, graphql: bool) -> dict[str, Any]:
+    """A local file, or a URL fetched once (GraphQL: the standard introspection query)."""
+    if source.startswith(("http://", "https://")):
+        try:
+            if graphql:
+                response = httpx.post(source, json={"query": GRAPHQL_INTROSPECTION}, timeout=30)
+            else:
+                response = httpx.get(source, timeout=30, follow_redirects=False)
+            response.raise_for_status()
+            document = orjson.loads(response.content)
+        except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+            raise ConfigError(f"could not read {source}: {exc.__class__.__name__}") from exc
+    else:
+        path = Path(source)
+        try:
+            text = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"could not read {source}: {exc.strerror}") from exc
+        try:
+            document = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            import yaml  # OpenAPI documents are often YAML
+
+            try:
+                document = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{source} is neither JSON nor YAML") from exc
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source} does not hold a JSON object")
+    return document
+
+
+def _load_app(target: str) -> Any:
+    module_name, _, attribute = target.partition(":")
+    if not attribute:
+        raise ConfigError(f"--app takes module:attribute, not {target!r}")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        app = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"could not load {target}: {exc}") from exc
+    return app
+
+
+def cmd_policy_draft(args: argparse.Namespace) -> int:
+    from .policy.draft import Draft, add_example, coverage, from_app, from_graphql, from_openapi, render
+
+    draft: Draft
+    if args.openapi:
+        draft = from_openapi(_read_document(args.openapi, graphql=False), args.name)
+    elif args.graphql:
+        draft = from_graphql(_read_document(args.graphql, graphql=True), args.graphql_path, args.name)
+    elif args.app:
+        draft = from_app(_load_app(args.app), args.name)
+    else:
+        draft = Draft(args.name or "My shop", "example payloads")
+    for example in args.example or []:
+        route, _, payload_file = example.partition("=")
+        method, _, path = route.strip().partition(" ")
+        side, _, file_name = payload_file.partition(":")
+        if side not in {"request", "response"} or not path.startswith("/"):
+            raise ConfigError(f"--example takes 'METHOD /path=request:FILE' or '...=response:FILE', not {example!r}")
+        try:
+            payload = orjson.loads(Path(file_name).read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise ConfigError(f"could not read the example {file_name}: {exc.__class__.__name__}") from exc
+        add_example(draft, method.upper(), path.strip(), side, payload)
+    text = render(draft)
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and not args.force:
+            raise ConfigError(f"{out} exists; choose another file or pass --force")
+        out.write_text(text)
+        print(f"wrote a draft policy to {out}: {len(draft.routes)} routes, {len(draft.undecided)} to decide")
+    else:
+        sys.stdout.write(text)
+    if args.against:
+        from .policy.load import load_policy
+
+        measured = coverage(draft, load_policy(args.against))
+        print(
+            f"found {measured.found} of {measured.declared} protected fields of {args.against} ({measured.share:.0%})",
+            file=sys.stderr,
+        )
+        for missed in measured.missed:
+            print(f"  missed {missed}", file=sys.stderr)
+    return 0
+
+
+def add_policy_draft_parser(policy: Any) -> None:
+    draft = policy.add_parser(
+        "draft",
+        help="write a commented draft policy from the shop's OpenAPI, GraphQL schema, routes or examples",
+    )
+    source = draft.add_mutually_exclusive_group()
+    source.add_argument("--openapi", metavar="FILE|URL", help="an OpenAPI 3 document (JSON or YAML)")
+    source.add_argument("--graphql", metavar="FILE|URL", help="a GraphQL introspection result, or the endpoint")
+    source.add_argument("--app", metavar="module:attr", help="an in-process Starlette or FastAPI app")
+    draft.add_argument("--graphql-path", default="/graphql", help="the shop's GraphQL route (with --graphql)")
+    draft.add_argument(
+        "--example",
+        action="append",
+        metavar="'METHOD /path=request|response:FILE'",
+        help="a recorded body of a route (repeatable)",
+    )
+    draft.add_argument("--name", default="", help="the shop's name in the draft")
+    draft.add_argument("--out", help="write the draft here (never over an existing file without --force)")
+    draft.add_argument("--force", action="store_true")
+    draft.add_argument("--against", metavar="POLICY", help="print the share of that policy's protected fields found")
+    draft.set_defaults(func=cmd_policy_draft)
