@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 
-from .cli_adoption import add_policy_draft_parser
+from .cli_adoption import add_policy_draft_parser, add_report_parser
 from .errors import ConfigError
 from .serve import add_serve_parser
 
@@ -294,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", default=os.environ.get("PRIVACY_DEMO_DIR", "demo-data"))
     demo.set_defaults(func=cmd_demo)
     add_rights_parsers(sub)
+    add_report_parser(sub)
     add_serve_parser(sub)
     return parser
 

@@ -1,10 +1,14 @@
-"""CLI commands for adopting the middleware safely: `policy draft` and, later, `report`."""
+"""CLI commands for adopting the middleware safely: `policy draft` and `report`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
+import re
 import sys
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +134,113 @@ def add_policy_draft_parser(policy: Any) -> None:
     draft.add_argument("--force", action="store_true")
     draft.add_argument("--against", metavar="POLICY", help="print the share of that policy's protected fields found")
     draft.set_defaults(func=cmd_policy_draft)
+
+
+DURATION_RE = re.compile(r"^(\d+)([smhdw])$")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_since(value: str) -> datetime:
+    """`90m`, `1h`, `7d` ago, or an ISO 8601 time."""
+    match = DURATION_RE.match(value.strip())
+    if match:
+        return datetime.now(UTC) - timedelta(seconds=int(match.group(1)) * UNITS[match.group(2)])
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ConfigError(f"--since takes a duration such as 1h or 7d, or an ISO time, not {value!r}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def summarise_would_have(database_url: str, since: datetime) -> list[dict[str, Any]]:
+    """Would-have events since `since`, grouped by route, capability, decision and code."""
+    from .audit.query import MAX_LIMIT, search
+    from .store import Database
+
+    database = Database(database_url)
+    groups: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    try:
+        await database.check()
+        after: int | None = None
+        while True:
+            records = await search(
+                database, kinds=["api_activity.would_have"], since=since, after_seq=after, limit=MAX_LIMIT
+            )
+            for record in records:
+                detail = record.detail
+                key = (
+                    str(detail.get("route", "")),
+                    str(detail.get("capability", "")),
+                    str(detail.get("decision", "")),
+                    str(detail.get("code") or ""),
+                )
+                group = groups.setdefault(
+                    key, {"count": 0, "fields": Counter(), "recipients": Counter(), "last": record.time}
+                )
+                group["count"] += 1
+                group["fields"].update(detail.get("fields", []))
+                if detail.get("recipient"):
+                    group["recipients"].update([detail["recipient"]])
+                group["last"] = max(group["last"], record.time)
+            if len(records) < MAX_LIMIT:
+                break
+            after = records[-1].seq
+    finally:
+        await database.dispose()
+    rows = []
+    for (route, capability, decision, code), group in sorted(groups.items(), key=lambda item: -item[1]["count"]):
+        rows.append(
+            {
+                "route": route,
+                "capability": capability,
+                "decision": decision,
+                "code": code or None,
+                "count": group["count"],
+                "fields": [name for name, _ in group["fields"].most_common(20)],
+                "recipients": sorted(group["recipients"]),
+                "last": group["last"].isoformat(),
+            }
+        )
+    return rows
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .settings import Settings
+
+    since = parse_since(args.since)
+    rows = asyncio.run(summarise_would_have(Settings().database_url, since))
+    if args.json:
+        sys.stdout.write(orjson.dumps({"since": since.isoformat(), "changes": rows}).decode() + "\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+    if not rows:
+        console.print(f"nothing would change since {since.isoformat(timespec='seconds')}: no report-mode decisions")
+        return 0
+    table = Table(title=f"What enforcing would change (since {since.isoformat(timespec='seconds')})")
+    for column in ("route", "capability", "decision", "code", "count", "fields", "recipients"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["route"],
+            row["capability"],
+            row["decision"],
+            row["code"] or "",
+            str(row["count"]),
+            ", ".join(row["fields"][:6]) + (" ..." if len(row["fields"]) > 6 else ""),
+            ", ".join(row["recipients"]),
+        )
+    console.print(table)
+    return 0
+
+
+def add_report_parser(sub: Any) -> None:
+    report = sub.add_parser(
+        "report",
+        help="what switching report-mode routes to enforce would change, by route and reason (PRIVACY_DATABASE_URL)",
+    )
+    report.add_argument("--since", default="24h", help="a duration (90m, 1h, 7d) or an ISO time; default 24h")
+    report.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    report.set_defaults(func=cmd_report)

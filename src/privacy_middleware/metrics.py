@@ -47,6 +47,12 @@ class Metrics:
             ["action"],
             registry=self.registry,
         )
+        self.would_have = Counter(
+            "privacy_would_have",
+            "Decisions enforcement would have taken on routes in report mode, by capability and decision.",
+            ["capability", "decision"],
+            registry=self.registry,
+        )
         self.plan_seconds = Histogram(
             "privacy_plan_seconds",
             "Time spent in privacy steps per planned request (excluding the shop).",

@@ -339,6 +339,45 @@ def data_access(
     )
 
 
+def would_have(
+    *,
+    capability: str,
+    decision: str,
+    route: str,
+    code: str | None = None,
+    fields: Iterable[str] = (),
+    recipient: str | None = None,
+    principal: str | None = None,
+    ip: str | None = None,
+    time: datetime | None = None,
+) -> AuditEvent:
+    """API Activity 6003 (other): what enforcement would have done on a route in report mode.
+
+    Field paths whose keys are not plain names are shown as `[?]`: a key may itself be personal."""
+    shown = [f if _FIELD_RE.fullmatch(f) else "[?]" for f in fields]
+    return _event(
+        "api_activity.would_have",
+        API_ACTIVITY,
+        99,
+        {
+            "capability": _name(capability, "capability"),
+            "decision": _name(decision, "decision"),
+            "code": _name(code, "code") if code else None,
+            "route": _route(route),
+            "fields": shown,
+            "recipient": _name(recipient, "recipient") if recipient else None,
+            "mode": "report",
+            "network": network_hint(ip),
+        },
+        time=time,
+        status="success",
+        principal=principal,
+    )
+
+
+_FIELD_RE = re.compile(r"[A-Za-z0-9_$.\[\]*-]{1,120}")
+
+
 def _field_name(value: str) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_$.\[\]*-]{1,120}", value):
         raise ValueError("fields are selector names, not values")
@@ -514,4 +553,5 @@ __all__ = [
     "logout",
     "network_hint",
     "subject_request",
+    "would_have",
 ]

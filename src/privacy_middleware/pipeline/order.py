@@ -23,6 +23,7 @@ from . import (
     tracking,
 )
 from .plan import StepFactory
+from .report import governed
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -45,4 +46,4 @@ STEP_ORDER: tuple[tuple[str, StepBuilder], ...] = (
 
 def step_factories(runtime: Runtime) -> list[StepFactory]:
     """Every step's factory, in pipeline order."""
-    return [build(runtime) for _, build in STEP_ORDER]
+    return [governed(name, build(runtime), runtime) for name, build in STEP_ORDER]
