@@ -74,6 +74,13 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
     except KeyError as exc:
         err_console.print(f"[red]error[/red] {exc.args[0]}", markup=True)
         return 1
+    from .policy.explain import find_spec, request_views
+
+    incoming = request_views(policy, find_spec(policy, args.route))
+    if incoming:
+        console.print(f"{args.route}: what the shop receives (the way in, for every caller):")
+        for view in incoming:
+            console.print(f"  {view.select:<32} {view.category:<44} {view.transform:<24} {view.reason}")
     console.print(f"{args.recipient} on {args.route} (a signed-in customer always sees their own records in full):")
     if not views:
         console.print("  the route's response carries no classified fields")

@@ -18,6 +18,7 @@ from .asgi.responses import send_problem
 from .context import SCOPE_KEY, RequestContext, current_scope
 from .errors import PrivacyError
 from .pipeline.plan import Exchange, Respond, RoutePlan
+from .pipeline.trace import TRACE_HEADER, Tracer
 from .runtime import Runtime
 from .settings import Settings
 from .types import ASGIApp, Message, Receive, Scope, Send
@@ -40,6 +41,7 @@ class PrivacyMiddleware:
         self.mount = self.settings.mount_path
         self.metrics_path = self.settings.metrics_path
         self.cookie_gate = self.runtime.cookie_gate
+        self.tracer = Tracer(self.runtime.policy, self.runtime.verifier.authenticate, self.runtime.audit.emit)
 
     def transport(self, inner: Any = None) -> Any:
         """An httpx transport for the shop's partner calls that applies this policy (PrivacyTransport)."""
@@ -95,6 +97,8 @@ class PrivacyMiddleware:
         try:
             try:
                 ctx.principal = await self.runtime.verifier.authenticate(get_header(headers, b"authorization"))
+                if (trace_token := get_header(headers, TRACE_HEADER)) is not None:
+                    plan = await self.tracer.traced(plan, ex, trace_token)
                 for step in plan.steps:
                     await step.before(ex)
                 if plan.needs_request_body:

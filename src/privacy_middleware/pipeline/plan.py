@@ -50,6 +50,8 @@ class Respond(Exception):
 class Step:
     """Base class: override the hooks you need. Flags tell the middleware what to buffer."""
 
+    # The name of the step in `pipeline.order` (set when the plan is built; traces and reports use it).
+    name: str = ""
     needs_request_json: bool = False
     # The raw request body, whatever its type (login attempts are audited even when not JSON).
     needs_request_body: bool = False

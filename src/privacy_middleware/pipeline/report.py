@@ -198,15 +198,16 @@ STEP_CAPABILITIES: dict[str, Capability] = {
 
 
 def governed(name: str, factory: StepFactory, runtime: Runtime) -> StepFactory:
-    """The step factory, wrapped so a route in report mode gets a ReportOnly step."""
+    """The step factory, wrapped so its steps carry their name and a route in report mode gets a
+    ReportOnly step."""
     capability = STEP_CAPABILITIES.get(name)
-    if capability is None:
-        return factory
     policy = runtime.policy
 
     def build(spec: RouteSpec) -> Step | None:
         step = factory(spec)
-        if step is None or mode_for(policy, spec, capability) == "enforce":
+        if step is not None:
+            step.name = name
+        if step is None or capability is None or mode_for(policy, spec, capability) == "enforce":
             return step
         enforced: Step | None = None
         if capability == "request_fields" and (body := card_only(spec.request)) is not None:
@@ -215,6 +216,8 @@ def governed(name: str, factory: StepFactory, runtime: Runtime) -> StepFactory:
             enforced = factory(dataclasses.replace(spec, response=body))
         elif capability == "free_text" and (rules := card_detection_only(spec.free_text)):
             enforced = factory(dataclasses.replace(spec, free_text=rules))
-        return ReportOnly(step, enforced, capability=capability, spec=spec, runtime=runtime)
+        reporting = ReportOnly(step, enforced, capability=capability, spec=spec, runtime=runtime)
+        reporting.name = name
+        return reporting
 
     return build
