@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -43,7 +43,7 @@ def _view(view: FieldView, direction: str) -> dict[str, str]:
 def step_policy_key(policy: Policy, spec: RouteSpec, name: str) -> str:
     """The policy key that put this step on this route."""
     route_index = next((i for i, r in enumerate(policy.routes) if r is spec.route), None)
-    where = {
+    where: dict[str, tuple[str, object, Sequence[object]]] = {
         "login": ("audit.logins", spec.login, policy.audit.logins),
         "account": ("audit.account_routes", spec.account, policy.audit.account_routes),
         "tracking": ("tracking.routes", spec.tracking, policy.tracking.routes),
