@@ -10,6 +10,7 @@ from starlette.routing import BaseRoute, Mount
 
 from ..errors import PrivacyError
 from .common import problem_handler
+from .pages import page_routes
 from .policy import policy_routes
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def build_api(runtime: Runtime) -> Starlette:
-    routes: list[BaseRoute] = [*policy_routes(runtime), *runtime.api_routes]
+    routes: list[BaseRoute] = [*policy_routes(runtime), *runtime.api_routes, *page_routes(runtime)]
     app = Starlette(
         routes=[*runtime.root_routes, Mount(runtime.settings.mount_path, routes=routes)],
         exception_handlers={

@@ -55,6 +55,7 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 
 class DemoShopAdapter:
     name = "demo-shop"
+    rectifiable = tuple(sorted(RECTIFIABLE))  # the privacy centre offers these fields for correction
 
     def __init__(self, engine: AsyncEngine, policy: Policy) -> None:
         self.engine = engine
