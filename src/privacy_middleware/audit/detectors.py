@@ -210,6 +210,13 @@ class LoginGuard:
             await self._notify(subject, hint, names)
         return signals
 
+    async def reset(self, account: str, ip: str | None = None) -> None:
+        """An officer lifts an account's lockout (and, given the network it came from, the pair lock)."""
+        keys = self._keys(account, ip or "")
+        if "pair" not in keys:
+            return
+        await self._counters.delete(keys["account"], keys["account_lock"], *([keys["pair"]] if ip else []))
+
     def _finding(
         self,
         finding: str,

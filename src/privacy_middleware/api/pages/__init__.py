@@ -12,7 +12,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ...errors import PrivacyError
+from .banner import Banner
 from .center import Center, CenterServices
+from .console import Console, ConsoleServices
 from .web import Pages
 
 if TYPE_CHECKING:
@@ -64,4 +66,17 @@ def page_routes(runtime: Runtime) -> list[BaseRoute]:
         ),
         pages,
     )
-    return [*static_routes(), *center.routes()]
+    console = Console(
+        ConsoleServices(
+            policy=runtime.policy,
+            database=runtime.database,
+            rights=runtime.rights,
+            audit_log=runtime.audit_log,
+            record=runtime.audit.emit_strict,
+            login_guard=runtime.login_guard,
+            tenant=runtime.policy.policy.tenant,
+        ),
+        pages,
+    )
+    banner = Banner(runtime.policy, settings.mount_path)
+    return [*static_routes(), *center.routes(), *console.routes(), *banner.routes()]
