@@ -45,12 +45,29 @@ def build_demo(
     return PrivacyMiddleware(shop.app, runtime=runtime), shop
 
 
+def officer_token(shop: DemoShop, hours: int = 8) -> str:
+    """A privacy officer's token (the policy's admin scope) for the demo console."""
+    return shop.token({"sub": "demo-officer", "scope": "privacy:admin"}, ttl=hours * 3600)
+
+
+def start_links(base: str, token: str) -> str:
+    return (
+        "Open in a browser:\n"
+        f"  storefront with the consent banner  {base}/\n"
+        f"  shopper privacy centre              {base}/privacy/center\n"
+        "      (sign in there with the token that /auth/register or /auth/login returns)\n"
+        f"  privacy officer console             {base}/privacy/admin\n"
+        f"      (sign in there with this officer token, valid 8 hours: {token})"
+    )
+
+
 def run_demo(host: str, port: int, data_dir: Path) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    app, _ = build_demo(data_dir)
+    app, shop = build_demo(data_dir)
     console = Console(soft_wrap=True)
     base = f"http://{host}:{port}"
     console.print(f"[bold]Demo Tea Shop behind privacy-middleware[/bold] on {base}  (data in {data_dir})")
+    console.print(start_links(base, officer_token(shop)), highlight=False)
     console.print(
         "Try:\n"
         f"  curl -s {base}/privacy/policy | head -c 300\n"

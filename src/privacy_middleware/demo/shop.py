@@ -13,6 +13,7 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from ..keyfiles import load_or_create_ed25519
 
 SHOP_ISSUER = "demo-shop"
 SHOP_AUDIENCE = "demo-shop-api"
+# The storefront loads only its own files and the middleware's banner (same origin).
+STOREFRONT_CSP = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 
 metadata = sa.MetaData()
 customers = sa.Table(
@@ -154,6 +157,8 @@ class DemoShop:
 
     def routes(self) -> list[Route]:
         return [
+            Route("/", self.storefront, methods=["GET"]),
+            Route("/storefront/{name}", self.storefront_file, methods=["GET"]),
             Route("/products", self.products, methods=["GET"]),
             Route("/auth/register", self.register, methods=["POST"]),
             Route("/auth/login", self.login, methods=["POST"]),
@@ -170,6 +175,24 @@ class DemoShop:
 
     async def health(self, request: Request) -> Response:
         return json({"status": "ok"})
+
+    async def storefront(self, request: Request) -> Response:
+        """A small storefront page that loads the consent banner from the middleware."""
+        return self._storefront("index.html")
+
+    async def storefront_file(self, request: Request) -> Response:
+        return self._storefront(request.path_params["name"])
+
+    def _storefront(self, name: str) -> Response:
+        types = {"index.html": "text/html", "store.js": "text/javascript", "store.css": "text/css"}
+        if name not in types:
+            return json({"error": "not found"}, 404)
+        body = resources.files("privacy_middleware.demo").joinpath("storefront", name).read_bytes()
+        return Response(
+            body,
+            media_type=types[name],
+            headers={"content-security-policy": STOREFRONT_CSP, "x-content-type-options": "nosniff"},
+        )
 
     async def products(self, request: Request) -> Response:
         response = json({"products": PRODUCTS})

@@ -90,7 +90,7 @@ _ENV = jinja2.Environment(
 def security_headers(response: Response) -> Response:
     response.headers["content-security-policy"] = CSP
     response.headers["x-content-type-options"] = "nosniff"
-    response.headers["referrer-policy"] = "no-referrer"
+    response.headers["referrer-policy"] = "same-origin"  # no-referrer would make forms send Origin: null
     response.headers["x-frame-options"] = "DENY"
     response.headers["cache-control"] = "no-store"
     response.headers["vary"] = "Cookie, Accept-Language, Sec-GPC"
