@@ -11,22 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .pipeline.facts import RequestFacts
+from .principal import Principal
 
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """A caller proven by a verified JWT."""
-
-    id: str
-    # The person the caller is, when the caller is a customer (the subject of their own data).
-    subject: str | None
-    recipient: str
-    purpose: str | None
-    scopes: frozenset[str] = frozenset()
-    claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def has_scope(self, scope: str) -> bool:
-        return scope in self.scopes
+__all__ = ["SCOPE_KEY", "Principal", "RequestContext", "current_scope", "get_context"]
 
 
 @dataclass(slots=True)

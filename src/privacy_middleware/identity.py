@@ -16,9 +16,9 @@ import httpx
 import jwt
 from cachetools import TTLCache
 
-from .context import Principal
 from .errors import ConfigError, PrivacyError
 from .policy.schema import Identity, Policy
+from .principal import Principal
 from .settings import JwtSettings
 
 SYMMETRIC = {"HS256", "HS384", "HS512"}

@@ -47,7 +47,7 @@ class PrivacyMiddleware:
         """An httpx transport for the shop's partner calls that applies this policy (PrivacyTransport)."""
         from .transport import PrivacyTransport
 
-        return PrivacyTransport(self.runtime, inner)
+        return PrivacyTransport(self.runtime.services, inner)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

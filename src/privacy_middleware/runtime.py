@@ -1,7 +1,10 @@
-"""Everything the middleware needs, built once from Settings in one place and passed in.
+"""The composition root: builds every service from Settings once, picks implementations by name,
+starts and stops them and runs the background maintenance. Nothing below the faces imports it.
 
 Construction does no network or database I/O (so a malformed policy fails at start-up, before
 any request); `ensure_started()` connects to the store, migrates it and records the policy version.
+The built services are handed on as one typed record (`services.Services`); steps, the privacy API
+and the transport take what they use from it.
 """
 
 from __future__ import annotations
@@ -16,10 +19,8 @@ import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis import asyncio as aioredis
-from starlette.routing import BaseRoute
 
-from .api.audit import audit_routes
-from .api.consent import consent_routes, gpc_routes
+from .api import build_api
 from .asgi.client_ip import ClientIPResolver
 from .audit import events as audit_events
 from .audit.counters import CounterBackend, MemoryCounters, RedisCounters
@@ -33,14 +34,20 @@ from .fields.engine import FieldCipher, FieldEngine, Pseudonymiser
 from .identity import TokenVerifier
 from .keyfiles import load_or_create_ed25519
 from .metrics import Metrics
-from .pipeline.cookies import CookieGate
+from .pipeline.cookies import cookie_gate
 from .pipeline.order import step_factories
-from .pipeline.outbound_consent import OutboundConsentGate
 from .pipeline.plan import RoutePlan, StepFactory
+from .policy.access import Access
 from .policy.compile import RouteSpec, RouteTable, compile_policy
 from .policy.load import load_policy
 from .policy.schema import Policy
 from .rights.adapter import ShopAdapter
+from .rights.adapters import load_adapter
+from .rights.closure import AccountClosure
+from .rights.platform_requests import PlatformRequests
+from .rights.retention import RetentionRunner, periodic_maintenance
+from .rights.service import RightsService
+from .services import Services
 from .settings import Settings
 from .store import Database
 from .store.bus import Bus, LocalBus, RedisBus
@@ -58,19 +65,15 @@ class Runtime:
         http: httpx.AsyncClient | None = None,
         cipher: FieldCipher | None = None,
         adapter: ShopAdapter | None = None,
-        extra_factories: list[Callable[[Runtime], list[StepFactory]]] | None = None,
+        extra_factories: list[Callable[[Services], list[StepFactory]]] | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy or load_policy(settings.policy_file)
         self.started = False
         self._start_lock = asyncio.Lock()
         self._maintenance: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[None]] = set()
         self._on_start: list[Callable[[], Any]] = []
         self._on_stop: list[Callable[[], Any]] = []
-        # Capabilities hook into outbound calls (consent gates) and disclosures (the audit).
-        self.outbound_gates: list[Callable[[httpx.Request], Any]] = []
-        self.disclosure_hooks: list[Callable[..., Any]] = []
         self.specs: RouteTable[RouteSpec] = compile_policy(self.policy)
         self.metrics = Metrics()
         self.database = Database(settings.database_url)
@@ -100,30 +103,35 @@ class Runtime:
             registry=self.metrics.registry,
             secure_cookie=settings.consent.secure_cookie,
         )
-        self.api_routes: list[BaseRoute] = [
-            *consent_routes(
-                self.consent,
-                allowed_origins=settings.consent.allowed_origins,
-                cookie_domains=settings.consent.cookie_domains,
-            )
-        ]
-        self.root_routes: list[BaseRoute] = [*gpc_routes(self.policy.policy.effective_date)]
-        tracking = self.policy.tracking
-        self.cookie_gate = CookieGate(self) if tracking.cookies or tracking.undeclared_cookies == "drop" else None
         self._build_audit()
-        self.api_routes.extend(audit_routes(self))
+        self.closure = AccountClosure()
         self._build_rights(adapter)
-        if self.policy.tracking.hosts:
-            self.outbound_gates.append(OutboundConsentGate(self))
-
+        self.access = Access(self.policy, self.rights.flags if self.rights is not None else None)
+        self.services = Services(
+            settings=settings,
+            policy=self.policy,
+            metrics=self.metrics,
+            database=self.database,
+            http=self.http,
+            verifier=self.verifier,
+            bus=self.bus,
+            keys=self.keys,
+            fields=self.fields,
+            consent=self.consent,
+            audit_log=self.audit_log,
+            audit=self.audit,
+            login_guard=self.login_guard,
+            access=self.access,
+            closure=self.closure,
+            rights=self.rights,
+            ensure_started=self.ensure_started,
+        )
+        self.cookie_gate = cookie_gate(self.services)
         factories: list[StepFactory] = []
         for build in [step_factories, *(extra_factories or [])]:
-            factories.extend(build(self))
+            factories.extend(build(self.services))
         self.plans: RouteTable[RoutePlan] = self.specs.map(lambda spec: RoutePlan.build(spec, factories))
-
-        from .api import build_api
-
-        self.api = build_api(self)
+        self.api = build_api(self.services, self.platform_requests)
 
     def _build_audit(self) -> None:
         settings, audit = self.settings, self.settings.audit
@@ -155,7 +163,6 @@ class Runtime:
             webhook_url=audit.new_device_webhook,
             http=self.http,
         )
-        self.account_closure_hooks: list[Callable[[str], Any]] = []
 
         async def consent_changed(record: ConsentRecord) -> None:
             if record.holder.kind != "subject":
@@ -174,160 +181,15 @@ class Runtime:
 
         self.consent.listeners.append(consent_changed)
 
-        async def outbound_disclosure(recipient: str, purpose: str | None, report: Any, route: str) -> None:
-            from .fields.engine import Viewer
-            from .pipeline.disclosure_audit import record_disclosure
-
-            viewer = Viewer(None, recipient, {}, purpose)
-            await record_disclosure(
-                self,
-                viewer,
-                report,
-                route=route,
-                purpose=purpose or "",
-                principal="shop",
-                ip=None,
-                strict_categories=tuple(self.policy.audit.strict_categories),
-            )
-
-        self.disclosure_hooks.append(outbound_disclosure)
-
     def _build_rights(self, adapter: ShopAdapter | None) -> None:
-        from .api.rights import rights_routes
-        from .rights.cli import load_adapter
-        from .rights.retention import RetentionRunner
-        from .rights.service import RightsService
-
         if adapter is None:
             # Unset: the middleware answers for what it holds itself (rights/middleware_only.py).
             adapter = load_adapter(self.settings.shop_adapter or "none", self)
         self.adapter = adapter
         self.rights: RightsService | None = RightsService.for_runtime(self, adapter, audit=self.audit, bus=self.bus)
         self.retention = RetentionRunner(self.policy, adapter, audit=self.audit)
-        self.api_routes.extend(rights_routes(self.rights))
-        self.account_closure_hooks.append(self.rights.on_account_closed)
-        self.api_routes.extend(self._webhook_routes())
-
-    def _webhook_routes(self) -> list[BaseRoute]:
-        """Platform privacy webhooks feed the subject-request queue (configured ones only)."""
-        from .api.webhooks import webhook_routes
-        from .integrations.common import WebhookReceiver
-
-        hooks = self.settings.webhooks
-        receivers: list[WebhookReceiver] = []
-        if hooks.shopify_secrets:
-            from .integrations.shopify.webhooks import ShopifyWebhooks
-
-            receivers.append(ShopifyWebhooks(hooks.shopify_secrets, shops=hooks.shopify_shops))
-        if hooks.woocommerce_secrets:
-            from .integrations.woocommerce.webhooks import WooCommerceWebhooks
-
-            receivers.append(WooCommerceWebhooks(hooks.woocommerce_secrets))
-        if hooks.saleor_api_url:
-            from .integrations.saleor.webhooks import SaleorWebhooks
-
-            receivers.append(SaleorWebhooks(api_url=hooks.saleor_api_url, http=self.http, secret=hooks.saleor_secret))
-        if not receivers:
-            return []
-        return list(
-            webhook_routes(self.database, self.submit_platform_request, receivers, on_rejected=self.webhook_rejected)
-        )
-
-    async def submit_platform_request(self, kind: str, subject: str, source: str, idempotency_key: str) -> None:
-        """A verified platform request: recorded durably at once, carried out in the background.
-
-        The platform gets its 2xx within its deadline; an erasure that fails midway stays open and is
-        retried by the server's maintenance. A whole-shop erasure has no per-subject meaning here: it
-        is recorded in the audit trail for the operator, who runs `dsar erase` per subject.
-        """
-        assert self.rights is not None
-        principal = f"platform:{source}"[:200]
-        if kind == "shop_erasure":
-            self.audit.emit(
-                audit_events.detection_finding(
-                    "shop_erasure_requested",
-                    title="The platform asked to erase all data of a shop",
-                    severity_id=audit_events.SEVERITY_MEDIUM,
-                    related={"source": source},
-                )
-            )
-            return
-        rights = self.rights
-        if kind == "erasure":
-            await rights.submit(
-                "erasure", subject, principal=principal, reason="platform request", idempotency_key=idempotency_key
-            )
-
-            async def work() -> None:
-                await rights.erase(
-                    subject, principal=principal, reason="platform request", idempotency_key=idempotency_key
-                )
-        else:
-
-            async def work() -> None:
-                await rights.export(
-                    subject, principal=principal, reason="platform data request", idempotency_key=idempotency_key
-                )
-
-        task = asyncio.create_task(work(), name="privacy-platform-request")
-        self._background.add(task)
-        task.add_done_callback(self._finished_background)
-
-    def _finished_background(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("platform request failed (%s); it stays open for retry", type(task.exception()).__name__)
-
-    async def webhook_rejected(self, platform: str, reason: str, client_ip: str | None) -> None:
-        self.audit.emit(
-            audit_events.detection_finding(
-                "webhook_rejected",
-                title="A platform webhook failed verification",
-                severity_id=audit_events.SEVERITY_MEDIUM,
-                related={"platform": platform, "reason": reason},
-                ip=client_ip,
-            )
-        )
-
-    async def link_visitor_consent(self, scope: Any, subject: str) -> None:
-        """After a sign-in, the visitor's consent choices move to the account."""
-        from .consent.service import StoreUnavailable
-        from .consent.signals import request_signals
-
-        signals = request_signals(scope.get("headers") or [])
-        verified = self.consent.verify_cookie(signals.consent_cookie)
-        if verified is None or verified.holder.kind != "visitor":
-            return
-        try:
-            await self.consent.link_visitor(verified.holder.id, subject)
-        except (StoreUnavailable, ValueError) as exc:
-            logger.warning("visitor consent not linked at sign-in: %s", type(exc).__name__)
-
-    async def account_closed(self, subject: str) -> None:
-        for hook in self.account_closure_hooks:
-            await hook(subject)
-
-    async def subject_flags(self, subject: str) -> tuple[frozenset[str], bool]:
-        """(objected purposes, restricted) for a subject; set through the subject-rights API."""
-        if self.rights is None:
-            return frozenset(), False
-        flags = await self.rights.flags.get(subject)
-        return frozenset(flags.objections), flags.restricted
-
-    async def blocked_for(self, subject: str, recipient: str | None, purpose: str | None) -> bool:
-        """Whether a subject's restriction or objection keeps their data from this recipient."""
-        if self.rights is None:
-            return False
-        flags = await self.rights.flags.get(subject)
-        if purpose is not None and flags.objects_to(purpose):
-            return True
-        if not flags.restricted:
-            return False
-        declared = self.policy.recipients.get(recipient or "")
-        purposes = declared.purposes if declared else ([purpose] if purpose else [])
-        return not purposes or not all(
-            self.policy.purposes[p].allowed_under_restriction for p in purposes if p in self.policy.purposes
-        )
+        self.closure.subscribe(self.rights.on_account_closed)
+        self.platform_requests: PlatformRequests | None = PlatformRequests(self.rights, self.audit)
 
     def on_start(self, hook: Callable[[], Any]) -> None:
         self._on_start.append(hook)
@@ -365,17 +227,14 @@ class Runtime:
         await self.ensure_started()
         interval = self.settings.audit.retention_interval_seconds
         if self._maintenance is None and self.rights is not None and interval > 0:
-            from .rights.retention import periodic_maintenance
-
             self._maintenance = asyncio.create_task(
                 periodic_maintenance(self.retention, self.rights.retry_open, interval=interval),
                 name="privacy-maintenance",
             )
 
     async def stop(self) -> None:
-        for task in list(self._background):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, 10)
+        if self.platform_requests is not None:
+            await self.platform_requests.drain()
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -9,17 +9,15 @@ hosts pass unchanged: protected fields stay ciphertext because the shop only hol
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import httpx
 import orjson
 
 from .errors import PrivacyError
 from .fields.engine import Viewer
-from .policy.compile import compile_outbound
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from .pipeline.disclosure_audit import record_disclosure
+from .pipeline.outbound_consent import OutboundConsentGate, outbound_consent_gate
+from .policy.compile import RouteTable, compile_outbound
+from .services import Services
 
 
 class OutboundRefused(PrivacyError):
@@ -27,22 +25,27 @@ class OutboundRefused(PrivacyError):
 
 
 class PrivacyTransport(httpx.AsyncBaseTransport):
-    def __init__(self, runtime: Runtime, inner: httpx.AsyncBaseTransport | None = None) -> None:
-        self.runtime = runtime
+    def __init__(
+        self,
+        services: Services,
+        inner: httpx.AsyncBaseTransport | None = None,
+        *,
+        consent_gate: OutboundConsentGate | None = None,
+    ) -> None:
+        self.services = services
         self.inner = inner or httpx.AsyncHTTPTransport()
-        self.hosts = compile_outbound(runtime.policy)
+        self.hosts = compile_outbound(services.policy)
+        self.consent_gate = consent_gate or outbound_consent_gate(services)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        for gate in self.runtime.outbound_gates:  # consent first: without it, nothing leaves at all
-            await gate(request)
+        if self.consent_gate is not None:  # consent first: without it, nothing leaves at all
+            await self.consent_gate(request)
         host = self.hosts.get(request.url.host.lower())
         if host is not None:
             request = await self._filter(request, host.recipient, host.endpoints)
         return await self.inner.handle_async_request(request)
 
     async def _filter(self, request: httpx.Request, recipient: str, endpoints: object) -> httpx.Request:
-        from .policy.compile import RouteTable
-
         assert isinstance(endpoints, RouteTable)
         found = endpoints.match(request.method, request.url.path)
         body = await request.aread()
@@ -64,19 +67,28 @@ class PrivacyTransport(httpx.AsyncBaseTransport):
             raise OutboundRefused(
                 "outbound_not_json", f"Calls to recipient {recipient!r} must carry JSON bodies.", 400
             ) from None
-        await self.runtime.ensure_started()
-        declared = self.runtime.policy.recipients[recipient]
-        viewer = Viewer(None, recipient, dict(declared.sees), declared.purposes[0])
-        runtime = self.runtime
+        services = self.services
+        await services.ensure_started()
+        declared = services.policy.recipients[recipient]
+        access = services.access
+        viewer = Viewer(None, recipient, access.grants(recipient), declared.purposes[0])
 
         async def blocked(subject: str) -> bool:
-            return await runtime.blocked_for(subject, recipient, viewer.purpose)
+            return await access.blocked_for(subject, recipient, viewer.purpose)
 
-        report = await self.runtime.fields.disclose(rules, document, viewer, blocked)
+        report = await services.fields.disclose(rules, document, viewer, blocked)
         for transform, count in report.transformed.items():
-            self.runtime.metrics.fields.labels("outbound", transform).inc(count)
-        for hook in self.runtime.disclosure_hooks:
-            await hook(recipient, viewer.purpose, report, f"{request.method} {request.url.host}{request.url.path}")
+            services.metrics.fields.labels("outbound", transform).inc(count)
+        await record_disclosure(
+            services.audit,
+            Viewer(None, recipient, {}, viewer.purpose),
+            report,
+            route=f"{request.method} {request.url.host}{request.url.path}",
+            purpose=viewer.purpose or "",
+            principal="shop",
+            ip=None,
+            strict_categories=tuple(services.policy.audit.strict_categories),
+        )
         content = orjson.dumps(document)
         headers = httpx.Headers(request.headers)
         headers["content-length"] = str(len(content))

@@ -1,30 +1,56 @@
-"""The privacy API mounted under PRIVACY_MOUNT_PATH (Starlette). Capabilities add their routes here."""
+"""The privacy API mounted under PRIVACY_MOUNT_PATH (Starlette): every /privacy/* route is assembled
+here from the built services, plus the root-level GPC support resource."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Mount
 
 from ..errors import PrivacyError
+from ..integrations.receivers import configured_receivers
+from ..rights.platform_requests import PlatformRequests
+from ..services import Services
+from .audit import audit_routes
 from .common import problem_handler
+from .consent import consent_routes, gpc_routes
 from .pages import page_routes
 from .policy import policy_routes
+from .rights import rights_routes
+from .webhooks import webhook_routes
 
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+
+def privacy_routes(services: Services, platform: PlatformRequests | None) -> list[BaseRoute]:
+    """The routes under the mount path, in matching order."""
+    settings = services.settings
+    routes: list[BaseRoute] = [
+        *policy_routes(services.policy, services.database),
+        *consent_routes(
+            services.consent,
+            allowed_origins=settings.consent.allowed_origins,
+            cookie_domains=settings.consent.cookie_domains,
+        ),
+        *audit_routes(services.policy, services.database, services.audit),
+    ]
+    if services.rights is not None:
+        routes.extend(rights_routes(services.rights))
+    if platform is not None:
+        receivers = configured_receivers(settings.webhooks, services.http)
+        if receivers:
+            routes.extend(webhook_routes(services.database, platform.submit, receivers, on_rejected=platform.rejected))
+    routes.extend(page_routes(services))
+    return routes
 
 
-def build_api(runtime: Runtime) -> Starlette:
-    routes: list[BaseRoute] = [*policy_routes(runtime), *runtime.api_routes, *page_routes(runtime)]
-    app = Starlette(
-        routes=[*runtime.root_routes, Mount(runtime.settings.mount_path, routes=routes)],
+def build_api(services: Services, platform: PlatformRequests | None = None) -> Starlette:
+    return Starlette(
+        routes=[
+            *gpc_routes(services.policy.policy.effective_date),
+            Mount(services.settings.mount_path, routes=privacy_routes(services, platform)),
+        ],
         exception_handlers={
             PrivacyError: problem_handler,
             HTTPException: problem_handler,
             Exception: problem_handler,
         },
     )
-    return app

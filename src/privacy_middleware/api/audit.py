@@ -4,7 +4,6 @@ access log (their sign-ins by network, and who received which categories of thei
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,11 +11,11 @@ from starlette.routing import Route
 
 from ..audit import events
 from ..audit.query import MAX_LIMIT, access_log, search
+from ..audit.writer import AuditWriter
 from ..errors import PrivacyError
+from ..policy.schema import Policy
+from ..store.database import Database
 from .common import JSONResponse, require_principal, require_scope
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 
 def _time(value: str | None, name: str) -> dt.datetime | None:
@@ -29,8 +28,8 @@ def _time(value: str | None, name: str) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-def audit_routes(runtime: Runtime) -> list[Route]:
-    admin_scope = runtime.policy.audit.admin_scope
+def audit_routes(policy: Policy, database: Database, audit: AuditWriter) -> list[Route]:
+    admin_scope = policy.audit.admin_scope
 
     async def admin_events(request: Request) -> Response:
         principal = require_scope(request, admin_scope)
@@ -44,7 +43,7 @@ def audit_routes(runtime: Runtime) -> list[Route]:
         kinds = [k for k in params.get("kind", "").split(",") if k] or None
         subject = params.get("subject") or None
         records = await search(
-            runtime.database,
+            database,
             subject=subject,
             kinds=kinds,
             since=_time(params.get("since"), "since"),
@@ -52,7 +51,7 @@ def audit_routes(runtime: Runtime) -> list[Route]:
             limit=limit,
         )
         # Reading the trail is itself recorded, and must be: no record, no answer.
-        await runtime.audit.emit_strict(
+        await audit.emit_strict(
             events.admin_read(
                 principal=principal.id,
                 query={"subject": subject, "kind": params.get("kind"), "limit": limit},
@@ -82,7 +81,7 @@ def audit_routes(runtime: Runtime) -> list[Route]:
         principal = require_principal(request)
         if not principal.subject:
             raise PrivacyError("forbidden", "Only a signed-in customer has an access log.", 403)
-        log = await access_log(runtime.database, principal.subject)
+        log = await access_log(database, principal.subject)
         return JSONResponse(
             {
                 "subject": log.subject,

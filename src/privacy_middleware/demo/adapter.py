@@ -13,14 +13,16 @@ import datetime as dt
 import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..fields.selectors import compile_selector
+from ..errors import ConfigError
 from ..policy.schema import Policy
+from ..policy.selectors import compile_selector
 from ..rights.adapter import ErasureOutcome, RetentionItem, ShopAdapterError, ShopRecord
 from .shop import addresses, customers, events, orders
 
@@ -250,3 +252,15 @@ class DemoShopAdapter:
                     await conn.execute(orders.update().where(orders.c.id == item.id).values(document=doc))
                     changed += 1
         return changed
+
+
+def from_runtime(runtime: Any) -> DemoShopAdapter:
+    """The `demo` entry of the shop-adapter table: the demo shop's database under PRIVACY_DATA_DIR."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    shop_db = Path(runtime.settings.data_dir).resolve() / "shop.db"
+    if not shop_db.exists():
+        raise ConfigError(f"no demo shop database at {shop_db}; set PRIVACY_DATA_DIR")
+    engine = create_async_engine(f"sqlite+aiosqlite:///{shop_db}")
+    runtime.on_stop(engine.dispose)
+    return DemoShopAdapter(engine, runtime.policy)

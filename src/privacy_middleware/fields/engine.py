@@ -13,13 +13,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..context import Principal
 from ..crypto.cards import card_brand, normalise_pan
 from ..errors import PrivacyError
+from ..policy.access import grant_for
 from ..policy.compile import CompiledBody, CompiledField
 from ..policy.schema import Policy
+from ..policy.selectors import Location, Selector
+from ..principal import Principal
 from .masks import apply_mask
-from .selectors import Location, Selector
 from .validators import validate_field
 
 
@@ -71,15 +72,8 @@ class Viewer:
         return bool(subject) and self.principal is not None and self.principal.subject == subject
 
     def grant_for(self, category: str) -> tuple[str, str | None]:
-        """(transform, the granted category that decided it); the longest granted prefix wins,
-        and anything not granted is dropped (default deny: no granting category)."""
-        best, best_key = "drop", None
-        for granted, transform in self.grants.items():
-            if (category == granted or category.startswith(granted + ".")) and (
-                best_key is None or len(granted) > len(best_key)
-            ):
-                best, best_key = transform, granted
-        return best, best_key
+        """(transform, the granted category that decided it): `policy.access.grant_for`."""
+        return grant_for(self.grants, category)
 
     def transform_for(self, category: str) -> str:
         return self.grant_for(category)[0]

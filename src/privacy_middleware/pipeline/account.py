@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..audit import events
-from ..fields.selectors import compile_selector
 from ..policy.compile import RouteSpec
 from ..policy.schema import AccountRoute
-from .audit_emit import emit, response_value
+from ..policy.selectors import compile_selector
+from ..rights.closure import AccountClosure
+from ..services import Services
+from .audit_emit import AuditSink, emit, response_value
 from .plan import Exchange, Step, StepFactory
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 
 class AccountAudit(Step):
@@ -20,10 +17,11 @@ class AccountAudit(Step):
 
     peeks_response_json = True
 
-    def __init__(self, spec: RouteSpec, account: AccountRoute, runtime: Runtime) -> None:
+    def __init__(self, spec: RouteSpec, account: AccountRoute, *, audit: AuditSink, closure: AccountClosure) -> None:
         self.route = f"{spec.method} {spec.template}"
         self.account = account
-        self.runtime = runtime
+        self.audit = audit
+        self.closure = closure
         self.subject = compile_selector(account.subject_field)
 
     async def after(self, ex: Exchange) -> None:
@@ -35,20 +33,22 @@ class AccountAudit(Step):
         if event == "registration":
             subject = response_value(ex, self.subject)
             if subject:
-                emit(self.runtime, events.account_change, "account_creation", subject=subject, ip=ctx.client_ip)
+                emit(self.audit, events.account_change, "account_creation", subject=subject, ip=ctx.client_ip)
             return
         if not subject:
             return
         if event == "logout":
-            emit(self.runtime, events.logout, subject=subject, ip=ctx.client_ip, route=self.route)
+            emit(self.audit, events.logout, subject=subject, ip=ctx.client_ip, route=self.route)
         else:
-            emit(self.runtime, events.account_change, event, subject=subject, ip=ctx.client_ip)
+            emit(self.audit, events.account_change, event, subject=subject, ip=ctx.client_ip)
         if event == "account_closure":
-            await self.runtime.account_closed(subject)
+            await self.closure.closed(subject)
 
 
-def factory(runtime: Runtime) -> StepFactory:
+def factory(services: Services) -> StepFactory:
     def account(spec: RouteSpec) -> Step | None:
-        return AccountAudit(spec, spec.account, runtime) if spec.account else None
+        if spec.account is None:
+            return None
+        return AccountAudit(spec, spec.account, audit=services.audit, closure=services.closure)
 
     return account

@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..audit.events import AuditEvent
-from ..fields.selectors import Selector
+from ..policy.selectors import Selector
 from .plan import Exchange
 
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+
+class AuditSink(Protocol):
+    def emit(self, event: AuditEvent) -> None: ...
+
 
 logger = logging.getLogger("privacy_middleware.audit")
 
 
-def emit(runtime: Runtime, build: Any, *args: Any, **kwargs: Any) -> None:
+def emit(audit: AuditSink, build: Any, *args: Any, **kwargs: Any) -> None:
     """Build and queue an event; a builder refusing its input is a bug to log, never a crash."""
     try:
         event: AuditEvent = build(*args, **kwargs)
     except ValueError as exc:
         logger.error("audit event %s not built: %s", getattr(build, "__name__", build), exc)
         return
-    runtime.audit.emit(event)
+    audit.emit(event)
 
 
 def response_value(ex: Exchange, field: Selector) -> str | None:

@@ -3,8 +3,6 @@ ones consent no longer covers are expired. Not a route step: it wraps `send` for
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from cachetools import LRUCache
 
 from ..asgi.headers import get_header
@@ -12,11 +10,11 @@ from ..consent.cookie import COOKIE_NAME
 from ..consent.cookie_filter import cookie_purposes, expiring_set_cookies, set_cookie_name
 from ..consent.signals import parse_cookie_header
 from ..context import get_context
+from ..metrics import Metrics
+from ..policy.schema import Policy
+from ..services import Services
 from ..types import Message, Scope, Send
-from .consent_decision import resolve_consent
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+from .consent_decision import ConsentResolver
 
 
 class CookieGate:
@@ -26,11 +24,21 @@ class CookieGate:
     or a request carries, a cookie of a consent-based purpose.
     """
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.rules = runtime.policy.tracking.cookies
-        self.consent_purposes = runtime.consent.choosable
-        self.drop_undeclared = runtime.policy.tracking.undeclared_cookies == "drop"
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        consent: ConsentResolver,
+        consent_purposes: frozenset[str],
+        metrics: Metrics,
+        cookie_domains: list[str],
+    ) -> None:
+        self.consent = consent
+        self.metrics = metrics
+        self.cookie_domains = cookie_domains
+        self.rules = policy.tracking.cookies
+        self.consent_purposes = consent_purposes
+        self.drop_undeclared = policy.tracking.undeclared_cookies == "drop"
         # Browsers send the same Cookie header again and again: remember which ones matter.
         self._governed_names: LRUCache[str, bool] = LRUCache(maxsize=4096)
         self._governed_headers: LRUCache[bytes, bool] = LRUCache(maxsize=4096)
@@ -71,7 +79,7 @@ class CookieGate:
             headers = [
                 (k, v) for k, v in headers if k.lower() != b"set-cookie" or not self.undeclared(set_cookie_name(v))
             ]
-            self.runtime.metrics.cookies.labels("undeclared_removed").inc(before - len(headers))
+            self.metrics.cookies.labels("undeclared_removed").inc(before - len(headers))
             set_cookies = [(k, v) for k, v in headers if k.lower() == b"set-cookie"]
             message = {**message, "headers": headers}
         request_cookie = get_header(scope.get("headers") or [], b"cookie")
@@ -79,7 +87,7 @@ class CookieGate:
         governed_in = request_cookie is not None and self.governed_header(request_cookie)
         if not governed_out and not governed_in:
             return message
-        resolution = await resolve_consent(self.runtime, scope, get_context(scope))
+        resolution = await self.consent.resolve(scope, get_context(scope))
         decision = resolution.decision
         kept = [
             (k, v)
@@ -90,18 +98,32 @@ class CookieGate:
         ]
         removed = len(headers) - len(kept)
         if removed:
-            self.runtime.metrics.cookies.labels("removed").inc(removed)
+            self.metrics.cookies.labels("removed").inc(removed)
         if governed_in:
             setting = {set_cookie_name(v) for k, v in kept if k.lower() == b"set-cookie"}
             for value in expiring_set_cookies(
                 request_cookie.decode("latin-1") if request_cookie else None,
                 self.rules,
                 decision,
-                domains=self.runtime.settings.consent.cookie_domains,
+                domains=self.cookie_domains,
             ):
                 if set_cookie_name(value) not in setting:
                     kept.append((b"set-cookie", value.encode("latin-1")))
-                    self.runtime.metrics.cookies.labels("expired").inc()
+                    self.metrics.cookies.labels("expired").inc()
         if not removed and len(kept) == len(headers):
             return message
         return {**message, "headers": kept}
+
+
+def cookie_gate(services: Services) -> CookieGate | None:
+    """The filter, when the policy governs cookies at all."""
+    tracking = services.policy.tracking
+    if not tracking.cookies and tracking.undeclared_cookies != "drop":
+        return None
+    return CookieGate(
+        services.policy,
+        consent=ConsentResolver(services.consent, services.access, services.policy),
+        consent_purposes=services.consent.choosable,
+        metrics=services.metrics,
+        cookie_domains=services.settings.consent.cookie_domains,
+    )

@@ -1,16 +1,18 @@
-"""Response disclosure: let out only what the caller's recipient may see, per category (field engine)."""
+"""Response disclosure: let out only what the caller's recipient may see, per category (field engine).
+
+What a recipient may see is the one access decision (`policy.access`): its grants pick the transform
+per category, and a subject's restriction or objection withholds that subject's records.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..fields.engine import FieldEngine, Viewer
+from ..metrics import Metrics
+from ..policy.access import Access
 from ..policy.compile import CompiledBody, RouteSpec
+from ..services import Services
 from .facts import Disclosure
 from .plan import Exchange, Step, StepFactory
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 
 class DiscloseResponseFields(Step):
@@ -18,42 +20,59 @@ class DiscloseResponseFields(Step):
 
     needs_response_json = True
 
-    def __init__(self, spec: RouteSpec, body: CompiledBody, engine: FieldEngine, runtime: Runtime) -> None:
+    def __init__(
+        self,
+        spec: RouteSpec,
+        body: CompiledBody,
+        *,
+        engine: FieldEngine,
+        access: Access,
+        metrics: Metrics,
+        anonymous_recipient: str,
+    ) -> None:
         self.label = f"{spec.method} {spec.template}"
         self.body = body
         self.engine = engine
-        self.runtime = runtime
+        self.access = access
+        self.metrics = metrics
+        self.anonymous_recipient = anonymous_recipient
 
     def viewer(self, ex: Exchange) -> Viewer:
         principal = ex.ctx.principal
-        policy = self.runtime.policy
-        recipient = policy.identity.anonymous_recipient if principal is None else principal.recipient
-        declared = policy.recipients.get(recipient)
-        grants = dict(declared.sees) if declared else {}
-        return Viewer(principal, recipient, grants, principal.purpose if principal else None)
+        recipient = self.anonymous_recipient if principal is None else principal.recipient
+        return Viewer(principal, recipient, self.access.grants(recipient), principal.purpose if principal else None)
 
     async def on_response(self, ex: Exchange) -> None:
         if not ex.response_has_json:
             return
         viewer = self.viewer(ex)
-        runtime = self.runtime
+        access = self.access
 
         async def blocked(subject: str) -> bool:
-            return await runtime.blocked_for(subject, viewer.recipient, viewer.purpose)
+            return await access.blocked_for(subject, viewer.recipient, viewer.purpose)
 
         report = await self.engine.disclose(self.body, ex.response_json, viewer, blocked)
         ex.response_changed = True
         for transform, count in report.transformed.items():
-            self.runtime.metrics.fields.labels("response", transform).inc(count)
+            self.metrics.fields.labels("response", transform).inc(count)
         if report.unknown_dropped:
-            self.runtime.metrics.unknown_fields.labels(self.label, "drop").inc(report.unknown_dropped)
+            self.metrics.unknown_fields.labels(self.label, "drop").inc(report.unknown_dropped)
         ex.ctx.facts.disclosure = Disclosure(viewer, report)
 
 
-def factory(runtime: Runtime) -> StepFactory:
-    engine = runtime.fields
+def factory(services: Services) -> StepFactory:
+    anonymous = services.policy.identity.anonymous_recipient
 
     def disclose(spec: RouteSpec) -> Step | None:
-        return DiscloseResponseFields(spec, spec.response, engine, runtime) if spec.response else None
+        if spec.response is None:
+            return None
+        return DiscloseResponseFields(
+            spec,
+            spec.response,
+            engine=services.fields,
+            access=services.access,
+            metrics=services.metrics,
+            anonymous_recipient=anonymous,
+        )
 
     return disclose

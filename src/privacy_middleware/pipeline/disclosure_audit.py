@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import TYPE_CHECKING
 
 from ..audit import events
+from ..audit.writer import AuditWriter
 from ..fields.engine import FieldReport, Viewer
 from ..policy.compile import RouteSpec
+from ..services import Services
 from .plan import Exchange, Step, StepFactory
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 logger = logging.getLogger("privacy_middleware.audit")
 
@@ -24,18 +22,18 @@ class DisclosureAudit(Step):
     (card numbers) use `emit_strict`, so the response fails (503) rather than go unrecorded.
     """
 
-    def __init__(self, spec: RouteSpec, runtime: Runtime) -> None:
+    def __init__(self, spec: RouteSpec, *, audit: AuditWriter, strict_categories: tuple[str, ...]) -> None:
         self.route = f"{spec.method} {spec.template}"
         self.purpose = spec.route.purpose if spec.route else ""
-        self.runtime = runtime
-        self.strict = tuple(runtime.policy.audit.strict_categories)
+        self.audit = audit
+        self.strict = strict_categories
 
     async def on_response(self, ex: Exchange) -> None:
         disclosure = ex.ctx.facts.disclosure
         if disclosure is None:
             return
         await record_disclosure(
-            self.runtime,
+            self.audit,
             disclosure.viewer,
             disclosure.report,
             route=self.route,
@@ -47,7 +45,7 @@ class DisclosureAudit(Step):
 
 
 async def record_disclosure(
-    runtime: Runtime,
+    audit: AuditWriter,
     viewer: Viewer,
     report: FieldReport,
     *,
@@ -76,18 +74,20 @@ async def record_disclosure(
             ip=ip,
         )
         if not strict:
-            runtime.audit.emit_later(build)  # built and sealed by the writer, off the request path
+            audit.emit_later(build)  # built and sealed by the writer, off the request path
             continue
         try:
             event = build()
         except ValueError as exc:
             logger.error("data access event not built: %s", exc)
             continue
-        await runtime.audit.emit_strict(event)
+        await audit.emit_strict(event)
 
 
-def factory(runtime: Runtime) -> StepFactory:
+def factory(services: Services) -> StepFactory:
+    strict = tuple(services.policy.audit.strict_categories)
+
     def disclosure(spec: RouteSpec) -> Step | None:
-        return DisclosureAudit(spec, runtime) if spec.response else None
+        return DisclosureAudit(spec, audit=services.audit, strict_categories=strict) if spec.response else None
 
     return disclosure

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..errors import PrivacyError
-from ..fields.selectors import Selector
 from ..policy.compile import RouteSpec
+from ..policy.selectors import Selector
+from ..services import Services
 from .facts import Refusal
 from .plan import Exchange, Step, StepFactory
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 
 class ForbiddenCategoryGuard(Step):
@@ -36,8 +32,8 @@ class ForbiddenCategoryGuard(Step):
                 )
 
 
-def factory(runtime: Runtime) -> StepFactory:
-    policy = runtime.policy
+def factory(services: Services) -> StepFactory:
+    policy = services.policy
     forbidden = {name for name, category in policy.categories.items() if category.forbidden}
 
     def forbidden_fields(spec: RouteSpec) -> Step | None:

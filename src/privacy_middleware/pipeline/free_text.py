@@ -3,16 +3,13 @@ redacted. Refusals name the field and the kind of data, never the value; the ref
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..errors import PrivacyError
 from ..fields.detectors import detect, redact
+from ..metrics import Metrics
 from ..policy.compile import CompiledFreeText, RouteSpec
+from ..services import Services
 from .facts import Refusal
 from .plan import Exchange, Step, StepFactory
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 
 class FreeTextGuard(Step):
@@ -20,9 +17,9 @@ class FreeTextGuard(Step):
 
     needs_request_json = True
 
-    def __init__(self, rules: tuple[CompiledFreeText, ...], runtime: Runtime) -> None:
+    def __init__(self, rules: tuple[CompiledFreeText, ...], metrics: Metrics) -> None:
         self.rules = rules
-        self.runtime = runtime
+        self.metrics = metrics
 
     async def on_request(self, ex: Exchange) -> None:
         if not ex.request_has_json:
@@ -38,7 +35,7 @@ class FreeTextGuard(Step):
                     continue
                 kinds = sorted({f.kind for f in findings})
                 ex.ctx.facts.refusals.append(Refusal(rule.select, tuple(kinds), rule.action))
-                self.runtime.metrics.refusals.labels(f"detected_{kinds[0]}").inc()
+                self.metrics.refusals.labels(f"detected_{kinds[0]}").inc()
                 if rule.action == "reject":
                     raise PrivacyError(
                         "forbidden_data_detected",
@@ -51,8 +48,8 @@ class FreeTextGuard(Step):
                 ex.request_changed = True
 
 
-def factory(runtime: Runtime) -> StepFactory:
+def factory(services: Services) -> StepFactory:
     def free_text(spec: RouteSpec) -> Step | None:
-        return FreeTextGuard(spec.free_text, runtime) if spec.free_text else None
+        return FreeTextGuard(spec.free_text, services.metrics) if spec.free_text else None
 
     return free_text

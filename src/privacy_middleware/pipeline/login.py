@@ -3,20 +3,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from ..asgi.headers import media_type
 from ..audit import events
+from ..audit.detectors import LoginGuard
+from ..consent.linking import link_visitor_consent
+from ..consent.service import ConsentService
 from ..errors import PrivacyError
-from ..fields.selectors import Selector, compile_selector
 from ..policy.compile import RouteSpec
 from ..policy.schema import LoginRoute
-from .audit_emit import emit, response_value
+from ..policy.selectors import Selector, compile_selector
+from ..services import Services
+from .audit_emit import AuditSink, emit, response_value
 from .plan import Exchange, Step, StepFactory
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 
 def read_username(ex: Exchange, field: Selector) -> str | None:
@@ -36,17 +36,21 @@ class LoginAudit(Step):
     needs_request_body = True
     peeks_response_json = True
 
-    def __init__(self, spec: RouteSpec, login: LoginRoute, runtime: Runtime) -> None:
+    def __init__(
+        self, spec: RouteSpec, login: LoginRoute, *, audit: AuditSink, guard: LoginGuard, consent: ConsentService
+    ) -> None:
         self.route = f"{spec.method} {spec.template}"
         self.login = login
-        self.runtime = runtime
+        self.audit = audit
+        self.guard = guard
+        self.consent = consent
         self.username = compile_selector(login.username_field)
         self.subject = compile_selector(login.subject_field)
 
     async def on_request(self, ex: Exchange) -> None:
         facts = ex.ctx.facts
         facts.login_username = username = read_username(ex, self.username)
-        lockout = await self.runtime.login_guard.check(username or "", ex.ctx.client_ip or "")
+        lockout = await self.guard.check(username or "", ex.ctx.client_ip or "")
         if lockout is not None:
             facts.login_locked = lockout.reason
             raise PrivacyError(
@@ -62,7 +66,7 @@ class LoginAudit(Step):
         ip = ctx.client_ip or ""
         if ctx.facts.login_locked is not None:
             emit(
-                self.runtime,
+                self.audit,
                 events.login_attempt,
                 success=False,
                 username=username,
@@ -75,7 +79,7 @@ class LoginAudit(Step):
         if ex.status in self.login.success_statuses:
             subject = response_value(ex, self.subject)
             emit(
-                self.runtime,
+                self.audit,
                 events.login_attempt,
                 success=True,
                 subject=subject,
@@ -86,12 +90,12 @@ class LoginAudit(Step):
                 route=self.route,
             )
             if username:
-                await self.runtime.login_guard.record_success(username, ip, ctx.user_agent, subject=subject)
+                await self.guard.record_success(username, ip, ctx.user_agent, subject=subject)
             if subject:
-                await self.runtime.link_visitor_consent(ex.scope, subject)
+                await link_visitor_consent(self.consent, ex.scope.get("headers") or [], subject)
         elif 400 <= ex.status < 500:
             emit(
-                self.runtime,
+                self.audit,
                 events.login_attempt,
                 success=False,
                 username=username,
@@ -100,11 +104,13 @@ class LoginAudit(Step):
                 reason="BAD_CREDENTIALS",
                 route=self.route,
             )
-            await self.runtime.login_guard.record_failure(username or "", ip)
+            await self.guard.record_failure(username or "", ip)
 
 
-def factory(runtime: Runtime) -> StepFactory:
+def factory(services: Services) -> StepFactory:
     def login(spec: RouteSpec) -> Step | None:
-        return LoginAudit(spec, spec.login, runtime) if spec.login else None
+        if spec.login is None:
+            return None
+        return LoginAudit(spec, spec.login, audit=services.audit, guard=services.login_guard, consent=services.consent)
 
     return login

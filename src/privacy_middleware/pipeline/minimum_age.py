@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import PrivacyError
-from ..fields.selectors import Selector
 from ..policy.compile import RouteSpec
+from ..policy.selectors import Selector
+from ..services import Services
 from .plan import Exchange, Step, StepFactory
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 
 def age_on(birth: dt.date, today: dt.date) -> int:
@@ -57,8 +55,8 @@ class MinimumAgeGuard(Step):
             )
 
 
-def factory(runtime: Runtime) -> StepFactory:
-    minimum_age = runtime.policy.minors.minimum_age
+def factory(services: Services) -> StepFactory:
+    minimum_age = services.policy.minors.minimum_age
 
     def minors(spec: RouteSpec) -> Step | None:
         if spec.minors is None or spec.minors_birth_date is None:

@@ -8,8 +8,8 @@ module and one line here, at the place in the order where it must run.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+from ..services import Services
 from . import (
     account,
     disclose,
@@ -25,10 +25,7 @@ from . import (
 from .plan import StepFactory
 from .report import governed
 
-if TYPE_CHECKING:
-    from ..runtime import Runtime
-
-StepBuilder = Callable[["Runtime"], StepFactory]
+StepBuilder = Callable[[Services], StepFactory]
 
 STEP_ORDER: tuple[tuple[str, StepBuilder], ...] = (
     ("login", login.factory),  # lockout before anything else
@@ -44,6 +41,6 @@ STEP_ORDER: tuple[tuple[str, StepBuilder], ...] = (
 )
 
 
-def step_factories(runtime: Runtime) -> list[StepFactory]:
+def step_factories(services: Services) -> list[StepFactory]:
     """Every step's factory, in pipeline order."""
-    return [governed(name, build(runtime), runtime) for name, build in STEP_ORDER]
+    return [governed(name, build(services), services) for name, build in STEP_ORDER]

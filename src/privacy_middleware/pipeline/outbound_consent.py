@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from ..asgi.headers import get_header
 from ..context import RequestContext, current_scope, get_context
 from ..errors import PrivacyError
-from .consent_decision import resolve_consent
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+from ..identity import TokenVerifier
+from ..metrics import Metrics
+from ..policy.schema import Policy
+from ..services import Services
+from .consent_decision import ConsentResolver
 
 
 class OutboundConsentGate:
     """Blocks the shop's calls to analytics and advertising hosts without the caller's consent."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.hosts = {h.host.lower(): h.purpose for h in runtime.policy.tracking.hosts}
+    def __init__(self, policy: Policy, *, consent: ConsentResolver, verifier: TokenVerifier, metrics: Metrics) -> None:
+        self.consent = consent
+        self.verifier = verifier
+        self.metrics = metrics
+        self.hosts = {h.host.lower(): h.purpose for h in policy.tracking.hosts}
 
     async def __call__(self, request: httpx.Request) -> None:
         purpose = self.hosts.get(request.url.host.lower())
@@ -35,16 +38,26 @@ class OutboundConsentGate:
             )
         ctx = get_context(scope)
         if ctx is None:
-            principal = await self.runtime.verifier.authenticate(
-                get_header(scope.get("headers") or [], b"authorization")
-            )
+            principal = await self.verifier.authenticate(get_header(scope.get("headers") or [], b"authorization"))
             ctx = RequestContext(scope.get("method", ""), scope.get("path", ""), None, principal)
-        resolution = await resolve_consent(self.runtime, scope, ctx)
+        resolution = await self.consent.resolve(scope, ctx)
         if not resolution.decision.allowed(purpose):
-            self.runtime.metrics.tracking.labels(purpose, "outbound_blocked").inc()
+            self.metrics.tracking.labels(purpose, "outbound_blocked").inc()
             raise PrivacyError(
                 "consent_required",
                 f"The customer has not consented to {purpose}; the call to {request.url.host} was not made.",
                 403,
                 extra={"purpose": purpose, "reason": resolution.decision.reason(purpose)},
             )
+
+
+def outbound_consent_gate(services: Services) -> OutboundConsentGate | None:
+    """The gate, when the policy names tracking hosts at all."""
+    if not services.policy.tracking.hosts:
+        return None
+    return OutboundConsentGate(
+        services.policy,
+        consent=ConsentResolver(services.consent, services.access, services.policy),
+        verifier=services.verifier,
+        metrics=services.metrics,
+    )

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..fields.engine import FieldEngine
+from ..metrics import Metrics
 from ..policy.compile import CompiledBody, RouteSpec
+from ..services import Services
 from .plan import Exchange, Step, StepFactory
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 
 class ProtectRequestFields(Step):
@@ -17,10 +14,10 @@ class ProtectRequestFields(Step):
 
     needs_request_json = True
 
-    def __init__(self, body: CompiledBody, engine: FieldEngine, runtime: Runtime) -> None:
+    def __init__(self, body: CompiledBody, engine: FieldEngine, metrics: Metrics) -> None:
         self.body = body
         self.engine = engine
-        self.runtime = runtime
+        self.metrics = metrics
 
     async def on_request(self, ex: Exchange) -> None:
         if not ex.request_has_json:
@@ -29,13 +26,11 @@ class ProtectRequestFields(Step):
         if report.transformed:
             ex.request_changed = True
             for transform, count in report.transformed.items():
-                self.runtime.metrics.fields.labels("request", transform).inc(count)
+                self.metrics.fields.labels("request", transform).inc(count)
 
 
-def factory(runtime: Runtime) -> StepFactory:
-    engine = runtime.fields
-
+def factory(services: Services) -> StepFactory:
     def protect(spec: RouteSpec) -> Step | None:
-        return ProtectRequestFields(spec.request, engine, runtime) if spec.request else None
+        return ProtectRequestFields(spec.request, services.fields, services.metrics) if spec.request else None
 
     return protect

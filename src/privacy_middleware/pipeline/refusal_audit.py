@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..audit import events
 from ..policy.compile import RouteSpec
-from .audit_emit import emit
+from ..services import Services
+from .audit_emit import AuditSink, emit
 from .plan import Exchange, Step, StepFactory
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 
 class RefusalAudit(Step):
     """Attempts the minimisation guard refused: recorded by kind and field, never by value."""
 
-    def __init__(self, spec: RouteSpec, runtime: Runtime) -> None:
+    def __init__(self, spec: RouteSpec, *, audit: AuditSink) -> None:
         self.route = f"{spec.method} {spec.template}"
-        self.runtime = runtime
+        self.audit = audit
 
     async def after(self, ex: Exchange) -> None:
         facts = ex.ctx.facts
         subject = ex.ctx.subject
         for refusal in facts.refusals:
             emit(
-                self.runtime,
+                self.audit,
                 events.detection_finding,
                 "forbidden_data_submitted",
                 title="Personal data the policy forbids was submitted",
@@ -41,7 +37,7 @@ class RefusalAudit(Step):
             )
         if facts.underage:
             emit(
-                self.runtime,
+                self.audit,
                 events.detection_finding,
                 "underage_registration",
                 title="A registration below the minimum age was refused",
@@ -51,8 +47,8 @@ class RefusalAudit(Step):
             )
 
 
-def factory(runtime: Runtime) -> StepFactory:
+def factory(services: Services) -> StepFactory:
     def refusals(spec: RouteSpec) -> Step | None:
-        return RefusalAudit(spec, runtime) if (spec.free_text or spec.minors or spec.request) else None
+        return RefusalAudit(spec, audit=services.audit) if (spec.free_text or spec.minors or spec.request) else None
 
     return refusals

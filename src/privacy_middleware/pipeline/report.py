@@ -12,16 +12,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..audit import events
+from ..audit.writer import AuditWriter
 from ..errors import PrivacyError
+from ..metrics import Metrics
 from ..policy.compile import CompiledBody, CompiledFreeText, RouteSpec
 from ..policy.schema import Capability, Mode, Policy
+from ..services import Services
 from .plan import Exchange, Respond, Step, StepFactory
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 # Categories that stay protected whatever the mode (PCI DSS: no PAN in clear, no stored CVV).
 NEVER_IN_CLEAR = ("user.financial.card.number", "user.financial.card.cvv")
@@ -97,14 +97,16 @@ class ReportOnly(Step):
         *,
         capability: Capability,
         spec: RouteSpec,
-        runtime: Runtime,
+        metrics: Metrics,
+        audit: AuditWriter,
     ) -> None:
         self.shadow = shadow
         self.enforced = enforced
         self.capability = capability
         self.route = f"{spec.method} {spec.template}"
         self.body = spec.response if capability == "response_fields" else spec.request
-        self.runtime = runtime
+        self.metrics = metrics
+        self.audit = audit
         for flag in (
             "needs_request_json",
             "needs_request_body",
@@ -115,9 +117,9 @@ class ReportOnly(Step):
             setattr(self, flag, any(getattr(s, flag) for s in (shadow, enforced) if s is not None))
 
     def record(self, decision: str, ex: Exchange, *, code: str = "", fields: list[str] | None = None) -> None:
-        self.runtime.metrics.would_have.labels(self.capability, decision).inc()
+        self.metrics.would_have.labels(self.capability, decision).inc()
         principal = ex.ctx.principal
-        self.runtime.audit.emit(
+        self.audit.emit(
             events.would_have(
                 capability=self.capability,
                 decision=decision,
@@ -197,11 +199,11 @@ STEP_CAPABILITIES: dict[str, Capability] = {
 }
 
 
-def governed(name: str, factory: StepFactory, runtime: Runtime) -> StepFactory:
+def governed(name: str, factory: StepFactory, services: Services) -> StepFactory:
     """The step factory, wrapped so its steps carry their name and a route in report mode gets a
     ReportOnly step."""
     capability = STEP_CAPABILITIES.get(name)
-    policy = runtime.policy
+    policy = services.policy
 
     def build(spec: RouteSpec) -> Step | None:
         step = factory(spec)
@@ -216,7 +218,9 @@ def governed(name: str, factory: StepFactory, runtime: Runtime) -> StepFactory:
             enforced = factory(dataclasses.replace(spec, response=body))
         elif capability == "free_text" and (rules := card_detection_only(spec.free_text)):
             enforced = factory(dataclasses.replace(spec, free_text=rules))
-        reporting = ReportOnly(step, enforced, capability=capability, spec=spec, runtime=runtime)
+        reporting = ReportOnly(
+            step, enforced, capability=capability, spec=spec, metrics=services.metrics, audit=services.audit
+        )
         reporting.name = name
         return reporting
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..asgi.client_ip import truncate_ip
 from ..asgi.headers import without
-from ..fields.selectors import compile_selector
+from ..fields.engine import Pseudonymiser
+from ..metrics import Metrics
 from ..policy.compile import RouteSpec
-from ..policy.schema import TrackingRoute
-from .consent_decision import consent_headers, resolve_consent
+from ..policy.schema import Policy, TrackingRoute
+from ..policy.selectors import compile_selector
+from ..services import Services
+from .consent_decision import ConsentResolver
 from .plan import Exchange, Respond, Step, StepFactory
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 FORWARDING_HEADERS = (b"x-forwarded-for", b"forwarded", b"x-real-ip", b"true-client-ip", b"cf-connecting-ip")
 CREDENTIALS = (b"authorization", b"cookie")
@@ -22,35 +20,45 @@ CREDENTIALS = (b"authorization", b"cookie")
 class TrackingGate(Step):
     """Drop tracking events without consent for their purpose; strip identity from the rest."""
 
-    def __init__(self, tracked: TrackingRoute, runtime: Runtime) -> None:
+    def __init__(
+        self,
+        tracked: TrackingRoute,
+        *,
+        policy: Policy,
+        consent: ConsentResolver,
+        pseudonymiser: Pseudonymiser,
+        metrics: Metrics,
+    ) -> None:
         self.tracked = tracked
-        self.runtime = runtime
+        self.consent = consent
+        self.pseudonymiser = pseudonymiser
+        self.metrics = metrics
         self.pseudonymise = [compile_selector(s) for s in tracked.pseudonymise]
         self.truncate = [compile_selector(s) for s in tracked.truncate_ip]
         self.drop = [compile_selector(s) for s in tracked.drop]
         self.needs_request_json = bool(self.pseudonymise or self.truncate or self.drop)
-        recipients = [r for r in runtime.policy.recipients.values() if tracked.purpose in r.purposes]
+        recipients = [r for r in policy.recipients.values() if tracked.purpose in r.purposes]
         self.pseudonym_scope = (recipients[0].pseudonym_scope if recipients else "") or f"tracking:{tracked.purpose}"
 
     async def before(self, ex: Exchange) -> None:
-        resolution = await resolve_consent(self.runtime, ex.scope, ex.ctx)
+        resolution = await self.consent.resolve(ex.scope, ex.ctx)
         purpose = self.tracked.purpose
         if not resolution.decision.allowed(purpose):
-            self.runtime.metrics.tracking.labels(purpose, "dropped").inc()
-            raise Respond(self.tracked.denied_status, consent_headers(self.runtime, resolution))
-        self.runtime.metrics.tracking.labels(purpose, "passed").inc()
+            self.metrics.tracking.labels(purpose, "dropped").inc()
+            raise Respond(self.tracked.denied_status, self.consent.headers(resolution))
+        self.metrics.tracking.labels(purpose, "passed").inc()
         # The shop sees a network, not a device: truncate the peer address and drop forwarding hops.
         client = ex.scope.get("client")
         if ex.ctx.client_ip:
             ex.scope["client"] = (truncate_ip(ex.ctx.client_ip), client[1] if client else 0)
         stripped = FORWARDING_HEADERS if self.tracked.forward_credentials else (*FORWARDING_HEADERS, *CREDENTIALS)
         ex.scope["headers"] = without(ex.scope.get("headers") or [], *stripped)
-        ex.extra_headers.extend(consent_headers(self.runtime, resolution))
+        ex.extra_headers.extend(self.consent.headers(resolution))
 
     async def on_request(self, ex: Exchange) -> None:
         if not ex.request_has_json:
             return
-        pseudonymiser = self.runtime.fields.pseudonymiser
+        pseudonymiser = self.pseudonymiser
         for selector in self.pseudonymise:
             for location in list(selector.locations(ex.request_json)):
                 value = location.get()
@@ -66,8 +74,18 @@ class TrackingGate(Step):
         ex.request_changed = True
 
 
-def factory(runtime: Runtime) -> StepFactory:
+def factory(services: Services) -> StepFactory:
+    consent = ConsentResolver(services.consent, services.access, services.policy)
+
     def tracking(spec: RouteSpec) -> Step | None:
-        return TrackingGate(spec.tracking, runtime) if spec.tracking else None
+        if spec.tracking is None:
+            return None
+        return TrackingGate(
+            spec.tracking,
+            policy=services.policy,
+            consent=consent,
+            pseudonymiser=services.fields.pseudonymiser,
+            metrics=services.metrics,
+        )
 
     return tracking

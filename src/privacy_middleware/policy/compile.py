@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from ..fields.selectors import Selector, compile_selector
 from .load import PATH_PARAM_RE
 from .schema import (
     AccountRoute,
@@ -25,6 +24,7 @@ from .schema import (
     Route,
     TrackingRoute,
 )
+from .selectors import Selector, compile_selector
 
 
 @dataclass(frozen=True, slots=True)

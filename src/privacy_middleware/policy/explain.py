@@ -1,12 +1,13 @@
 """`policy explain` and `policy check --example`: what a recipient would see, and selectors that
-match nothing in a real payload. Both reuse the compiled route table and the field engine's rules."""
+match nothing in a real payload. Both reuse the compiled route table; what a recipient sees comes
+from the one access decision (access.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from ..fields.engine import Viewer
+from .access import Access
 from .compile import CompiledBody, RouteSpec, compile_policy
 from .schema import Policy, Route
 
@@ -42,17 +43,11 @@ def explain(policy: Policy, recipient: str, route: str) -> list[FieldView]:
     _, _, body = find_route(policy, route)
     if body is None:
         return []
-    declared = policy.recipients.get(recipient)
-    viewer = Viewer(None, recipient, dict(declared.sees) if declared else {})
+    access = Access(policy)
     views = []
     for rule in body.fields:
-        transform, granted = viewer.grant_for(rule.rule.category)
-        if declared is None:
-            reason = f"{recipient!r} is not a declared recipient: it sees no personal data"
-        elif granted is None:
-            reason = f"not granted in recipients.{recipient}.sees: dropped (default deny)"
-        else:
-            reason = f'granted by recipients.{recipient}.sees["{granted}"] = "{transform}"'
+        answer = access.explain(recipient, rule.rule.category)
+        transform, reason = answer.transform, answer.reason
         views.append(FieldView(rule.rule.select, rule.rule.category, transform, reason))
     return views
 

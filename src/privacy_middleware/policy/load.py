@@ -13,8 +13,8 @@ import orjson
 from pydantic import ValidationError
 
 from ..errors import ConfigError
-from ..fields.selectors import SelectorError, compile_selector
 from .schema import CATEGORY_RE, NAME_RE, OUTPUT_TRANSFORMS, Policy
+from .selectors import SelectorError, compile_selector
 
 PATH_PARAM_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::path)?\}")
 

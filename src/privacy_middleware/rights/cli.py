@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,42 +20,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..errors import ConfigError, PrivacyError
+from ..errors import PrivacyError
 from .adapter import ShopAdapter
+from .adapters import load_adapter
 from .retention import RetentionReport, RetentionRunner, RuleOutcome
 
 console = Console(highlight=False, soft_wrap=True)
 ADAPTER_ENV = "PRIVACY_SHOP_ADAPTER"
-
-
-def load_adapter(spec: str, runtime: Any) -> ShopAdapter:
-    """`none`, `demo`, or `module:factory` called with the runtime."""
-    if spec == "none":
-        from .middleware_only import MiddlewareOnlyAdapter
-
-        return MiddlewareOnlyAdapter()
-    if spec == "demo":
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        from ..demo.adapter import DemoShopAdapter
-
-        shop_db = Path(runtime.settings.data_dir).resolve() / "shop.db"
-        if not shop_db.exists():
-            raise ConfigError(f"no demo shop database at {shop_db}; set PRIVACY_DATA_DIR")
-        engine = create_async_engine(f"sqlite+aiosqlite:///{shop_db}")
-        runtime.on_stop(engine.dispose)
-        return DemoShopAdapter(engine, runtime.policy)
-    module_name, _, factory_name = spec.partition(":")
-    if not module_name or not factory_name:
-        raise ConfigError("--adapter must be 'none', 'demo' or 'package.module:factory'")
-    try:
-        factory = getattr(importlib.import_module(module_name), factory_name)
-    except (ImportError, AttributeError):
-        raise ConfigError(f"cannot load the shop adapter {spec!r}") from None
-    adapter = factory(runtime)
-    if not isinstance(adapter, ShopAdapter):
-        raise ConfigError(f"{spec!r} did not return a ShopAdapter")
-    return adapter
 
 
 async def _with_runtime(adapter_spec: str, work: Callable[[Any, ShopAdapter, Any], Awaitable[int]]) -> int:

@@ -14,11 +14,11 @@ from typing import Any
 
 from ..audit.query import AccessLog, DisclosureEntry, access_log
 from ..consent.records import ConsentRecord, Holder, derive_state
-from ..context import Principal
 from ..crypto.results import SubjectHoldings
 from ..fields.engine import FieldEngine, Viewer
 from ..policy.compile import _compile_body
 from ..policy.schema import BodyRules, Policy
+from ..principal import Principal
 from ..store.consent import ConsentRepository
 from ..store.database import Database
 from ..store.rights import SubjectFlags

@@ -41,3 +41,8 @@ class MiddlewareOnlyAdapter:
 def reaches_shop(adapter: object) -> bool:
     """Whether an adapter reaches the shop's own data (every real adapter does)."""
     return bool(getattr(adapter, "reaches_shop", True))
+
+
+def from_runtime(runtime: Any) -> MiddlewareOnlyAdapter:
+    """The `none` entry of the shop-adapter table."""
+    return MiddlewareOnlyAdapter()

@@ -13,7 +13,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..consent.records import (
+from .consent_records import (
     ConsentRecord,
     ConsentState,
     Holder,

@@ -5,20 +5,19 @@ build at install)."""
 from __future__ import annotations
 
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ...consent.linking import link_visitor_consent
 from ...errors import PrivacyError
+from ...services import Services
 from .banner import Banner
 from .center import Center, CenterServices
 from .console import Console, ConsoleServices
 from .web import Pages
-
-if TYPE_CHECKING:
-    from ...runtime import Runtime
 
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 
@@ -45,38 +44,43 @@ def static_routes() -> list[BaseRoute]:
     return [Route("/pages/static/{name}", static, methods=["GET"])]
 
 
-def page_routes(runtime: Runtime) -> list[BaseRoute]:
-    settings = runtime.settings
+def page_routes(services: Services) -> list[BaseRoute]:
+    settings = services.settings
+    adapter = services.rights.adapter if services.rights is not None else None
+
+    async def link_visitor(scope: Any, subject: str) -> None:
+        await link_visitor_consent(services.consent, scope.get("headers") or [], subject)
+
     pages = Pages(
         mount=settings.mount_path,
-        verifier=runtime.verifier,
+        verifier=services.verifier,
         csrf_key=settings.secret(None, "pages-csrf.key", "privacy pages CSRF key"),
         secure_cookies=settings.consent.secure_cookie,
         allowed_origins=settings.consent.allowed_origins,
     )
     center = Center(
         CenterServices(
-            policy=runtime.policy,
-            consent=runtime.consent,
-            rights=runtime.rights,
-            database=runtime.database,
+            policy=services.policy,
+            consent=services.consent,
+            rights=services.rights,
+            database=services.database,
             cookie_domains=tuple(settings.consent.cookie_domains),
-            link_visitor=runtime.link_visitor_consent,
-            rectifiable=tuple(getattr(runtime.adapter, "rectifiable", ())),
+            link_visitor=link_visitor,
+            rectifiable=tuple(getattr(adapter, "rectifiable", ())),
         ),
         pages,
     )
     console = Console(
         ConsoleServices(
-            policy=runtime.policy,
-            database=runtime.database,
-            rights=runtime.rights,
-            audit_log=runtime.audit_log,
-            record=runtime.audit.emit_strict,
-            login_guard=runtime.login_guard,
-            tenant=runtime.policy.policy.tenant,
+            policy=services.policy,
+            database=services.database,
+            rights=services.rights,
+            audit_log=services.audit_log,
+            record=services.audit.emit_strict,
+            login_guard=services.login_guard,
+            tenant=services.policy.policy.tenant,
         ),
         pages,
     )
-    banner = Banner(runtime.policy, settings.mount_path)
+    banner = Banner(services.policy, settings.mount_path)
     return [*static_routes(), *center.routes(), *console.routes(), *banner.routes()]

@@ -23,6 +23,7 @@ import orjson
 from jwt.api_jws import PyJWS
 from pydantic import SecretStr
 
+from ...settings import WebhookSettings
 from ..common import (
     MalformedWebhook,
     RequestKind,
@@ -136,3 +137,10 @@ class SaleorWebhooks:
             delivery_ids=(body_digest(body),),
             requests=(SubjectRequest(kind, subject),),
         )
+
+
+def from_settings(hooks: WebhookSettings, http: httpx.AsyncClient) -> SaleorWebhooks | None:
+    """The `saleor` entry of the webhook-receiver table (PRIVACY_WEBHOOKS__SALEOR_API_URL)."""
+    if not hooks.saleor_api_url:
+        return None
+    return SaleorWebhooks(api_url=hooks.saleor_api_url, http=http, secret=hooks.saleor_secret)

@@ -14,8 +14,10 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping
 
+import httpx
 from pydantic import SecretStr
 
+from ...settings import WebhookSettings
 from ..common import (
     MalformedWebhook,
     RequestKind,
@@ -100,3 +102,8 @@ class ShopifyWebhooks:
             delivery_ids=ids or (body_digest(body),),
             requests=(SubjectRequest(kind, subject),),
         )
+
+
+def from_settings(hooks: WebhookSettings, http: httpx.AsyncClient) -> ShopifyWebhooks | None:
+    """The `shopify` entry of the webhook-receiver table (PRIVACY_WEBHOOKS__SHOPIFY_SECRETS)."""
+    return ShopifyWebhooks(hooks.shopify_secrets, shops=hooks.shopify_shops) if hooks.shopify_secrets else None

@@ -14,8 +14,10 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping
 
+import httpx
 from pydantic import SecretStr
 
+from ...settings import WebhookSettings
 from ..common import RequestKind, SubjectRequest, WebhookDelivery, as_id, body_digest, json_object
 
 TOPICS: dict[str, RequestKind] = {"customer.deleted": "erasure"}
@@ -72,3 +74,8 @@ class WooCommerceWebhooks:
             delivery_ids=tuple(ids),
             requests=(SubjectRequest(kind, subject),),
         )
+
+
+def from_settings(hooks: WebhookSettings, http: httpx.AsyncClient) -> WooCommerceWebhooks | None:
+    """The `woocommerce` entry of the webhook-receiver table (PRIVACY_WEBHOOKS__WOOCOMMERCE_SECRETS)."""
+    return WooCommerceWebhooks(hooks.woocommerce_secrets) if hooks.woocommerce_secrets else None

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from privacy_middleware.fields.selectors import SelectorError, compile_selector
+from privacy_middleware.policy.selectors import SelectorError, compile_selector
 
 DOC: dict[str, Any] = {
     "orders": [

@@ -1,0 +1,145 @@
+"""Compiled JSON-path selectors: how the policy addresses fields (the field engine walks them).
+
+Supported syntax (a deliberate subset of JSONPath that covers shop payloads):
+`$`, `.name`, `['name with dots']`, `[*]` (every array item), `.*` (every object value), `[3]`.
+The leading `$` is optional; selectors inside a record are relative to that record.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+ANY = "*"
+_TOKEN = re.compile(
+    r"""
+    \.(?P<name>[A-Za-z_][A-Za-z0-9_\-]*)   # .name
+  | \.\*(?P<star>)                        # .*
+  | \[\*\]                                # [*]
+  | \[(?P<index>-?\d+)\]                  # [3]
+  | \['(?P<quoted>(?:[^'\\]|\\.)*)'\]     # ['name']
+  | \["(?P<dquoted>(?:[^"\\]|\\.)*)"\]    # ["name"]
+    """,
+    re.VERBOSE,
+)
+
+
+class SelectorError(ValueError):
+    """A selector that cannot be compiled; the message says where."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    kind: str  # "key" | "index" | "items" | "values"
+    value: str | int = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A place in a document: the container and the key or index in it."""
+
+    parent: dict[str, Any] | list[Any]
+    key: str | int
+
+    def get(self) -> Any:
+        return self.parent[self.key]  # type: ignore[index]
+
+    def set(self, value: Any) -> None:
+        self.parent[self.key] = value  # type: ignore[index]
+
+    def delete(self) -> None:
+        if isinstance(self.parent, dict):
+            self.parent.pop(str(self.key), None)
+        else:
+            self.parent[self.key] = None  # type: ignore[index]  # keep positions stable in arrays
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    source: str
+    steps: tuple[Step, ...]
+
+    @property
+    def is_root(self) -> bool:
+        return not self.steps
+
+    @property
+    def last_key(self) -> str | None:
+        if self.steps and self.steps[-1].kind == "key":
+            return str(self.steps[-1].value)
+        return None
+
+    def values(self, document: Any) -> Iterator[Any]:
+        """Every value the selector reaches (the root itself for `$`)."""
+        if not self.steps:
+            yield document
+            return
+        for location in self.locations(document):
+            yield location.get()
+
+    def locations(self, document: Any) -> Iterator[Location]:
+        """Every existing (container, key) the selector reaches; absent paths yield nothing."""
+        if not self.steps:
+            return
+        yield from _walk(document, self.steps)
+
+    def then(self, other: Selector) -> Selector:
+        return Selector(f"{self.source}{other.source.removeprefix('$')}", self.steps + other.steps)
+
+
+def _walk(node: Any, steps: tuple[Step, ...]) -> Iterator[Location]:
+    step, rest = steps[0], steps[1:]
+    children: list[tuple[dict[str, Any] | list[Any], str | int]] = []
+    if step.kind == "key":
+        if isinstance(node, dict) and step.value in node:
+            children.append((node, step.value))
+    elif step.kind == "index":
+        if isinstance(node, list):
+            index = int(step.value)
+            if -len(node) <= index < len(node):
+                children.append((node, index % len(node)))
+    elif step.kind == "items":
+        if isinstance(node, list):
+            children.extend((node, i) for i in range(len(node)))
+    elif isinstance(node, dict):  # values
+        children.extend((node, k) for k in list(node))
+    elif isinstance(node, list):
+        children.extend((node, i) for i in range(len(node)))
+    for parent, key in children:
+        if rest:
+            yield from _walk(parent[key], rest)  # type: ignore[index]
+        else:
+            yield Location(parent, key)
+
+
+def compile_selector(source: str) -> Selector:
+    """Compile once at policy load; raises SelectorError naming the offending position."""
+    if not isinstance(source, str) or not source.strip():
+        raise SelectorError("selector is empty")
+    text = source.strip()
+    if text.startswith("$"):
+        text = text[1:]
+    elif text and text[0] not in ".[":
+        text = "." + text
+    steps: list[Step] = []
+    position = 0
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None:
+            raise SelectorError(f"cannot parse selector {source!r} at character {position + 1}")
+        if match.group("name") is not None:
+            steps.append(Step("key", match.group("name")))
+        elif match.group("star") is not None:
+            steps.append(Step("values"))
+        elif match.group("index") is not None:
+            steps.append(Step("index", int(match.group("index"))))
+        elif match.group("quoted") is not None:
+            steps.append(Step("key", re.sub(r"\\(.)", r"\1", match.group("quoted"))))
+        elif match.group("dquoted") is not None:
+            steps.append(Step("key", re.sub(r"\\(.)", r"\1", match.group("dquoted"))))
+        else:
+            steps.append(Step("items"))
+        position = match.end()
+    return Selector(source, tuple(steps))
