@@ -13,10 +13,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cachetools import LRUCache
+
 from ..crypto.cards import card_brand, normalise_pan
 from ..errors import PrivacyError
 from ..policy.access import grant_for
-from ..policy.compile import CompiledBody, CompiledField
+from ..policy.compile import CompiledBody, CompiledField, compile_shapes
 from ..policy.schema import Policy
 from ..policy.selectors import Location, Selector
 from ..principal import Principal
@@ -104,12 +106,18 @@ def record_subject(body: CompiledBody, record: Any, fallback: str | None) -> str
     return None
 
 
+PLAN_CACHE_SIZE = 1024
+
+
 class FieldEngine:
     def __init__(self, policy: Policy, pseudonymiser: Pseudonymiser, cipher: FieldCipher | None = None) -> None:
         self.policy = policy
         self.pseudonymiser = pseudonymiser
         self.cipher = cipher
-        self._plans: dict[int, DisclosurePlan] = {}
+        # Plans for the bodies compiled at start-up (routes, outbound endpoints, shapes): a fixed set,
+        # so the cache is bounded; an LRU bound keeps a caller compiling bodies on the fly from growing it.
+        self._plans: LRUCache[int, DisclosurePlan] = LRUCache(maxsize=PLAN_CACHE_SIZE)
+        self.shapes: dict[str, CompiledBody] = compile_shapes(policy)
 
     # --- the way in --------------------------------------------------------------------------
 
@@ -190,6 +198,11 @@ class FieldEngine:
         report.subjects.add(subject)
 
     # --- the way out -------------------------------------------------------------------------
+
+    @property
+    def cached_plans(self) -> int:
+        """How many disclosure plans the engine holds (bounded by PLAN_CACHE_SIZE)."""
+        return len(self._plans)
 
     def _plan(self, body: CompiledBody) -> DisclosurePlan:
         plan = self._plans.get(id(body))

@@ -93,6 +93,19 @@ def _compile_body(rules: BodyRules | None, policy: Policy) -> CompiledBody | Non
     )
 
 
+def compile_shapes(policy: Policy) -> dict[str, CompiledBody]:
+    """Every named shape as a body of its own (a whole record of that shape), compiled once.
+
+    Used where records are handled outside any route: subject-rights export and erasure.
+    """
+    bodies: dict[str, CompiledBody] = {}
+    for name in policy.shapes:
+        body = _compile_body(BodyRules(shape=name, unknown_fields="keep"), policy)
+        assert body is not None
+        bodies[name] = body
+    return bodies
+
+
 def _template_regex(template: str, prefix: str) -> str:
     pattern = ""
     last = 0

@@ -16,8 +16,7 @@ from ..audit.query import AccessLog, DisclosureEntry, access_log
 from ..consent.records import ConsentRecord, Holder, derive_state
 from ..crypto.results import SubjectHoldings
 from ..fields.engine import FieldEngine, Viewer
-from ..policy.compile import _compile_body
-from ..policy.schema import BodyRules, Policy
+from ..policy.schema import Policy
 from ..principal import Principal
 from ..store.consent import ConsentRepository
 from ..store.database import Database
@@ -46,9 +45,8 @@ async def reveal_record(engine: FieldEngine, policy: Policy, record: ShopRecord,
     data = copy.deepcopy(record.data)
     categories: list[str] = []
     unreadable = 0
-    if record.shape and record.shape in policy.shapes:
-        body = _compile_body(BodyRules(shape=record.shape, unknown_fields="keep"), policy)
-        assert body is not None
+    body = engine.shapes.get(record.shape) if record.shape else None
+    if body is not None:
         report = await engine.disclose(body, data, self_viewer(policy, subject))
         categories = sorted(report.categories)
         unreadable = report.reveal_failures
