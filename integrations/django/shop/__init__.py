@@ -1,0 +1,1 @@
+"""A minimal Django shop: one JSON view of an order, wrapped by the privacy middleware in asgi.py."""
