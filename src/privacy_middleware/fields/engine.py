@@ -21,8 +21,8 @@ from ..policy.access import grant_for
 from ..policy.compile import CompiledBody, CompiledField, compile_shapes
 from ..policy.schema import Policy
 from ..policy.selectors import Location, Selector
+from ..policy.transforms import key_free_functions
 from ..principal import Principal
-from .masks import apply_mask
 from .validators import validate_field
 
 
@@ -118,6 +118,7 @@ class FieldEngine:
         # so the cache is bounded; an LRU bound keeps a caller compiling bodies on the fly from growing it.
         self._plans: LRUCache[int, DisclosurePlan] = LRUCache(maxsize=PLAN_CACHE_SIZE)
         self.shapes: dict[str, CompiledBody] = compile_shapes(policy)
+        self.masks = key_free_functions()
 
     # --- the way in --------------------------------------------------------------------------
 
@@ -341,7 +342,7 @@ class FieldEngine:
                 self.pseudonymiser.pseudonym(value, (scope.pseudonym_scope if scope else "") or viewer.recipient)
             )
         else:
-            location.set(apply_mask(transform, value))
+            location.set(self.masks[transform](value))
         report.count(transform)
 
     async def _reveal(self, value: str, category: str, subject: str | None, report: FieldReport) -> Any:

@@ -1,4 +1,5 @@
-"""Output transforms that need no key: masks and generalisations. Pure functions of the value."""
+"""Output transforms that need no key: masks and generalisations. Pure functions of the value,
+named by the transform table (policy/transforms.py)."""
 
 from __future__ import annotations
 
@@ -65,19 +66,29 @@ def country_only(value: Any) -> Any:
     return None
 
 
-def apply_mask(transform: str, value: Any) -> Any:
-    if transform == "mask:last4":
-        return _leaves(value, mask_last4)
-    if transform == "mask:email":
-        return _leaves(value, mask_email)
-    if transform == "mask:phone":
-        return _leaves(value, mask_phone)
-    if transform == "mask:full":
-        return _leaves(value, mask_full)
-    if transform == "generalise:postal_prefix":
-        return _leaves(value, postal_prefix)
-    if transform == "generalise:birth_year":
-        return _leaves(value, birth_year)
-    if transform == "generalise:country":
-        return country_only(value)
-    raise ValueError(f"not a key-free transform: {transform}")
+# The functions policy/transforms.py names: a whole value in (a string, or an object or list whose
+# leaves are masked one by one), the masked value out.
+
+
+def last4(value: Any) -> Any:
+    return _leaves(value, mask_last4)
+
+
+def email(value: Any) -> Any:
+    return _leaves(value, mask_email)
+
+
+def phone(value: Any) -> Any:
+    return _leaves(value, mask_phone)
+
+
+def full(value: Any) -> Any:
+    return _leaves(value, mask_full)
+
+
+def postal_area(value: Any) -> Any:
+    return _leaves(value, postal_prefix)
+
+
+def year_of_birth(value: Any) -> Any:
+    return _leaves(value, birth_year)

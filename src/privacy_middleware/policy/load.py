@@ -13,8 +13,9 @@ import orjson
 from pydantic import ValidationError
 
 from ..errors import ConfigError
-from .schema import CATEGORY_RE, NAME_RE, OUTPUT_TRANSFORMS, Policy
+from .schema import CATEGORY_RE, NAME_RE, Policy
 from .selectors import SelectorError, compile_selector
+from .transforms import OUTPUT_TRANSFORMS
 
 PATH_PARAM_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::path)?\}")
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .schema import Policy, Purpose
+from .transforms import OUTPUT_TRANSFORMS
 
 Format = Literal["md", "html"]
 
@@ -32,19 +33,7 @@ MECHANISMS = {
     "notice": "on, with notice",
     "none": "no choice needed",
 }
-TRANSFORMS = {
-    "keep": "in full",
-    "drop": "nothing",
-    "mask:last4": "last four characters only",
-    "mask:email": "masked e-mail address",
-    "mask:phone": "masked phone number",
-    "mask:full": "fully masked",
-    "pseudonymise": "a pseudonym, not the value",
-    "generalise:postal_prefix": "the postal area only",
-    "generalise:birth_year": "the year of birth only",
-    "generalise:country": "the country only",
-    "ciphertext": "encrypted data only, without the key",
-}
+TRANSFORMS = {name: transform.says for name, transform in OUTPUT_TRANSFORMS.items()}
 COOKIE_CLASSES = {
     "essential": "Essential",
     "functional": "Functional",

@@ -26,20 +26,6 @@ Capability = Literal["request_fields", "response_fields", "free_text", "minimisa
 
 CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-# Output transforms a recipient may be granted for a category.
-OUTPUT_TRANSFORMS = {
-    "keep",
-    "drop",
-    "mask:last4",
-    "mask:email",
-    "mask:phone",
-    "mask:full",
-    "pseudonymise",
-    "generalise:postal_prefix",
-    "generalise:birth_year",
-    "generalise:country",
-    "ciphertext",
-}
 
 
 class Strict(BaseModel):
