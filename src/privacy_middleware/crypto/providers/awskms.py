@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -28,6 +29,7 @@ from .base import RootKeyProvider, WrappedKey
 from .http import json_body, raise_for_status, send
 from .journal import TombstoneJournal
 from .sigv4 import Credentials, sign
+from .url import is_loopback, url_options
 
 _REJECTED_CIPHERTEXT = {"InvalidCiphertextException", "IncorrectKeyException"}
 
@@ -168,3 +170,30 @@ class AwsKmsProvider(RootKeyProvider):
 
     async def tombstones(self) -> frozenset[str]:
         return await self.journal.load() if self.journal else frozenset()
+
+
+async def from_url(keys_url: str, http: httpx.AsyncClient | None) -> AwsKmsProvider:
+    """`awskms://<key-id-or-arn>?region=eu-west-1`: the `awskms` row of the key-provider table."""
+    rest = keys_url.removeprefix("awskms://")
+    key_id, _, query = rest.partition("?")
+    options = url_options(query, {"region", "endpoint", "tombstone_file"}, "awskms")
+    region = options.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region and key_id.startswith("arn:"):
+        fields = key_id.split(":")
+        region = fields[3] if len(fields) > 3 else ""
+    if not key_id or not region:
+        raise ConfigError("PRIVACY_KEYS awskms URL must look like awskms://<key-id-or-arn>?region=eu-west-1")
+    endpoint = options.get("endpoint")
+    if endpoint is not None and not (endpoint.startswith("https://") or is_loopback(urlsplit(endpoint).hostname or "")):
+        raise ConfigError("PRIVACY_KEYS awskms endpoint must use https://")
+    if not os.environ.get("AWS_ACCESS_KEY_ID") or not os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        raise ConfigError("PRIVACY_KEYS awskms needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment")
+    if http is None:
+        raise ConfigError("the awskms provider needs an HTTP client")
+    return AwsKmsProvider(
+        key_id=key_id,
+        region=region,
+        http=http,
+        endpoint=endpoint,
+        tombstone_file=options.get("tombstone_file"),
+    )

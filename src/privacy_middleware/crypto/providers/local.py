@@ -15,7 +15,9 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -165,3 +167,11 @@ class LocalKeyringProvider(RootKeyProvider):
     async def tombstones(self) -> frozenset[str]:
         await self.refresh()
         return self.ring.tombstones
+
+
+async def from_url(keys_url: str, http: httpx.AsyncClient | None) -> LocalKeyringProvider:
+    """`local:///abs/path/keyring.json`: the `local` row of the key-provider table."""
+    parts = urlsplit(keys_url)
+    if parts.netloc or not parts.path.startswith("/") or parts.query:
+        raise ConfigError("PRIVACY_KEYS local URL must look like local:///absolute/path/keyring.json")
+    return await LocalKeyringProvider.open(parts.path)

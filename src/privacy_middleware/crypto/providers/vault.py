@@ -18,6 +18,7 @@ import hmac
 import os
 import re
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -26,6 +27,7 @@ from ..errors import DecryptionFailed, KeyServiceUnavailable
 from .base import RootKeyProvider, WrappedKey, context_bytes
 from .http import json_body, raise_for_status, send
 from .journal import TombstoneJournal
+from .url import is_loopback, url_options
 
 _CIPHERTEXT = re.compile(r"vault:v([0-9]+):[A-Za-z0-9+/=]+")
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -133,3 +135,27 @@ class VaultTransitProvider(RootKeyProvider):
 
     async def tombstones(self) -> frozenset[str]:
         return await self.journal.load() if self.journal else frozenset()
+
+
+async def from_url(keys_url: str, http: httpx.AsyncClient | None) -> VaultTransitProvider:
+    """`vault+https://host:8200/transit/<key>?token_file=...`: the `vault+https` row of the table."""
+    parts = urlsplit(keys_url)
+    scheme = parts.scheme.removeprefix("vault+")
+    if not parts.hostname:
+        raise ConfigError("PRIVACY_KEYS vault URL needs a host")
+    if scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigError("PRIVACY_KEYS vault+http:// is only allowed for a loopback Vault; use vault+https://")
+    segments = [s for s in parts.path.split("/") if s]
+    if len(segments) < 2:
+        raise ConfigError("PRIVACY_KEYS vault URL needs /<transit mount>/<key name>")
+    options = url_options(parts.query, {"token_file", "tombstone_file"}, "vault")
+    if http is None:
+        raise ConfigError("the vault provider needs an HTTP client")
+    return VaultTransitProvider(
+        base_url=f"{scheme}://{parts.netloc}",
+        mount="/".join(segments[:-1]),
+        key=segments[-1],
+        http=http,
+        token_file=options.get("token_file"),
+        tombstone_file=options.get("tombstone_file"),
+    )
