@@ -1,6 +1,6 @@
 """Per-field cost of KeyService.encrypt/decrypt (warm cache) as a ratio to raw AES-GCM.
 
-Run: `PYTHONPATH=src python bench/bench_crypto.py [--iterations N]`
+Run: `.venv/bin/python bench/bench_crypto.py [--iterations N] [--smoke]`
 
 Both sides are measured in the same run on the same machine: the baseline is one
 `AESGCM.encrypt` / `AESGCM.decrypt` call with a cached key object on a 16-digit PAN and a
@@ -20,9 +20,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import cryptography
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import Row, Table, expect
 
 from privacy_middleware.crypto import KeyService
 from privacy_middleware.store import Database
@@ -51,7 +55,10 @@ async def best_async(fn: Callable[[], Awaitable[object]], iterations: int, round
     return best
 
 
-async def main(iterations: int, rounds: int) -> None:
+async def main(smoke: bool = False, iterations: int = 20_000, rounds: int = 5) -> list[Row]:
+    if smoke:
+        iterations, rounds = 50, 1
+    table = Table()
     logging.getLogger("privacy_middleware.crypto").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as workdir:
         database = Database(f"sqlite+aiosqlite:///{workdir}/bench.db")
@@ -60,6 +67,9 @@ async def main(iterations: int, rounds: int) -> None:
         try:
             token = await keys.encrypt(PAN, category=CATEGORY, subject="customer-1")
             det = await keys.encrypt_deterministic(PAN, category=CATEGORY, subject="customer-1")
+            expect(token != PAN and PAN not in token, "encrypt returned the card number")
+            expect(await keys.decrypt(token, category=CATEGORY, subject="customer-1") == PAN, "pe1 round trip failed")
+            expect(await keys.decrypt(det, category=CATEGORY, subject="customer-1") == PAN, "pd1 round trip failed")
 
             aead = AESGCM(os.urandom(32))
             nonce = os.urandom(12)
@@ -112,16 +122,17 @@ async def main(iterations: int, rounds: int) -> None:
         f"cryptography {cryptography.__version__}, {os.cpu_count()} CPUs; "
         f"{iterations} iterations x best of {rounds} rounds; warm cache, local keyring, SQLite store"
     )
-    print(f"baseline raw AESGCM.encrypt {raw_encrypt * 1e6:.2f} us, AESGCM.decrypt {raw_decrypt * 1e6:.2f} us")
-    print(f"{'operation':<30}{'us/op':>10}{'ratio to raw':>15}")
     for name, (seconds, baseline) in figures.items():
-        print(f"{name:<30}{seconds * 1e6:>10.2f}{seconds / baseline:>14.1f}x")
+        raw = "raw AESGCM.decrypt" if name.startswith("decrypt") else "raw AESGCM.encrypt"
+        table.add(Row("crypto", name, seconds, baseline, raw))
+    return table.rows
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
-    asyncio.run(main(args.iterations, args.rounds))
+    asyncio.run(main(args.smoke, args.iterations, args.rounds))
     sys.exit(0)

@@ -1,6 +1,6 @@
 """Pass-through cost and a planned route buffering a 5 KB JSON body, as ratios to the bare app.
 
-Run: .venv/bin/python bench/bench_middleware.py   (in-process, ASGI apps called directly)
+Run: .venv/bin/python bench/bench_middleware.py [--smoke]  (in-process, ASGI apps called directly)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import call, measure, minimal_app_factory, report
+from common import RecordingApp, Row, Table, call, expect, is_smoke, measure, probe
 
 from privacy_middleware.middleware import PrivacyMiddleware
 from privacy_middleware.policy.load import validate_policy
@@ -77,47 +77,76 @@ def body_5kb() -> bytes:
     return body
 
 
-async def main() -> None:
-    iterations = 20_000
+async def main(smoke: bool = False) -> list[Row]:
+    iterations, repeats = (20, 1) if smoke else (20_000, 7)
+    table = Table()
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp}/b.db", data_dir=Path(tmp))
-        bare = minimal_app_factory()
+        bare = RecordingApp()
         runtime = Runtime(settings, policy=validate_policy(POLICY))
         wrapped = PrivacyMiddleware(bare, runtime=runtime)
         await runtime.ensure_started()
-        body = body_5kb()
-        json_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        shop = starlette_shop()
-        shop_wrapped = PrivacyMiddleware(shop, runtime=runtime)
-        print(
-            f"python {sys.version.split()[0]}, {iterations} calls x 7 repeats, median; body {len(body)} bytes;"
-            f" {runtime.plans.size} planned routes in the table"
-        )
-        base_get = await measure(call(bare, "GET", "/products"), iterations)
-        mw_get = await measure(call(wrapped, "GET", "/products"), iterations)
-        report("pass-through GET (route without a plan)", mw_get, base_get, "bare minimal ASGI app")
-        print(f"{'':<52} +{(mw_get - base_get) * 1e6:8.2f} µs added per request")
-        shop_get = await measure(call(shop, "GET", "/products"), iterations // 4)
-        shop_mw_get = await measure(call(shop_wrapped, "GET", "/products"), iterations // 4)
-        report("pass-through GET on a Starlette shop", shop_mw_get, shop_get, "bare Starlette shop")
-        base_post = await measure(call(bare, "POST", "/checkout", body, json_headers), iterations)
-        mw_post = await measure(call(wrapped, "POST", "/checkout", body, json_headers), iterations)
-        report("POST /checkout, 5 KB JSON buffered + rewritten", mw_post, base_post, "bare minimal ASGI app")
+        try:
+            body = body_5kb()
+            json_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            shop = starlette_shop()
+            shop_wrapped = PrivacyMiddleware(shop, runtime=runtime)
+            print(
+                f"bench_middleware: python {sys.version.split()[0]}, {iterations} calls x {repeats} repeats, median;"
+                f" body {len(body)} bytes; {runtime.plans.size} planned routes in the table"
+            )
+            answer = await probe(wrapped, "GET", "/products")
+            expect(answer.status == 200 and answer.body == bare.response_body, "pass-through GET did not reach the app")
+            answer = await probe(shop_wrapped, "GET", "/products")
+            expect(answer.status == 200 and answer.body == b'{"products":[]}', "Starlette shop GET failed")
+            answer = await probe(wrapped, "POST", "/checkout", body, json_headers)
+            expect(answer.status == 200, f"planned POST answered {answer.status}")
+            forwarded = orjson.loads(bare.received or b"{}")
+            expect(
+                "cvv" not in forwarded["payment"] and forwarded["items"] == orjson.loads(body)["items"],
+                "planned POST was not rewritten (CVV still there) or lost its items",
+            )
+            answer = await probe(shop_wrapped, "POST", "/checkout", body, json_headers)
+            expect(answer.status == 201, f"Starlette shop POST answered {answer.status}")
 
-        async def floor() -> None:
-            orjson.dumps(orjson.loads(body))
+            base_get = await measure(call(bare, "GET", "/products"), iterations, repeats)
+            mw_get = await measure(call(wrapped, "GET", "/products"), iterations, repeats)
+            table.add(Row("middleware", "pass-through GET, minimal app", mw_get, base_get, "bare minimal ASGI app"))
+            shop_get = await measure(call(shop, "GET", "/products"), iterations // 4, repeats)
+            shop_mw_get = await measure(call(shop_wrapped, "GET", "/products"), iterations // 4, repeats)
+            table.add(
+                Row(
+                    "middleware", "pass-through GET, Starlette shop", shop_mw_get, shop_get, "bare Starlette shop", 1.03
+                )
+            )
+            base_post = await measure(call(bare, "POST", "/checkout", body, json_headers), iterations, repeats)
+            mw_post = await measure(call(wrapped, "POST", "/checkout", body, json_headers), iterations, repeats)
 
-        floor_cost = await measure(floor, iterations)
-        print(
-            f"{'':<52} +{(mw_post - base_post) * 1e6:8.2f} µs added;"
-            f" floor (orjson parse+dump) {floor_cost * 1e6:.2f} µs:"
-            f" {(mw_post - base_post) / floor_cost:.2f}x the floor"
-        )
-        shop_post = await measure(call(shop, "POST", "/checkout", body, json_headers), iterations // 4)
-        shop_mw_post = await measure(call(shop_wrapped, "POST", "/checkout", body, json_headers), iterations // 4)
-        report("POST /checkout on a Starlette shop", shop_mw_post, shop_post, "bare Starlette shop")
-        await runtime.stop()
+            async def floor() -> None:
+                orjson.dumps(orjson.loads(body))
+
+            floor_cost = await measure(floor, iterations, repeats)
+            table.add(
+                Row(
+                    "middleware",
+                    "POST 5 KB JSON buffered + rewritten, added time",
+                    mw_post - base_post,
+                    floor_cost,
+                    "orjson parse+dump",
+                )
+            )
+            shop_post = await measure(call(shop, "POST", "/checkout", body, json_headers), iterations // 4, repeats)
+            shop_mw_post = await measure(
+                call(shop_wrapped, "POST", "/checkout", body, json_headers), iterations // 4, repeats
+            )
+            table.add(
+                Row("middleware", "POST /checkout on a Starlette shop", shop_mw_post, shop_post, "bare Starlette")
+            )
+        finally:
+            await runtime.stop()
+        expect(runtime.audit.metrics.dropped.total == 0, "audit events dropped")
+    return table.rows
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(is_smoke()))

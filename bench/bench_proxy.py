@@ -1,26 +1,28 @@
 """Reverse-proxy mode against a direct call to the same upstream, both under uvicorn on loopback.
 
-Servers (each its own process): uvicorn `--http h11 --loop asyncio --workers 1 --no-access-log
---log-level warning --lifespan on` (httptools/uvloop are not dependencies); the upstream is a
-raw ASGI shop answering a 1 KB JSON order and a 1 MiB download. The proxy is
-`PrivacyMiddleware(ProxyApp(upstream))` with a one-route policy (`GET /orders/{id}` filtered for
-the anonymous caller). Servers are pinned to CPU 0 and the load generator to CPU 1 when the
-machine has two or more cores.
+The upstream is a raw ASGI shop whose JSON routes cost UPSTREAM_COST_MS of CPU each (a busy loop:
+a real shop renders, queries and serialises); it reports its own CPU cost per request, measured in
+its process, at `/__cost`. The proxy is `PrivacyMiddleware(ProxyApp(upstream))` with a one-route
+policy (`GET /orders/{id}` filtered for the anonymous caller). Servers run uvicorn with httptools
+and uvloop when installed (the `bench` extra), else h11 and asyncio; the flags are printed.
 
-Load generator: an httpx-based bounded async loop (keep-alive pool, CONCURRENCY in flight), a
-fixed number of requests per scenario after a warm-up, stopped early at TIME_CAP seconds. A Python
-client saturates before uvicorn does on small responses, so absolute rps are the client's ceiling
-as much as the server's; the ratios between scenarios in the same run are the figure to read.
+Cores: with two or more CPUs the proxy gets CPU 0 to itself, the upstream and the load generator
+share CPU 1 (wrk spends little CPU; the upstream is the cost being proxied). Load generator: wrk
+(Debian package `wrk`) when installed, else an httpx loop that may itself be the bottleneck (said
+in the output). Each figure is requests/s over a fixed duration after a warm-up; the ratio proxied /
+direct in the same run is the figure to read. Every scenario is checked first: status 200, the
+direct body holds the e-mail, the proxied planned body does not.
 
-Run: .venv/bin/python bench/bench_proxy.py
+Run: .venv/bin/python bench/bench_proxy.py [--smoke]
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,24 +33,26 @@ from typing import Any
 import httpx
 import orjson
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import Row, Table, expect, is_smoke
+
 CONCURRENCY = 16
-REQUESTS = 2000
-WARMUP = 200
+DURATION = 8
+WARMUP = 2
 DOWNLOADS = 40
-TIME_CAP = 30.0
-SERVER_FLAGS = [
-    "--http",
-    "h11",
-    "--loop",
-    "asyncio",
-    "--workers",
-    "1",
-    "--no-access-log",
-    "--log-level",
-    "warning",
-    "--lifespan",
-    "on",
-]
+UPSTREAM_COST_MS = float(os.environ.get("BENCH_UPSTREAM_COST_MS", "1.0"))
+
+
+def server_flags() -> list[str]:
+    try:
+        import httptools  # noqa: F401
+        import uvloop  # noqa: F401
+
+        fast = ["--http", "httptools", "--loop", "uvloop"]
+    except ImportError:
+        fast = ["--http", "h11", "--loop", "asyncio"]
+    return [*fast, "--workers", "1", "--no-access-log", "--log-level", "warning", "--lifespan", "on"]
+
 
 ORDER = orjson.dumps(
     {
@@ -105,6 +109,14 @@ fields = [
 
 # --- the servers (run in child processes) ---------------------------------------------------------
 
+_served = {"requests": 0, "cpu": 0.0}
+
+
+def _burn(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
 
 async def upstream_app(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
@@ -129,17 +141,23 @@ async def upstream_app(scope: Any, receive: Any, send: Any) -> None:
         for i in range(DOWNLOAD_CHUNKS):
             await send({"type": "http.response.body", "body": DOWNLOAD_CHUNK, "more_body": i < DOWNLOAD_CHUNKS - 1})
         return
+    if scope["path"] == "/__cost":
+        body = orjson.dumps(_served)
+        _served.update(requests=0, cpu=0.0)
+    else:
+        cpu = time.process_time()
+        _burn(UPSTREAM_COST_MS / 1000)
+        body = ORDER
+        _served["requests"] += 1
+        _served["cpu"] += time.process_time() - cpu
     await send(
         {
             "type": "http.response.start",
             "status": 200,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(ORDER)).encode()),
-            ],
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         }
     )
-    await send({"type": "http.response.body", "body": ORDER})
+    await send({"type": "http.response.body", "body": body})
 
 
 def proxy_app() -> Any:
@@ -158,30 +176,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def pin(cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
-        os.sched_setaffinity(0, {cpu})
+def cores() -> tuple[str, str]:
+    """(proxy, upstream + load generator) CPU lists for taskset."""
+    count = os.cpu_count() or 1
+    return ("0", "1") if count >= 2 else ("0", "0")
 
 
-def start(target: str, port: int, env: dict[str, str], factory: bool = False) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        target,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        *SERVER_FLAGS,
-    ]
+def start(target: str, port: int, env: dict[str, str], cpu: str, factory: bool = False) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port), *server_flags()]
     if factory:
         command.append("--factory")
-    return subprocess.Popen(command, env=env, cwd=Path(__file__).parent, preexec_fn=lambda: pin(0))
+    if shutil.which("taskset"):
+        command = ["taskset", "-c", cpu, *command]
+    return subprocess.Popen(command, env=env, cwd=Path(__file__).parent)
 
 
 def wait_ready(url: str) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             httpx.get(url, timeout=1)
@@ -191,52 +202,79 @@ def wait_ready(url: str) -> None:
     raise RuntimeError(f"{url} did not start")
 
 
-async def load(url: str, count: int) -> tuple[float, list[float]]:
-    """Requests per second and per-request latencies for `count` GETs of `url`."""
-    latencies: list[float] = []
+def wrk(url: str, seconds: int, cpu: str) -> float:
+    """Requests/s from wrk (one thread, CONCURRENCY connections), pinned beside the upstream."""
+    command = ["wrk", "-t1", f"-c{CONCURRENCY}", f"-d{seconds}s", url]
+    if shutil.which("taskset"):
+        command = ["taskset", "-c", cpu, *command]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+    expect("Non-2xx" not in out and "Socket errors" not in out, f"wrk saw errors on {url}: {out}")
+    found = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    expect(found is not None, f"wrk printed no rate: {out}")
+    assert found is not None
+    return float(found.group(1))
+
+
+async def httpx_rate(url: str, seconds: float) -> float:
+    """Fallback load generator (may be the bottleneck itself): CONCURRENCY keep-alive loops."""
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    done = 0
     async with httpx.AsyncClient(limits=limits, timeout=10) as client:
-        remaining = count
         started = time.perf_counter()
 
         async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0 and time.perf_counter() - started < TIME_CAP:
-                remaining -= 1
-                t0 = time.perf_counter()
+            nonlocal done
+            while time.perf_counter() - started < seconds:
                 response = await client.get(url)
-                response.raise_for_status()
-                latencies.append(time.perf_counter() - t0)
+                expect(response.status_code == 200, f"{url} answered {response.status_code}")
+                done += 1
 
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        elapsed = time.perf_counter() - started
-    return len(latencies) / elapsed, latencies
+        return done / (time.perf_counter() - started)
 
 
-async def download_rate(url: str) -> float:
+def rate(url: str, seconds: int, cpu: str) -> float:
+    if shutil.which("wrk"):
+        wrk(url, WARMUP, cpu)
+        return wrk(url, seconds, cpu)
+    asyncio.run(httpx_rate(url, WARMUP))
+    return asyncio.run(httpx_rate(url, seconds))
+
+
+def download_rate(url: str, count: int) -> float:
     """MiB/s for sequential 1 MiB downloads."""
-    async with httpx.AsyncClient(timeout=30) as client:
+    with httpx.Client(timeout=30) as client:
         started = time.perf_counter()
         size = 0
-        for _ in range(DOWNLOADS):
-            async with client.stream("GET", url) as response:
-                async for chunk in response.aiter_raw():
+        for _ in range(count):
+            with client.stream("GET", url) as response:
+                for chunk in response.iter_raw():
                     size += len(chunk)
+        expect(size == count * len(DOWNLOAD_CHUNK) * DOWNLOAD_CHUNKS, "a download was cut short")
         return size / (time.perf_counter() - started) / 2**20
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+def check_paths(direct: str, proxied: str) -> None:
+    """The bench measures what it names: a filtered body through the proxy, the full one direct."""
+    full = httpx.get(direct + "/orders/1")
+    expect(full.status_code == 200 and b"ada@example.com" in full.content, "direct order lacks the e-mail")
+    filtered = httpx.get(proxied + "/orders/1")
+    expect(filtered.status_code == 200, f"proxied order answered {filtered.status_code}: {filtered.text[:200]}")
+    expect(b"ada@example.com" not in filtered.content, "the proxy did not filter the order")
+    expect(orjson.loads(filtered.content)["id"] == "ord_1", "the proxied order lost its id")
+    passed = httpx.get(proxied + "/products")
+    expect(passed.status_code == 200 and passed.content == full.content, "pass-through changed the body")
 
 
-async def scenario(name: str, url: str) -> tuple[str, float, float, float]:
-    await load(url, WARMUP)
-    rps, latencies = await load(url, REQUESTS)
-    return name, rps, statistics.median(latencies), percentile(latencies, 0.99)
+def upstream_cost(direct: str) -> float:
+    """The upstream's own CPU seconds per request since the last call (measured in its process)."""
+    served = httpx.get(direct + "/__cost").json()
+    return float(served["cpu"]) / max(1, int(served["requests"]))
 
 
-def main() -> None:
+def main(smoke: bool = False) -> list[Row]:
+    table = Table()
+    proxy_cpu, upstream_cpu = cores()
     with tempfile.TemporaryDirectory() as tmp:
         policy = Path(tmp) / "policy.toml"
         policy.write_text(POLICY)
@@ -244,6 +282,7 @@ def main() -> None:
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
+            "BENCH_UPSTREAM_COST_MS": str(UPSTREAM_COST_MS),
         }
         proxy_env = {
             **env,
@@ -253,54 +292,69 @@ def main() -> None:
             "PRIVACY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/privacy.db",
             "PRIVACY_JWT__SECRET": "bench-secret-bench-secret-bench-secret",
             "PRIVACY_JWT__ALGORITHMS": "HS256",
-            "PRIVACY_PSEUDONYM_SECRET": "bench",
+            "PRIVACY_PSEUDONYM_SECRET": "bench-pseudonym-secret-0123456789",
         }
         servers = [
-            start("bench_proxy:upstream_app", up_port, env),
-            start("bench_proxy:proxy_app", proxy_port, proxy_env, factory=True),
+            start("bench_proxy:upstream_app", up_port, env, upstream_cpu),
+            start("bench_proxy:proxy_app", proxy_port, proxy_env, proxy_cpu, factory=True),
         ]
         try:
             direct, proxied = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{proxy_port}"
-            wait_ready(direct + "/products")
+            wait_ready(direct + "/__cost")
             wait_ready(proxied + "/privacy/health")
-            pin(1)
-            results = asyncio.run(run_all(direct, proxied))
+            check_paths(direct, proxied)
+            generator = "wrk" if shutil.which("wrk") else "httpx loop (may be the bottleneck)"
+            print(
+                f"bench_proxy: uvicorn {' '.join(server_flags())}; load: {generator}, {CONCURRENCY} connections,"
+                f" {DURATION} s per scenario after {WARMUP} s; proxy on CPU {proxy_cpu}, upstream and load"
+                f" generator on CPU {upstream_cpu}; upstream burns {UPSTREAM_COST_MS:g} ms per JSON request"
+            )
+            if smoke:
+                return table.rows
+            upstream_cost(direct)
+            direct_rps = rate(direct + "/orders/1", DURATION, upstream_cpu)
+            cost = upstream_cost(direct)
+            print(f"  upstream's own CPU cost per request (its process): {cost * 1e3:.2f} ms")
+            planned = rate(proxied + "/orders/1", DURATION, upstream_cpu)
+            passthrough = rate(proxied + "/products", DURATION, upstream_cpu)
+            table.add(
+                Row("proxy", "direct GET /orders/1 (req/s)", direct_rps, direct_rps, "direct", None, "req/s", True)
+            )
+            table.add(
+                Row(
+                    "proxy",
+                    "proxied GET /orders/1, filtered (req/s)",
+                    planned,
+                    direct_rps,
+                    "direct",
+                    0.8,
+                    "req/s",
+                    True,
+                )
+            )
+            table.add(
+                Row(
+                    "proxy",
+                    "proxied GET /products, no plan (req/s)",
+                    passthrough,
+                    direct_rps,
+                    "direct",
+                    0.8,
+                    "req/s",
+                    True,
+                )
+            )
+            download_rate(direct + "/download", 5)
+            base = download_rate(direct + "/download", DOWNLOADS)
+            through = download_rate(proxied + "/download", DOWNLOADS)
+            table.add(Row("proxy", "proxied 1 MiB download (MiB/s)", through, base, "direct", None, "MiB/s", True))
         finally:
             for server in servers:
                 server.terminate()
             for server in servers:
                 server.wait(10)
-    print_results(*results)
-
-
-async def run_all(direct: str, proxied: str) -> tuple[list[tuple[str, float, float, float]], list[tuple[str, float]]]:
-    rows = [
-        await scenario("direct   GET /products (1 KB JSON)", direct + "/products"),
-        await scenario("proxied  GET /products (no plan: streamed)", proxied + "/products"),
-        await scenario("proxied  GET /orders/1 (planned: filtered)", proxied + "/orders/1"),
-    ]
-    await download_rate(direct + "/download")  # warm-up
-    rates = [
-        ("direct   1 MiB download", await download_rate(direct + "/download")),
-        ("proxied  1 MiB download", await download_rate(proxied + "/download")),
-    ]
-    return rows, rates
-
-
-def print_results(rows: list[tuple[str, float, float, float]], rates: list[tuple[str, float]]) -> None:
-    print(
-        f"uvicorn {' '.join(SERVER_FLAGS)}; httpx load loop, concurrency {CONCURRENCY}, "
-        f"{REQUESTS} requests per scenario after {WARMUP} warm-up; servers on CPU 0, client on CPU 1"
-    )
-    base_rps, base_p50 = rows[0][1], rows[0][2]
-    print(f"{'scenario':<46} {'req/s':>8} {'ratio':>7} {'p50 ms':>8} {'ratio':>7} {'p99 ms':>8}")
-    for name, rps, p50, p99 in rows:
-        ratio, latency_ratio = rps / base_rps, p50 / base_p50
-        print(f"{name:<46} {rps:8.0f} {ratio:6.2f}x {p50 * 1e3:8.2f} {latency_ratio:6.2f}x {p99 * 1e3:8.2f}")
-    base_rate = rates[0][1]
-    for name, rate in rates:
-        print(f"{name:<46} {rate:8.1f} MiB/s {rate / base_rate:6.2f}x")
+    return table.rows
 
 
 if __name__ == "__main__":
-    main()
+    main(is_smoke())

@@ -6,12 +6,13 @@
 - tracking: a consented tracking event (signed cookie, no database read) vs a bare pass-through;
 - audit: a filtered customer read with the audit writer on vs off.
 
-Run: .venv/bin/python bench/bench_routes.py   (in-process, ASGI apps called directly; demo policy)
+Run: .venv/bin/python bench/bench_routes.py [--smoke]   (in-process, ASGI apps called directly; demo policy)
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import tempfile
@@ -21,8 +22,9 @@ import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import call, measure, minimal_app_factory, report
+from common import RecordingApp, Row, Table, call, expect, is_smoke, measure, minimal_app_factory, probe
 
+from privacy_middleware.consent.records import Holder
 from privacy_middleware.demo.run import demo_policy_path
 from privacy_middleware.demo.shop import DemoShop
 from privacy_middleware.middleware import PrivacyMiddleware
@@ -112,125 +114,187 @@ def orders_body(n: int = 50) -> bytes:
     return orjson.dumps({"orders": orders})
 
 
-async def main() -> None:
+def make_settings(data: Path, shop: DemoShop) -> Settings:
+    return Settings(
+        policy_file=demo_policy_path(),
+        database_url=f"sqlite+aiosqlite:///{data / 'p.db'}",
+        data_dir=data,
+        keys=f"local://{data / 'keyring.json'}",
+        consent={"secure_cookie": False},
+        jwt=JwtSettings(
+            issuer="demo-shop",
+            audience="demo-shop-api",
+            algorithms=["EdDSA"],
+            public_key=shop.public_key_pem,
+        ),
+    )
+
+
+def assert_no_audit_loss(runtime: Runtime) -> None:
+    metrics = runtime.audit.metrics
+    expect(metrics.dropped.total == 0, f"audit events dropped: {metrics.dropped.total}")
+
+
+async def main(smoke: bool = False) -> list[Row]:
+    iterations, repeats = (20, 1) if smoke else (ITERATIONS, 7)
+    table = Table()
+    logging.getLogger("privacy_middleware").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         shop = DemoShop(data / "shop")
-        settings = Settings(
-            policy_file=demo_policy_path(),
-            database_url=f"sqlite+aiosqlite:///{data / 'p.db'}",
-            data_dir=data,
-            keys=f"local://{data / 'keyring.json'}",
-            consent={"secure_cookie": False},
-            jwt=JwtSettings(
-                issuer="demo-shop",
-                audience="demo-shop-api",
-                algorithms=["EdDSA"],
-                public_key=shop.public_key_pem,
-            ),
-        )
+        runtime = Runtime(make_settings(data, shop))
         customer = shop.token({"sub": "cus_0001"}, ttl=86400)
         logistics = shop.token({"sub": "logistics-co", "recipient": "logistics", "purpose": "delivery"}, ttl=86400)
         json_h = [(b"content-type", b"application/json")]
         print(
-            f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; median of 7 x {ITERATIONS} calls; "
-            "demo policy; inner app returns a fixed body"
+            f"bench_routes: python {sys.version.split()[0]}, {os.cpu_count()} cpus; median of {repeats} x"
+            f" {iterations} calls; demo policy; inner app returns a fixed body"
         )
-
-        # --- checkout: encryption on the way in -----------------------------------------------
-        body = checkout_body()
-        bare = minimal_app_factory(b'{"id":"ord_1"}')
-        runtime = Runtime(settings)
-        app = PrivacyMiddleware(bare, runtime=runtime)
         await runtime.ensure_started()
-        headers = [
-            *json_h,
-            (b"content-length", str(len(body)).encode()),
-            (b"authorization", f"Bearer {customer}".encode()),
-        ]
-        base = await measure(call(bare, "POST", "/checkout", body, headers), ITERATIONS)
-        routed = await measure(call(app, "POST", "/checkout", body, headers), ITERATIONS)
-        key = AESGCM(os.urandom(32))
+        try:
+            await _checkout(table, runtime, customer, json_h, iterations, repeats)
+            await _orders(table, runtime, logistics, iterations, repeats)
+            await _audit_on_off(table, runtime, customer, iterations, repeats)
+            await _tracking(table, runtime, json_h, iterations, repeats)
+            await runtime.audit.flush()
+            assert_no_audit_loss(runtime)
+        finally:
+            await runtime.stop()
+        assert_no_audit_loss(runtime)
+    return table.rows
 
-        async def floor() -> None:
-            doc = orjson.loads(body)
-            for _ in range(8):
-                key.encrypt(os.urandom(12), b"12 Marylebone Road", b"aad")
-            orjson.dumps(doc)
 
-        floor_cost = await measure(floor, ITERATIONS)
-        print(f"\ncheckout, {len(body)} bytes, 8 protected fields")
-        report("  floor: orjson parse+dump + 8 raw AES-GCM", floor_cost, floor_cost, "floor")
-        report("  middleware overhead (route - bare app)", routed - base, floor_cost, "floor (target <= 2x)")
+async def _checkout(
+    table: Table, runtime: Runtime, customer: str, json_h: list[tuple[bytes, bytes]], iterations: int, repeats: int
+) -> None:
+    """Encryption on the way in: the shop must receive ciphertext, never the card or the street."""
+    body = checkout_body()
+    bare = RecordingApp(b'{"id":"ord_1"}')
+    app = PrivacyMiddleware(bare, runtime=runtime)
+    headers = [
+        *json_h,
+        (b"content-length", str(len(body)).encode()),
+        (b"authorization", f"Bearer {customer}".encode()),
+    ]
+    answer = await probe(app, "POST", "/checkout", body, headers)
+    expect(answer.status == 200, f"checkout answered {answer.status}: {answer.body[:200]!r}")
+    stored = orjson.loads(bare.received or b"{}")
+    card = stored["payment"]["card"]
+    expect("cvv" not in card, "the CVV reached the shop")
+    for value, where in (
+        (card["number"], "card number"),
+        (card["holder"], "card holder"),
+        (stored["shipping_address"]["street"], "shipping street"),
+        (stored["shipping_address"]["phone"], "shipping phone"),
+        (stored["billing_address"]["name"], "billing name"),
+    ):
+        expect(isinstance(value, str) and value.startswith("pe1."), f"{where} reached the shop without ciphertext")
+    base = await measure(call(bare, "POST", "/checkout", body, headers), iterations, repeats)
+    routed = await measure(call(app, "POST", "/checkout", body, headers), iterations, repeats)
+    key = AESGCM(os.urandom(32))
 
-        # --- filtering: 50 orders for logistics ------------------------------------------------
-        orders = orders_body()
-        bare_orders = minimal_app_factory(orders)
-        app_orders = PrivacyMiddleware(bare_orders, runtime=runtime)
-        runtime.audit._accepting = True
-        auth = [(b"authorization", f"Bearer {logistics}".encode())]
-        base = await measure(call(bare_orders, "GET", "/orders", b"", auth), ITERATIONS)
-        routed = await measure(call(app_orders, "GET", "/orders", b"", auth), ITERATIONS)
+    async def floor() -> None:
+        doc = orjson.loads(body)
+        for _ in range(8):
+            key.encrypt(os.urandom(12), b"12 Marylebone Road", b"aad")
+        orjson.dumps(doc)
 
-        async def parse_dump() -> None:
-            orjson.dumps(orjson.loads(orders))
+    floor_cost = await measure(floor, iterations, repeats)
+    print(f"checkout, {len(body)} bytes, 8 protected fields")
+    table.add(Row("routes", "checkout floor: orjson parse+dump + 8 AES-GCM", floor_cost, floor_cost, "floor"))
+    table.add(Row("routes", "checkout added time (route - bare app)", routed - base, floor_cost, "floor", 3.0))
 
-        floor_cost = await measure(parse_dump, ITERATIONS)
-        print(f"\nGET /orders for logistics, 50 orders, {len(orders)} bytes")
-        report("  floor: orjson parse+dump", floor_cost, floor_cost, "floor")
-        report("  middleware overhead (route - bare app)", routed - base, floor_cost, "floor (target <= 1.5x)")
-        await runtime.audit.flush()
 
-        # --- audit on vs off on a customer's read -----------------------------------------------
-        own = orjson.dumps(
-            {
-                "id": "cus_0001",
-                "email": "ada@example.com",
-                "name": "Ada",
-                "phone": "+44 20 7946 0018",
-                "birth_date": "1990-04-01",
-            }
-        )
-        bare_me = minimal_app_factory(own)
-        app_me = PrivacyMiddleware(bare_me, runtime=runtime)
-        me_auth = [(b"authorization", f"Bearer {customer}".encode())]
-        with_audit = await measure(call(app_me, "GET", "/me", b"", me_auth), ITERATIONS)
-        real_emit = runtime.audit.emit
-        runtime.audit.emit = lambda event: None  # type: ignore[method-assign]
-        without_audit = await measure(call(app_me, "GET", "/me", b"", me_auth), ITERATIONS)
-        runtime.audit.emit = real_emit  # type: ignore[method-assign]
-        await runtime.audit.flush()
-        print("\nGET /me (customer, filtered, one data-access event per request)")
-        report("  audit off", without_audit, without_audit, "audit off")
-        report("  audit on", with_audit, without_audit, "audit off (target < 1.1x)")
+async def _orders(table: Table, runtime: Runtime, logistics: str, iterations: int, repeats: int) -> None:
+    """50 orders filtered for the parcel carrier: it sees delivery address and phone, nothing else."""
+    orders = orders_body()
+    bare_orders = minimal_app_factory(orders)
+    app_orders = PrivacyMiddleware(bare_orders, runtime=runtime)
+    auth = [(b"authorization", f"Bearer {logistics}".encode())]
+    answer = await probe(app_orders, "GET", "/orders", b"", auth)
+    expect(answer.status == 200, f"orders answered {answer.status}")
+    seen = orjson.loads(answer.body)["orders"]
+    expect(len(seen) == 50, "the carrier did not get 50 orders")
+    expect(
+        all(not o["customer"] and not o["billing_address"] and "note" not in o for o in seen),
+        "the carrier saw e-mail or billing address",
+    )
+    expect(seen[0]["shipping_address"]["street"] == "12 Marylebone Road", "the carrier lost the delivery street")
+    base = await measure(call(bare_orders, "GET", "/orders", b"", auth), iterations, repeats)
+    routed = await measure(call(app_orders, "GET", "/orders", b"", auth), iterations, repeats)
 
-        # --- tracking with a valid consent cookie ------------------------------------------------
-        from privacy_middleware.consent.records import Holder
+    async def parse_dump() -> None:
+        orjson.dumps(orjson.loads(orders))
 
-        change = await runtime.consent.set_purposes(
-            Holder("visitor", "vbench0000000000000000"), {"analytics": True}, method="api"
-        )
-        track_body = b'{"event":"page_view","page":"/tea"}'
-        bare_track = minimal_app_factory(b'{"accepted":true}')
-        app_track = PrivacyMiddleware(bare_track, runtime=runtime)
-        cookie = [
-            (b"cookie", f"privacy_consent={change.cookie}".encode()),
-            *json_h,
-            (b"content-length", str(len(track_body)).encode()),
-        ]
-        base = await measure(call(bare_track, "POST", "/track", track_body, cookie), ITERATIONS)
-        passthrough = await measure(call(app_track, "POST", "/elsewhere", track_body, cookie), ITERATIONS)
-        routed = await measure(call(app_track, "POST", "/track", track_body, cookie), ITERATIONS)
-        print("\nPOST /track with a valid consent cookie")
-        report("  bare pass-through request (no plan)", passthrough, base, "bare app")
-        report(
-            "  tracking route (decision + pseudonymise + truncate)",
-            routed,
-            passthrough,
-            "bare pass-through (target < 1.1x)",
-        )
-        await runtime.stop()
+    floor_cost = await measure(parse_dump, iterations, repeats)
+    print(f"GET /orders for logistics, 50 orders, {len(orders)} bytes")
+    table.add(Row("routes", "orders floor: orjson parse+dump", floor_cost, floor_cost, "floor"))
+    table.add(Row("routes", "50 orders for logistics added time", routed - base, floor_cost, "floor", 1.5))
+    await runtime.audit.flush()
+
+
+async def _audit_on_off(table: Table, runtime: Runtime, customer: str, iterations: int, repeats: int) -> None:
+    own = orjson.dumps(
+        {
+            "id": "cus_0001",
+            "email": "ada@example.com",
+            "name": "Ada",
+            "phone": "+44 20 7946 0018",
+            "birth_date": "1990-04-01",
+        }
+    )
+    bare_me = minimal_app_factory(own)
+    app_me = PrivacyMiddleware(bare_me, runtime=runtime)
+    me_auth = [(b"authorization", f"Bearer {customer}".encode())]
+    answer = await probe(app_me, "GET", "/me", b"", me_auth)
+    expect(answer.status == 200 and orjson.loads(answer.body)["id"] == "cus_0001", "GET /me did not answer")
+    written = runtime.audit.metrics.written.total
+    await runtime.audit.flush()
+    expect(runtime.audit.metrics.written.total > written, "GET /me wrote no data-access event")
+    with_audit = await measure(call(app_me, "GET", "/me", b"", me_auth), iterations, repeats)
+    real_emit_later = runtime.audit.emit_later
+    runtime.audit.emit_later = lambda build: None  # type: ignore[method-assign]
+    without_audit = await measure(call(app_me, "GET", "/me", b"", me_auth), iterations, repeats)
+    runtime.audit.emit_later = real_emit_later  # type: ignore[method-assign]
+    await runtime.audit.flush()
+    print("GET /me (customer, filtered, one data-access event per request)")
+    table.add(Row("routes", "GET /me audit off", without_audit, without_audit, "audit off"))
+    table.add(Row("routes", "GET /me audit on", with_audit, without_audit, "audit off", 1.1))
+
+
+async def _tracking(
+    table: Table, runtime: Runtime, json_h: list[tuple[bytes, bytes]], iterations: int, repeats: int
+) -> None:
+    """A consented tracking event: forwarded (2xx) with its ids pseudonymised and its IP truncated."""
+    change = await runtime.consent.set_purposes(
+        Holder("visitor", "vbench0000000000000000"), {"analytics": True}, method="api"
+    )
+    track_body = orjson.dumps(
+        {"event": "page_view", "page": "/tea", "visitor_id": "v-12345", "customer_id": "cus_0001", "ip": "203.0.113.77"}
+    )
+    bare_track = RecordingApp(b'{"accepted":true}')
+    app_track = PrivacyMiddleware(bare_track, runtime=runtime)
+    cookie_name = runtime.consent.cookies.cookie_name
+    cookie = [
+        (b"cookie", f"{cookie_name}={change.cookie}".encode()),
+        *json_h,
+        (b"content-length", str(len(track_body)).encode()),
+    ]
+    answer = await probe(app_track, "POST", "/track", track_body, cookie)
+    expect(200 <= answer.status < 300 and answer.status != 204, f"tracking answered {answer.status}: not consented")
+    forwarded = orjson.loads(bare_track.received or b"{}")
+    expect(forwarded.get("visitor_id") not in (None, "v-12345"), "the visitor id was forwarded in clear")
+    expect(forwarded.get("customer_id") not in (None, "cus_0001"), "the customer id was forwarded in clear")
+    expect(forwarded.get("ip") != "203.0.113.77", "the IP address was forwarded untruncated")
+    passthrough = await measure(call(app_track, "POST", "/elsewhere", track_body, cookie), iterations, repeats)
+    routed = await measure(call(app_track, "POST", "/track", track_body, cookie), iterations, repeats)
+    base = await measure(call(bare_track, "POST", "/track", track_body, cookie), iterations, repeats)
+    print("POST /track with a valid consent cookie")
+    table.add(Row("routes", "pass-through of the same request (no plan)", passthrough, base, "bare app"))
+    table.add(
+        Row("routes", "consented tracking (decide+pseudonymise+truncate)", routed, passthrough, "pass-through", 2.5)
+    )
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(is_smoke()))

@@ -1,0 +1,26 @@
+"""Every bench runs in smoke mode: few iterations, but each asserts it measured the path it names
+(status, a property of the body, no dropped audit event), so a bench that would measure a refused or
+short-circuited path fails here instead of printing a flattering figure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).parents[2] / "bench"
+
+
+def test_every_bench_measures_the_path_it_names() -> None:
+    run = subprocess.run(
+        [sys.executable, str(BENCH / "run_all.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=BENCH.parent,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    table = run.stdout.rsplit("\nbench ", 1)[-1]
+    for bench in ("middleware", "routes", "crypto", "consent", "audit"):
+        assert f"\n{bench} " in table, bench
+    assert "FAILED" not in run.stdout
