@@ -57,3 +57,17 @@ def test_leaf_and_node_hashes_are_domain_separated() -> None:
     # A leaf whose data looks like two child hashes must not collide with the inner node.
     a, b = leaf_hash(b"a"), leaf_hash(b"b")
     assert tree_root([a, b]) != leaf_hash(a + b)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=70), min_size=1, max_size=6))
+def test_extending_in_chunks_gives_the_same_tree_as_appending_one_by_one(chunks: list[int]) -> None:
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(sum(chunks))]
+    extended, appended = Frontier(), Frontier()
+    position = 0
+    for size in chunks:
+        extended.extend(leaves[position : position + size])
+        position += size
+        for leaf in leaves[:position][appended.size :]:
+            appended.append(leaf)
+        assert (extended.size, extended.nodes, extended.root()) == (appended.size, appended.nodes, appended.root())
+    assert extended.root() == tree_root(leaves)

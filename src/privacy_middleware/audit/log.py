@@ -22,12 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..store import Database
 from ..store.audit import (
+    EVENT_COLUMNS,
+    SIDE_COLUMNS,
     ChainHead,
     audit_checkpoints,
     audit_events,
     audit_side_records,
     audit_signing_keys,
-    insert_rows,
+    insert_tuples,
     lock_chain,
     read_head,
     register_signing_key,
@@ -123,44 +125,38 @@ class AuditLog:
         now = _now_us()  # read under the lock, so checkpoint times follow the sequence
         first = head.size
         frontier = Frontier(head.size, head.frontier)
-        rows = []
-        side_rows = []
+        rows: list[tuple[object, ...]] = []
+        side_rows: list[tuple[object, ...]] = []
         force = force_checkpoint
+        chain = self.chain
+        dumps, sort_keys = orjson.dumps, orjson.OPT_SORT_KEYS
         for sealed in events:
             seq = frontier.size
-            leaf = canonical_leaf(sealed.doc, self.chain, seq)
+            doc = sealed.doc
+            leaf = dumps({**doc, "chain": chain, "seq": seq}, option=sort_keys)  # canonical_leaf, inlined
             digest = leaf_hash(leaf)
             frontier.append(digest)
-            doc = sealed.doc
+            uid = doc["uid"]
             rows.append(
-                {
-                    "chain": self.chain,
-                    "seq": seq,
-                    "uid": doc["uid"],
-                    "time_us": doc["time_us"],
-                    "kind": doc["kind"],
-                    "class_uid": doc["class_uid"],
-                    "subject": doc.get("subject"),
-                    "principal": doc.get("principal"),
-                    "leaf": leaf,
-                    "leaf_hash": digest,
-                }
+                (
+                    chain,
+                    seq,
+                    uid,
+                    doc["time_us"],
+                    doc["kind"],
+                    doc["class_uid"],
+                    doc.get("subject"),
+                    doc.get("principal"),
+                    leaf,
+                    digest,
+                )
             )
             record = sealed.side
             if record is not None:
-                side_rows.append(
-                    {
-                        "ref": record.ref,
-                        "chain": self.chain,
-                        "event_uid": doc["uid"],
-                        "salt": record.salt,
-                        "blob": record.blob,
-                        "created_us": doc["time_us"],
-                    }
-                )
-            force = force or sealed.kind in _FORCE_CHECKPOINT
-        await insert_rows(conn, audit_events, rows)
-        await insert_rows(conn, audit_side_records, side_rows)
+                side_rows.append((record.ref, chain, uid, record.salt, record.blob, doc["time_us"]))
+            force = force or doc["kind"] in _FORCE_CHECKPOINT
+        await insert_tuples(conn, audit_events, EVENT_COLUMNS, rows)
+        await insert_tuples(conn, audit_side_records, SIDE_COLUMNS, side_rows)
         head.size = frontier.size
         head.frontier = frontier.nodes
         if rows:

@@ -49,8 +49,32 @@ class Frontier:
         self.size += 1
 
     def extend(self, leaves: Iterable[bytes]) -> None:
-        for leaf in leaves:
-            self.append(leaf)
+        """Append many leaf hashes: whole aligned subtrees are hashed level by level (a verifier's
+        hot loop; the same tree as appending one by one)."""
+        pending = list(leaves)
+        sha256 = hashlib.sha256
+        position = 0
+        while position < len(pending):
+            remaining = len(pending) - position
+            size = self.size
+            # the largest perfect subtree that starts at `size` and fits in what is left
+            height = (size & -size).bit_length() - 1 if size else remaining.bit_length() - 1
+            while (1 << height) > remaining:
+                height -= 1
+            level = pending[position : position + (1 << height)]
+            while len(level) > 1:
+                level = [sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)]
+            self._append_subtree(level[0], height)
+            position += 1 << height
+
+    def _append_subtree(self, node: bytes, height: int) -> None:
+        nodes = self._nodes
+        count = self.size >> height
+        while count & 1:
+            node = node_hash(nodes.pop(), node)
+            count >>= 1
+        nodes.append(node)
+        self.size += 1 << height
 
     def root(self) -> bytes:
         """The tree head: fold the subtrees from the right, as RFC 6962's split does."""

@@ -2,6 +2,8 @@
 
 JSON lines of sealed events (no personal value in clear), each batch fsynced. Replay renames
 the file first, so batches spooled during a replay land in a fresh file and keep their order.
+The same format holds the overflow: events emitted while the in-memory queue is full are appended
+(without waiting for fsync; the writer syncs them) instead of being dropped.
 """
 
 from __future__ import annotations
@@ -48,35 +50,67 @@ def _fsync_dir(directory: Path) -> None:
 
 
 class Spool:
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], name: str = "audit-spool") -> None:
         self.directory = Path(directory)
-        self.path = self.directory / "audit-spool.jsonl"
-        self.replaying = self.directory / "audit-spool.replaying.jsonl"
+        self.name = name
+        self.path = self.directory / f"{name}.jsonl"
+        self.replaying = self.directory / f"{name}.replaying.jsonl"
 
     def pending(self) -> bool:
         return any(p.exists() and p.stat().st_size > 0 for p in (self.replaying, self.path))
 
-    def append(self, events: Sequence[SealedEvent]) -> None:
-        """Append and fsync; returns only once the batch is durable."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def append(self, events: Sequence[SealedEvent], *, sync: bool = True) -> None:
+        """Append; with `sync` (the default) fsync and return only once the batch is durable."""
         created = not self.path.exists()
+        if created:
+            self.directory.mkdir(parents=True, exist_ok=True)
         data = b"".join(orjson.dumps(e.to_json()) + b"\n" for e in events)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, data)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
-        if created:
+        if created and sync:
             _fsync_dir(self.directory)
+
+    def sync(self) -> None:
+        """Make records appended with `sync=False` durable."""
+        for path in (self.path, self.replaying):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if self.directory.exists():
+            _fsync_dir(self.directory)
+
+    def claim(self) -> bool:
+        """Set the current file aside for replay (appends then start a new file); False if empty.
+
+        Call it on the thread that appends, so no append can land in a file already read."""
+        if self.replaying.exists():
+            return True
+        if not self.path.exists():
+            return False
+        os.replace(self.path, self.replaying)
+        return True
 
     def take(self) -> SpoolContents | None:
         """The oldest spooled records (an interrupted replay first), parsed line by line."""
+        if not self.claim():
+            return None
+        return self.read()
+
+    def read(self) -> SpoolContents | None:
+        """The records of the claimed file, parsed line by line."""
         if not self.replaying.exists():
-            if not self.path.exists():
-                return None
-            os.replace(self.path, self.replaying)
-            _fsync_dir(self.directory)
+            return None
+        _fsync_dir(self.directory)
         events: list[SealedEvent] = []
         bad: list[tuple[int, bytes]] = []
         with open(self.replaying, "rb") as handle:
@@ -91,7 +125,7 @@ class Spool:
 
     def quarantine(self, events: Sequence[SealedEvent]) -> Path:
         """Keep records the store refused, sealed as they were, beside the spool."""
-        kept = self.directory / f"audit-spool.rejected-{time.time_ns()}.jsonl"
+        kept = self.directory / f"{self.name}.rejected-{time.time_ns()}.jsonl"
         fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.write(fd, b"".join(orjson.dumps(e.to_json()) + b"\n" for e in events))
@@ -104,7 +138,7 @@ class Spool:
         """Drop the replayed file; keep corrupt lines aside for forensics."""
         kept = None
         if contents.bad:
-            kept = self.directory / f"audit-spool.corrupt-{time.time_ns()}.jsonl"
+            kept = self.directory / f"{self.name}.corrupt-{time.time_ns()}.jsonl"
             fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 os.write(fd, b"".join(line if line.endswith(b"\n") else line + b"\n" for _, line in contents.bad))

@@ -1,10 +1,15 @@
 """The batching audit writer: `emit` never blocks or raises, batches leave the request path.
 
-Events are sealed on emit (so nothing personal is ever spooled in clear), queued in a bounded
-deque and appended to the log in batches by one background task. When the store fails, the
-batch goes to the fsynced local spool and the spool is replayed, in order, before anything
-newer once the store answers again. A forced drop is never silent: the count is metered and
-written to the log as an `events_dropped` Detection Finding.
+Events are queued in a bounded deque and sealed and appended to the log in batches by one
+background task (nothing personal is ever spooled in clear). When the store fails, the batch goes
+to the fsynced local spool and the spool is replayed, in order, before anything newer once the
+store answers again. When the queue is full (the store is slower than the traffic), `emit` seals
+the event and appends it to a second spool, the overflow, instead of dropping it; everything
+emitted after it follows it there until the writer has drained the overflow, so the log keeps
+emit order (strict events excepted: they wait for the store). `pressure()` tells a caller that
+can wait how full the queue is. An event is dropped only when it cannot be sealed or the disk
+refuses the spool; a drop is an alarm: metered, logged as an error and written to the log as an
+`events_dropped` Detection Finding.
 """
 
 from __future__ import annotations
@@ -118,6 +123,7 @@ class AuditWriter:
         self.database = database
         self.log = log
         self.spool = Spool(spool_dir)
+        self.overflow = Spool(spool_dir, "audit-overflow")
         self.queue_size = queue_size
         self.reserve = max(100, queue_size // 10)
         self.batch_size = batch_size
@@ -136,6 +142,8 @@ class AuditWriter:
         self._stopping = False
         self._pending_drops = 0
         self._spool_pending = False
+        self._spilling = False  # emit goes to the overflow spool until the writer has drained it
+        self._overflow_unsynced = False
         self._last_replay_try = 0.0
         self._last_append = time.monotonic()
         self._last_checkpoint_try = time.monotonic()
@@ -147,12 +155,15 @@ class AuditWriter:
     def is_strict(self, event: AuditEvent) -> bool:
         return event.kind in self._strict_exact or event.kind.startswith(self._strict_prefix or ("\0",))
 
+    def pressure(self) -> float:
+        """How full the queue is (1.0 = full; above 1 while events overflow to disk)."""
+        return (len(self._queue) + (self.queue_size if self._spilling else 0)) / self.queue_size
+
     def emit(self, event: AuditEvent) -> None:
-        """Queue an event without waiting. Never raises; a forced drop is counted and logged."""
+        """Queue an event without waiting. Never raises; over the bound it goes to the overflow spool."""
         try:
-            limit = self.queue_size + (self.reserve if self.is_strict(event) else 0)
-            if not self._accepting or len(self._queue) >= limit:
-                self._drop(1)
+            if self._spilling or not self._accepting or len(self._queue) >= self.queue_size:
+                self._spill(event)
                 return
             self._queue.append(_Item(event))
             if len(self._queue) >= self.batch_size:
@@ -163,12 +174,36 @@ class AuditWriter:
 
     def emit_later(self, build: Callable[[], AuditEvent]) -> None:
         """Queue an event the writer builds and seals itself: the request path only appends."""
-        if not self._accepting or len(self._queue) >= self.queue_size:
-            self._drop(1)
+        if self._spilling or not self._accepting or len(self._queue) >= self.queue_size:
+            self._spill(build)
             return
         self._queue.append(_Item(build))
         if len(self._queue) >= self.batch_size:
             self._wakeup.set()
+
+    def _spill(self, event: AuditEvent | Callable[[], AuditEvent]) -> None:
+        """Seal the event and append it to the overflow spool (page cache; the writer fsyncs)."""
+        try:
+            sealed = self.log.seal(event if isinstance(event, AuditEvent) else event())
+        except Exception as exc:  # a bad event is counted, never blocks the others
+            logger.error("audit event could not be sealed (%s)", exc.__class__.__name__)
+            self._drop(1)
+            return
+        self._spill_sealed(sealed)
+
+    def _spill_sealed(self, sealed: SealedEvent) -> None:
+        try:
+            self.overflow.append([sealed], sync=False)
+        except OSError as exc:
+            logger.error("audit overflow spool unwritable (%s)", exc.__class__.__name__)
+            self._drop(1)
+            return
+        if not self._spilling:
+            logger.warning("audit queue full: events overflow to the local spool until the store catches up")
+            self._spilling = True
+        self._overflow_unsynced = True
+        self.metrics.spooled.inc(1)
+        self._wakeup.set()
 
     async def emit_strict(self, event: AuditEvent) -> None:
         """Return only once the event is committed to the store or fsynced to the spool."""
@@ -188,9 +223,9 @@ class AuditWriter:
         self._pending_drops += count
         self.metrics.dropped.inc(count)
         now = time.monotonic()
-        if now - self._last_drop_log >= 1.0:  # one line per second under overload, not one per event
+        if now - self._last_drop_log >= 1.0:  # one line per second, not one per event
             self._last_drop_log = now
-            logger.warning("audit events dropped: %d so far", self.metrics.dropped.total)
+            logger.error("ALARM audit events dropped: %d so far", self.metrics.dropped.total)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -200,6 +235,8 @@ class AuditWriter:
         self._accepting = True
         self._stopping = False
         self._spool_pending = await asyncio.to_thread(self.spool.pending)
+        if await asyncio.to_thread(self.overflow.pending):
+            self._spilling = True  # an earlier run's overflow comes before anything emitted now
         start = lifecycle("start", key_id=self.log.key_id, spool_pending=self._spool_pending)
         self._queue.appendleft(_Item(self.log.seal(start)))
         if self.self_check:
@@ -227,19 +264,28 @@ class AuditWriter:
     async def stop(self) -> None:
         """Flush everything (store or spool), write the stop leaf with its checkpoint, end the task."""
         if self._task is None:
-            if self._queue:
-                # emitted but never started: say so rather than lose them quietly
-                lost = sum(1 for item in self._queue if item.future is None)
-                self._queue.clear()
-                self._drop(lost)
+            # emitted but never started: keep them in the overflow spool for the next start
+            queued = [item for item in self._queue if item.future is None]
+            self._queue.clear()
             self._accepting = False
+            for item in queued:
+                if isinstance(item.sealed, SealedEvent):
+                    self._spill_sealed(item.sealed)
+                else:
+                    self._spill(item.sealed)
+            if self._overflow_unsynced:
+                await asyncio.to_thread(self.overflow.sync)
+                self._overflow_unsynced = False
             return
         stop = lifecycle(
             "stop",
             written=self.metrics.written.total,
             dropped=self.metrics.dropped.total,
         )
-        self._queue.append(_Item(self.log.seal(stop)))
+        if self._spilling:
+            self._spill_sealed(self.log.seal(stop))  # after the overflow it follows
+        else:
+            self._queue.append(_Item(self.log.seal(stop)))
         self._accepting = False
         self._stopping = True
         self._wakeup.set()
@@ -247,9 +293,32 @@ class AuditWriter:
         await task
 
     async def flush(self) -> None:
-        """Write everything queued so far (tests and shutdown hooks use it)."""
-        while self._queue:
-            await self._write_batch(self._next_batch())
+        """Write everything queued so far, overflow included (tests and shutdown hooks use it)."""
+        while self._queue or self._spilling:
+            while self._queue:
+                await self._write_batch(self._next_batch())
+            if self._spilling and not await self._drain_overflow():
+                return  # the store is down: the overflow waits on disk
+
+    async def _drain_overflow(self) -> bool:
+        """Write the overflow spool in order; emits go to it until it is empty, then to the queue.
+
+        False when the store is unavailable (the overflow stays on disk, emits keep going there)."""
+        if self._overflow_unsynced:
+            self._overflow_unsynced = False
+            await asyncio.to_thread(self.overflow.sync)
+        try:
+            if self._spool_pending:  # batches spooled in an outage are older than the overflow
+                with contextlib.suppress(SpoolCorruptError):
+                    await self._replay()
+            while self.overflow.claim():  # on the loop thread: no emit can append to a claimed file
+                with contextlib.suppress(SpoolCorruptError):
+                    await self._replay(self.overflow)
+        except Exception as exc:
+            logger.warning("audit overflow replay postponed (%s)", exc.__class__.__name__)
+            return False
+        self._spilling = False
+        return True
 
     # -- background task ----------------------------------------------------------------------
 
@@ -262,6 +331,8 @@ class AuditWriter:
                 self._wakeup.clear()
                 while self._queue:
                     await self._write_batch(self._next_batch())
+                if self._spilling and await self._drain_overflow() and self._queue:
+                    continue
                 if self._stopping:
                     return
                 await self._housekeeping()
@@ -323,11 +394,13 @@ class AuditWriter:
         """Replay spooled batches in order; raises SpoolCorruptError (after replaying the rest)."""
         return await self._replay()
 
-    async def _replay(self) -> int:
+    async def _replay(self, spool: Spool | None = None) -> int:
+        outage = spool is None
+        spool = self.spool if spool is None else spool
         replayed = 0
         corrupt: SpoolCorruptError | None = None
         while True:
-            contents = await asyncio.to_thread(self.spool.take)
+            contents = await asyncio.to_thread(spool.take if outage else spool.read)
             if contents is None:
                 break
             seen: set[str] = set()
@@ -345,10 +418,13 @@ class AuditWriter:
                     written = await self._append_one_by_one(chunk)
                 replayed += written
                 self.metrics.replayed.inc(written)
-            kept = await asyncio.to_thread(self.spool.finish, contents)
+            kept = await asyncio.to_thread(spool.finish, contents)
             if contents.bad and corrupt is None:
                 corrupt = SpoolCorruptError(contents.path, contents.bad[0][0], len(contents.bad), kept)
-        self._spool_pending = False
+            if not outage:
+                break  # the caller claims the next overflow file on the loop thread
+        if outage:
+            self._spool_pending = False
         self._last_append = time.monotonic()
         self._uncheckpointed = True
         if corrupt is not None:
