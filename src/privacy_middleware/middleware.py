@@ -15,6 +15,8 @@ import orjson
 from .asgi.body import ClientDisconnected, declared_length, read_body, replay, too_large
 from .asgi.headers import get_header, is_json_media_type, media_type, merge_vary, replace, without
 from .asgi.responses import send_problem
+from .asgi.strict_json import load_strict
+from .audit.refusals import audit_refusal
 from .context import SCOPE_KEY, RequestContext, current_scope
 from .errors import PrivacyError
 from .pipeline.plan import Exchange, Respond, RoutePlan
@@ -26,6 +28,8 @@ from .types import ASGIApp, Message, Receive, Scope, Send
 logger = logging.getLogger("privacy_middleware")
 
 BODYLESS_STATUSES = {204, 304}
+# What a failure inside the middleware answers: never a plain-text 500, never the request forwarded.
+INTERNAL_ERROR = PrivacyError("internal_error", "The privacy layer failed; the request was not forwarded.", 500)
 ROOT_API_PATHS = frozenset({"/.well-known/gpc.json"})
 DIGEST_HEADERS = (b"content-md5", b"digest", b"content-digest", b"repr-digest", b"etag")
 
@@ -107,6 +111,7 @@ class PrivacyMiddleware:
                 outcome = "refused"
                 self.runtime.metrics.refusals.labels(error.code).inc()
                 ex.status = error.status
+                audit_refusal(self.runtime.audit, error, route=route_label, ip=ctx.client_ip, subject=ctx.subject)
                 await send_problem(send, error, head=scope["method"] == "HEAD")
                 return
             except Respond as answer:
@@ -123,6 +128,13 @@ class PrivacyMiddleware:
                 return
             except ClientDisconnected:
                 outcome = "disconnected"
+                return
+            except Exception as exc:  # a bug or a broken dependency: answer problem+json, forward nothing
+                outcome = "failed"
+                ex.status = 500
+                logger.error("privacy plan failed before forwarding on %s (%s)", route_label, type(exc).__name__)
+                self.runtime.metrics.refusals.labels(INTERNAL_ERROR.code).inc()
+                await send_problem(send, INTERNAL_ERROR, head=scope["method"] == "HEAD")
                 return
             if plan.needs_response_start:
                 responder = _Responder(self, plan, ex, send, started)
@@ -170,7 +182,7 @@ class PrivacyMiddleware:
             return replay(body, receive)
         if is_json_media_type(media_type(headers)):
             try:
-                ex.request_json = orjson.loads(body)
+                ex.request_json = load_strict(body)
             except orjson.JSONDecodeError:
                 if plan.needs_request_json:
                     raise PrivacyError("malformed_json", "The request body is not valid JSON.", 400) from None
@@ -304,8 +316,22 @@ class _Responder:
         self.chunks: list[bytes] = []
         self.size = 0
         self.refused = False
+        self.started = False  # whether a response start went downstream
 
     async def send(self, message: Message) -> None:
+        try:
+            await self._send(message)
+        except Exception as exc:
+            if self.started:
+                raise
+            if isinstance(exc, PrivacyError):
+                await self._refuse(exc.code, exc.message, exc.status, exc)
+                return
+            # Our own response handling failed before anything was sent: a problem, not the body.
+            logger.error("privacy response handling failed (%s)", type(exc).__name__)
+            await self._refuse(INTERNAL_ERROR.code, INTERNAL_ERROR.message, 500)
+
+    async def _send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
             await self._on_start(message)
@@ -423,6 +449,7 @@ class _Responder:
         headers = headers + ex.extra_headers
         message: dict[str, Any] = dict(self.start)
         message["headers"] = headers
+        self.started = True
         await self.downstream(message)
 
     async def _refuse(self, code: str, message: str, status: int, error: PrivacyError | None = None) -> None:
@@ -431,4 +458,5 @@ class _Responder:
         self.chunks.clear()
         error = error or PrivacyError(code, message, status)
         self.mw.runtime.metrics.refusals.labels(error.code).inc()
+        self.started = True
         await send_problem(self.downstream, error, head=self.ex.ctx.method == "HEAD")

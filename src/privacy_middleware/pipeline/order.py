@@ -20,6 +20,7 @@ from . import (
     minimum_age,
     protect,
     refusal_audit,
+    shapes,
     tracking,
 )
 from .plan import StepFactory
@@ -31,6 +32,7 @@ STEP_ORDER: tuple[tuple[str, StepBuilder], ...] = (
     ("login", login.factory),  # lockout before anything else
     ("account", account.factory),
     ("tracking", tracking.factory),  # consent: drop tracking events early
+    ("request_shape", shapes.factory),  # a body the policy cannot read exactly: refused before any rule
     ("minimum_age", minimum_age.factory),
     ("forbidden_category", forbidden.factory),
     ("free_text", free_text.factory),

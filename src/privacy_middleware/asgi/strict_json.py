@@ -1,0 +1,139 @@
+"""A strict reader for request bodies: one meaning per document, or a refusal.
+
+orjson keeps the last of two equal keys and parses up to 1,024 levels, so a body can mean one
+thing to the middleware and another to a shop that keeps the first key or chokes on the depth.
+This reader parses with orjson, then walks the result once to measure its depth and count its keys.
+A duplicate key can only hide where the raw bytes hold more key separators than the parsed objects
+hold keys; only then (or when `\\u` escapes make the count inexact) is the body parsed a second
+time, with the standard library's `object_pairs_hook`, to find the duplicate and name its path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+from ..errors import PrivacyError
+from ..fields.shape_guard import field_path
+
+MAX_JSON_DEPTH = 32
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def too_deep(path: str, limit: int) -> PrivacyError:
+    return PrivacyError(
+        "json_too_deep",
+        f"The body nests deeper than {limit} levels.",
+        422,
+        extra={"field": path, "max_depth": limit},
+    )
+
+
+def duplicate_key(path: str) -> PrivacyError:
+    return PrivacyError(
+        "duplicate_key",
+        f"The key at {path} appears more than once in its object.",
+        422,
+        extra={"field": path},
+    )
+
+
+def raw_depth(body: bytes) -> int:
+    """The bracket depth of raw JSON, strings skipped (used when orjson refuses a deep body)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_STRINGS.sub(b"", body)):
+        if match.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+class _Census:
+    __slots__ = ("colons", "keys", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.keys = 0
+        self.colons = 0
+        self.limit = limit
+
+    def walk(self, node: Any, depth: int, path: list[str | int]) -> None:
+        if depth > self.limit:
+            raise too_deep(field_path(path), self.limit)
+        if isinstance(node, dict):
+            self.keys += len(node)
+            for key, value in node.items():
+                self.colons += key.count(":")
+                if isinstance(value, str):
+                    self.colons += value.count(":")
+                elif isinstance(value, dict | list):
+                    path.append(key)
+                    self.walk(value, depth + 1, path)
+                    path.pop()
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                if isinstance(value, str):
+                    self.colons += value.count(":")
+                elif isinstance(value, dict | list):
+                    path.append(index)
+                    self.walk(value, depth + 1, path)
+                    path.pop()
+
+
+def _find_duplicate(body: bytes) -> str | None:
+    """The path of the first duplicated key, by a second, pair-preserving parse."""
+    duplicated: dict[int, str] = {}
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in items:
+            if key in result and id(result) not in duplicated:
+                duplicated[id(result)] = key
+            result[key] = value
+        return result
+
+    document = json.loads(body, object_pairs_hook=pairs)
+    if not duplicated:
+        return None
+
+    def locate(node: Any, path: list[str | int]) -> str | None:
+        if isinstance(node, dict):
+            if id(node) in duplicated:
+                return field_path([*path, duplicated[id(node)]])
+            items: Any = node.items()
+        elif isinstance(node, list):
+            items = enumerate(node)
+        else:
+            return None
+        for key, value in items:
+            found = locate(value, [*path, key])
+            if found is not None:
+                return found
+        return None
+
+    return locate(document, [])
+
+
+def load_strict(body: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse a JSON body; 422 for a duplicated key or a depth over `max_depth`.
+
+    Raises `orjson.JSONDecodeError` for a body that is not JSON at all (the caller decides).
+    """
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        if raw_depth(body) > max_depth:
+            raise too_deep("$", max_depth) from None
+        raise
+    census = _Census(max_depth)
+    census.walk(document, 1, [])
+    if b"\\u" in body or body.count(b":") - census.colons != census.keys:
+        found = _find_duplicate(body)
+        if found is not None:
+            raise duplicate_key(found)
+    return document
