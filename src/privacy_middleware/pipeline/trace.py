@@ -101,7 +101,10 @@ class TracedStep(Step):
     async def _hook(self, hook: str, call: Callable[[Exchange], Awaitable[None]], ex: Exchange) -> None:
         if getattr(type(self.inner), hook) is getattr(Step, hook):
             return
+        # Each step's own change: cleared before it runs, merged back after (an earlier step's
+        # rewrite must not hide this one's).
         changed = (ex.request_changed, ex.response_changed)
+        ex.request_changed = ex.response_changed = False
         try:
             await call(ex)
         except PrivacyError as refused:
@@ -114,7 +117,9 @@ class TracedStep(Step):
             answered.headers.append(self.trace.header())
             raise
         now = (ex.request_changed, ex.response_changed)
-        self._record(hook, "rewrote" if now != changed and any(now) else "passed")
+        ex.request_changed = changed[0] or now[0]
+        ex.response_changed = changed[1] or now[1]
+        self._record(hook, "rewrote" if any(now) else "passed")
 
     def _record(self, hook: str, decision: str, code: str | None = None, field: Any = None) -> None:
         record = {**self.entry, "hook": hook, "decision": decision}
