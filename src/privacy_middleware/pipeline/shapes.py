@@ -6,14 +6,10 @@ checks), and removes card security codes from any object that holds a card.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..fields.shape_guard import ShapeGuard, remove_card_codes
 from ..policy.compile import RouteSpec
+from ..services import Services
 from .plan import Exchange, Step, StepFactory
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 
 class GuardRequestShape(Step):
@@ -30,7 +26,7 @@ class GuardRequestShape(Step):
             ex.request_changed = True
 
 
-def factory(runtime: Runtime) -> StepFactory:
+def factory(services: Services) -> StepFactory:
     def guard(spec: RouteSpec) -> Step | None:
         return GuardRequestShape(ShapeGuard(spec.request)) if spec.request else None
 
