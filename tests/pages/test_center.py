@@ -162,3 +162,13 @@ async def test_the_notice_is_rendered_from_the_policy_with_its_versions(demo: De
     page = await demo.client.get(CENTER + "/notice")
     assert "Demo Tea Shop" in page.text and "2026.11" in page.text
     assert "Parcel carrier" in page.text
+
+
+async def test_a_browser_gets_an_html_error_page_and_other_clients_problem_json(demo: Demo) -> None:
+    html = await demo.client.post(
+        CENTER + "/consent", data={"purpose": "analytics"}, headers={"accept": "text/html,*/*;q=0.8"}
+    )
+    assert html.status_code == 403 and html.headers["content-type"].startswith("text/html")
+    assert "Something went wrong" in html.text and "unsafe-inline" not in html.headers["content-security-policy"]
+    problem = await demo.client.post(CENTER + "/consent", data={"purpose": "analytics"})
+    assert problem.status_code == 403 and problem.json()["code"] == "csrf_rejected"

@@ -104,3 +104,21 @@ async def test_chain_verifies_on_demand_and_the_page_shows_consent_keys_and_prom
     assert "Generation" in page.text
     verified = await demo.client.post(ADMIN + "/audit/verify", data={"csrf": csrf_of(page.text)})
     assert verified.headers["location"].endswith("verified=ok#chain")
+
+
+async def test_approving_an_open_erasure_carries_it_out(demo: Demo) -> None:
+    subject, _ = await demo.register(email="erase@example.com")
+    rights = demo.app.runtime.rights
+    assert rights is not None
+    request, _ = await rights.submit("erasure", subject, principal="platform:test")
+    await sign_in(demo, officer_token(demo), ADMIN + "/signin")
+    detail = await demo.client.get(f"{ADMIN}/requests/{request.id}")
+    assert 'id="action-retry"' in detail.text
+    approved = await demo.client.post(
+        f"{ADMIN}/requests/{request.id}/approve", data={"csrf": csrf_of(detail.text), "reason": "identity checked"}
+    )
+    assert approved.status_code == 303
+    done = await rights.get(request.id)
+    assert done is not None and done.status == "completed"
+    approval = next(s for s in done.steps if s.name == "approved")
+    assert approval.detail == {"officer": "officer-1", "reason": "identity checked"}

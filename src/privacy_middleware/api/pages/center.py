@@ -418,6 +418,7 @@ class Center:
         rights = self._rights()
         done = await rights.erase(page.subject, principal=page.principal.id, reason="privacy centre")
         receipt = (done.result or {}).get("receipt") or ""
+        page.principal = None  # the session ends with the account
         response = self.pages.render(
             page,
             "center_deleted.html",
@@ -485,23 +486,23 @@ class Center:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/center", self.home, methods=["GET"]),
-            Route("/center/consent", self.save_consent, methods=["POST"]),
-            Route("/center/history", self.history, methods=["GET"]),
-            Route("/center/clear-browsing", self.clear_browsing, methods=["POST"]),
-            Route("/center/access", self.access, methods=["GET"]),
-            Route("/center/data", self.data, methods=["GET"]),
-            Route("/center/export", self.export, methods=["POST"]),
-            Route("/center/correct", self.correct, methods=["POST"]),
-            Route("/center/restrict", self.restrict_page, methods=["GET"]),
-            Route("/center/restrict", self.restrict, methods=["POST"]),
-            Route("/center/object", self.object_to, methods=["POST"]),
-            Route("/center/delete", self.delete_page, methods=["GET"]),
-            Route("/center/delete", self.delete, methods=["POST"]),
-            Route("/center/notice", self.notice, methods=["GET"]),
-            Route("/center/signin", self.signin_page, methods=["GET"]),
-            Route("/center/signin", self.signin, methods=["POST"]),
-            Route("/center/signout", self.signout, methods=["POST"]),
+            Route("/center", self.pages.guarded(self.home), methods=["GET"]),
+            Route("/center/consent", self.pages.guarded(self.save_consent), methods=["POST"]),
+            Route("/center/history", self.pages.guarded(self.history), methods=["GET"]),
+            Route("/center/clear-browsing", self.pages.guarded(self.clear_browsing), methods=["POST"]),
+            Route("/center/access", self.pages.guarded(self.access), methods=["GET"]),
+            Route("/center/data", self.pages.guarded(self.data), methods=["GET"]),
+            Route("/center/export", self.pages.guarded(self.export), methods=["POST"]),
+            Route("/center/correct", self.pages.guarded(self.correct), methods=["POST"]),
+            Route("/center/restrict", self.pages.guarded(self.restrict_page), methods=["GET"]),
+            Route("/center/restrict", self.pages.guarded(self.restrict), methods=["POST"]),
+            Route("/center/object", self.pages.guarded(self.object_to), methods=["POST"]),
+            Route("/center/delete", self.pages.guarded(self.delete_page), methods=["GET"]),
+            Route("/center/delete", self.pages.guarded(self.delete), methods=["POST"]),
+            Route("/center/notice", self.pages.guarded(self.notice), methods=["GET"]),
+            Route("/center/signin", self.pages.guarded(self.signin_page), methods=["GET"]),
+            Route("/center/signin", self.pages.guarded(self.signin), methods=["POST"]),
+            Route("/center/signout", self.pages.guarded(self.signout), methods=["POST"]),
         ]
 
 

@@ -397,12 +397,14 @@ class Console:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/admin", self.home, methods=["GET"]),
-            Route("/admin/requests/{request_id}", self.request_detail, methods=["GET"]),
-            Route("/admin/requests/{request_id}/{action:str}", self.request_action, methods=["POST"]),
-            Route("/admin/lockouts/reset", self.reset_lockout, methods=["POST"]),
-            Route("/admin/audit/verify", self.verify_chain, methods=["POST"]),
-            Route("/admin/signin", self.signin_page, methods=["GET"]),
-            Route("/admin/signin", self.signin, methods=["POST"]),
-            Route("/admin/signout", self.signout, methods=["POST"]),
+            Route("/admin", self.pages.guarded(self.home), methods=["GET"]),
+            Route("/admin/requests/{request_id}", self.pages.guarded(self.request_detail), methods=["GET"]),
+            Route(
+                "/admin/requests/{request_id}/{action:str}", self.pages.guarded(self.request_action), methods=["POST"]
+            ),
+            Route("/admin/lockouts/reset", self.pages.guarded(self.reset_lockout), methods=["POST"]),
+            Route("/admin/audit/verify", self.pages.guarded(self.verify_chain), methods=["POST"]),
+            Route("/admin/signin", self.pages.guarded(self.signin_page), methods=["GET"]),
+            Route("/admin/signin", self.pages.guarded(self.signin), methods=["POST"]),
+            Route("/admin/signout", self.pages.guarded(self.signout), methods=["POST"]),
         ]

@@ -13,7 +13,7 @@ import hmac
 import secrets
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -239,6 +239,34 @@ class Pages:
             response.headers.append(
                 "set-cookie", self.cookie(LANG_COOKIE, page.new_lang, max_age=365 * 86400, same_site="Lax")
             )
+
+    def guarded(self, endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """A refusal on a page is an HTML page for a browser (problem+json for any other client)."""
+
+        async def run(request: Request) -> Response:
+            try:
+                return await endpoint(request)
+            except PrivacyError as error:
+                if "text/html" not in request.headers.get("accept", ""):
+                    raise
+                page = await self.page_request(request)
+                back = request.headers.get("referer") or ""
+                own = f"{request.url.scheme}://{request.headers.get('host', '')}/"
+                response = self.render(
+                    page,
+                    "error.html",
+                    {
+                        "status": error.status,
+                        "message": error.message,
+                        "back": back if back.startswith(own) else self.mount + "/center",
+                    },
+                    status=error.status,
+                )
+                for name, value in error.headers.items():
+                    response.headers[name] = value
+                return response
+
+        return run
 
     @staticmethod
     def redirect(url: str, *, set_cookies: list[str] | None = None) -> Response:
