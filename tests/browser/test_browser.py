@@ -152,6 +152,7 @@ def test_officer_resets_a_lockout_and_sees_the_overdue_request_first(
 
 PAGES = [
     ("storefront", "/", None),
+    ("storefront-preferences", "/", None),
     ("centre-consent", "/privacy/center", None),
     ("centre-consent-de", "/privacy/center?lang=de", None),
     ("centre-consent-zh", "/privacy/center?lang=zh", None),
@@ -171,19 +172,39 @@ PAGES = [
 def test_no_serious_accessibility_violation_on_any_page(
     browser: webdriver.Chrome, live_demo: LiveDemo, axe_script: str, who: str | None
 ) -> None:
+    pages = [(name, path) for name, path, needs in PAGES if needs == who]
     if who == "customer":
         _, token = register(live_demo, f"a11y-{id(browser)}@example.com")
+        with httpx.Client(base_url=live_demo.base) as client:  # an order the carrier then reads
+            order = {"items": [{"sku": "TEA-001", "qty": 1}], "shipping_address": {"name": "Ada", "city": "Leeds"}}
+            client.post("/checkout", json=order, headers={"authorization": f"Bearer {token}"})
+            carrier = client.post(
+                "/partners/token", json={"client_id": "logistics-co", "client_secret": "demo-partner-secret"}
+            ).json()["access_token"]
+            client.get("/orders", headers={"authorization": f"Bearer {carrier}"})
+        live_demo.run(live_demo.app.runtime.audit.flush())
         sign_in(browser, live_demo, token)
     elif who == "officer":
+        rights = live_demo.app.runtime.rights
+        assert rights is not None
+        request, _ = live_demo.run(rights.submit("access", "cus_a11y", principal="platform:test"))
+        pages.append(("console-request", f"/privacy/admin/requests/{request.id}"))
+        pages.append(("error-page", "/privacy/admin/requests/no-such-request"))
         sign_in(browser, live_demo, live_demo.shop.token({"sub": "officer-2", "scope": "privacy:admin"}), "admin")
     failures = {}
-    for name, path, needs in PAGES:
-        if needs != who:
-            continue
+    for name, path in pages:
         browser.get(live_demo.base + path)
         if name == "storefront":
             wait(browser).until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#cc-main .cm")))
+        if name == "storefront-preferences":
+            wait(browser).until(
+                lambda d: d.execute_script("return !!(window.PrivacyConsent && window.PrivacyConsent.get())")
+            )
+            browser.find_element(By.ID, "cookie-settings").click()
+            wait(browser).until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#cc-main .pm")))
         assert "/signin" not in browser.current_url or "signin" in name
+        if name == "error-page":
+            assert "Something went wrong" in browser.page_source
         screenshot(browser, f"a11y-{name}")
         violations = serious_violations(browser, axe_script)
         if violations:

@@ -13,13 +13,17 @@ TRANSFORMS = {
     "encrypt": "encrypted before the shop stores it",
     "encrypt_deterministic": "encrypted (searchable) before the shop stores it",
     "tokenise": "replaced by a token before the shop stores it",
-    "strip": "never stored",
+    "strip": "removed before the shop sees it",
 }
 
 
 def _category(policy: Policy, name: str) -> str:
+    """A category's description; a prefix (e.g. `user.contact`) is named by what it covers."""
     found = policy.categories.get(name)
-    return found.description if found is not None and found.description else name
+    if found is not None and found.description:
+        return found.description
+    covered = [c.description or key for key, c in sorted(policy.categories.items()) if key.startswith(name + ".")]
+    return ", ".join(covered) if covered else name
 
 
 def promises(policy: Policy, mount: str) -> list[dict[str, str]]:
@@ -81,4 +85,5 @@ def promises(policy: Policy, mount: str) -> list[dict[str, str]]:
             "login audit and lockout on " + ", ".join(f"{r.method} {r.path}" for r in policy.audit.logins),
         )
     add("Every disclosure and change is recorded, tamper-evident", "signed audit chain (status below)")
-    return rows
+    unique: dict[tuple[str, str], dict[str, str]] = {(r["promise"], r["enforcement"]): r for r in rows}
+    return list(unique.values())
