@@ -115,6 +115,15 @@ class WebhookSettings(BaseModel):
     _split = field_validator("shopify_secrets", "shopify_shops", "woocommerce_secrets", mode="before")(_split_list)
 
 
+class PagesSettings(BaseModel):
+    """The browser pages (privacy centre, officer console)."""
+
+    # The shop's own cookie that carries the customer's bearer token, if it keeps one: the centre then
+    # signs the customer in without a hand-over (see docs/privacy-centre.md).
+    token_cookie: str = ""
+    csrf_secret: SecretStr | None = None
+
+
 class FileSecretsSource(PydanticBaseSettingsSource):
     """Reads `PRIVACY_<NAME>_FILE` (also nested: `PRIVACY_JWT__SECRET_FILE`) into `<name>`."""
 
@@ -159,6 +168,7 @@ class Settings(BaseSettings):
     consent: ConsentSettings = ConsentSettings()
     audit: AuditSettings = AuditSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    pages: PagesSettings = PagesSettings()
     trusted_proxies: Annotated[list[str], NoDecode] = []
     mount_path: str = "/privacy"
     metrics_path: str = "/metrics"

@@ -4,10 +4,14 @@ redirects, through the middleware in front of the demo shop."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
+import httpx
 import jwt
 import pytest
 
+from privacy_middleware.demo.run import build_demo
 from support.demo import Demo
 from support.pages import csrf_of, sign_in
 
@@ -172,3 +176,17 @@ async def test_a_browser_gets_an_html_error_page_and_other_clients_problem_json(
     assert "Something went wrong" in html.text and "unsafe-inline" not in html.headers["content-security-policy"]
     problem = await demo.client.post(CENTER + "/consent", data={"purpose": "analytics"})
     assert problem.status_code == 403 and problem.json()["code"] == "csrf_rejected"
+
+
+async def test_the_shops_own_token_cookie_signs_the_customer_in(tmp_path: Path, asgi_lifespan: Any) -> None:
+    app, shop = build_demo(tmp_path, audit={"retention_interval_seconds": 0}, pages={"token_cookie": "shop_jwt"})
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.21", 40000))
+    async with asgi_lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+        demo = Demo(app, shop, client, tmp_path)
+        _, token = await demo.register()
+        assert (await client.get(CENTER + "/data")).status_code == 303  # no session, no cookie: sign in first
+        client.cookies.set("shop_jwt", token)
+        page = await client.get(CENTER + "/data")
+        assert page.status_code == 200 and "Download my data" in page.text
+        client.cookies.set("shop_jwt", token[:-3] + "xyz")
+        assert (await client.get(CENTER + "/data")).status_code == 303  # a forged token is no session

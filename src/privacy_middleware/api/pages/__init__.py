@@ -54,7 +54,8 @@ def page_routes(services: Services) -> list[BaseRoute]:
     pages = Pages(
         mount=settings.mount_path,
         verifier=services.verifier,
-        csrf_key=settings.secret(None, "pages-csrf.key", "privacy pages CSRF key"),
+        csrf_key=settings.secret(settings.pages.csrf_secret, "pages-csrf.key", "privacy pages CSRF key"),
+        token_cookie=settings.pages.token_cookie,
         secure_cookies=settings.consent.secure_cookie,
         allowed_origins=settings.consent.allowed_origins,
     )

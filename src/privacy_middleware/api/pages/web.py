@@ -118,9 +118,17 @@ class Pages:
     """Renders pages and guards their forms for one mounted section (the centre or the console)."""
 
     def __init__(
-        self, *, mount: str, verifier: TokenVerifier, csrf_key: bytes, secure_cookies: bool, allowed_origins: Any = ()
+        self,
+        *,
+        mount: str,
+        verifier: TokenVerifier,
+        csrf_key: bytes,
+        secure_cookies: bool,
+        allowed_origins: Any = (),
+        token_cookie: str = "",
     ) -> None:
         self.mount = mount
+        self.token_cookie = token_cookie
         self.verifier = verifier
         self._csrf_key = csrf_key
         self.secure = secure_cookies
@@ -147,7 +155,9 @@ class Pages:
         ctx = get_context(request.scope)
         if ctx is not None and ctx.principal is not None:
             return ctx.principal
-        token = request.cookies.get(SESSION_COOKIE)
+        token = request.cookies.get(SESSION_COOKIE) or (
+            request.cookies.get(self.token_cookie) if self.token_cookie else None
+        )
         if not token:
             return None
         try:
