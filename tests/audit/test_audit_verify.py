@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from privacy_middleware.audit import AuditLog, consent_change, export, login_attempt, verify, verify_main
 from privacy_middleware.audit.checkpoint import public_key_pem, sign_checkpoint
-from privacy_middleware.audit.keys import load_or_create_signing_key
 from privacy_middleware.audit.merkle import leaf_hash
+from privacy_middleware.keyfiles import load_or_create_signing_key
 from privacy_middleware.store import Database
 
 pytestmark = pytest.mark.anyio

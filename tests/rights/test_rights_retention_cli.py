@@ -129,7 +129,7 @@ async def test_operator_exports_and_erases_a_subject_from_the_command_line(
     receipt = printed.split("receipt: ")[1].split()[0]
     key = rights.demo.data_dir / "rights-receipt-key.pem"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    from privacy_middleware.audit.keys import load_or_create_signing_key
+    from privacy_middleware.keyfiles import load_or_create_signing_key
 
     assert verify_erasure_receipt(receipt, load_or_create_signing_key(key).public_key())["sub"] == subject
     assert await rights.adapter.records(subject) == []

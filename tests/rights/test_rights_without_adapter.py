@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from privacy_middleware.audit.keys import load_or_create_signing_key
 from privacy_middleware.cli import main as cli
 from privacy_middleware.consent.records import ConsentRecord, Holder
+from privacy_middleware.keyfiles import load_or_create_signing_key
 from privacy_middleware.middleware import PrivacyMiddleware
 from privacy_middleware.policy.load import validate_policy
 from privacy_middleware.rights.receipts import verify_erasure_receipt

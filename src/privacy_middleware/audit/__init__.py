@@ -2,6 +2,7 @@
 still be erased by retention, offline verification, login lockout and the subject's access log.
 """
 
+from ..keyfiles import load_or_create_signing_key
 from .checkpoint import Checkpoint, load_public_key
 from .counters import CounterBackend, MemoryCounters, RedisCounters
 from .detectors import Lockout, LoginGuard, LoginLimits, LoginSignals
@@ -21,7 +22,6 @@ from .events import (
     subject_request,
 )
 from .export import ExportSummary, export, export_main
-from .keys import load_or_create_signing_key
 from .log import AppendResult, AuditLog
 from .query import AccessLog, AuditRecord, DisclosureEntry, LoginEntry, access_log, reveal_side_record, search
 from .retention import RetentionReport, purge

@@ -20,6 +20,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..keyfiles import load_or_create_signing_key
 from ..store import Database
 from ..store.audit import (
     EVENT_COLUMNS,
@@ -45,7 +46,6 @@ from .checkpoint import (
     verify_checkpoint,
 )
 from .events import AuditEvent, lifecycle
-from .keys import load_or_create_signing_key
 from .merkle import Frontier, leaf_hash
 from .sealing import SealedEvent, SideRecordSealer
 

@@ -24,10 +24,10 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..audit.events import AuditEvent, data_access, subject_request
-from ..audit.keys import load_or_create_signing_key
 from ..crypto.results import ErasureResult, SubjectHoldings
 from ..errors import PrivacyError
 from ..fields.engine import FieldCipher, FieldEngine
+from ..keyfiles import load_or_create_signing_key
 from ..policy.schema import Policy
 from ..store.bus import Bus
 from ..store.database import Database

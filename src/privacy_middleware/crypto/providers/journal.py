@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from .files import check_private, create_private, exclusive
+from ...keyfiles import check_private, create_private, exclusive
 
 
 class TombstoneJournal:

@@ -22,10 +22,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ...errors import ConfigError
+from ...keyfiles import check_private, create_private, exclusive, replace_private
 from ..encoding import b64url_decode, b64url_encode
 from ..errors import DecryptionFailed, KeyServiceUnavailable
 from .base import RootKeyProvider, WrappedKey, context_bytes
-from .files import check_private, create_private, exclusive, replace_private
 
 logger = logging.getLogger("privacy_middleware.crypto")
 
