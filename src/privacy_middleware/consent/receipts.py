@@ -6,18 +6,16 @@ agreed. It is a compact JWS signed with Ed25519 (`EdDSA`) and verifiable with th
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from ..errors import PrivacyError
+from ..crypto.jws import JwsSigner, key_id, verify
 from ..policy.schema import Policy
 from .decisions import mechanism
 from .records import ConsentRecord
+
+__all__ = ["RECEIPT_TYPE", "ReceiptSigner", "key_id", "receipt_claims", "verify_receipt"]
 
 RECEIPT_TYPE = "consent-receipt+jwt"
 SCHEMA = "https://w3id.org/dpv/guides/consent-27560"
@@ -30,12 +28,6 @@ _METHOD_EVENT = {
     "tcf": "expressed",
     "gpc": "expressed",
 }
-
-
-def key_id(public_key: Ed25519PublicKey) -> str:
-    """A stable id for a signing key: the first 16 bytes of SHA-256 over the raw public key."""
-    raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return base64.urlsafe_b64encode(hashlib.sha256(raw).digest()[:16]).rstrip(b"=").decode()
 
 
 def _state(record: ConsentRecord, granted: bool) -> str:
@@ -84,32 +76,20 @@ def receipt_claims(record: ConsentRecord, policy: Policy) -> dict[str, Any]:
 
 
 class ReceiptSigner:
+    """Signs one consent record's receipt (the shared Ed25519 JWS signer, `typ` consent-receipt+jwt)."""
+
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
-        self._private_key = private_key
-        self.public_key = private_key.public_key()
-        self.kid = key_id(self.public_key)
+        self._jws = JwsSigner(private_key, RECEIPT_TYPE)
+        self.public_key = self._jws.public_key
+        self.kid = self._jws.kid
 
     def sign(self, record: ConsentRecord, policy: Policy) -> str:
-        return jwt.encode(
-            receipt_claims(record, policy),
-            self._private_key,
-            algorithm="EdDSA",
-            headers={"kid": self.kid, "typ": RECEIPT_TYPE},
-        )
+        return self._jws.sign(receipt_claims(record, policy))
 
     def public_key_pem(self) -> str:
-        return self.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+        return self._jws.public_key_pem()
 
 
 def verify_receipt(token: str, public_key: Ed25519PublicKey) -> dict[str, Any]:
     """The receipt's claims if the signature is genuine; `PrivacyError('receipt_invalid')` otherwise."""
-    try:
-        header = jwt.get_unverified_header(token)
-        if header.get("typ") != RECEIPT_TYPE:
-            raise PrivacyError("receipt_invalid", "not a consent receipt", 400)
-        claims: dict[str, Any] = jwt.decode(
-            token, public_key, algorithms=["EdDSA"], options={"require": ["iat", "record_id"]}
-        )
-    except jwt.PyJWTError:
-        raise PrivacyError("receipt_invalid", "the consent receipt signature does not verify", 400) from None
-    return claims
+    return verify(token, public_key, typ=RECEIPT_TYPE, require=["iat", "record_id"], what="consent receipt")
