@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-from support.conformance import REPO, SEEDS
+from support.conformance import NAMES, REPO, SEEDS
 
 MATRIX = REPO / "docs" / "promises.md"
 SUITE = Path(__file__).parent
@@ -15,7 +15,7 @@ SUITE = Path(__file__).parent
 
 def suite_tests(seed: str) -> dict[str, str]:
     """Test name -> its mark ("skip", "xfail" or "") in the seed's conformance module."""
-    tree = ast.parse((SUITE / f"test_seed_{seed}.py").read_text())
+    tree = ast.parse((SUITE / f"test_{NAMES[seed]}.py").read_text())
     tests: dict[str, str] = {}
     for node in tree.body:
         if isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef) and node.name.startswith("test_"):
@@ -43,7 +43,7 @@ def test_every_seed_has_a_section_naming_its_module() -> None:
     text = MATRIX.read_text()
     for seed in SEEDS:
         assert f"## {seed}.txt" in text
-        assert f"Module: `test_seed_{seed}.py`" in text
+        assert f"Module: `test_{NAMES[seed]}.py`" in text
 
 
 def test_matrix_cites_every_conformance_test_with_its_mark() -> None:
