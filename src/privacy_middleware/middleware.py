@@ -46,6 +46,7 @@ class PrivacyMiddleware:
         self.metrics_path = self.settings.metrics_path
         self.cookie_gate = self.runtime.cookie_gate
         self.tracer = Tracer(self.runtime.policy, self.runtime.verifier.authenticate, self.runtime.audit.emit)
+        self.runtime.identity.bind_app(app)
 
     def transport(self, inner: Any = None) -> Any:
         """An httpx transport for the shop's partner calls that applies this policy (PrivacyTransport)."""
@@ -100,7 +101,7 @@ class PrivacyMiddleware:
         outcome = "passed"
         try:
             try:
-                ctx.principal = await self.runtime.verifier.authenticate(get_header(headers, b"authorization"))
+                ctx.principal = await self.runtime.identity.authenticate(scope, (plan.spec.method, plan.spec.template))
                 if (trace_token := get_header(headers, TRACE_HEADER)) is not None:
                     plan = await self.tracer.traced(plan, ex, trace_token)
                 for step in plan.steps:
@@ -214,7 +215,7 @@ class PrivacyMiddleware:
             user_agent=(get_header(headers, b"user-agent") or b"").decode("latin-1"),
         )
         try:
-            ctx.principal = await self.runtime.verifier.authenticate(get_header(headers, b"authorization"))
+            ctx.principal = await self.runtime.identity.authenticate(scope)
         except PrivacyError as error:
             self.runtime.metrics.refusals.labels(error.code).inc()
             await send_problem(send, error)

@@ -31,7 +31,7 @@ from .consent.records import ConsentRecord
 from .consent.service import ConsentService
 from .crypto.handle import KeyServiceHandle
 from .fields.engine import FieldCipher, FieldEngine, Pseudonymiser
-from .identity import TokenVerifier
+from .identity import TokenVerifier, build_identity
 from .keyfiles import load_or_create_ed25519
 from .metrics import Metrics
 from .pipeline.cookies import cookie_gate
@@ -82,6 +82,7 @@ class Runtime:
         self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
         self.verifier = TokenVerifier(settings.jwt, self.policy.identity, http=self.http)
         self.verifier.bind_policy(self.policy)
+        self.identity = build_identity(settings, self.policy, self.verifier, self.http)
         key = settings.secret(settings.pseudonym_secret, "pseudonym.key", "pseudonym key")
         self.bus: Bus = RedisBus(settings.redis_url, prefix=settings.redis_prefix) if settings.redis_url else LocalBus()
         self.keys = KeyServiceHandle(
@@ -114,6 +115,7 @@ class Runtime:
             database=self.database,
             http=self.http,
             verifier=self.verifier,
+            identity=self.identity,
             bus=self.bus,
             keys=self.keys,
             fields=self.fields,
@@ -241,6 +243,7 @@ class Runtime:
                 await self._maintenance
             self._maintenance = None
         await self.audit.stop()
+        await self.identity.close()
         await self.keys.close()
         await self.bus.close()
         if self.redis is not None:

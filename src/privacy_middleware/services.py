@@ -18,7 +18,7 @@ from .audit.writer import AuditWriter
 from .consent.service import ConsentService
 from .crypto.handle import KeyServiceHandle
 from .fields.engine import FieldEngine
-from .identity import TokenVerifier
+from .identity import IdentityChain, TokenVerifier
 from .metrics import Metrics
 from .policy.access import Access
 from .policy.schema import Policy
@@ -37,6 +37,7 @@ class Services:
     database: Database
     http: httpx.AsyncClient
     verifier: TokenVerifier
+    identity: IdentityChain
     bus: Bus
     keys: KeyServiceHandle
     fields: FieldEngine

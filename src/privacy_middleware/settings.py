@@ -103,6 +103,32 @@ class AuditSettings(BaseModel):
     retention_interval_seconds: float = Field(default=3600.0, ge=0)
 
 
+class IdentitySettings(BaseModel):
+    """Who is calling: identity providers tried in order (docs/identity.md)."""
+
+    # jwt, introspection, session, django, or package.module:function (scope -> Principal | None).
+    providers: Annotated[list[str], NoDecode] = ["jwt"]
+    # Key for the keyed hashes that name cached tokens and cookies (never the raw value).
+    cache_key: SecretStr | None = None
+    cache_size: int = Field(default=10_000, ge=1)
+    introspection_url: str | None = None
+    introspection_client_id: str | None = None
+    introspection_client_secret: SecretStr | None = None
+    introspection_cache_seconds: float = Field(default=300.0, ge=0)
+    session_cookie: str = "sessionid"
+    # An absolute URL, or a path answered by the wrapped app (in-process or the proxied upstream).
+    session_whoami_url: str | None = None
+    session_subject_field: str = "id"
+    session_scopes_field: str = "scopes"
+    session_cache_seconds: float = Field(default=60.0, ge=0, le=3600)
+    session_timeout_seconds: float = Field(default=5.0, gt=0)
+    django_settings_module: str | None = None
+    # Scope given to Django staff users (maps to a recipient via the policy's scope_recipients).
+    django_staff_scope: str = ""
+
+    _split = field_validator("providers", mode="before")(_split_list)
+
+
 class WebhookSettings(BaseModel):
     """Shop-platform privacy webhooks (`POST <mount>/webhooks/<platform>`). Unset: not mounted."""
 
@@ -169,6 +195,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     webhooks: WebhookSettings = WebhookSettings()
     pages: PagesSettings = PagesSettings()
+    identity: IdentitySettings = IdentitySettings()
     trusted_proxies: Annotated[list[str], NoDecode] = []
     mount_path: str = "/privacy"
     metrics_path: str = "/metrics"

@@ -6,10 +6,9 @@ from typing import Any
 
 import httpx
 
-from ..asgi.headers import get_header
 from ..context import RequestContext, current_scope, get_context
 from ..errors import PrivacyError
-from ..identity import TokenVerifier
+from ..identity import IdentityChain
 from ..metrics import Metrics
 from ..policy.schema import Policy
 from ..services import Services
@@ -19,9 +18,11 @@ from .consent_decision import ConsentResolver
 class OutboundConsentGate:
     """Blocks the shop's calls to analytics and advertising hosts without the caller's consent."""
 
-    def __init__(self, policy: Policy, *, consent: ConsentResolver, verifier: TokenVerifier, metrics: Metrics) -> None:
+    def __init__(
+        self, policy: Policy, *, consent: ConsentResolver, identity: IdentityChain, metrics: Metrics
+    ) -> None:
         self.consent = consent
-        self.verifier = verifier
+        self.identity = identity
         self.metrics = metrics
         self.hosts = {h.host.lower(): h.purpose for h in policy.tracking.hosts}
 
@@ -38,7 +39,7 @@ class OutboundConsentGate:
             )
         ctx = get_context(scope)
         if ctx is None:
-            principal = await self.verifier.authenticate(get_header(scope.get("headers") or [], b"authorization"))
+            principal = await self.identity.authenticate(scope)
             ctx = RequestContext(scope.get("method", ""), scope.get("path", ""), None, principal)
         resolution = await self.consent.resolve(scope, ctx)
         if not resolution.decision.allowed(purpose):
@@ -58,6 +59,6 @@ def outbound_consent_gate(services: Services) -> OutboundConsentGate | None:
     return OutboundConsentGate(
         services.policy,
         consent=ConsentResolver(services.consent, services.access, services.policy),
-        verifier=services.verifier,
+        identity=services.identity,
         metrics=services.metrics,
     )

@@ -229,3 +229,13 @@ async def test_a_token_without_sub_is_named_by_the_configured_subject_claim() ->
     del token_claims["sub"]
     principal = await v.authenticate(bearer(jwt.encode(token_claims, SECRET, algorithm="HS256")))
     assert principal is not None and principal.subject == "VXNlcjoy" and principal.id == "VXNlcjoy"
+
+
+async def test_every_missing_claim_is_named_in_one_answer() -> None:
+    v = verifier(secret=SECRET, algorithms=["HS256"])
+    token = jwt.encode({"iss": "shop", "aud": "api", "scope": "x"}, SECRET, algorithm="HS256")
+    with pytest.raises(PrivacyError) as refused:
+        await v.authenticate(bearer(token))
+    assert refused.value.status == 401
+    assert refused.value.extra == {"missing_claims": ["exp", "iat", "sub"]}
+    assert "'exp', 'iat', 'sub'" in refused.value.message
