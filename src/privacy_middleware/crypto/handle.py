@@ -13,6 +13,7 @@ from ..errors import ConfigError, PrivacyError
 from ..store import Database
 from .errors import KeyServiceUnavailable
 from .service import KeyService
+from .shaped import TokenShape
 
 if TYPE_CHECKING:
     from ..store.bus import Bus
@@ -85,6 +86,16 @@ class KeyServiceHandle:
 
     async def detokenise(self, token: str, *, category: str, subject: str) -> str:
         return await (await self.get()).detokenise(token, category=category, subject=subject)
+
+    async def tokenise_shaped(
+        self, value: str, *, category: str, subject: str, shape: TokenShape, deterministic: bool = False
+    ) -> str:
+        return await (await self.get()).tokenise_shaped(
+            value, category=category, subject=subject, shape=shape, deterministic=deterministic
+        )
+
+    async def detokenise_shaped(self, token: str, *, category: str, subject: str) -> str | None:
+        return await (await self.get()).detokenise_shaped(token, category=category, subject=subject)
 
     async def blind_index(self, value: str, *, category: str) -> str:
         return await (await self.get()).blind_index(value, category=category)

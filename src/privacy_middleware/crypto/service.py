@@ -32,6 +32,7 @@ from .errors import DecryptionFailed, SubjectErased
 from .index_keys import IndexKeys
 from .providers import RootKeyProvider, WrappedKey, needs_http, open_provider
 from .results import ErasureResult, GenerationStatus, KeyStatus, RewrapResult, RotationResult, SubjectHoldings
+from .shaped import TokenShape, shaped_token
 
 logger = logging.getLogger("privacy_middleware.crypto")
 
@@ -39,6 +40,7 @@ TOKEN_PREFIX = "tok_"
 _TOKEN = re.compile(r"tok_[A-Za-z0-9_-]{22}")
 _MAX_CONTEXT = 512
 MARKER_PREFIX = "ts1"
+SHAPED_TOKEN_CATEGORY = "vault.shaped_token"
 
 
 def is_token(value: object) -> bool:
@@ -358,6 +360,73 @@ class KeyService:
                 category=category,
             )
         return token
+
+    async def tokenise_shaped(
+        self, value: str, *, category: str, subject: str, shape: TokenShape, deterministic: bool = False
+    ) -> str:
+        """A format-shaped vault token (crypto/shaped.py). Deterministic ones are the same for the same
+        subject, category and value (keyed lookup), so the shop can still look the value up."""
+        _check_context(category=category, subject=subject)
+        if await self._shaped_envelope(value) is not None:
+            await self.detokenise_shaped(value, category=category, subject=subject)
+            return value  # already one of ours: never tokenised twice
+        lookup = None
+        if deterministic:
+            index = await self._index_keys()
+            material = f"{index.subject_hash(subject)}|{shape.format}|{index.blind_index(value, category)}"
+            lookup = hashlib.sha256(material.encode()).hexdigest()
+            async with self.database.connect() as conn:
+                found = await store.token_by_lookup(conn, self.tenant, lookup)
+            if found is not None:
+                token = await self._token_for_hash(found, subject)
+                if token is not None:
+                    return token
+        envelope = await self.encrypt(value, category=category, subject=subject)
+        kid = parse_envelope(envelope).kid
+        for _ in range(8):  # a short random token can collide with an existing one: draw again
+            token = shaped_token(shape, value)
+            sealed_token = await self.encrypt(token, category=SHAPED_TOKEN_CATEGORY, subject=subject) if lookup else ""
+            async with self.database.begin() as conn:
+                stored = await store.insert_token_once(
+                    conn,
+                    token_hash=hashlib.sha256(token.encode()).hexdigest(),
+                    tenant=self.tenant,
+                    kid=kid,
+                    envelope=f"{envelope} {sealed_token}" if lookup else envelope,
+                    category=category,
+                    lookup=lookup,
+                )
+            if stored:
+                return token
+            if lookup is not None:
+                async with self.database.connect() as conn:
+                    raced = await store.token_by_lookup(conn, self.tenant, lookup)
+                if raced is not None and (existing := await self._token_for_hash(raced, subject)) is not None:
+                    return existing
+        raise PrivacyError("token_space_exhausted", "No free token of this shape could be drawn.", 503)
+
+    async def _token_for_hash(self, token_hash: str, subject: str) -> str | None:
+        """The token itself, for a deterministic vault row (sealed beside the value for re-issuing)."""
+        stored = await self._stored_by_hash(token_hash)
+        if stored is None or " " not in stored:
+            return None
+        return await self.decrypt(stored.split(" ", 1)[1], category=SHAPED_TOKEN_CATEGORY, subject=subject)
+
+    async def _stored_by_hash(self, token_hash: str) -> str | None:
+        async with self.database.connect() as conn:
+            return await store.token_envelope(conn, self.tenant, token_hash)
+
+    async def _shaped_envelope(self, token: str) -> str | None:
+        return await self._stored_by_hash(hashlib.sha256(token.encode()).hexdigest())
+
+    async def detokenise_shaped(self, token: str, *, category: str, subject: str) -> str | None:
+        """The value behind a shaped token; None when the vault has no such token (a plain value)."""
+        _check_context(category=category, subject=subject)
+        stored = await self._shaped_envelope(token)
+        if stored is None:
+            return None
+        envelope = stored.split(" ", 1)[0]
+        return await self.decrypt(envelope, category=category, subject=subject)
 
     async def detokenise(self, token: str, *, category: str, subject: str) -> str:
         _check_context(category=category, subject=subject)

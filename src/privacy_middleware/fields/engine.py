@@ -16,10 +16,11 @@ from typing import Any, Protocol
 from cachetools import LRUCache
 
 from ..crypto.cards import card_brand, normalise_pan
+from ..crypto.shaped import TokenShape
 from ..errors import PrivacyError
 from ..policy.access import grant_for
 from ..policy.compile import CompiledBody, CompiledField, compile_shapes
-from ..policy.schema import Policy
+from ..policy.schema import FieldRule, Policy
 from ..policy.selectors import Location, Selector
 from ..policy.transforms import key_free_functions
 from ..principal import Principal
@@ -35,6 +36,10 @@ class FieldCipher(Protocol):
     async def tokenise(self, value: str, *, category: str, subject: str) -> str: ...
     async def detokenise(self, token: str, *, category: str, subject: str) -> str: ...
     async def blind_index(self, value: str, *, category: str) -> str: ...
+    async def tokenise_shaped(
+        self, value: str, *, category: str, subject: str, shape: TokenShape, deterministic: bool = False
+    ) -> str: ...
+    async def detokenise_shaped(self, token: str, *, category: str, subject: str) -> str | None: ...
 
 
 ENVELOPE_PREFIXES = ("pe1.", "pd1.", "tok_")
@@ -193,6 +198,16 @@ class FieldEngine:
             location.set(await self.cipher.encrypt(text, category=spec.category, subject=subject))
         elif spec.transform == "encrypt_deterministic":
             location.set(await self.cipher.encrypt_deterministic(text, category=spec.category, subject=subject))
+        elif spec.transform == "tokenise" and spec.token_format:
+            location.set(
+                await self.cipher.tokenise_shaped(
+                    text,
+                    category=spec.category,
+                    subject=subject,
+                    shape=self.token_shape(spec),
+                    deterministic=spec.deterministic,
+                )
+            )
         elif spec.transform == "tokenise":
             location.set(await self.cipher.tokenise(text, category=spec.category, subject=subject))
         report.count(spec.transform)
@@ -244,6 +259,7 @@ class FieldEngine:
         verdicts: dict[str, bool] = {}
         subject_path = plan.subject_path
         principal_subject = viewer.principal.subject if viewer.principal else None
+        shaped_email = "@" + self.policy.tokens.email_domain
         for record in records_of(body, root):
             if subject_path is not None:
                 found = follow(record, subject_path)
@@ -273,7 +289,11 @@ class FieldEngine:
                     value = obj.get(key)
                     if value is None:
                         continue
-                    if type(value) is str and value.startswith(ENVELOPE_PREFIXES):
+                    if type(value) is str and (
+                        value.startswith(ENVELOPE_PREFIXES)
+                        or fields[index].rule.token_format
+                        or value.endswith(shaped_email)
+                    ):
                         slow.append((fields[index], Location(obj, key), "keep"))
                         continue
                     seen_categories.add(categories[index])
@@ -327,8 +347,9 @@ class FieldEngine:
                 location.delete()
             report.count(transform)
             return
-        if is_protected(value):
-            value = await self._reveal(value, category, subject, report)
+        shaped = self._maybe_shaped(rule.rule, value)
+        if is_protected(value) or shaped is not None:
+            value = await self._reveal(value, category, subject, report, shaped)
             if value is None:
                 location.set({"error": "unreadable", "code": "decryption_failed"})
                 return
@@ -345,13 +366,35 @@ class FieldEngine:
             location.set(self.masks[transform](value))
         report.count(transform)
 
-    async def _reveal(self, value: str, category: str, subject: str | None, report: FieldReport) -> Any:
+    def token_shape(self, rule: FieldRule) -> TokenShape:
+        return TokenShape(
+            rule.token_format or "email",
+            length=rule.token_length,
+            prefix=rule.token_prefix,
+            email_domain=self.policy.tokens.email_domain,
+        )
+
+    def _maybe_shaped(self, rule: FieldRule, value: Any) -> TokenShape | None:
+        """The shape of a token this field may hold: declared by the rule, or an address at our domain."""
+        if not isinstance(value, str) or self.cipher is None:
+            return None
+        shape = self.token_shape(rule)
+        if rule.token_format or shape.looks_shaped(value):
+            return shape if shape.looks_shaped(value) else None
+        return None
+
+    async def _reveal(
+        self, value: str, category: str, subject: str | None, report: FieldReport, shaped: TokenShape | None = None
+    ) -> Any:
         if self.cipher is None:
             raise PrivacyError("key_service_unavailable", "No key service is configured.", 503)
         if not subject:
             report.reveal_failures += 1
             return None
         try:
+            if shaped is not None and not is_protected(value):
+                found = await self.cipher.detokenise_shaped(value, category=category, subject=subject)
+                return value if found is None else found  # not in the vault: a plain value of that shape
             if value.startswith("tok_"):
                 return await self.cipher.detokenise(value, category=category, subject=subject)
             return await self.cipher.decrypt(value, category=category, subject=subject)

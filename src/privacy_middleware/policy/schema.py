@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 LegalBasis = Literal["contract", "legal_obligation", "legitimate_interest", "consent", "vital_interest", "public_task"]
 ConsentMechanism = Literal["none", "opt_in", "opt_out", "notice"]
@@ -112,6 +112,30 @@ class FieldRule(Strict):
     blind_index: bool = False
     # Whether an absent field is acceptable (most are optional in a shop's JSON).
     required: bool = False
+    # With transform = "tokenise": a token shaped like the value so the shop's validation accepts it
+    # (docs/encryption.md). On a response or outbound rule: the field may hold such a token.
+    token_format: Literal["", "email", "phone", "digits", "card_alias"] = ""
+    # digits: the token's length; phone: digits after the prefix (default: up to 15 in all).
+    token_length: int = Field(default=0, ge=0, le=19)
+    # phone: the E.164 prefix tokens start with (default +999, a reserved country code).
+    token_prefix: str = Field(default="", pattern=r"^(\+[0-9]{1,6})?$")
+    # The same subject, category and value always get the same token (the shop can look it up).
+    deterministic: bool = False
+
+    @model_validator(mode="after")
+    def _token_options(self) -> FieldRule:
+        if self.token_format == "digits" and self.token_length < 4:
+            raise ValueError("token_format = 'digits' needs token_length of at least 4")
+        if self.deterministic and not (self.transform == "tokenise" and self.token_format):
+            raise ValueError("deterministic applies to format-shaped tokens (transform = 'tokenise' with token_format)")
+        return self
+
+
+class Tokens(Strict):
+    """Settings of format-shaped tokens shared by every rule."""
+
+    # E-mail-shaped tokens are <random>@<email_domain>; keep it a domain nobody can receive mail at.
+    email_domain: str = Field(default="privacy.invalid", pattern=r"^[a-z0-9-]+(\.[a-z0-9-]+)+$")
 
 
 class Shape(Strict):
@@ -288,6 +312,7 @@ class Identity(Strict):
 class Policy(Strict):
     policy: PolicyInfo
     identity: Identity = Identity()
+    tokens: Tokens = Tokens()
     categories: dict[str, Category]
     purposes: dict[str, Purpose]
     recipients: dict[str, Recipient] = {}

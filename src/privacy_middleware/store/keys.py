@@ -336,9 +336,16 @@ async def insert_token(
 
 
 async def insert_token_once(
-    conn: AsyncConnection, *, token_hash: str, tenant: str, kid: str, envelope: str, category: str, lookup: str
+    conn: AsyncConnection,
+    *,
+    token_hash: str,
+    tenant: str,
+    kid: str,
+    envelope: str,
+    category: str,
+    lookup: str | None,
 ) -> bool:
-    """Store a deterministic token unless one with the same lookup exists (a lost race): False then."""
+    """Store a token unless its hash or its deterministic lookup exists (a collision or a lost race): False then."""
     statement = _insert_ignoring_conflict(conn, token_vault).values(
         token_hash=token_hash,
         tenant=tenant,
