@@ -31,6 +31,7 @@ from .consent.records import ConsentRecord
 from .consent.service import ConsentService
 from .crypto.handle import KeyServiceHandle
 from .fields.engine import FieldCipher, FieldEngine, Pseudonymiser
+from .guests.service import build_guests
 from .identity import TokenVerifier, build_identity
 from .keyfiles import load_or_create_ed25519
 from .metrics import Metrics
@@ -89,6 +90,7 @@ class Runtime:
             settings.keys_url, database=self.database, tenant=self.policy.policy.tenant, http=self.http, bus=self.bus
         )
         self.fields = FieldEngine(self.policy, Pseudonymiser(key), cipher or self.keys)
+        self.guests = build_guests(self)
         self.consent = ConsentService(
             self.database,
             self.policy,
@@ -126,6 +128,7 @@ class Runtime:
             access=self.access,
             closure=self.closure,
             rights=self.rights,
+            guests=self.guests,
             ensure_started=self.ensure_started,
         )
         self.cookie_gate = cookie_gate(self.services)

@@ -18,6 +18,7 @@ from .audit.writer import AuditWriter
 from .consent.service import ConsentService
 from .crypto.handle import KeyServiceHandle
 from .fields.engine import FieldEngine
+from .guests.service import GuestService
 from .identity import IdentityChain, TokenVerifier
 from .metrics import Metrics
 from .policy.access import Access
@@ -48,5 +49,6 @@ class Services:
     access: Access
     closure: AccountClosure
     rights: RightsService | None
+    guests: GuestService | None
     # Connects the store and starts the writers (idempotent): the transport calls it before its first use.
     ensure_started: Callable[[], Awaitable[None]]

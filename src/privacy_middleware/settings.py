@@ -129,6 +129,31 @@ class IdentitySettings(BaseModel):
     _split = field_validator("providers", mode="before")(_split_list)
 
 
+class SmtpSettings(BaseModel):
+    """The mail server that sends guests their one-time codes (docs/guests.md)."""
+
+    host: str | None = None
+    port: int = Field(default=25, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = "privacy@localhost"
+    starttls: bool = False
+    tls: bool = False
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class GuestSettings(BaseModel):
+    """Guest rights by e-mail code and order capabilities (docs/guests.md)."""
+
+    # Key for capability and e-mail hashes and for signing guest sessions; same on every instance.
+    secret: SecretStr | None = None
+    code_minutes: float = Field(default=10.0, gt=0, le=60)
+    code_attempts: int = Field(default=5, ge=1, le=20)
+    session_minutes: float = Field(default=15.0, gt=0, le=120)
+    codes_per_email_per_hour: int = Field(default=3, ge=1)
+    codes_per_ip_per_hour: int = Field(default=10, ge=1)
+
+
 class WebhookSettings(BaseModel):
     """Shop-platform privacy webhooks (`POST <mount>/webhooks/<platform>`). Unset: not mounted."""
 
@@ -196,6 +221,8 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     pages: PagesSettings = PagesSettings()
     identity: IdentitySettings = IdentitySettings()
+    smtp: SmtpSettings = SmtpSettings()
+    guests: GuestSettings = GuestSettings()
     trusted_proxies: Annotated[list[str], NoDecode] = []
     mount_path: str = "/privacy"
     metrics_path: str = "/metrics"

@@ -34,6 +34,10 @@ def privacy_routes(services: Services, platform: PlatformRequests | None) -> lis
     ]
     if services.rights is not None:
         routes.extend(rights_routes(services.rights))
+    if services.guests is not None:
+        from .guests import guest_routes
+
+        routes.extend(guest_routes(services.guests))
     if platform is not None:
         receivers = configured_receivers(settings.webhooks, services.http)
         if receivers:

@@ -102,6 +102,14 @@ def records_of(body: CompiledBody, document: Any) -> Iterator[Any]:
     yield from body.records.values(document)
 
 
+def guest_subject(principal: Principal | None) -> str | None:
+    """A guest (from their checkout or an order capability) owns the records that name no subject:
+    the shop keeps guest orders without an account id (docs/guests.md)."""
+    if principal is not None and principal.claims.get("guest") is True:
+        return principal.subject
+    return None
+
+
 def record_subject(body: CompiledBody, record: Any, fallback: str | None) -> str | None:
     if body.subject is None:
         return fallback
@@ -131,8 +139,9 @@ class FieldEngine:
         """Validate and transform classified request fields in place; raises PrivacyError to refuse."""
         report = FieldReport()
         fallback = principal.subject if principal else None
+        guest = guest_subject(principal)
         for record in records_of(body, document):
-            subject = record_subject(body, record, fallback)
+            subject = record_subject(body, record, fallback) or guest
             for rule in body.fields:
                 locations = list(rule.selector.locations(record))
                 if not locations and rule.rule.required:
@@ -259,6 +268,7 @@ class FieldEngine:
         verdicts: dict[str, bool] = {}
         subject_path = plan.subject_path
         principal_subject = viewer.principal.subject if viewer.principal else None
+        guest = guest_subject(viewer.principal)
         shaped_email = "@" + self.policy.tokens.email_domain
         for record in records_of(body, root):
             if subject_path is not None:
@@ -266,6 +276,8 @@ class FieldEngine:
                 subject = str(found) if found is not None and not isinstance(found, dict | list) else None
             else:
                 subject = record_subject(body, record, fallback)
+            if subject is None and guest is not None:
+                subject = guest
             own = bool(subject) and principal_subject == subject
             steps = own_program if own else program
             if not own and blocked is not None and subject:

@@ -16,6 +16,7 @@ from . import (
     disclosure_audit,
     forbidden,
     free_text,
+    guests,
     login,
     minimum_age,
     protect,
@@ -36,6 +37,7 @@ STEP_ORDER: tuple[tuple[str, StepBuilder], ...] = (
     ("minimum_age", minimum_age.factory),
     ("forbidden_category", forbidden.factory),
     ("free_text", free_text.factory),
+    ("guest_checkout", guests.factory),  # a guest's subject, before their fields are protected
     ("protect_request", protect.factory),
     ("disclose_response", disclose.factory),
     ("disclosure_audit", disclosure_audit.factory),  # after the disclosure it records

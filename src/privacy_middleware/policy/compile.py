@@ -18,6 +18,7 @@ from .schema import (
     BodyRules,
     FieldRule,
     FreeTextRule,
+    GuestCheckout,
     LoginRoute,
     MinorsRoute,
     Policy,
@@ -63,6 +64,7 @@ class RouteSpec:
     account: AccountRoute | None = None
     minors: MinorsRoute | None = None
     minors_birth_date: Selector | None = None
+    guest_checkout: GuestCheckout | None = None
     names: list[str] = field(default_factory=list)
 
 
@@ -227,6 +229,10 @@ def compile_policy(policy: Policy) -> RouteTable[RouteSpec]:
         spec = spec_for(minors_route.method, minors_route.path, "minors")
         spec.minors = minors_route
         spec.minors_birth_date = compile_selector(minors_route.birth_date)
+    for checkout in policy.guests.checkouts:
+        spec_for(checkout.method, checkout.path, "guest_checkout").guest_checkout = checkout
+    for order_route in policy.guests.order_routes:
+        spec_for(order_route.method, order_route.path, "guest_order")
     return RouteTable((m, t, s) for (m, t), s in specs.items())
 
 

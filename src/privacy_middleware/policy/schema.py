@@ -309,10 +309,39 @@ class Identity(Strict):
     anonymous_recipient: str = "public"
 
 
+class GuestCheckout(Strict):
+    """A checkout a caller without an account may make: the guest subject comes from its e-mail."""
+
+    method: HttpMethod = "POST"
+    path: str
+    # Selector of the guest's e-mail address in the request body.
+    email: str
+    # Selector of the shop's order-access capability (an order token) in the checkout response.
+    capability: str = ""
+
+
+class GuestOrderRoute(Strict):
+    method: HttpMethod = "GET"
+    path: str
+
+
+class Guests(Strict):
+    """Guest checkout (docs/guests.md): protection and rights for customers without an account."""
+
+    checkouts: list[GuestCheckout] = []
+    # Routes where presenting a bound capability makes the caller the owner of that order.
+    order_routes: list[GuestOrderRoute] = []
+    # Where the caller presents the capability: a query parameter and/or a request header.
+    capability_param: str = "token"
+    capability_header: str = ""
+    capability_days: int = Field(default=365, ge=1)
+
+
 class Policy(Strict):
     policy: PolicyInfo
     identity: Identity = Identity()
     tokens: Tokens = Tokens()
+    guests: Guests = Guests()
     categories: dict[str, Category]
     purposes: dict[str, Purpose]
     recipients: dict[str, Recipient] = {}

@@ -31,6 +31,7 @@ from ..keyfiles import load_or_create_signing_key
 from ..policy.schema import Policy
 from ..store.bus import Bus
 from ..store.database import Database
+from ..store.guests import forget_guest
 from ..store.holdings import stored_counts
 from ..store.rights import (
     KeyReused,
@@ -521,6 +522,7 @@ class RightsService:
             try:
                 forgotten = await self.repository.forget_subject(subject)
                 forgotten["audit_side_records"] = await forget_audit_side_records(self.database, subject)
+                forgotten["guest_capabilities"] = await forget_guest(self.database, subject)
                 await self.flags.invalidate(subject)
             except Exception as exc:
                 return await self._erasure_failed(request, "middleware_store", f"store failed ({type(exc).__name__})")
