@@ -214,6 +214,8 @@ class Settings(BaseSettings):
     redis_prefix: str = "privacy:"
     keys: str | None = None
     shop_adapter: str | None = None
+    # The shop's own database, for PRIVACY_SHOP_ADAPTER=sql (it holds a password: a secret).
+    shop_database_url: SecretStr | None = None
     pseudonym_secret: SecretStr | None = None
     jwt: JwtSettings = JwtSettings()
     consent: ConsentSettings = ConsentSettings()

@@ -1,6 +1,6 @@
 """Run by test_identity_django.py in its own process (Django is configured once per process):
 a real Django project with sessions and auth on SQLite, wrapped by the middleware, whose callers
-are resolved from their Django session cookie."""
+are resolved from their Django session cookie; and the declarative Django ORM adapter on it."""
 
 from __future__ import annotations
 
@@ -92,6 +92,8 @@ async def scenario(data_dir: Path, cookies: dict[str, str], ids: dict[str, str])
         await sync_to_async(change_password)()
         assert (await get(ids["bob"], cookies["bob"])).json() == {}
 
+        await django_adapter(ids)
+
         # The session store cannot be read: 503, not an anonymous caller.
         def break_sessions() -> None:
             from django.db import connection
@@ -103,6 +105,48 @@ async def scenario(data_dir: Path, cookies: dict[str, str], ids: dict[str, str])
         broken = await get(ada, "another-cookie")
         assert broken.status_code == 503 and broken.json()["code"] == "identity_unavailable", broken.text
     await runtime.stop()
+
+
+async def django_adapter(ids: dict[str, str]) -> None:
+    """The declarative Django ORM adapter on the same project: export, erase, legal hold."""
+    from asgiref.sync import sync_to_async
+    from test_identity_providers import POLICY_TOML
+
+    from privacy_middleware.integrations.declarative.django_orm import DjangoAdapter
+    from privacy_middleware.policy.load import validate_policy
+
+    document = tomllib.loads(POLICY_TOML)
+    document["categories"]["user.financial.invoice"] = {}
+    document["adapter"] = {
+        "models": [
+            {
+                "model": "auth.User",
+                "subject": "id",
+                "kind": "account",
+                "categories": ["user.financial.invoice"],
+                "fields": {"email": "erase", "first_name": "anonymise", "username": "anonymise"},
+            }
+        ]
+    }
+    adapter = DjangoAdapter(validate_policy(document))
+    [record] = await adapter.records(ids["ada"])
+    assert (record.kind, record.id, record.data["username"]) == ("account", ids["ada"], "ada"), record
+    assert "password" in record.data
+
+    deleted = await adapter.erase(ids["bob"], keep_for_legal_hold={})
+    assert deleted.deleted == [f"account:{ids['bob']}"] and not deleted.kept
+    held = await adapter.erase(ids["ada"], keep_for_legal_hold={"user.financial.invoice": "tax law"})
+    assert held.anonymised == [f"account:{ids['ada']}"] and held.kept == [(f"account:{ids['ada']}", "tax law")]
+
+    def rows() -> list[tuple[Any, ...]]:
+        from django.contrib.auth import get_user_model
+
+        return list(get_user_model().objects.order_by("id").values_list("id", "username", "email", "first_name"))
+
+    remaining = await sync_to_async(rows)()
+    anonymised = f"anonymised-{ids['ada']}"
+    assert (int(ids["ada"]), anonymised, "", anonymised) in remaining, remaining
+    assert all(str(row[0]) != ids["bob"] for row in remaining)
 
 
 def main(data_dir: Path) -> None:

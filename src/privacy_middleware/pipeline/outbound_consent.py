@@ -18,9 +18,7 @@ from .consent_decision import ConsentResolver
 class OutboundConsentGate:
     """Blocks the shop's calls to analytics and advertising hosts without the caller's consent."""
 
-    def __init__(
-        self, policy: Policy, *, consent: ConsentResolver, identity: IdentityChain, metrics: Metrics
-    ) -> None:
+    def __init__(self, policy: Policy, *, consent: ConsentResolver, identity: IdentityChain, metrics: Metrics) -> None:
         self.consent = consent
         self.identity = identity
         self.metrics = metrics

@@ -219,6 +219,19 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
     for i, minors_route in enumerate(policy.minors.routes):
         need_template(f"minors.routes[{i}].path", minors_route.path)
         need_selector(f"minors.routes[{i}].birth_date", minors_route.birth_date)
+    for section, entries in (("adapter.tables", policy.adapter.tables), ("adapter.models", policy.adapter.models)):
+        for i, stored in enumerate(entries):
+            if stored.shape and stored.shape not in policy.shapes:
+                problems.append((f"{section}[{i}].shape", f"unknown shape {stored.shape!r}"))
+            for j, category in enumerate(stored.categories):
+                need_category(f"{section}[{i}].categories[{j}]", category)
+    for i, checkout in enumerate(policy.guests.checkouts):
+        need_template(f"guests.checkouts[{i}].path", checkout.path)
+        need_selector(f"guests.checkouts[{i}].email", checkout.email)
+        if checkout.capability:
+            need_selector(f"guests.checkouts[{i}].capability", checkout.capability)
+    for i, order_route in enumerate(policy.guests.order_routes):
+        need_template(f"guests.order_routes[{i}].path", order_route.path)
     if policy.minors.routes and policy.minors.minimum_age == 0:
         problems.append(("minors.minimum_age", "set a minimum age for the routes listed in minors.routes"))
     return problems

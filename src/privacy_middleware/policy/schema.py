@@ -279,6 +279,45 @@ class LegalHold(Strict):
     reason: str
 
 
+FieldAction = Literal["erase", "anonymise", "keep"]
+
+
+class StoredRecords(Strict):
+    """Where a declarative shop adapter finds one kind of the shop's records (docs/adapters.md)."""
+
+    # Column (SQL) or field lookup (Django, e.g. "user_id" or "user__email") holding the subject id.
+    subject: str
+    key: str = "id"
+    # The shop's word for these records in exports and receipts (default: the table or model name).
+    kind: str = ""
+    # A policy shape classifying the record's fields (so protected values are revealed in exports).
+    shape: str = ""
+    # Categories these records hold: a legal hold on one keeps the record, anonymised.
+    categories: list[str] = []
+    # When erased: each named field erased (emptied), anonymised or kept; the record is deleted unless
+    # a field is kept or a legal hold applies.
+    fields: dict[str, FieldAction] = {}
+    hold_reason: str = ""
+    # Column/field with the creation time, for retention.
+    created: str = ""
+
+
+class SqlTable(StoredRecords):
+    table: str
+
+
+class DjangoModel(StoredRecords):
+    # "app_label.ModelName"
+    model: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Adapter(Strict):
+    """Declarative shop adapters: PRIVACY_SHOP_ADAPTER=sql (tables) or =django (models)."""
+
+    tables: list[SqlTable] = []
+    models: list[DjangoModel] = []
+
+
 class Rights(Strict):
     deadline_days: int = Field(default=30, ge=1)
     working_days: bool = False
@@ -342,6 +381,7 @@ class Policy(Strict):
     identity: Identity = Identity()
     tokens: Tokens = Tokens()
     guests: Guests = Guests()
+    adapter: Adapter = Adapter()
     categories: dict[str, Category]
     purposes: dict[str, Purpose]
     recipients: dict[str, Recipient] = {}

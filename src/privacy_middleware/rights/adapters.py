@@ -17,6 +17,8 @@ from .adapter import ShopAdapter
 SHOP_ADAPTERS: dict[str, str] = {
     "none": "privacy_middleware.rights.middleware_only:from_runtime",
     "demo": "privacy_middleware.demo.adapter:from_runtime",
+    "sql": "privacy_middleware.integrations.declarative.sql:from_runtime",
+    "django": "privacy_middleware.integrations.declarative.django_orm:from_runtime",
 }
 
 

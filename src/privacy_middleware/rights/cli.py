@@ -150,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_rights_parsers(subparsers: Any) -> None:
     """`dsar export|erase` and `retention run` for the main command's parser."""
-    adapter_help = f"shop adapter: 'none', 'demo' or 'module:factory' (default ${ADAPTER_ENV} or none)"
+    adapter_help = f"shop adapter: 'none', 'sql', 'django', 'demo' or 'module:factory' (default ${ADAPTER_ENV} or none)"
     dsar = subparsers.add_parser("dsar", help="data-subject requests run by an operator").add_subparsers(
         dest="dsar_command", required=True
     )
