@@ -118,7 +118,7 @@ class FieldRule(Strict):
     # digits: the token's length; phone: digits after the prefix (default: up to 15 in all).
     token_length: int = Field(default=0, ge=0, le=19)
     # phone: the E.164 prefix tokens start with (default +999, a reserved country code).
-    token_prefix: str = Field(default="", pattern=r"^(\+[0-9]{1,6})?$")
+    token_prefix: str = Field(default="", pattern=r"^(\+[0-9]{1,12})?$")
     # The same subject, category and value always get the same token (the shop can look it up).
     deterministic: bool = False
 
