@@ -355,3 +355,20 @@ def test_providers_are_named_in_one_environment_variable(monkeypatch: pytest.Mon
     settings = Settings()
     assert settings.identity.providers == ["jwt", "session"]
     assert settings.identity.session_whoami_url == "/api/me"
+
+
+async def test_django_sessions_without_django_configured_are_503(
+    tmp_path: Path, shop: Shop, asgi_lifespan: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.conf import settings as django_settings
+
+    if django_settings.configured:
+        pytest.skip("Django is already configured in this process by another test")
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+    app, _ = await client_for(shop, settings_for(tmp_path, providers=["django"]))
+    async with (
+        asgi_lifespan(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client,
+    ):
+        response = await client.get("/people/cus_1", headers={"cookie": "sessionid=abc"})
+    assert response.status_code == 503 and response.json()["code"] == "identity_unavailable"

@@ -69,7 +69,12 @@ class DjangoSessionProvider:
         return self._cookie_name
 
     async def resolve(self, request: CallerRequest) -> Principal | None:
-        cookie = request.cookie(self._cookie())
+        try:
+            name = self._cookie()
+        except Exception as exc:  # Django is not configured here: a deployment mistake, never "anonymous"
+            logger.error("Django cannot be set up for session identity: %s", type(exc).__name__)
+            raise unavailable(self.name) from None
+        cookie = request.cookie(name)
         if cookie is None:
             return None
         on_logout = request.route is not None and request.route in self.logout_routes
