@@ -33,6 +33,7 @@ from .crypto.handle import KeyServiceHandle
 from .fields.engine import FieldCipher, FieldEngine, Pseudonymiser
 from .guests.service import build_guests
 from .identity import TokenVerifier, build_identity
+from .identity.guest import GuestProvider
 from .keyfiles import load_or_create_ed25519
 from .metrics import Metrics
 from .pipeline.cookies import cookie_gate
@@ -91,6 +92,8 @@ class Runtime:
         )
         self.fields = FieldEngine(self.policy, Pseudonymiser(key), cipher or self.keys)
         self.guests = build_guests(self)
+        if self.guests is not None:  # guests (sessions, order links) are recognised before anyone else
+            self.identity.providers.insert(0, GuestProvider(self.guests, self.policy.guests))
         self.consent = ConsentService(
             self.database,
             self.policy,

@@ -195,7 +195,7 @@ class GuestService:
 
 
 def build_guests(runtime: Any) -> GuestService | None:
-    """The guest service when the policy declares guest checkouts; it also joins the identity chain."""
+    """The guest service when the policy declares guest checkouts or guest order routes."""
     policy: Policy = runtime.policy
     if not policy.guests.checkouts and not policy.guests.order_routes:
         return None
@@ -208,7 +208,4 @@ def build_guests(runtime: Any) -> GuestService | None:
         settings=settings.guests,
         smtp=settings.smtp,
     )
-    from ..identity.guest import GuestProvider
-
-    runtime.identity.providers.insert(0, GuestProvider(service, policy.guests))
     return service

@@ -45,7 +45,10 @@ class JwtProvider:
 class IdentityChain:
     def __init__(self, providers: Sequence[IdentityProvider]) -> None:
         self.providers = list(providers)
-        self.names = [p.name for p in self.providers]
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.providers]
 
     def bind_app(self, app: Any) -> None:
         """Give providers that ask the shop in-process (a path-only who-am-I URL) the wrapped app."""
