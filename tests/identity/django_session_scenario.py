@@ -1,4 +1,4 @@
-"""Run by test_identity_django.py in its own process (Django is configured once per process):
+"""Run by test_django_sessions.py in its own process (Django is configured once per process):
 a real Django project with sessions and auth on SQLite, wrapped by the middleware, whose callers
 are resolved from their Django session cookie; and the declarative Django ORM adapter on it."""
 
@@ -56,7 +56,7 @@ async def scenario(data_dir: Path, cookies: dict[str, str], ids: dict[str, str])
     from privacy_middleware.settings import Settings
 
     sys.path[:0] = [str(HERE), str(HERE.parent)]
-    from test_identity_providers import POLICY_TOML
+    from test_providers import POLICY_TOML
 
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{data_dir / 'privacy.db'}",
@@ -110,7 +110,7 @@ async def scenario(data_dir: Path, cookies: dict[str, str], ids: dict[str, str])
 async def django_adapter(ids: dict[str, str]) -> None:
     """The declarative Django ORM adapter on the same project: export, erase, legal hold."""
     from asgiref.sync import sync_to_async
-    from test_identity_providers import POLICY_TOML
+    from test_providers import POLICY_TOML
 
     from privacy_middleware.integrations.declarative.django_orm import DjangoAdapter
     from privacy_middleware.policy.load import validate_policy
