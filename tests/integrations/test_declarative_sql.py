@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from privacy_middleware.audit.keys import load_or_create_signing_key
 from starlette.applications import Starlette
 
+from privacy_middleware.keyfiles import load_or_create_signing_key
 from privacy_middleware.middleware import PrivacyMiddleware
 from privacy_middleware.policy.load import validate_policy
 from privacy_middleware.rights.receipts import verify_erasure_receipt
