@@ -22,19 +22,18 @@ from redis import asyncio as aioredis
 
 from .api import build_api
 from .asgi.client_ip import ClientIPResolver
-from .audit import events as audit_events
 from .audit.counters import CounterBackend, MemoryCounters, RedisCounters
 from .audit.detectors import LoginGuard, LoginLimits
 from .audit.log import AuditLog
 from .audit.writer import AuditWriter
-from .consent.records import ConsentRecord
+from .consent.audit_trail import consent_change_recorder
 from .consent.service import ConsentService
 from .crypto.handle import KeyServiceHandle
 from .fields.engine import FieldCipher, FieldEngine, Pseudonymiser
 from .guests.service import build_guests
 from .identity import TokenVerifier, build_identity
 from .identity.guest import GuestProvider
-from .keyfiles import load_or_create_ed25519
+from .keyfiles import load_or_create_ed25519, load_or_create_signing_key
 from .metrics import Metrics
 from .pipeline.cookies import cookie_gate
 from .pipeline.order import step_factories
@@ -48,7 +47,7 @@ from .rights.adapters import load_adapter
 from .rights.closure import AccountClosure
 from .rights.platform_requests import PlatformRequests
 from .rights.retention import RetentionRunner, periodic_maintenance
-from .rights.service import RightsService
+from .rights.service import RightsService, receipt_key_path
 from .services import Services
 from .settings import Settings
 from .store import Database
@@ -171,30 +170,24 @@ class Runtime:
             webhook_url=audit.new_device_webhook,
             http=self.http,
         )
-
-        async def consent_changed(record: ConsentRecord) -> None:
-            if record.holder.kind != "subject":
-                return
-            granted = [p for p, v in record.purposes.items() if v]
-            denied = [p for p, v in record.purposes.items() if not v]
-            self.audit.emit(
-                audit_events.consent_change(
-                    subject=record.holder.id,
-                    purposes_granted=granted,
-                    purposes_denied=denied,
-                    source=record.method,
-                    policy_version=record.policy_version,
-                )
-            )
-
-        self.consent.listeners.append(consent_changed)
+        self.consent.listeners.append(consent_change_recorder(self.audit))
 
     def _build_rights(self, adapter: ShopAdapter | None) -> None:
         if adapter is None:
             # Unset: the middleware answers for what it holds itself (rights/middleware_only.py).
             adapter = load_adapter(self.settings.shop_adapter or "none", self)
         self.adapter = adapter
-        self.rights: RightsService | None = RightsService.for_runtime(self, adapter, audit=self.audit, bus=self.bus)
+        self.rights: RightsService | None = RightsService(
+            policy=self.policy,
+            database=self.database,
+            adapter=adapter,
+            fields=self.fields,
+            keys=self.keys,
+            http=self.http,
+            signing_key=load_or_create_signing_key(receipt_key_path(self.settings.data_dir)),
+            audit=self.audit,
+            bus=self.bus,
+        )
         self.retention = RetentionRunner(self.policy, adapter, audit=self.audit)
         self.closure.subscribe(self.rights.on_account_closed)
         self.platform_requests: PlatformRequests | None = PlatformRequests(self.rights, self.audit)
