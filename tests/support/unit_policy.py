@@ -24,6 +24,7 @@ DOCUMENT: dict[str, Any] = {
     "purposes": {
         "order_fulfilment": {"description": "Orders", "legal_basis": "contract"},
         "delivery": {"description": "Delivery", "legal_basis": "contract"},
+        "newsletter": {"description": "E-mail news", "legal_basis": "consent", "consent": "opt_in"},
         "security": {
             "description": "Fraud checks",
             "legal_basis": "legitimate_interest",
