@@ -58,6 +58,13 @@ DOCUMENT: dict[str, Any] = {
             ],
         }
     },
+    "tracking": {
+        "routes": [{"method": "POST", "path": "/events", "purpose": "newsletter", "pseudonymise": ["user_id"]}]
+    },
+    "audit": {
+        "logins": [{"method": "POST", "path": "/login"}],
+        "account_routes": [{"method": "DELETE", "path": "/account", "event": "account_closure"}],
+    },
     "minors": {"minimum_age": 16, "routes": [{"method": "POST", "path": "/register", "birth_date": "birth_date"}]},
     "routes": [
         {"method": "GET", "path": "/orders/{order_id}", "purpose": "order_fulfilment", "response": {"shape": "order"}},
