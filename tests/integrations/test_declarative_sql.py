@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 import time
 import tomllib
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 
+from conftest import fresh_postgres_database
 from privacy_middleware.keyfiles import load_or_create_signing_key
 from privacy_middleware.middleware import PrivacyMiddleware
 from privacy_middleware.policy.load import validate_policy
@@ -73,43 +76,74 @@ def token(sub: str, **extra: Any) -> dict[str, str]:
     return {"authorization": f"Bearer {encoded}"}
 
 
-def shop_database(path: Path) -> None:
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, email VARCHAR(254) NOT NULL, name VARCHAR(100))")
-        db.execute(
-            "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, street TEXT, buyer VARCHAR(100),"
-            " total NUMERIC NOT NULL, created_at TIMESTAMP NOT NULL)"
-        )
-        db.execute("INSERT INTO customers VALUES (7, 'ada@example.com', 'Ada Lovelace'), (9, 'bo@example.com', 'Bo')")
+class ShopDatabase:
+    """The shop's own database, on real SQLite or real PostgreSQL, as the shop would create it."""
 
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_async_engine(url)
+        self.postgres = url.startswith("postgresql")
 
-@pytest.fixture
-async def shop(tmp_path: Path, asgi_lifespan: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime, Path]]:
-    shop_db = tmp_path / "shop.sqlite3"
-    shop_database(shop_db)
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'privacy.db'}",
-        data_dir=tmp_path,
-        jwt={"secret": SECRET, "algorithms": ["HS256"]},
-        shop_adapter="sql",
-        shop_database_url=f"sqlite:///{shop_db}",
-        audit={"retention_interval_seconds": 0},
-    )
-    runtime = Runtime(settings, policy=validate_policy(tomllib.loads(POLICY_TOML)))
-    app = PrivacyMiddleware(Starlette(), runtime=runtime)
-    async with (
-        asgi_lifespan(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client,
-    ):
-        sealed = await runtime.fields.cipher.encrypt(  # type: ignore[union-attr]
-            "1 Main St", category="user.contact.address.delivery", subject="7"
-        )
-        with sqlite3.connect(shop_db) as db:
-            db.execute(
-                "INSERT INTO orders VALUES (1, 7, ?, 'Ada Lovelace', 17.50, ?)",
-                (sealed, dt.datetime(2026, 1, 5, tzinfo=dt.UTC).isoformat()),
+    async def create(self) -> None:
+        timestamp = "TIMESTAMP WITH TIME ZONE" if self.postgres else "TIMESTAMP"
+        async with self.engine.begin() as conn:
+            await conn.exec_driver_sql(
+                "CREATE TABLE customers (id INTEGER PRIMARY KEY, email VARCHAR(254) NOT NULL, name VARCHAR(100))"
             )
-        yield client, runtime, shop_db
+            await conn.exec_driver_sql(
+                "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, street TEXT, buyer VARCHAR(100),"
+                f" total NUMERIC NOT NULL, created_at {timestamp} NOT NULL)"
+            )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO customers VALUES (7, 'ada@example.com', 'Ada Lovelace'), (9, 'bo@example.com', 'Bo')"
+                )
+            )
+
+    async def add_order(self, street: str) -> None:
+        created: Any = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.text("INSERT INTO orders VALUES (1, 7, :street, 'Ada Lovelace', 17.50, :created)"),
+                {"street": street, "created": created if self.postgres else created.isoformat()},
+            )
+
+    async def rows(self, query: str) -> list[tuple[Any, ...]]:
+        async with self.engine.begin() as conn:
+            return [tuple(row) for row in await conn.execute(sa.text(query))]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def shop(
+    request: pytest.FixtureRequest, tmp_path: Path, asgi_lifespan: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime, ShopDatabase]]:
+    async with AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'shop.sqlite3'}"
+        else:
+            url = await stack.enter_async_context(fresh_postgres_database())
+        shop_db = ShopDatabase(url)
+        stack.push_async_callback(shop_db.engine.dispose)
+        await shop_db.create()
+        settings = Settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'privacy.db'}",
+            data_dir=tmp_path,
+            jwt={"secret": SECRET, "algorithms": ["HS256"]},
+            shop_adapter="sql",
+            shop_database_url=url,
+            audit={"retention_interval_seconds": 0},
+        )
+        runtime = Runtime(settings, policy=validate_policy(tomllib.loads(POLICY_TOML)))
+        app = PrivacyMiddleware(Starlette(), runtime=runtime)
+        async with (
+            asgi_lifespan(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client,
+        ):
+            sealed = await runtime.fields.cipher.encrypt(  # type: ignore[union-attr]
+                "1 Main St", category="user.contact.address.delivery", subject="7"
+            )
+            await shop_db.add_order(sealed)
+            yield client, runtime, shop_db
 
 
 async def test_export_reads_the_declared_tables_and_reveals_protected_columns(shop: Any) -> None:
@@ -136,9 +170,8 @@ async def test_erasure_deletes_anonymises_under_legal_hold_and_signs_what_it_did
     assert claims["shop"]["deleted"] == ["customer:7"]
     assert claims["shop"]["anonymised"] == ["order:1"]
     assert claims["shop"]["kept"] == [{"item": "order:1", "reason": "Invoices are kept 10 years for tax law"}]
-    with sqlite3.connect(shop_db) as db:
-        assert db.execute("SELECT id FROM customers").fetchall() == [(9,)]
-        assert db.execute("SELECT street, buyer, total FROM orders").fetchall() == [(None, "anonymised-1", 17.5)]
+    assert await shop_db.rows("SELECT id FROM customers") == [(9,)]
+    assert await shop_db.rows("SELECT street, buyer, total FROM orders") == [(None, "anonymised-1", 17.5)]
 
 
 async def test_a_subject_the_shop_does_not_know_is_404(shop: Any) -> None:
@@ -156,14 +189,13 @@ async def test_retention_finds_and_anonymises_old_rows(shop: Any) -> None:
     old = await adapter.expired("user.financial.invoice", dt.datetime(2026, 2, 1, tzinfo=dt.UTC))
     assert [(i.kind, i.id, i.subject) for i in old] == [("order", "1", "7")]
     assert await adapter.apply_retention(old, "anonymise") == 1
-    with sqlite3.connect(shop_db) as db:
-        assert db.execute("SELECT street, buyer FROM orders").fetchall() == [(None, "anonymised-1")]
+    assert await shop_db.rows("SELECT street, buyer FROM orders") == [(None, "anonymised-1")]
 
 
 async def test_a_table_without_the_declared_column_is_a_clear_error(shop: Any) -> None:
     _, runtime, shop_db = shop
-    with sqlite3.connect(shop_db) as db:
-        db.execute("ALTER TABLE orders RENAME COLUMN buyer TO purchaser")
+    async with shop_db.engine.begin() as conn:
+        await conn.exec_driver_sql("ALTER TABLE orders RENAME COLUMN buyer TO purchaser")
     from privacy_middleware.rights.adapter import ShopAdapterError
 
     runtime.adapter._tables.clear()
