@@ -1,7 +1,8 @@
 """Run by test_oscar.py in its own process: django-oscar + django-oscar-api behind the middleware,
 in-process. A customer registers and signs in with a Django session, stores an address through the
-shop's API, the shop's SQLite file holds no plaintext, the customer reads it in clear, and export and
-erasure go through the declarative Django adapter."""
+shop's API, the shop's SQLite file holds no plaintext, the customer reads it in clear (in-process and
+behind `serve --upstream`, where the session is resolved by the shop's who-am-I view), and export
+and erasure go through the declarative Django adapter."""
 
 from __future__ import annotations
 
@@ -127,6 +128,8 @@ async def scenario(data: Path) -> None:
         anonymous = await httpx.AsyncClient(transport=transport, base_url="http://shop").get("/api/useraddresses/")
         assert STREET not in anonymous.text
 
+        await behind_the_proxy(data, app.settings.policy_file)
+
         export = await client.get("/privacy/me/export")
         assert export.status_code == 200, export.text
         records = {r["kind"]: r for r in export.json()["shop"]["records"]}
@@ -138,6 +141,44 @@ async def scenario(data: Path) -> None:
         dump = "\n".join(sqlite3.connect(data / "shop.sqlite3").iterdump())
         assert "ada@example.com" not in dump
     await app.runtime.stop()
+
+
+async def behind_the_proxy(data: Path, policy_file: Path) -> None:
+    """The same shop behind `serve --upstream`: sessions resolved by the shop's who-am-I view."""
+    import asyncio as aio
+
+    from django.core.asgi import get_asgi_application
+
+    from privacy_middleware.serve import build_proxy_app
+    from privacy_middleware.settings import Settings
+
+    sys.path.insert(0, str(HERE.parent))
+    from support.servers import uvicorn_in_thread
+
+    settings = Settings(
+        policy_file=policy_file,
+        database_url=f"sqlite+aiosqlite:///{data / 'privacy.db'}",
+        data_dir=data,
+        identity={"providers": ["session"], "session_whoami_url": "/api/me/"},
+        shop_adapter="django",
+        audit={"retention_interval_seconds": 0},
+    )
+    with uvicorn_in_thread(get_asgi_application()) as upstream:
+        proxy = build_proxy_app(upstream, settings)
+        transport = httpx.ASGITransport(app=proxy)
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+            client.cookies.set("csrftoken", CSRF)
+            csrf = {"x-csrftoken": CSRF, "referer": "http://shop/"}
+            login = await client.post(
+                "/api/login/", json={"username": "ada@example.com", "password": "tea-and-scones-1"}, headers=csrf
+            )
+            assert login.status_code == 200, login.text
+            mine = await client.get("/api/useraddresses/")
+            assert mine.status_code == 200 and mine.json()[0]["line1"] == STREET, mine.text
+            stranger = await client.get("/api/useraddresses/", headers={"cookie": "sessionid=forged"})
+            assert STREET not in stranger.text
+        await proxy.runtime.stop()
+        await aio.sleep(0)
 
 
 def main(data: Path) -> None:
