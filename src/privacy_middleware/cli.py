@@ -263,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("file")
     render.add_argument("--format", choices=["md", "html"], default="md")
     render.set_defaults(func=cmd_policy_render)
+    from .routing.coverage import add_coverage_parser
+
+    add_coverage_parser(policy)
     add_policy_draft_parser(policy)
 
     db = sub.add_parser("db", help="the privacy store").add_subparsers(dest="db_command", required=True)

@@ -21,6 +21,8 @@ from .context import SCOPE_KEY, RequestContext, current_scope
 from .errors import PrivacyError
 from .pipeline.plan import Exchange, Respond, RoutePlan
 from .pipeline.trace import TRACE_HEADER, Tracer
+from .routing.canonical import AliasTable
+from .routing.identity import RouteIdentity, identity_for
 from .runtime import Runtime
 from .settings import Settings
 from .types import ASGIApp, Message, Receive, Scope, Send
@@ -47,6 +49,14 @@ class PrivacyMiddleware:
         self.cookie_gate = self.runtime.cookie_gate
         self.tracer = Tracer(self.runtime.policy, self.runtime.verifier.authenticate, self.runtime.audit.emit)
         self.runtime.identity.bind_app(app)
+        # Which planned route a request really reaches when its path is not a planned template.
+        plans = self.plans.entries()
+        self.identity: RouteIdentity[RoutePlan] = identity_for(
+            app, plans, lambda: AliasTable((p.spec.method, p.spec.template, p) for p in plans)
+        )
+        from .routing.coverage import check_at_start
+
+        check_at_start(app, self.runtime.policy)
 
     def transport(self, inner: Any = None) -> Any:
         """An httpx transport for the shop's partner calls that applies this policy (PrivacyTransport)."""
@@ -75,8 +85,15 @@ class PrivacyMiddleware:
                 return
             found = self.plans.match(scope["method"], path)
             if found is None:
-                await self.app(scope, receive, send)
-                return
+                try:
+                    found = self.identity.place(scope)
+                except PrivacyError as error:
+                    audit_refusal(self.runtime.audit, error, route="(unplaced)", ip=None, subject=None)
+                    await send_problem(send, error, head=scope["method"] == "HEAD")
+                    return
+                if found is None:
+                    await self.app(scope, receive, send)
+                    return
             await self.runtime.ensure_serving()
             await self._run(found[0], found[1], scope, receive, send)
         finally:

@@ -30,7 +30,7 @@ def build_proxy_app(
     """The proxy wrapped by the middleware: what `serve` runs."""
     import httpx
 
-    from .asgi.proxy import ProxyApp, planned_alias_guard
+    from .asgi.proxy import ProxyApp
     from .middleware import PrivacyMiddleware
 
     try:
@@ -39,9 +39,9 @@ def build_proxy_app(
         )
     except ValueError as exc:
         raise ConfigError(f"--upstream: {exc}") from None
-    app = PrivacyMiddleware(proxy, settings)
-    proxy.path_guard = planned_alias_guard(app.plans.match)
-    return app
+    # Aliases of planned routes (case, `;matrix`, `.json`, `?rest_route=`) are placed on their plan
+    # by the middleware's canonicaliser: the proxy is not a router it can ask.
+    return PrivacyMiddleware(proxy, settings)
 
 
 def create_app() -> PrivacyMiddleware:

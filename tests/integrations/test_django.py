@@ -79,8 +79,6 @@ def django_app() -> Any:
     from django.conf import settings
 
     if not settings.configured:
-        urlconf = ModuleType("privacy_test_django_urls")
-        urlconf.urlpatterns = django_urls()  # type: ignore[attr-defined]
         settings.configure(
             DEBUG=False,
             SECRET_KEY="django-insecure-test-only",
@@ -89,8 +87,15 @@ def django_app() -> Any:
             MIDDLEWARE=[],
             DATABASES={},
             USE_TZ=True,
-            ROOT_URLCONF=urlconf,
+            ROOT_URLCONF="",
         )
+    # Settings are process-wide and other tests route elsewhere: point them at this shop each time.
+    urlconf = ModuleType("privacy_test_django_urls")
+    urlconf.urlpatterns = django_urls()  # type: ignore[attr-defined]
+    settings.ROOT_URLCONF = urlconf
+    from django.urls import clear_url_caches
+
+    clear_url_caches()
     from django.core.asgi import get_asgi_application
 
     return get_asgi_application()

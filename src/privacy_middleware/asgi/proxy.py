@@ -10,7 +10,9 @@ in-process Python shop. Rules it keeps (docs/integrations.md has the full contra
   held in memory.
 - The shop receives exactly the path the middleware matched its plans against (canonically
   re-encoded); dot segments, `//` and backslashes are refused, so a path cannot be normalised into
-  a planned route after the middleware let it through as unplanned.
+  a planned route after the middleware let it through as unplanned. Spellings a shop may route to a
+  planned handler (case, `;matrix`, `.json`, `?rest_route=`) are placed on that plan by the
+  middleware's one canonicaliser (routing/canonical.py), so the plan applies to them too.
 - Hop-by-hop headers (RFC 9110 §7.6.1) are removed in both directions; `Forwarded` (RFC 7239) and
   `X-Forwarded-For/-Proto/-Host` are added for the upstream.
 - Encoding: by default the upstream is asked for `Accept-Encoding: identity`, because the middleware
@@ -28,11 +30,10 @@ in-process Python shop. Rules it keeps (docs/integrations.md has the full contra
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 import httpx
 
@@ -111,44 +112,6 @@ def encode_target(raw: bytes) -> bytes:
     return b"".join(bytes([b]) if 0x21 <= b <= 0x7E and b != 0x23 else b"%%%02X" % b for b in raw)
 
 
-PathGuard = Callable[[str, str, bytes], bool]
-
-
-def planned_alias_guard(match: Callable[[str, str], object | None]) -> PathGuard:
-    """A guard that is true when a request has no plan but an alias of it has one.
-
-    Aliases that shops resolve to the same handler: case (Express routes case-insensitively by
-    default), a trailing slash (Express, non-strict), `;` matrix parameters (Java servlet
-    containers strip them), and WordPress's `?rest_route=/wc/v3/orders` for `/wp-json/wc/v3/orders`.
-    Without the guard, `/Orders` would be served as the planned `/orders` unfiltered. `match` is
-    the middleware's route table lookup (`PrivacyMiddleware.plans.match`).
-    """
-
-    def guard(method: str, path: str, query: bytes) -> bool:
-        rest_routes = {
-            "/wp-json" + value
-            for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-            if key == "rest_route" and value.startswith("/")
-        }
-        if not rest_routes and match(method, path) is not None:
-            return False  # planned as it stands: the middleware filters it
-        variants: set[str] = set()
-        for route in {path, re.sub(r";[^/]*", "", path), *rest_routes}:
-            lower = route.lower()
-            variants |= {
-                route,
-                lower,
-                route.rstrip("/") or "/",
-                lower.rstrip("/") or "/",
-                route + "/",
-                lower + "/",
-            }
-        variants.discard(path)
-        return any(match(method, variant) is not None for variant in variants)
-
-    return guard
-
-
 class UnforwardablePath(ValueError):
     """A path the upstream could resolve differently from the middleware's route match."""
 
@@ -198,7 +161,6 @@ class ProxyApp:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         preserve_host: bool = False,
         identity_encoding: bool = True,
-        path_guard: PathGuard | None = None,
         max_connections: int = 100,
     ) -> None:
         url = httpx.URL(upstream)
@@ -212,7 +174,6 @@ class ProxyApp:
         self.preserve_host = preserve_host
         self.identity_encoding = identity_encoding
         # Set by `serve` from the middleware's route table: see planned_alias_guard.
-        self.path_guard = path_guard
         self._own_client = client is None
         self.client = client or httpx.AsyncClient(
             timeout=self.timeout,
@@ -313,15 +274,6 @@ class ProxyApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         head = scope["method"] == "HEAD"
-        if self.path_guard is not None and self.path_guard(
-            scope["method"], scope["path"], scope.get("query_string") or b""
-        ):
-            await send_problem(
-                send,
-                PrivacyError("bad_request_target", "Use the route's canonical path (case and trailing slash).", 400),
-                head=head,
-            )
-            return
         try:
             request = self.build_request(scope, receive)
         except (httpx.InvalidURL, UnforwardablePath):

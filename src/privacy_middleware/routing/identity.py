@@ -1,0 +1,252 @@
+"""Route identity: which planned route a request really reaches, asked of the wrapped app's router.
+
+The policy names routes by path template; the shop dispatches by its own router, which may reach
+a planned handler through other spellings (Django REST Framework's `.json` aliases, a Starlette
+route whose template differs from the policy's). A request whose path is not a planned template
+is therefore asked of the app's own router (Starlette/FastAPI routes, Django's URL resolver); if
+that router sends it to a planned handler, the plan applies. For any other app (and the reverse
+proxy) the one canonicaliser (routing/canonical.py) places the spelling or refuses it.
+
+Planned handlers are found once, at the first request, by resolving each planned template (with
+sample parameter values) through the app's router.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Generic, Protocol, TypeVar
+
+from ..policy.load import PATH_PARAM_RE
+from ..types import Scope
+from .canonical import AliasTable, is_plain
+
+logger = logging.getLogger("privacy_middleware")
+
+T = TypeVar("T")
+Found = tuple[T, dict[str, str]]
+SAMPLE_VALUES = ("1", "00000000-0000-4000-8000-000000000001", "a")
+
+
+class HasSpec(Protocol):
+    @property
+    def spec(self) -> Any: ...
+
+
+def sample_paths(template: str) -> Iterator[str]:
+    """The template with each parameter filled by a sample value (tried in turn), with and without
+    a trailing slash (Django projects usually end routes with one)."""
+    for sample in SAMPLE_VALUES:
+        path = PATH_PARAM_RE.sub(sample, template)
+        yield path
+        yield path.rstrip("/") + "/" if not path.endswith("/") else path.rstrip("/") or "/"
+
+
+def rename_params(template: str, found: dict[str, Any]) -> dict[str, str]:
+    """The router's parameters under the policy's names: by name when they agree, else in order."""
+    names = [m.group(1) for m in PATH_PARAM_RE.finditer(template)]
+    values = {k: str(v) for k, v in found.items() if k != "format"}
+    if all(name in values for name in names):
+        return {name: values[name] for name in names}
+    return dict(zip(names, values.values(), strict=False))
+
+
+class RouteIdentity(Protocol[T]):  # type: ignore[misc]
+    """Places a request whose path is not literally planned; None when no plan applies."""
+
+    kind: str
+
+    def place(self, scope: Scope) -> Found[T] | None: ...
+
+
+@dataclass
+class CanonicalIdentity(Generic[T]):
+    """For apps whose router cannot be asked (any ASGI app, the reverse proxy)."""
+
+    table: AliasTable[T]
+    kind: str = "canonical"
+
+    def place(self, scope: Scope) -> Found[T] | None:
+        path: str = scope["path"]
+        raw = scope.get("raw_path")
+        query: bytes = scope.get("query_string") or b""
+        if is_plain(path) and (raw is None or raw == path.encode()) and b"rest_route=" not in query:
+            return None
+        return self.table.place(scope["method"], path, query)
+
+
+# --- Starlette and FastAPI ---------------------------------------------------------------------
+
+
+def _starlette_routes(app: Any) -> list[Any] | None:
+    router = getattr(app, "router", None)
+    routes = getattr(router, "routes", None) if router is not None else getattr(app, "routes", None)
+    return list(routes) if isinstance(routes, list) else None
+
+
+def _starlette_dispatch(routes: list[Any], scope: Scope) -> tuple[list[Any], dict[str, Any]] | None:
+    """The chain (mounts, then the endpoint route) Starlette would run for a scope: first full match."""
+    from starlette.routing import Match, Mount
+
+    for route in routes:
+        try:
+            match, child = route.matches(scope)
+        except Exception:  # a converter refusing a value is no match
+            continue
+        if match is not Match.FULL:
+            continue
+        if isinstance(route, Mount):
+            inner = _starlette_routes(route.app)
+            if inner is None:
+                return None
+            found = _starlette_dispatch(inner, {**scope, **child})
+            return None if found is None else ([route, *found[0]], found[1])
+        return [route], dict(child.get("path_params") or {})
+    return None
+
+
+def _chain_matches(chain: list[Any], scope: Scope) -> bool:
+    from starlette.routing import Match
+
+    for route in chain:
+        try:
+            match, child = route.matches(scope)
+        except Exception:
+            return False
+        if match is not Match.FULL:
+            return False
+        scope = {**scope, **child}
+    return True
+
+
+@dataclass
+class StarletteIdentity(Generic[T]):
+    """Starlette and FastAPI: only the routes that run planned handlers are tried per request; the
+    app's full dispatch then confirms that no earlier route catches the path first."""
+
+    routes: list[Any]
+    plans: list[T]
+    kind: str = "starlette"
+    handlers: dict[tuple[int, str], T] = field(default_factory=dict)
+    chains: list[tuple[list[Any], str]] = field(default_factory=list)
+    unmatched: list[T] = field(default_factory=list)
+    _ready: bool = False
+
+    def _index(self) -> None:
+        for plan in self.plans:
+            spec = plan.spec  # type: ignore[attr-defined]
+            found = None
+            for path in sample_paths(spec.template):
+                found = _starlette_dispatch(self.routes, _probe(spec.method, path))
+                if found is not None:
+                    break
+            if found is None:
+                self.unmatched.append(plan)
+                continue
+            key = (id(found[0][-1]), spec.method)
+            if key not in self.handlers:
+                self.handlers[key] = plan
+                self.chains.append((found[0], spec.method))
+        self._ready = True
+
+    def place(self, scope: Scope) -> Found[T] | None:
+        if not self._ready:
+            self._index()
+        method = scope["method"]
+        if not any(m == method and _chain_matches(chain, scope) for chain, m in self.chains):
+            return None
+        found = _starlette_dispatch(self.routes, scope)
+        if found is None:
+            return None
+        plan = self.handlers.get((id(found[0][-1]), method))
+        if plan is None:
+            return None
+        return plan, rename_params(plan.spec.template, found[1])  # type: ignore[attr-defined]
+
+
+# --- Django (and Django REST Framework) ----------------------------------------------------------
+
+
+def _is_django(app: Any) -> bool:
+    return any(cls.__module__.startswith("django.core.handlers") for cls in type(app).__mro__)
+
+
+@dataclass
+class DjangoIdentity(Generic[T]):
+    plans: list[T]
+    kind: str = "django"
+    handlers: dict[tuple[int, str], T] = field(default_factory=dict)
+    unmatched: list[T] = field(default_factory=list)
+    _ready_for: str | None = None
+
+    def resolve(self, path: str) -> tuple[Any, dict[str, Any]] | None:
+        from django.urls import Resolver404, get_resolver
+
+        try:
+            match = get_resolver().resolve(path)
+        except Resolver404:
+            return None
+        return match.func, dict(match.kwargs)
+
+    def _index(self) -> None:
+        from django.conf import settings
+
+        self.handlers.clear()
+        self.unmatched.clear()
+        for plan in self.plans:
+            spec = plan.spec  # type: ignore[attr-defined]
+            found = next((f for p in sample_paths(spec.template) if (f := self.resolve(p)) is not None), None)
+            if found is None:
+                self.unmatched.append(plan)
+            else:
+                self.handlers.setdefault((id(found[0]), spec.method), plan)
+        self._ready_for = str(settings.ROOT_URLCONF)
+        self._cached = lru_cache(maxsize=4096)(self.resolve)
+
+    def place(self, scope: Scope) -> Found[T] | None:
+        from django.conf import settings
+
+        if self._ready_for != str(settings.ROOT_URLCONF):
+            self._index()
+        if not self.handlers:
+            return None
+        path: str = scope["path"]
+        root = scope.get("root_path") or ""
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        found = self._cached(path)
+        if found is None:
+            return None
+        plan = self.handlers.get((id(found[0]), scope["method"]))
+        if plan is None:
+            return None
+        return plan, rename_params(plan.spec.template, found[1])  # type: ignore[attr-defined]
+
+
+def _probe(method: str, path: str) -> Scope:
+    return {"type": "http", "method": method, "path": path, "root_path": "", "headers": [], "query_string": b""}
+
+
+def unwrap(app: Any, depth: int = 8) -> Any:
+    """The innermost app behind middleware objects that keep it in `.app`."""
+    for _ in range(depth):
+        if _is_django(app) or _starlette_routes(app) is not None:
+            return app
+        inner = getattr(app, "app", None)
+        if inner is None or inner is app:
+            return app
+        app = inner
+    return app
+
+
+def identity_for(app: Any, plans: list[T], aliases: Callable[[], AliasTable[T]]) -> RouteIdentity[T]:
+    """The app's own router when it can be asked, the canonicaliser otherwise."""
+    inner = unwrap(app)
+    if _is_django(inner):
+        return DjangoIdentity(plans)
+    routes = _starlette_routes(inner)
+    if routes is not None:
+        return StarletteIdentity(routes, plans)
+    return CanonicalIdentity(aliases())
