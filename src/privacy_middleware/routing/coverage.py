@@ -231,12 +231,12 @@ def load_app(reference: str) -> Any:
 
 
 def cmd_policy_coverage(args: argparse.Namespace) -> int:
-    from ..middleware import PrivacyMiddleware
     from ..policy.load import load_policy
 
     app = load_app(args.app)
-    if isinstance(app, PrivacyMiddleware):
-        policy, inner = app.runtime.policy, app.app
+    runtime = getattr(app, "runtime", None)
+    if runtime is not None and getattr(app, "app", None) is not None:  # the middleware around the app
+        policy, inner = runtime.policy, app.app
     else:
         from ..settings import Settings
 
