@@ -71,3 +71,14 @@ def test_coverage_of_the_demo(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert by_path["/products"]["planned"] == []
     assert "GET /orders/{order_id}" in by_path["/orders/{order_id}"]["planned"]
     assert report["uncovered"] == {}
+
+
+def test_every_alias_of_a_plain_asgi_app_is_covered_so_production_starts(tmp_path: Path, monkeypatch: Any) -> None:
+    from privacy_middleware.policy.load import load_policy
+    from privacy_middleware.routing.coverage import check_at_start, coverage
+
+    monkeypatch.setenv("PRIVACY_ENV", "production")
+    report = coverage(shops.LenientShop(), load_policy(demo_policy_path()))
+    assert report.router == "canonical" and report.uncovered == {}
+    assert ("/checkout/", True) in report.aliases["POST /checkout"]
+    check_at_start(shops.LenientShop(), load_policy(demo_policy_path()))  # does not raise

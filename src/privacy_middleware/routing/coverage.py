@@ -176,8 +176,12 @@ def coverage(app: Any, policy: Policy) -> Coverage:
         for plan in plans:
             base = next(iter(sample_paths(plan.spec.template)))
             for spelling in _spellings(base):
-                found = identity.place(_probe(plan.spec.method, spelling))
-                aliases.setdefault(plan.label, []).append((spelling, found is not None and found[0] is plan))
+                found = table.match(plan.spec.method, spelling)
+                covered = found is not None and found[0] is plan.spec
+                if not covered:
+                    placed = identity.place(_probe(plan.spec.method, spelling))
+                    covered = placed is not None and placed[0] is plan
+                aliases.setdefault(plan.label, []).append((spelling, covered))
     return Coverage(identity.kind, rows, aliases, missing)
 
 
