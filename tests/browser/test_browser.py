@@ -210,3 +210,20 @@ def test_no_serious_accessibility_violation_on_any_page(
         if violations:
             failures[name] = violations
     assert not failures, json.dumps(failures, indent=1)
+
+
+def test_banner_respects_global_privacy_control(browser: webdriver.Chrome, live_demo: LiveDemo) -> None:
+    # The browser sends Sec-GPC: 1 on every request (as a browser with GPC switched on does).
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Sec-GPC": "1"}})
+    browser.get(live_demo.base + "/")
+    modal = wait(browser).until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#cc-main .cm")))
+    assert "Global Privacy Control" in modal.text
+    modal.find_element(By.CSS_SELECTOR, "button[data-role=all]").click()
+    wait(browser).until(lambda d: d.execute_script("return window.PrivacyConsent.allowed('analytics')"))
+    assert browser.execute_script("return window.PrivacyConsent.allowed('marketing')") is False
+    assert browser.execute_script("return window.PrivacyConsent.consentMode().ad_storage") == "denied"
+    browser.find_element(By.ID, "cookie-settings").click()
+    prefs = wait(browser).until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#cc-main .pm")))
+    assert "Off: your browser sends Global Privacy Control." in prefs.text
+    screenshot(browser, "storefront-gpc-preferences")
