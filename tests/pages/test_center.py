@@ -11,7 +11,7 @@ import httpx
 import jwt
 import pytest
 
-from privacy_middleware.demo.run import build_demo
+from privacy_middleware.demo.run import build_demo, demo_policy_path
 from support.demo import Demo
 from support.pages import csrf_of, sign_in
 
@@ -190,3 +190,24 @@ async def test_the_shops_own_token_cookie_signs_the_customer_in(tmp_path: Path, 
         assert page.status_code == 200 and "Download my data" in page.text
         client.cookies.set("shop_jwt", token[:-3] + "xyz")
         assert (await client.get(CENTER + "/data")).status_code == 303  # a forged token is no session
+
+
+async def test_the_notice_lists_the_policys_earlier_versions_with_what_changed(
+    tmp_path: Path, asgi_lifespan: Any
+) -> None:
+    text = demo_policy_path().read_text(encoding="utf-8")
+    text = text.replace(
+        'contact = "privacy@demo-tea-shop.example"\n',
+        'contact = "privacy@demo-tea-shop.example"\n'
+        'previous_versions = [{ version = "2026.05", effective_date = 2026-05-01, summary = "Analytics added" }]\n',
+        1,
+    )
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(text, encoding="utf-8")
+    app, _ = build_demo(tmp_path, policy_file=policy_file, audit={"retention_interval_seconds": 0})
+    transport = httpx.ASGITransport(app=app)
+    async with asgi_lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+        page = await client.get(CENTER + "/notice")
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]*)</td></tr>", page.text.split("Versions of this notice")[1])
+    assert rows[0][:2] == ("2026.11", "2026-11-01") and rows[0][2] != "—"  # enforced since this start
+    assert rows[1] == ("2026.05", "2026-05-01", "—", "Analytics added")

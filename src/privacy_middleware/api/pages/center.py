@@ -442,7 +442,33 @@ class Center:
         page = await self.pages.page_request(request)
         document = render(self.s.policy, "html", mount_path=self.pages.mount)
         body = document.split("<body>", 1)[-1].rsplit("</body>", 1)[0]
-        history = await policy_history(self.s.database)
+        enforced = {h["version"]: h for h in await policy_history(self.s.database)}
+        info = self.s.policy.policy
+        declared = [
+            {"version": v.version, "effective_date": v.effective_date.isoformat(), "summary": v.summary}
+            for v in info.previous_versions
+        ]
+        declared.append({"version": info.version, "effective_date": info.effective_date.isoformat(), "summary": ""})
+        history = [
+            {
+                **entry,
+                "enforced_since": _when(enforced[entry["version"]]["enforced_since"])
+                if entry["version"] in enforced
+                else "",
+            }
+            for entry in declared
+        ]
+        history += [
+            {
+                "version": v,
+                "effective_date": h["effective_date"],
+                "summary": "",
+                "enforced_since": _when(h["enforced_since"]),
+            }
+            for v, h in enforced.items()
+            if v not in {entry["version"] for entry in declared}
+        ]
+        history.sort(key=lambda h: h["effective_date"], reverse=True)
         return self.pages.render(
             page,
             "center_notice.html",
