@@ -208,6 +208,7 @@ async def test_the_notice_lists_the_policys_earlier_versions_with_what_changed(
     transport = httpx.ASGITransport(app=app)
     async with asgi_lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
         page = await client.get(CENTER + "/notice")
-    rows = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]*)</td></tr>", page.text.split("Versions of this notice")[1])
+    versions = page.text.split("Versions of this notice")[1]
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]*)</td></tr>", versions)
     assert rows[0][:2] == ("2026.11", "2026-11-01") and rows[0][2] != "—"  # enforced since this start
     assert rows[1] == ("2026.05", "2026-05-01", "—", "Analytics added")
