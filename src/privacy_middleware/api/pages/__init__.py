@@ -56,6 +56,7 @@ def page_routes(services: Services) -> list[BaseRoute]:
         verifier=services.verifier,
         csrf_key=settings.secret(settings.pages.csrf_secret, "pages-csrf.key", "privacy pages CSRF key"),
         token_cookie=settings.pages.token_cookie,
+        guests=services.guests,
         secure_cookies=settings.consent.secure_cookie,
         allowed_origins=settings.consent.allowed_origins,
     )
@@ -68,6 +69,7 @@ def page_routes(services: Services) -> list[BaseRoute]:
             cookie_domains=tuple(settings.consent.cookie_domains),
             link_visitor=link_visitor,
             rectifiable=tuple(getattr(adapter, "rectifiable", ())),
+            guests=services.guests,
         ),
         pages,
     )

@@ -28,12 +28,13 @@ from ...consent.service import ConsentService, Resolution, StoreUnavailable, new
 from ...consent.signals import parse_cookie_header, request_signals
 from ...context import get_context
 from ...errors import PrivacyError
+from ...guests.service import GuestService
 from ...policy.render import render
 from ...policy.schema import Policy
 from ...rights.service import OBJECTABLE_BASES, RightsService
 from ...store.database import Database
 from ...store.policies import policy_history
-from .web import PageRequest, Pages, first
+from .web import SESSION_COOKIE, PageRequest, Pages, first
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class CenterServices:
     cookie_domains: Sequence[str]
     link_visitor: Callable[[Any, str], Awaitable[None]]
     rectifiable: Sequence[str] = ()
+    guests: GuestService | None = None
 
 
 def _when(value: dt.datetime | str | None) -> str:
@@ -488,6 +490,7 @@ class Center:
                 "next": _safe_next(request.query_params.get("next"), self.base),
                 "error": request.query_params.get("error", ""),
                 "officer": False,
+                "guests": self.s.guests is not None,
             },
             section="signin",
         )
@@ -505,6 +508,48 @@ class Center:
         if principal.subject is not None:
             await self.s.link_visitor(request.scope, principal.subject)
         return self.pages.redirect(target, set_cookies=[self.pages.session_cookie(token, claims)])
+
+    def _guests(self) -> GuestService:
+        if self.s.guests is None:
+            raise PrivacyError("no_guests", "Guest access by e-mail code is not configured here.", 404)
+        return self.s.guests
+
+    async def guest_code(self, request: Request) -> Response:
+        """A guest asks for a one-time code by e-mail (the page never says whether the address is known)."""
+        fields = await self.pages.form(request)
+        guests = self._guests()
+        email = first(fields, "email").strip()
+        await guests.send_code(email, self._client_ip(request))
+        page = await self.pages.page_request(request)
+        return self.pages.render(
+            page,
+            "guest_code.html",
+            {"email": email, "minutes": int(guests.settings.code_minutes), "error": ""},
+            section="signin",
+        )
+
+    async def guest_session(self, request: Request) -> Response:
+        """The code is traded for a guest session, kept like a customer's in the page session cookie."""
+        fields = await self.pages.form(request)
+        guests = self._guests()
+        email = first(fields, "email").strip()
+        try:
+            token, _ = await guests.verify_code(email, first(fields, "code"))
+        except PrivacyError as error:
+            if error.status >= 500:
+                raise
+            page = await self.pages.page_request(request)
+            return self.pages.render(
+                page,
+                "guest_code.html",
+                {"email": email, "minutes": int(guests.settings.code_minutes), "error": "code"},
+                status=400,
+                section="signin",
+            )
+        minutes = int(guests.settings.session_minutes * 60)
+        return self.pages.redirect(
+            f"{self.base}/data", set_cookies=[self.pages.cookie(SESSION_COOKIE, token, max_age=minutes)]
+        )
 
     async def signout(self, request: Request) -> Response:
         await self.pages.form(request)
@@ -529,6 +574,8 @@ class Center:
             Route("/center/signin", self.pages.guarded(self.signin_page), methods=["GET"]),
             Route("/center/signin", self.pages.guarded(self.signin), methods=["POST"]),
             Route("/center/signout", self.pages.guarded(self.signout), methods=["POST"]),
+            Route("/center/guest/code", self.pages.guarded(self.guest_code), methods=["POST"]),
+            Route("/center/guest/session", self.pages.guarded(self.guest_session), methods=["POST"]),
         ]
 
 

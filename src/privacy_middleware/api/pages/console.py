@@ -102,6 +102,7 @@ class Console:
             "next": _safe_next(request.query_params.get("next"), self.base),
             "error": error,
             "officer": True,
+            "guests": False,
         }
 
     def _actions(self) -> OfficerActions:

@@ -25,6 +25,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ...context import Principal, get_context
 from ...errors import PrivacyError
+from ...guests.service import SESSION_PREFIX as GUEST_SESSION_PREFIX
+from ...guests.service import GuestService
 from ...identity import TokenVerifier
 
 CSP = (
@@ -126,8 +128,10 @@ class Pages:
         secure_cookies: bool,
         allowed_origins: Any = (),
         token_cookie: str = "",
+        guests: GuestService | None = None,
     ) -> None:
         self.mount = mount
+        self.guests = guests
         self.token_cookie = token_cookie
         self.verifier = verifier
         self._csrf_key = csrf_key
@@ -161,6 +165,9 @@ class Pages:
         if not token:
             return None
         try:
+            if self.guests is not None and token.startswith(GUEST_SESSION_PREFIX):
+                subject = self.guests.session_subject(token)
+                return self.guests.principal(subject) if subject else None
             return self.verifier.principal_from_claims(await self.verifier.verify(token))
         except PrivacyError:
             return None
