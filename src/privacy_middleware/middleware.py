@@ -47,6 +47,10 @@ class PrivacyMiddleware:
         self.mount = self.settings.mount_path
         self.metrics_path = self.settings.metrics_path
         self.cookie_gate = self.runtime.cookie_gate
+        # Without governed cookies or outbound gates a route without a plan costs the route match and
+        # one call: no send wrapper, no context variable.
+        self.bare_passthrough = self.cookie_gate is None and not self.runtime.policy.tracking.hosts
+        self._counters: dict[tuple[str, str], Any] = {}
         self.tracer = Tracer(self.runtime.policy, self.runtime.verifier.authenticate, self.runtime.audit.emit)
         self.runtime.identity.bind_app(app)
         # Which planned route a request really reaches when its path is not a planned template.
@@ -73,17 +77,22 @@ class PrivacyMiddleware:
                 await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        own = bool(self.mount) and (path == self.mount or path.startswith(self.mount + "/") or path in ROOT_API_PATHS)
+        metrics = bool(self.metrics_path) and path == self.metrics_path
+        found = None if own or metrics else self.plans.match(scope["method"], path)
+        if found is None and self.bare_passthrough and not (own or metrics):
+            await self.app(scope, receive, send)
+            return
         if self.cookie_gate is not None:
             send = self.cookie_gate.wrap(scope, send)
         token = current_scope.set(scope)
         try:
-            if self.mount and (path == self.mount or path.startswith(self.mount + "/") or path in ROOT_API_PATHS):
+            if own:
                 await self._privacy_api(scope, receive, send)
                 return
-            if path == self.metrics_path and self.metrics_path:
+            if metrics:
                 await self._metrics(send)
                 return
-            found = self.plans.match(scope["method"], path)
             if found is None:
                 try:
                     found = self.identity.place(scope)
@@ -165,7 +174,12 @@ class PrivacyMiddleware:
                     send = _with_headers(send, ex.extra_headers)
                 await self.app(scope, receive, send)
         finally:
-            self.runtime.metrics.requests.labels(route_label, outcome).inc()
+            counter = self._counters.get((route_label, outcome))
+            if counter is None:
+                counter = self._counters[(route_label, outcome)] = self.runtime.metrics.requests.labels(
+                    route_label, outcome
+                )
+            counter.inc()
             for step in plan.steps:
                 try:
                     await step.after(ex)

@@ -98,3 +98,26 @@ async def test_exported_trail_of_a_demo_session_verifies_offline(
     events_file.write_bytes(data[:position] + b"D" + data[position + 1 :])  # disclose -> Disclose
     assert cli(["audit", "verify", str(out), "--public-key", str(public_key)]) == 1
     _: Any = capsys.readouterr()
+
+
+async def test_a_list_disclosed_to_a_partner_is_one_event_found_in_each_customers_access_log(demo: Demo) -> None:
+    customers = []
+    for email in ("ada@example.com", "grace@example.com", "alan@example.com"):
+        customer, token = await demo.register(email=email)
+        assert (await demo.checkout(token)).status_code in (200, 201)
+        customers.append((customer, token))
+    await demo.app.runtime.audit.flush()
+    logistics = await demo.partner("logistics-co")
+    response = await demo.client.get("/orders", headers={"authorization": f"Bearer {logistics}"})
+    assert response.status_code == 200
+    await demo.app.runtime.audit.flush()
+    disclosures = await search(demo.app.runtime.database, kinds=["api_activity.data_disclose"])
+    assert len(disclosures) == 1
+    [event] = disclosures
+    assert event.subject is None
+    assert event.detail["subjects"] == sorted(c for c, _ in customers)
+    assert event.detail["record_count"] == 3
+    for customer, token in customers:
+        log = (await demo.client.get("/privacy/me/access-log", headers={"authorization": f"Bearer {token}"})).json()
+        partner = [d for d in log["disclosures"] if d["recipient"] is not None]
+        assert [(d["recipient"], d["action"]) for d in partner] == [("logistics", "disclose")], customer

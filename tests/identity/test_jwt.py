@@ -239,3 +239,26 @@ async def test_every_missing_claim_is_named_in_one_answer() -> None:
     assert refused.value.status == 401
     assert refused.value.extra == {"missing_claims": ["exp", "iat", "sub"]}
     assert "'exp', 'iat', 'sub'" in refused.value.message
+
+
+async def test_the_same_authorization_value_is_named_from_the_cache_until_the_token_expires() -> None:
+    v = verifier(secret=SECRET, algorithms=["HS256"], leeway_seconds=0)
+    now = int(time.time())
+    header = bearer(jwt.encode(claims(iat=now, exp=now + 2), SECRET, algorithm="HS256"))
+    first = await v.authenticate(header)
+    assert first is not None and await v.authenticate(header) is first
+    time.sleep(max(0.0, now + 2.2 - time.time()))
+    with pytest.raises(PrivacyError) as refused:
+        await v.authenticate(header)
+    assert refused.value.status == 401
+
+
+async def test_a_new_policy_renames_cached_callers() -> None:
+    v = verifier(secret=SECRET, algorithms=["HS256"])
+    header = bearer(jwt.encode(claims(sub="svc", recipient="logistics"), SECRET, algorithm="HS256"))
+    assert (await v.authenticate(header)).recipient == "logistics"  # type: ignore[union-attr]
+    narrower = POLICY.model_copy(update={"recipients": {"support": POLICY.recipients["support"]}})
+    v.bind_policy(narrower)
+    with pytest.raises(PrivacyError) as refused:
+        await v.authenticate(header)
+    assert refused.value.code == "unknown_recipient"

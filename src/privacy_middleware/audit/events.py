@@ -296,7 +296,7 @@ _ACCESS_ACTIONS = {"read": 2, "reveal": 2, "disclose": 2, "export": 2, "erase": 
 def data_access(
     *,
     principal: str,
-    subject: str,
+    subject: str | None = None,
     categories: Iterable[str],
     purpose: str,
     route: str | None = None,
@@ -308,8 +308,25 @@ def data_access(
     promise: str | None = None,
     ip: str | None = None,
     time: datetime | None = None,
+    subjects: Iterable[str] | None = None,
 ) -> AuditEvent:
-    """API Activity 6003: who saw which categories of whose data, why, on which route. Never values."""
+    """API Activity 6003: who saw which categories of whose data, why, on which route. Never values.
+
+    One disclosure of many records is one event: `subjects` lists them (sorted, `record_count` is
+    their number) instead of `subject`; the log indexes them so each subject's access log finds it."""
+    listed = None
+    if subjects is not None:
+        if subject is not None or isinstance(subjects, str):
+            raise ValueError("give either subject or a list of subjects")
+        listed = sorted({str(_identifier(s, "subject")) for s in subjects})
+        if not listed:
+            raise ValueError("a data access names at least one subject")
+        if len(listed) == 1:
+            subject, listed = listed[0], None
+        else:
+            record_count = len(listed)
+    elif subject is None:
+        raise ValueError("a data access names its subject")
     if action not in _ACCESS_ACTIONS:
         raise ValueError(f"unknown data access action; expected one of {sorted(_ACCESS_ACTIONS)}")
     if not isinstance(record_count, int) or record_count < 0:
@@ -331,6 +348,7 @@ def data_access(
             "decision": _name(decision, "decision"),
             "promise": _name(promise, "promise") if promise else None,
             "network": network_hint(ip),
+            "subjects": listed,
         },
         time=time,
         status="success" if decision == "allowed" else "failure",

@@ -25,8 +25,10 @@ from ..store import Database
 from ..store.audit import (
     EVENT_COLUMNS,
     SIDE_COLUMNS,
+    SUBJECT_COLUMNS,
     ChainHead,
     audit_checkpoints,
+    audit_event_subjects,
     audit_events,
     audit_side_records,
     audit_signing_keys,
@@ -127,6 +129,7 @@ class AuditLog:
         frontier = Frontier(head.size, head.frontier)
         rows: list[tuple[object, ...]] = []
         side_rows: list[tuple[object, ...]] = []
+        subject_rows: list[tuple[object, ...]] = []
         force = force_checkpoint
         chain = self.chain
         dumps, sort_keys = orjson.dumps, orjson.OPT_SORT_KEYS
@@ -151,12 +154,16 @@ class AuditLog:
                     digest,
                 )
             )
+            listed = doc["detail"].get("subjects") if doc.get("subject") is None else None
+            if isinstance(listed, list):
+                subject_rows.extend((chain, seq, s) for s in listed)
             record = sealed.side
             if record is not None:
                 side_rows.append((record.ref, chain, uid, record.salt, record.blob, doc["time_us"]))
             force = force or doc["kind"] in _FORCE_CHECKPOINT
         await insert_tuples(conn, audit_events, EVENT_COLUMNS, rows)
         await insert_tuples(conn, audit_side_records, SIDE_COLUMNS, side_rows)
+        await insert_tuples(conn, audit_event_subjects, SUBJECT_COLUMNS, subject_rows)
         head.size = frontier.size
         head.frontier = frontier.nodes
         if rows:

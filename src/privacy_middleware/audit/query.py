@@ -16,7 +16,7 @@ import orjson
 import sqlalchemy as sa
 
 from ..store import Database
-from ..store.audit import audit_events, audit_side_records
+from ..store.audit import about_subject, audit_events, audit_side_records
 from .events import to_micros
 from .sealing import SideRecord, SideRecordSealer
 
@@ -102,7 +102,7 @@ async def search(
         t.c.chain == chain
     )
     if subject is not None:
-        query = query.where(t.c.subject == subject)
+        query = query.where(about_subject(subject))
     if kinds is not None:
         clauses: list[sa.ColumnElement[bool]] = []
         for kind in kinds:

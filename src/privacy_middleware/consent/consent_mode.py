@@ -25,6 +25,24 @@ def consent_mode(policy: Policy, decision: Decision) -> dict[str, ConsentModeVal
     return result
 
 
+class ConsentModeHeaders:
+    """The Consent Mode header for a policy, built once per distinct set of allowed purposes."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._purposes = {name for name, p in policy.purposes.items() if p.google_consent}
+        self._built: dict[frozenset[str], bytes] = {}
+
+    def header(self, decision: Decision) -> bytes:
+        key = frozenset(name for name in self._purposes if decision.allowed(name))
+        built = self._built.get(key)
+        if built is None:
+            built = consent_mode_header(consent_mode(self.policy, decision)).encode()
+            if len(self._built) < 256:
+                self._built[key] = built
+        return built
+
+
 def consent_mode_header(mode: dict[str, ConsentModeValue]) -> str:
     """A compact header form for the storefront, e.g. `ad_storage=denied, analytics_storage=granted`."""
     return ", ".join(f"{key}={value}" for key, value in mode.items())

@@ -62,6 +62,23 @@ class _SubjectEntry:
     cipher: SubjectCipher
 
 
+class SubjectSealer:
+    """Seals clear values (never envelopes: callers refuse those first) for one subject."""
+
+    __slots__ = ("_cipher", "_subject", "_tenant")
+
+    def __init__(self, cipher: SubjectCipher, tenant: str, subject: str) -> None:
+        self._cipher, self._tenant, self._subject = cipher, tenant, subject
+
+    def encrypt(self, value: str, category: str) -> str:
+        _check_context(category=category)
+        return self._cipher.seal(value, tenant=self._tenant, category=category, subject=self._subject)
+
+    def encrypt_deterministic(self, value: str, category: str) -> str:
+        _check_context(category=category)
+        return self._cipher.seal_deterministic(value, tenant=self._tenant, category=category, subject=self._subject)
+
+
 class KeyService:
     """Field encryption for one tenant. Build it once with `open`, pass it in, `close` it at shutdown."""
 
@@ -327,6 +344,11 @@ class KeyService:
         if kind == RANDOMISED:
             return cipher.seal(value, tenant=self.tenant, category=category, subject=subject)
         return cipher.seal_deterministic(value, tenant=self.tenant, category=category, subject=subject)
+
+    async def subject_sealer(self, subject: str) -> SubjectSealer:
+        """The subject's key, loaded once, to seal many fresh clear values without an await each."""
+        _check_context(subject=subject)
+        return SubjectSealer(await self._writer(subject), self.tenant, subject)
 
     async def decrypt(self, token: str, *, category: str, subject: str) -> str:
         """Open a pe1/pd1 envelope bound to this tenant, category and subject; fails closed."""

@@ -91,10 +91,15 @@ class Pseudonymiser:
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
+        self._keys: dict[str, bytes] = {}  # one per recipient scope: a handful per policy
 
     def pseudonym(self, value: Any, scope: str) -> str:
-        key = hmac.new(self._secret, b"pseudonym:" + scope.encode(), hashlib.sha256).digest()
-        digest = hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()
+        key = self._keys.get(scope)
+        if key is None:
+            key = hmac.new(self._secret, b"pseudonym:" + scope.encode(), hashlib.sha256).digest()
+            if len(self._keys) < 1024:
+                self._keys[scope] = key
+        digest = hmac.digest(key, str(value).encode(), "sha256").hex()
         return f"ps_{digest[:32]}"
 
 
@@ -140,6 +145,9 @@ class FieldEngine:
         report = FieldReport()
         fallback = principal.subject if principal else None
         guest = guest_subject(principal)
+        # encryptions wait until every field is checked, then take one key look-up per subject
+        pending: list[tuple[Location, str, str, str, str]] = []
+        batch = pending if getattr(self.cipher, "subject_sealer", None) is not None else None
         for record in records_of(body, document):
             subject = record_subject(body, record, fallback) or guest
             for rule in body.fields:
@@ -152,11 +160,26 @@ class FieldEngine:
                         extra={"field": rule.rule.select},
                     )
                 for location in locations:
-                    await self._protect_one(rule, location, subject, report)
+                    await self._protect_one(rule, location, subject, report, batch)
+        if pending:
+            sealers: dict[str, Any] = {}
+            for location, text, transform, category, subject in pending:
+                sealer = sealers.get(subject)
+                if sealer is None:
+                    sealer = sealers[subject] = await self.cipher.subject_sealer(subject)  # type: ignore[union-attr]
+                if transform == "encrypt":
+                    location.set(sealer.encrypt(text, category))
+                else:
+                    location.set(sealer.encrypt_deterministic(text, category))
         return report
 
     async def _protect_one(
-        self, rule: CompiledField, location: Location, subject: str | None, report: FieldReport
+        self,
+        rule: CompiledField,
+        location: Location,
+        subject: str | None,
+        report: FieldReport,
+        batch: list[tuple[Location, str, str, str, str]] | None = None,
     ) -> None:
         spec = rule.rule
         value = location.get()
@@ -203,7 +226,9 @@ class FieldEngine:
                 parent[f"{location.key}_brand"] = str(brand) if brand else None
             if spec.blind_index:
                 parent[f"{location.key}_index"] = await self.cipher.blind_index(text, category=spec.category)
-        if spec.transform == "encrypt":
+        if batch is not None and spec.transform in ("encrypt", "encrypt_deterministic"):
+            batch.append((location, text, spec.transform, spec.category, subject))
+        elif spec.transform == "encrypt":
             location.set(await self.cipher.encrypt(text, category=spec.category, subject=subject))
         elif spec.transform == "encrypt_deterministic":
             location.set(await self.cipher.encrypt_deterministic(text, category=spec.category, subject=subject))

@@ -108,12 +108,17 @@ class TokenVerifier:
                 "(HS* for a secret, RS*/PS*/ES*/EdDSA for a public key or JWKS)"
             )
         self._cache: TTLCache[str, dict[str, Any]] | None = None
+        # who a raw Authorization header value names: no decode, split or hash on a repeat visit
+        self._principals: TTLCache[bytes, tuple[Principal, float]] | None = None
         if settings.token_cache_size and settings.token_cache_seconds:
             self._cache = TTLCache(settings.token_cache_size, settings.token_cache_seconds)
+            self._principals = TTLCache(settings.token_cache_size, settings.token_cache_seconds)
 
     def bind_policy(self, policy: Policy) -> None:
         self.identity = policy.identity
         self.recipients = dict(policy.recipients)
+        if getattr(self, "_principals", None) is not None:
+            self._principals.clear()  # type: ignore[union-attr]
 
     async def verify(self, token: str) -> dict[str, Any]:
         if not self.enabled:
@@ -206,10 +211,22 @@ class TokenVerifier:
         """None when no bearer token is presented; a 401 PrivacyError when one is bad."""
         if not authorization:
             return None
+        cached = self._principals.get(authorization) if self._principals is not None else None
+        if cached is not None:
+            principal, valid_until = cached
+            if time.time() < valid_until:
+                return principal
+            self._principals.pop(authorization, None)  # type: ignore[union-attr]
         scheme, _, token = authorization.decode("latin-1").partition(" ")
         if scheme.lower() != "bearer":
             return None  # another scheme (Basic for the shop's own admin, say) is not ours to judge
         token = token.strip()
         if not token:
             raise unauthorized("The bearer token is empty.")
-        return self.principal_from_claims(await self.verify(token))
+        claims = await self.verify(token)
+        principal = self.principal_from_claims(claims)
+        if self._principals is not None:
+            exp = claims.get("exp")
+            valid_until = exp + self.settings.leeway_seconds if isinstance(exp, int | float) else float("inf")
+            self._principals[authorization] = (principal, valid_until)
+        return principal

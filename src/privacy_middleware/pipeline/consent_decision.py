@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..consent.consent_mode import consent_mode, consent_mode_header
+from ..consent.consent_mode import ConsentModeHeaders
 from ..consent.service import ConsentService, Resolution
 from ..consent.signals import request_signals
 from ..context import RequestContext
@@ -18,6 +18,7 @@ class ConsentResolver:
         self.consent = consent
         self.access = access
         self.policy = policy
+        self.consent_mode = ConsentModeHeaders(policy)  # one header per distinct decision, built once
 
     async def resolve(self, scope: Scope, ctx: RequestContext | None) -> Resolution:
         """The request's consent decision, computed once per request."""
@@ -40,8 +41,7 @@ class ConsentResolver:
 
     def headers(self, resolution: Resolution) -> list[tuple[bytes, bytes]]:
         """Consent Mode hints for the shop's front end, and a re-consent flag when the policy changed."""
-        mode = consent_mode_header(consent_mode(self.policy, resolution.decision))
-        headers = [(b"consent-mode", mode.encode())]
+        headers = [(b"consent-mode", self.consent_mode.header(resolution.decision))]
         if resolution.decision.reconsent_required:
             headers.append((b"privacy-reconsent", b"required"))
         return headers

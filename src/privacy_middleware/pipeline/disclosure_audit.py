@@ -1,4 +1,5 @@
-"""One data-access event per subject whose personal data a response (or an outbound call) carries."""
+"""One data-access event per disclosure: a response (or an outbound call) carrying several subjects'
+records is one event listing them; the viewer's own data is its own `read` event."""
 
 from __future__ import annotations
 
@@ -60,17 +61,20 @@ async def record_disclosure(
     if not categories or not report.subjects:
         return
     strict = any(c == s or c.startswith(s + ".") for c in categories for s in strict_categories)
-    for subject in sorted(report.subjects):
-        own = viewer.is_subject(subject)
+    own = [s for s in report.subjects if viewer.is_subject(s)]
+    others = [s for s in report.subjects if not viewer.is_subject(s)]
+    for mine, subjects in ((True, own), (False, others)):
+        if not subjects:
+            continue
         build = partial(
             events.data_access,
             principal=principal,
-            subject=subject,
+            subjects=subjects,
             categories=categories,
             purpose=viewer.purpose or purpose or "unspecified",
             route=route,
-            recipient=None if own else viewer.recipient,
-            action=action or ("read" if own else "disclose"),
+            recipient=None if mine else viewer.recipient,
+            action=action or ("read" if mine else "disclose"),
             ip=ip,
         )
         if not strict:

@@ -39,14 +39,16 @@ class TrackingGate(Step):
         self.needs_request_json = bool(self.pseudonymise or self.truncate or self.drop)
         recipients = [r for r in policy.recipients.values() if tracked.purpose in r.purposes]
         self.pseudonym_scope = (recipients[0].pseudonym_scope if recipients else "") or f"tracking:{tracked.purpose}"
+        self.dropped = metrics.tracking.labels(tracked.purpose, "dropped")  # metric children bound once
+        self.passed = metrics.tracking.labels(tracked.purpose, "passed")
 
     async def before(self, ex: Exchange) -> None:
         resolution = await self.consent.resolve(ex.scope, ex.ctx)
         purpose = self.tracked.purpose
         if not resolution.decision.allowed(purpose):
-            self.metrics.tracking.labels(purpose, "dropped").inc()
+            self.dropped.inc()
             raise Respond(self.tracked.denied_status, self.consent.headers(resolution))
-        self.metrics.tracking.labels(purpose, "passed").inc()
+        self.passed.inc()
         # The shop sees a network, not a device: truncate the peer address and drop forwarding hops.
         client = ex.scope.get("client")
         if ex.ctx.client_ip:

@@ -82,6 +82,25 @@ audit_signing_keys = sa.Table(
 
 AUDIT_TABLES = (audit_chains, audit_events, audit_checkpoints, audit_side_records, audit_signing_keys)
 
+# One disclosure of many records is one event listing its subjects; this index finds it by subject.
+audit_event_subjects = sa.Table(
+    "privacy_audit_event_subjects",
+    metadata,
+    sa.Column("chain", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("subject", sa.String(200), primary_key=True),
+    sa.Index(None, "subject", "seq"),
+)
+SUBJECT_COLUMNS = ("chain", "seq", "subject")
+
+
+def about_subject(subject: str) -> sa.ColumnElement[bool]:
+    """Events about `subject`: its own, and disclosures that list it among their subjects."""
+    listed = sa.select(audit_event_subjects.c.seq).where(
+        audit_event_subjects.c.subject == subject, audit_event_subjects.c.chain == audit_events.c.chain
+    )
+    return sa.or_(audit_events.c.subject == subject, audit_events.c.seq.in_(listed))
+
 
 @dataclass(slots=True)
 class ChainHead:
