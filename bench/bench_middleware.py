@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RecordingApp, Row, Table, call, expect, is_smoke, measure, probe
+from common import RecordingApp, Row, Table, call, compare, expect, is_smoke, measure, probe
 
 from privacy_middleware.middleware import PrivacyMiddleware
 from privacy_middleware.policy.load import validate_policy
@@ -78,7 +78,7 @@ def body_5kb() -> bytes:
 
 
 async def main(smoke: bool = False) -> list[Row]:
-    iterations, repeats = (20, 1) if smoke else (20_000, 7)
+    iterations, repeats = (20, 1) if smoke else (3_000, 15)
     table = Table()
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp}/b.db", data_dir=Path(tmp))
@@ -109,11 +109,17 @@ async def main(smoke: bool = False) -> list[Row]:
             answer = await probe(shop_wrapped, "POST", "/checkout", body, json_headers)
             expect(answer.status == 201, f"Starlette shop POST answered {answer.status}")
 
-            base_get = await measure(call(bare, "GET", "/products"), iterations, repeats)
-            mw_get = await measure(call(wrapped, "GET", "/products"), iterations, repeats)
+            got = await compare(
+                {"base": call(bare, "GET", "/products"), "mw": call(wrapped, "GET", "/products")}, iterations, repeats
+            )
+            base_get, mw_get = got["base"], got["mw"]
             table.add(Row("middleware", "pass-through GET, minimal app", mw_get, base_get, "bare minimal ASGI app"))
-            shop_get = await measure(call(shop, "GET", "/products"), iterations // 4, repeats)
-            shop_mw_get = await measure(call(shop_wrapped, "GET", "/products"), iterations // 4, repeats)
+            got = await compare(
+                {"shop": call(shop, "GET", "/products"), "mw": call(shop_wrapped, "GET", "/products")},
+                iterations // 4,
+                repeats * 2,
+            )
+            shop_get, shop_mw_get = got["shop"], got["mw"]
             table.add(
                 Row(
                     "middleware", "pass-through GET, Starlette shop", shop_mw_get, shop_get, "bare Starlette shop", 1.03

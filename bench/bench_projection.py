@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_routes import checkout_body, make_settings, orders_body
-from common import Row, Table, call, expect, is_smoke, measure, measure_sync, minimal_app_factory, probe
+from common import Row, Table, as_async, call, compare, compare_sync, expect, is_smoke, minimal_app_factory, probe
 
 from privacy_middleware.demo.shop import DemoShop
 from privacy_middleware.middleware import PrivacyMiddleware
@@ -171,7 +171,7 @@ def python_protect(body: bytes, seal: Callable[[str], str]) -> bytes:
 
 
 async def main(smoke: bool = False) -> list[Row]:
-    iterations, repeats = (10, 1) if smoke else (1000, 7)
+    iterations, repeats = (10, 1) if smoke else (200, 15)
     table = Table()
     logging.getLogger("privacy_middleware").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
@@ -197,19 +197,25 @@ async def main(smoke: bool = False) -> list[Row]:
                 if parser is not None:
                     expect(simdjson_orders(parser, body) == engine_out, "simdjson projection differs")
                 n = max(1, iterations * 50 // count)
-                floor = measure_sync(lambda b=body: orjson.dumps(orjson.loads(b)), n, repeats)  # type: ignore[misc]
-                routed = await measure(call(app, "GET", "/orders", b"", auth), n, repeats)
-                bare_cost = await measure(call(bare, "GET", "/orders", b"", auth), n, repeats)
+                fns = {
+                    "floor": as_async(lambda b=body: orjson.dumps(orjson.loads(b))),  # type: ignore[misc]
+                    "routed": call(app, "GET", "/orders", b"", auth),
+                    "bare": call(bare, "GET", "/orders", b"", auth),
+                    "python": as_async(lambda b=body: python_orders(b)),  # type: ignore[misc]
+                    "msgspec": as_async(lambda b=body: msgspec_orders(b)),  # type: ignore[misc]
+                }
+                if parser is not None:
+                    fns["simdjson"] = as_async(lambda b=body, p=parser: simdjson_orders(p, b))  # type: ignore[misc]
+                got = await compare(fns, n, repeats)
+                floor = got["floor"]
                 label = f"{count} orders, {len(body) // 1024} KB"
                 table.add(Row("projection", f"{label}: orjson parse+dump", floor, floor, "floor"))
-                table.add(Row("projection", f"{label}: middleware (route - bare)", routed - bare_cost, floor, "floor"))
-                py = measure_sync(lambda b=body: python_orders(b), n, repeats)  # type: ignore[misc]
-                table.add(Row("projection", f"{label}: python dict projection", py, floor, "floor"))
-                ms = measure_sync(lambda b=body: msgspec_orders(b), n, repeats)  # type: ignore[misc]
-                table.add(Row("projection", f"{label}: (a) msgspec lazy projection", ms, floor, "floor"))
+                middleware = got["routed"] - got["bare"]
+                table.add(Row("projection", f"{label}: middleware (route - bare)", middleware, floor, "floor"))
+                table.add(Row("projection", f"{label}: python dict projection", got["python"], floor, "floor"))
+                table.add(Row("projection", f"{label}: (a) msgspec lazy projection", got["msgspec"], floor, "floor"))
                 if parser is not None:
-                    sj = measure_sync(lambda b=body, p=parser: simdjson_orders(p, b), n, repeats)  # type: ignore[misc]
-                    table.add(Row("projection", f"{label}: (c) simdjson on-demand", sj, floor, "floor"))
+                    table.add(Row("projection", f"{label}: (c) simdjson on-demand", got["simdjson"], floor, "floor"))
             await runtime.audit.flush()
             expect(runtime.audit.metrics.dropped.total == 0, "audit events dropped")
         finally:
@@ -232,12 +238,19 @@ async def main(smoke: bool = False) -> list[Row]:
             key.encrypt(os.urandom(12), b"12 Marylebone Road", b"aad")
         orjson.dumps(doc)
 
-    floor = measure_sync(floor_protect, iterations, repeats)
+    got = compare_sync(
+        {
+            "floor": floor_protect,
+            "python": lambda: python_protect(body, seal),
+            "msgspec": lambda: msgspec_protect(body, seal),
+        },
+        iterations,
+        repeats,
+    )
+    floor = got["floor"]
     table.add(Row("projection", f"checkout {len(body)} B: floor parse+dump+8 AES", floor, floor, "floor"))
-    py = measure_sync(lambda: python_protect(body, seal), iterations, repeats)
-    table.add(Row("projection", "checkout: python walk + 8 raw AES-GCM", py, floor, "floor"))
-    ms = measure_sync(lambda: msgspec_protect(body, seal), iterations, repeats)
-    table.add(Row("projection", "checkout: (a) msgspec lazy + 8 raw AES-GCM", ms, floor, "floor"))
+    table.add(Row("projection", "checkout: python walk + 8 raw AES-GCM", got["python"], floor, "floor"))
+    table.add(Row("projection", "checkout: (a) msgspec lazy + 8 raw AES-GCM", got["msgspec"], floor, "floor"))
     return table.rows
 
 

@@ -22,7 +22,7 @@ import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RecordingApp, Row, Table, call, expect, is_smoke, measure, minimal_app_factory, probe
+from common import RecordingApp, Row, Table, call, compare, expect, is_smoke, measure, minimal_app_factory, probe
 
 from privacy_middleware.consent.records import Holder
 from privacy_middleware.demo.run import demo_policy_path
@@ -31,7 +31,7 @@ from privacy_middleware.middleware import PrivacyMiddleware
 from privacy_middleware.runtime import Runtime
 from privacy_middleware.settings import JwtSettings, Settings
 
-ITERATIONS = 2000
+ITERATIONS = 300  # per round; rounds alternate between the figures compared
 
 
 def checkout_body() -> bytes:
@@ -136,7 +136,7 @@ def assert_no_audit_loss(runtime: Runtime) -> None:
 
 
 async def main(smoke: bool = False) -> list[Row]:
-    iterations, repeats = (20, 1) if smoke else (ITERATIONS, 7)
+    iterations, repeats = (20, 1) if smoke else (ITERATIONS, 15)
     table = Table()
     logging.getLogger("privacy_middleware").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
@@ -189,8 +189,6 @@ async def _checkout(
         (stored["billing_address"]["name"], "billing name"),
     ):
         expect(isinstance(value, str) and value.startswith("pe1."), f"{where} reached the shop without ciphertext")
-    base = await measure(call(bare, "POST", "/checkout", body, headers), iterations, repeats)
-    routed = await measure(call(app, "POST", "/checkout", body, headers), iterations, repeats)
     key = AESGCM(os.urandom(32))
 
     async def floor() -> None:
@@ -199,7 +197,16 @@ async def _checkout(
             key.encrypt(os.urandom(12), b"12 Marylebone Road", b"aad")
         orjson.dumps(doc)
 
-    floor_cost = await measure(floor, iterations, repeats)
+    got = await compare(
+        {
+            "base": call(bare, "POST", "/checkout", body, headers),
+            "routed": call(app, "POST", "/checkout", body, headers),
+            "floor": floor,
+        },
+        iterations,
+        repeats,
+    )
+    base, routed, floor_cost = got["base"], got["routed"], got["floor"]
     print(f"checkout, {len(body)} bytes, 8 protected fields")
     table.add(Row("routes", "checkout floor: orjson parse+dump + 8 AES-GCM", floor_cost, floor_cost, "floor"))
     table.add(Row("routes", "checkout added time (route - bare app)", routed - base, floor_cost, "floor", 3.0))
@@ -220,13 +227,20 @@ async def _orders(table: Table, runtime: Runtime, logistics: str, iterations: in
         "the carrier saw e-mail or billing address",
     )
     expect(seen[0]["shipping_address"]["street"] == "12 Marylebone Road", "the carrier lost the delivery street")
-    base = await measure(call(bare_orders, "GET", "/orders", b"", auth), iterations, repeats)
-    routed = await measure(call(app_orders, "GET", "/orders", b"", auth), iterations, repeats)
 
     async def parse_dump() -> None:
         orjson.dumps(orjson.loads(orders))
 
-    floor_cost = await measure(parse_dump, iterations, repeats)
+    got = await compare(
+        {
+            "base": call(bare_orders, "GET", "/orders", b"", auth),
+            "routed": call(app_orders, "GET", "/orders", b"", auth),
+            "floor": parse_dump,
+        },
+        iterations,
+        repeats,
+    )
+    base, routed, floor_cost = got["base"], got["routed"], got["floor"]
     print(f"GET /orders for logistics, 50 orders, {len(orders)} bytes")
     table.add(Row("routes", "orders floor: orjson parse+dump", floor_cost, floor_cost, "floor"))
     table.add(Row("routes", "50 orders for logistics added time", routed - base, floor_cost, "floor", 1.5))
@@ -286,9 +300,16 @@ async def _tracking(
     expect(forwarded.get("visitor_id") not in (None, "v-12345"), "the visitor id was forwarded in clear")
     expect(forwarded.get("customer_id") not in (None, "cus_0001"), "the customer id was forwarded in clear")
     expect(forwarded.get("ip") != "203.0.113.77", "the IP address was forwarded untruncated")
-    passthrough = await measure(call(app_track, "POST", "/elsewhere", track_body, cookie), iterations, repeats)
-    routed = await measure(call(app_track, "POST", "/track", track_body, cookie), iterations, repeats)
-    base = await measure(call(bare_track, "POST", "/track", track_body, cookie), iterations, repeats)
+    got = await compare(
+        {
+            "passthrough": call(app_track, "POST", "/elsewhere", track_body, cookie),
+            "routed": call(app_track, "POST", "/track", track_body, cookie),
+            "base": call(bare_track, "POST", "/track", track_body, cookie),
+        },
+        iterations,
+        repeats,
+    )
+    passthrough, routed, base = got["passthrough"], got["routed"], got["base"]
     print("POST /track with a valid consent cookie")
     table.add(Row("routes", "pass-through of the same request (no plan)", passthrough, base, "bare app"))
     table.add(

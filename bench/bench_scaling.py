@@ -20,7 +20,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_routes import make_settings, orders_body
-from common import RecordingApp, Row, Table, call, expect, is_smoke, measure, measure_sync, minimal_app_factory, probe
+from common import RecordingApp, Row, Table, as_async, call, compare, expect, is_smoke, minimal_app_factory, probe
 
 from privacy_middleware.demo.shop import DemoShop
 from privacy_middleware.middleware import PrivacyMiddleware
@@ -67,9 +67,16 @@ async def main(smoke: bool = False) -> list[Row]:
                 expect(answer.status == 200 and len(seen) == count, f"{count} orders not disclosed")
                 expect(all(not o["customer"] for o in seen), "the carrier saw the customer")
                 n = 5 if smoke else max(3, 20_000 // count)
-                routed = await measure(call(app, "GET", "/orders", b"", auth), n, repeats)
-                base = await measure(call(bare, "GET", "/orders", b"", auth), n, repeats)
-                floor = measure_sync(lambda b=body: orjson.dumps(orjson.loads(b)), n, repeats)  # type: ignore[misc]
+                got = await compare(
+                    {
+                        "routed": call(app, "GET", "/orders", b"", auth),
+                        "base": call(bare, "GET", "/orders", b"", auth),
+                        "floor": as_async(lambda b=body: orjson.dumps(orjson.loads(b))),  # type: ignore[misc]
+                    },
+                    n,
+                    repeats,
+                )
+                routed, base, floor = got["routed"], got["base"], got["floor"]
                 await runtime.audit.flush()
                 table.add(
                     Row(
@@ -94,9 +101,16 @@ async def main(smoke: bool = False) -> list[Row]:
                 stored = orjson.loads(bare_shop.received or b"{}")
                 expect(stored["payment"]["card"]["number"].startswith("pe1."), "the card reached the shop in clear")
                 n = 5 if smoke else max(3, 2_000_000 // len(body))
-                routed = await measure(call(app, "POST", "/checkout", body, headers), n, repeats)
-                base = await measure(call(bare_shop, "POST", "/checkout", body, headers), n, repeats)
-                floor = measure_sync(lambda b=body: orjson.dumps(orjson.loads(b)), n, repeats)  # type: ignore[misc]
+                got = await compare(
+                    {
+                        "routed": call(app, "POST", "/checkout", body, headers),
+                        "base": call(bare_shop, "POST", "/checkout", body, headers),
+                        "floor": as_async(lambda b=body: orjson.dumps(orjson.loads(b))),  # type: ignore[misc]
+                    },
+                    n,
+                    repeats,
+                )
+                routed, base, floor = got["routed"], got["base"], got["floor"]
                 kb = len(body) / 1024
                 table.add(
                     Row(

@@ -246,3 +246,45 @@ def measure_sync(fn: Callable[[], object], iterations: int, repeats: int = 7) ->
 
 def report(name: str, seconds: float, baseline: float, baseline_name: str) -> None:
     print(f"{name:<52} {seconds * 1e6:9.2f} µs   {seconds / baseline:6.3f}x {baseline_name}")
+
+
+async def compare(fns: dict[str, Callable[[], Awaitable[None]]], iterations: int, rounds: int = 7) -> dict[str, float]:
+    """Median seconds per call of each function, measured in alternating rounds (A B C A B C ...).
+
+    On a shared machine whose speed drifts, every figure of one round sees the same machine, so the
+    ratios between them hold where back-to-back medians would not."""
+    for fn in fns.values():
+        for _ in range(min(iterations, 200)):
+            await fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for i in range(iterations):
+                await fn()
+                if i % 16 == 15:
+                    await asyncio.sleep(0)  # let background tasks (the audit writer) run
+            samples[name].append((time.perf_counter() - start) / iterations)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def compare_sync(fns: dict[str, Callable[[], object]], iterations: int, rounds: int = 7) -> dict[str, float]:
+    """`compare` for plain functions."""
+    for fn in fns.values():
+        for _ in range(min(iterations, 200)):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(iterations):
+                fn()
+            samples[name].append((time.perf_counter() - start) / iterations)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def as_async(fn: Callable[[], object]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        fn()
+
+    return run
