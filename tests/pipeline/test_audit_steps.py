@@ -57,7 +57,7 @@ async def test_refusals_are_recorded_by_field_and_kind(runtime: Runtime) -> None
     assert "note" in related and "card_number" in related
 
 
-async def test_a_disclosure_is_one_data_access_event_per_subject(runtime: Runtime) -> None:
+async def test_a_disclosure_is_one_data_access_event_listing_its_subjects(runtime: Runtime) -> None:
     spec = route(POLICY, "GET", "/orders/ord_1")
     carrier = Principal(id="carrier-1", subject=None, recipient="logistics", purpose="delivery")
     ex = exchange(spec, carrier)
@@ -65,9 +65,11 @@ async def test_a_disclosure_is_one_data_access_event_per_subject(runtime: Runtim
     ex.ctx.facts.disclosure = Disclosure(Viewer(carrier, "logistics", {}, "delivery"), report)
     await DisclosureAudit(spec, audit=runtime.audit, strict_categories=()).on_response(ex)
     await runtime.audit.flush()
-    records = await search(runtime.database, kinds=["api_activity.*"])
-    assert sorted(r.subject or "" for r in records) == ["cus_1", "cus_2"]
-    assert {r.principal for r in records} == {"carrier-1"}
+    [record] = await search(runtime.database, kinds=["api_activity.*"])
+    assert (record.subject, record.detail["subjects"], record.detail["record_count"]) == (None, ["cus_1", "cus_2"], 2)
+    assert record.principal == "carrier-1"
+    for subject in ("cus_1", "cus_2"):
+        assert [r.seq for r in await search(runtime.database, subject=subject)] == [record.seq]
 
 
 async def test_nothing_disclosed_nothing_recorded(runtime: Runtime) -> None:

@@ -12,7 +12,7 @@ import httpx
 from ..errors import ConfigError, PrivacyError
 from ..store import Database
 from .errors import KeyServiceUnavailable
-from .service import KeyService
+from .service import KeyService, SubjectSealer
 from .shaped import TokenShape
 
 if TYPE_CHECKING:
@@ -77,6 +77,9 @@ class KeyServiceHandle:
 
     async def encrypt_deterministic(self, value: str, *, category: str, subject: str) -> str:
         return await (await self.get()).encrypt_deterministic(value, category=category, subject=subject)
+
+    async def subject_sealer(self, subject: str) -> SubjectSealer:
+        return await (await self.get()).subject_sealer(subject)
 
     async def decrypt(self, token: str, *, category: str, subject: str) -> str:
         return await (await self.get()).decrypt(token, category=category, subject=subject)
