@@ -4,7 +4,7 @@ import sqlalchemy as sa
 
 from ..audit import audit_event_subjects
 
-VERSION = 8
+VERSION = 9
 DESCRIPTION = "audit event subjects"
 
 
