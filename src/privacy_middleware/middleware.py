@@ -47,8 +47,8 @@ class PrivacyMiddleware:
         self.mount = self.settings.mount_path
         self.metrics_path = self.settings.metrics_path
         self.cookie_gate = self.runtime.cookie_gate
-        # Without governed cookies or outbound gates a route without a plan costs the route match and
-        # one call: no send wrapper, no context variable.
+        # Without governed cookies or outbound gates a route without a plan costs the route match (and
+        # the route identity check) and one call: no send wrapper, no context variable.
         self.bare_passthrough = self.cookie_gate is None and not self.runtime.policy.tracking.hosts
         self._counters: dict[tuple[str, str], Any] = {}
         self.tracer = Tracer(self.runtime.policy, self.runtime.verifier.authenticate, self.runtime.audit.emit)
@@ -81,8 +81,13 @@ class PrivacyMiddleware:
         metrics = bool(self.metrics_path) and path == self.metrics_path
         found = None if own or metrics else self.plans.match(scope["method"], path)
         if found is None and self.bare_passthrough and not (own or metrics):
-            await self.app(scope, receive, send)
-            return
+            try:
+                unplanned = self.identity.place(scope) is None
+            except PrivacyError:
+                unplanned = False  # refused below, with its audit event and problem answer
+            if unplanned:
+                await self.app(scope, receive, send)
+                return
         if self.cookie_gate is not None:
             send = self.cookie_gate.wrap(scope, send)
         token = current_scope.set(scope)
