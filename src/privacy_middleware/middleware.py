@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from .asgi.body import ClientDisconnected, declared_length, read_body, replay, too_large
+from .asgi.card_sentinel import FORM, CardSentinel, exempt_places, scan
 from .asgi.headers import get_header, is_json_media_type, media_type, merge_vary, replace, without
 from .asgi.responses import send_problem
 from .asgi.strict_json import load_strict
@@ -58,6 +59,7 @@ class PrivacyMiddleware:
         self.identity: RouteIdentity[RoutePlan] = identity_for(
             app, plans, lambda: AliasTable((p.spec.method, p.spec.template, p) for p in plans)
         )
+        self.sentinel = CardSentinel(self.settings.max_body_bytes, self.runtime.audit)
         from .routing.coverage import check_at_start
 
         check_at_start(app, self.runtime.policy)
@@ -106,6 +108,14 @@ class PrivacyMiddleware:
                     await send_problem(send, error, head=scope["method"] == "HEAD")
                     return
                 if found is None:
+                    try:
+                        receive = await self.sentinel.screen(scope, receive)
+                    except PrivacyError as error:
+                        self.sentinel.refused(scope, error)
+                        await send_problem(send, error, head=scope["method"] == "HEAD")
+                        return
+                    except ClientDisconnected:
+                        return
                     await self.app(scope, receive, send)
                     return
             await self.runtime.ensure_serving()
@@ -139,6 +149,8 @@ class PrivacyMiddleware:
                     await step.before(ex)
                 if plan.needs_request_body:
                     receive = await self._rewrite_request(plan, ex, scope, receive)
+                else:
+                    receive = await self.sentinel.screen(scope, receive)
             except PrivacyError as error:
                 outcome = "refused"
                 self.runtime.metrics.refusals.labels(error.code).inc()
@@ -229,6 +241,11 @@ class PrivacyMiddleware:
             raise PrivacyError("unsupported_media_type", "This route accepts JSON bodies only.", 415)
         for step in plan.steps:
             await step.on_request(ex)
+        # Card data the route's rules did not handle: refused on this route as on any other.
+        if ex.request_has_json:
+            scan(body, "application/json", ex.request_json, exempt_places(plan.spec, ex.request_json))
+        elif media_type(headers) == FORM:
+            scan(body, FORM)
         if ex.request_changed:
             body = orjson.dumps(ex.request_json)
             headers = replace(

@@ -1,0 +1,114 @@
+"""The card-data sentinel at the ASGI edge: request bodies on every route, planned or not.
+
+A route the policy does not plan for card data must not receive one: a JSON or form body holding
+a card number or a card security code key is refused (422 `card_data_on_unprotected_route`, the
+field path, never the value) and audited with the route. Bodiless requests cost one header scan;
+a body without a run of 13 digits or a CVV-like word costs one byte-level prefilter.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import orjson
+
+from ..audit.refusals import AuditSink, audit_refusal
+from ..errors import PrivacyError
+from ..fields.card_sentinel import (
+    find_card_data,
+    find_card_data_in_form,
+    may_hold_card_data,
+    pans_in,
+)
+from ..policy.compile import RouteSpec
+from ..types import Receive, Scope
+from .body import declared_length, read_body, replay, too_large
+from .headers import get_header, is_json_media_type, media_type
+
+FORM = "application/x-www-form-urlencoded"
+BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+_LONG_NUMBERS = re.compile(r"[0-9]{6,}")
+
+
+def refusal(field: str, kind: str) -> PrivacyError:
+    what = "a card number" if kind == "card_number" else "a card security code"
+    return PrivacyError(
+        "card_data_on_unprotected_route",
+        f"The field {field} holds {what}, and this route has no plan to protect card data.",
+        422,
+        extra={"field": field},
+    )
+
+
+def route_label(scope: Scope) -> str:
+    """`METHOD /path` with long digit runs replaced, so the audit never holds a number from a path."""
+    return f"{scope['method']} {_LONG_NUMBERS.sub('{n}', scope['path'])}"[:300]
+
+
+def exempt_places(spec: RouteSpec | None, document: Any) -> frozenset[tuple[int, str | int]]:
+    """Places the route's own request rules handle (its plan for them): not the sentinel's business."""
+    if spec is None or spec.request is None:
+        return frozenset()
+    places: set[tuple[int, str | int]] = set()
+    for record in spec.request.records.values(document):
+        for rule in spec.request.fields:
+            places.update((id(loc.parent), loc.key) for loc in rule.selector.locations(record))
+    return frozenset(places)
+
+
+def scan(body: bytes, media: str, document: Any = None, exempt: frozenset[tuple[int, str | int]] = frozenset()) -> None:
+    """Raise 422 for card data in a body; `document` is the parsed JSON when the caller has it
+    (the prefilter runs on the raw bytes as received either way)."""
+    raw = unquote_to_bytes(body.replace(b"+", b" ")) if media == FORM else body
+    if not may_hold_card_data(raw):
+        return
+    if is_json_media_type(media):
+        if document is None:
+            try:
+                document = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                # Unreadable JSON that holds a card number is refused all the same.
+                if next(pans_in(body.decode("utf-8", "replace")), None) is not None:
+                    raise refusal("$", "card_number") from None
+                return
+        for field, kind in find_card_data(document, exempt=exempt):
+            raise refusal(field, kind)
+    elif media == FORM:
+        for field, kind in find_card_data_in_form(body):
+            raise refusal(field, kind)
+
+
+def has_body(scope: Scope) -> bool:
+    headers = scope.get("headers") or []
+    length = declared_length(headers)
+    if length is not None:
+        return length > 0
+    return get_header(headers, b"transfer-encoding") is not None or scope["method"] not in BODYLESS_METHODS
+
+
+class CardSentinel:
+    def __init__(self, max_body_bytes: int, audit: AuditSink) -> None:
+        self.limit = max_body_bytes
+        self.audit = audit
+
+    async def screen(self, scope: Scope, receive: Receive) -> Receive:
+        """The request's receive, after its body (if JSON or a form) was checked for card data."""
+        if not has_body(scope):
+            return receive
+        headers = scope.get("headers") or []
+        media = media_type(headers)
+        if not (is_json_media_type(media) or media == FORM):
+            return receive
+        if get_header(headers, b"content-encoding") not in (None, b"identity"):
+            return receive  # never parsed compressed (DESIGN.md §5); a plan can demand it uncompressed
+        length = declared_length(headers)
+        if length is not None and length > self.limit:
+            raise too_large(self.limit)
+        body = await read_body(receive, self.limit)
+        scan(body, media)
+        return replay(body, receive)
+
+    def refused(self, scope: Scope, error: PrivacyError) -> None:
+        audit_refusal(self.audit, error, route=route_label(scope), ip=None, subject=None)
