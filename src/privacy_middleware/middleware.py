@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from .asgi.body import ClientDisconnected, declared_length, read_body, replay, too_large
-from .asgi.card_sentinel import FORM, CardSentinel, exempt_places, scan
+from .asgi.card_sentinel import FORM, CardSentinel, exempt_places, has_body, scan
 from .asgi.headers import get_header, is_json_media_type, media_type, merge_vary, replace, without
 from .asgi.responses import send_problem
 from .asgi.strict_json import load_strict
@@ -87,7 +87,7 @@ class PrivacyMiddleware:
                 unplanned = self.identity.place(scope) is None
             except PrivacyError:
                 unplanned = False  # refused below, with its audit event and problem answer
-            if unplanned:
+            if unplanned and not has_body(scope):  # a body goes the long way: the card sentinel reads it
                 await self.app(scope, receive, send)
                 return
         if self.cookie_gate is not None:
