@@ -60,6 +60,9 @@ class PrivacyMiddleware:
             app, plans, lambda: AliasTable((p.spec.method, p.spec.template, p) for p in plans)
         )
         self.sentinel = CardSentinel(self.settings.max_body_bytes, self.runtime.audit)
+        from .logscrub import install as scrub_query_strings_from_logs
+
+        scrub_query_strings_from_logs()
         from .routing.coverage import check_at_start
 
         check_at_start(app, self.runtime.policy)
