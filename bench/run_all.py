@@ -20,7 +20,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import BenchFailure, Row, print_table
 
-BENCHES = ("middleware", "routes", "crypto", "consent", "scaling", "projection", "sentinel", "audit", "proxy")
+BENCHES = (
+    "middleware",
+    "routes",
+    "crypto",
+    "consent",
+    "scaling",
+    "projection",
+    "sentinel",
+    "audit",
+    "breach",
+    "proxy",
+)
 
 
 def run(name: str, smoke: bool) -> list[Row]:

@@ -226,6 +226,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     argv = [str(args.directory), "--public-key", str(args.public_key)]
     if args.report:
         argv += ["--report", str(args.report)]
+    if args.witness:
+        argv += ["--witness", str(args.witness)]
     return verify_main(argv)
 
 
@@ -291,11 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     audit_export.set_defaults(func=cmd_audit_export)
     audit_verify = audit.add_parser(
         "verify",
-        help="verify an export offline; exit 0 intact, 1 altered, 2 gap/truncation, 3 bad signature, 4 malformed input",
+        help="verify an export offline; exit 0 intact, 1 altered, 2 gap/truncation, 3 bad signature, "
+        "4 malformed input, 5 witness mismatch",
     )
     audit_verify.add_argument("directory")
     audit_verify.add_argument("--public-key", required=True)
     audit_verify.add_argument("--report")
+    audit_verify.add_argument("--witness", help="witness URL or JSON-lines file of witnessed checkpoints")
     audit_verify.set_defaults(func=cmd_audit_verify)
 
     demo = sub.add_parser("demo", help="run the demo shop behind the middleware")
@@ -306,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_rights_parsers(sub)
     add_report_parser(sub)
     add_serve_parser(sub)
+    from .breach.cli import add_breach_parsers
+
+    add_breach_parsers(sub)
     return parser
 
 

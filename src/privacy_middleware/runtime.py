@@ -26,6 +26,7 @@ from .audit.counters import CounterBackend, MemoryCounters, RedisCounters
 from .audit.detectors import LoginGuard, LoginLimits
 from .audit.log import AuditLog
 from .audit.writer import AuditWriter
+from .breach.service import BreachService
 from .consent.audit_trail import consent_change_recorder
 from .consent.service import ConsentService
 from .crypto.handle import KeyServiceHandle
@@ -73,6 +74,7 @@ class Runtime:
         self.started = False
         self._start_lock = asyncio.Lock()
         self._maintenance: asyncio.Task[None] | None = None
+        self._serving = False
         self._on_start: list[Callable[[], Any]] = []
         self._on_stop: list[Callable[[], Any]] = []
         self.specs: RouteTable[RouteSpec] = compile_policy(self.policy)
@@ -112,6 +114,7 @@ class Runtime:
         self.closure = AccountClosure()
         self._build_rights(adapter)
         self.access = Access(self.policy, self.rights.flags if self.rights is not None else None)
+        self.breach = BreachService(settings, self.policy, self.database, self.audit, self.http)
         self.services = Services(
             settings=settings,
             policy=self.policy,
@@ -131,6 +134,7 @@ class Runtime:
             closure=self.closure,
             rights=self.rights,
             guests=self.guests,
+            breach=self.breach,
             ensure_started=self.ensure_started,
         )
         self.cookie_gate = cookie_gate(self.services)
@@ -226,6 +230,9 @@ class Runtime:
         Only the middleware calls this: a CLI command that builds a Runtime must not start it.
         """
         await self.ensure_started()
+        if not self._serving:
+            self._serving = True
+            await self.breach.start()
         interval = self.settings.audit.retention_interval_seconds
         if self._maintenance is None and self.rights is not None and interval > 0:
             self._maintenance = asyncio.create_task(
@@ -241,6 +248,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
             self._maintenance = None
+        await self.breach.stop()
+        self._serving = False
         await self.audit.stop()
         await self.identity.close()
         await self.keys.close()

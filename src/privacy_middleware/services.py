@@ -15,6 +15,7 @@ import httpx
 from .audit.detectors import LoginGuard
 from .audit.log import AuditLog
 from .audit.writer import AuditWriter
+from .breach.service import BreachService
 from .consent.service import ConsentService
 from .crypto.handle import KeyServiceHandle
 from .fields.engine import FieldEngine
@@ -50,5 +51,6 @@ class Services:
     closure: AccountClosure
     rights: RightsService | None
     guests: GuestService | None
+    breach: BreachService
     # Connects the store and starts the writers (idempotent): the transport calls it before its first use.
     ensure_started: Callable[[], Awaitable[None]]

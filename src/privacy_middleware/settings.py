@@ -154,6 +154,23 @@ class GuestSettings(BaseModel):
     codes_per_ip_per_hour: int = Field(default=10, ge=1)
 
 
+class BreachSettings(BaseModel):
+    """Canary records, finding sinks and checkpoint witnesses (docs/breach.md)."""
+
+    canary_key: SecretStr | None = None
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    # Findings are mailed to these addresses through the PRIVACY_SMTP__* server.
+    mail_to: Annotated[list[str], NoDecode] = []
+    sink_timeout_seconds: float = Field(default=5.0, gt=0)
+    monitor: bool = True
+    witness_url: str | None = None
+    webhook_checkpoints: bool = True
+    poll_seconds: float = Field(default=0.25, gt=0)
+
+    _split = field_validator("mail_to", mode="before")(_split_list)
+
+
 class WebhookSettings(BaseModel):
     """Shop-platform privacy webhooks (`POST <mount>/webhooks/<platform>`). Unset: not mounted."""
 
@@ -225,6 +242,7 @@ class Settings(BaseSettings):
     identity: IdentitySettings = IdentitySettings()
     smtp: SmtpSettings = SmtpSettings()
     guests: GuestSettings = GuestSettings()
+    breach: BreachSettings = BreachSettings()
     trusted_proxies: Annotated[list[str], NoDecode] = []
     mount_path: str = "/privacy"
     metrics_path: str = "/metrics"

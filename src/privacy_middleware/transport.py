@@ -42,6 +42,12 @@ class PrivacyTransport(httpx.AsyncBaseTransport):
             await self.consent_gate(request)
         host = self.hosts.get(request.url.host.lower())
         if host is not None:
+            if self.services.breach.suspensions.blocks_recipient(host.recipient):
+                raise OutboundRefused(
+                    "access_suspended",
+                    f"Transfers to recipient {host.recipient!r} are suspended pending a security review.",
+                    403,
+                )
             request = await self._filter(request, host.recipient, host.endpoints)
         return await self.inner.handle_async_request(request)
 
@@ -83,7 +89,7 @@ class PrivacyTransport(httpx.AsyncBaseTransport):
             services.audit,
             Viewer(None, recipient, {}, viewer.purpose),
             report,
-            route=f"{request.method} {request.url.host}{request.url.path}",
+            route=f"{request.method} {request.url.path}",  # the recipient names the host
             purpose=viewer.purpose or "",
             principal="shop",
             ip=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sqlite3
 from typing import Any
@@ -11,6 +12,10 @@ import orjson
 import pytest
 from pytest_httpx import HTTPXMock
 
+from privacy_middleware.audit.query import search
+from privacy_middleware.breach.canaries import fake_profile
+from privacy_middleware.breach.planters import RoutePlanter
+from privacy_middleware.breach.report import build_report
 from support.conformance import (
     assert_address_book_encrypted,
     bearer,
@@ -285,3 +290,29 @@ async def test_data_past_its_retention_period_is_deleted_or_anonymised(demo: Dem
     order = (await demo.client.get(f"/orders/{order_id}", headers=bearer(token))).json()
     assert order["shipping_address"].get("street") != "12 Marylebone Road"
     assert order.get("note") != "Please ring twice."
+
+
+async def test_a_detected_leak_is_isolated_at_once_and_the_affected_users_can_be_told(demo: Demo) -> None:
+    """Security: "Once potential data security risks such as system intrusion and information leakage are
+    detected, we will immediately start emergency isolation, risk investigation ... and take the initiative
+    to inform affected users"."""
+    runtime = demo.app.runtime
+    canary = await RoutePlanter(demo.client).plant(fake_profile())
+    await runtime.breach.canaries.remember(canary, batch="seed-004")
+    customer, token = await demo.register()
+    await demo.checkout(token)
+    staff = await demo.partner("staff")
+    leaked = await demo.client.get("/orders", headers=bearer(staff))
+    assert leaked.status_code == 200
+    for _ in range(100):  # detection follows the audit trail within a fraction of a second
+        if runtime.breach.suspensions.blocks_recipient("support") or runtime.breach.suspensions.any:
+            break
+        await asyncio.sleep(0.05)
+    isolated = await demo.client.get("/orders", headers=bearer(staff))
+    assert isolated.status_code == 403 and isolated.json()["code"] == "access_suspended"
+    await runtime.audit.flush()
+    [finding] = await search(runtime.database, kinds=["detection_finding.canary_accessed"])
+    assert finding.document is not None and finding.document["severity_id"] == 5
+    report = await build_report(runtime.database, runtime.policy, finding=finding.document["uid"])
+    assert sorted(report.subjects["ids"]) == sorted([canary.customer_id, customer])
+    assert "Dear customer" in report.article_34 and report.notify_by is not None

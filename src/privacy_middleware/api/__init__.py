@@ -12,6 +12,7 @@ from ..integrations.receivers import configured_receivers
 from ..rights.platform_requests import PlatformRequests
 from ..services import Services
 from .audit import audit_routes
+from .breach import breach_routes
 from .common import problem_handler
 from .consent import consent_routes, gpc_routes
 from .pages import page_routes
@@ -31,6 +32,7 @@ def privacy_routes(services: Services, platform: PlatformRequests | None) -> lis
             cookie_domains=settings.consent.cookie_domains,
         ),
         *audit_routes(services.policy, services.database, services.audit),
+        *breach_routes(services.policy, services.breach),
     ]
     if services.rights is not None:
         routes.extend(rights_routes(services.rights))

@@ -528,6 +528,38 @@ def detection_finding(
     )
 
 
+def containment(
+    action: str,
+    *,
+    target_kind: str,
+    target: str,
+    principal: str,
+    reason: str,
+    finding_uid: str | None = None,
+    time: datetime | None = None,
+) -> AuditEvent:
+    """API Activity 6003 / Other: a principal's or recipient's access suspended or restored."""
+    if action not in {"suspend", "lift"}:
+        raise ValueError("containment action must be suspend or lift")
+    if target_kind not in {"principal", "recipient"}:
+        raise ValueError("containment target must be a principal or a recipient")
+    return _event(
+        f"api_activity.containment_{action}",
+        API_ACTIVITY,
+        99,
+        {
+            "target_kind": target_kind,
+            "target": _identifier(target, "target"),
+            "reason": reason[:200],
+            "finding_uid": _identifier(finding_uid, "finding_uid"),
+        },
+        time=time,
+        status="success",
+        severity_id=SEVERITY_HIGH if action == "suspend" else SEVERITY_MEDIUM,
+        principal=principal,
+    )
+
+
 def events_dropped(count: int, *, time: datetime | None = None) -> AuditEvent:
     """The counted gap: how many events a bound forced the writer to drop."""
     return detection_finding(
@@ -562,6 +594,7 @@ __all__ = [
     "account_change",
     "admin_read",
     "consent_change",
+    "containment",
     "data_access",
     "detection_finding",
     "events_dropped",

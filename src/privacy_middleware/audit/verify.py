@@ -7,6 +7,8 @@ Exit codes (usable as a CI or cron gate):
     than the export holds, or a leaf was purged without a purge marker
   3 bad signature - a checkpoint is not signed by the given key (or a key the log announced)
   4 malformed input - missing files, an unreadable key or checkpoint
+  5 witness mismatch - (with --witness) a checkpoint witnessed outside the store covers more
+    leaves than the export holds (tail truncated) or another root (rolled back and rewritten)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -30,13 +33,14 @@ from .merkle import Frontier
 
 _sha256 = hashlib.sha256
 
-INTACT, CONTENT_ALTERED, GAP, BAD_SIGNATURE, MALFORMED = 0, 1, 2, 3, 4
+INTACT, CONTENT_ALTERED, GAP, BAD_SIGNATURE, MALFORMED, WITNESS_MISMATCH = 0, 1, 2, 3, 4, 5
 RESULTS = {
     INTACT: "intact",
     CONTENT_ALTERED: "content_altered",
     GAP: "gap_or_truncation",
     BAD_SIGNATURE: "bad_signature",
     MALFORMED: "malformed_input",
+    WITNESS_MISMATCH: "witness_mismatch",
 }
 
 
@@ -336,15 +340,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("directory", type=Path, help="an audit export directory")
     parser.add_argument("--public-key", type=Path, required=True, help="trusted Ed25519 public key (PEM)")
     parser.add_argument("--report", type=Path, help="also write the JSON report to this file")
+    parser.add_argument("--witness", help="witnessed checkpoints: a witness URL or a JSON-lines file of notes")
     args = parser.parse_args(argv)
     try:
         pem = args.public_key.read_bytes()
     except OSError:
         report = VerifyReport(MALFORMED, f"cannot read the public key {args.public_key}")
     else:
-        report = verify(args.directory, pem)
+        report = _verify(args.directory, pem, args.witness)
     body = orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2)
     if args.report is not None:
         args.report.write_bytes(body + b"\n")
     sys.stdout.write(body.decode() + "\n")
     return report.status
+
+
+def _verify(directory: Path, pem: bytes, witness: str | None) -> VerifyReport:
+    if witness is None:
+        return verify(directory, pem)
+    from .witness import load_witnessed, verify_with_witness
+
+    try:
+        notes = load_witnessed(witness)
+    except (OSError, ValueError, CheckpointFormatError) as exc:
+        return VerifyReport(MALFORMED, f"cannot read the witnessed checkpoints ({type(exc).__name__})")
+    except httpx.HTTPError as exc:
+        return VerifyReport(MALFORMED, f"cannot reach the witness ({type(exc).__name__})")
+    return verify_with_witness(directory, pem, notes)

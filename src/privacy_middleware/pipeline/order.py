@@ -12,6 +12,7 @@ from collections.abc import Callable
 from ..services import Services
 from . import (
     account,
+    containment,
     disclose,
     disclosure_audit,
     forbidden,
@@ -30,6 +31,7 @@ from .report import governed
 StepBuilder = Callable[[Services], StepFactory]
 
 STEP_ORDER: tuple[tuple[str, StepBuilder], ...] = (
+    ("containment", containment.factory),  # a suspended caller (breach response) gets nothing
     ("login", login.factory),  # lockout before anything else
     ("account", account.factory),
     ("tracking", tracking.factory),  # consent: drop tracking events early

@@ -335,6 +335,40 @@ class Minors(Strict):
     routes: list[MinorsRoute] = []
 
 
+class Breach(Strict):
+    """Breach detection over the data-access trail and the response to a finding (docs/breach.md)."""
+
+    # Counting window and the floor of each volume alarm; a principal or recipient with a history
+    # alarms only above `baseline_factor` times its busiest past window, and never below the floor.
+    window_seconds: float = Field(default=3600, gt=0)
+    subjects_per_window: int = Field(default=100, ge=1)
+    records_per_window: int = Field(default=1000, ge=1)
+    baseline_factor: float = Field(default=3.0, ge=1)
+    baseline_days: int = Field(default=30, ge=1)
+    # Breadth and new-network alarms need this many past disclosures before they speak.
+    learning_disclosures: int = Field(default=50, ge=1)
+    # Staff: recipients whose principals are employees (default: the identity's scope recipients).
+    staff_recipients: list[str] | None = None
+    office_hours: tuple[int, int] = (7, 20)  # [start, end) hours, UTC
+    office_days: list[int] = [0, 1, 2, 3, 4]  # Monday = 0
+    enumeration_run: int = Field(default=20, ge=3)
+    exports_per_window: int = Field(default=5, ge=1)
+    # One incident, one finding: the same finding for the same principal is not repeated within this time.
+    dedup_seconds: float = Field(default=3600, ge=0)
+    # Containment: suspend the principal or the recipient on these findings until an officer lifts it.
+    containment: Literal["off", "principal", "recipient"] = "off"
+    contain_on: list[str] = ["canary_accessed", "bulk_volume", "enumeration", "export_burst"]
+
+    @model_validator(mode="after")
+    def _hours(self) -> Breach:
+        start, end = self.office_hours
+        if not (0 <= start < end <= 24):
+            raise ValueError("office_hours must be [start, end) with 0 <= start < end <= 24")
+        if any(not 0 <= d <= 6 for d in self.office_days):
+            raise ValueError("office_days are 0 (Monday) to 6 (Sunday)")
+        return self
+
+
 class Identity(Strict):
     subject_claim: str = "sub"
     recipient_claim: str = "recipient"
@@ -392,6 +426,7 @@ class Policy(Strict):
     retention: list[RetentionRule] = []
     rights: Rights = Rights()
     minors: Minors = Minors()
+    breach: Breach = Breach()
 
 
 Recipient.model_rebuild()

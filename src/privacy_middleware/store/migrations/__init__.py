@@ -51,6 +51,10 @@ async def upgrade(db: Database) -> list[int]:
     async with db.begin() as conn:
         if db.is_postgres:
             await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_ID})
+        elif db.dialect == "sqlite":
+            # The write lock first, so workers starting together on one file migrate one after the
+            # other (the second waits, then finds everything applied) instead of racing to CREATE.
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
         applied = await conn.run_sync(_applied)
         for module in available():
             if module.VERSION in applied:

@@ -1,0 +1,149 @@
+"""Bulk-access detection on event documents of both shapes (one per subject, one per disclosure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from privacy_middleware.audit.events import data_access, to_micros
+from privacy_middleware.breach.detectors import BulkDetector
+from privacy_middleware.breach.facts import access_from
+from privacy_middleware.breach.findings import Deduplicator
+from privacy_middleware.policy.schema import Breach
+
+MONDAY_NOON = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def doc(
+    subjects: list[str],
+    *,
+    principal: str = "logistics-co",
+    recipient: str | None = "logistics",
+    categories: tuple[str, ...] = ("user.contact.address.delivery.street",),
+    when: datetime = MONDAY_NOON,
+    network: str = "198.51.100.7",
+    action: str = "disclose",
+    grouped: bool = False,
+) -> dict[str, Any]:
+    """An event document as the trail stores it; `grouped` is the one-event-per-disclosure shape."""
+    event = data_access(
+        principal=principal,
+        subject=subjects[0],
+        categories=categories,
+        purpose="delivery",
+        route="GET /orders/{order_id}",
+        recipient=recipient,
+        action=action,
+        ip=network,
+        time=when,
+        record_count=len(subjects) if grouped else 1,
+    )
+    document = event.document()
+    document["time_us"] = to_micros(event.time)
+    if grouped:
+        document["subject"] = None
+        document["detail"]["subjects"] = subjects
+    return document
+
+
+def run(detector: BulkDetector, documents: list[dict[str, Any]]) -> list[str]:
+    names = []
+    for document in documents:
+        access = access_from(document)
+        assert access is not None
+        names += [f.name for f in detector.observe(access)]
+    return names
+
+
+def test_volume_spike_fires_once_per_window_in_both_event_shapes() -> None:
+    rules = Breach(subjects_per_window=10)
+    per_subject = [doc([f"cus_{i:x}abc"]) for i in range(25)]
+    assert run(BulkDetector(rules, frozenset()), per_subject) == ["bulk_volume"]
+    grouped = [doc([f"cus_{i:x}abc" for i in range(25)], grouped=True)]
+    assert run(BulkDetector(rules, frozenset()), grouped) == ["bulk_volume"]
+
+
+def test_the_threshold_follows_the_baseline_of_busy_callers() -> None:
+    rules = Breach(subjects_per_window=10, baseline_factor=2, window_seconds=3600)
+    detector = BulkDetector(rules, frozenset())
+    yesterday = [doc([f"cus_a{i}x"], when=MONDAY_NOON - timedelta(days=1)) for i in range(30)]
+    for document in yesterday:
+        access = access_from(document)
+        assert access is not None
+        detector.observe(access, learning=True)
+    # a busiest past window of 30 subjects: 60 today is normal-ish, 61 is a spike
+    today = [doc([f"cus_b{i}x"]) for i in range(61)]
+    names = run(detector, today)
+    assert names == ["bulk_volume"]
+
+
+def test_customers_reading_their_own_data_are_never_a_signal() -> None:
+    detector = BulkDetector(Breach(subjects_per_window=1), frozenset())
+    own = [doc(["cus_1"], principal="cus_1", recipient=None, action="read") for _ in range(5)]
+    assert run(detector, own) == []
+
+
+def test_breadth_needs_history_then_reports_a_new_category() -> None:
+    detector = BulkDetector(Breach(learning_disclosures=5), frozenset())
+    history = [doc([f"cus_{i}q"]) for i in range(5)]
+    assert run(detector, history) == []
+    names = run(detector, [doc(["cus_zz"], categories=("user.financial.card.number",))])
+    assert names == ["new_categories"]
+
+
+def test_staff_off_hours_and_new_network() -> None:
+    detector = BulkDetector(Breach(learning_disclosures=3), frozenset({"support"}))
+    staff = {"principal": "staff-1", "recipient": "support"}
+    day = [doc([f"cus_{i}w"], **staff) for i in range(3)]
+    assert run(detector, day) == []
+    night = MONDAY_NOON.replace(hour=2)
+    assert run(detector, [doc(["cus_9w"], when=night, **staff)]) == ["off_hours_access"]
+    assert run(detector, [doc(["cus_8w"], network="203.0.113.9", **staff)]) == ["new_network"]
+    saturday = MONDAY_NOON + timedelta(days=5)
+    assert run(detector, [doc(["cus_7w"], when=saturday, **staff)]) == ["off_hours_access"]
+
+
+def test_partners_are_not_staff() -> None:
+    detector = BulkDetector(Breach(), frozenset({"support"}))
+    assert run(detector, [doc(["cus_1"], when=MONDAY_NOON.replace(hour=3))]) == []
+
+
+def test_enumeration_of_sequential_ids() -> None:
+    detector = BulkDetector(Breach(enumeration_run=20), frozenset())
+    names = run(detector, [doc([f"cus_{1000 + i}"]) for i in range(19)])
+    assert names == []
+    assert run(detector, [doc(["cus_1019"])]) == ["enumeration"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.sets(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=60))
+def test_enumeration_fires_exactly_when_a_run_of_the_threshold_exists(numbers: set[int]) -> None:
+    detector = BulkDetector(Breach(enumeration_run=5, subjects_per_window=10_000), frozenset())
+    names = run(detector, [doc([f"cus_{n}"]) for n in sorted(numbers, key=lambda n: (n * 7919) % 10_007)])
+    ordered = sorted(numbers)
+    longest = run_length = 1
+    for a, b in pairwise(ordered):
+        run_length = run_length + 1 if b == a + 1 else 1
+        longest = max(longest, run_length)
+    assert ("enumeration" in names) == (longest >= 5)
+
+
+def test_export_burst() -> None:
+    detector = BulkDetector(Breach(exports_per_window=3), frozenset())
+    exports = [doc([f"cus_{i}e"], principal="cli", recipient="customer", action="export") for i in range(4)]
+    assert run(detector, exports) == ["export_burst"]
+
+
+def test_one_incident_is_one_finding() -> None:
+    detector = BulkDetector(Breach(subjects_per_window=2, dedup_seconds=3600), frozenset())
+    dedup = Deduplicator(3600)
+    raised = []
+    for i in range(10):
+        access = access_from(doc([f"cus_{i}d"]))
+        assert access is not None
+        raised += [f.name for f in detector.observe(access) if dedup.allow(f)]
+    assert raised == ["bulk_volume"]
