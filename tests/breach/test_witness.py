@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from privacy_middleware.audit import AuditLog, export, login_attempt, verify
 from privacy_middleware.audit.checkpoint import load_public_key, parse_checkpoint, verify_checkpoint
-from privacy_middleware.audit.witness import verify_with_witness
+from privacy_middleware.audit.verify import verify_with_witness
 from privacy_middleware.breach.witness import WitnessRelay
 from privacy_middleware.breach.witness_server import WitnessApp, WitnessStore
 from privacy_middleware.cli import main as cli
