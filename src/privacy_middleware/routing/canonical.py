@@ -141,8 +141,11 @@ class AliasTable(Generic[T]):
         return found
 
     def _first(self, method: str, spellings: list[str]) -> tuple[T, dict[str, str]] | None:
-        for spelling in spellings:
-            found = self.match_one(method, spelling)
-            if found is not None:
-                return found
+        # The most literal template wins across spellings: `/orders/export.json` is `/orders/export`
+        # without its suffix before it is `/orders/{id}` with id "export.json".
+        for entry in self._by_method.get(method, ()):
+            for spelling in spellings:
+                found = entry.regex.fullmatch(spelling)
+                if found is not None:
+                    return entry.value, found.groupdict()
         return None
