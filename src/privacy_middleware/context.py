@@ -44,3 +44,12 @@ def get_context(scope: dict[str, Any] | Any) -> RequestContext | None:
 # The ASGI scope of the request being served, visible to the shop's code it awaits (so that
 # PrivacyTransport can apply the caller's consent to outbound calls made while serving it).
 current_scope: ContextVar[Any] = ContextVar("privacy_current_scope", default=None)
+
+
+def request_context() -> RequestContext | None:
+    """The privacy context of the request being served, from the shop's own code (None outside one).
+
+    It carries the verified principal and the trusted client IP once the middleware has planned the route.
+    """
+    scope = current_scope.get()
+    return get_context(scope) if scope is not None else None

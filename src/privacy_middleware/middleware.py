@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -27,6 +27,11 @@ from .routing.identity import RouteIdentity, identity_for
 from .runtime import Runtime
 from .settings import Settings
 from .types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .transport import PrivacyTransport
 
 logger = logging.getLogger("privacy_middleware")
 
@@ -67,7 +72,7 @@ class PrivacyMiddleware:
 
         check_at_start(app, self.runtime.policy)
 
-    def transport(self, inner: Any = None) -> Any:
+    def transport(self, inner: httpx.AsyncBaseTransport | None = None) -> PrivacyTransport:
         """An httpx transport for the shop's partner calls that applies this policy (PrivacyTransport)."""
         from .transport import PrivacyTransport
 
@@ -140,6 +145,7 @@ class PrivacyMiddleware:
         )
         scope = dict(scope)
         scope[SCOPE_KEY] = ctx
+        current_scope.set(scope)  # request_context() in the shop's code; reset by __call__
         ex = Exchange(scope=scope, ctx=ctx, spec=plan.spec)
         route_label = f"{plan.spec.method} {plan.spec.template}"
         outcome = "passed"
