@@ -7,13 +7,25 @@ import pytest
 
 from privacy_middleware.errors import ConfigError
 from privacy_middleware.settings import Settings, env_variables
+from privacy_middleware.settings_check import OTHER_VARIABLES, SettingsError
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 
 
 def test_configuration_doc_lists_exactly_the_variables_the_model_reads() -> None:
     documented = set(re.findall(r"^\| `(PRIVACY_[A-Z_]+)` \|", DOC.read_text(), re.MULTILINE))
-    assert documented == set(env_variables())
+    assert documented == set(env_variables()) | set(OTHER_VARIABLES)
+
+
+def test_every_privacy_variable_named_in_the_code_is_documented() -> None:
+    source = Path(__file__).resolve().parents[1] / "src"
+    named = set()
+    for file in source.rglob("*.py"):
+        named |= set(re.findall(r"\b(PRIVACY_[A-Z][A-Z0-9_]*[A-Z0-9])\b", file.read_text()))
+    documented = set(env_variables()) | set(OTHER_VARIABLES)
+    generic = {"PRIVACY_X", "PRIVACY_X_FILE"}
+    missing = {n for n in named - generic if n not in documented and n.removesuffix("_FILE") not in documented}
+    assert not missing
 
 
 def test_environment_nesting_lists_and_file_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -51,3 +63,66 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, valu
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError):
         Settings()
+
+
+def test_unknown_variable_names_the_closest_known_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRIVACY_LOG_LEVL", "DEBUG")
+    with pytest.raises(ConfigError, match="PRIVACY_LOG_LEVL is not a known setting; did you mean PRIVACY_LOG_LEVEL"):
+        Settings()
+
+
+def test_every_problem_is_reported_at_once_by_variable_name_without_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRIVACY_AUDIT__QUEUE_SIZ", "5")
+    monkeypatch.setenv("PRIVACY_JWT__LEEWAY_SECONDS", "soon-secret-ish")
+    monkeypatch.setenv("PRIVACY_CONSENT__SECURE_COOKIE", "perhaps")
+    monkeypatch.setenv("PRIVACY_KEYS", "s3://bucket/keys")
+    with pytest.raises(SettingsError) as caught:
+        Settings()
+    problems = caught.value.problems
+    assert len(problems) == 4
+    text = str(caught.value)
+    assert "PRIVACY_AUDIT__QUEUE_SIZE" in text
+    assert "PRIVACY_JWT__LEEWAY_SECONDS" in text and "whole number" in text
+    assert "PRIVACY_CONSENT__SECURE_COOKIE" in text and "true or false" in text
+    assert "PRIVACY_KEYS" in text and "'s3' is not a key provider" in text
+    assert "soon-secret-ish" not in text and "perhaps" not in text
+
+
+@pytest.mark.parametrize("url", ["s3://x", "local://relative/keyring.json", "vault+https://vault/onlykey", "awskms://"])
+def test_a_bad_key_provider_url_fails_at_start_not_at_the_first_checkout(url: str, tmp_path: Path) -> None:
+    from starlette.applications import Starlette
+
+    from privacy_middleware import PrivacyMiddleware
+
+    with pytest.raises(ConfigError, match="PRIVACY_KEYS"):
+        PrivacyMiddleware(Starlette(), Settings(keys=url, data_dir=tmp_path))
+
+
+def test_production_refuses_development_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PRIVACY_ENV", "production")
+    monkeypatch.setenv("WEB_CONCURRENCY", "4")
+    with pytest.raises(SettingsError) as caught:
+        Settings(consent={"secure_cookie": False}, trusted_proxies=["0.0.0.0/0"])
+    text = str(caught.value)
+    for expected in (
+        "PRIVACY_PSEUDONYM_SECRET",
+        "PRIVACY_AUDIT__SIGNING_KEY_FILE",
+        "PRIVACY_KEYS",
+        "4 workers need PostgreSQL",
+        "PRIVACY_CONSENT__SECURE_COOKIE",
+        "PRIVACY_TRUSTED_PROXIES",
+    ):
+        assert expected in text
+    secret = "s" * 40
+    settings = Settings(
+        pseudonym_secret=secret,
+        keys="vault+https://vault.internal:8200/transit/shop",
+        database_url="postgresql://shop@db/privacy",
+        consent={"cookie_secret": secret, "signing_key_file": tmp_path / "c.pem"},
+        audit={
+            "signing_key_file": tmp_path / "a.pem",
+            "side_record_key": secret,
+            "login_guard_key": secret,
+        },
+    )
+    assert settings.env == "production"

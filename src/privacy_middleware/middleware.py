@@ -20,6 +20,7 @@ from .asgi.strict_json import load_strict
 from .audit.refusals import audit_refusal
 from .context import SCOPE_KEY, RequestContext, current_scope
 from .errors import PrivacyError
+from .logs import access_log, configure_logging, log_request
 from .pipeline.plan import Exchange, Respond, RoutePlan
 from .pipeline.trace import TRACE_HEADER, Tracer
 from .routing.canonical import AliasTable
@@ -49,6 +50,7 @@ class PrivacyMiddleware:
         self.app = app
         self.runtime = runtime or Runtime(settings or Settings())
         self.settings = self.runtime.settings
+        configure_logging(self.settings)
         self.plans = self.runtime.plans
         self.mount = self.settings.mount_path
         self.metrics_path = self.settings.metrics_path
@@ -148,7 +150,9 @@ class PrivacyMiddleware:
         current_scope.set(scope)  # request_context() in the shop's code; reset by __call__
         ex = Exchange(scope=scope, ctx=ctx, spec=plan.spec)
         route_label = f"{plan.spec.method} {plan.spec.template}"
+        ctx.notes["route"] = route_label
         outcome = "passed"
+        code: str | None = None
         try:
             try:
                 ctx.principal = await self.runtime.identity.authenticate(scope, (plan.spec.method, plan.spec.template))
@@ -162,6 +166,7 @@ class PrivacyMiddleware:
                     receive = await self.sentinel.screen(scope, receive)
             except PrivacyError as error:
                 outcome = "refused"
+                code = error.code
                 self.runtime.metrics.refusals.labels(error.code).inc()
                 ex.status = error.status
                 audit_refusal(self.runtime.audit, error, route=route_label, ip=ctx.client_ip, subject=ctx.subject)
@@ -194,6 +199,7 @@ class PrivacyMiddleware:
                 await self.app(scope, receive, responder.send)
                 if responder.refused:
                     outcome = "refused"
+                    code = ctx.notes.get("refusal_code")
             else:
                 self.runtime.metrics.plan_seconds.observe(time.perf_counter() - started)
                 if ex.extra_headers:
@@ -206,6 +212,8 @@ class PrivacyMiddleware:
                     route_label, outcome
                 )
             counter.inc()
+            if access_log.isEnabledFor(logging.INFO):
+                log_request(scope, ctx, route_label, outcome, ex.status, code)
             for step in plan.steps:
                 try:
                     await step.after(ex)
@@ -520,6 +528,7 @@ class _Responder:
         self.refused = True
         self.chunks.clear()
         error = error or PrivacyError(code, message, status)
+        self.ex.ctx.notes["refusal_code"] = error.code
         self.mw.runtime.metrics.refusals.labels(error.code).inc()
         self.started = True
         await send_problem(self.downstream, error, head=self.ex.ctx.method == "HEAD")

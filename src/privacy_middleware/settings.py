@@ -2,6 +2,8 @@
 
 Precedence (highest first): arguments passed to `Settings(...)`, environment variables,
 `PRIVACY_<NAME>_FILE` files, defaults. Setting both `PRIVACY_X` and `PRIVACY_X_FILE` is an error.
+An unknown PRIVACY_* variable, a bad value or (with PRIVACY_ENV=production) a development default is
+a start-up error; every problem is listed at once (settings_check.py).
 """
 
 from __future__ import annotations
@@ -9,9 +11,9 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -21,6 +23,14 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigError
+from .settings_check import (
+    SettingsError,
+    describe_validation,
+    keys_url_problem,
+    model_variables,
+    production_problems,
+    unknown_variables,
+)
 from .store.database import DEFAULT_DATABASE_URL
 
 ENV_PREFIX = "PRIVACY_"
@@ -225,6 +235,7 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter=NESTED, extra="ignore", case_sensitive=False
     )
 
+    env: Literal["development", "production"] = "development"
     policy_file: Path = Path("privacy-policy.toml")
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
@@ -250,7 +261,44 @@ class Settings(BaseSettings):
     max_response_bytes: int = Field(default=8_388_608, ge=1024)
     auto_migrate: bool = True
     data_dir: Path = Path(".")
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    def __init__(self, **values: Any) -> None:
+        problems = unknown_variables(os.environ, type(self))
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            problems += describe_validation(exc, type(self))
+            keys = values.get("keys", os.environ.get(f"{ENV_PREFIX}KEYS"))
+            if isinstance(keys, str) and (problem := keys_url_problem(keys)):
+                problems.append(problem)
+            raise SettingsError(problems) from None
+        except SettingsError as exc:
+            raise SettingsError(problems + exc.problems) from None
+        except ConfigError as exc:
+            raise SettingsError([*problems, str(exc)]) from None
+        if self.keys is not None and (problem := keys_url_problem(self.keys)):
+            problems.append(problem)
+        if self.env == "production":
+            problems.extend(production_problems(self, workers=_workers()))
+        if problems:
+            raise SettingsError(problems)
+
+    @field_validator("log_level", "log_format", "env", mode="before")
+    @classmethod
+    def _fold_case(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", "env", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -306,14 +354,14 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, FileSecretsSource(settings_cls))
 
 
+def _workers() -> int:
+    """Worker processes the server will start (WEB_CONCURRENCY, as uvicorn and gunicorn read it)."""
+    try:
+        return max(1, int(os.environ.get("WEB_CONCURRENCY", "1")))
+    except ValueError:
+        return 1
+
+
 def env_variables() -> dict[str, FieldInfo]:
     """Every PRIVACY_* variable the model reads, by name (used by the docs test)."""
-    names: dict[str, FieldInfo] = {}
-    for name, info in Settings.model_fields.items():
-        annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            for sub, sub_info in annotation.model_fields.items():
-                names[f"{ENV_PREFIX}{name.upper()}{NESTED}{sub.upper()}"] = sub_info
-        else:
-            names[f"{ENV_PREFIX}{name.upper()}"] = info
-    return names
+    return model_variables(Settings)

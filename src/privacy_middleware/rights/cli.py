@@ -16,16 +16,24 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ..errors import PrivacyError
 from .adapter import ShopAdapter
 from .adapters import load_adapter
 from .retention import RetentionReport, RetentionRunner, RuleOutcome
 
-console = Console(highlight=False, soft_wrap=True)
+
+class _Console:
+    """rich's console, loaded when a command prints (rich comes with the `cli` extra)."""
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        from rich.console import Console
+
+        Console(highlight=False, soft_wrap=True).print(*objects, **options)
+
+
+console = _Console()
+
 ADAPTER_ENV = "PRIVACY_SHOP_ADAPTER"
 
 
@@ -102,6 +110,8 @@ def _receipt_claims(receipt: Any) -> dict[str, Any]:
 
 
 def print_report(report: RetentionReport) -> None:
+    from rich.table import Table
+
     table = Table(title=f"retention run {report.run_id}{' (dry run)' if report.dry_run else ''}")
     for column in ("category", "keep (days)", "action", "past period", "changed", "error"):
         table.add_column(column)
@@ -112,6 +122,9 @@ def print_report(report: RetentionReport) -> None:
 
 
 def retention_run(*, dry_run: bool, adapter_spec: str) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     async def work(runtime: Any, adapter: ShopAdapter, audit: Any) -> int:
         runner = RetentionRunner(runtime.policy, adapter, audit=audit)
         with Progress(
@@ -119,7 +132,7 @@ def retention_run(*, dry_run: bool, adapter_spec: str) -> int:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=console,
+            console=Console(highlight=False, soft_wrap=True),
         ) as progress:
             tasks: dict[str, Any] = {}
 
