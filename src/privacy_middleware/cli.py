@@ -28,13 +28,19 @@ from .serve import add_serve_parser
 GROUPS = [config_commands]
 
 
-def _policy_or_findings(file: str, out: Output) -> Any:
+def _policy_or_findings(file: str, out: Output, *, as_result: bool = True) -> Any:
+    """The policy, or None after reporting its problems (the result of `check`; stderr for the others)."""
     from .policy.load import PolicyError, load_policy
 
     try:
         return load_policy(file)
     except PolicyError as exc:
         issues = [str(issue) for issue in exc.issues]
+        if not as_result:
+            for issue in issues:
+                print(f"error {issue}", file=sys.stderr)
+            print(f"{len(issues)} problem(s) in {file}", file=sys.stderr)
+            return None
         out.result(
             {"file": file, "ok": False, "problems": issues},
             [*(f"error {issue}" for issue in issues), f"{len(issues)} problem(s) in {file}"],
@@ -107,7 +113,7 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
 
     out = Output.of(args)
     file = args.file if args.file is not None else str(load_settings().policy_file)
-    policy = _policy_or_findings(file, out)
+    policy = _policy_or_findings(file, out, as_result=False)
     if policy is None:
         return ExitCode.FINDING
     if args.recipient not in policy.recipients and args.recipient != "customer":
@@ -152,7 +158,7 @@ def cmd_policy_render(args: argparse.Namespace) -> int:
     from .policy.render import render
 
     out = Output.of(args)
-    policy = _policy_or_findings(args.file, out)
+    policy = _policy_or_findings(args.file, out, as_result=False)
     if policy is None:
         return ExitCode.FINDING
     sys.stdout.write(render(policy, args.format))
