@@ -26,12 +26,12 @@ _HANDLER_MARK = "_privacy_middleware_handler"
 
 def request_id(scope: Any, ctx: RequestContext) -> str:
     """The caller's X-Request-ID when it is a plain token, else a fresh one; the same for the whole request."""
-    known = ctx.notes.get("request_id")
+    known = ctx.facts.request_id
     if known is None:
         given = next((v for k, v in scope.get("headers") or [] if k == b"x-request-id"), b"")
         known = given.decode("ascii") if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
-        ctx.notes["request_id"] = known
-    return str(known)
+        ctx.facts.request_id = known
+    return known
 
 
 class RequestFields(logging.Filter):
@@ -44,7 +44,7 @@ class RequestFields(logging.Filter):
             if not hasattr(record, "request_id"):
                 record.request_id = request_id(scope, ctx)
             if not hasattr(record, "route"):
-                record.route = ctx.notes.get("route")
+                record.route = ctx.facts.route
         return True
 
 

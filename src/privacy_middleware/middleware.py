@@ -150,7 +150,7 @@ class PrivacyMiddleware:
         current_scope.set(scope)  # request_context() in the shop's code; reset by __call__
         ex = Exchange(scope=scope, ctx=ctx, spec=plan.spec)
         route_label = f"{plan.spec.method} {plan.spec.template}"
-        ctx.notes["route"] = route_label
+        ctx.facts.route = route_label
         outcome = "passed"
         code: str | None = None
         try:
@@ -199,7 +199,7 @@ class PrivacyMiddleware:
                 await self.app(scope, receive, responder.send)
                 if responder.refused:
                     outcome = "refused"
-                    code = ctx.notes.get("refusal_code")
+                    code = ctx.facts.refusal_code
             else:
                 self.runtime.metrics.plan_seconds.observe(time.perf_counter() - started)
                 if ex.extra_headers:
@@ -528,7 +528,7 @@ class _Responder:
         self.refused = True
         self.chunks.clear()
         error = error or PrivacyError(code, message, status)
-        self.ex.ctx.notes["refusal_code"] = error.code
+        self.ex.ctx.facts.refusal_code = error.code
         self.mw.runtime.metrics.refusals.labels(error.code).inc()
         self.started = True
         await send_problem(self.downstream, error, head=self.ex.ctx.method == "HEAD")

@@ -44,3 +44,8 @@ class RequestFacts:
     # Set by the minimisation guards, recorded by the refusal audit step.
     refusals: list[Refusal] = field(default_factory=list)
     underage: bool = False
+    # For logs: the route template, the request id (the caller's X-Request-ID or a fresh one) and
+    # the code of a refusal sent after the shop answered.
+    route: str | None = None
+    request_id: str | None = None
+    refusal_code: str | None = None
