@@ -114,6 +114,29 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def group(subparsers: Any, name: str, help: str) -> Any:
+    """The sub-command parsers of group `name`, created if no module registered it yet."""
+    parser = subparsers.choices.get(name)
+    if parser is None:
+        parser = subparsers.add_parser(name, help=help)
+        return parser.add_subparsers(dest=f"{name}_command", required=True)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise ValueError(f"{name} is a command, not a group")
+
+
+def parse_time(value: str) -> Any:
+    """An ISO 8601 date or time (UTC when no offset is given), for --since/--until options."""
+    from datetime import UTC, datetime
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 date or time (2026-12-01T10:00)") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def load_env_files(paths: Iterable[str]) -> list[str]:
     """Put the KEY=VALUE lines of each file into the environment (a named file wins); the names set."""
     from dotenv import dotenv_values

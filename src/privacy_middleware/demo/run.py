@@ -22,6 +22,28 @@ def demo_policy_path() -> Path:
     return Path(str(resources.files("privacy_middleware.demo").joinpath("policy.toml")))
 
 
+ENV_FILE = "privacy.env"
+
+
+def write_env_file(data_dir: Path) -> Path:
+    """The demo's settings as an env file, so any command runs on its data with `--env-file`."""
+    data_dir = data_dir.resolve()
+    path = data_dir / ENV_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "# Written by `privacy-middleware demo`: the settings the demo runs with.\n"
+        f"# Use: privacy-middleware --env-file {path} COMMAND\n"
+        f"PRIVACY_POLICY_FILE={demo_policy_path()}\n"
+        f"PRIVACY_DATABASE_URL=sqlite+aiosqlite:///{data_dir / 'privacy.db'}\n"
+        f"PRIVACY_KEYS=local://{data_dir / 'keyring.json'}\n"
+        f"PRIVACY_DATA_DIR={data_dir}\n"
+        "PRIVACY_SHOP_ADAPTER=demo\n"
+        "PRIVACY_CONSENT__SECURE_COOKIE=false\n",
+        encoding="utf-8",
+    )
+    return path
+
+
 def build_demo(
     data_dir: Path, *, shop: DemoShop | None = None, **overrides: object
 ) -> tuple[PrivacyMiddleware, DemoShop]:
@@ -64,10 +86,16 @@ def start_links(base: str, token: str) -> str:
 def run_demo(host: str, port: int, data_dir: Path) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app, shop = build_demo(data_dir)
+    env_file = write_env_file(data_dir)
     console = Console(soft_wrap=True)
     base = f"http://{host}:{port}"
     console.print(f"[bold]Demo Tea Shop behind privacy-middleware[/bold] on {base}  (data in {data_dir})")
     console.print(start_links(base, officer_token(shop)), highlight=False)
+    console.print(
+        f"Run any command on the demo's data: privacy-middleware --env-file {env_file} COMMAND\n"
+        f"  e.g. privacy-middleware --env-file {env_file} dsar list --overdue\n"
+        f"       privacy-middleware --env-file {env_file} audit search --kind 'authentication.*'"
+    )
     console.print(
         "Try:\n"
         f"  curl -s {base}/privacy/policy | head -c 300\n"

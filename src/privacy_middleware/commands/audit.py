@@ -1,0 +1,93 @@
+"""`audit search` and `audit public-key`: query the trail and hand its verification key to an auditor."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from .base import ExitCode, OperatorError, Output, group, open_store, parse_time, settings
+
+
+def cmd_audit_search(args: argparse.Namespace) -> int:
+    from ..audit.query import MAX_LIMIT, search
+
+    out = Output.of(args)
+    if not 1 <= args.limit <= MAX_LIMIT:
+        raise OperatorError(f"--limit must be between 1 and {MAX_LIMIT}", ExitCode.USAGE)
+    config = settings()
+
+    async def run() -> list[Any]:
+        async with open_store(config) as db:
+            return await search(
+                db,
+                subject=args.subject,
+                kinds=args.kind,
+                since=args.since,
+                until=args.until,
+                after_seq=args.after,
+                limit=args.limit,
+            )
+
+    records = asyncio.run(run())
+    rows = [
+        {
+            "seq": r.seq,
+            "time": r.time.isoformat(),
+            "kind": r.kind,
+            "class_uid": r.class_uid,
+            "subject": r.subject,
+            "principal": r.principal,
+            "detail": r.detail,
+            "purged": r.document is None,
+        }
+        for r in records
+    ]
+    lines = [
+        f"{r['seq']:>8}  {r['time'][:19]}  {r['kind']:<28} subject {r['subject'] or '-'}  by {r['principal'] or '-'}"
+        for r in rows
+    ]
+    lines.append(
+        f"{len(rows)} event(s)" + (f"; next page: --after {rows[-1]['seq']}" if len(rows) == args.limit else "")
+    )
+    out.result({"events": rows, "next_after": rows[-1]["seq"] if rows else args.after}, lines)
+    return ExitCode.OK
+
+
+def cmd_audit_public_key(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from ..store.audit import audit_signing_keys
+
+    out = Output.of(args)
+    config = settings()
+
+    async def run() -> list[Any]:
+        async with open_store(config) as db, db.connect() as conn:
+            query = sa.select(audit_signing_keys).order_by(audit_signing_keys.c.created_us.desc())
+            return list((await conn.execute(query)).all())
+
+    keys = asyncio.run(run())
+    if not keys:
+        raise OperatorError("the audit trail has no signing key yet: it is created when the middleware first starts")
+    if out.json_mode:
+        out.result({"keys": [{"key_id": k.key_id, "public_pem": k.public_pem} for k in keys]})
+    else:
+        sys.stdout.write(keys[0].public_pem if not args.all else "".join(k.public_pem for k in keys))
+    return ExitCode.OK
+
+
+def register(subparsers: Any) -> None:
+    audit = group(subparsers, "audit", "the tamper-evident audit trail")
+    found = audit.add_parser("search", help="events by subject, kind and time, in trail order")
+    found.add_argument("--subject")
+    found.add_argument("--kind", action="append", help="event kind; 'authentication.*' matches a prefix (repeatable)")
+    found.add_argument("--since", type=parse_time, help="ISO 8601 time (UTC unless an offset is given)")
+    found.add_argument("--until", type=parse_time)
+    found.add_argument("--after", type=int, help="only events after this sequence number (paging)")
+    found.add_argument("--limit", type=int, default=100)
+    found.set_defaults(func=cmd_audit_search)
+    key = audit.add_parser("public-key", help="the Ed25519 public key (PEM) that verifies the trail's checkpoints")
+    key.add_argument("--all", action="store_true", help="every key the trail was signed with, newest first")
+    key.set_defaults(func=cmd_audit_public_key)
