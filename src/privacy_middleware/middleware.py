@@ -20,6 +20,7 @@ from .asgi.strict_json import load_strict
 from .audit.refusals import audit_refusal
 from .context import SCOPE_KEY, RequestContext, current_scope
 from .errors import PrivacyError
+from .gauges import OperatorGauges
 from .logs import access_log, configure_logging, log_request
 from .pipeline.plan import Exchange, Respond, RoutePlan
 from .pipeline.trace import TRACE_HEADER, Tracer
@@ -51,6 +52,7 @@ class PrivacyMiddleware:
         self.runtime = runtime or Runtime(settings or Settings())
         self.settings = self.runtime.settings
         configure_logging(self.settings)
+        self._gauges: OperatorGauges | None = None
         self.plans = self.runtime.plans
         self.mount = self.settings.mount_path
         self.metrics_path = self.settings.metrics_path
@@ -295,6 +297,10 @@ class PrivacyMiddleware:
         await self.runtime.api(scope, receive, send)
 
     async def _metrics(self, send: Send) -> None:
+        if self._gauges is None:
+            self._gauges = OperatorGauges(self.runtime.metrics.registry)
+        if self.runtime.started:
+            await self._gauges.refresh(self.runtime)
         body, content_type = self.runtime.metrics.render()
         await send(
             {

@@ -11,6 +11,7 @@ import pytest
 
 from privacy_middleware.demo.run import build_demo
 from support.demo import Demo
+from support.openapi import OpenAPIChecker
 
 
 @pytest.fixture
@@ -23,4 +24,7 @@ async def demo(tmp_path: Path, asgi_lifespan: Any) -> AsyncIterator[Demo]:
             transport=httpx.ASGITransport(app=app, client=("198.51.100.20", 40000)), base_url="http://shop"
         ) as client,
     ):
+        # Every privacy-API response a demo test sees must match the OpenAPI description it serves.
+        checker = OpenAPIChecker((await client.get("/privacy/openapi.json")).json())
+        client.event_hooks["response"].append(checker.hook)
         yield Demo(app, shop, client, tmp_path)

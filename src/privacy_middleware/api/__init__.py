@@ -3,9 +3,10 @@ here from the built services, plus the root-level GPC support resource."""
 
 from __future__ import annotations
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, Route
 
 from ..errors import PrivacyError
 from ..integrations.receivers import configured_receivers
@@ -49,14 +50,33 @@ def privacy_routes(services: Services, platform: PlatformRequests | None) -> lis
 
 
 def build_api(services: Services, platform: PlatformRequests | None = None) -> Starlette:
+    mount = services.settings.mount_path
+    routes = privacy_routes(services, platform)
+    served: list[BaseRoute] = [*gpc_routes(services.policy.policy.effective_date)]
+    routes.append(openapi_route(served, mount))  # describes `served` as completed on the next line
+    served.append(Mount(mount, routes=routes))
     return Starlette(
-        routes=[
-            *gpc_routes(services.policy.policy.effective_date),
-            Mount(services.settings.mount_path, routes=privacy_routes(services, platform)),
-        ],
+        routes=served,
         exception_handlers={
             PrivacyError: problem_handler,
             HTTPException: problem_handler,
             Exception: problem_handler,
         },
     )
+
+
+def openapi_route(served: list[BaseRoute], mount: str) -> Route:
+    """`<mount>/openapi.json`: the OpenAPI 3.1 description generated from the served routes."""
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from .openapi import openapi_document
+
+    cached: list[bytes] = []
+
+    async def openapi(request: Request) -> Response:
+        if not cached:
+            cached.append(orjson.dumps(openapi_document(served, mount)))
+        return Response(cached[0], media_type="application/json", headers={"cache-control": "public, max-age=300"})
+
+    return Route("/openapi.json", openapi, methods=["GET"])
