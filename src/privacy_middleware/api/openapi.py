@@ -351,7 +351,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", "/admin/audit/events"): Operation(
         "Audit events (officer; the read itself is audited)",
-        {**_ok("AuditEvents"), **_signed_in, 422: ("Bad query", PROBLEM, "Problem")},
+        {**_ok("AuditEvents"), **_signed_in, 400: ("Bad query", PROBLEM, "Problem")},
         auth=True,
         tags=("officer",),
         parameters=tuple({"name": n, **_query} for n in ("subject", "kind", "since", "until", "limit")),
