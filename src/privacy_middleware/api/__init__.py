@@ -17,6 +17,7 @@ from .breach import breach_routes
 from .common import problem_handler
 from .consent import consent_routes, gpc_routes
 from .pages import page_routes
+from .ocsf import ocsf_routes
 from .policy import policy_routes
 from .rights import rights_routes
 from .webhooks import webhook_routes
@@ -34,6 +35,7 @@ def privacy_routes(services: Services, platform: PlatformRequests | None) -> lis
         ),
         *audit_routes(services.policy, services.database, services.audit),
         *breach_routes(services.policy, services.breach),
+        *ocsf_routes(services.policy, services.database, services.audit),
     ]
     if services.rights is not None:
         routes.extend(rights_routes(services.rights))

@@ -236,6 +236,36 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             }
         },
     },
+    "OcsfPage": {
+        "type": "object",
+        "description": "OCSF 1.3 documents of security events after the cursor, in trail order.",
+        "required": ["ocsf_version", "events", "cursor", "more"],
+        "properties": {
+            "ocsf_version": {"type": "string"},
+            "events": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": [
+                        "class_uid",
+                        "category_uid",
+                        "activity_id",
+                        "type_uid",
+                        "time",
+                        "severity_id",
+                        "metadata",
+                    ],
+                    "properties": {
+                        "class_uid": {"enum": [2004, 3001, 3002, 6003]},
+                        "time": {"type": "integer"},
+                        "metadata": {"type": "object", "required": ["version", "product", "sequence"]},
+                    },
+                },
+            },
+            "cursor": {"type": ["integer", "null"], "description": "Pass as `after` in the next pull."},
+            "more": {"type": "boolean"},
+        },
+    },
     "WebhookAccepted": {
         "type": "object",
         "required": ["status"],
@@ -355,6 +385,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         auth=True,
         tags=("officer",),
         parameters=tuple({"name": n, **_query} for n in ("subject", "kind", "since", "until", "limit")),
+    ),
+    ("GET", "/admin/audit/ocsf"): Operation(
+        "Security events as OCSF documents after a cursor, for a SIEM (officer; the pull is audited)",
+        {**_ok("OcsfPage"), **_signed_in, 400: ("Bad query", PROBLEM, "Problem")},
+        auth=True,
+        tags=("officer",),
+        parameters=(
+            {"name": "after", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
+            {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}},
+        ),
     ),
 }
 for _platform in ("shopify", "woocommerce", "saleor"):

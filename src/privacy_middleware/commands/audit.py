@@ -78,6 +78,45 @@ def cmd_audit_public_key(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_audit_ocsf(args: argparse.Namespace) -> int:
+    """Security events as OCSF documents, one JSON object per line; the cursor is kept in --cursor-file."""
+    from pathlib import Path
+
+    import orjson
+
+    from ..audit.ocsf import security_kinds, to_ocsf_batch
+    from ..audit.query import MAX_LIMIT, search
+
+    out = Output.of(args)
+    if not 1 <= args.limit <= MAX_LIMIT:
+        raise OperatorError(f"--limit must be between 1 and {MAX_LIMIT}", ExitCode.USAGE)
+    cursor_file = Path(args.cursor_file) if args.cursor_file else None
+    after = args.after
+    if after is None and cursor_file is not None and cursor_file.exists():
+        text = cursor_file.read_text().strip()
+        if not text.isdigit():
+            raise OperatorError(f"--cursor-file {cursor_file} does not hold a cursor (a sequence number)")
+        after = int(text)
+    config = settings()
+
+    async def run() -> list[Any]:
+        async with open_store(config) as db:
+            return await search(db, kinds=security_kinds(), after_seq=after, limit=args.limit)
+
+    records = asyncio.run(run())
+    documents, last = to_ocsf_batch(records)
+    cursor = last if last is not None else after
+    if out.json_mode:
+        out.result({"events": documents, "cursor": cursor, "more": len(records) == args.limit})
+    else:
+        for document in documents:
+            sys.stdout.buffer.write(orjson.dumps(document) + b"\n")
+        sys.stdout.flush()
+    if cursor_file is not None and cursor is not None:
+        cursor_file.write_text(f"{cursor}\n")
+    return ExitCode.OK
+
+
 def register(subparsers: Any) -> None:
     audit = group(subparsers, "audit", "the tamper-evident audit trail")
     found = audit.add_parser("search", help="events by subject, kind and time, in trail order")
@@ -91,3 +130,10 @@ def register(subparsers: Any) -> None:
     key = audit.add_parser("public-key", help="the Ed25519 public key (PEM) that verifies the trail's checkpoints")
     key.add_argument("--all", action="store_true", help="every key the trail was signed with, newest first")
     key.set_defaults(func=cmd_audit_public_key)
+    ocsf = audit.add_parser(
+        "ocsf", help="security events as OCSF 1.3 documents (one per line) after a cursor, for a SIEM"
+    )
+    ocsf.add_argument("--after", type=int, help="the cursor: only events after this sequence number")
+    ocsf.add_argument("--cursor-file", help="read the cursor from this file and write the next one back")
+    ocsf.add_argument("--limit", type=int, default=500)
+    ocsf.set_defaults(func=cmd_audit_ocsf)
