@@ -13,4 +13,9 @@ fi
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check --quiet src tests bench
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+# The whole suite (no test paths given) also reports coverage and enforces the floor in pyproject.toml.
+COVERAGE=(--cov=privacy_middleware --cov-report=term:skip-covered)
+for arg in "$@"; do
+  if [ -e "${arg%%::*}" ]; then COVERAGE=(); fi  # a test path: a partial run
+done
+exec .venv/bin/python -m pytest "${COVERAGE[@]}" "$@"
