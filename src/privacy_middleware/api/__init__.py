@@ -16,8 +16,8 @@ from .audit import audit_routes
 from .breach import breach_routes
 from .common import problem_handler
 from .consent import consent_routes, gpc_routes
-from .pages import page_routes
 from .ocsf import ocsf_routes
+from .pages import page_routes
 from .policy import policy_routes
 from .rights import rights_routes
 from .webhooks import webhook_routes
