@@ -24,8 +24,14 @@ class OpenAPIChecker:
             (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$"), template)
             for template in self.document["paths"]
         ]
+        self._pages = [
+            re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$")
+            for template in self.document.get("x-html-pages", [])
+        ]
 
     def covers(self, path: str) -> bool:
+        if any(pattern.match(path) for pattern in self._pages):
+            return False  # an HTML page or asset, for browsers
         return path == self.mount or path.startswith(self.mount + "/") or path.startswith("/.well-known/")
 
     def operation(self, method: str, path: str) -> tuple[str, dict[str, Any]]:

@@ -7,6 +7,7 @@ without an entry is described as undocumented, and a test fails on it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -411,16 +412,28 @@ for _platform in ("shopify", "woocommerce", "saleor"):
 UNDOCUMENTED = "undocumented"
 
 
-def served_operations(routes: list[BaseRoute], prefix: str = "") -> list[tuple[str, str]]:
-    """(METHOD, path) of every route, with mounts flattened (HEAD is implied by GET)."""
+PAGES_MODULE = "privacy_middleware.api.pages"
+
+
+def is_page(route: Route) -> bool:
+    """The shopper's and the officer's HTML pages and their assets: for browsers, not part of the API."""
+    return str(getattr(route.endpoint, "__module__", "")).startswith(PAGES_MODULE)
+
+
+def _template(path: str) -> str:
+    return re.sub(r"\{([^}:]+):[^}]+\}", r"{\1}", path)  # {action:str} -> {action}
+
+
+def served_operations(routes: list[BaseRoute], prefix: str = "", *, pages: bool = False) -> list[tuple[str, str]]:
+    """(METHOD, path) of every API route (or, with `pages`, of every page), mounts flattened; HEAD implied."""
     found: list[tuple[str, str]] = []
     for route in routes:
         if isinstance(route, Mount):
-            found.extend(served_operations(list(route.routes), prefix + route.path))
-        elif isinstance(route, Route):
+            found.extend(served_operations(list(route.routes), prefix + route.path, pages=pages))
+        elif isinstance(route, Route) and is_page(route) == pages:
             for method in sorted(route.methods or {"GET"}):
                 if method != "HEAD":
-                    found.append((method, prefix + route.path))
+                    found.append((method, _template(prefix + route.path)))
     return found
 
 
@@ -459,9 +472,16 @@ def openapi_document(routes: list[BaseRoute], mount: str, title: str = "Privacy 
             "{", ""
         ).replace("}", "")
         paths.setdefault(path, {})[method.lower()] = item
+    pages = sorted({path for _, path in served_operations(routes, pages=True)})
     return {
         "openapi": OPENAPI_VERSION,
-        "info": {"title": title, "version": __version__},
+        "info": {
+            "title": title,
+            "version": __version__,
+            "description": "The JSON API of privacy-middleware. The HTML pages for shoppers and officers "
+            "(listed in x-html-pages) are for browsers and are not described here.",
+        },
+        "x-html-pages": pages,
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": SCHEMAS,
