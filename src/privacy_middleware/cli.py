@@ -22,12 +22,13 @@ from .cli_adoption import add_policy_draft_parser, add_report_parser
 from .commands import audit as audit_commands
 from .commands import config as config_commands
 from .commands import dsar as dsar_commands
+from .commands import lockout as lockout_commands
 from .commands.base import PROG, ExitCode, OperatorError, Output, add_common_options, open_store, run_command
 from .commands.base import settings as load_settings
 from .serve import add_serve_parser
 
 # Command-group modules with `register(subparsers)`; add yours here.
-GROUPS = [config_commands, dsar_commands, audit_commands]
+GROUPS = [config_commands, dsar_commands, audit_commands, lockout_commands]
 
 
 def _policy_or_findings(file: str, out: Output, *, as_result: bool = True) -> Any:

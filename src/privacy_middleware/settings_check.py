@@ -12,16 +12,13 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
 from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .settings import Settings
 
 PREFIX = "PRIVACY_"
 NESTED = "__"
@@ -151,8 +148,8 @@ def keys_url_problem(url: str) -> str | None:
     return None
 
 
-def production_problems(settings: Settings, *, workers: int = 1) -> list[str]:
-    """Development defaults PRIVACY_ENV=production refuses."""
+def production_problems(settings: Any, *, workers: int = 1) -> list[str]:
+    """Development defaults PRIVACY_ENV=production refuses (`settings` is a Settings; no import: no cycle)."""
     problems = []
     generated = {
         "PRIVACY_PSEUDONYM_SECRET": settings.pseudonym_secret,
