@@ -267,6 +267,38 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "more": {"type": "boolean"},
         },
     },
+    "Suspensions": {
+        "type": "object",
+        "required": ["suspensions"],
+        "properties": {
+            "suspensions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["target_kind", "target", "reason", "since_us"],
+                    "properties": {
+                        "target_kind": {"type": "string"},
+                        "target": {"type": "string"},
+                        "reason": _nullable_string,
+                        "finding": _nullable_string,
+                        "since_us": {"type": "integer"},
+                        "lifted_us": {"type": ["integer", "null"]},
+                        "lifted_by": _nullable_string,
+                    },
+                },
+            }
+        },
+    },
+    "SuspensionLifted": {
+        "type": "object",
+        "required": ["lifted"],
+        "properties": {
+            "lifted": {"type": "integer"},
+            "target_kind": {"type": "string"},
+            "target": {"type": "string"},
+            "detail": {"type": "string"},
+        },
+    },
     "WebhookAccepted": {
         "type": "object",
         "required": ["status"],
@@ -387,6 +419,19 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         tags=("officer",),
         parameters=tuple({"name": n, **_query} for n in ("subject", "kind", "since", "until", "limit")),
     ),
+    ("GET", "/admin/breach/suspensions"): Operation(
+        "Containment in force (with all=1 also lifted ones) (officer)",
+        {**_ok("Suspensions"), **_signed_in},
+        auth=True,
+        tags=("officer",),
+        parameters=({"name": "all", **_query},),
+    ),
+    ("DELETE", "/admin/breach/suspensions/{kind}/{target}"): Operation(
+        "Lift a containment (officer)",
+        {**_ok("SuspensionLifted"), **_signed_in, 404: ("No active suspension", JSON, "SuspensionLifted")},
+        auth=True,
+        tags=("officer",),
+    ),
     ("GET", "/admin/audit/ocsf"): Operation(
         "Security events as OCSF documents after a cursor, for a SIEM (officer; the pull is audited)",
         {**_ok("OcsfPage"), **_signed_in, 400: ("Bad query", PROBLEM, "Problem")},
@@ -468,6 +513,12 @@ def openapi_document(routes: list[BaseRoute], mount: str, title: str = "Privacy 
                 }
             if operation.auth:
                 item["security"] = [{"bearer": []}]
+        declared = {p["name"] for p in item.get("parameters", []) if p.get("in") == "path"}
+        for name in re.findall(r"\{([^}]+)\}", path):
+            if name not in declared:
+                item.setdefault("parameters", []).append(
+                    {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                )
         item["operationId"] = f"{method.lower()}_{relative.strip('/').replace('/', '_').replace('.', '_')}".replace(
             "{", ""
         ).replace("}", "")
