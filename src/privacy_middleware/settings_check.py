@@ -31,6 +31,7 @@ OTHER_VARIABLES = {
     "PRIVACY_DEMO_DIR": "the demo's data directory",
     "PRIVACY_TEST_POSTGRES": "the PostgreSQL server the test suite uses",
     "PRIVACY_TEST_REDIS": "the Redis server the test suite uses",
+    "PRIVACY_PROPERTY_EXAMPLES": "examples per property test in the test suite",
 }
 
 KEY_SCHEMES = ("local:///", "vault+https://", "vault+http://", "awskms://")
