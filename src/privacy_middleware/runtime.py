@@ -23,7 +23,7 @@ from redis import asyncio as aioredis
 from .api import build_api
 from .asgi.client_ip import ClientIPResolver
 from .audit.counters import CounterBackend, MemoryCounters, RedisCounters
-from .audit.detectors import LoginGuard, LoginLimits
+from .audit.detectors import LoginGuard, LoginLimits, shared_login_ledger
 from .audit.log import AuditLog
 from .audit.writer import AuditWriter
 from .breach.service import BreachService
@@ -162,12 +162,17 @@ class Runtime:
             queue_size=audit.queue_size,
             registry=self.metrics.registry,
         )
-        self.redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
+        self.redis = (
+            aioredis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=2.0)
+            if settings.redis_url
+            else None
+        )
         counters: CounterBackend = (
             RedisCounters(self.redis, prefix=f"{settings.redis_prefix}login:") if self.redis else MemoryCounters()
         )
         self.login_guard = LoginGuard(
             counters,
+            ledger=shared_login_ledger(self.database, counters, self.metrics.registry),
             key=settings.secret(audit.login_guard_key, "login-guard.key", "login guard key"),
             limits=LoginLimits(**self.policy.audit.limits.model_dump()),
             sink=self.audit,

@@ -44,7 +44,7 @@ class MemoryCounters:
     """Single-instance counters. `clock` is injectable so tests can move time."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, *, max_keys: int = 100_000) -> None:
-        self._clock = clock
+        self._clock = self.clock = clock
         self._max_keys = max_keys
         self._values: dict[str, tuple[int, float]] = {}
         self._sets: dict[str, tuple[set[str], float]] = {}
@@ -146,8 +146,8 @@ class RedisCounters:
     """Counters shared by every instance through Redis (atomic Lua scripts)."""
 
     def __init__(self, client: Redis, *, prefix: str = "privacy:login:") -> None:
-        self._redis = client
-        self._prefix = prefix
+        self._redis = self.client = client
+        self._prefix = self.prefix = prefix
         self._incr = client.register_script(_INCR)
         self._add = client.register_script(_ADD_DISTINCT)
         self._remember = client.register_script(_REMEMBER)

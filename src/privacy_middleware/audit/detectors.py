@@ -14,15 +14,21 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
-from .counters import CounterBackend
+from .attempts import AttemptKeys, AttemptLedger, MemoryLedger, Outcome, Reservation
+from .counters import CounterBackend, MemoryCounters, RedisCounters
 from .events import AuditEvent, detection_finding, format_time, network_hint
+from .usernames import normalise_username
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from ..store.database import Database
 
 logger = logging.getLogger("privacy_middleware.audit")
 
@@ -81,14 +87,40 @@ def _normal_ip(ip: str) -> str:
     return str(address)
 
 
+def ledger_for(counters: CounterBackend) -> AttemptLedger:
+    """The attempt ledger that lives where these counters live."""
+    if isinstance(counters, RedisCounters):
+        from .attempts_redis import RedisLedger
+
+        return RedisLedger(counters.client, prefix=counters.prefix)
+    if isinstance(counters, MemoryCounters):
+        return MemoryLedger(counters.clock)
+    raise TypeError(f"no attempt ledger for {type(counters).__name__}: pass ledger=")
+
+
+def shared_login_ledger(database: Database, counters: CounterBackend, registry: CollectorRegistry) -> AttemptLedger:
+    """The ledger every instance shares: Redis when configured, else the store; this instance's
+    memory while that one is unreachable."""
+    from .attempts_fallback import FallbackLedger
+    from .attempts_sql import SqlLedger
+
+    if isinstance(counters, RedisCounters):
+        return FallbackLedger(ledger_for(counters), name="redis", registry=registry)
+    return FallbackLedger(SqlLedger(database), name="store", registry=registry)
+
+
 class LoginGuard:
-    """Evaluates several counter keys at once; `check` before the login, `record_*` after it."""
+    """Several counter keys decided at once: `reserve` before the shop sees a login, `finish` after.
+
+    `check`, `record_failure` and `record_success` are the same ledger seen one step at a time.
+    """
 
     def __init__(
         self,
         counters: CounterBackend,
         *,
         key: bytes,
+        ledger: AttemptLedger | None = None,
         limits: LoginLimits | None = None,
         sink: EventSink | None = None,
         webhook_url: str | None = None,
@@ -99,6 +131,7 @@ class LoginGuard:
         if webhook_url is not None and http is None:
             raise ValueError("a webhook needs an httpx.AsyncClient")
         self._counters = counters
+        self.ledger = ledger or ledger_for(counters)
         self._key = key
         self.limits = limits or LoginLimits()
         self._sink = sink
@@ -113,84 +146,108 @@ class LoginGuard:
         digest.update(kind.encode() + b"\x00" + b"\x00".join(p.encode() for p in parts))
         return f"{kind}:{digest.hexdigest()}"
 
-    def _keys(self, account: str, ip: str) -> dict[str, str]:
-        acct = account.strip().casefold()
+    def _keys(self, account: str, ip: str) -> AttemptKeys:
+        acct = normalise_username(account)
         addr = _normal_ip(ip)
-        keys = {"ip": self._p("ip", addr), "spray": self._p("spray", addr)}
-        if acct:
-            keys.update(
-                pair=self._p("pair", acct, addr),
-                account=self._p("acct", acct),
-                account_lock=self._p("acct-lock", acct),
-                member=self._p("member", acct),
-                history=self._p("hist", acct),
-            )
-        return keys
+        if not acct:
+            return AttemptKeys(ip=self._p("ip", addr), spray=self._p("spray", addr))
+        return AttemptKeys(
+            ip=self._p("ip", addr),
+            spray=self._p("spray", addr),
+            pair=self._p("pair", acct, addr),
+            account=self._p("acct", acct),
+            lock=self._p("acct-lock", acct),
+            member=self._p("member", acct),
+        )
+
+    def _history_key(self, account: str) -> str:
+        return self._p("hist", normalise_username(account))
 
     async def check(self, account: str, ip: str) -> Lockout | None:
         """The lockout in force for this attempt, if any (the longest wait wins)."""
+        return await self.ledger.peek(self._keys(account, ip), self.limits)
+
+    async def reserve(self, account: str, ip: str) -> Reservation:
+        """Before the shop sees the attempt: refused (`granted` False, with the lockout) or counted.
+
+        Atomic in the ledger, so concurrent attempts on any number of instances never exceed a limit.
+        A granted reservation must be passed to `finish` once.
+        """
+        return await self.ledger.reserve(self._keys(account, ip), self.limits)
+
+    async def finish(
+        self,
+        reservation: Reservation,
+        account: str,
+        ip: str,
+        outcome: Outcome,
+        *,
+        device: str | None = None,
+        subject: str | None = None,
+    ) -> LoginSignals | None:
+        """Settle a granted attempt: failure (stays counted), success (resets), void (given back)."""
+        if not reservation.granted:
+            return None
         keys = self._keys(account, ip)
-        limits = self.limits
-        found: list[Lockout] = []
-        if "pair" in keys:
-            count, ttl = await self._counters.count(keys["pair"])
-            if count >= limits.pair_failures:
-                found.append(Lockout("account_ip", math.ceil(ttl)))
-            locked, ttl = await self._counters.count(keys["account_lock"])
-            if locked:
-                found.append(Lockout("account", math.ceil(ttl)))
-        count, ttl = await self._counters.count(keys["ip"])
-        if count > limits.ip_failures:
-            found.append(Lockout("ip", math.ceil(ttl)))
-        count, ttl = await self._counters.distinct(keys["spray"])
-        if count > limits.spray_accounts:
-            found.append(Lockout("password_spraying", math.ceil(ttl)))
-        return max(found, key=lambda lock: lock.retry_after) if found else None
+        await self.ledger.settle(keys, reservation, outcome, self.limits)
+        if outcome == "failure":
+            self._failure_findings(reservation, account, ip, subject)
+            return None
+        if outcome == "success":
+            return await self._signals(account, ip, device, subject=subject)
+        return None
 
     async def record_failure(self, account: str, ip: str, *, subject: str | None = None) -> Lockout | None:
-        """Count a failed login; emits a Detection Finding the moment a lockout starts."""
-        keys = self._keys(account, ip)
+        """Count a failed login even while locked (a shop that judged it without the middleware)."""
+        reservation = await self.ledger.reserve(self._keys(account, ip), self.limits, force=True)
+        self._failure_findings(reservation, account, ip, subject)
+        return reservation.lockout
+
+    def _failure_findings(self, reservation: Reservation, account: str, ip: str, subject: str | None) -> None:
+        """A Detection Finding the moment a lockout starts."""
         limits = self.limits
-        counters = self._counters
-        if "pair" in keys:
-            pair = await counters.incr(keys["pair"], limits.pair_block_seconds, refresh=True)
-            if pair == limits.pair_failures:
-                self._finding("lockout", "account locked for this network", subject, ip, account, key="account_ip")
-            failures = await counters.incr(keys["account"], limits.account_reset_seconds, refresh=True)
-            if failures >= limits.account_failures:
-                steps = failures - limits.account_failures + 1
-                wait = min(limits.account_max_wait, limits.account_wait_increment * steps)
-                await counters.lock(keys["account_lock"], wait)
-                if failures == limits.account_failures:
-                    self._finding("lockout", "account temporarily locked", subject, ip, account, key="account")
-            spray = await counters.add_distinct(keys["spray"], keys["member"], limits.spray_window_seconds)
-            if spray == limits.spray_accounts + 1:
-                self._finding("password_spraying", "many accounts failing from one source", None, ip, None, key="ip")
-        per_ip = await counters.incr(keys["ip"], limits.ip_window_seconds, refresh=False)
-        if per_ip == limits.ip_failures + 1:
+        if reservation.pair == limits.pair_failures:
+            self._finding("lockout", "account locked for this network", subject, ip, account, key="account_ip")
+        if reservation.account == limits.account_failures:
+            self._finding("lockout", "account temporarily locked", subject, ip, account, key="account")
+        if reservation.new_member and reservation.spray == limits.spray_accounts + 1:
+            self._finding("password_spraying", "many accounts failing from one source", None, ip, None, key="ip")
+        if reservation.ip == limits.ip_failures + 1:
             self._finding("lockout", "network throttled after many failures", None, ip, None, key="ip")
-        return await self.check(account, ip)
 
     async def record_success(
         self, account: str, ip: str, device: str | None = None, *, subject: str | None = None
     ) -> LoginSignals:
         """Reset the failure counters and report a device or network new to this account."""
-        keys = self._keys(account, ip)
-        if "pair" not in keys:
+        await self.ledger.settle(self._keys(account, ip), None, "success", self.limits)
+        return await self._signals(account, ip, device, subject=subject)
+
+    async def _signals(self, account: str, ip: str, device: str | None, *, subject: str | None) -> LoginSignals:
+        if not normalise_username(account):
             return LoginSignals(False, False)
+        from .attempts_fallback import UNREACHABLE
+
+        try:
+            return await self._remember_signals(account, ip, device, subject=subject)
+        except UNREACHABLE as exc:  # sign-in history is a hint, never a reason to fail a login
+            logger.warning("sign-in history unavailable (%s): no new-device signal", type(exc).__name__)
+            return LoginSignals(False, False)
+
+    async def _remember_signals(
+        self, account: str, ip: str, device: str | None, *, subject: str | None
+    ) -> LoginSignals:
         limits = self.limits
-        if limits.reset_on_success:
-            await self._counters.delete(keys["pair"], keys["account"], keys["account_lock"])
+        history = self._history_key(account)
         new_device = new_network = False
         if device:
             seen, before = await self._counters.remember(
-                keys["history"], "d:" + self._p("dev", device), limits.history_size, limits.history_seconds
+                history, "d:" + self._p("dev", device), limits.history_size, limits.history_seconds
             )
             new_device = not seen and before > 0
         hint = network_hint(ip)
         if hint:
             seen, before = await self._counters.remember(
-                keys["history"] + ":net",
+                history + ":net",
                 "n:" + self._p("net", hint),
                 limits.history_size,
                 limits.history_seconds,

@@ -110,4 +110,6 @@ def run_demo(host: str, port: int, data_dir: Path) -> None:
         '-d \'{"client_id":"logistics-co","client_secret":"demo-partner-secret"}\'   # then GET /orders with it\n'
         f"  curl -s {base}/metrics | grep privacy_"
     )
-    uvicorn.run(app, host=host, port=port, log_level="info", lifespan="on")
+    # proxy_headers off: the client address comes from PRIVACY_TRUSTED_PROXIES only, never from a
+    # header any local client can write.
+    uvicorn.run(app, host=host, port=port, log_level="info", lifespan="on", proxy_headers=False)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..audit.attempts import Reservation
     from ..consent.service import Resolution
     from ..fields.engine import FieldReport, Viewer
 
@@ -39,6 +40,8 @@ class RequestFacts:
     # The login name a sign-in attempt carried (None when it carried none) and the lockout reason.
     login_username: str | None = None
     login_locked: str | None = None
+    # The attempt reserved before the shop saw it, settled by the login step afterwards.
+    login_reservation: Reservation | None = None
     # Set by the response disclosure step, recorded by the disclosure audit step.
     disclosure: Disclosure | None = None
     # Set by the minimisation guards, recorded by the refusal audit step.

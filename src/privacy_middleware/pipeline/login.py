@@ -7,6 +7,7 @@ from urllib.parse import parse_qs
 
 from ..asgi.headers import media_type
 from ..audit import events
+from ..audit.attempts import Outcome
 from ..audit.detectors import LoginGuard
 from ..consent.linking import link_visitor_consent
 from ..consent.service import ConsentService
@@ -50,15 +51,18 @@ class LoginAudit(Step):
     async def on_request(self, ex: Exchange) -> None:
         facts = ex.ctx.facts
         facts.login_username = username = read_username(ex, self.username)
-        lockout = await self.guard.check(username or "", ex.ctx.client_ip or "")
-        if lockout is not None:
-            facts.login_locked = lockout.reason
+        # Reserved (counted) before the shop sees it: concurrent guesses can never exceed the limit.
+        reservation = await self.guard.reserve(username or "", ex.ctx.client_ip or "")
+        if not reservation.granted:
+            lockout = reservation.lockout
+            facts.login_locked = lockout.reason if lockout else "locked"
             raise PrivacyError(
                 "too_many_attempts",
                 "Too many failed sign-in attempts. Try again later.",
                 429,
-                headers={"Retry-After": str(lockout.retry_after)},
+                headers={"Retry-After": str(lockout.retry_after if lockout else 60)},
             )
+        facts.login_reservation = reservation
 
     async def after(self, ex: Exchange) -> None:
         ctx = ex.ctx
@@ -89,8 +93,7 @@ class LoginAudit(Step):
                 device=None,
                 route=self.route,
             )
-            if username:
-                await self.guard.record_success(username, ip, ctx.user_agent, subject=subject)
+            await self._finish(ex, username, ip, "success", subject=subject)
             if subject:
                 await link_visitor_consent(self.consent, ex.scope.get("headers") or [], subject)
         elif 400 <= ex.status < 500:
@@ -104,7 +107,17 @@ class LoginAudit(Step):
                 reason="BAD_CREDENTIALS",
                 route=self.route,
             )
-            await self.guard.record_failure(username or "", ip)
+            await self._finish(ex, username, ip, "failure")
+        else:
+            await self._finish(ex, username, ip, "void")  # the shop never judged it: given back
+
+    async def _finish(
+        self, ex: Exchange, username: str | None, ip: str, outcome: Outcome, *, subject: str | None = None
+    ) -> None:
+        reservation = ex.ctx.facts.login_reservation
+        if reservation is None:
+            return
+        await self.guard.finish(reservation, username or "", ip, outcome, device=ex.ctx.user_agent, subject=subject)
 
 
 def factory(services: Services) -> StepFactory:
