@@ -89,8 +89,15 @@ class Runtime:
         key = settings.secret(settings.pseudonym_secret, "pseudonym.key", "pseudonym key")
         self.bus: Bus = RedisBus(settings.redis_url, prefix=settings.redis_prefix) if settings.redis_url else LocalBus()
         self.keys = KeyServiceHandle(
-            settings.keys_url, database=self.database, tenant=self.policy.policy.tenant, http=self.http, bus=self.bus
+            settings.keys_url,
+            database=self.database,
+            tenant=self.policy.policy.tenant,
+            http=self.http,
+            bus=self.bus,
+            erasure_poll_seconds=settings.erasure_poll_seconds,
+            erasure_bound_seconds=settings.erasure_bound_seconds,
         )
+        self.on_start(self.keys.start)
         self.fields = FieldEngine(self.policy, Pseudonymiser(key), cipher or self.keys)
         self.guests = build_guests(self)
         if self.guests is not None:  # guests (sessions, order links) are recognised before anyone else

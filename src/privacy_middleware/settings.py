@@ -255,6 +255,8 @@ class Settings(BaseSettings):
     guests: GuestSettings = GuestSettings()
     breach: BreachSettings = BreachSettings()
     trusted_proxies: Annotated[list[str], NoDecode] = []
+    erasure_poll_seconds: float = Field(default=0.25, gt=0)
+    erasure_bound_seconds: float = Field(default=1.0, gt=0)
     mount_path: str = "/privacy"
     metrics_path: str = "/metrics"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

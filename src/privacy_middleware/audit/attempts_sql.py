@@ -49,5 +49,7 @@ class SqlLedger:
     async def settle(
         self, keys: AttemptKeys, reservation: Reservation | None, outcome: Outcome, limits: LoginLimits
     ) -> None:
+        if outcome == "failure" or (outcome == "void" and (reservation is None or not reservation.granted)):
+            return  # nothing to change: no transaction
         async with self._locked(keys) as (book, now):
             settle_book(book, keys, reservation, outcome, limits, now)

@@ -16,6 +16,13 @@ class KeyServiceUnavailable(PrivacyError):
         super().__init__("key_service_unavailable", message, 503, headers={"Retry-After": "5"})
 
 
+class KeyStoreUnavailable(PrivacyError):
+    """The store that holds the wrapped subject keys cannot be reached."""
+
+    def __init__(self, message: str = "the key store is unavailable") -> None:
+        super().__init__("key_store_unavailable", message, 503, headers={"Retry-After": "5"})
+
+
 class DecryptionFailed(PrivacyError):
     """A value could not be decrypted: tampered, malformed, unknown key, or bound elsewhere."""
 

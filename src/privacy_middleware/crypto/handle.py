@@ -8,10 +8,12 @@ import logging
 from typing import TYPE_CHECKING
 
 import httpx
+from sqlalchemy.exc import DBAPIError
 
 from ..errors import ConfigError, PrivacyError
 from ..store import Database
-from .errors import KeyServiceUnavailable
+from .erasure_watch import ErasureWatch
+from .errors import KeyServiceUnavailable, KeyStoreUnavailable
 from .service import KeyService, SubjectSealer
 from .shaped import TokenShape
 
@@ -22,6 +24,14 @@ if TYPE_CHECKING:
 ERASED_TOPIC = "keys.erased"
 
 logger = logging.getLogger("privacy_middleware.crypto")
+
+# The store is unreachable (connection refused or lost): 503 on the routes that need a key.
+STORE_DOWN = (OSError, TimeoutError, DBAPIError)
+
+
+def _store_down(exc: BaseException) -> KeyStoreUnavailable:
+    logger.warning("key store unreachable (%s)", type(exc).__name__)
+    return KeyStoreUnavailable()
 
 
 class KeyServiceHandle:
@@ -35,6 +45,8 @@ class KeyServiceHandle:
         tenant: str,
         http: httpx.AsyncClient | None,
         bus: Bus | None = None,
+        erasure_poll_seconds: float = 0.25,
+        erasure_bound_seconds: float = 1.0,
     ) -> None:
         self.keys_url = keys_url
         self.database = database
@@ -43,8 +55,21 @@ class KeyServiceHandle:
         self.bus = bus
         self._service: KeyService | None = None
         self._lock = asyncio.Lock()
+        self._watching = False
+        # The store's erasure epoch, followed so that no erasure is missed (see ErasureWatch).
+        self.watch = ErasureWatch(
+            database, tenant, self._on_erased, poll_seconds=erasure_poll_seconds, bound_seconds=erasure_bound_seconds
+        )
         if bus is not None:
             bus.subscribe(ERASED_TOPIC, self._on_erased)
+            bus.on_reconnect(self.watch.on_reconnect)
+
+    async def start(self) -> None:
+        """Follow the erasure epoch; from now on cached keys are trusted only while it is fresh."""
+        await self.watch.start()
+        self._watching = True
+        if self._service is not None:
+            self._service.cache_fresh = self.watch.fresh
 
     async def _on_erased(self, subject_hash: str) -> None:
         # An erasure on any instance (ours included): no cached key of that subject survives it.
@@ -52,8 +77,13 @@ class KeyServiceHandle:
             await self._service.evict_erased(subject_hash)
 
     async def _announce(self, subject_hash: str) -> None:
-        if self.bus is not None:
+        """Broadcast after the erasure is durable; a lost broadcast is caught up from the store."""
+        if self.bus is None:
+            return
+        try:
             await self.bus.publish(ERASED_TOPIC, subject_hash)
+        except Exception as exc:
+            logger.warning("erasure not broadcast (%s); instances catch up from the store", type(exc).__name__)
 
     async def get(self) -> KeyService:
         if self._service is not None:
@@ -65,6 +95,8 @@ class KeyServiceHandle:
                         self.keys_url, database=self.database, tenant=self.tenant, http=self.http
                     )
                     self._service.erasure_listeners.append(self._announce)
+                    if self._watching:
+                        self._service.cache_fresh = self.watch.fresh
                 except (PrivacyError, ConfigError):
                     raise
                 except (OSError, httpx.HTTPError) as exc:
@@ -73,22 +105,37 @@ class KeyServiceHandle:
         return self._service
 
     async def encrypt(self, value: str, *, category: str, subject: str) -> str:
-        return await (await self.get()).encrypt(value, category=category, subject=subject)
+        try:
+            return await (await self.get()).encrypt(value, category=category, subject=subject)
+        except STORE_DOWN as exc:
+            raise _store_down(exc) from None
 
     async def encrypt_deterministic(self, value: str, *, category: str, subject: str) -> str:
-        return await (await self.get()).encrypt_deterministic(value, category=category, subject=subject)
+        try:
+            return await (await self.get()).encrypt_deterministic(value, category=category, subject=subject)
+        except STORE_DOWN as exc:
+            raise _store_down(exc) from None
 
     async def subject_sealer(self, subject: str) -> SubjectSealer:
         return await (await self.get()).subject_sealer(subject)
 
     async def decrypt(self, token: str, *, category: str, subject: str) -> str:
-        return await (await self.get()).decrypt(token, category=category, subject=subject)
+        try:
+            return await (await self.get()).decrypt(token, category=category, subject=subject)
+        except STORE_DOWN as exc:
+            raise _store_down(exc) from None
 
     async def tokenise(self, value: str, *, category: str, subject: str) -> str:
-        return await (await self.get()).tokenise(value, category=category, subject=subject)
+        try:
+            return await (await self.get()).tokenise(value, category=category, subject=subject)
+        except STORE_DOWN as exc:
+            raise _store_down(exc) from None
 
     async def detokenise(self, token: str, *, category: str, subject: str) -> str:
-        return await (await self.get()).detokenise(token, category=category, subject=subject)
+        try:
+            return await (await self.get()).detokenise(token, category=category, subject=subject)
+        except STORE_DOWN as exc:
+            raise _store_down(exc) from None
 
     async def tokenise_shaped(
         self, value: str, *, category: str, subject: str, shape: TokenShape, deterministic: bool = False
@@ -101,9 +148,13 @@ class KeyServiceHandle:
         return await (await self.get()).detokenise_shaped(token, category=category, subject=subject)
 
     async def blind_index(self, value: str, *, category: str) -> str:
-        return await (await self.get()).blind_index(value, category=category)
+        try:
+            return await (await self.get()).blind_index(value, category=category)
+        except STORE_DOWN as exc:
+            raise _store_down(exc) from None
 
     async def close(self) -> None:
+        await self.watch.stop()
         if self._service is not None:
             await self._service.close()
             self._service = None

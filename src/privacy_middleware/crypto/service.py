@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ..errors import PrivacyError
 from ..store import Database
 from ..store import keys as store
+from ..store.erasures import record_erasure
 from .cache import SingleFlightCache
 from .encoding import b64url_encode, length_prefixed
 from .envelope import DETERMINISTIC, RANDOMISED, SubjectCipher, is_envelope, new_kid, parse_envelope
@@ -108,6 +109,8 @@ class KeyService:
         self._root_tombstones: set[tuple[str, str | None]] = set()
         # Told of every erasure (by subject hash), so other instances can drop cached keys at once.
         self.erasure_listeners: list[Callable[[str], Awaitable[None]]] = []
+        # False while this instance may have missed an erasure (ErasureWatch): cached keys are not used.
+        self.cache_fresh: Callable[[], bool] | None = None
         self._tenant_tag = hashlib.sha256(tenant.encode()).hexdigest()[:16]
 
     # -- construction --------------------------------------------------------------------
@@ -262,6 +265,10 @@ class KeyService:
         if removed:
             logger.warning("removed a subject key that an erasure had destroyed (restored from a backup?)")
 
+    def _check_cache(self) -> None:
+        if self.cache_fresh is not None and not self.cache_fresh():
+            self._subjects.clear()  # an erasure may have been missed: every key comes from the store
+
     async def _writer(self, subject: str) -> SubjectCipher:
         """The subject's current key, created on first use (one row per subject)."""
 
@@ -296,6 +303,7 @@ class KeyService:
                     return entry
             raise DecryptionFailed("the subject key could not be created")  # pragma: no cover
 
+        self._check_cache()
         return (await self._subjects.get("s:" + subject, load)).cipher
 
     async def _reader(self, kid: str, subject: str) -> SubjectCipher:
@@ -318,6 +326,7 @@ class KeyService:
                 raise DecryptionFailed("the value does not belong to this field and subject, or was altered")
             return _SubjectEntry(subject, SubjectCipher(await self._unwrap_subject_key(row), kid))
 
+        self._check_cache()
         entry = await self._subjects.get("k:" + kid, load)
         if entry.subject != subject:
             raise DecryptionFailed("the value does not belong to this field and subject, or was altered")
@@ -511,6 +520,7 @@ class KeyService:
                 (subject_hash, index.kid_hash(k)) for k in kids if (subject_hash, index.kid_hash(k)) not in entries
             ]
             await store.insert_tombstones(conn, self.tenant, entries + late)
+            await record_erasure(conn, self.tenant, subject_hash)  # every instance follows this epoch
         for entry in late:
             recorded = await self.provider.record_tombstone(self._marker(*entry)) and recorded
             self._root_tombstones.add(entry)
@@ -518,7 +528,10 @@ class KeyService:
         for kid in kids + [r.kid for r in rows]:
             self._subjects.discard("k:" + kid)
         for listener in self.erasure_listeners:
-            await listener(subject_hash)
+            try:
+                await listener(subject_hash)
+            except Exception as exc:  # the key is gone: a failed broadcast must not undo the answer
+                logger.warning("erasure broadcast failed (%s); instances catch up from the store", type(exc).__name__)
         return ErasureResult(
             keys_destroyed=len(kids),
             tokens_destroyed=tokens,

@@ -1,9 +1,10 @@
 """A small invalidation bus: "this key changed, drop your cached copy".
 
 `LocalBus` serves one process (tests, a single instance); `RedisBus` carries the same messages
-between instances through Redis pub/sub. Messages are hints, not data: a lost message costs at most
-one cache TTL of staleness, so there is no persistence or replay. Payloads must not carry personal
-values beyond the opaque ids needed to find the cache entry.
+between instances through Redis Streams and resumes after a reconnect. Messages are hints, not the
+record: what must never be missed (an erasure) is written to the store first and re-read there on
+reconnect and at a bounded interval. Payloads must not carry personal values beyond the opaque ids
+needed to find the cache entry.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ class Bus(Protocol):
     async def publish(self, topic: str, payload: str) -> None: ...
 
     def subscribe(self, topic: str, handler: Handler) -> None: ...
+
+    def on_reconnect(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Called after the bus reconnected (messages may have been lost while it was away)."""
+        ...
 
     async def start(self) -> None: ...
 
@@ -52,6 +57,9 @@ class LocalBus:
     def subscribe(self, topic: str, handler: Handler) -> None:
         self._handlers[topic].append(handler)
 
+    def on_reconnect(self, hook: Callable[[], Awaitable[None]]) -> None:
+        return None  # in-process delivery never disconnects
+
     async def start(self) -> None:
         return None
 
@@ -60,10 +68,13 @@ class LocalBus:
 
 
 class RedisBus:
-    """Redis pub/sub delivery. Channels are `<prefix><topic>`; a reader task dispatches messages.
+    """Redis Streams delivery: one stream `<prefix><topic>` per topic, trimmed to about `max_len`.
 
-    The publishing instance receives its own messages too (handlers must be idempotent, which cache
-    invalidation is). If Redis drops, the reader reconnects with a capped back-off.
+    A reader task follows every subscribed stream from the id it last saw, so a dropped connection
+    resumes where it stopped instead of losing what was published meanwhile (pub/sub would).
+    Reconnect hooks run after each reconnection: state that cannot be replayed (Redis restarted
+    and lost its streams) is re-read from the store there. The publishing instance receives its
+    own messages too (handlers must be idempotent, which cache invalidation is).
     """
 
     def __init__(
@@ -73,78 +84,94 @@ class RedisBus:
         prefix: str = "privacy:",
         client: aioredis.Redis | None = None,
         poll_timeout: float = 1.0,
+        max_len: int = 10_000,
     ) -> None:
         self._own_client = client is None
-        self._client: aioredis.Redis = client if client is not None else aioredis.Redis.from_url(url)
+        self._client: aioredis.Redis = (
+            client if client is not None else aioredis.Redis.from_url(url, socket_connect_timeout=2.0)
+        )
         self.prefix = prefix
         self.poll_timeout = poll_timeout
+        self.max_len = max_len
         self._handlers: dict[str, list[Handler]] = defaultdict(list)
-        self._pubsub: Any = None
+        self._reconnect_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._last_ids: dict[Any, Any] = {}
         self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
 
     def channel(self, topic: str) -> str:
         return self.prefix + topic
 
     async def publish(self, topic: str, payload: str) -> None:
-        await self._client.publish(self.channel(topic), payload)
+        await self._client.xadd(self.channel(topic), {"p": payload}, maxlen=self.max_len, approximate=True)
 
     def subscribe(self, topic: str, handler: Handler) -> None:
-        """Register a handler; call before `start()` (later topics are picked up on reconnect)."""
+        """Register a handler; a topic added after `start()` is followed from its newest message."""
         self._handlers[topic].append(handler)
 
-    async def start(self) -> None:
-        """Subscribe to every registered topic and start the reader.
+    def on_reconnect(self, hook: Callable[[], Awaitable[None]]) -> None:
+        self._reconnect_hooks.append(hook)
 
-        Returns once subscribed; if Redis is unreachable it logs, returns, and the reader keeps
-        retrying (the app starts; caches fall back to their TTL until Redis is back).
-        """
+    async def start(self) -> None:
+        """Start the reader; returns at once even if Redis is unreachable (it keeps retrying)."""
         if self._task is not None:
             return
         try:
-            await self._connect()
+            await self._position()
         except (RedisError, OSError) as exc:
             log.warning("redis bus unavailable at start (%s); retrying in background", exc.__class__.__name__)
-            await self._drop_pubsub()
         self._task = asyncio.create_task(self._run(), name="privacy-redis-bus")
 
-    async def _connect(self) -> None:
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        channels = [self.channel(topic) for topic in self._handlers]
-        if channels:
-            await self._pubsub.subscribe(*channels)
+    async def _position(self) -> None:
+        """Start new topics at their newest message (earlier ones are not ours to replay)."""
+        for topic in list(self._handlers):
+            stream = self.channel(topic)
+            if stream not in self._last_ids:
+                newest = await self._client.xrevrange(stream, count=1)
+                self._last_ids[stream] = newest[0][0] if newest else "0-0"
+        self.connected.set()
 
     async def _run(self) -> None:
         backoff = 0.1
+        lost = False
         while True:
             try:
-                if self._pubsub is None:
-                    await self._connect()
                 if not self._handlers:
                     await asyncio.sleep(self.poll_timeout)
                     continue
-                message = await self._pubsub.get_message(timeout=self.poll_timeout)
+                await self._position()
+                if lost:
+                    lost = False
+                    await self._reconnected()
+                replies: Any = await self._client.xread(
+                    {k: v for k, v in self._last_ids.items()}, block=int(self.poll_timeout * 1000)
+                )
                 backoff = 0.1
-                if message is None or message.get("type") != "message":
-                    continue
-                channel = message["channel"]
-                channel = channel.decode() if isinstance(channel, bytes) else str(channel)
-                data = message["data"]
-                payload = data.decode() if isinstance(data, bytes) else str(data)
-                topic = channel[len(self.prefix) :] if channel.startswith(self.prefix) else channel
-                await _deliver(list(self._handlers.get(topic, ())), topic, payload)
+                for stream, messages in replies or []:
+                    name = stream.decode() if isinstance(stream, bytes) else str(stream)
+                    topic = name[len(self.prefix) :]
+                    for message_id, fields in messages:
+                        self._last_ids[name] = message_id
+                        data = fields.get(b"p", fields.get("p", b""))
+                        payload = data.decode() if isinstance(data, bytes) else str(data)
+                        await _deliver(list(self._handlers.get(topic, ())), topic, payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep the reader alive whatever the client raises
-                log.warning("redis bus reader error (%s); reconnecting", exc.__class__.__name__)
-                await self._drop_pubsub()
+                if not lost:
+                    log.warning("redis bus reader error (%s); reconnecting", exc.__class__.__name__)
+                lost = True
+                self.connected.clear()
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, 2.0)
 
-    async def _drop_pubsub(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()
+    async def _reconnected(self) -> None:
+        log.warning("redis bus reconnected; resuming from the last message seen")
+        for hook in list(self._reconnect_hooks):
+            try:
+                await hook()
+            except Exception:
+                log.exception("bus reconnect hook failed")
 
     async def close(self) -> None:
         if self._task is not None:
@@ -152,6 +179,5 @@ class RedisBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._drop_pubsub()
         if self._own_client:
             await self._client.aclose()
