@@ -13,9 +13,10 @@ from .ports import free_port
 
 
 class RedisServer:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *extra: str) -> None:
         self.directory = directory
-        self.port = free_port()
+        self.extra = list(extra)
+        self.port = free_port(below=55000)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -38,6 +39,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.directory),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

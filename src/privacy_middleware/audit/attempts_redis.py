@@ -91,7 +91,7 @@ class RedisLedger:
         self._settle = client.register_script(_SETTLE)
 
     def _keys(self, keys: AttemptKeys) -> list[str]:
-        p = self._prefix
+        p = self._prefix + "{login}"  # one hash tag: a Redis Cluster runs the script on one slot
         placeholder = p + "-"  # never written: stands in for the account keys of a nameless attempt
         return [
             p + keys.pair if keys.pair else placeholder,

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .redis_client import redis_from_url
+
 Handler = Callable[[str], Awaitable[None]]
 log = logging.getLogger(__name__)
 
@@ -87,9 +89,7 @@ class RedisBus:
         max_len: int = 10_000,
     ) -> None:
         self._own_client = client is None
-        self._client: aioredis.Redis = (
-            client if client is not None else aioredis.Redis.from_url(url, socket_connect_timeout=2.0)
-        )
+        self._client: aioredis.Redis = client if client is not None else redis_from_url(url, socket_connect_timeout=2.0)
         self.prefix = prefix
         self.poll_timeout = poll_timeout
         self.max_len = max_len
@@ -97,10 +97,12 @@ class RedisBus:
         self._reconnect_hooks: list[Callable[[], Awaitable[None]]] = []
         self._last_ids: dict[Any, Any] = {}
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.connected = asyncio.Event()
 
     def channel(self, topic: str) -> str:
-        return self.prefix + topic
+        # One hash tag for every stream: a Redis Cluster keeps them on one slot, so one XREAD follows all.
+        return f"{self.prefix}{{bus}}{topic}"
 
     async def publish(self, topic: str, payload: str) -> None:
         await self._client.xadd(self.channel(topic), {"p": payload}, maxlen=self.max_len, approximate=True)
@@ -116,6 +118,7 @@ class RedisBus:
         """Start the reader; returns at once even if Redis is unreachable (it keeps retrying)."""
         if self._task is not None:
             return
+        self._closing = False
         try:
             await self._position()
         except (RedisError, OSError) as exc:
@@ -134,7 +137,7 @@ class RedisBus:
     async def _run(self) -> None:
         backoff = 0.1
         lost = False
-        while True:
+        while not self._closing:
             try:
                 if not self._handlers:
                     await asyncio.sleep(self.poll_timeout)
@@ -149,7 +152,7 @@ class RedisBus:
                 backoff = 0.1
                 for stream, messages in replies or []:
                     name = stream.decode() if isinstance(stream, bytes) else str(stream)
-                    topic = name[len(self.prefix) :]
+                    topic = name[len(self.channel("")) :]
                     for message_id, fields in messages:
                         self._last_ids[name] = message_id
                         data = fields.get(b"p", fields.get("p", b""))
@@ -158,6 +161,9 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep the reader alive whatever the client raises
+                task = asyncio.current_task()
+                if self._closing or (task is not None and task.cancelling()):
+                    return  # the client turned our cancellation into an error: we are closing
                 if not lost:
                     log.warning("redis bus reader error (%s); reconnecting", exc.__class__.__name__)
                 lost = True
@@ -174,10 +180,12 @@ class RedisBus:
                 log.exception("bus reconnect hook failed")
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self._closing = False  # a closed bus may be started again
         if self._own_client:
             await self._client.aclose()
