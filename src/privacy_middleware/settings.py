@@ -99,6 +99,17 @@ class ConsentSettings(BaseModel):
     _split = field_validator("allowed_origins", "cookie_domains", mode="before")(_split_list)
 
 
+class DatabasePoolSettings(BaseModel):
+    """Connection pool of the PostgreSQL store (SQLite has none)."""
+
+    pool_size: int = Field(default=10, ge=1)
+    max_overflow: int = Field(default=10, ge=0)
+    pool_timeout_seconds: float = Field(default=30.0, gt=0)
+    pool_recycle_seconds: float = Field(default=-1)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    pgbouncer: bool = False
+
+
 class AuditSettings(BaseModel):
     """The tamper-evident audit trail and login protection."""
 
@@ -238,6 +249,7 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     policy_file: Path = Path("privacy-policy.toml")
     database_url: str = DEFAULT_DATABASE_URL
+    database: DatabasePoolSettings = DatabasePoolSettings()
     redis_url: str | None = None
     redis_prefix: str = "privacy:"
     keys: str | None = None
@@ -257,6 +269,7 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = []
     erasure_poll_seconds: float = Field(default=0.25, gt=0)
     erasure_bound_seconds: float = Field(default=1.0, gt=0)
+    receipt_signing_key_file: Path | None = None
     mount_path: str = "/privacy"
     metrics_path: str = "/metrics"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

@@ -146,7 +146,8 @@ class RightsService:
 
         The receipt signing key defaults to `<data_dir>/rights-receipt-key.pem` (created, 0600).
         """
-        key = signing_key or load_or_create_signing_key(receipt_key_path(runtime.settings.data_dir))
+        configured = runtime.settings.receipt_signing_key_file  # the same file on every instance
+        key = signing_key or load_or_create_signing_key(configured or receipt_key_path(runtime.settings.data_dir))
         return cls(
             policy=runtime.policy,
             database=runtime.database,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -14,6 +15,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./privacy-middleware.db"
 
@@ -50,13 +54,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _unique_statement_name() -> str:
+    return f"__privacy_{uuid.uuid4().hex}__"
+
+
 class Database:
     """Owns the engine. Built once from Settings and passed to every repository."""
 
-    def __init__(self, url: str = DEFAULT_DATABASE_URL, *, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_DATABASE_URL,
+        *,
+        pool_size: int = 10,
+        max_overflow: int | None = None,
+        pool_timeout: float = 30.0,
+        pool_recycle: float = -1,
+        connect_timeout: float = 10.0,
+        pgbouncer: bool = False,
+    ) -> None:
         self.url = normalise_url(url)
         self.display_url = redact_url(self.url)
         self.dialect = self.url.get_backend_name()
+        self.pgbouncer = pgbouncer and self.dialect == "postgresql"
         kwargs: dict[str, Any] = {}
         if self.dialect == "sqlite":
             database = self.url.database
@@ -64,10 +83,40 @@ class Database:
                 directory = os.path.dirname(os.path.abspath(database))
                 os.makedirs(directory, exist_ok=True)
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            kwargs.update(
+                pool_size=pool_size,
+                max_overflow=pool_size if max_overflow is None else max_overflow,
+                pool_timeout=pool_timeout,
+                pool_recycle=pool_recycle,
+                pool_pre_ping=True,
+            )
+            connect_args: dict[str, Any] = {"timeout": connect_timeout}
+            if pgbouncer:
+                # PgBouncer in transaction mode hands each transaction to any server connection:
+                # no prepared-statement caches, and unique names for the statements asyncpg prepares.
+                connect_args.update(
+                    statement_cache_size=0,
+                    prepared_statement_cache_size=0,
+                    prepared_statement_name_func=_unique_statement_name,
+                )
+            kwargs["connect_args"] = connect_args
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        """The store PRIVACY_DATABASE_URL and PRIVACY_DATABASE__* describe."""
+        pool = settings.database
+        return cls(
+            settings.database_url,
+            pool_size=pool.pool_size,
+            max_overflow=pool.max_overflow,
+            pool_timeout=pool.pool_timeout_seconds,
+            pool_recycle=pool.pool_recycle_seconds,
+            connect_timeout=pool.connect_timeout_seconds,
+            pgbouncer=pool.pgbouncer,
+        )
 
     @property
     def is_postgres(self) -> bool:
