@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from redis import asyncio as aioredis
 
 from .api import build_api
 from .asgi.client_ip import ClientIPResolver
@@ -47,13 +46,14 @@ from .rights.adapter import ShopAdapter
 from .rights.adapters import load_adapter
 from .rights.closure import AccountClosure
 from .rights.platform_requests import PlatformRequests
-from .rights.retention import RetentionRunner, periodic_maintenance
+from .rights.retention import RetentionRunner
 from .rights.service import RightsService, receipt_key_path
 from .services import Services
 from .settings import Settings
 from .store import Database
 from .store.bus import Bus, LocalBus, RedisBus
 from .store.policies import record_policy_version
+from .store.redis_client import redis_from_url
 
 logger = logging.getLogger("privacy_middleware")
 
@@ -79,7 +79,7 @@ class Runtime:
         self._on_stop: list[Callable[[], Any]] = []
         self.specs: RouteTable[RouteSpec] = compile_policy(self.policy)
         self.metrics = Metrics()
-        self.database = Database(settings.database_url)
+        self.database = Database.from_settings(settings)
         self.client_ip = ClientIPResolver(settings.trusted_proxies)
         self._own_http = http is None
         self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
@@ -170,7 +170,7 @@ class Runtime:
             registry=self.metrics.registry,
         )
         self.redis = (
-            aioredis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=2.0)
+            redis_from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=2.0)
             if settings.redis_url
             else None
         )
@@ -200,7 +200,9 @@ class Runtime:
             fields=self.fields,
             keys=self.keys,
             http=self.http,
-            signing_key=load_or_create_signing_key(receipt_key_path(self.settings.data_dir)),
+            signing_key=load_or_create_signing_key(
+                self.settings.receipt_signing_key_file or receipt_key_path(self.settings.data_dir)
+            ),
             audit=self.audit,
             bus=self.bus,
         )
@@ -247,10 +249,9 @@ class Runtime:
             await self.breach.start()
         interval = self.settings.audit.retention_interval_seconds
         if self._maintenance is None and self.rights is not None and interval > 0:
-            self._maintenance = asyncio.create_task(
-                periodic_maintenance(self.retention, self.rights.retry_open, interval=interval),
-                name="privacy-maintenance",
-            )
+            from .background import maintenance_task
+
+            self._maintenance = maintenance_task(self, interval)
 
     async def stop(self) -> None:
         if self.platform_requests is not None:
