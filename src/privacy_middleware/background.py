@@ -4,29 +4,28 @@ forgetting expired login counters, under the leadership of `store.leader` (fence
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from .store import Database
 from .store.leader import Leadership, lead
 from .store.login_attempts import purge_expired
 
-if TYPE_CHECKING:
-    from .runtime import Runtime
 
-logger = logging.getLogger("privacy_middleware")
-
-
-def maintenance_task(runtime: Runtime, interval: float) -> asyncio.Task[None]:
-    leadership = Leadership(runtime.database, "maintenance")
-    rights = runtime.rights
-    assert rights is not None
+def maintenance_task(
+    database: Database,
+    retention: Callable[[], Awaitable[Any]],
+    retry_open: Callable[[], Awaitable[Any]],
+    interval: float,
+) -> asyncio.Task[None]:
+    leadership = Leadership(database, "maintenance")
 
     async def work(term: int) -> None:
-        await runtime.retention.run()
+        await retention()
         if not await leadership.still_leading():  # fenced: a newer leader took over meanwhile
             return
-        await rights.retry_open()
-        await purge_expired(runtime.database, time.time() - 60)
+        await retry_open()
+        await purge_expired(database, time.time() - 60)
 
     return asyncio.create_task(lead(leadership, work, interval=interval), name="privacy-maintenance")

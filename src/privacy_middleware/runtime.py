@@ -50,7 +50,6 @@ from .rights.retention import RetentionRunner
 from .rights.service import RightsService, receipt_key_path
 from .services import Services
 from .settings import Settings
-from .store import Database
 from .store.bus import Bus, LocalBus, RedisBus
 from .store.policies import record_policy_version
 from .store.redis_client import redis_from_url
@@ -79,7 +78,7 @@ class Runtime:
         self._on_stop: list[Callable[[], Any]] = []
         self.specs: RouteTable[RouteSpec] = compile_policy(self.policy)
         self.metrics = Metrics()
-        self.database = Database.from_settings(settings)
+        self.database = settings.open_database()
         self.client_ip = ClientIPResolver(settings.trusted_proxies)
         self._own_http = http is None
         self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
@@ -251,7 +250,7 @@ class Runtime:
         if self._maintenance is None and self.rights is not None and interval > 0:
             from .background import maintenance_task
 
-            self._maintenance = maintenance_task(self, interval)
+            self._maintenance = maintenance_task(self.database, self.retention.run, self.rights.retry_open, interval)
 
     async def stop(self) -> None:
         if self.platform_requests is not None:

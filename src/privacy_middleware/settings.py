@@ -31,7 +31,7 @@ from .settings_check import (
     production_problems,
     unknown_variables,
 )
-from .store.database import DEFAULT_DATABASE_URL
+from .store.database import DEFAULT_DATABASE_URL, Database
 
 ENV_PREFIX = "PRIVACY_"
 NESTED = "__"
@@ -336,6 +336,19 @@ class Settings(BaseSettings):
         if value and (not value.startswith("/") or value == "/"):
             raise ValueError("must start with '/' and not be '/' alone (or be empty to disable)")
         return value.rstrip("/")
+
+    def open_database(self) -> Database:
+        """The store PRIVACY_DATABASE_URL and PRIVACY_DATABASE__* describe."""
+        pool = self.database
+        return Database(
+            self.database_url,
+            pool_size=pool.pool_size,
+            max_overflow=pool.max_overflow,
+            pool_timeout=pool.pool_timeout_seconds,
+            pool_recycle=pool.pool_recycle_seconds,
+            connect_timeout=pool.connect_timeout_seconds,
+            pgbouncer=pool.pgbouncer,
+        )
 
     def data_file(self, configured: Path | None, name: str) -> Path:
         """A configured path, or a development default inside PRIVACY_DATA_DIR."""

@@ -18,12 +18,39 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
-
-if TYPE_CHECKING:
-    from .detectors import Lockout, LoginLimits
+from typing import Literal, Protocol
 
 Outcome = Literal["failure", "success", "void"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoginLimits:
+    pair_failures: int = 10
+    pair_block_seconds: float = 30 * 86_400
+    account_failures: int = 30
+    account_wait_increment: float = 60
+    account_max_wait: float = 900
+    account_reset_seconds: float = 12 * 3600
+    ip_failures: int = 100
+    ip_window_seconds: float = 86_400
+    spray_accounts: int = 10
+    spray_window_seconds: float = 1800
+    history_size: int = 20
+    history_seconds: float = 30 * 86_400
+    reset_on_success: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("pair_failures", "account_failures", "ip_failures", "spray_accounts", "history_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"LoginLimits.{name} must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class Lockout:
+    """Refuse the attempt with 429 and `Retry-After: retry_after` (one generic message for all)."""
+
+    reason: str  # account_ip | account | ip | password_spraying
+    retry_after: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +135,6 @@ def _ttl(expires: float, now: float) -> int:
 
 
 def peek_book(book: Book, keys: AttemptKeys, limits: LoginLimits, now: float) -> Lockout | None:
-    from .detectors import Lockout
-
     found: list[Lockout] = []
     if keys.pair is not None and keys.lock is not None:
         count, expires = book.get(keys.pair, now)

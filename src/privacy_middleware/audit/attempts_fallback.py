@@ -10,17 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from .attempts import AttemptKeys, AttemptLedger, MemoryLedger, Outcome, Reservation
-
-if TYPE_CHECKING:
-    from .detectors import Lockout, LoginLimits
+from .attempts import AttemptKeys, AttemptLedger, Lockout, LoginLimits, MemoryLedger, Outcome, Reservation
 
 logger = logging.getLogger("privacy_middleware.audit")
 

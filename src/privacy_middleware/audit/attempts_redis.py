@@ -3,14 +3,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from redis.asyncio import Redis
 
-from .attempts import AttemptKeys, Outcome, Reservation
-
-if TYPE_CHECKING:
-    from .detectors import Lockout, LoginLimits
+from .attempts import AttemptKeys, Lockout, LoginLimits, Outcome, Reservation
 
 # KEYS: pair, account, lock, ip, spray
 # ARGV: mode (peek|reserve|force), has_account, member, pair_limit, pair_ms, account_limit, account_ms,
@@ -102,8 +97,6 @@ class RedisLedger:
         ]
 
     async def _run(self, mode: str, keys: AttemptKeys, limits: LoginLimits) -> Reservation:
-        from .detectors import Lockout
-
         args = [
             mode,
             "1" if keys.has_account else "0",

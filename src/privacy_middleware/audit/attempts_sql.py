@@ -6,14 +6,20 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 from ..store.database import Database
 from ..store.login_attempts import lock_counters, read_members, write_counters, write_members
-from .attempts import AttemptKeys, Book, Outcome, Reservation, peek_book, reserve_book, settle_book
-
-if TYPE_CHECKING:
-    from .detectors import Lockout, LoginLimits
+from .attempts import (
+    AttemptKeys,
+    Book,
+    Lockout,
+    LoginLimits,
+    Outcome,
+    Reservation,
+    peek_book,
+    reserve_book,
+    settle_book,
+)
 
 
 class SqlLedger:

@@ -14,13 +14,15 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
 from .attempts import AttemptKeys, AttemptLedger, MemoryLedger, Outcome, Reservation
+from .attempts import Lockout as Lockout
+from .attempts import LoginLimits as LoginLimits
 from .counters import CounterBackend, MemoryCounters, RedisCounters
 from .events import AuditEvent, detection_finding, format_time, network_hint
 from .usernames import normalise_username
@@ -35,36 +37,6 @@ logger = logging.getLogger("privacy_middleware.audit")
 
 class EventSink(Protocol):
     def emit(self, event: AuditEvent) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class LoginLimits:
-    pair_failures: int = 10
-    pair_block_seconds: float = 30 * 86_400
-    account_failures: int = 30
-    account_wait_increment: float = 60
-    account_max_wait: float = 900
-    account_reset_seconds: float = 12 * 3600
-    ip_failures: int = 100
-    ip_window_seconds: float = 86_400
-    spray_accounts: int = 10
-    spray_window_seconds: float = 1800
-    history_size: int = 20
-    history_seconds: float = 30 * 86_400
-    reset_on_success: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("pair_failures", "account_failures", "ip_failures", "spray_accounts", "history_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"LoginLimits.{name} must be at least 1")
-
-
-@dataclass(frozen=True, slots=True)
-class Lockout:
-    """Refuse the attempt with 429 and `Retry-After: retry_after` (one generic message for all)."""
-
-    reason: str  # account_ip | account | ip | password_spraying
-    retry_after: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,9 +242,10 @@ class LoginGuard:
     async def reset(self, account: str, ip: str | None = None) -> None:
         """An officer lifts an account's lockout (and, given the network it came from, the pair lock)."""
         keys = self._keys(account, ip or "")
-        if "pair" not in keys:
+        if not keys.has_account:
             return
-        await self._counters.delete(keys["account"], keys["account_lock"], *([keys["pair"]] if ip else []))
+        # A success never reserved clears the account, its lock and (with the network) the pair.
+        await self.ledger.settle(keys, None, "success", replace(self.limits, reset_on_success=True))
 
     def _finding(
         self,

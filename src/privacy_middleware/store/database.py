@@ -6,7 +6,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -15,9 +15,6 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..errors import ConfigError
-
-if TYPE_CHECKING:
-    from ..settings import Settings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./privacy-middleware.db"
 
@@ -103,20 +100,6 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Database:
-        """The store PRIVACY_DATABASE_URL and PRIVACY_DATABASE__* describe."""
-        pool = settings.database
-        return cls(
-            settings.database_url,
-            pool_size=pool.pool_size,
-            max_overflow=pool.max_overflow,
-            pool_timeout=pool.pool_timeout_seconds,
-            pool_recycle=pool.pool_recycle_seconds,
-            connect_timeout=pool.connect_timeout_seconds,
-            pgbouncer=pool.pgbouncer,
-        )
 
     @property
     def is_postgres(self) -> bool:
