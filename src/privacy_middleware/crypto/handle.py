@@ -117,7 +117,10 @@ class KeyServiceHandle:
             raise _store_down(exc) from None
 
     async def subject_sealer(self, subject: str) -> SubjectSealer:
-        return await (await self.get()).subject_sealer(subject)
+        try:
+            return await (await self.get()).subject_sealer(subject)
+        except STORE_DOWN as exc:
+            raise _store_down(exc) from None
 
     async def decrypt(self, token: str, *, category: str, subject: str) -> str:
         try:
