@@ -5,6 +5,7 @@ instance follows the epoch, so a cached key of an erased subject is not used bey
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable
@@ -143,9 +144,11 @@ async def test_the_bus_resumes_after_its_connection_drops_without_losing_message
     try:
         await writer.publish("t", "before")
         await _wait_for(lambda: got == ["before"])
-        reader._task.cancel()  # type: ignore[union-attr]  # the reader is away ...
-        await asyncio.sleep(0.05)
-        reader._task = None
+        away, reader._task = reader._task, None  # the reader is away ...
+        assert away is not None
+        away.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await away
         await writer.publish("t", "while-away")  # ... and this arrives meanwhile
         await reader.start()
         await writer.publish("t", "after")

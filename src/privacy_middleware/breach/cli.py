@@ -224,7 +224,7 @@ def cmd_witness(args: argparse.Namespace) -> int:
     key = load_or_create_ed25519(Path(args.key), "witness signing key")
     app = WitnessApp(log_keys, key, WitnessStore(Path(args.store)), name=args.name)
     console.print(f"witness {args.name} on http://{args.host}:{args.port}/ (notes in {args.store})")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="on")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="on", proxy_headers=False)
     return 0
 
 
