@@ -137,6 +137,9 @@ class AuditWriter:
         self.spool_errors: list[SpoolCorruptError] = []
         self._queue: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
+        # Taking a batch off the queue and writing it is one step: flush() waits for the writer
+        # task's batch in flight, so "flushed" means "in the store" (and batches keep their order).
+        self._write_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._accepting = True
         self._stopping = False
@@ -296,9 +299,16 @@ class AuditWriter:
         """Write everything queued so far, overflow included (tests and shutdown hooks use it)."""
         while self._queue or self._spilling:
             while self._queue:
-                await self._write_batch(self._next_batch())
+                await self._write_next()
             if self._spilling and not await self._drain_overflow():
                 return  # the store is down: the overflow waits on disk
+        async with self._write_lock:
+            pass  # the writer task's batch in flight, if any, has reached the store
+
+    async def _write_next(self) -> None:
+        async with self._write_lock:
+            if self._queue:
+                await self._write_batch(self._next_batch())
 
     async def _drain_overflow(self) -> bool:
         """Write the overflow spool in order; emits go to it until it is empty, then to the queue.
@@ -330,7 +340,7 @@ class AuditWriter:
                         await asyncio.wait_for(self._wakeup.wait(), self.flush_interval)
                 self._wakeup.clear()
                 while self._queue:
-                    await self._write_batch(self._next_batch())
+                    await self._write_next()
                 if self._spilling and await self._drain_overflow() and self._queue:
                     continue
                 if self._stopping:
