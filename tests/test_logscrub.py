@@ -26,9 +26,14 @@ async def test_httpx_request_log_has_no_query_string(httpx_mock: HTTPXMock, capl
 
 def test_access_log_line_has_no_query_string(caplog: pytest.LogCaptureFixture) -> None:
     install()
-    caplog.set_level(logging.INFO)
-    logging.getLogger("uvicorn.access").info(
-        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/orders/1?token=secret-order-token", "1.1", 200
-    )
-    [line] = [record.getMessage() for record in caplog.records]
+    access = logging.getLogger("uvicorn.access")  # uvicorn's own config stops it propagating to the root
+    access.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+            access.info(
+                '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/orders/1?token=secret-order-token", "1.1", 200
+            )
+    finally:
+        access.removeHandler(caplog.handler)
+    [line] = {record.getMessage() for record in caplog.records if record.name == "uvicorn.access"}
     assert "/orders/1?[redacted]" in line and "secret-order-token" not in line
