@@ -3,21 +3,20 @@ loopback webhook receiver (uvicorn on a free port) and a real SMTP server (aiosm
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from privacy_middleware.demo.run import build_demo, demo_policy_path
 from support.demo import Demo
+from support.servers import uvicorn_in_thread
 
 WEBHOOK_SECRET = "breach-webhook-secret-0123456789"
 
@@ -62,26 +61,8 @@ class Receiver:
                 self.arrived.wait(deadline - time.monotonic())
 
 
-@contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="none", http="h11", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("receiver did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+def serve_in_thread(app: Any) -> AbstractContextManager[str]:
+    return uvicorn_in_thread(app, lifespan="on")
 
 
 @pytest.fixture

@@ -19,13 +19,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def uvicorn_in_thread(app: Any) -> Iterator[str]:
+def uvicorn_in_thread(app: Any, *, lifespan: str = "off") -> Iterator[str]:
     """Run an ASGI app under uvicorn on a free loopback port in a thread; yield its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none", http="h11", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, ws="none", http="h11", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
