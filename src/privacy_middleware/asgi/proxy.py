@@ -209,6 +209,14 @@ class ProxyApp:
 
     # --- the request ----------------------------------------------------------------------------
 
+    def can_forward(self, path: str) -> bool:
+        """False for a path `target` refuses (asked by the route identity before a plan runs)."""
+        try:
+            canonical_path(path)
+        except UnforwardablePath:
+            return False
+        return True
+
     def target(self, scope: Scope) -> httpx.URL:
         """The upstream URL for exactly the path the middleware matched its plans against."""
         path = canonical_path(scope["path"])

@@ -21,7 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ..policy.load import PATH_PARAM_RE
 from ..types import Scope
-from .canonical import AliasTable, is_plain
+from .canonical import AliasTable, ambiguous_path, is_plain
 
 logger = logging.getLogger("privacy_middleware")
 
@@ -61,20 +61,38 @@ class RouteIdentity(Protocol[T]):  # type: ignore[misc]
     def place(self, scope: Scope) -> Found[T] | None: ...
 
 
+class Forwards(Protocol):
+    """An app that forwards paths elsewhere (the reverse proxy) and refuses some spellings itself."""
+
+    def can_forward(self, path: str) -> bool: ...
+
+
 @dataclass
 class CanonicalIdentity(Generic[T]):
-    """For apps whose router cannot be asked (any ASGI app, the reverse proxy)."""
+    """For apps whose router cannot be asked (any ASGI app, the reverse proxy).
+
+    `forwards` is the proxy's own check: a spelling placed on a plan that the proxy would refuse
+    to forward is refused here (400 `ambiguous_path`) so that the refusal is not run through the
+    plan's response filter as if it were the shop's answer.
+    """
 
     table: AliasTable[T]
     kind: str = "canonical"
+    forwards: Forwards | None = None
 
     def place(self, scope: Scope) -> Found[T] | None:
         path: str = scope["path"]
         raw = scope.get("raw_path")
         query: bytes = scope.get("query_string") or b""
-        if is_plain(path) and (raw is None or raw == path.encode()) and b"rest_route=" not in query:
+        method: str = scope["method"]
+        # Methods are case-sensitive in HTTP, but many routers compare them upper-cased.
+        exact = method.isupper()
+        if exact and is_plain(path) and (raw is None or raw == path.encode()) and b"rest_route=" not in query:
             return None
-        return self.table.place(scope["method"], path, query)
+        found = self.table.place(method if exact else method.upper(), path, query)
+        if found is not None and self.forwards is not None and not self.forwards.can_forward(path):
+            raise ambiguous_path("a spelling the proxy does not forward")
+        return found
 
 
 # --- Starlette and FastAPI ---------------------------------------------------------------------
@@ -219,7 +237,8 @@ class DjangoIdentity(Generic[T]):
         found = self._cached(path)
         if found is None:
             return None
-        plan = self.handlers.get((id(found[0]), scope["method"]))
+        # Django's views (and DRF's) dispatch on the method lower-cased: `post` runs `create`.
+        plan = self.handlers.get((id(found[0]), scope["method"].upper()))
         if plan is None:
             return None
         return plan, rename_params(plan.spec.template, found[1])  # type: ignore[attr-defined]
@@ -249,4 +268,5 @@ def identity_for(app: Any, plans: list[T], aliases: Callable[[], AliasTable[T]])
     routes = _starlette_routes(inner)
     if routes is not None:
         return StarletteIdentity(routes, plans)
-    return CanonicalIdentity(aliases())
+    can_forward = getattr(inner, "can_forward", None)
+    return CanonicalIdentity(aliases(), forwards=inner if callable(can_forward) else None)
