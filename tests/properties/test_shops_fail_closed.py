@@ -274,3 +274,44 @@ def test_no_body_shape_delivers_protected_data(shop: fc.Target, path: str, docum
     check_shop(shop)
     if not answer.from_shop and answer.status == 422:
         assert "field" in answer.problem(), answer.text
+
+
+# --- an app with no router the middleware can ask: the canonicaliser places or refuses -------------
+
+ROUTER = {"starlette": "starlette", "drf": "django", "proxy": "canonical", "canonical": "canonical"}
+
+
+def test_each_shop_is_placed_by_its_own_router_or_the_canonicaliser(shop: fc.Target) -> None:
+    assert shop.app.identity.kind == ROUTER[shop.name]
+
+
+POISON = ["%00", "%0A", "%1F", "%7F"]
+
+
+@st.composite
+def unplaceable(draw: Any) -> str:
+    """A spelling of the checkout the canonicaliser cannot place on one route."""
+    path = draw(spelled_path("/api/checkout")).partition("?")[0]
+    how = draw(st.sampled_from(["control", "above root", "decoded twice"]))
+    if how == "control":
+        at = draw(st.integers(1, len(path)))
+        while path[at - 1] == "%" or (at >= 2 and path[at - 2] == "%"):  # not inside an escape
+            at -= 1
+        return path[:at] + draw(st.sampled_from(POISON)) + path[at:]
+    if how == "above root":
+        # `%2e%2e`: httpx would resolve a literal `/..` before sending; a server decodes it to `..`
+        return draw(st.sampled_from(["/%2e%2e", "/%2E%2E", "/.%2e"])) * draw(st.integers(1, 3)) + path
+    return "/api%252Fcheckout" + draw(st.sampled_from(["", "/", ".json"]))
+
+
+@SETTINGS
+@given(path=unplaceable(), body=st.sampled_from(CHECKOUT_BODIES))
+def test_spellings_the_canonicaliser_cannot_place_are_refused(shop: fc.Target, path: str, body: bytes) -> None:
+    if ROUTER[shop.name] != "canonical":
+        pytest.skip("the app's own router places spellings")
+    answer = shop.send("POST", path, body=body, headers=fc.customer())
+    check_answer(answer)
+    check_shop(shop)
+    assert not answer.from_shop and answer.status == 400, (path, answer.status)
+    assert answer.problem()["code"] in ("ambiguous_path", "bad_request_target")
+    assert shop.records.bodies == []

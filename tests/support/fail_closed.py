@@ -172,6 +172,7 @@ def fastapi_shop(records: Records) -> Any:
         return {"ref": "ord_1"}
 
     @app.get("/api/orders/{ref}")
+    @app.get("/api/orders/{ref}.json")  # one handler, two routes (this one first): both are its plan's
     async def order(ref: str) -> dict[str, Any]:
         return {**ORDER, "ref": ref}
 

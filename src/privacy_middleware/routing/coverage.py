@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PrivacyError
 from ..policy.compile import RouteSpec, compile_policy
 from ..policy.schema import Policy
 from .canonical import AliasTable
@@ -30,6 +30,7 @@ from .identity import (
     _probe,
     _starlette_dispatch,
     _starlette_routes,
+    handler_id,
     identity_for,
     sample_paths,
     unwrap,
@@ -37,6 +38,7 @@ from .identity import (
 
 logger = logging.getLogger("privacy_middleware")
 ALIAS_SUFFIXES = ("/", ".json", ".api", ".xml", ";x=1")
+REFUSED = "refused"  # what a spelling the middleware answers 400 is placed on
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +128,19 @@ def _reaches(identity: RouteIdentity[Planned], method: str, path: str) -> Any:
     """The handler the app's router sends a spelling to (None when unknown or none)."""
     if isinstance(identity, StarletteIdentity):
         found = _starlette_dispatch(identity.routes, _probe(method, path))
-        return None if found is None else found[0][-1]
+        return None if found is None else handler_id(found[0][-1])
     if isinstance(identity, DjangoIdentity):
         resolved = identity.resolve(path)
         return None if resolved is None else resolved[0]
     return None
+
+
+def _place(identity: RouteIdentity[Planned], method: str, spelling: str) -> tuple[Any, Any] | None:
+    """The plan a spelling gets; a spelling the middleware refuses (400) counts as covered."""
+    try:
+        return identity.place(_probe(method, spelling))
+    except PrivacyError:
+        return (REFUSED, {})
 
 
 def coverage(app: Any, policy: Policy) -> Coverage:
@@ -153,9 +163,10 @@ def coverage(app: Any, policy: Policy) -> Coverage:
             entries = list(_starlette_table(_starlette_routes(inner) or []))
         for methods, path, handler in entries:
             planned = [
-                handlers[(id(handler), m)].label
+                handlers[(key, m)].label
                 for m in (methods if methods != ["*"] else ["GET", "POST", "PUT", "PATCH", "DELETE"])
-                if (id(handler), m) in handlers
+                if (key := handler_id(handler) if isinstance(identity, StarletteIdentity) else id(handler), m)
+                in handlers
             ]
             rows.append(AppRoute(methods, path, _name(handler), planned))
         for plan in plans:
@@ -163,13 +174,12 @@ def coverage(app: Any, policy: Policy) -> Coverage:
                 continue
             spec = plan.spec
             base = next(iter(sample_paths(spec.template)))
-            target = _reaches(identity, spec.method, next(p for p in sample_paths(spec.template)))
+            target = _reaches(identity, spec.method, base)
             for spelling in _spellings(base):
-                if _reaches(identity, spec.method, spelling) is None or (
-                    _reaches(identity, spec.method, spelling) is not target and target is not None
-                ):
+                reached = _reaches(identity, spec.method, spelling)
+                if reached is None or (target is not None and reached != target):
                     continue
-                placed = table.match(spec.method, spelling) or identity.place(_probe(spec.method, spelling))
+                placed = table.match(spec.method, spelling) or _place(identity, spec.method, spelling)
                 covered = placed is not None and placed[0] is not None
                 aliases.setdefault(plan.label, []).append((spelling, covered))
     else:
@@ -179,8 +189,8 @@ def coverage(app: Any, policy: Policy) -> Coverage:
                 found = table.match(plan.spec.method, spelling)
                 covered = found is not None and found[0] is plan.spec
                 if not covered:
-                    placed = identity.place(_probe(plan.spec.method, spelling))
-                    covered = placed is not None and placed[0] is plan
+                    placed = _place(identity, plan.spec.method, spelling)
+                    covered = placed is not None and (placed[0] is plan or placed[0] is REFUSED)
                 aliases.setdefault(plan.label, []).append((spelling, covered))
     return Coverage(identity.kind, rows, aliases, missing)
 

@@ -125,6 +125,24 @@ def _starlette_dispatch(routes: list[Any], scope: Scope) -> tuple[list[Any], dic
     return None
 
 
+def handler_id(route: Any) -> int:
+    """What a route runs: its endpoint (shared by routes registered for one handler), else itself."""
+    return id(getattr(route, "endpoint", None) or route)
+
+
+def _starlette_chains(routes: list[Any], prefix: list[Any]) -> Iterator[list[Any]]:
+    """Each endpoint route with the mounts above it, in dispatch order."""
+    from starlette.routing import Mount
+
+    for route in routes:
+        if isinstance(route, Mount):
+            inner = _starlette_routes(route.app)
+            if inner is not None:
+                yield from _starlette_chains(inner, [*prefix, route])
+        else:
+            yield [*prefix, route]
+
+
 def _chain_matches(chain: list[Any], scope: Scope) -> bool:
     from starlette.routing import Match
 
@@ -163,10 +181,14 @@ class StarletteIdentity(Generic[T]):
             if found is None:
                 self.unmatched.append(plan)
                 continue
-            key = (id(found[0][-1]), spec.method)
-            if key not in self.handlers:
-                self.handlers[key] = plan
-                self.chains.append((found[0], spec.method))
+            self.handlers.setdefault((handler_id(found[0][-1]), spec.method), plan)
+        # Every route that runs a planned handler (FastAPI's stacked `@app.get("/o/{r}")` and
+        # `@app.get("/o/{r}.json")` are two routes, one handler) is tried per request.
+        for chain in _starlette_chains(self.routes, []):
+            methods = getattr(chain[-1], "methods", None) or {"GET", "POST", "PUT", "PATCH", "DELETE"}
+            for method in methods:
+                if (handler_id(chain[-1]), method) in self.handlers:
+                    self.chains.append((chain, method))
         self._ready = True
 
     def place(self, scope: Scope) -> Found[T] | None:
@@ -178,7 +200,7 @@ class StarletteIdentity(Generic[T]):
         found = _starlette_dispatch(self.routes, scope)
         if found is None:
             return None
-        plan = self.handlers.get((id(found[0][-1]), method))
+        plan = self.handlers.get((handler_id(found[0][-1]), method))
         if plan is None:
             return None
         return plan, rename_params(plan.spec.template, found[1])  # type: ignore[attr-defined]
