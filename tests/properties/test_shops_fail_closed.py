@@ -17,7 +17,7 @@ The invariants, for every example:
 
 Examples per test: PRIVACY_PROPERTY_EXAMPLES (default 25 here, so the folder stays well under a
 minute); the dedicated run: `PRIVACY_PROPERTY_EXAMPLES=10000 .venv/bin/python -m pytest
-tests/properties/test_shops_fail_closed.py -q -k <target>` (docs/coverage.md has the figures).
+tests/properties/test_shops_fail_closed.py -q -k <target>` (docs/server-behavior.md, "How this is tested").
 """
 
 from __future__ import annotations
