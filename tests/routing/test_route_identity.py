@@ -169,3 +169,21 @@ def test_canonical_forms() -> None:
         with pytest.raises(PrivacyError) as refused:
             normalise(bad)
         assert refused.value.code == "ambiguous_path"
+
+
+def test_unicode_spellings_a_normalising_router_reaches_are_placed() -> None:
+    from privacy_middleware.routing.canonical import AliasTable
+
+    table = AliasTable([("POST", "/api/checkout", "checkout"), ("GET", "/api/orders/{ref}", "order")])
+    for spelling in ("/api/\uff43\uff48\uff45\uff43\uff4b\uff4f\uff55\uff54", "/api/chec\u212aout", "/API/CHECKOUT.json"):
+        found = table.place("POST", spelling)
+        assert found is not None and found[0] == "checkout", spelling
+    found = table.place("GET", "/\uff41\uff50\uff49/orders/7")
+    assert found is not None and found[0] == "order"
+    # Full-width letters that only a second decoding turns into the route: refused, not missed.
+    from privacy_middleware.errors import PrivacyError
+
+    with pytest.raises(PrivacyError) as refused:
+        table.place("POST", "//\uff41%70i/checkout")
+    assert refused.value.code == "ambiguous_path"
+    assert table.place("POST", "/api/ch\u0435ckout") is None  # a Cyrillic look-alike is another route

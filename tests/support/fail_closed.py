@@ -216,14 +216,14 @@ def drf_urlconf(records: Records) -> ModuleType:
 class LenientShop:
     """Routes like Express with lenient options: case-insensitive, `//`, dot segments and a
     trailing slash ignored, `;params` dropped, `.json`/`.xml`/`.api` accepted, percent-decoded once
-    more, the method in any case."""
+    more, the method in any case, Unicode normalised (NFKC, case folding)."""
 
     def __init__(self, records: Records) -> None:
         self.records = records
 
     @staticmethod
     def route(path: str) -> str:
-        path = unquote(path).replace("\\", "/")
+        path = unicodedata.normalize("NFKC", unquote(path)).replace("\\", "/")
         parts: list[str] = []
         for segment in path.split("/"):
             segment = segment.split(";", 1)[0]
@@ -234,7 +234,7 @@ class LenientShop:
                     parts.pop()
                 continue
             parts.append(segment)
-        return re.sub(r"\.(json|api|xml)$", "", "/" + "/".join(parts).lower())
+        return re.sub(r"\.(json|api|xml)$", "", "/" + "/".join(parts).casefold())
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":

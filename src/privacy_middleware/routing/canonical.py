@@ -7,7 +7,8 @@ path twice. The middleware matches its plans on the path the wrapped app will re
 where it can ask the app's router (routing/identity.py); for any other app, and for the reverse
 proxy, this module maps a spelling onto a planned route:
 
-- case is ignored, runs of slashes collapse, a trailing slash is ignored;
+- case is ignored (Unicode case folding and NFKC too: full-width letters, ligatures, the Kelvin
+  sign), runs of slashes collapse, a trailing slash is ignored;
 - `.` and `..` segments are resolved; `\\` counts as `/`; `;params` are dropped from each segment;
 - a `.<format>` suffix on the last segment is dropped when the path without it is planned;
 - WordPress's `?rest_route=/x` counts as `/wp-json/x`.
@@ -19,6 +20,7 @@ root, and a path that means another planned route once percent-decoded a second 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -130,14 +132,22 @@ class AliasTable(Generic[T]):
         """The planned route a spelling reaches, None when none does; 400 when it cannot be placed."""
         if method not in self._by_method:
             return None
-        found = self._first(method, candidates(path, query))
+        found = self._lookup(method, path, query)
         if _PERCENT.search(path):
             # Some stacks decode twice: both readings must agree on the plan.
-            twice = self._first(method, candidates(unquote(path), query))
+            twice = self._lookup(method, unquote(path), query)
             if (found is None) != (twice is None) or (
                 found is not None and twice is not None and found[0] is not twice[0]
             ):
                 raise ambiguous_path("encoded separator or double encoding")
+        return found
+
+    def _lookup(self, method: str, path: str, query: bytes) -> tuple[T, dict[str, str]] | None:
+        found = self._first(method, candidates(path, query))
+        if found is None and not path.isascii():
+            # A router that normalises Unicode reaches `/api/checkout` through full-width letters
+            # or ligatures (NFKC), or through the Kelvin sign or long s (case folding).
+            found = self._first(method, candidates(unicodedata.normalize("NFKC", path).casefold(), query))
         return found
 
     def _first(self, method: str, spellings: list[str]) -> tuple[T, dict[str, str]] | None:

@@ -153,7 +153,7 @@ def coverage(app: Any, policy: Policy) -> Coverage:
     missing: list[str] = []
     if isinstance(identity, StarletteIdentity | DjangoIdentity):
         identity.place(_probe("GET", "/"))  # builds the handler index once
-        handlers: dict[tuple[int, str], Planned] = identity.handlers
+        handlers: dict[tuple[Any, str], Planned] = identity.handlers
         missing = [plan.label for plan in identity.unmatched]
         if _is_django(inner):
             from django.urls import get_resolver

@@ -125,9 +125,15 @@ def _starlette_dispatch(routes: list[Any], scope: Scope) -> tuple[list[Any], dic
     return None
 
 
-def handler_id(route: Any) -> int:
-    """What a route runs: its endpoint (shared by routes registered for one handler), else itself."""
-    return id(getattr(route, "endpoint", None) or route)
+def handler_id(route: Any) -> Any:
+    """What a route runs: its endpoint (shared by routes registered for one handler; bound methods of
+    one object compare equal), else the route itself."""
+    endpoint = getattr(route, "endpoint", None)
+    try:
+        hash(endpoint)
+    except TypeError:
+        endpoint = None
+    return id(route) if endpoint is None else endpoint
 
 
 def _starlette_chains(routes: list[Any], prefix: list[Any]) -> Iterator[list[Any]]:
@@ -165,7 +171,7 @@ class StarletteIdentity(Generic[T]):
     routes: list[Any]
     plans: list[T]
     kind: str = "starlette"
-    handlers: dict[tuple[int, str], T] = field(default_factory=dict)
+    handlers: dict[tuple[Any, str], T] = field(default_factory=dict)
     chains: list[tuple[list[Any], str]] = field(default_factory=list)
     unmatched: list[T] = field(default_factory=list)
     _ready: bool = False
