@@ -452,8 +452,8 @@ class _Responder:
             if ex.status >= 400:
                 # Keep the status the shop meant, never its body: it may carry personal data.
                 await self._refuse("upstream_error", "The shop answered with an error.", ex.status)
-            elif media == "" and (get_header(headers, b"content-length") in (b"0", None)):
-                self.mode = "buffer"  # an empty body with no type: check it really is empty
+            elif (media == "" and (get_header(headers, b"content-length") in (b"0", None))) or 300 <= ex.status < 400:
+                self.mode = "buffer"  # an empty body (no type, or a redirect's): check it really is empty
             else:
                 await self._refuse("response_not_json", "The shop's response on this route is not JSON.", 502)
         else:

@@ -52,6 +52,7 @@ from .services import Services
 from .settings import Settings
 from .store.bus import Bus, LocalBus, RedisBus
 from .store.policies import record_policy_version
+from .store.record_owners import RecordOwners
 from .store.redis_client import redis_from_url
 
 logger = logging.getLogger("privacy_middleware")
@@ -98,6 +99,11 @@ class Runtime:
         )
         self.on_start(self.keys.start)
         self.fields = FieldEngine(self.policy, Pseudonymiser(key), cipher or self.keys)
+        self.redis = (
+            redis_from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=2.0)
+            if settings.redis_url
+            else None
+        )
         self.guests = build_guests(self)
         if self.guests is not None:  # guests (sessions, order links) are recognised before anyone else
             self.identity.providers.insert(0, GuestProvider(self.guests, self.policy.guests))
@@ -119,7 +125,8 @@ class Runtime:
         self._build_audit()
         self.closure = AccountClosure()
         self._build_rights(adapter)
-        self.access = Access(self.policy, self.rights.flags if self.rights is not None else None)
+        self.record_owners = RecordOwners(self.database, self._record_index) if self._binds_records() else None
+        self.access = Access(self.policy, self.rights.flags if self.rights is not None else None, self.record_owners)
         self.breach = BreachService(settings, self.policy, self.database, self.audit, self.http)
         self.services = Services(
             settings=settings,
@@ -141,6 +148,7 @@ class Runtime:
             rights=self.rights,
             guests=self.guests,
             breach=self.breach,
+            record_owners=self.record_owners,
             ensure_started=self.ensure_started,
         )
         self.cookie_gate = cookie_gate(self.services)
@@ -149,6 +157,12 @@ class Runtime:
             factories.extend(build(self.services))
         self.plans: RouteTable[RoutePlan] = self.specs.map(lambda spec: RoutePlan.build(spec, factories))
         self.api = build_api(self.services, self.platform_requests)
+
+    def _binds_records(self) -> bool:
+        return any(shape.record_key for shape in self.policy.shapes.values())
+
+    async def _record_index(self, value: str, category: str) -> str:
+        return await self.keys.blind_index(value, category=category)
 
     def _build_audit(self) -> None:
         settings, audit = self.settings, self.settings.audit
@@ -167,11 +181,6 @@ class Runtime:
             spool_dir=settings.data_file(audit.spool_dir, "audit-spool"),
             queue_size=audit.queue_size,
             registry=self.metrics.registry,
-        )
-        self.redis = (
-            redis_from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=2.0)
-            if settings.redis_url
-            else None
         )
         counters: CounterBackend = (
             RedisCounters(self.redis, prefix=f"{settings.redis_prefix}login:") if self.redis else MemoryCounters()

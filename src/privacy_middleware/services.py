@@ -29,6 +29,7 @@ from .rights.service import RightsService
 from .settings import Settings
 from .store import Database
 from .store.bus import Bus
+from .store.record_owners import RecordOwners
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,5 +53,6 @@ class Services:
     rights: RightsService | None
     guests: GuestService | None
     breach: BreachService
+    record_owners: RecordOwners | None
     # Connects the store and starts the writers (idempotent): the transport calls it before its first use.
     ensure_started: Callable[[], Awaitable[None]]

@@ -146,6 +146,8 @@ class IdentitySettings(BaseModel):
     django_settings_module: str | None = None
     # Scope given to Django staff users (maps to a recipient via the policy's scope_recipients).
     django_staff_scope: str = ""
+    # The user's Django group names are scopes too (a partner's account in group "logistics").
+    django_group_scopes: bool = False
 
     _split = field_validator("providers", mode="before")(_split_list)
 
@@ -173,6 +175,8 @@ class GuestSettings(BaseModel):
     session_minutes: float = Field(default=15.0, gt=0, le=120)
     codes_per_email_per_hour: int = Field(default=3, ge=1)
     codes_per_ip_per_hour: int = Field(default=10, ge=1)
+    # Code checks per client per hour (each code also dies after `code_attempts` wrong tries).
+    verifications_per_ip_per_hour: int = Field(default=30, ge=1)
 
 
 class BreachSettings(BaseModel):
@@ -211,6 +215,9 @@ class PagesSettings(BaseModel):
     # signs the customer in without a hand-over (see docs/privacy-centre.md).
     token_cookie: str = ""
     csrf_secret: SecretStr | None = None
+    # The shop's sign-in page, linked from the centre's sign-in page (shops that sign customers in
+    # with a session: the centre then knows them from that session).
+    shop_login_url: str = ""
 
 
 class FileSecretsSource(PydanticBaseSettingsSource):

@@ -14,7 +14,10 @@ LOGGING = {
     "loggers": {"django.request": {"handlers": ["e"], "level": "ERROR"}},
 }
 ALLOWED_HOSTS = ["*"]
-INSTALLED_APPS = [*OSCAR_APPS, "rest_framework", "oscarapi"]
+INSTALLED_APPS = [*OSCAR_APPS, "rest_framework", "oscarapi", "drf_spectacular"]
+# The shop describes its API as OpenAPI 3 (drf-spectacular), which `policy draft` reads.
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+SPECTACULAR_SETTINGS = {"TITLE": "Oscar acceptance shop", "VERSION": "1"}
 SITE_ID = 1
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -35,6 +38,7 @@ AUTHENTICATION_BACKENDS = [
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 OSCAR_ALLOW_ANON_CHECKOUT = True
 OSCARAPI_ENABLE_REGISTRATION = True
+OSCARAPI_BLOCK_ADMIN_API_ACCESS = False  # the staff API (staff and the logistics partner's account)
 STATIC_URL = "/static/"
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"

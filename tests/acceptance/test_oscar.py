@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-MISSING = [name for name in ("oscar", "oscarapi", "rest_framework") if importlib.util.find_spec(name) is None]
+MISSING = [
+    name
+    for name in ("oscar", "oscarapi", "rest_framework", "drf_spectacular")
+    if importlib.util.find_spec(name) is None
+]
 
 
 @pytest.mark.skipif(

@@ -186,7 +186,13 @@ async def test_erasure_leaves_nothing_readable_keeps_totals_and_is_idempotent(ri
     assert claims["crypto_shredding"]["keys_destroyed"] == 1
     assert claims["consent"] == {"records": 1, "links": 0}
     # Side records of the registration (account creation) and of the sign-in are both erased.
-    assert claims["middleware_store"] == {"exports": 1, "flags": 1, "audit_side_records": 2, "guest_capabilities": 0}
+    assert claims["middleware_store"] == {
+        "exports": 1,
+        "flags": 1,
+        "audit_side_records": 2,
+        "guest_capabilities": 0,
+        "record_owners": 0,
+    }
     assert claims["iss"] == "Demo Tea Shop Ltd" and claims["type"] == "erasure_receipt"
 
     shop_dump = rights.dump(rights.demo.data_dir / "shop.db")

@@ -36,7 +36,8 @@ def guest_routes(service: GuestService) -> list[Route]:
 
     async def session(request: Request) -> Response:
         body = await _object(request)
-        token, _ = await service.verify_code(body.get("email"), body.get("code"))
+        ctx = get_context(request.scope)
+        token, _ = await service.verify_code(body.get("email"), body.get("code"), ctx.client_ip if ctx else None)
         return JSONResponse(
             {"token": token, "token_type": "Bearer", "expires_in": int(service.settings.session_minutes * 60)},
             headers=NO_STORE,

@@ -124,6 +124,16 @@ def record_subject(body: CompiledBody, record: Any, fallback: str | None) -> str
     return None
 
 
+def record_key_of(body: CompiledBody, record: Any) -> str | None:
+    """The shop's own id of a record (the shape's `record_key`), as text."""
+    if body.record_key is None:
+        return None
+    for value in body.record_key.values(record):
+        if value is not None and not isinstance(value, dict | list | bool):
+            return str(value)
+    return None
+
+
 PLAN_CACHE_SIZE = 1024
 
 
@@ -266,8 +276,12 @@ class FieldEngine:
         document: Any,
         viewer: Viewer,
         blocked: Callable[[str], Awaitable[bool]] | None = None,
+        owners: Callable[[list[str]], Awaitable[dict[str, str]]] | None = None,
     ) -> FieldReport:
         """Rewrite a response in place so it holds only what this viewer may see.
+
+        A record's subject is the one it names; else, when the body has a record key and `owners`
+        is given, the subject the record was bound to when the shop created it; else the caller.
 
         Fields addressed by plain key paths (the common case) are handled by direct dict access;
         values that need a key (protected ones) or a transform other than keep/drop, and selectors
@@ -295,12 +309,17 @@ class FieldEngine:
         principal_subject = viewer.principal.subject if viewer.principal else None
         guest = guest_subject(viewer.principal)
         shaped_email = "@" + self.policy.tokens.email_domain
+        bound = await self._bound_owners(body, root, subject_path, owners)
         for record in records_of(body, root):
             if subject_path is not None:
                 found = follow(record, subject_path)
                 subject = str(found) if found is not None and not isinstance(found, dict | list) else None
             else:
-                subject = record_subject(body, record, fallback)
+                subject = record_subject(body, record, None)
+            if subject is None and bound:
+                subject = bound.get(record_key_of(body, record) or "")
+            if subject is None and body.subject is None:
+                subject = fallback
             if subject is None and guest is not None:
                 subject = guest
             own = bool(subject) and principal_subject == subject
@@ -358,6 +377,25 @@ class FieldEngine:
         if dropped:
             report.transformed["drop"] = report.transformed.get("drop", 0) + dropped
         return report
+
+    @staticmethod
+    async def _bound_owners(
+        body: CompiledBody,
+        root: Any,
+        subject_path: tuple[str, ...] | None,
+        owners: Callable[[list[str]], Awaitable[dict[str, str]]] | None,
+    ) -> dict[str, str]:
+        """The bound owners of the records that do not name a subject (one look-up per response)."""
+        if owners is None or body.record_key is None:
+            return {}
+        keys = []
+        for record in records_of(body, root):
+            named = follow(record, subject_path) if subject_path is not None else record_subject(body, record, None)
+            if named is None or isinstance(named, dict | list):
+                key = record_key_of(body, record)
+                if key:
+                    keys.append(key)
+        return await owners(keys) if keys else {}
 
     async def _disclose_one(
         self,

@@ -10,7 +10,6 @@ short guest session (a signed bearer token) that the rights API accepts like a c
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import hashlib
 import hmac
@@ -22,12 +21,14 @@ from typing import Any, Protocol
 
 import jwt
 
+from ..audit.counters import RedisCounters
 from ..context import Principal
 from ..errors import PrivacyError
 from ..policy.schema import Policy
 from ..settings import GuestSettings, SmtpSettings
 from ..store import guests as store
 from ..store.database import Database
+from .limits import CounterLimit, SharedLimit, StoreLimit
 from .mail import send_mail
 
 GUEST_PREFIX = "guest_"
@@ -40,28 +41,12 @@ class BlindIndex(Protocol):
     async def blind_index(self, value: str, *, category: str) -> str: ...
 
 
+def rate_limited(message: str) -> PrivacyError:
+    return PrivacyError("rate_limited", message, 429, headers={"Retry-After": "3600"})
+
+
 def invalid_email() -> PrivacyError:
     return PrivacyError("invalid_email", "Give the e-mail address used at checkout.", 422, extra={"field": "email"})
-
-
-class Window:
-    """At most `limit` events per key within `seconds` (per instance)."""
-
-    def __init__(self, limit: int, seconds: float, clock: Callable[[], float]) -> None:
-        self.limit = limit
-        self.seconds = seconds
-        self.clock = clock
-        self._events: dict[str, collections.deque[float]] = {}
-
-    def allow(self, key: str) -> bool:
-        now = self.clock()
-        events = self._events.setdefault(key, collections.deque())
-        while events and events[0] <= now - self.seconds:
-            events.popleft()
-        if len(events) >= self.limit:
-            return False
-        events.append(now)
-        return True
 
 
 class GuestService:
@@ -74,6 +59,7 @@ class GuestService:
         secret: bytes,
         settings: GuestSettings,
         smtp: SmtpSettings,
+        limits: SharedLimit | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.policy = policy
@@ -83,8 +69,8 @@ class GuestService:
         self.settings = settings
         self.smtp = smtp
         self.clock = clock
-        self.per_email = Window(settings.codes_per_email_per_hour, HOUR, clock)
-        self.per_ip = Window(settings.codes_per_ip_per_hour, HOUR, clock)
+        # Shared by every instance (Redis or the store): a limit per process would multiply with them.
+        self.limits: SharedLimit = limits or StoreLimit(database, clock)
 
     def _now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock(), dt.UTC)
@@ -138,10 +124,11 @@ class GuestService:
         """E-mail a one-time code to the address (rate-limited per address and per network)."""
         address = self._checked_email(email)
         email_hash = self._hash("email", address.casefold())
-        if not self.per_ip.allow(client_ip or "unknown") or not self.per_email.allow(email_hash):
-            raise PrivacyError(
-                "rate_limited", "Too many codes were asked for; try again later.", 429, headers={"Retry-After": "3600"}
-            )
+        settings = self.settings
+        if not await self.limits.hit(
+            "g:ci:" + self._hash("ip", client_ip or "unknown"), settings.codes_per_ip_per_hour, HOUR
+        ) or not await self.limits.hit("g:ce:" + email_hash, settings.codes_per_email_per_hour, HOUR):
+            raise rate_limited("Too many codes were asked for; try again later.")
         code = f"{secrets.randbelow(1_000_000):06d}"
         expires = self._now() + dt.timedelta(minutes=self.settings.code_minutes)
         await store.store_code(self.database, email_hash, self._hash("code", email_hash + code), expires_at=expires)
@@ -155,10 +142,15 @@ class GuestService:
         )
         await send_mail(self.smtp, message)
 
-    async def verify_code(self, email: Any, code: Any) -> tuple[str, str]:
-        """(guest session token, subject) for a correct code; each code works once."""
+    async def verify_code(self, email: Any, code: Any, client_ip: str | None = None) -> tuple[str, str]:
+        """(guest session token, subject) for a correct code; each code works once, and each client
+        may try `verifications_per_ip_per_hour` codes (every instance counts in the same place)."""
         address = self._checked_email(email)
         email_hash = self._hash("email", address.casefold())
+        if not await self.limits.hit(
+            "g:vi:" + self._hash("ip", client_ip or "unknown"), self.settings.verifications_per_ip_per_hour, HOUR
+        ):
+            raise rate_limited("Too many codes were tried; try again later.")
         live = await store.take_code(
             self.database, email_hash, max_attempts=self.settings.code_attempts, now=self._now()
         )
@@ -200,6 +192,12 @@ def build_guests(runtime: Any) -> GuestService | None:
     if not policy.guests.checkouts and not policy.guests.order_routes:
         return None
     settings = runtime.settings
+    redis = getattr(runtime, "redis", None)
+    limits: SharedLimit = (
+        CounterLimit(RedisCounters(redis, prefix=f"{settings.redis_prefix}guest:"))
+        if redis is not None
+        else StoreLimit(runtime.database)
+    )
     service = GuestService(
         policy=policy,
         database=runtime.database,
@@ -207,5 +205,6 @@ def build_guests(runtime: Any) -> GuestService | None:
         secret=settings.secret(settings.guests.secret, "guest.key", "guest key"),
         settings=settings.guests,
         smtp=settings.smtp,
+        limits=limits,
     )
     return service

@@ -142,6 +142,7 @@ def build_identity(
             logout_routes=logouts,
             settings_module=ident.django_settings_module,
             staff_scope=ident.django_staff_scope,
+            group_scopes=ident.django_group_scopes,
             cache_seconds=ident.session_cache_seconds,
         )
 

@@ -4,8 +4,10 @@ For a Django (or DRF, Oscar) shop wrapped by the middleware in the same process.
 first use (`django.setup()` with PRIVACY_IDENTITY__DJANGO_SETTINGS_MODULE or DJANGO_SETTINGS_MODULE)
 when the shop's ASGI application has not done it yet. The session store and the user model are
 synchronous, so they run through asgiref's `sync_to_async` (thread-sensitive, as Django's own async
-views do). The session's auth hash is checked against the user's, as `django.contrib.auth` does, so a
-password change signs old sessions out here too. Results are cached under a keyed hash of the cookie
+views do). Staff users get the staff scope, and with `group_scopes` a user's group names are scopes
+(the policy's `identity.scope_recipients` maps them to recipients: a partner's account). The
+session's auth hash is checked against the user's, as `django.contrib.auth` does, so a password
+change signs old sessions out here too. Results are cached under a keyed hash of the cookie
 for a bounded time and dropped on the policy's logout routes. A database error is 503.
 """
 
@@ -48,6 +50,7 @@ class DjangoSessionProvider:
         logout_routes: Collection[tuple[str, str]] = (),
         settings_module: str | None = None,
         staff_scope: str = "",
+        group_scopes: bool = False,
         cache_seconds: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -56,6 +59,7 @@ class DjangoSessionProvider:
         self.logout_routes = frozenset(logout_routes)
         self.settings_module = settings_module
         self.staff_scope = staff_scope
+        self.group_scopes = group_scopes
         self.cache_seconds = cache_seconds
         self.clock = clock
         self._cookie_name: str | None = None
@@ -87,24 +91,25 @@ class DjangoSessionProvider:
         from asgiref.sync import sync_to_async
 
         try:
-            found = await sync_to_async(self._lookup, thread_sensitive=True)(cookie)
+            found = await sync_to_async(self._lookup, thread_sensitive=True)(cookie, self.group_scopes)
         except Exception as exc:  # the session store or the user table could not be read
             logger.warning("Django session lookup failed: %s", type(exc).__name__)
             raise unavailable(self.name) from None
         principal = None
         if found is not None:
-            user_id, staff = found
+            user_id, staff, groups = found
             claims: dict[str, Any] = {"sub": user_id}
-            if staff and self.staff_scope:
-                claims[self.verifier.identity.scope_claim] = self.staff_scope
+            scopes = [*groups, *(self.staff_scope.split() if staff else [])]
+            if scopes:
+                claims[self.verifier.identity.scope_claim] = scopes
             principal = self.verifier.principal_from_claims(claims)
         if not on_logout:
             self.cache.put(cookie, Resolved(principal), until=self.clock() + self.cache_seconds)
         return principal
 
     @staticmethod
-    def _lookup(session_key: str) -> tuple[str, bool] | None:
-        """(user id, is staff) of a signed-in session, None for a visitor's or an unknown session."""
+    def _lookup(session_key: str, with_groups: bool = False) -> tuple[str, bool, list[str]] | None:
+        """(user id, is staff, group names) of a signed-in session, None for a visitor's or an unknown one."""
         from importlib import import_module
 
         from django.conf import settings
@@ -122,4 +127,5 @@ class DjangoSessionProvider:
         verify = getattr(user, "get_session_auth_hash", None)
         if verify is not None and not constant_time_compare(store.get(HASH_SESSION_KEY) or "", verify()):
             return None
-        return str(user.pk), bool(getattr(user, "is_staff", False))
+        groups = [str(name) for name in user.groups.values_list("name", flat=True)] if with_groups else []
+        return str(user.pk), bool(getattr(user, "is_staff", False)), groups

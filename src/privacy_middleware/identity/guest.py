@@ -1,5 +1,6 @@
 """Guests as callers: a guest session (after an e-mail code) or an order capability (the shop's
-order token) presented on one of the policy's guest order routes."""
+order token) presented on one of the policy's guest order routes: in a header, a query parameter,
+or the path segment the route's template names `{capability}` (an order-status link)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from urllib.parse import parse_qsl
 
 from ..context import Principal
 from ..guests.service import SESSION_PREFIX, GuestService
+from ..policy.compile import RouteTable
 from ..policy.schema import Guests
 from .base import CallerRequest
 
@@ -19,8 +21,15 @@ class GuestProvider:
         self.param = guests.capability_param
         self.header = guests.capability_header.lower().encode()
         self.order_routes = frozenset((r.method, r.path) for r in guests.order_routes)
+        self.in_path: RouteTable[bool] = RouteTable(
+            (r.method, r.path, True) for r in guests.order_routes if "{capability}" in r.path
+        )
 
     def _capability(self, request: CallerRequest) -> str | None:
+        if self.in_path.size:
+            found = self.in_path.match(str(request.scope.get("method", "")), str(request.scope.get("path", "")))
+            if found is not None and found[1].get("capability"):
+                return found[1]["capability"]
         if self.header:
             value = request.header(self.header)
             if value:

@@ -1,7 +1,8 @@
 """Response disclosure: let out only what the caller's recipient may see, per category (field engine).
 
-What a recipient may see is the one access decision (`policy.access`): its grants pick the transform
-per category, and a subject's restriction or objection withholds that subject's records.
+What a recipient may see is the one access decision (`policy.access`): whose record it is (named in
+the record, or bound when the shop created it), the recipient's grants per category, and the
+subject's restriction or objection.
 """
 
 from __future__ import annotations
@@ -51,7 +52,15 @@ class DiscloseResponseFields(Step):
         async def blocked(subject: str) -> bool:
             return await access.blocked_for(subject, viewer.recipient, viewer.purpose)
 
-        report = await self.engine.disclose(self.body, ex.response_json, viewer, blocked)
+        owners = None
+        if self.body.record_key is not None and access.owners is not None:
+            kind = self.body.kind
+
+            async def bound(keys: list[str]) -> dict[str, str]:
+                return await access.record_owners(kind, keys)
+
+            owners = bound
+        report = await self.engine.disclose(self.body, ex.response_json, viewer, blocked, owners)
         ex.response_changed = True
         for transform, count in report.transformed.items():
             self.metrics.fields.labels("response", transform).inc(count)

@@ -42,6 +42,9 @@ class RequestFacts:
     login_locked: str | None = None
     # The attempt reserved before the shop saw it, settled by the login step afterwards.
     login_reservation: Reservation | None = None
+    # The subjects the request's fields were sealed for (protect step); the record binding step
+    # binds the record the shop creates from them to that subject.
+    sealed_for: frozenset[str] = frozenset()
     # Set by the response disclosure step, recorded by the disclosure audit step.
     disclosure: Disclosure | None = None
     # Set by the minimisation guards, recorded by the refusal audit step.

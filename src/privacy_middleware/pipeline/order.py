@@ -21,6 +21,7 @@ from . import (
     login,
     minimum_age,
     protect,
+    records,
     refusal_audit,
     shapes,
     tracking,
@@ -41,6 +42,7 @@ STEP_ORDER: tuple[tuple[str, StepBuilder], ...] = (
     ("free_text", free_text.factory),
     ("guest_checkout", guests.factory),  # a guest's subject, before their fields are protected
     ("protect_request", protect.factory),
+    ("bind_records", records.factory),  # the record the shop created, bound to whom it was sealed for
     ("disclose_response", disclose.factory),
     ("disclosure_audit", disclosure_audit.factory),  # after the disclosure it records
     ("refusal_audit", refusal_audit.factory),

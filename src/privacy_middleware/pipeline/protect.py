@@ -26,6 +26,8 @@ class ProtectRequestFields(Step):
         if not ex.request_has_json:
             return
         report = await self.engine.protect_request(self.body, ex.request_json, ex.ctx.principal)
+        if report.subjects:
+            ex.ctx.facts.sealed_for = frozenset(report.subjects)
         if report.transformed:
             ex.request_changed = True
             for transform, count in report.transformed.items():

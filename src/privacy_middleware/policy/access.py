@@ -7,13 +7,17 @@ Three facts decide it, in this order:
 3. the subject's restriction of processing (Art. 18): withheld unless every purpose the recipient
    serves is `allowed_under_restriction`.
 
+Which subject a record is about comes first: the record names it, or, for records that do not (a
+guest's order), the owner bound when the shop created the record (`record_owner`). A recipient then
+reads a guest's record exactly as a customer's: same grants, same flags.
+
 Responses, the outbound transport, export and `policy explain` all ask here. (Consent for a
 purpose is the consent decision table's job, fed by the same subject flags read here.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,6 +37,12 @@ class SubjectFlagsView(Protocol):
 
 class FlagReader(Protocol):
     async def get(self, subject: str) -> SubjectFlagsView: ...
+
+
+class OwnerReader(Protocol):
+    """The subjects records were bound to when the shop created them (store/record_owners.py)."""
+
+    async def owners(self, kind: str, keys: Sequence[str]) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +73,16 @@ def grant_for(grants: Mapping[str, str], category: str) -> tuple[str, str | None
 class Access:
     """Built once per policy; reads subject flags through `flags` (None: no flags are kept)."""
 
-    def __init__(self, policy: Policy, flags: FlagReader | None = None) -> None:
+    def __init__(self, policy: Policy, flags: FlagReader | None = None, owners: OwnerReader | None = None) -> None:
         self.policy = policy
         self.flags = flags
+        self.owners = owners
+
+    async def record_owners(self, kind: str, keys: Sequence[str]) -> dict[str, str]:
+        """record key -> subject, for records of this kind that do not name their subject."""
+        if self.owners is None or not keys:
+            return {}
+        return await self.owners.owners(kind, keys)
 
     def grants(self, recipient: str) -> dict[str, str]:
         declared = self.policy.recipients.get(recipient)

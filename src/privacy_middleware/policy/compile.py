@@ -41,6 +41,10 @@ class CompiledBody:
     subject: Selector | None
     fields: tuple[CompiledField, ...]
     personal_objects: tuple[Selector, ...]
+    # The shape's record key (the shop's own id of a record) and the shape's name, which names the
+    # kind of record whose owners are bound (policy.schema.Shape.record_key).
+    record_key: Selector | None = None
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,7 @@ def expand_shape(rules: BodyRules, policy: Policy) -> BodyRules:
 def _compile_body(rules: BodyRules | None, policy: Policy) -> CompiledBody | None:
     if rules is None:
         return None
+    shape = policy.shapes.get(rules.shape) if rules.shape else None
     rules = expand_shape(rules, policy)
     return CompiledBody(
         rules=rules,
@@ -92,6 +97,8 @@ def _compile_body(rules: BodyRules | None, policy: Policy) -> CompiledBody | Non
         subject=compile_selector(rules.subject) if rules.subject else None,
         fields=tuple(CompiledField(rule, compile_selector(rule.select)) for rule in rules.fields),
         personal_objects=tuple(compile_selector(s) for s in rules.personal_objects),
+        record_key=compile_selector(shape.record_key) if shape is not None and shape.record_key else None,
+        kind=rules.shape,
     )
 
 

@@ -27,6 +27,7 @@ from .lexicon import Suggestion, classify, is_personal_object, words
 MAX_DEPTH = 12
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+PARAMETER_RE = re.compile(r"\{[^{}/]+\}")
 LOGIN_WORDS = {"login", "signin", "logon", "authenticate", "anmelden", "connexion", "iniciar", "登录"}
 REGISTER_WORDS = {"register", "registration", "signup", "join", "registrieren", "inscription", "registro", "注册"}
 LOGOUT_WORDS = {"logout", "signout", "logoff", "abmelden", "deconnexion", "退出"}
@@ -577,10 +578,15 @@ class Coverage:
         return self.found / self.declared if self.declared else 1.0
 
 
+def _route_shape(path: str) -> str:
+    return PARAMETER_RE.sub("{}", path)
+
+
 def coverage(draft: Draft, policy: Any) -> Coverage:
     """Share of the reviewed policy's protected fields (request fields not kept in clear, and
     response fields on routes with a response plan) that the draft found at the same place."""
-    found = {(m, p, side, s) for m, p, side, s in draft.fields_found()}
+    # A route is the same whatever its parameters are called (`{pk}` in the policy, `{id}` in the schema).
+    found = {(m, _route_shape(p), side, s) for m, p, side, s in draft.fields_found()}
     shapes = policy.shapes
     declared: list[tuple[str, str, str, str]] = []
     for route in policy.routes:
@@ -596,6 +602,6 @@ def coverage(draft: Draft, policy: Any) -> Coverage:
                 if (side == "request" and rule.transform == "keep") or rule.select in companions:
                     continue
                 declared.append((route.method, route.path, side, rule.select))
-    hits = [d for d in declared if d in found]
-    missed = [f"{m} {p} {side} {s}" for m, p, side, s in declared if (m, p, side, s) not in found]
+    hits = [d for d in declared if (d[0], _route_shape(d[1]), d[2], d[3]) in found]
+    missed = [f"{m} {p} {side} {s}" for m, p, side, s in declared if (m, _route_shape(p), side, s) not in found]
     return Coverage(len(declared), len(hits), missed)

@@ -153,6 +153,8 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
         base = f"shapes.{name}"
         if shape.subject:
             need_selector(f"{base}.subject", shape.subject)
+        if shape.record_key:
+            need_selector(f"{base}.record_key", shape.record_key)
         for j, selector in enumerate(shape.personal_objects):
             need_selector(f"{base}.personal_objects[{j}]", selector)
         for j, rule in enumerate(shape.fields):
@@ -230,6 +232,12 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
         need_selector(f"guests.checkouts[{i}].email", checkout.email)
         if checkout.capability:
             need_selector(f"guests.checkouts[{i}].capability", checkout.capability)
+        if checkout.capability_location:
+            location = f"guests.checkouts[{i}].capability_location"
+            need_template(location, checkout.capability_location)
+            names = set(PATH_PARAM_RE.findall(checkout.capability_location))
+            if "capability" not in names and not policy.guests.capability_param:
+                problems.append((location, "name the {capability} segment, or set guests.capability_param"))
     for i, order_route in enumerate(policy.guests.order_routes):
         need_template(f"guests.order_routes[{i}].path", order_route.path)
     if policy.minors.routes and policy.minors.minimum_age == 0:

@@ -144,6 +144,10 @@ class Shape(Strict):
     subject: str = ""
     fields: list[FieldRule] = []
     personal_objects: list[str] = []
+    # Selector of the shop's own id of a record (an order number). Records that do not name their
+    # subject (a guest's order, an order whose owner is a URL) are bound to the subject they were
+    # written for when the shop creates them, so every recipient the policy grants can read them.
+    record_key: str = ""
 
 
 class BodyRules(Strict):
@@ -391,6 +395,10 @@ class GuestCheckout(Strict):
     email: str
     # Selector of the shop's order-access capability (an order token) in the checkout response.
     capability: str = ""
+    # A path template the checkout's redirect `Location` matches (the shop's order-status page):
+    # `{capability}` marks the segment holding the capability, `{record}` the order's record key.
+    # A template without `{capability}` takes it from the Location's `capability_param` query parameter.
+    capability_location: str = ""
 
 
 class GuestOrderRoute(Strict):

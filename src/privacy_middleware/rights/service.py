@@ -33,6 +33,7 @@ from ..store.bus import Bus
 from ..store.database import Database
 from ..store.guests import forget_guest
 from ..store.holdings import stored_counts
+from ..store.record_owners import forget_record_owners
 from ..store.rights import (
     KeyReused,
     RightsRepository,
@@ -524,6 +525,7 @@ class RightsService:
                 forgotten = await self.repository.forget_subject(subject)
                 forgotten["audit_side_records"] = await forget_audit_side_records(self.database, subject)
                 forgotten["guest_capabilities"] = await forget_guest(self.database, subject)
+                forgotten["record_owners"] = await forget_record_owners(self.database, subject)
                 await self.flags.invalidate(subject)
             except Exception as exc:
                 return await self._erasure_failed(request, "middleware_store", f"store failed ({type(exc).__name__})")

@@ -80,21 +80,26 @@ async def store_code(db: Database, email_hash: str, code_hash: str, *, expires_a
 
 
 async def take_code(db: Database, email_hash: str, *, max_attempts: int, now: dt.datetime) -> tuple[str, int] | None:
-    """(code hash, attempts so far) of a live code, counting this attempt; None when none is live."""
+    """(code hash, attempts so far) of a live code, counting this attempt; None when none is live.
+
+    One atomic UPDATE ... RETURNING, so instances checking codes at the same time never let more
+    than `max_attempts` tries through."""
     async with db.begin() as conn:
         row = (
             await conn.execute(
-                sa.select(guest_codes.c.code_hash, guest_codes.c.expires_at, guest_codes.c.attempts).where(
-                    guest_codes.c.email_hash == email_hash
+                guest_codes.update()
+                .where(
+                    guest_codes.c.email_hash == email_hash,
+                    guest_codes.c.attempts < max_attempts,
+                    guest_codes.c.expires_at > now,
                 )
+                .values(attempts=guest_codes.c.attempts + 1)
+                .returning(guest_codes.c.code_hash, guest_codes.c.attempts)
             )
         ).first()
-        if row is None or _aware(row.expires_at) <= now or row.attempts >= max_attempts:
-            return None
-        await conn.execute(
-            guest_codes.update().where(guest_codes.c.email_hash == email_hash).values(attempts=row.attempts + 1)
-        )
-        return str(row.code_hash), int(row.attempts) + 1
+    if row is None:
+        return None
+    return str(row.code_hash), int(row.attempts)
 
 
 async def drop_code(db: Database, email_hash: str) -> None:

@@ -54,6 +54,8 @@ def page_routes(services: Services) -> list[BaseRoute]:
     pages = Pages(
         mount=settings.mount_path,
         verifier=services.verifier,
+        identity=services.identity,
+        shop_login_url=settings.pages.shop_login_url,
         csrf_key=settings.secret(settings.pages.csrf_secret, "pages-csrf.key", "privacy pages CSRF key"),
         token_cookie=settings.pages.token_cookie,
         guests=services.guests,

@@ -482,6 +482,8 @@ class Center:
 
     async def signin_page(self, request: Request) -> Response:
         page = await self.pages.page_request(request)
+        if page.subject is not None:  # already known from the shop's own session or token
+            return self.pages.redirect(_safe_next(request.query_params.get("next"), self.base))
         return self.pages.render(
             page,
             "signin.html",
@@ -491,6 +493,7 @@ class Center:
                 "error": request.query_params.get("error", ""),
                 "officer": False,
                 "guests": self.s.guests is not None,
+                "shop_login": self.pages.shop_login_url,
             },
             section="signin",
         )
@@ -501,13 +504,14 @@ class Center:
         token = first(fields, "token").strip()
         target = _safe_next(first(fields, "next"), self.base)
         try:
-            claims = await self.pages.verifier.verify(token)
-            principal = self.pages.verifier.principal_from_claims(claims)
-        except PrivacyError:
+            principal = await self.pages.from_token(token)
+        except PrivacyError as error:
+            if error.status >= 500:
+                raise
             return self.pages.redirect(f"{self.base}/signin?error=token")
         if principal.subject is not None:
             await self.s.link_visitor(request.scope, principal.subject)
-        return self.pages.redirect(target, set_cookies=[self.pages.session_cookie(token, claims)])
+        return self.pages.redirect(target, set_cookies=[self.pages.session_cookie_for(token, principal)])
 
     def _guests(self) -> GuestService:
         if self.s.guests is None:
@@ -534,9 +538,9 @@ class Center:
         guests = self._guests()
         email = first(fields, "email").strip()
         try:
-            token, _ = await guests.verify_code(email, first(fields, "code"))
+            token, _ = await guests.verify_code(email, first(fields, "code"), self._client_ip(request))
         except PrivacyError as error:
-            if error.status >= 500:
+            if error.status >= 500 or error.code == "rate_limited":
                 raise
             page = await self.pages.page_request(request)
             return self.pages.render(

@@ -103,6 +103,7 @@ class Console:
             "error": error,
             "officer": True,
             "guests": False,
+            "shop_login": "",
         }
 
     def _actions(self) -> OfficerActions:
@@ -384,13 +385,14 @@ class Console:
         token = first(fields, "token").strip()
         target = _safe_next(first(fields, "next"), self.base)
         try:
-            claims = await self.pages.verifier.verify(token)
-            principal = self.pages.verifier.principal_from_claims(claims)
-        except PrivacyError:
+            principal = await self.pages.from_token(token)
+        except PrivacyError as error:
+            if error.status >= 500:
+                raise
             return self.pages.redirect(f"{self.base}/signin?error=token")
         if not principal.has_scope(self.scope):
             return self.pages.redirect(f"{self.base}/signin?error=forbidden")
-        return self.pages.redirect(target, set_cookies=[self.pages.session_cookie(token, claims)])
+        return self.pages.redirect(target, set_cookies=[self.pages.session_cookie_for(token, principal)])
 
     async def signout(self, request: Request) -> Response:
         await self.pages.form(request)

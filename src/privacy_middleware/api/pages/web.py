@@ -27,7 +27,7 @@ from ...context import Principal, get_context
 from ...errors import PrivacyError
 from ...guests.service import SESSION_PREFIX as GUEST_SESSION_PREFIX
 from ...guests.service import GuestService
-from ...identity import TokenVerifier
+from ...identity import IdentityChain, TokenVerifier
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -129,8 +129,12 @@ class Pages:
         allowed_origins: Any = (),
         token_cookie: str = "",
         guests: GuestService | None = None,
+        identity: IdentityChain | None = None,
+        shop_login_url: str = "",
     ) -> None:
         self.mount = mount
+        self.identity = identity
+        self.shop_login_url = shop_login_url
         self.guests = guests
         self.token_cookie = token_cookie
         self.verifier = verifier
@@ -168,9 +172,27 @@ class Pages:
             if self.guests is not None and token.startswith(GUEST_SESSION_PREFIX):
                 subject = self.guests.session_subject(token)
                 return self.guests.principal(subject) if subject else None
-            return self.verifier.principal_from_claims(await self.verifier.verify(token))
-        except PrivacyError:
+            return await self.from_token(token)
+        except PrivacyError as error:
+            if error.status >= 500:
+                raise  # a provider that cannot answer is 503, never "signed out"
             return None
+
+    async def from_token(self, token: str) -> Principal:
+        """The principal of a bearer token, checked by the same identity providers as the API (a JWT,
+        an opaque token through introspection...); 401 when none recognises it."""
+        if self.identity is None:
+            return self.verifier.principal_from_claims(await self.verifier.verify(token))
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": self.mount,
+            "headers": [(b"authorization", b"Bearer " + token.encode("latin-1", "replace"))],
+        }
+        principal = await self.identity.authenticate(scope)
+        if principal is None:
+            raise PrivacyError("invalid_token", "The token is not recognised.", 401)
+        return principal
 
     async def page_request(self, request: Request) -> PageRequest:
         chosen = request.query_params.get("lang")
@@ -292,8 +314,12 @@ class Pages:
             response.headers.append("set-cookie", value)
         return response
 
+    def session_cookie_for(self, token: str, principal: Principal) -> str:
+        return self.session_cookie(token, principal.claims)
+
     def session_cookie(self, token: str, claims: Mapping[str, Any]) -> str:
-        remaining = int(claims.get("exp", time.time() + 3600) - time.time())
+        expires = claims.get("exp")
+        remaining = int((expires if isinstance(expires, int | float) else time.time() + 3600) - time.time())
         return self.cookie(SESSION_COOKIE, token, max_age=max(remaining, 1))
 
     def end_session_cookie(self) -> str:
