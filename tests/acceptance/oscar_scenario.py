@@ -156,7 +156,7 @@ purpose = "order_fulfilment"
 response = { shape = "payment", records = "sources[*]" }
 [routes.request]
 fields = [
-  { select = "card.number", category = "user.financial.card.number", transform = "encrypt", \\
+  { select = "card.number", category = "user.financial.card.number", transform = "encrypt", \
     validate_as = "card_number", required = true },
   { select = "card.holder", category = "user.financial.card.holder", transform = "encrypt" },
   { select = "card.cvv", category = "user.financial.card.cvv", transform = "strip" },

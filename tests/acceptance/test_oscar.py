@@ -26,7 +26,7 @@ MISSING = [
     bool(MISSING),
     reason=f"the acceptance extra is not installed (missing {', '.join(MISSING)}): pip install -e '.[acceptance]'",
 )
-def test_oscar_customer_session_address_encryption_and_rights(tmp_path: Path) -> None:
+def test_oscar_sessions_checkout_partners_guests_rights_coverage_and_draft(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "error::ResourceWarning"}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     done = subprocess.run(
@@ -39,3 +39,6 @@ def test_oscar_customer_session_address_encryption_and_rights(tmp_path: Path) ->
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert "oscar acceptance passed" in done.stdout
+    for line in done.stdout.splitlines():  # the measured figures (`pytest -s` shows them)
+        if line.startswith(("policy coverage:", "policy draft", "found ")):
+            print(line)
