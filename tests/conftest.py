@@ -17,9 +17,19 @@ from typing import Any
 import pytest
 
 from privacy_middleware.store import Database
+from support.dns import FakeDNS
+from support.dns import fake_dns as fake_dns  # the fixture, for tests that set their own answers
 from support.postgres import fresh_postgres_database
 
 REDIS_TEST_URL = os.environ.get("PRIVACY_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(autouse=True)
+def reserved_names_resolve(fake_dns: FakeDNS) -> FakeDNS:
+    """Reserved example names (`*.example`, `example.com`, `*.test`) never resolve for real; the
+    outbound guard resolves every destination, so they answer a public address here (pytest-httpx
+    or a loopback server still answers the call itself). See support/dns.py."""
+    return fake_dns
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from .api import build_api
 from .asgi.client_ip import ClientIPResolver
 from .audit.counters import CounterBackend, MemoryCounters, RedisCounters
 from .audit.detectors import LoginGuard, LoginLimits, shared_login_ledger
+from .audit.events import detection_finding
 from .audit.log import AuditLog
 from .audit.writer import AuditWriter
 from .breach.service import BreachService
@@ -35,6 +36,7 @@ from .identity import TokenVerifier, build_identity
 from .identity.guest import GuestProvider
 from .keyfiles import load_or_create_ed25519, load_or_create_signing_key
 from .metrics import Metrics
+from .outbound import OutboundRefused, guarded_client
 from .pipeline.cookies import cookie_gate
 from .pipeline.order import step_factories
 from .pipeline.plan import RoutePlan, StepFactory
@@ -82,7 +84,11 @@ class Runtime:
         self.database = settings.open_database()
         self.client_ip = ClientIPResolver(settings.trusted_proxies)
         self._own_http = http is None
-        self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
+        # Every configured destination (JWKS, introspection, who-am-I, key service, sinks, witness,
+        # webhooks, shop APIs) is reached through the outbound guard (outbound.py).
+        self.http = http or guarded_client(
+            settings.outbound.configured_guard(), timeout=httpx.Timeout(10.0), on_refused=self._outbound_refused
+        )
         self.verifier = TokenVerifier(settings.jwt, self.policy.identity, http=self.http)
         self.verifier.bind_policy(self.policy)
         self.identity = build_identity(settings, self.policy, self.verifier, self.http)
@@ -163,6 +169,18 @@ class Runtime:
 
     async def _record_index(self, value: str, category: str) -> str:
         return await self.keys.blind_index(value, category=category)
+
+    def _outbound_refused(self, refused: OutboundRefused) -> None:
+        """Audit a configured destination the guard refused (the kind of address, never the address)."""
+        audit = getattr(self, "audit", None)
+        if audit is not None:
+            audit.emit(
+                detection_finding(
+                    "outbound_target_refused",
+                    title="outbound call to a non-public address refused",
+                    related={"purpose": refused.purpose, "reason": refused.reason},
+                )
+            )
 
     def _build_audit(self) -> None:
         settings, audit = self.settings, self.settings.audit

@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigError
+from .netguard import OutboundGuard, parse_networks
 from .settings_check import (
     SettingsError,
     describe_validation,
@@ -208,6 +209,35 @@ class WebhookSettings(BaseModel):
     _split = field_validator("shopify_secrets", "shopify_shops", "woocommerce_secrets", mode="before")(_split_list)
 
 
+class OutboundSettings(BaseModel):
+    """Which non-public networks the middleware may call (docs/configuration.md, "Outbound calls").
+
+    Every configured destination (webhooks, sinks, witness, who-am-I, introspection, JWKS, key
+    service, shop APIs, SMTP) and every user-supplied one (portability transfers) must resolve to
+    globally routable addresses only; these lists name the internal networks an operator allows.
+    """
+
+    # Networks configured destinations may reach besides the public internet (a self-hosted SMTP,
+    # a Vault or who-am-I endpoint on the private network).
+    allow: Annotated[list[str], NoDecode] = []
+    # Networks a user-supplied portability target may reach. Empty: public addresses only.
+    transfer_allow: Annotated[list[str], NoDecode] = []
+
+    _split = field_validator("allow", "transfer_allow", mode="before")(_split_list)
+
+    @field_validator("allow", "transfer_allow")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value)
+        return value
+
+    def configured_guard(self) -> OutboundGuard:
+        return OutboundGuard(parse_networks(self.allow), purpose="configured destination")
+
+    def transfer_guard(self) -> OutboundGuard:
+        return OutboundGuard(parse_networks(self.transfer_allow), purpose="portability transfer")
+
+
 class PagesSettings(BaseModel):
     """The browser pages (privacy centre, officer console)."""
 
@@ -273,6 +303,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     guests: GuestSettings = GuestSettings()
     breach: BreachSettings = BreachSettings()
+    outbound: OutboundSettings = OutboundSettings()
     trusted_proxies: Annotated[list[str], NoDecode] = []
     erasure_poll_seconds: float = Field(default=0.25, gt=0)
     erasure_bound_seconds: float = Field(default=1.0, gt=0)

@@ -24,6 +24,9 @@ from privacy_middleware.demo.run import build_demo
 
 from .conftest import WEBHOOK_SECRET, Receiver, policy_with, serve_in_thread
 
+# The test's webhook receiver listens on loopback: the operator allows it (PRIVACY_OUTBOUND__ALLOW).
+LOOPBACK_RECEIVER = {"allow": ["127.0.0.1/32"]}
+
 
 @contextmanager
 def served_demo(tmp_path: Path, breach_policy: str, **settings: Any) -> Iterator[tuple[httpx.Client, Any]]:
@@ -111,7 +114,7 @@ def test_partner_bulk_read_is_found_contained_and_reported_exactly(
 ) -> None:
     policy = 'subjects_per_window = 100\ncontainment = "principal"'
     hook = {"webhook_url": receiver.url, "webhook_secret": WEBHOOK_SECRET}
-    with served_demo(tmp_path, policy, breach=hook) as (client, shop):
+    with served_demo(tmp_path, policy, breach=hook, outbound=LOOPBACK_RECEIVER) as (client, shop):
         orders = seed_orders(tmp_path, 500)
         token = partner_token(client, "logistics-co")
         auth = {"authorization": f"Bearer {token}"}
@@ -176,7 +179,7 @@ def test_a_canary_order_read_by_staff_raises_a_critical_finding_and_a_webhook_wi
     tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     hook = {"webhook_url": receiver.url, "webhook_secret": WEBHOOK_SECRET}
-    with served_demo(tmp_path, "", breach=hook) as (client, shop):
+    with served_demo(tmp_path, "", breach=hook, outbound=LOOPBACK_RECEIVER) as (client, shop):
         cli_env(monkeypatch, tmp_path)
         assert cli(["canary", "plant", "--url", str(client.base_url), "--count", "2", "--batch", "trap-1"]) == 0
         capsys.readouterr()

@@ -15,10 +15,14 @@ from aiosmtpd.controller import Controller
 
 from privacy_middleware.audit.events import SEVERITY_CRITICAL, detection_finding
 from privacy_middleware.breach.sinks import EmailSink, WebhookSink, sign, verify_signature
+from privacy_middleware.netguard import OutboundGuard, parse_networks
 
 from .conftest import WEBHOOK_SECRET, Receiver
 
 pytestmark = pytest.mark.anyio
+
+
+LOOPBACK = OutboundGuard(parse_networks(["127.0.0.1/32"]))
 
 
 class Inbox:
@@ -59,7 +63,10 @@ def finding() -> Any:
 
 async def test_email_sink_sends_the_finding_without_personal_values(smtp: tuple[Inbox, int]) -> None:
     inbox, port = smtp
-    sink = EmailSink("127.0.0.1", port, "privacy@shop.example", ["dpo@shop.example", "soc@shop.example"])
+    # A self-hosted mail server on loopback: allowed by name, as PRIVACY_OUTBOUND__ALLOW would.
+    sink = EmailSink(
+        "127.0.0.1", port, "privacy@shop.example", ["dpo@shop.example", "soc@shop.example"], guard=LOOPBACK
+    )
     event = finding()
     assert await sink.deliver("finding", event.uid, {"finding": event.document()})
     [(sender, recipients, message)] = inbox.messages
@@ -70,8 +77,16 @@ async def test_email_sink_sends_the_finding_without_personal_values(smtp: tuple[
     assert "principal: staff-1" in body and f"incident report --finding {event.uid}" in body
 
 
+async def test_email_sink_refuses_an_internal_server_the_operator_did_not_allow(smtp: tuple[Inbox, int]) -> None:
+    inbox, port = smtp
+    sink = EmailSink("localhost", port, "privacy@shop.example", ["dpo@shop.example"])
+    event = finding()
+    assert not await sink.deliver("finding", event.uid, {"finding": event.document()})
+    assert inbox.messages == []
+
+
 async def test_email_sink_reports_an_unreachable_server() -> None:
-    sink = EmailSink("127.0.0.1", free_port(), "a@shop.example", ["b@shop.example"], timeout=2)
+    sink = EmailSink("127.0.0.1", free_port(), "a@shop.example", ["b@shop.example"], timeout=2, guard=LOOPBACK)
     event = finding()
     assert not await sink.deliver("finding", event.uid, {"finding": event.document()})
 

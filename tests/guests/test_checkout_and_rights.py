@@ -138,6 +138,7 @@ def build(tmp_path: Path, smtp_port: int) -> tuple[PrivacyMiddleware, GuestShop]
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
         data_dir=tmp_path,
         smtp={"host": "127.0.0.1", "port": smtp_port, "sender": "privacy@tea.example", "timeout_seconds": 5},
+        outbound={"allow": ["127.0.0.1/32"]},  # the test mail server on loopback
         audit={"retention_interval_seconds": 0},
     )
     shop = GuestShop()

@@ -92,6 +92,7 @@ async def client(tmp_path: Path, mailbox: tuple[Mailbox, int], asgi_lifespan: An
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
         data_dir=tmp_path,
         smtp={"host": "127.0.0.1", "port": mailbox[1], "sender": "privacy@tea.example", "timeout_seconds": 5},
+        outbound={"allow": ["127.0.0.1/32"]},  # the test mail server on loopback
         consent={"secure_cookie": False},
         audit={"retention_interval_seconds": 0},
     )

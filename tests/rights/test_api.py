@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ from privacy_middleware.audit import data_access, login_attempt
 from privacy_middleware.rights.adapter import ShopAdapterError
 from privacy_middleware.rights.receipts import verify_erasure_receipt
 from privacy_middleware.store.rights import rights_requests
+from support.dns import FakeDNS
 
 pytestmark = pytest.mark.anyio
 
@@ -337,23 +339,87 @@ async def test_unreachable_transfer_target_fails_the_request_and_keeps_the_expor
     "url",
     [
         "http://import.example/",
-        "https://127.0.0.1/x",
-        "https://[::1]/x",
-        "https://10.0.0.8/x",
-        "https://169.254.169.254/latest",
-        "https://localhost/x",
         "https://user:pw@import.example/",
         "ftp://import.example/",
-        "https://db.internal/",
+        "https://0177.0.0.1/x",  # the URL parser refuses what looks dotted-decimal but is not
         42,
         None,
         "https://" + "a" * 2100,
     ],
 )
-async def test_transfer_refuses_targets_that_are_not_public_https(rights: Any, url: Any) -> None:
+async def test_transfer_refuses_urls_that_are_not_https_without_credentials(rights: Any, url: Any) -> None:
     _, token = await rights.demo.register()
     response = await rights.client.post("/privacy/me/export/transfer", headers=rights.auth(token), json={"url": url})
     assert response.status_code == 422 and response.json()["code"] == "invalid_transfer_target"
+    assert response.json()["field"] == "url"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/x",
+        "https://127.1/x",
+        "https://2130706433/x",
+        "https://0x7f000001/x",
+        "https://0x7f.1/x",
+        "https://127.0.0.1./x",
+        "https://[::1]/x",
+        "https://[::ffff:127.0.0.1]/x",
+        "https://[64:ff9b::a00:1]/x",
+        "https://10.0.0.8/x",
+        "https://100.64.0.1/x",
+        "https://169.254.169.254/latest",
+        "https://198.18.0.1/x",
+        "https://[fd00::1]/x",
+        "https://localhost/x",
+        "https://db.internal/",
+        "https://private-name.test/x",
+        "https://mixed-name.test/x",
+    ],
+)
+async def test_transfer_refuses_targets_that_resolve_to_non_public_addresses(
+    rights: Any, url: str, httpx_mock: HTTPXMock, fake_dns: FakeDNS, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_dns.answer("private-name.test", ["192.168.10.4"])
+    fake_dns.answer("mixed-name.test", ["93.184.215.14", "10.9.8.7"])
+    subject, token = await rights.demo.register()
+    caplog.set_level(logging.DEBUG)
+    response = await rights.client.post("/privacy/me/export/transfer", headers=rights.auth(token), json={"url": url})
+    problem = response.json()
+    assert response.status_code == 422 and problem["code"] == "outbound_target_not_allowed", response.text
+    assert problem["field"] == "url"
+    host = httpx.URL(url).host
+    assert host not in response.text and host not in caplog.text  # field path, never the value
+    assert httpx_mock.get_requests() == []  # nothing was sent anywhere
+    assert await rights.service.repository.for_subject(subject) == []  # refused before anything was recorded
+    [finding] = [e for e in await rights.stored_events(subject) if e["kind"].endswith("outbound_target_refused")]
+    assert finding["detail"]["related"]["field"] == "url" and host not in orjson.dumps(finding).decode()
+
+
+async def test_transfer_sends_to_the_address_it_checked(rights: Any, httpx_mock: HTTPXMock, fake_dns: FakeDNS) -> None:
+    """A name that answers a public address to the check and a private one afterwards (DNS
+    rebinding) is looked up once: the send uses the checked answer."""
+    fake_dns.answer("rebind.example", ["93.184.215.14"], ["127.0.0.1"])
+    _, token, _ = await rights.customer_with_order()
+    httpx_mock.add_response(method="POST", url="https://rebind.example/import", status_code=202)
+    response = await rights.client.post(
+        "/privacy/me/export/transfer", headers=rights.auth(token), json={"url": "https://rebind.example/import"}
+    )
+    assert response.status_code == 200 and response.json()["status"] == "completed", response.text
+    assert fake_dns.lookups.count("rebind.example") == 1
+
+
+async def test_transfer_does_not_follow_a_redirect_to_a_private_address(rights: Any, httpx_mock: HTTPXMock) -> None:
+    _, token, _ = await rights.customer_with_order()
+    httpx_mock.add_response(
+        method="POST", url="https://import.example/v1", status_code=307, headers={"location": "https://10.0.0.5/steal"}
+    )
+    response = await rights.client.post(
+        "/privacy/me/export/transfer", headers=rights.auth(token), json={"url": "https://import.example/v1"}
+    )
+    assert response.status_code == 502 and response.json()["code"] == "transfer_failed"
+    assert response.json()["request"]["error"] == "transfer target answered HTTP 307"
+    assert [str(r.url) for r in httpx_mock.get_requests()] == ["https://import.example/v1"]
 
 
 async def test_restriction_and_objection_set_flags_at_once(rights: Any) -> None:

@@ -357,7 +357,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("POST", "/me/export/transfer"): Operation(
         "Send the export to another provider (portability)",
-        {**_ok("RightsRequest"), **_signed_in, 502: ("The receiver failed; the export is kept", PROBLEM, "Problem")},
+        {
+            **_ok("RightsRequest"),
+            **_signed_in,
+            422: ("The URL is not https, or its host resolves to a non-public address", PROBLEM, "Problem"),
+            502: ("The receiver failed; the export is kept", PROBLEM, "Problem"),
+        },
         auth=True,
         tags=("rights",),
     ),

@@ -52,6 +52,7 @@ def build_sinks(settings: Any, http: Any) -> list[Sink]:
                 username=smtp.username,
                 password=smtp.password.get_secret_value() if smtp.password else None,
                 timeout=min(config.sink_timeout_seconds, smtp.timeout_seconds),
+                guard=settings.outbound.configured_guard(),
             )
         )
     return sinks

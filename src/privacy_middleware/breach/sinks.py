@@ -20,6 +20,9 @@ import aiosmtplib
 import httpx
 import orjson
 
+from ..netguard import OutboundGuard
+from ..outbound import connect_socket
+
 logger = logging.getLogger("privacy_middleware.breach")
 
 SIGNATURE_HEADER = "Privacy-Signature"
@@ -117,6 +120,7 @@ class EmailSink:
         username: str | None = None,
         password: str | None = None,
         timeout: float = 5.0,
+        guard: OutboundGuard | None = None,
     ) -> None:
         if not recipients:
             raise ValueError("an e-mail sink needs at least one recipient")
@@ -125,6 +129,7 @@ class EmailSink:
         self.tls = tls
         self._username, self._password = username, password
         self.timeout = timeout
+        self.guard = guard or OutboundGuard(purpose="configured destination")
 
     def __repr__(self) -> str:
         return f"EmailSink({self.host}:{self.port})"
@@ -152,10 +157,11 @@ class EmailSink:
         lines += ["", "Run `privacy-middleware incident report --finding " + uid + "` for the affected subjects."]
         message.set_content("\n".join(lines) + "\n")
         try:
+            sock = await connect_socket(self.guard, self.host, self.port, self.timeout)
             await aiosmtplib.send(
                 message,
                 hostname=self.host,
-                port=self.port,
+                sock=sock,
                 start_tls=self.starttls,
                 use_tls=self.tls,
                 username=self._username,

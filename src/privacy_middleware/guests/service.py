@@ -24,6 +24,7 @@ import jwt
 from ..audit.counters import RedisCounters
 from ..context import Principal
 from ..errors import PrivacyError
+from ..netguard import OutboundGuard
 from ..policy.schema import Policy
 from ..settings import GuestSettings, SmtpSettings
 from ..store import guests as store
@@ -60,6 +61,7 @@ class GuestService:
         settings: GuestSettings,
         smtp: SmtpSettings,
         limits: SharedLimit | None = None,
+        outbound: OutboundGuard | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.policy = policy
@@ -68,6 +70,7 @@ class GuestService:
         self.secret = secret
         self.settings = settings
         self.smtp = smtp
+        self.outbound = outbound or OutboundGuard(purpose="configured destination")
         self.clock = clock
         # Shared by every instance (Redis or the store): a limit per process would multiply with them.
         self.limits: SharedLimit = limits or StoreLimit(database, clock)
@@ -140,7 +143,7 @@ class GuestService:
             f"Your one-time code is {code}.\n\nIt is valid for {int(self.settings.code_minutes)} minutes. "
             "If you did not ask for it, ignore this message.\n"
         )
-        await send_mail(self.smtp, message)
+        await send_mail(self.smtp, message, self.outbound)
 
     async def verify_code(self, email: Any, code: Any, client_ip: str | None = None) -> tuple[str, str]:
         """(guest session token, subject) for a correct code; each code works once, and each client
@@ -206,5 +209,6 @@ def build_guests(runtime: Any) -> GuestService | None:
         settings=settings.guests,
         smtp=settings.smtp,
         limits=limits,
+        outbound=settings.outbound.configured_guard(),
     )
     return service

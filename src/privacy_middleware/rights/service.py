@@ -12,22 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..audit.events import AuditEvent, data_access, subject_request
+from ..audit.events import AuditEvent, data_access, detection_finding, subject_request
 from ..crypto.results import ErasureResult, SubjectHoldings
 from ..errors import PrivacyError
 from ..fields.engine import FieldCipher, FieldEngine
 from ..keyfiles import load_or_create_signing_key
+from ..netguard import OutboundGuard, TargetRefused
+from ..outbound import OutboundRefused, guarded_client, pinned
 from ..policy.schema import Policy
 from ..store.bus import Bus
 from ..store.database import Database
@@ -73,26 +73,31 @@ class AuditSink(Protocol):
     def emit(self, event: AuditEvent) -> None: ...
 
 
+def _bad_target(message: str) -> PrivacyError:
+    return PrivacyError("invalid_transfer_target", message, 422, extra={"field": "url"})
+
+
 def validate_transfer_url(url: Any) -> str:
-    """Only https, no credentials, no loopback/private/link-local literal: the middleware must not be
-    turned into a way to reach internal services."""
+    """Only https without credentials; which addresses it may reach is `check_transfer_target`'s
+    question (it resolves the name)."""
     if not isinstance(url, str) or len(url) > 2048:
-        raise PrivacyError("invalid_transfer_target", "Give the receiving provider's https URL.", 422)
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme != "https" or not host or parts.username or parts.password:
-        raise PrivacyError(
-            "invalid_transfer_target", "The transfer target must be an https URL without credentials.", 422
-        )
-    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
-        raise PrivacyError("invalid_transfer_target", "The transfer target must be a public host.", 422)
+        raise _bad_target("Give the receiving provider's https URL.")
     try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return url
-    if not address.is_global:
-        raise PrivacyError("invalid_transfer_target", "The transfer target must be a public host.", 422)
+        parts = httpx.URL(url)
+    except httpx.InvalidURL:
+        raise _bad_target("The transfer target must be an https URL without credentials.") from None
+    if parts.scheme != "https" or not parts.raw_host or parts.userinfo:
+        raise _bad_target("The transfer target must be an https URL without credentials.")
     return url
+
+
+def _not_allowed() -> PrivacyError:
+    return PrivacyError(
+        "outbound_target_not_allowed",
+        "The transfer target must be a public host: its name resolves to an address this service may not reach.",
+        422,
+        extra={"field": "url"},
+    )
 
 
 def receipt_key_path(data_dir: Path) -> Path:
@@ -115,6 +120,7 @@ class RightsService:
         flags: SubjectFlagsCache | None = None,
         max_attempts: int = 20,
         transfer_timeout: float = 30.0,
+        transfer_guard: OutboundGuard | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.policy = policy
@@ -129,6 +135,9 @@ class RightsService:
         self.repository = RightsRepository(database)
         self.max_attempts = max_attempts
         self.transfer_timeout = transfer_timeout
+        # User-supplied destinations get a client of their own: public addresses only unless the
+        # operator named networks in PRIVACY_OUTBOUND__TRANSFER_ALLOW.
+        self.transfer_guard = transfer_guard or OutboundGuard(purpose="portability transfer")
         self.clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
         self._waiting: dict[str, int] = {}
@@ -159,6 +168,7 @@ class RightsService:
             signing_key=key,
             audit=audit,
             bus=bus,
+            transfer_guard=runtime.settings.outbound.transfer_guard(),
         )
 
     # -- requests --------------------------------------------------------------------------------
@@ -166,6 +176,18 @@ class RightsService:
     def _emit(self, event: AuditEvent) -> None:
         if self.audit is not None:
             self.audit.emit(event)
+
+    def _outbound_refused(self, subject: str, principal: str, reason: str) -> None:
+        """Audit a refused transfer target: the kind of address, never the URL or the address."""
+        log.warning("portability transfer refused: the target resolves to %s (field url)", reason)
+        self._emit(
+            detection_finding(
+                "outbound_target_refused",
+                title="outbound call to a non-public address refused",
+                subject=subject,
+                related={"purpose": "portability transfer", "field": "url", "reason": reason, "principal": principal},
+            )
+        )
 
     def _state_event(self, request: RightsRequest, state: str, categories: Sequence[str] = ()) -> None:
         self._emit(
@@ -372,6 +394,13 @@ class RightsService:
         """Send the export to another provider. A failed send marks the request failed with the
         reason; the export is kept (sealed for the subject) and can be fetched with `kept_export`."""
         target = validate_transfer_url(url)
+        parsed = httpx.URL(target)
+        host, port = parsed.raw_host.decode("ascii"), parsed.port or 443
+        try:  # resolved once: the send below goes to exactly these addresses
+            addresses = await self.transfer_guard.resolve(host, port)
+        except TargetRefused as exc:
+            self._outbound_refused(subject, principal, exc.reason)
+            raise _not_allowed() from None
         request, new = await self.submit(
             "transfer",
             subject,
@@ -394,13 +423,23 @@ class RightsService:
             request = await self._step(
                 request, "export", "done", detail={"bytes": len(payload)}, result={"export_kept": True}
             )
-            host = urlsplit(target).hostname or ""
             try:
-                response = await self.http.post(
-                    target,
-                    content=payload,
-                    timeout=self.transfer_timeout,
-                    headers={"content-type": "application/json", "x-privacy-request-id": request.id},
+                async with guarded_client(self.transfer_guard, timeout=self.transfer_timeout) as client:
+                    with pinned(host, port, addresses):
+                        response = await client.post(
+                            target,
+                            content=payload,
+                            headers={"content-type": "application/json", "x-privacy-request-id": request.id},
+                        )
+            except OutboundRefused as exc:  # a redirect or pool path the guard refused
+                self._outbound_refused(subject, principal, exc.reason)
+                return await self._step(
+                    request,
+                    "send",
+                    "failed",
+                    status="failed",
+                    error="transfer target not allowed (outbound_target_not_allowed)",
+                    result={"target_host": host},
                 )
             except httpx.HTTPError as exc:
                 return await self._step(
