@@ -13,6 +13,8 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from .context import current_scope, get_context
+from .logscrub import install as install_scrubber
+from .logscrub import scrubber
 
 if TYPE_CHECKING:
     from .context import RequestContext
@@ -62,6 +64,7 @@ def configure_logging(settings: Settings) -> None:
     """Apply PRIVACY_LOG_LEVEL to the package's loggers; with json, give them their own JSON handler."""
     logger = logging.getLogger(ROOT_LOGGER)
     logger.setLevel(settings.log_level)
+    install_scrubber()
     for handler in [h for h in logger.handlers if getattr(h, _HANDLER_MARK, False)]:
         logger.removeHandler(handler)
     if settings.log_format == "json":
@@ -69,6 +72,7 @@ def configure_logging(settings: Settings) -> None:
         setattr(handler, _HANDLER_MARK, True)
         handler.setFormatter(json_formatter())
         handler.addFilter(RequestFields())
+        handler.addFilter(scrubber())
         logger.addHandler(handler)
         logger.propagate = False  # one JSON object per line, not also a text line from the app's root handler
     else:

@@ -35,6 +35,7 @@ from .guests.service import build_guests
 from .identity import TokenVerifier, build_identity
 from .identity.guest import GuestProvider
 from .keyfiles import load_or_create_ed25519, load_or_create_signing_key
+from .logscrub import install as scrub_logs
 from .metrics import Metrics
 from .outbound import OutboundRefused, guarded_client
 from .pipeline.cookies import cookie_gate
@@ -257,6 +258,7 @@ class Runtime:
 
             for hook in self._on_start:
                 await hook()
+            scrub_logs()  # again: loggers created by what started since the middleware was built
             self.started = True
             logger.info(
                 "privacy-middleware started: %d planned routes, store %s",

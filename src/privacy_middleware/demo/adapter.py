@@ -261,6 +261,6 @@ def from_runtime(runtime: Any) -> DemoShopAdapter:
     shop_db = Path(runtime.settings.data_dir).resolve() / "shop.db"
     if not shop_db.exists():
         raise ConfigError(f"no demo shop database at {shop_db}; set PRIVACY_DATA_DIR")
-    engine = create_async_engine(f"sqlite+aiosqlite:///{shop_db}")
+    engine = create_async_engine(f"sqlite+aiosqlite:///{shop_db}", hide_parameters=True)
     runtime.on_stop(engine.dispose)
     return DemoShopAdapter(engine, runtime.policy)

@@ -109,7 +109,9 @@ class DemoShop:
         partner_secret: str = "demo-partner-secret",
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.engine: AsyncEngine = create_async_engine(f"sqlite+aiosqlite:///{data_dir / 'shop.db'}")
+        self.engine: AsyncEngine = create_async_engine(
+            f"sqlite+aiosqlite:///{data_dir / 'shop.db'}", hide_parameters=True
+        )
         self.signing_key = signing_key or load_or_create_ed25519(data_dir / "shop-signing-key.pem", "shop signing key")
         self.partner_secret = partner_secret
         self._ready = False

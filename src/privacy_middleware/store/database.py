@@ -97,7 +97,8 @@ class Database:
                     prepared_statement_name_func=_unique_statement_name,
                 )
             kwargs["connect_args"] = connect_args
-        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        # Parameters are personal values and ciphertext: never in SQLAlchemy's log or its errors.
+        self.engine: AsyncEngine = create_async_engine(self.url, hide_parameters=True, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 

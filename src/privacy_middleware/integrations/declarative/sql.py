@@ -49,7 +49,7 @@ class SqlAdapter:
 
     @classmethod
     def from_url(cls, url: str, policy: Policy) -> SqlAdapter:
-        return cls(create_async_engine(normalise_url(url)), policy)
+        return cls(create_async_engine(normalise_url(url), hide_parameters=True), policy)
 
     async def _table(self, conn: AsyncConnection, declared: SqlTable) -> sa.Table:
         table = self._tables.get(declared.table)
