@@ -193,7 +193,9 @@ async def _key_service() -> Any:
     db = Database(config.database_url)
     await db.check()
     await db.upgrade()
-    service = await KeyService.open(config.keys_url, database=db, tenant=policy.policy.tenant)
+    service = await KeyService.open(
+        config.keys_url, database=db, tenant=policy.policy.tenant, guard=config.outbound.configured_guard()
+    )
     return service, db
 
 

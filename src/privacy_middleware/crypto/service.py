@@ -23,6 +23,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import PrivacyError
+from ..netguard import OutboundGuard
+from ..outbound import guarded_client
 from ..store import Database
 from ..store import keys as store
 from ..store.erasures import record_erasure
@@ -123,12 +125,17 @@ class KeyService:
         database: Database,
         tenant: str,
         http: httpx.AsyncClient | None = None,
+        guard: OutboundGuard | None = None,
         cache_ttl: float = 300.0,
         cache_size: int = 10_000,
     ) -> KeyService:
+        """`guard` decides which addresses an owned client may reach (PRIVACY_OUTBOUND__ALLOW);
+        without one, only public addresses."""
         owned: httpx.AsyncClient | None = None
         if http is None and needs_http(keys_url):
-            owned = http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0))
+            owned = http = guarded_client(
+                guard or OutboundGuard(purpose="key service"), timeout=httpx.Timeout(5.0, connect=2.0)
+            )
         try:
             provider = await open_provider(keys_url, http=http)
             service = cls(

@@ -17,6 +17,8 @@ import jwt
 from cachetools import TTLCache
 
 from ..errors import ConfigError, PrivacyError
+from ..netguard import OutboundGuard
+from ..outbound import guarded_client
 from ..policy.schema import Identity, Policy
 from ..principal import Principal
 from ..settings import JwtSettings
@@ -100,7 +102,8 @@ class TokenVerifier:
             self._static_key = None
         self._jwks: JWKSCache | None = None
         if settings.jwks_url:
-            self._jwks = JWKSCache(settings.jwks_url, http or httpx.AsyncClient(), settings.jwks_cache_seconds)
+            client = http or guarded_client(OutboundGuard(purpose="JWKS"))  # public addresses only
+            self._jwks = JWKSCache(settings.jwks_url, client, settings.jwks_cache_seconds)
         self.enabled = self._static_key is not None or self._jwks is not None
         if self.enabled and not self.algorithms:
             raise ConfigError(
