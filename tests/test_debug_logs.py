@@ -77,17 +77,21 @@ class Capture(logging.Handler):
 @contextmanager
 def everything_at_debug() -> Iterator[Capture]:
     capture = Capture()
-    saved = {name: (logging.getLogger(name).level, logging.getLogger(name).propagate) for name in LOGGERS}
-    for name in LOGGERS:
-        logging.getLogger(name).setLevel(logging.DEBUG)
+    loggers = [logging.getLogger(name) for name in LOGGERS]
+    saved = [(logger.level, logger.propagate, logger.disabled) for logger in loggers]
+    for logger in loggers:  # whatever earlier servers' logging configs did to them
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = True
+        logger.disabled = False
     logging.getLogger().addHandler(capture)
     try:
         yield capture
     finally:
         logging.getLogger().removeHandler(capture)
-        for name, (level, propagate) in saved.items():
-            logging.getLogger(name).setLevel(level)
-            logging.getLogger(name).propagate = propagate
+        for logger, (level, propagate, disabled) in zip(loggers, saved, strict=True):
+            logger.setLevel(level)
+            logger.propagate = propagate
+            logger.disabled = disabled
 
 
 @contextmanager
