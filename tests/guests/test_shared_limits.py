@@ -27,6 +27,7 @@ def instance(database_url: str, data_dir: Path, smtp_port: int, redis: dict[str,
         database_url=database_url,
         data_dir=data_dir,  # the same keys and guest secret, as every instance of one deployment has
         smtp={"host": "127.0.0.1", "port": smtp_port, "timeout_seconds": 5},
+        outbound={"allow": ["127.0.0.1/32"]},  # the test mail server on loopback
         guests={"codes_per_email_per_hour": 3, "codes_per_ip_per_hour": 50, "verifications_per_ip_per_hour": 4},
         audit={"retention_interval_seconds": 0},
         **redis,
