@@ -10,6 +10,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import orjson
 
 from .asgi.body import ClientDisconnected, declared_length, read_body, replay, too_large
@@ -20,6 +21,7 @@ from .asgi.strict_json import load_strict
 from .audit.refusals import audit_refusal
 from .context import SCOPE_KEY, RequestContext, current_scope
 from .errors import PrivacyError
+from .fields import lazy
 from .gauges import OperatorGauges
 from .logs import access_log, configure_logging, log_request
 from .pipeline.plan import Exchange, Respond, RoutePlan
@@ -250,7 +252,11 @@ class PrivacyMiddleware:
             return replay(body, receive)
         if is_json_media_type(media_type(headers)):
             try:
-                ex.request_json = load_strict(body)
+                document = load_strict(body)  # duplicates and depth, over every object of the body
+                if plan.lazy_request is not None:
+                    document = lazy.decode_request(body, plan.lazy_request)
+                    ex.request_lazy = True
+                ex.request_json = document
             except orjson.JSONDecodeError:
                 if plan.needs_request_json:
                     raise PrivacyError("malformed_json", "The request body is not valid JSON.", 400) from None
@@ -266,7 +272,7 @@ class PrivacyMiddleware:
         elif media_type(headers) == FORM:
             scan(body, FORM)
         if ex.request_changed:
-            body = orjson.dumps(ex.request_json)
+            body = lazy.encode(ex.request_json) if ex.request_lazy else orjson.dumps(ex.request_json)
             headers = replace(
                 without(headers, b"content-md5", b"digest", b"content-digest"),
                 b"content-length",
@@ -483,6 +489,15 @@ class _Responder:
                 if strict:
                     await self._refuse("response_not_json", "The shop's response on this route is not JSON.", 502)
                     return
+            elif self.plan.lazy_response is not None:
+                try:
+                    if not body.isascii():
+                        body.decode()  # what a full parse refuses, the raw copies must not carry
+                    ex.response_json = lazy.decode(body, self.plan.lazy_response)
+                    ex.response_has_json = ex.response_lazy = True
+                except (msgspec.DecodeError, orjson.JSONDecodeError, UnicodeDecodeError):
+                    await self._refuse("malformed_response", "The shop's response is not valid JSON.", 502)
+                    return
             else:
                 try:
                     ex.response_json = orjson.loads(body)
@@ -495,7 +510,7 @@ class _Responder:
         if self.mode == "drain":
             return
         if ex.response_changed:
-            body = orjson.dumps(ex.response_json)
+            body = lazy.encode(ex.response_json) if ex.response_lazy else orjson.dumps(ex.response_json)
         await self._send_start(changed=ex.response_changed, length=len(body))
         self.mode = "pass"
         await self.downstream({"type": "http.response.body", "body": body, "more_body": False})

@@ -6,6 +6,11 @@ This reader parses with orjson, then walks the result once to measure its depth 
 A duplicate key can only hide where the raw bytes hold more key separators than the parsed objects
 hold keys; only then (or when `\\u` escapes make the count inexact) is the body parsed a second
 time, with the standard library's `object_pairs_hook`, to find the duplicate and name its path.
+
+Both checks first run at C speed (`_fast_verdict`): the colons of the raw body against those of
+orjson's dump of the parsed document (a colon is never escaped, so they differ only when a pair was
+dropped), and the bracket depth of the raw body with its strings removed. Only a body these flag is
+walked in Python, to confirm the finding and name its path.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from ..fields.shape_guard import field_path
 MAX_JSON_DEPTH = 32
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(rb"[\[\]{}]")
+_ESCAPED = re.compile(rb"\\.", re.DOTALL)
+# Keeps only quotes, backslashes and brackets: the bytes that decide the nesting depth.
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"\\[]{}')
 
 
 def too_deep(path: str, limit: int) -> PrivacyError:
@@ -119,6 +127,33 @@ def _find_duplicate(body: bytes) -> str | None:
     return locate(document, [])
 
 
+def _depth_within(body: bytes, limit: int) -> bool:
+    """True when the raw body nests at most `limit` containers deep (strings skipped), in C-speed passes:
+    each pass removes every innermost empty pair, so the number of passes is the depth."""
+    if b"\\" in body:
+        body = _ESCAPED.sub(b"", body)
+    structure = body.translate(None, _NOT_STRUCTURE)
+    # Strings without brackets are now empty pairs of quotes; when removing those leaves no quote,
+    # no string held a bracket (a string that does leaves an odd run of quotes behind).
+    skeleton = structure.replace(b'""', b"")
+    if b'"' in skeleton:
+        # Without escapes every quote opens or closes a string: the even pieces are outside strings.
+        skeleton = b"".join(structure.split(b'"')[::2])
+    for _ in range(limit):
+        if not skeleton:
+            return True
+        # A marker between the two replacements keeps one pass from peeling two levels.
+        skeleton = skeleton.replace(b"[]", b"\0").replace(b"{}", b"\0").replace(b"\0", b"")
+    return not skeleton
+
+
+def _fast_verdict(body: bytes, document: Any, max_depth: int) -> bool:
+    """True when the body certainly has no duplicate key and no nesting past `max_depth`."""
+    if b"\\u" in body or not _depth_within(body, max_depth):
+        return False
+    return body.count(b":") == orjson.dumps(document).count(b":")
+
+
 def load_strict(body: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse a JSON body; 422 for a duplicated key or a depth over `max_depth`.
 
@@ -130,6 +165,8 @@ def load_strict(body: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         if raw_depth(body) > max_depth:
             raise too_deep("$", max_depth) from None
         raise
+    if _fast_verdict(body, document, max_depth):
+        return document
     census = _Census(max_depth)
     census.walk(document, 1, [])
     if b"\\u" in body or body.count(b":") - census.colons != census.keys:

@@ -20,6 +20,7 @@ class DiscloseResponseFields(Step):
     """Let out only what the caller's recipient may see, per category; drop the rest."""
 
     needs_response_json = True
+    declared_paths_only = True
 
     def __init__(
         self,

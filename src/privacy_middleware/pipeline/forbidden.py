@@ -14,6 +14,7 @@ class ForbiddenCategoryGuard(Step):
     """Refuse request fields whose category the policy forbids collecting at all."""
 
     needs_request_json = True
+    declared_paths_only = True
 
     def __init__(self, fields: list[tuple[str, str, Selector]]) -> None:
         self.fields = fields  # (select, category, selector)

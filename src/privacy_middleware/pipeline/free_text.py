@@ -16,6 +16,7 @@ class FreeTextGuard(Step):
     """Catch card numbers, ID numbers, SSNs and IBANs pasted into free text."""
 
     needs_request_json = True
+    declared_paths_only = True
 
     def __init__(self, rules: tuple[CompiledFreeText, ...], metrics: Metrics) -> None:
         self.rules = rules

@@ -20,6 +20,7 @@ class MinimumAgeGuard(Step):
     """Refuse a registration below the policy's minimum age; nothing is forwarded."""
 
     needs_request_json = True
+    declared_paths_only = True
 
     def __init__(self, selector: Selector, field: str, minimum_age: int) -> None:
         self.selector = selector

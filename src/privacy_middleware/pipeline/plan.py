@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..context import RequestContext
+from ..fields.lazy import Skeleton, request_skeleton, response_skeleton
 from ..policy.compile import RouteSpec
 from ..types import Scope
 
@@ -28,11 +29,14 @@ class Exchange:
     request_json: Any = None
     request_has_json: bool = False
     request_changed: bool = False
+    # The bodies are partly decoded (fields/lazy.py): raw subtrees off the policy's paths.
+    request_lazy: bool = False
     status: int = 0
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     response_json: Any = None
     response_has_json: bool = False
     response_changed: bool = False
+    response_lazy: bool = False
     # Extra response headers steps want set (e.g. consent hints), and Set-Cookie lines to add.
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
@@ -59,6 +63,9 @@ class Step:
     # Read a JSON response when there is one, without failing closed when there is not.
     peeks_response_json: bool = False
     needs_response_start: bool = False
+    # The step reads a parsed body only along its route's declared selectors (the request body
+    # rules, free text, birth date; the response body rules), so a partly decoded body serves it.
+    declared_paths_only: bool = False
 
     async def before(self, ex: Exchange) -> None:
         """Before the body is read (reject early: lockout, consent)."""
@@ -86,12 +93,29 @@ class RoutePlan:
     peeks_response_json: bool
     needs_response_start: bool
     has_before: bool
+    # Set when every step that reads the body reads only declared paths (fields/lazy.py).
+    lazy_request: Skeleton | None = None
+    lazy_response: Skeleton | None = None
 
     @classmethod
     def build(cls, spec: RouteSpec, factories: list[StepFactory]) -> RoutePlan | None:
         steps = tuple(step for factory in factories if (step := factory(spec)) is not None)
         if not steps:
             return None
+        readers = [s for s in steps if s.needs_request_json or s.needs_request_body]
+        lazy_request = (
+            request_skeleton(spec)
+            if spec.request is not None and readers and all(s.declared_paths_only for s in readers)
+            else None
+        )
+        readers = [s for s in steps if s.needs_response_json or s.peeks_response_json]
+        lazy_response = (
+            response_skeleton(spec.response)
+            if spec.response is not None
+            and any(s.needs_response_json for s in readers)
+            and all(s.declared_paths_only for s in readers)
+            else None
+        )
         return cls(
             spec=spec,
             steps=steps,
@@ -103,4 +127,6 @@ class RoutePlan:
                 s.needs_response_start or s.needs_response_json or s.peeks_response_json for s in steps
             ),
             has_before=any(type(s).before is not Step.before for s in steps),
+            lazy_request=lazy_request,
+            lazy_response=lazy_response,
         )

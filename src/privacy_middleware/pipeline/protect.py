@@ -15,6 +15,7 @@ class ProtectRequestFields(Step):
     """Validate, strip, encrypt or tokenise classified fields before the shop sees them."""
 
     needs_request_json = True
+    declared_paths_only = True
 
     def __init__(self, body: CompiledBody, engine: FieldEngine, metrics: Metrics) -> None:
         self.body = body

@@ -14,6 +14,7 @@ from .plan import Exchange, Step, StepFactory
 
 class GuardRequestShape(Step):
     needs_request_json = True
+    declared_paths_only = True
 
     def __init__(self, guard: ShapeGuard) -> None:
         self.guard = guard
