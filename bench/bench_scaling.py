@@ -3,7 +3,9 @@
 Filtering: GET /orders disclosed to the parcel carrier (demo policy), middleware time (route - bare
 app) per record, against orjson parse + dump of the same body per record. Protecting: POST /checkout
 with the 8 protected fields and a growing list of order lines, middleware time per KB, against
-orjson parse + dump per KB. Flat per-record / per-KB figures mean the cost grows linearly.
+orjson parse + dump per KB. Flat per-record / per-KB figures mean the cost grows linearly; outside
+smoke mode the bench fails unless the per-order cost at 5,000 orders is within 2x of that at 50,
+and the per-KB cost at 1 MB within 2x of that at 100 KB (the fixed per-request cost fades below).
 
 Run: .venv/bin/python bench/bench_scaling.py [--smoke]
 """
@@ -58,6 +60,8 @@ async def main(smoke: bool = False) -> list[Row]:
             customer = shop.token({"sub": "cus_0001"}, 86400)
             auth = [(b"authorization", f"Bearer {logistics}".encode())]
             print(f"bench_scaling: python {sys.version.split()[0]}; median of {repeats} repeats")
+            per_order: dict[int, float] = {}
+            per_kb: dict[int, float] = {}
             for count in (10, 50, 500, 5000):
                 body = orders_body(count)
                 bare = minimal_app_factory(body)
@@ -78,6 +82,7 @@ async def main(smoke: bool = False) -> list[Row]:
                 )
                 routed, base, floor = got["routed"], got["base"], got["floor"]
                 await runtime.audit.flush()
+                per_order[count] = (routed - base) / count
                 table.add(
                     Row(
                         "scaling",
@@ -112,6 +117,7 @@ async def main(smoke: bool = False) -> list[Row]:
                 )
                 routed, base, floor = got["routed"], got["base"], got["floor"]
                 kb = len(body) / 1024
+                per_kb[size] = (routed - base) / kb
                 table.add(
                     Row(
                         "scaling",
@@ -123,6 +129,13 @@ async def main(smoke: bool = False) -> list[Row]:
                 )
             await runtime.audit.flush()
             expect(runtime.audit.metrics.dropped.total == 0, "audit events dropped")
+            if not smoke:
+                growth = per_order[5000] / per_order[50]
+                print(f"per order, 5,000 vs 50 orders: {growth:.2f}x; per KB, 1 MB vs 100 KB: ", end="")
+                kb_growth = per_kb[1024 * 1024] / per_kb[100 * 1024]
+                print(f"{kb_growth:.2f}x (flat: <= 2x)")
+                expect(growth <= 2.0, f"filtering cost per order grows: {growth:.2f}x from 50 to 5,000 orders")
+                expect(kb_growth <= 2.0, f"protect cost per KB grows: {kb_growth:.2f}x from 100 KB to 1 MB")
         finally:
             await runtime.stop()
     return table.rows

@@ -10,7 +10,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 import orjson
 
 from .asgi.body import ClientDisconnected, declared_length, read_body, replay, too_large
@@ -153,7 +152,7 @@ class PrivacyMiddleware:
         scope[SCOPE_KEY] = ctx
         current_scope.set(scope)  # request_context() in the shop's code; reset by __call__
         ex = Exchange(scope=scope, ctx=ctx, spec=plan.spec)
-        route_label = f"{plan.spec.method} {plan.spec.template}"
+        route_label = plan.label or f"{plan.spec.method} {plan.spec.template}"
         ctx.facts.route = route_label
         outcome = "passed"
         code: str | None = None
@@ -489,15 +488,6 @@ class _Responder:
                 if strict:
                     await self._refuse("response_not_json", "The shop's response on this route is not JSON.", 502)
                     return
-            elif self.plan.lazy_response is not None:
-                try:
-                    if not body.isascii():
-                        body.decode()  # what a full parse refuses, the raw copies must not carry
-                    ex.response_json = lazy.decode(body, self.plan.lazy_response)
-                    ex.response_has_json = ex.response_lazy = True
-                except (msgspec.DecodeError, orjson.JSONDecodeError, UnicodeDecodeError):
-                    await self._refuse("malformed_response", "The shop's response is not valid JSON.", 502)
-                    return
             else:
                 try:
                     ex.response_json = orjson.loads(body)
@@ -510,7 +500,7 @@ class _Responder:
         if self.mode == "drain":
             return
         if ex.response_changed:
-            body = lazy.encode(ex.response_json) if ex.response_lazy else orjson.dumps(ex.response_json)
+            body = orjson.dumps(ex.response_json)
         await self._send_start(changed=ex.response_changed, length=len(body))
         self.mode = "pass"
         await self.downstream({"type": "http.response.body", "body": body, "more_body": False})

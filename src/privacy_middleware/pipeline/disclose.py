@@ -7,6 +7,8 @@ subject's restriction or objection.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..fields.engine import FieldEngine, Viewer
 from ..metrics import Metrics
 from ..policy.access import Access
@@ -38,6 +40,9 @@ class DiscloseResponseFields(Step):
         self.access = access
         self.metrics = metrics
         self.anonymous_recipient = anonymous_recipient
+        # Metric children bound once per route, not looked up by label on every response.
+        self.counters: dict[str, Any] = {}
+        self.unknown_dropped = metrics.unknown_fields.labels(self.label, "drop")
 
     def viewer(self, ex: Exchange) -> Viewer:
         principal = ex.ctx.principal
@@ -63,10 +68,14 @@ class DiscloseResponseFields(Step):
             owners = bound
         report = await self.engine.disclose(self.body, ex.response_json, viewer, blocked, owners)
         ex.response_changed = True
+        counters = self.counters
         for transform, count in report.transformed.items():
-            self.metrics.fields.labels("response", transform).inc(count)
+            counter = counters.get(transform)
+            if counter is None:
+                counter = counters[transform] = self.metrics.fields.labels("response", transform)
+            counter.inc(count)
         if report.unknown_dropped:
-            self.metrics.unknown_fields.labels(self.label, "drop").inc(report.unknown_dropped)
+            self.unknown_dropped.inc(report.unknown_dropped)
         ex.ctx.facts.disclosure = Disclosure(viewer, report)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..context import RequestContext
-from ..fields.lazy import Skeleton, request_skeleton, response_skeleton
+from ..fields.lazy import Skeleton, request_skeleton
 from ..policy.compile import RouteSpec
 from ..types import Scope
 
@@ -36,7 +36,6 @@ class Exchange:
     response_json: Any = None
     response_has_json: bool = False
     response_changed: bool = False
-    response_lazy: bool = False
     # Extra response headers steps want set (e.g. consent hints), and Set-Cookie lines to add.
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
@@ -93,9 +92,11 @@ class RoutePlan:
     peeks_response_json: bool
     needs_response_start: bool
     has_before: bool
-    # Set when every step that reads the body reads only declared paths (fields/lazy.py).
+    label: str = ""  # "METHOD /template", for metrics and logs
+    # Set when every step that reads the request body reads only declared paths (fields/lazy.py).
+    # Responses are always parsed in full: measured on order lists, a level-by-level decode costs
+    # more than orjson's full parse, because a record's untouched parts are small (bench/README.md).
     lazy_request: Skeleton | None = None
-    lazy_response: Skeleton | None = None
 
     @classmethod
     def build(cls, spec: RouteSpec, factories: list[StepFactory]) -> RoutePlan | None:
@@ -106,14 +107,6 @@ class RoutePlan:
         lazy_request = (
             request_skeleton(spec)
             if spec.request is not None and readers and all(s.declared_paths_only for s in readers)
-            else None
-        )
-        readers = [s for s in steps if s.needs_response_json or s.peeks_response_json]
-        lazy_response = (
-            response_skeleton(spec.response)
-            if spec.response is not None
-            and any(s.needs_response_json for s in readers)
-            and all(s.declared_paths_only for s in readers)
             else None
         )
         return cls(
@@ -127,6 +120,6 @@ class RoutePlan:
                 s.needs_response_start or s.needs_response_json or s.peeks_response_json for s in steps
             ),
             has_before=any(type(s).before is not Step.before for s in steps),
+            label=f"{spec.method} {spec.template}",
             lazy_request=lazy_request,
-            lazy_response=lazy_response,
         )
