@@ -36,6 +36,8 @@ from bench_routes import checkout_body, make_settings, orders_body
 from common import Row, Table, as_async, call, compare, compare_sync, expect, is_smoke, minimal_app_factory, probe
 
 from privacy_middleware.demo.shop import DemoShop
+from privacy_middleware.fields import lazy
+from privacy_middleware.fields.engine import Viewer
 from privacy_middleware.middleware import PrivacyMiddleware
 from privacy_middleware.runtime import Runtime
 
@@ -170,6 +172,29 @@ def python_protect(body: bytes, seal: Callable[[str], str]) -> bytes:
     return orjson.dumps(walk(orjson.loads(body), PROTECT))
 
 
+def engine_paths(runtime: Runtime, app: PrivacyMiddleware, body: bytes) -> tuple[Any, Any]:
+    """The field engine disclosing to the carrier on a full parse, and on lazy projection as wired
+    (fields/lazy.py), so the choice between them is measured on the engine itself."""
+    found = app.plans.match("GET", "/orders")
+    assert found is not None and found[0].spec.response is not None
+    response = found[0].spec.response
+    engine = runtime.services.fields
+    carrier = Viewer(None, "logistics", runtime.services.access.grants("logistics"), "delivery")
+    skeleton = lazy.response_skeleton(response)
+
+    async def full() -> bytes:
+        document = orjson.loads(body)
+        await engine.disclose(response, document, carrier)
+        return orjson.dumps(document)
+
+    async def partial() -> bytes:
+        document = lazy.decode(body, skeleton)
+        await engine.disclose(response, document, carrier)
+        return lazy.encode(document)
+
+    return full, partial
+
+
 async def main(smoke: bool = False) -> list[Row]:
     iterations, repeats = (10, 1) if smoke else (200, 15)
     table = Table()
@@ -196,6 +221,8 @@ async def main(smoke: bool = False) -> list[Row]:
                 parser = simdjson.Parser() if simdjson else None
                 if parser is not None:
                     expect(simdjson_orders(parser, body) == engine_out, "simdjson projection differs")
+                engine_full, engine_lazy = engine_paths(runtime, app, body)
+                expect(await engine_lazy() == await engine_full() == engine_out, "the engine's lazy path differs")
                 n = max(1, iterations * 50 // count)
                 fns = {
                     "floor": as_async(lambda b=body: orjson.dumps(orjson.loads(b))),  # type: ignore[misc]
@@ -203,6 +230,8 @@ async def main(smoke: bool = False) -> list[Row]:
                     "bare": call(bare, "GET", "/orders", b"", auth),
                     "python": as_async(lambda b=body: python_orders(b)),  # type: ignore[misc]
                     "msgspec": as_async(lambda b=body: msgspec_orders(b)),  # type: ignore[misc]
+                    "engine_full": engine_full,
+                    "engine_lazy": engine_lazy,
                 }
                 if parser is not None:
                     fns["simdjson"] = as_async(lambda b=body, p=parser: simdjson_orders(p, b))  # type: ignore[misc]
@@ -216,6 +245,8 @@ async def main(smoke: bool = False) -> list[Row]:
                 table.add(Row("projection", f"{label}: (a) msgspec lazy projection", got["msgspec"], floor, "floor"))
                 if parser is not None:
                     table.add(Row("projection", f"{label}: (c) simdjson on-demand", got["simdjson"], floor, "floor"))
+                table.add(Row("projection", f"{label}: engine on a full parse", got["engine_full"], floor, "floor"))
+                table.add(Row("projection", f"{label}: engine on (a) as wired", got["engine_lazy"], floor, "floor"))
             await runtime.audit.flush()
             expect(runtime.audit.metrics.dropped.total == 0, "audit events dropped")
         finally:
