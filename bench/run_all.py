@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import BenchFailure, Row, print_table
+from common import CLOCK_NAME, BenchFailure, Row, print_table
 
 BENCHES = (
     "middleware",
@@ -48,6 +48,7 @@ def main() -> int:
     args = parser.parse_args()
     rows: list[Row] = []
     failed: list[str] = []
+    print(f"timing: {CLOCK_NAME} seconds (BENCH_CLOCK=wall for wall-clock)")
     for name in args.only or BENCHES:
         started = time.perf_counter()
         print(f"\n== bench_{name}", flush=True)
