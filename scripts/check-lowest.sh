@@ -12,6 +12,7 @@ CORE_TESTS=(
   tests/test_settings.py
   tests/test_public_api.py
   tests/test_logs.py
+  tests/test_lifecycle.py
   tests/identity/test_jwt.py
   tests/policy
   tests/fields

@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .loops import Stopper
 from .store import Database
 from .store.leader import Leadership, lead
 from .store.login_attempts import purge_expired
@@ -18,6 +19,7 @@ def maintenance_task(
     retention: Callable[[], Awaitable[Any]],
     retry_open: Callable[[], Awaitable[Any]],
     interval: float,
+    stopper: Stopper,
 ) -> asyncio.Task[None]:
     leadership = Leadership(database, "maintenance")
 
@@ -28,4 +30,6 @@ def maintenance_task(
         await retry_open()
         await purge_expired(database, time.time() - 60)
 
-    return asyncio.create_task(lead(leadership, work, interval=interval), name="privacy-maintenance")
+    return asyncio.create_task(
+        lead(leadership, work, interval=interval, stop=stopper.event), name="privacy-maintenance"
+    )

@@ -10,7 +10,6 @@ and the transport take what they use from it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +35,7 @@ from .identity import TokenVerifier, build_identity
 from .identity.guest import GuestProvider
 from .keyfiles import load_or_create_ed25519, load_or_create_signing_key
 from .logscrub import install as scrub_logs
+from .loops import Stopper
 from .metrics import Metrics
 from .outbound import OutboundRefused, guarded_client
 from .pipeline.cookies import cookie_gate
@@ -77,6 +77,7 @@ class Runtime:
         self.started = False
         self._start_lock = asyncio.Lock()
         self._maintenance: asyncio.Task[None] | None = None
+        self._maintenance_stop = Stopper()
         self._serving = False
         self._on_start: list[Callable[[], Any]] = []
         self._on_stop: list[Callable[[], Any]] = []
@@ -279,16 +280,16 @@ class Runtime:
         if self._maintenance is None and self.rights is not None and interval > 0:
             from .background import maintenance_task
 
-            self._maintenance = maintenance_task(self.database, self.retention.run, self.rights.retry_open, interval)
+            self._maintenance_stop.reset()
+            self._maintenance = maintenance_task(
+                self.database, self.retention.run, self.rights.retry_open, interval, self._maintenance_stop
+            )
 
     async def stop(self) -> None:
         if self.platform_requests is not None:
             await self.platform_requests.drain()
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
-            self._maintenance = None
+        await self._maintenance_stop.stop(self._maintenance)
+        self._maintenance = None
         await self.breach.stop()
         self._serving = False
         await self.audit.stop()

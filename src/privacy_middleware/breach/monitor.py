@@ -11,7 +11,6 @@ Run it on one instance per store (PRIVACY_BREACH__MONITOR): each monitor raises 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from typing import Any
 
 from ..audit.events import AuditEvent
 from ..audit.query import MAX_LIMIT, search
+from ..loops import Stopper
 from ..policy.schema import Breach
 from ..store import Database
 from .canaries import CanaryRegistry
@@ -65,6 +65,7 @@ class BreachMonitor:
         self.raised: list[AuditEvent] = []
         self.extra_work: list[Callable[[], Any]] = []
         self._task: asyncio.Task[None] | None = None
+        self._stopper = Stopper()
         self._deliveries: set[asyncio.Task[Any]] = set()
         self._last_refresh = 0.0
 
@@ -72,19 +73,17 @@ class BreachMonitor:
 
     async def start(self) -> None:
         if self._task is None:
+            self._stopper.reset()
             self._task = asyncio.create_task(self._run(), name="privacy-breach-monitor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._stopper.stop(self._task)
+        self._task = None
         if self._deliveries:
             await asyncio.wait(self._deliveries, timeout=10)
 
     async def _run(self) -> None:
-        while self.cursor is None:
+        while self.cursor is None and not self._stopper.stopping:
             try:
                 await self.refresh()
                 await self.learn()
@@ -92,8 +91,9 @@ class BreachMonitor:
                 raise
             except Exception as exc:
                 logger.warning("breach monitor start postponed (%s)", type(exc).__name__)
-                await asyncio.sleep(self.refresh_seconds)
-        while True:
+                if await self._stopper.pause(self.refresh_seconds):
+                    return
+        while not self._stopper.stopping:
             try:
                 busy = await self.poll()
                 if time.monotonic() - self._last_refresh >= self.refresh_seconds:
@@ -105,8 +105,8 @@ class BreachMonitor:
             except Exception as exc:
                 logger.warning("breach monitor poll failed (%s)", type(exc).__name__)
                 busy = False
-            if not busy:
-                await asyncio.sleep(self.poll_seconds)
+            if await self._stopper.pause(0 if busy else self.poll_seconds):
+                return
 
     async def refresh(self) -> None:
         self._last_refresh = time.monotonic()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
+from ..loops import Stopper
 from ..policy.schema import Policy
 from ..store import Database
 from .canaries import CanaryKey, CanaryRegistry
@@ -85,6 +85,7 @@ class BreachService:
         )
         self.enabled = settings.breach.monitor
         self._refresher: asyncio.Task[None] | None = None
+        self._stopper = Stopper()
         webhooks = [sink for sink in self.sinks if sink.name == "webhook"]
         self.witness = WitnessRelay(
             database,
@@ -110,11 +111,11 @@ class BreachService:
         if self.enabled:
             await self.monitor.start()
         elif self._refresher is None:
+            self._stopper.reset()
             self._refresher = asyncio.create_task(self._refresh_suspensions(), name="privacy-breach-suspensions")
 
     async def _refresh_suspensions(self) -> None:
-        while True:
-            await asyncio.sleep(self.monitor.refresh_seconds)
+        while not await self._stopper.pause(self.monitor.refresh_seconds):
             try:
                 await self.suspensions.refresh()
             except Exception as exc:
@@ -122,8 +123,5 @@ class BreachService:
 
     async def stop(self) -> None:
         await self.monitor.stop()
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+        await self._stopper.stop(self._refresher)
+        self._refresher = None

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from ..loops import Stopper
 from ..store import Database
 from ..store.erasures import current_epoch, erasures_since
 
@@ -44,6 +45,7 @@ class ErasureWatch:
         self.epoch = 0
         self._synced_at = float("-inf")
         self._task: asyncio.Task[None] | None = None
+        self._stopper = Stopper()
         self._lock = asyncio.Lock()
         self._failing = False
 
@@ -73,11 +75,11 @@ class ErasureWatch:
             async with self.database.connect() as conn:
                 self.epoch = await current_epoch(conn, self.tenant)
             self._synced_at = self._clock()
+        self._stopper.reset()
         self._task = asyncio.create_task(self._run(), name="privacy-erasure-watch")
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_seconds)
+        while not await self._stopper.pause(self.poll_seconds):
             try:
                 await self.sync()
             except asyncio.CancelledError:
@@ -96,8 +98,5 @@ class ErasureWatch:
             await self.sync()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._stopper.stop(self._task)
+        self._task = None
