@@ -6,6 +6,7 @@ encrypts) and returns it. Its own SQLite database lives in the data directory.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -132,10 +133,19 @@ class DemoShop:
         await self.engine.dispose()
 
     async def ensure_schema(self) -> None:
-        if not self._ready:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
-            self._ready = True
+        """Create the tables once; several instances may share the shop's file and race to do it:
+        the loser sees "already exists" and, on its next look, finds the tables made."""
+        for attempt in range(5):
+            if self._ready:
+                return
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.run_sync(metadata.create_all)
+                self._ready = True
+            except sa.exc.OperationalError:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.1 * (attempt + 1))
 
     def token(self, claims: dict[str, Any], ttl: int = 3600) -> str:
         now = int(time.time())
