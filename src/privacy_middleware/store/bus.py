@@ -89,7 +89,13 @@ class RedisBus:
         max_len: int = 10_000,
     ) -> None:
         self._own_client = client is None
-        self._client: aioredis.Redis = client if client is not None else redis_from_url(url, socket_connect_timeout=2.0)
+        # A socket timeout beyond the blocking read's own wait: no call of the bus waits forever on a
+        # connection the server stopped answering.
+        self._client: aioredis.Redis = (
+            client
+            if client is not None
+            else redis_from_url(url, socket_connect_timeout=2.0, socket_timeout=poll_timeout + 5.0)
+        )
         self.prefix = prefix
         self.poll_timeout = poll_timeout
         self.max_len = max_len
@@ -183,8 +189,14 @@ class RedisBus:
         self._closing = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded: the loop also ends on the flag, for when the client's read timeout swallows the
+            # cancellation; a reader that still has not ended is left behind rather than blocking shutdown.
+            done, _ = await asyncio.wait({self._task}, timeout=self.poll_timeout + 10.0)
+            if not done:
+                log.warning("redis bus reader did not stop in time; leaving it behind")
+            else:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    self._task.result()
             self._task = None
         self._closing = False  # a closed bus may be started again
         if self._own_client:
