@@ -24,12 +24,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RecordingApp, Row, Table, call, compare, expect, is_smoke, measure, minimal_app_factory, probe
 
-from privacy_middleware.consent.records import Holder
 from privacy_middleware.demo.run import demo_policy_path
 from privacy_middleware.demo.shop import DemoShop
 from privacy_middleware.middleware import PrivacyMiddleware
 from privacy_middleware.runtime import Runtime
 from privacy_middleware.settings import JwtSettings, Settings
+from privacy_middleware.store.consent_records import Holder
 
 ITERATIONS = 300  # per round; rounds alternate between the figures compared
 

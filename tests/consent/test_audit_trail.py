@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from privacy_middleware.audit.query import search
-from privacy_middleware.consent.records import Holder
 from privacy_middleware.runtime import Runtime
 from privacy_middleware.settings import Settings
+from privacy_middleware.store.consent_records import Holder
 from support.unit_policy import unit_policy
 
 pytestmark = pytest.mark.anyio

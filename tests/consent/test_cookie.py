@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from privacy_middleware.consent.cookie import ConsentCookieCodec
-from privacy_middleware.consent.records import Holder
+from privacy_middleware.store.consent_records import Holder
 
 SECRET = secrets.token_bytes(32)
 

@@ -5,8 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from privacy_middleware.consent.decisions import Signals, decide, needs_choice
-from privacy_middleware.consent.records import Choice
 from privacy_middleware.policy.schema import Policy
+from privacy_middleware.store.consent_records import Choice
 
 POLICY_DOCUMENT = {
     "policy": {

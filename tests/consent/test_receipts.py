@@ -6,9 +6,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from privacy_middleware.consent.receipts import ReceiptSigner, verify_receipt
-from privacy_middleware.consent.records import ConsentRecord, Holder
 from privacy_middleware.errors import PrivacyError
 from privacy_middleware.policy.schema import Policy
+from privacy_middleware.store.consent_records import ConsentRecord, Holder
 
 RECORD = ConsentRecord(
     id="6f1c1b8e-3f43-4a8e-9a53-0d2b8c6f1e11",

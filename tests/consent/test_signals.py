@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from privacy_middleware.consent.consent_mode import consent_mode, consent_mode_header
 from privacy_middleware.consent.cookie_filter import expiring_set_cookies, filter_set_cookies
 from privacy_middleware.consent.decisions import Signals, decide
-from privacy_middleware.consent.records import Choice
 from privacy_middleware.consent.signals import gpc_enabled, parse_cookie_header, request_signals
 from privacy_middleware.policy.schema import Policy
+from privacy_middleware.store.consent_records import Choice
 
 AT = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 _FILTER_POLICY = Policy.model_validate(

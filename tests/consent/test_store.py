@@ -3,9 +3,9 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from privacy_middleware.consent.records import ConsentRecord, ConsentState, Holder
 from privacy_middleware.store import Database
 from privacy_middleware.store.consent import AlreadyLinked, ConsentRepository, consent_records
+from privacy_middleware.store.consent_records import ConsentRecord, ConsentState, Holder
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from privacy_middleware.audit.query import search
-from privacy_middleware.consent.records import Holder
 from privacy_middleware.context import RequestContext
 from privacy_middleware.pipeline.account import AccountAudit
 from privacy_middleware.pipeline.consent_decision import ConsentResolver
@@ -21,6 +20,7 @@ from privacy_middleware.principal import Principal
 from privacy_middleware.rights.closure import AccountClosure
 from privacy_middleware.runtime import Runtime
 from privacy_middleware.settings import Settings
+from privacy_middleware.store.consent_records import Holder
 from support.unit_policy import route, unit_policy
 
 pytestmark = pytest.mark.anyio

@@ -15,12 +15,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from privacy_middleware.audit import AuditWriter, search
-from privacy_middleware.consent.records import ConsentRecord, Holder
 from privacy_middleware.demo.adapter import DemoShopAdapter
 from privacy_middleware.demo.run import build_demo
 from privacy_middleware.keyfiles import load_or_create_signing_key
 from privacy_middleware.rights.service import RightsService, receipt_key_path
 from privacy_middleware.store.consent import ConsentRepository
+from privacy_middleware.store.consent_records import ConsentRecord, Holder
 from support.demo import Demo
 
 ADMIN_SCOPE = "privacy:admin"

@@ -7,9 +7,9 @@ import datetime as dt
 
 import pytest
 
-from privacy_middleware.consent.records import ConsentRecord, Holder
 from privacy_middleware.store import Database
 from privacy_middleware.store.consent import ConsentRepository
+from privacy_middleware.store.consent_records import ConsentRecord, Holder
 from privacy_middleware.store.rights import (
     KeyReused,
     RightsRepository,

@@ -19,7 +19,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from privacy_middleware.cli import main as cli
-from privacy_middleware.consent.records import ConsentRecord, Holder
 from privacy_middleware.keyfiles import load_or_create_signing_key
 from privacy_middleware.middleware import PrivacyMiddleware
 from privacy_middleware.policy.load import validate_policy
@@ -28,6 +27,7 @@ from privacy_middleware.rights.service import receipt_key_path
 from privacy_middleware.runtime import Runtime
 from privacy_middleware.settings import Settings
 from privacy_middleware.store.consent import ConsentRepository
+from privacy_middleware.store.consent_records import ConsentRecord, Holder
 
 pytestmark = pytest.mark.anyio
 

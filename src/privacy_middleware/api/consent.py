@@ -24,11 +24,11 @@ from starlette.routing import Route
 from ..consent.consent_mode import consent_mode
 from ..consent.cookie_filter import expiring_set_cookies
 from ..consent.decisions import mechanism
-from ..consent.records import ConsentRecord, Holder, Method
 from ..consent.service import ConsentService, Resolution, StoreUnavailable, new_visitor_id
 from ..consent.signals import RequestSignals, request_signals
 from ..context import RequestContext, get_context
 from ..errors import PrivacyError, problem_body, problem_headers
+from ..store.consent_records import ConsentRecord, Holder, Method
 
 CSRF_HEADER = "x-privacy-consent"
 MAX_BODY = 16 * 1024

@@ -1,11 +1,11 @@
 """Consent and consent-gated tracking: records, signals (GPC, TCF, Consent Mode), cookie, decisions."""
 
+from ..store.consent_records import ConsentRecord, ConsentState, Holder, InvalidHolder, user_agent_family
 from .consent_mode import consent_mode, consent_mode_header
 from .cookie import COOKIE_NAME, ConsentCookieCodec, CookieConsent
 from .cookie_filter import expiring_set_cookies, filter_set_cookies
 from .decisions import Decision, PurposeDecision, Signals, decide, decide_purpose, needs_choice
 from .receipts import ReceiptSigner, verify_receipt
-from .records import ConsentRecord, ConsentState, Holder, InvalidHolder, user_agent_family
 from .signals import RequestSignals, gpc_enabled, parse_cookie_header, request_signals
 from .tcf import TCFError, TCFRules, TCString, decode_tc_string, parse_tc_string, validate_tc_string
 

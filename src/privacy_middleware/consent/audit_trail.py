@@ -7,7 +7,7 @@ from typing import Protocol
 
 from ..audit import events as audit_events
 from ..audit.events import AuditEvent
-from .records import ConsentRecord
+from ..store.consent_records import ConsentRecord
 
 
 class AuditSinkLike(Protocol):

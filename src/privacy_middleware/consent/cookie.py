@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from prometheus_client import CollectorRegistry, Counter
 
-from .records import Holder
+from ..store.consent_records import Holder
 
 COOKIE_NAME = "pm_consent"
 COOKIE_PREFIX = "c1."

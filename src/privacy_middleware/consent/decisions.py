@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..policy.schema import Policy, Purpose
-from .records import Choice
+from ..store.consent_records import Choice
 
 Reason = Literal[
     "unknown_purpose",

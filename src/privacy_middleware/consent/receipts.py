@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ..crypto.jws import JwsSigner, key_id, verify
 from ..policy.schema import Policy
+from ..store.consent_records import ConsentRecord
 from .decisions import mechanism
-from .records import ConsentRecord
 
 __all__ = ["RECEIPT_TYPE", "ReceiptSigner", "key_id", "receipt_claims", "verify_receipt"]
 

@@ -30,11 +30,7 @@ from ..netaddr import network_hint
 from ..policy.schema import Policy
 from ..store.bus import Bus
 from ..store.consent import AlreadyLinked, ConsentRepository
-from ..store.database import Database
-from .cookie import DEFAULT_MAX_AGE, ConsentCookieCodec, CookieConsent
-from .decisions import Decision, Signals, compatible_versions, decide, needs_choice
-from .receipts import ReceiptSigner
-from .records import (
+from ..store.consent_records import (
     Choice,
     ConsentRecord,
     ConsentState,
@@ -43,6 +39,10 @@ from .records import (
     user_agent_family,
     utcnow,
 )
+from ..store.database import Database
+from .cookie import DEFAULT_MAX_AGE, ConsentCookieCodec, CookieConsent
+from .decisions import Decision, Signals, compatible_versions, decide, needs_choice
+from .receipts import ReceiptSigner
 from .tcf import DEFAULT_TCF_RULES, TCFError, TCFRules, TCString, consented_purposes, parse_tc_string
 
 log = logging.getLogger(__name__)

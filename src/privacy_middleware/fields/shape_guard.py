@@ -23,7 +23,7 @@ from typing import Any
 from ..crypto.cards import card_brand, length_valid, luhn_valid
 from ..errors import PrivacyError
 from ..policy.compile import CompiledBody
-from .selectors import Selector
+from ..policy.selectors import Selector
 
 CARD_CODE_NAMES = frozenset(
     {

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 from ..asgi.headers import get_header
-from ..fields.selectors import compile_selector
 from ..guests.service import GuestService
 from ..policy.compile import RouteSpec, RouteTable
 from ..policy.schema import GuestCheckout
+from ..policy.selectors import compile_selector
 from ..store.record_owners import RecordOwners
 from .plan import Exchange, Step, StepFactory
 

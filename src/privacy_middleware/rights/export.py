@@ -13,12 +13,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..audit.query import AccessLog, DisclosureEntry, access_log
-from ..consent.records import ConsentRecord, Holder, derive_state
 from ..crypto.results import SubjectHoldings
 from ..fields.engine import FieldEngine, Viewer
 from ..policy.schema import Policy
 from ..principal import Principal
 from ..store.consent import ConsentRepository
+from ..store.consent_records import ConsentRecord, Holder, derive_state
 from ..store.database import Database
 from ..store.rights import SubjectFlags
 from .adapter import ShopAdapter, ShopRecord

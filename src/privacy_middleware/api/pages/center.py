@@ -23,7 +23,6 @@ from ...audit.query import access_log
 from ...consent.consent_mode import consent_mode
 from ...consent.cookie_filter import EXPIRED, cookie_purposes, expiring_set_cookies
 from ...consent.decisions import mechanism
-from ...consent.records import Holder
 from ...consent.service import ConsentService, Resolution, StoreUnavailable, new_visitor_id
 from ...consent.signals import parse_cookie_header, request_signals
 from ...context import get_context
@@ -32,6 +31,7 @@ from ...guests.service import GuestService
 from ...policy.render import render
 from ...policy.schema import Policy
 from ...rights.service import OBJECTABLE_BASES, RightsService
+from ...store.consent_records import Holder
 from ...store.database import Database
 from ...store.policies import policy_history
 from .web import SESSION_COOKIE, PageRequest, Pages, first

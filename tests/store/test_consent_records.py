@@ -2,14 +2,14 @@ import datetime as dt
 
 import pytest
 
-from privacy_middleware.consent.records import (
+from privacy_middleware.netaddr import network_hint
+from privacy_middleware.store.consent_records import (
     ConsentRecord,
     Holder,
     InvalidHolder,
     derive_state,
     user_agent_family,
 )
-from privacy_middleware.netaddr import network_hint
 
 
 @pytest.mark.parametrize(
