@@ -71,13 +71,28 @@ async def test_other_hosts_are_not_touched(partner: httpx.AsyncClient, httpx_moc
     assert orjson.loads(httpx_mock.get_requests()[0].content) == ORDER
 
 
-async def test_a_subject_who_objected_is_withheld_from_the_recipient(
+async def test_a_subject_who_restricted_processing_is_withheld_from_the_recipient(
     runtime: Runtime, partner: httpx.AsyncClient, httpx_mock: HTTPXMock
 ) -> None:
     await runtime.ensure_started()
     assert runtime.rights is not None
-    await runtime.rights.flags.set("cus_1", add_objections=["delivery"])
+    await runtime.rights.flags.set("cus_1", restricted=True)  # delivery is not allowed under restriction
     httpx_mock.add_response(url=SHIPMENTS, json={"tracking": "TRK2"})
     await partner.post(SHIPMENTS, json=copy.deepcopy(ORDER))
     sent = orjson.loads(httpx_mock.get_requests()[0].content)
     assert sent["customer"] == {} and sent["shipping_address"] == {}
+
+
+async def test_an_objection_does_not_reach_the_delivery_contract(
+    runtime: Runtime, partner: httpx.AsyncClient, httpx_mock: HTTPXMock
+) -> None:
+    """GDPR Art. 21 does not reach processing needed for a contract (docs/rights.md): an objection
+    stored against `delivery` (contract) leaves the shipment as the carrier's grants make it."""
+    await runtime.ensure_started()
+    assert runtime.rights is not None
+    await runtime.rights.flags.set("cus_1", add_objections=["delivery"])
+    httpx_mock.add_response(url=SHIPMENTS, json={"tracking": "TRK3"})
+    await partner.post(SHIPMENTS, json=copy.deepcopy(ORDER))
+    sent = orjson.loads(httpx_mock.get_requests()[0].content)
+    assert sent["customer"] == {"email": "a***@example.com", "name": "Ada Lovelace"}
+    assert sent["shipping_address"] == {"street": "1 Tea Lane", "city": "Leeds"}

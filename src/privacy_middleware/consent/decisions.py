@@ -9,6 +9,8 @@ decision carries its reason code. (Published in docs/consent.md; keep the two in
 | 2  | processing restricted (Art. 18) and not `allowed_under_restriction` | deny   | restricted          |
 | 3  | purpose objected to (Art. 21), legal basis not contract/legal       | deny   | objected            |
 |    | obligation/vital interest                                           |        |                     |
+|    | (rows 2 and 3 are `policy.access.rights_rule`, the same rule that   |        |                     |
+|    | withholds a subject's data from recipients)                         |        |                     |
 | 4  | no consent mechanism (`consent = "none"`, basis other than consent) | allow  | not_consent_based   |
 | 5  | the consent store was needed and could not be read                  | deny   | store_unavailable   |
 | 6  | GPC = 1 on this request and the purpose has `gpc_opt_out`          | deny   | gpc                 |
@@ -35,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..policy.access import rights_rule
 from ..policy.schema import Policy, Purpose
 from ..store.consent_records import Choice
 
@@ -54,9 +57,6 @@ Reason = Literal[
     "default_opt_out",
     "notice",
 ]
-
-# Processing needed for a contract, the law or someone's vital interest cannot be objected to.
-_NOT_OBJECTABLE = frozenset({"contract", "legal_obligation", "vital_interest"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +134,9 @@ def decide_purpose(
     """Apply the table above to one purpose."""
     if purpose is None:
         return PurposeDecision(name, False, "unknown_purpose")
-    if signals.restricted and not purpose.allowed_under_restriction:
-        return PurposeDecision(name, False, "restricted")
-    if name in signals.objected and purpose.legal_basis not in _NOT_OBJECTABLE:
-        return PurposeDecision(name, False, "objected")
+    barred = rights_rule(name, purpose, signals.objected, signals.restricted)
+    if barred is not None:
+        return PurposeDecision(name, False, barred)
     if not needs_choice(purpose):
         return PurposeDecision(name, True, "not_consent_based")
     if signals.store_unavailable:

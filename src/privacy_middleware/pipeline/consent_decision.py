@@ -6,7 +6,7 @@ from ..consent.consent_mode import ConsentModeHeaders
 from ..consent.service import ConsentService, Resolution
 from ..consent.signals import request_signals
 from ..context import RequestContext
-from ..policy.access import Access
+from ..policy.access import Access, PurposeAnswer
 from ..policy.schema import Policy
 from ..types import Scope
 
@@ -38,6 +38,10 @@ class ConsentResolver:
         if ctx is not None:
             ctx.facts.consent = resolution
         return resolution
+
+    def purpose(self, resolution: Resolution, purpose: str) -> PurposeAnswer:
+        """May this purpose run for the request? The one access decision answers."""
+        return self.access.purpose(purpose, resolution.decision)
 
     def headers(self, resolution: Resolution) -> list[tuple[bytes, bytes]]:
         """Consent Mode hints for the shop's front end, and a re-consent flag when the policy changed."""

@@ -89,12 +89,13 @@ class CookieGate:
             return message
         resolution = await self.consent.resolve(scope, get_context(scope))
         decision = resolution.decision
+        consent = self.consent
         kept = [
             (k, v)
             for k, v in headers
             if k.lower() != b"set-cookie"
             or not self.governed(set_cookie_name(v))
-            or all(decision.allowed(p) for p in cookie_purposes(set_cookie_name(v), self.rules))
+            or all(consent.purpose(resolution, p).allowed for p in cookie_purposes(set_cookie_name(v), self.rules))
         ]
         removed = len(headers) - len(kept)
         if removed:

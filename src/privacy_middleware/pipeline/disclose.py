@@ -13,9 +13,17 @@ from ..fields.engine import FieldEngine, Viewer
 from ..metrics import Metrics
 from ..policy.access import Access
 from ..policy.compile import CompiledBody, RouteSpec
+from ..principal import Principal
 from ..services import Services
 from .facts import Disclosure
 from .plan import Exchange, Step, StepFactory
+
+
+def response_viewer(access: Access, principal: Principal | None, anonymous_recipient: str) -> Viewer:
+    """Who receives a response: the principal's recipient (the anonymous one without a principal),
+    with that recipient's grants from the one access decision."""
+    recipient = anonymous_recipient if principal is None else principal.recipient
+    return Viewer(principal, recipient, access.grants(recipient), principal.purpose if principal else None)
 
 
 class DiscloseResponseFields(Step):
@@ -45,9 +53,7 @@ class DiscloseResponseFields(Step):
         self.unknown_dropped = metrics.unknown_fields.labels(self.label, "drop")
 
     def viewer(self, ex: Exchange) -> Viewer:
-        principal = ex.ctx.principal
-        recipient = self.anonymous_recipient if principal is None else principal.recipient
-        return Viewer(principal, recipient, self.access.grants(recipient), principal.purpose if principal else None)
+        return response_viewer(self.access, ex.ctx.principal, self.anonymous_recipient)
 
     async def on_response(self, ex: Exchange) -> None:
         if not ex.response_has_json:

@@ -40,13 +40,14 @@ class OutboundConsentGate:
             principal = await self.identity.authenticate(scope)
             ctx = RequestContext(scope.get("method", ""), scope.get("path", ""), None, principal)
         resolution = await self.consent.resolve(scope, ctx)
-        if not resolution.decision.allowed(purpose):
+        answer = self.consent.purpose(resolution, purpose)
+        if not answer.allowed:
             self.metrics.tracking.labels(purpose, "outbound_blocked").inc()
             raise PrivacyError(
                 "consent_required",
                 f"The customer has not consented to {purpose}; the call to {request.url.host} was not made.",
                 403,
-                extra={"purpose": purpose, "reason": resolution.decision.reason(purpose)},
+                extra={"purpose": purpose, "reason": answer.reason},
             )
 
 

@@ -44,8 +44,7 @@ class TrackingGate(Step):
 
     async def before(self, ex: Exchange) -> None:
         resolution = await self.consent.resolve(ex.scope, ex.ctx)
-        purpose = self.tracked.purpose
-        if not resolution.decision.allowed(purpose):
+        if not self.consent.purpose(resolution, self.tracked.purpose).allowed:
             self.dropped.inc()
             raise Respond(self.tracked.denied_status, self.consent.headers(resolution))
         self.passed.inc()

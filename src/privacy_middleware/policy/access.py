@@ -1,29 +1,60 @@
 """The one answer to "may recipient R see category C of subject S for purpose P?".
 
-Three facts decide it, in this order:
+Four facts decide it, in this order:
 1. the recipient's grants (`[recipients.R].sees`): the longest granted category prefix names the
    transform (`reveal`, `mask`, `pseudonymise`, ...); anything not granted is dropped (default deny);
-2. the subject's objection to the purpose (Art. 21): their data is withheld from it;
-3. the subject's restriction of processing (Art. 18): withheld unless every purpose the recipient
-   serves is `allowed_under_restriction`.
+2. the subject's restriction of processing (Art. 18): withheld unless every purpose the recipient
+   serves is `allowed_under_restriction`;
+3. the subject's objection to the purpose (Art. 21): withheld, unless the purpose's legal basis is
+   one an objection does not reach (`rights_rule` below);
+4. consent for the purpose (`consent/decisions.py`, whose rows 2 and 3 are `rights_rule`).
 
 Which subject a record is about comes first: the record names it, or, for records that do not (a
 guest's order), the owner bound when the shop created the record (`record_owner`). A recipient then
 reads a guest's record exactly as a customer's: same grants, same flags.
 
-Responses, the outbound transport, export and `policy explain` all ask here. (Consent for a
-purpose is the consent decision table's job, fed by the same subject flags read here.)
+Responses, the outbound transport, export, consent-gated tracking and `policy explain` all ask here.
+
+The objection rule (GDPR Art. 21): an objection concerns processing based on legitimate interests
+or a public task (21(1)) and direct marketing (21(2)); for a consent-based purpose it works as a
+withdrawal that outlives a new banner. It does not reach processing needed for a contract
+(Art. 6(1)(b)), a legal obligation (6(1)(c)) or someone's vital interest (6(1)(d)): an objection
+recorded against such a purpose (the API refuses new ones, but a purpose's basis can change with
+a new policy version) neither withholds the subject's data nor denies the purpose. A purpose the
+policy does not know is objectable (fail closed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
-from .schema import Policy
+from .schema import Policy, Purpose
 
 DEFAULT_DENY = "drop"
+# Legal bases an objection reaches (Art. 21(1) and (2); consent: as a withdrawal). Not contract,
+# legal obligation or vital interest.
+OBJECTABLE_BASES = frozenset({"legitimate_interest", "public_task", "consent"})
+RightsReason = Literal["restricted", "objected"]
+
+
+def objectable(purpose: Purpose | None) -> bool:
+    """Whether an objection reaches this purpose (unknown purposes: yes, fail closed)."""
+    return purpose is None or purpose.legal_basis in OBJECTABLE_BASES
+
+
+def rights_rule(name: str, purpose: Purpose | None, objected: frozenset[str], restricted: bool) -> RightsReason | None:
+    """The subject's rights against one purpose: "restricted", "objected" or None (no bar).
+
+    Restriction bars every purpose not `allowed_under_restriction`; an objection bars the purpose
+    it names when its legal basis is objectable (module docstring).
+    """
+    if restricted and not (purpose is not None and purpose.allowed_under_restriction):
+        return "restricted"
+    if name in objected and objectable(purpose):
+        return "objected"
+    return None
 
 
 class SubjectFlagsView(Protocol):
@@ -37,6 +68,22 @@ class SubjectFlagsView(Protocol):
 
 class FlagReader(Protocol):
     async def get(self, subject: str) -> SubjectFlagsView: ...
+
+
+class ConsentView(Protocol):
+    """A request's consent decision (`consent.decisions.Decision`)."""
+
+    def allowed(self, purpose: str) -> bool: ...
+    def reason(self, purpose: str) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PurposeAnswer:
+    """Whether a purpose may run for this request, with the decision table's reason code."""
+
+    purpose: str
+    allowed: bool
+    reason: str
 
 
 class OwnerReader(Protocol):
@@ -114,16 +161,25 @@ class Access:
         flags = await self.flags.get(subject)
         return frozenset(flags.objections), flags.restricted
 
+    def bars(self, objected: frozenset[str], restricted: bool, recipient: str | None, purpose: str | None) -> bool:
+        """Whether these flags keep a subject's data from this recipient acting for this purpose."""
+        if purpose is not None and purpose in objected and objectable(self.policy.purposes.get(purpose)):
+            return True
+        if not restricted:
+            return False
+        return not self.allowed_under_restriction(self.purposes_of(recipient, purpose))
+
     async def blocked_for(self, subject: str, recipient: str | None, purpose: str | None) -> bool:
         """Whether a subject's restriction or objection keeps their data from this recipient."""
         if self.flags is None:
             return False
         flags = await self.flags.get(subject)
-        if purpose is not None and purpose in flags.objections:
-            return True
-        if not flags.restricted:
-            return False
-        return not self.allowed_under_restriction(self.purposes_of(recipient, purpose))
+        return self.bars(frozenset(flags.objections), flags.restricted, recipient, purpose)
+
+    def purpose(self, name: str, consent: ConsentView) -> PurposeAnswer:
+        """May purpose `name` run for this request? The request's consent decision (whose rights
+        rows are `rights_rule`) answers; consent-gated tracking and outbound calls ask here."""
+        return PurposeAnswer(name, consent.allowed(name), consent.reason(name))
 
     async def decide(self, recipient: str, category: str, subject: str | None, purpose: str | None) -> Answer:
         """The whole answer for one category of one subject."""

@@ -28,6 +28,7 @@ from ..fields.engine import FieldCipher, FieldEngine
 from ..keyfiles import load_or_create_signing_key
 from ..netguard import OutboundGuard, TargetRefused
 from ..outbound import OutboundRefused, guarded_client, pinned
+from ..policy.access import objectable
 from ..policy.schema import Policy
 from ..store.bus import Bus
 from ..store.database import Database
@@ -56,7 +57,6 @@ log = logging.getLogger("privacy_middleware.rights")
 
 ERASURE_STEPS = ("shop", "keys", "consent", "middleware_store")
 EXPORT_CATEGORY = "rights.export"
-OBJECTABLE_BASES = frozenset({"legitimate_interest", "public_task", "consent"})
 
 
 class Eraser(Protocol):
@@ -698,7 +698,7 @@ class RightsService:
                     422,
                     extra={"purpose": name[:64]},
                 )
-            if purpose.legal_basis not in OBJECTABLE_BASES:
+            if not objectable(purpose):
                 raise PrivacyError(
                     "objection_not_applicable",
                     "Processing needed for a contract or a legal obligation cannot be objected to.",

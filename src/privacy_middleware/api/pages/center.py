@@ -28,9 +28,10 @@ from ...consent.signals import parse_cookie_header, request_signals
 from ...context import get_context
 from ...errors import PrivacyError
 from ...guests.service import GuestService
+from ...policy.access import OBJECTABLE_BASES
 from ...policy.render import render
 from ...policy.schema import Policy
-from ...rights.service import OBJECTABLE_BASES, RightsService
+from ...rights.service import RightsService
 from ...store.consent_records import Holder
 from ...store.database import Database
 from ...store.policies import policy_history
