@@ -3,8 +3,10 @@
 Baseline: parsing a realistic Cookie header (what any request pays to find the consent cookie).
 Measured: verifying the signed consent cookie; a full decision on the cookie path (anonymous
 visitor: signals + cookie + decision table); a full decision for a logged-in subject whose state is
-cached; the same with Sec-GPC and a (cached) TC string. In-process, on one asyncio loop, best of
-several repeats. Run: `.venv/bin/python bench/bench_consent.py [--smoke]`.
+cached; the same with Sec-GPC and a (cached) TC string; and the path a request takes in the
+middleware (`pipeline/consent_decision.py`: signals, the subject's restriction and objection flags
+from the one access decision, and the decision). In-process, on one asyncio loop, best of several
+repeats. Run: `.venv/bin/python bench/bench_consent.py [--smoke]`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ from common import Row, Table, expect, is_smoke
 
 from privacy_middleware.consent import ConsentService, Holder, request_signals
 from privacy_middleware.consent.signals import parse_cookie_header
+from privacy_middleware.context import RequestContext
+from privacy_middleware.pipeline.consent_decision import ConsentResolver
+from privacy_middleware.policy.access import Access
 from privacy_middleware.policy.schema import Policy
+from privacy_middleware.principal import Principal
+from privacy_middleware.rights.flags import SubjectFlagsCache
 from privacy_middleware.store import Database
 
 POLICY = Policy.model_validate(
@@ -124,6 +131,16 @@ async def main(smoke: bool = False) -> list[Row]:
             signals = request_signals(headers)
             return await service.decide(subject="bench-subject", gpc=signals.gpc)
 
+        flags = SubjectFlagsCache(database, ttl=3600)
+        await flags.set("bench-subject", add_objections=["personalisation"])
+        resolver = ConsentResolver(service, Access(POLICY, flags), POLICY)
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": headers, "query_string": b""}
+        principal = Principal("bench-subject", "bench-subject", "customer", None)
+
+        async def request_path() -> Any:
+            # a fresh request context each time: the decision is computed, not read from the facts
+            return await resolver.resolve(scope, RequestContext("GET", "/", None, principal))
+
         async def subject_gpc_tcf_path() -> Any:
             signals = request_signals(gpc_headers)
             return await service.decide(subject="bench-subject", gpc=signals.gpc, tc_string=TC_STRING)
@@ -134,6 +151,11 @@ async def main(smoke: bool = False) -> list[Row]:
         expect(decision.allowed("analytics") and not decision.allowed("marketing"), "cookie path did not decide")
         decision = await subject_path()
         expect(decision.allowed("analytics") and not decision.allowed("marketing"), "subject path did not decide")
+        resolution = await request_path()
+        expect(
+            resolution.decision.allowed("analytics") and resolution.decision.reason("personalisation") == "objected",
+            "request path did not read the subject's objection",
+        )
         warm = await service.resolve(subject="bench-subject", tc_string=TC_STRING)
         expect(warm.tcf == "valid", "the benchmark TC string must validate")
         baseline = best_ns(lambda: parse_cookie_header(cookie_header), number, repeat)
@@ -142,6 +164,7 @@ async def main(smoke: bool = False) -> list[Row]:
             "decide, cookie path (visitor)": await best_ns_async(cookie_path, number, repeat),
             "decide, cached subject": await best_ns_async(subject_path, number, repeat),
             "decide, cached subject + GPC + TC string": await best_ns_async(subject_gpc_tcf_path, number, repeat),
+            "request path (signals + flags + decision), subject": await best_ns_async(request_path, number, repeat),
         }
         await database.dispose()
 
@@ -152,7 +175,11 @@ async def main(smoke: bool = False) -> list[Row]:
     table.add(Row("consent", "parse Cookie header alone", baseline / 1e9, baseline / 1e9, "cookie parse"))
     for name, ns in figures.items():
         table.add(Row("consent", name, ns / 1e9, baseline / 1e9, "cookie parse"))
-    for name in ("decide, cookie path (visitor)", "decide, cached subject"):
+    for name in (
+        "decide, cookie path (visitor)",
+        "decide, cached subject",
+        "request path (signals + flags + decision), subject",
+    ):
         table.add(Row("consent", f"{name} vs 3 µs budget", figures[name] / 1e9, 3e-6, "3 µs budget", 1.0))
     return table.rows
 

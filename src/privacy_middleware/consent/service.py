@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cachetools import LRUCache, TTLCache
+from cachetools import LRUCache
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import SQLAlchemyError
@@ -78,6 +78,22 @@ class Resolution:
     tcf: str  # "absent", "valid" or "invalid"
 
 
+@dataclass(slots=True)
+class _Cached:
+    """A holder's state as read from the store, until `expires` (monotonic seconds) or a change
+    (here, or on any instance through the bus), with the resolutions decided from it by their inputs."""
+
+    expires: float
+    state: ConsentState
+    resolutions: dict[tuple[Any, ...], Resolution]
+
+
+# Distinct input combinations (cookie, GPC, TC string, flags) remembered per cached state.
+_RESOLUTIONS_PER_STATE = 8
+_VISITOR_MEMO_SIZE = 4096
+_VISITOR_MEMO_SECONDS = 5.0
+
+
 def new_visitor_id() -> str:
     """An unguessable pseudonymous visitor id (never derived from anything about the person)."""
     return "v" + secrets.token_urlsafe(18)
@@ -119,12 +135,16 @@ class ConsentService:
         self.compatible = compatible_versions(policy)
         self.choosable = frozenset(name for name, p in policy.purposes.items() if needs_choice(p))
         self.gpc_purposes = frozenset(n for n, p in policy.purposes.items() if p.gpc_opt_out and needs_choice(p))
-        self._cache: TTLCache[str, ConsentState] = TTLCache(maxsize=cache_size, ttl=cache_ttl)
+        # Cache key -> state; plain dicts (bounded, expiry checked on read) keep the hot path short.
+        self._states: dict[str, _Cached] = {}
+        self._cache_keys: dict[str, str] = {}  # holder key -> cache key (its digest, computed once)
+        self._cache_ttl = cache_ttl
+        self._cache_size = cache_size
         self._tcf_cache: LRUCache[str, frozenset[int] | None] = LRUCache(maxsize=1024)
         # Verified cookies (exact value -> content); only genuine ones enter, expiry is rechecked.
         self._cookie_cache: LRUCache[str, tuple[CookieConsent, dict[str, Choice]]] = LRUCache(maxsize=4096)
         # Decisions for visitors (no subject), by their inputs; short-lived so cookie expiry still bites.
-        self._visitor_resolutions: TTLCache[tuple[Any, ...], Resolution] = TTLCache(maxsize=4096, ttl=5.0, timer=clock)
+        self._visitor_resolutions: dict[tuple[Any, ...], tuple[float, Resolution]] = {}
         self._clock = clock
         # Bumped on every invalidation: a read that raced with one is not cached.
         self._invalidations = 0
@@ -135,18 +155,41 @@ class ConsentService:
 
     # -- cache -----------------------------------------------------------------------------------
 
-    @staticmethod
-    def cache_key(holder: Holder) -> str:
+    def cache_key(self, holder: Holder) -> str:
         """Opaque key for the cache and the bus: no subject id travels through Redis."""
-        return hashlib.sha256(holder.key.encode()).hexdigest()[:32]
+        return self._key(holder.key)
+
+    def _key(self, holder_key: str) -> str:
+        key = self._cache_keys.get(holder_key)
+        if key is None:
+            key = hashlib.sha256(holder_key.encode()).hexdigest()[:32]
+            if len(self._cache_keys) >= self._cache_size:
+                self._cache_keys.clear()
+            self._cache_keys[holder_key] = key
+        return key
 
     def invalidate(self, holder: Holder) -> None:
         self._invalidations += 1
-        self._cache.pop(self.cache_key(holder), None)
+        self._states.pop(self.cache_key(holder), None)
 
     async def _on_changed(self, payload: str) -> None:
         self._invalidations += 1
-        self._cache.pop(payload, None)
+        self._states.pop(payload, None)
+
+    def _cached(self, key: str) -> _Cached | None:
+        entry = self._states.get(key)
+        if entry is not None and entry.expires > time.monotonic():
+            return entry
+        return None
+
+    def _keep(self, key: str, state: ConsentState) -> None:
+        now = time.monotonic()
+        if len(self._states) >= self._cache_size:
+            # expired entries first, then the oldest half (insertion order): memory stays bounded
+            self._states = {k: e for k, e in self._states.items() if e.expires > now}
+            if len(self._states) >= self._cache_size:
+                self._states = dict(list(self._states.items())[len(self._states) // 2 :])
+        self._states[key] = _Cached(now + self._cache_ttl, state, {})
 
     async def _publish(self, holder: Holder) -> None:
         self.invalidate(holder)
@@ -162,16 +205,16 @@ class ConsentService:
     async def state(self, holder: Holder) -> ConsentState:
         """Current state of a holder (cached). Raises `StoreUnavailable` if the store fails."""
         key = self.cache_key(holder)
-        cached = self._cache.get(key)
+        cached = self._cached(key)
         if cached is not None:
-            return cached
+            return cached.state
         generation = self._invalidations
         try:
             state = await asyncio.wait_for(self.repository.current(holder), self.store_timeout)
         except _STORE_ERRORS:
             raise StoreUnavailable() from None
         if generation == self._invalidations:
-            self._cache[key] = state
+            self._keep(key, state)
         return state
 
     async def history(self, holder: Holder) -> list[ConsentRecord]:
@@ -395,14 +438,21 @@ class ConsentService:
         or, while the subject has no stored choice at all, the browser's visitor cookie; without a
         subject, the signed cookie; otherwise no choice at all (mechanism defaults).
         """
-        memo_key = None
-        if not subject:
+        memo_key = (consent_cookie, gpc, tc_string, objected, restricted)
+        if subject:
+            # A subject's answer depends on these inputs and their stored state: it is kept with
+            # the cached state and goes when the state goes (a change anywhere, or its TTL).
+            cached = self._cached(self._key("s:" + subject))
+            if cached is not None:
+                found = cached.resolutions.get(memo_key)
+                if found is not None:
+                    return found
+        else:
             # Without a subject the answer depends only on these inputs (a signed cookie never
             # changes: a new choice is a new cookie), so a browser's repeat requests share it.
-            memo_key = (consent_cookie, gpc, tc_string, objected, restricted)
             memo = self._visitor_resolutions.get(memo_key)
-            if memo is not None:
-                return memo
+            if memo is not None and memo[0] > self._clock():
+                return memo[1]
         holder: Holder | None = None
         choices: Mapping[str, Choice] = {}
         source = "none"
@@ -439,9 +489,26 @@ class ConsentService:
             gpc=gpc,
             tcf=tcf_status,
         )
-        if memo_key is not None and source != "store_unavailable":
-            self._visitor_resolutions[memo_key] = resolution
+        if not subject:
+            if source != "store_unavailable":
+                self._remember_visitor(memo_key, resolution)
+        elif holder is not None and source != "store_unavailable":
+            # only onto the very state the resolution was decided from (a change drops that entry)
+            cached = self._cached(self.cache_key(holder))
+            same_state = cached is not None and (
+                (source == "store" and cached.state.choices is choices)
+                or (source == "cookie" and not cached.state.choices)
+            )
+            if same_state and cached is not None and len(cached.resolutions) < _RESOLUTIONS_PER_STATE:
+                cached.resolutions[memo_key] = resolution
         return resolution
+
+    def _remember_visitor(self, inputs: tuple[Any, ...], resolution: Resolution) -> None:
+        now = self._clock()
+        if len(self._visitor_resolutions) >= _VISITOR_MEMO_SIZE:
+            fresh = {k: v for k, v in self._visitor_resolutions.items() if v[0] > now}
+            self._visitor_resolutions = fresh if len(fresh) < _VISITOR_MEMO_SIZE // 2 else {}
+        self._visitor_resolutions[inputs] = (now + _VISITOR_MEMO_SECONDS, resolution)
 
     async def decide(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import parse_qs
 
 from .cookie import COOKIE_NAME
@@ -56,19 +57,43 @@ class RequestSignals:
     tc_string: str | None
 
 
+# Cookie headers up to this size have their parse remembered (at most 2048 of them: <= 8 MB).
+_REMEMBERED_HEADER_BYTES = 4096
+
+
+def _from_cookie_header(header: bytes | None, cookie_name: str, gpc: bool) -> RequestSignals:
+    cookies = parse_cookie_header(header.decode("latin-1")) if header else {}
+    return RequestSignals(gpc, cookies.get(cookie_name), cookies.get(TCF_COOKIE) or None)
+
+
+# A browser sends the same Cookie header again and again: its signals are remembered (the header's
+# bytes are the key; nothing in it is trusted more for that, the cookie is still verified).
+_remembered = lru_cache(maxsize=2048)(_from_cookie_header)
+
+
 def request_signals(
     headers: Iterable[tuple[bytes, bytes]], query_string: bytes = b"", *, cookie_name: str = COOKIE_NAME
 ) -> RequestSignals:
     """Pull the three consent signals out of an ASGI request's headers and query string."""
-    header_list = list(headers)
-    cookies = cookie_values(header_list)
-    tc_string = cookies.get(TCF_COOKIE)
+    header_list = headers if isinstance(headers, list) else list(headers)
+    cookie_header: bytes | None = None
+    several = gpc = False
+    for name, value in header_list:
+        lowered = name.lower()
+        if lowered == b"cookie":
+            several = cookie_header is not None
+            cookie_header = value
+        elif lowered == b"sec-gpc" and value == b"1":
+            gpc = True
+    if several:  # several Cookie headers: the first occurrence of a name wins across them
+        cookies = cookie_values(header_list)
+        signals = RequestSignals(gpc, cookies.get(cookie_name), cookies.get(TCF_COOKIE) or None)
+    elif cookie_header is None or len(cookie_header) <= _REMEMBERED_HEADER_BYTES:
+        signals = _remembered(cookie_header, cookie_name, gpc)
+    else:
+        signals = _from_cookie_header(cookie_header, cookie_name, gpc)
     if query_string:
         values = parse_qs(query_string.decode("latin-1")).get(TCF_QUERY)
-        if values:
-            tc_string = values[0]
-    return RequestSignals(
-        gpc=gpc_enabled(header_list),
-        consent_cookie=cookies.get(cookie_name),
-        tc_string=tc_string or None,
-    )
+        if values and values[0]:
+            signals = RequestSignals(signals.gpc, signals.consent_cookie, values[0])
+    return signals

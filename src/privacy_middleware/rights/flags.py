@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
-
-from cachetools import TTLCache
 
 from ..store.bus import Bus
 from ..store.database import Database
@@ -30,7 +29,11 @@ class SubjectFlagsCache:
     def __init__(self, database: Database, *, bus: Bus | None = None, ttl: float = 5.0, size: int = 10_000) -> None:
         self.database = database
         self.bus = bus
-        self._cache: TTLCache[str, SubjectFlags] = TTLCache(maxsize=size, ttl=ttl)
+        # key -> (expires on the monotonic clock, flags): a plain dict keeps the per-request read short
+        self._cache: dict[str, tuple[float, SubjectFlags]] = {}
+        self._keys: dict[str, str] = {}  # subject -> its key (a digest, computed once)
+        self._ttl = ttl
+        self._size = size
         self._generation = 0
         if bus is not None:
             bus.subscribe(TOPIC, self._on_changed)
@@ -39,15 +42,28 @@ class SubjectFlagsCache:
         self._generation += 1
         self._cache.pop(payload, None)
 
+    def _key(self, subject: str) -> str:
+        key = self._keys.get(subject)
+        if key is None:
+            if len(self._keys) >= self._size:
+                self._keys.clear()
+            key = self._keys[subject] = flags_key(subject)
+        return key
+
     async def get(self, subject: str) -> SubjectFlags:
-        key = flags_key(subject)
+        key = self._key(subject)
         cached = self._cache.get(key)
-        if cached is not None:
-            return cached
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
         generation = self._generation
         flags = await subject_flags(self.database, subject)
         if generation == self._generation:  # a change raced with this read: do not cache it
-            self._cache[key] = flags
+            if len(self._cache) >= self._size:  # expired entries first, then the oldest half
+                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+                if len(self._cache) >= self._size:
+                    self._cache = dict(list(self._cache.items())[len(self._cache) // 2 :])
+            self._cache[key] = (now + self._ttl, flags)
         return flags
 
     async def set(
@@ -69,7 +85,7 @@ class SubjectFlagsCache:
         return flags
 
     async def invalidate(self, subject: str) -> None:
-        key = flags_key(subject)
+        key = self._key(subject)
         self._generation += 1
         self._cache.pop(key, None)
         if self.bus is None:
