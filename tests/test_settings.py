@@ -126,3 +126,38 @@ def test_production_refuses_development_defaults(monkeypatch: pytest.MonkeyPatch
         },
     )
     assert settings.env == "production"
+
+
+def test_platform_webhook_settings_come_from_the_platform_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each platform's settings are a model in `platforms/` named in one table; their variables keep
+    the names PRIVACY_WEBHOOKS__<PLATFORM>_<FIELD>, and the receiver table names the same platforms."""
+    from privacy_middleware.integrations.receivers import WEBHOOK_RECEIVERS
+    from privacy_middleware.platforms import PLATFORM_SETTINGS
+    from privacy_middleware.platforms.saleor import SaleorWebhookSettings
+    from privacy_middleware.platforms.shopify import ShopifyWebhookSettings
+    from privacy_middleware.settings_check import model_variables
+
+    names = {n for n in model_variables(Settings) if n.startswith("PRIVACY_WEBHOOKS__")}
+    assert names == {
+        f"PRIVACY_WEBHOOKS__{platform.upper()}_{field.upper()}"
+        for platform, model in PLATFORM_SETTINGS.items()
+        for field in model.model_fields
+    }
+    assert {
+        "PRIVACY_WEBHOOKS__SHOPIFY_SECRETS",
+        "PRIVACY_WEBHOOKS__SHOPIFY_SHOPS",
+        "PRIVACY_WEBHOOKS__WOOCOMMERCE_SECRETS",
+        "PRIVACY_WEBHOOKS__SALEOR_API_URL",
+        "PRIVACY_WEBHOOKS__SALEOR_SECRET",
+    } <= names
+    assert set(WEBHOOK_RECEIVERS) == set(PLATFORM_SETTINGS)
+
+    monkeypatch.setenv("PRIVACY_WEBHOOKS__SHOPIFY_SECRETS", "new-secret, old-secret")
+    monkeypatch.setenv("PRIVACY_WEBHOOKS__SHOPIFY_SHOPS", "tea.myshopify.com")
+    monkeypatch.setenv("PRIVACY_WEBHOOKS__SALEOR_API_URL", "https://saleor.example/graphql/")
+    hooks = Settings().webhooks
+    shopify = hooks.platform(ShopifyWebhookSettings)
+    assert [s.get_secret_value() for s in shopify.secrets] == ["new-secret", "old-secret"]
+    assert shopify.shops == ["tea.myshopify.com"]
+    assert hooks.platform(SaleorWebhookSettings).api_url == "https://saleor.example/graphql/"
+    assert hooks.platform(SaleorWebhookSettings).secret is None

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -24,6 +25,7 @@ from pydantic_settings import (
 
 from .errors import ConfigError
 from .netguard import OutboundGuard, parse_networks
+from .platforms import PLATFORM_SETTINGS
 from .settings_check import (
     SettingsError,
     describe_validation,
@@ -197,16 +199,52 @@ class BreachSettings(BaseModel):
     _split = field_validator("mail_to", mode="before")(_split_list)
 
 
-class WebhookSettings(BaseModel):
-    """Shop-platform privacy webhooks (`POST <mount>/webhooks/<platform>`). Unset: not mounted."""
+class WebhookSettingsBase(BaseModel):
+    """Shop-platform privacy webhooks (`POST <mount>/webhooks/<platform>`). Unset: not mounted.
 
-    shopify_secrets: Annotated[list[SecretStr], NoDecode] = []
-    shopify_shops: Annotated[list[str], NoDecode] = []
-    woocommerce_secrets: Annotated[list[SecretStr], NoDecode] = []
-    saleor_api_url: str | None = None
-    saleor_secret: SecretStr | None = None
+    The fields come from the platform settings table (`platforms/__init__.py`): platform `shopify`'s
+    field `secrets` is `shopify_secrets` here and PRIVACY_WEBHOOKS__SHOPIFY_SECRETS in the
+    environment; a list field is read from a comma-separated variable.
+    """
 
-    _split = field_validator("shopify_secrets", "shopify_shops", "woocommerce_secrets", mode="before")(_split_list)
+    def platform(self, model: type[PlatformModel]) -> PlatformModel:
+        """This platform's settings as its own model (the receiver's `from_settings` reads them so)."""
+        name = _PLATFORM_OF[model]
+        return model.model_construct(**{field: getattr(self, f"{name}_{field}") for field in model.model_fields})
+
+
+PlatformModel = TypeVar("PlatformModel", bound=BaseModel)
+_PLATFORM_OF = {model: name for name, model in PLATFORM_SETTINGS.items()}
+
+
+def _webhook_fields() -> tuple[dict[str, Any], list[str]]:
+    fields: dict[str, Any] = {}
+    lists: list[str] = []
+    for platform, model in PLATFORM_SETTINGS.items():
+        for name, info in model.model_fields.items():
+            annotation: Any = info.annotation
+            if info.metadata:
+                annotation = Annotated.__class_getitem__((annotation, *info.metadata))  # type: ignore[attr-defined]
+            fields[f"{platform}_{name}"] = (annotation, Field(default=info.default, description=info.description))
+            if typing.get_origin(info.annotation) is list:
+                lists.append(f"{platform}_{name}")
+    return fields, lists
+
+
+if TYPE_CHECKING:
+
+    class WebhookSettings(WebhookSettingsBase):
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    _fields, _lists = _webhook_fields()
+    WebhookSettings = create_model(
+        "WebhookSettings",
+        __base__=WebhookSettingsBase,
+        __module__=__name__,
+        __validators__={"_split": field_validator(*_lists, mode="before")(_split_list)} if _lists else None,
+        **_fields,
+    )
 
 
 class OutboundSettings(BaseModel):

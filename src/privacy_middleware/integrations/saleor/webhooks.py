@@ -23,6 +23,7 @@ import orjson
 from jwt.api_jws import PyJWS
 from pydantic import SecretStr
 
+from ...platforms.saleor import SaleorWebhookSettings
 from ...settings import WebhookSettings
 from ..common import (
     MalformedWebhook,
@@ -141,6 +142,7 @@ class SaleorWebhooks:
 
 def from_settings(hooks: WebhookSettings, http: httpx.AsyncClient) -> SaleorWebhooks | None:
     """The `saleor` entry of the webhook-receiver table (PRIVACY_WEBHOOKS__SALEOR_API_URL)."""
-    if not hooks.saleor_api_url:
+    own = hooks.platform(SaleorWebhookSettings)
+    if not own.api_url:
         return None
-    return SaleorWebhooks(api_url=hooks.saleor_api_url, http=http, secret=hooks.saleor_secret)
+    return SaleorWebhooks(api_url=own.api_url, http=http, secret=own.secret)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 import httpx
 from pydantic import SecretStr
 
+from ...platforms.shopify import ShopifyWebhookSettings
 from ...settings import WebhookSettings
 from ..common import (
     MalformedWebhook,
@@ -106,4 +107,5 @@ class ShopifyWebhooks:
 
 def from_settings(hooks: WebhookSettings, http: httpx.AsyncClient) -> ShopifyWebhooks | None:
     """The `shopify` entry of the webhook-receiver table (PRIVACY_WEBHOOKS__SHOPIFY_SECRETS)."""
-    return ShopifyWebhooks(hooks.shopify_secrets, shops=hooks.shopify_shops) if hooks.shopify_secrets else None
+    own = hooks.platform(ShopifyWebhookSettings)
+    return ShopifyWebhooks(own.secrets, shops=own.shops) if own.secrets else None

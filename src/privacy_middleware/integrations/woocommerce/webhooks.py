@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 import httpx
 from pydantic import SecretStr
 
+from ...platforms.woocommerce import WooCommerceWebhookSettings
 from ...settings import WebhookSettings
 from ..common import RequestKind, SubjectRequest, WebhookDelivery, as_id, body_digest, json_object
 
@@ -78,4 +79,5 @@ class WooCommerceWebhooks:
 
 def from_settings(hooks: WebhookSettings, http: httpx.AsyncClient) -> WooCommerceWebhooks | None:
     """The `woocommerce` entry of the webhook-receiver table (PRIVACY_WEBHOOKS__WOOCOMMERCE_SECRETS)."""
-    return WooCommerceWebhooks(hooks.woocommerce_secrets) if hooks.woocommerce_secrets else None
+    own = hooks.platform(WooCommerceWebhookSettings)
+    return WooCommerceWebhooks(own.secrets) if own.secrets else None
