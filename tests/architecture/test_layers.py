@@ -168,3 +168,15 @@ def cycles() -> list[list[str]]:
 @pytest.mark.parametrize("allowed", [{"store", "store.database", "store.migrations"}])
 def test_no_import_circles_but_the_store_and_its_migrations(allowed: set[str]) -> None:
     assert [c for c in cycles() if not set(c) <= allowed] == []
+
+
+def test_platform_settings_sit_on_the_bottom_floor() -> None:
+    """`settings.py` builds the webhook settings from `platforms/`, so platforms import nothing else."""
+    offenders = sorted(
+        f"{name} -> {target}"
+        for name, targets in EDGES.items()
+        if under(name, "platforms")
+        for target in targets
+        if not under(target, "platforms")
+    )
+    assert offenders == []
