@@ -17,6 +17,7 @@ import pytest
 from privacy_middleware.audit.query import search
 from privacy_middleware.cli import main as cli
 from privacy_middleware.demo.run import build_demo, demo_policy_path
+from privacy_middleware.errors import PrivacyError
 from support.demo import Demo
 
 pytestmark = pytest.mark.anyio
@@ -164,3 +165,27 @@ async def test_report_command_summarises_what_enforcing_would_change(
     assert await anyio.to_thread.run_sync(cli, ["report", "--since", "1h"]) == 0
     table = capsys.readouterr().out
     assert "POST /checkout" in table and "rewrite_request" in table
+
+
+async def test_breach_containment_is_never_report_only(reporting: Demo) -> None:
+    """Containment stops a caller during an incident; report mode is for rolling a policy out, so a
+    suspended partner is refused on a reporting route (and its outbound transfers with it), and
+    nothing is recorded as a mere "would have" (docs/rollout.md)."""
+    _, token = await reporting.register()
+    order = await reporting.checkout(token)
+    assert order.status_code == 201, order.text
+    partner = await reporting.partner("logistics-co")
+    headers = {"authorization": f"Bearer {partner}"}
+    path = f"/orders/{order.json()['id']}"
+    assert (await reporting.client.get(path, headers=headers)).status_code == 200
+    suspensions = reporting.app.runtime.breach.suspensions
+    await suspensions.suspend("principal", "logistics-co", by="dpo", reason="review")
+    refused = await reporting.client.get(path, headers=headers)
+    assert refused.status_code == 403 and refused.json()["code"] == "access_suspended"
+    assert not [d for d in await would_have(reporting) if d.get("code") == "access_suspended"]
+
+    await suspensions.suspend("recipient", "logistics", by="dpo", reason="review")
+    async with httpx.AsyncClient(transport=reporting.app.transport(httpx.AsyncHTTPTransport())) as client:
+        with pytest.raises(PrivacyError) as blocked:
+            await client.post("https://api.logistics.example/v1/shipments", json={"id": "ord_1"})
+    assert blocked.value.code == "access_suspended"

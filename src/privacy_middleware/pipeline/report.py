@@ -188,6 +188,8 @@ class ReportOnly(Step):
 
 
 # The capability each named step belongs to; steps not listed (audit, account events) always run.
+# Breach containment is deliberately not listed: a suspension is incident response, not a policy
+# being rolled out, and it protects card data as much as anything else, so it is never report-only.
 STEP_CAPABILITIES: dict[str, Capability] = {
     "login": "lockout",
     "tracking": "tracking",
