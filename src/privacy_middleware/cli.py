@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from . import __version__
-from .cli_adoption import add_policy_draft_parser, add_report_parser
+from .cli_adoption import add_policy_draft_parser, add_policy_trace_parser, add_report_parser
 from .commands import audit as audit_commands
 from .commands import config as config_commands
 from .commands import dsar as dsar_commands
@@ -377,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_coverage_parser(policy)
     add_policy_draft_parser(policy)
+    add_policy_trace_parser(policy)
 
     db = sub.add_parser("db", help="the privacy store").add_subparsers(dest="db_command", required=True)
     upgrade = db.add_parser("upgrade", help="apply pending schema migrations (PRIVACY_DATABASE_URL)")

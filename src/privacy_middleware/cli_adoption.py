@@ -244,3 +244,74 @@ def add_report_parser(sub: Any) -> None:
     report.add_argument("--since", default="24h", help="a duration (90m, 1h, 7d) or an ISO time; default 24h")
     report.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     report.set_defaults(func=cmd_report)
+
+
+def _shape(file: str | None) -> Any:
+    if file is None:
+        return None
+    try:
+        return orjson.loads(Path(file).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ConfigError(f"could not read the shape {file}: {exc.__class__.__name__}") from exc
+
+
+def trace_lines(route: str, result: dict[str, Any]) -> list[str]:
+    """The trace as lines a person reads (the --json output is the trace document itself)."""
+    trace = result["trace"]
+    if trace is None:
+        return [f"{route}: no plan matches; the request would reach the shop untouched ({result['status']})"]
+    where = trace["route"]
+    lines = [
+        f"{route}: answered {result['status']}; plan {where['method']} {where['template']} ({where['matched']}),"
+        f" recipient {where['recipient']}, purpose {where['purpose'] or '-'}"
+    ]
+    for step in trace["steps"]:
+        code = f" {step['code']}" if step.get("code") else ""
+        field = f" at {step['field']}" if step.get("field") else ""
+        lines.append(
+            f"  {step['step']:<20} {step['hook']:<12} {step['decision']}{code}{field}"
+            f"  [{step['mode']}; {step['policy_key'] or '-'}]"
+        )
+    for field_view in trace.get("fields", []):
+        lines.append(
+            f"  {field_view['direction']:<9} {field_view['select']:<32} {field_view['transform']:<16} "
+            f"{field_view['reason']}"
+        )
+    return lines
+
+
+def cmd_policy_trace(args: argparse.Namespace) -> int:
+    from .commands.base import Output
+    from .policy.load import load_policy
+    from .replay import replay_sync
+    from .settings import Settings
+
+    file = args.file if args.file is not None else str(Settings().policy_file)
+    result = replay_sync(
+        load_policy(file),
+        args.request,
+        header_names=args.header or [],
+        body_shape=_shape(args.body),
+        response_shape=_shape(args.response),
+        recipient=args.recipient,
+        purpose=args.purpose,
+        status=args.status,
+    )
+    Output.of(args).result(result, trace_lines(args.request, result))
+    return 0
+
+
+def add_policy_trace_parser(policy: Any) -> None:
+    trace = policy.add_parser(
+        "trace",
+        help="replay a request shape (no values) through the middleware and print its decision trace",
+    )
+    trace.add_argument("file", nargs="?", default=None, help="the policy (default: PRIVACY_POLICY_FILE)")
+    trace.add_argument("--request", required=True, metavar="'METHOD /path'", help="e.g. 'POST /checkout'")
+    trace.add_argument("--header", action="append", metavar="NAME", help="a header the request carried (repeatable)")
+    trace.add_argument("--body", metavar="SHAPE.json", help="the request body's shape (its values are not used)")
+    trace.add_argument("--response", metavar="SHAPE.json", help="the shop's response shape (values not used)")
+    trace.add_argument("--recipient", help="the caller's recipient (default: a customer, with --header authorization)")
+    trace.add_argument("--purpose", help="the caller's purpose claim")
+    trace.add_argument("--status", type=int, default=200, help="the stand-in shop's status (default 200)")
+    trace.set_defaults(func=cmd_policy_trace)

@@ -15,7 +15,7 @@ PACKAGE = "privacy_middleware"
 SRC = Path(__file__).resolve().parents[2] / "src" / PACKAGE
 
 # The faces: what a user runs or mounts. Only they may build or hold the composition root.
-FACES = ("runtime", "middleware", "serve", "cli", "rights.cli", "breach.cli", "__init__")
+FACES = ("runtime", "middleware", "serve", "cli", "replay", "rights.cli", "breach.cli", "__init__")
 FACE_PACKAGES = ("api", "demo", "commands")  # commands: the CLI's command groups
 DOMAIN = ("consent", "fields", "audit", "rights", "identity", "pipeline")
 
