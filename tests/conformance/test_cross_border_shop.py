@@ -18,8 +18,13 @@ from privacy_middleware.breach.planters import RoutePlanter
 from privacy_middleware.breach.report import build_report
 from support.conformance import (
     assert_address_book_encrypted,
+    assert_erased,
+    assert_minor_refused,
+    assert_rectified,
     bearer,
     consent,
+    ordering_customer,
+    partner_order,
     partner_view,
     set_cookie_names,
     shop_dump,
@@ -46,8 +51,7 @@ def stored_order(demo: Demo) -> dict[str, Any]:
 async def test_contact_details_never_reach_a_marketing_company(demo: Demo) -> None:
     """Sharing: "We will never sell, lease, transfer ... to ... marketing companies"; contact information
     "will not be used for commercial advertising harassment"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
+    await ordering_customer(demo)
     advertiser = await partner_view(demo, "ads-co")
     assert advertiser.status_code == 403
     assert advertiser.json()["code"] == "unknown_recipient"
@@ -163,9 +167,8 @@ async def test_logistics_provider_receives_only_the_minimum_for_delivery(demo: D
 async def test_payment_institution_does_not_receive_contact_details(demo: Demo) -> None:
     """Usage: contact information is used "only for order logistics notification, after-sales progress
     reminder and official service reply"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
-    payer = (await partner_view(demo, "pay-co")).json()["orders"][0]
+    await ordering_customer(demo)
+    payer = await partner_order(demo, "pay-co")
     assert payer["payment"]["card"]["number_last4"] == "4242"
     assert "+44 20" not in str(payer) and "ada@example.com" not in str(payer)
 
@@ -184,20 +187,9 @@ async def test_customer_service_sees_only_what_a_service_reply_needs(demo: Demo)
 
 async def test_minors_are_not_registered_and_nothing_is_kept(demo: Demo) -> None:
     """Collection: "We do not collect any personal data of minor users intentionally"."""
-    response = await demo.client.post(
-        "/auth/register",
-        json={
-            "email": "teen@example.com",
-            "password": "correct horse battery",
-            "name": "Teen",
-            "phone": "+86 138 0013 8000",
-            "birth_date": "2012-02-29",
-        },
-    )
-    assert response.status_code == 403
-    assert response.json()["code"] == "below_minimum_age"
-    dump = shop_dump(demo)
-    assert "teen@example.com" not in dump and "138 0013 8000" not in dump
+    teen = {"email": "teen@example.com", "name": "Teen", "phone": "+86 138 0013 8000", "birth_date": "2012-02-29"}
+    await assert_minor_refused(demo, teen)
+    assert "138 0013 8000" not in shop_dump(demo)
 
 
 async def test_personalised_push_can_be_refused(demo: Demo) -> None:
@@ -248,8 +240,7 @@ async def test_only_the_session_cookie_is_set_before_any_choice(demo: Demo) -> N
 async def test_account_closure_clears_all_account_bound_data_at_once(demo: Demo) -> None:
     """Retention: "For users who cancel account registration, we will clear all account bound personal
     information, order records and browsing data in real time"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
+    token = await ordering_customer(demo)
     closed = await demo.client.delete("/me", headers=bearer(token))
     assert closed.status_code == 204
     dump = shop_dump(demo)
@@ -260,19 +251,12 @@ async def test_account_closure_clears_all_account_bound_data_at_once(demo: Demo)
 async def test_users_can_modify_their_stored_information(demo: Demo) -> None:
     """Rights: "Users enjoy the independent right to inquire, view, modify, supplement and delete"."""
     _, token = await demo.register()
-    response = await demo.client.post(
-        "/privacy/me/rectification", json={"changes": {"phone": "+44 20 7946 0999"}}, headers=bearer(token)
-    )
-    assert response.status_code in (200, 202)
-    assert (await demo.client.get("/me", headers=bearer(token))).json()["phone"] == "+44 20 7946 0999"
+    await assert_rectified(demo, token, "phone", "+44 20 7946 0999")
 
 
 async def test_historical_orders_can_be_permanently_deleted(demo: Demo) -> None:
     """Rights: "For unnecessary historical order data ... users can apply for permanent deletion"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
-    assert (await demo.client.post("/privacy/me/erasure", headers=bearer(token))).status_code in (200, 202)
-    assert "Please ring twice" not in shop_dump(demo)
+    await assert_erased(demo, await ordering_customer(demo), "Please ring twice")
 
 
 async def test_data_past_its_retention_period_is_deleted_or_anonymised(demo: Demo) -> None:

@@ -8,9 +8,13 @@ from privacy_middleware.audit.query import search
 from support.conformance import (
     CLIENT_IP,
     assert_address_book_encrypted,
+    assert_erased,
+    assert_rectified,
     bearer,
     consent,
     flushed_access_log,
+    ordering_customer,
+    partner_order,
     partner_view,
     set_cookie_names,
     shop_dump,
@@ -56,8 +60,7 @@ async def test_login_history_and_ip_are_used_only_for_security(demo: Demo) -> No
     for name, recipient in policy.recipients.items():
         for category in recipient.sees:
             assert not category.startswith(("user.device", "user.authorization")), (name, category)
-    _, token = await demo.register()
-    await demo.checkout(token)
+    await ordering_customer(demo)
     for partner in ("logistics-co", "pay-co", "stats-co", "ads-co"):
         seen = await partner_view(demo, partner)
         assert seen.status_code == 200
@@ -66,8 +69,7 @@ async def test_login_history_and_ip_are_used_only_for_security(demo: Demo) -> No
 
 async def test_account_data_is_not_shown_to_analytics_or_advertising(demo: Demo) -> None:
     """§3 account information (name, e-mail) is used for the account, not handed to trackers."""
-    _, token = await demo.register()
-    await demo.checkout(token)
+    token = await ordering_customer(demo)
     for partner in ("stats-co", "ads-co"):
         seen = (await partner_view(demo, partner)).json()["orders"][0]
         text = str(seen)
@@ -93,12 +95,11 @@ async def test_payment_details_go_to_the_payment_processor_and_address_to_the_ca
     demo: Demo,
 ) -> None:
     """§1 "Order processing: verifying your payment and arranging shipments" with minimal authorisation."""
-    _, token = await demo.register()
-    await demo.checkout(token)
-    carrier = (await partner_view(demo, "logistics-co")).json()["orders"][0]
+    await ordering_customer(demo)
+    carrier = await partner_order(demo, "logistics-co")
     assert carrier["shipping_address"]["street"] == "12 Marylebone Road"
     assert carrier["payment"]["card"] == {} and carrier["billing_address"] == {}
-    payer = (await partner_view(demo, "pay-co")).json()["orders"][0]
+    payer = await partner_order(demo, "pay-co")
     assert payer["payment"]["card"]["number"] == "4242424242424242"
     assert payer["shipping_address"] == {} and "note" not in payer
 
@@ -189,21 +190,12 @@ async def test_retention_periods_are_declared_for_usage_ip_and_orders(demo: Demo
 async def test_account_information_can_be_updated_at_any_time(demo: Demo) -> None:
     """§3 "You can update or delete this information at any time through your account settings"."""
     _, token = await demo.register()
-    response = await demo.client.post(
-        "/privacy/me/rectification", json={"changes": {"name": "Ada King"}}, headers=bearer(token)
-    )
-    assert response.status_code in (200, 202)
-    assert (await demo.client.get("/me", headers=bearer(token))).json()["name"] == "Ada King"
+    await assert_rectified(demo, token, "name", "Ada King")
 
 
 async def test_account_information_can_be_deleted_at_any_time(demo: Demo) -> None:
     """§3 and §8 "You can contact us at any time ... to delete any information and data"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
-    erased = await demo.client.post("/privacy/me/erasure", headers=bearer(token))
-    assert erased.status_code in (200, 202)
-    dump = shop_dump(demo)
-    assert "ada@example.com" not in dump and "Ada Lovelace" not in dump
+    await assert_erased(demo, await ordering_customer(demo), "ada@example.com", "Ada Lovelace")
 
 
 async def test_marketing_contact_data_is_kept_only_until_unsubscribe(demo: Demo) -> None:

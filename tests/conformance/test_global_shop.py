@@ -6,9 +6,14 @@ import pytest
 
 from support.conformance import (
     assert_address_book_encrypted,
+    assert_erased,
+    assert_rectified,
     bearer,
     consent,
+    exported,
     flushed_access_log,
+    ordering_customer,
+    partner_order,
     partner_view,
     set_cookie_names,
     shop_dump,
@@ -57,8 +62,7 @@ async def test_only_authorised_personnel_see_personal_data_within_their_job(demo
 
 async def test_personal_information_is_never_sold_to_a_third_party(demo: Demo) -> None:
     """§4 "will never sell, rent, trade or illegally disclose user personal information"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
+    await ordering_customer(demo)
     advertiser = await partner_view(demo, "ads-co")
     assert advertiser.status_code == 403
     assert advertiser.json()["code"] == "unknown_recipient"
@@ -68,8 +72,7 @@ async def test_personal_information_is_never_sold_to_a_third_party(demo: Demo) -
 async def test_service_providers_cannot_use_data_for_other_purposes(demo: Demo) -> None:
     """§4 "Third-party institutions can only use user information to complete the entrusted service
     work, and cannot use it for any other purposes"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
+    await ordering_customer(demo)
     repurposed = demo.shop.token(
         {"sub": "logistics-co", "recipient": "logistics", "purpose": "analytics", "scope": "orders:read"}
     )
@@ -80,12 +83,11 @@ async def test_service_providers_cannot_use_data_for_other_purposes(demo: Demo) 
 
 async def test_logistics_and_payment_providers_receive_only_what_their_service_needs(demo: Demo) -> None:
     """§4 "limit their access and use scope of user information"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
-    carrier = (await partner_view(demo, "logistics-co")).json()["orders"][0]
+    await ordering_customer(demo)
+    carrier = await partner_order(demo, "logistics-co")
     assert carrier["shipping_address"]["postal_code"] == "NW1 5LR"
     assert carrier["payment"]["card"] == {} and carrier["customer"] == {}
-    payer = (await partner_view(demo, "pay-co")).json()["orders"][0]
+    payer = await partner_order(demo, "pay-co")
     assert payer["payment"]["card"]["number_last4"] == "4242"
     assert payer["shipping_address"] == {} and "note" not in payer
 
@@ -162,26 +164,15 @@ async def test_updated_terms_are_published_with_their_version(demo: Demo) -> Non
 async def test_users_can_check_their_account_and_order_data(demo: Demo) -> None:
     """§5 "Users can independently browse, check, modify and update their personal account information
     and order data"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
-    export = await demo.client.get("/privacy/me/export", headers=bearer(token))
-    assert export.status_code == 200 and "12 Marylebone Road" in export.text
+    await exported(demo, await ordering_customer(demo))
 
 
 async def test_users_can_correct_their_data(demo: Demo) -> None:
     """§5 "query, correct or clear personal data records"."""
     _, token = await demo.register()
-    response = await demo.client.post(
-        "/privacy/me/rectification", json={"changes": {"name": "Ada King"}}, headers=bearer(token)
-    )
-    assert response.status_code in (200, 202)
-    assert (await demo.client.get("/me", headers=bearer(token))).json()["name"] == "Ada King"
+    await assert_rectified(demo, token, "name", "Ada King")
 
 
 async def test_users_can_have_their_records_cleared(demo: Demo) -> None:
     """§5 "For historical browsing data and service records, users can put forward clearing requirements"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
-    assert (await demo.client.post("/privacy/me/erasure", headers=bearer(token))).status_code in (200, 202)
-    dump = shop_dump(demo)
-    assert "ada@example.com" not in dump and "Ada Lovelace" not in dump
+    await assert_erased(demo, await ordering_customer(demo), "ada@example.com", "Ada Lovelace")

@@ -13,9 +13,14 @@ from pytest_httpx import HTTPXMock
 from privacy_middleware.errors import PrivacyError
 from support.conformance import (
     assert_address_book_encrypted,
+    assert_minor_refused,
+    assert_rectified,
     bearer,
     consent,
+    exported,
     flushed_access_log,
+    ordering_customer,
+    partner_order,
     partner_view,
     receipt_claims,
     revised_policy,
@@ -33,9 +38,8 @@ SEED = "001_58e955c94cff9ce2"
 
 async def test_delivery_information_is_shared_with_the_logistics_company_only(demo: Demo) -> None:
     """Sharing (1): "we will share your order delivery information with logistics and delivery companies"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
-    carrier = (await partner_view(demo, "logistics-co")).json()["orders"][0]
+    await ordering_customer(demo)
+    carrier = await partner_order(demo, "logistics-co")
     assert carrier["shipping_address"]["street"] == "12 Marylebone Road"
     assert carrier["shipping_address"]["phone"] == "+44 20 7946 0018"
     assert carrier["payment"]["card"] == {} and carrier["customer"] == {} and "note" not in carrier
@@ -43,9 +47,8 @@ async def test_delivery_information_is_shared_with_the_logistics_company_only(de
 
 async def test_payment_information_is_shared_with_the_payment_institution_only(demo: Demo) -> None:
     """Sharing (1): "Share your payment information with payment institutions to complete payment"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
-    payer = (await partner_view(demo, "pay-co")).json()["orders"][0]
+    await ordering_customer(demo)
+    payer = await partner_order(demo, "pay-co")
     assert payer["payment"]["card"]["number"] == "4242424242424242"
     assert payer["shipping_address"] == {} and payer["customer"] == {}
 
@@ -64,8 +67,7 @@ async def test_analysis_and_marketing_partners_receive_no_directly_identifying_d
 
 async def test_no_transfer_to_a_company_the_policy_does_not_name(demo: Demo) -> None:
     """Transfer (2): "We will not transfer your personal information to any other company ... unless"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
+    await ordering_customer(demo)
     broker = demo.shop.token(
         {"sub": "data-broker", "recipient": "data_broker", "purpose": "marketing", "scope": "orders:read"}
     )
@@ -175,18 +177,7 @@ async def test_card_numbers_in_order_notes_are_refused(demo: Demo) -> None:
 
 async def test_minors_cannot_register(demo: Demo) -> None:
     """Minors: "Our independent website mainly provides services to adults ... will not actively collect"."""
-    response = await demo.client.post(
-        "/auth/register",
-        json={
-            "email": "kid@example.com",
-            "password": "correct horse battery",
-            "name": "Kid",
-            "birth_date": "2015-06-01",
-        },
-    )
-    assert response.status_code == 403
-    assert response.json()["code"] == "below_minimum_age"
-    assert "kid@example.com" not in shop_dump(demo)
+    await assert_minor_refused(demo, {"email": "kid@example.com", "name": "Kid", "birth_date": "2015-06-01"})
     adult = await demo.client.post(
         "/auth/register",
         json={"email": "adult@example.com", "password": "correct horse battery", "birth_date": "1990-01-01"},
@@ -230,21 +221,17 @@ async def test_a_significant_change_asks_for_consent_again(tmp_path: Path, asgi_
 
 async def test_customer_can_access_and_copy_their_information(demo: Demo) -> None:
     """Access rights and "Right to obtain a copy of your personal information"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
+    token = await ordering_customer(demo)
     courier = await demo.partner("logistics-co")
     await demo.client.get("/orders", headers=bearer(courier))
     await demo.app.runtime.audit.flush()
-    export = await demo.client.get("/privacy/me/export", headers=bearer(token))
-    assert export.status_code == 200
-    assert "12 Marylebone Road" in export.text and "logistics" in export.text
+    assert "logistics" in (await exported(demo, token)).text
 
 
 async def test_copy_can_be_transferred_directly_to_a_third_party(demo: Demo, httpx_mock: HTTPXMock) -> None:
     """ "we can directly transfer a copy of your personal information to a third party designated by you"."""
     httpx_mock.add_response(url="https://receiver.example/import", status_code=202)
-    _, token = await demo.register()
-    await demo.checkout(token)
+    token = await ordering_customer(demo)
     response = await demo.client.post(
         "/privacy/me/export/transfer", json={"url": "https://receiver.example/import"}, headers=bearer(token)
     )
@@ -256,11 +243,7 @@ async def test_copy_can_be_transferred_directly_to_a_third_party(demo: Demo, htt
 async def test_customer_can_correct_their_information(demo: Demo) -> None:
     """Correction right: "you have the right to request us to make corrections"."""
     _, token = await demo.register()
-    response = await demo.client.post(
-        "/privacy/me/rectification", json={"changes": {"name": "Ada King"}}, headers=bearer(token)
-    )
-    assert response.status_code in (200, 202)
-    assert (await demo.client.get("/me", headers=bearer(token))).json()["name"] == "Ada King"
+    await assert_rectified(demo, token, "name", "Ada King")
 
 
 async def test_erasure_under_a_legal_hold_anonymises_instead(demo: Demo) -> None:
@@ -279,13 +262,12 @@ async def test_erasure_under_a_legal_hold_anonymises_instead(demo: Demo) -> None
 
 async def test_processing_can_be_restricted(demo: Demo) -> None:
     """Restriction of processing rights: processing stops while a dispute is checked."""
-    _, token = await demo.register()
-    await demo.checkout(token)
+    token = await ordering_customer(demo)
     assert (await demo.client.post("/privacy/me/restriction", headers=bearer(token))).status_code in (
         200,
         202,
     )
-    carrier = (await partner_view(demo, "logistics-co")).json()["orders"][0]
+    carrier = await partner_order(demo, "logistics-co")
     assert "Marylebone" not in str(carrier)
 
 

@@ -6,8 +6,13 @@ import pytest
 
 from support.conformance import (
     assert_address_book_encrypted,
+    assert_erased,
+    assert_rectified,
     bearer,
     consent,
+    exported,
+    ordering_customer,
+    partner_order,
     partner_view,
     set_cookie_names,
     shop_dump,
@@ -80,9 +85,8 @@ async def test_each_purpose_rests_on_one_of_the_four_stated_legal_grounds(demo: 
 
 async def test_payment_processor_receives_the_card_and_nothing_else(demo: Demo) -> None:
     """§4.2 "Payment Processor | Process transactions and payments | Complies with PCI DSS"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
-    payer = (await partner_view(demo, "pay-co")).json()["orders"][0]
+    await ordering_customer(demo)
+    payer = await partner_order(demo, "pay-co")
     assert payer["payment"]["card"]["number"] == "4242424242424242"
     assert "cvv" not in payer["payment"]["card"]
     assert payer["shipping_address"] == {} and payer["customer"] == {}
@@ -92,7 +96,7 @@ async def test_analytics_service_receives_anonymised_data_only(demo: Demo) -> No
     """§4.2 "Analytics Service | Analyze user behavior | Data anonymization"."""
     customer, token = await demo.register()
     await demo.checkout(token)
-    seen = (await partner_view(demo, "stats-co")).json()["orders"][0]
+    seen = await partner_order(demo, "stats-co")
     assert customer not in str(seen)
     for value in ("ada@example.com", "Ada Lovelace", "Marylebone", "4242424242424242", "+44 20"):
         assert value not in str(seen)
@@ -127,8 +131,7 @@ async def test_support_tools_see_masked_contact_and_payment_data(demo: Demo) -> 
 
 async def test_no_sharing_with_a_third_party_the_policy_does_not_list(demo: Demo) -> None:
     """§4 "We do not share your personal information with third parties without your consent"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
+    await ordering_customer(demo)
     carrier = await partner_view(demo, "logistics-co")
     assert carrier.status_code == 403
     assert carrier.json()["code"] == "unknown_recipient"
@@ -186,34 +189,23 @@ async def test_marketing_can_be_opted_out_at_any_time(demo: Demo) -> None:
 
 async def test_right_to_access_gives_a_copy(demo: Demo) -> None:
     """§5.1 "access personal information we hold about you and obtain a copy of it"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
-    export = await demo.client.get("/privacy/me/export", headers=bearer(token))
-    assert export.status_code == 200 and "12 Marylebone Road" in export.text
+    await exported(demo, await ordering_customer(demo))
 
 
 async def test_right_to_correction(demo: Demo) -> None:
     """§5.2 "request that we correct or supplement it"."""
     _, token = await demo.register()
-    response = await demo.client.post(
-        "/privacy/me/rectification", json={"changes": {"name": "Ada King"}}, headers=bearer(token)
-    )
-    assert response.status_code in (200, 202)
-    assert (await demo.client.get("/me", headers=bearer(token))).json()["name"] == "Ada King"
+    await assert_rectified(demo, token, "name", "Ada King")
 
 
 async def test_right_to_deletion(demo: Demo) -> None:
     """§5.3 "request that we delete your personal information"."""
-    _, token = await demo.register()
-    await demo.checkout(token)
-    assert (await demo.client.post("/privacy/me/erasure", headers=bearer(token))).status_code in (200, 202)
-    assert "ada@example.com" not in shop_dump(demo)
+    await assert_erased(demo, await ordering_customer(demo), "ada@example.com")
 
 
 async def test_right_to_restrict_processing(demo: Demo) -> None:
     """§5.4 "request that we restrict the processing": restricted data stops reaching analytics."""
-    _, token = await demo.register()
-    await demo.checkout(token)
+    token = await ordering_customer(demo)
     assert (await demo.client.post("/privacy/me/restriction", headers=bearer(token))).status_code in (
         200,
         202,

@@ -150,3 +150,47 @@ def working_days_between(start: dt.date, end: dt.date) -> int:
     """Monday-Friday days after `start` up to and including `end`."""
     days = (start + dt.timedelta(days=n) for n in range(1, (end - start).days + 1))
     return sum(1 for day in days if day.weekday() < 5)
+
+
+async def ordering_customer(demo: Demo) -> str:
+    """A registered customer who placed the standard checkout; their bearer token."""
+    _, token = await demo.register()
+    await demo.checkout(token)
+    return token
+
+
+async def exported(demo: Demo, token: str) -> httpx.Response:
+    """The customer's own export; it answered 200 and holds their delivery address."""
+    export = await demo.client.get("/privacy/me/export", headers=bearer(token))
+    assert export.status_code == 200 and "12 Marylebone Road" in export.text
+    return export
+
+
+async def assert_rectified(demo: Demo, token: str, field: str, value: str) -> None:
+    """A rectification of one profile field is accepted and the shop's profile shows the new value."""
+    response = await demo.client.post(
+        "/privacy/me/rectification", json={"changes": {field: value}}, headers=bearer(token)
+    )
+    assert response.status_code in (200, 202)
+    assert (await demo.client.get("/me", headers=bearer(token))).json()[field] == value
+
+
+async def assert_erased(demo: Demo, token: str, *gone: str) -> None:
+    """The customer's erasure is accepted and none of `gone` is left in the shop's database."""
+    assert (await demo.client.post("/privacy/me/erasure", headers=bearer(token))).status_code in (200, 202)
+    dump = shop_dump(demo)
+    for value in gone:
+        assert value not in dump
+
+
+async def partner_order(demo: Demo, client_id: str) -> dict[str, Any]:
+    """The first order in the partner's own view of `/orders`."""
+    return dict((await partner_view(demo, client_id)).json()["orders"][0])
+
+
+async def assert_minor_refused(demo: Demo, registration: dict[str, str]) -> None:
+    """A minor's registration is refused (403 below_minimum_age) and leaves no trace in the shop."""
+    response = await demo.client.post("/auth/register", json={"password": "correct horse battery", **registration})
+    assert response.status_code == 403
+    assert response.json()["code"] == "below_minimum_age"
+    assert registration["email"] not in shop_dump(demo)
