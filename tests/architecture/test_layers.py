@@ -18,7 +18,23 @@ SRC = Path(__file__).resolve().parents[2] / "src" / PACKAGE
 # The faces: what a user runs or mounts. Only they may build or hold the composition root.
 FACES = ("runtime", "middleware", "serve", "cli", "replay", "rights.cli", "breach.cli", "__init__")
 FACE_PACKAGES = ("api", "demo", "commands")  # commands: the CLI's command groups
-DOMAIN = ("consent", "fields", "audit", "rights", "identity", "pipeline")
+DOMAIN = (
+    "consent",
+    "fields",
+    "audit",
+    "rights",
+    "identity",
+    "pipeline",
+    "breach",
+    "guests",
+    "routing",
+    "integrations",
+    "background",
+    "metrics",
+    "gauges",
+    "principal",
+    "context",
+)
 
 
 def module_name(path: Path) -> str:
