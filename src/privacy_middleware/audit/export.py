@@ -2,6 +2,7 @@
 
 `events.jsonl` holds the canonical leaf bytes, one per line, exactly as they were hashed; a
 purged event appears as `{"purged":{"leaf_hash":..,"seq":..}}` so the tree still recomputes.
+`batches.jsonl` holds the signed seal of every batch, `checkpoints.jsonl` the signed checkpoints.
 No side record (raw IP, username) is ever exported.
 """
 
@@ -19,11 +20,12 @@ import orjson
 import sqlalchemy as sa
 
 from ..store import Database
-from ..store.audit import audit_checkpoints, audit_events, audit_signing_keys
+from ..store.audit import audit_batches, audit_checkpoints, audit_events, audit_signing_keys
 
 EXPORT_FORMAT = "privacy-middleware-audit-export/1"
 EVENTS_FILE = "events.jsonl"
 CHECKPOINTS_FILE = "checkpoints.jsonl"
+BATCHES_FILE = "batches.jsonl"
 PUBLIC_KEY_FILE = "public_key.pem"
 MANIFEST_FILE = "manifest.json"
 
@@ -77,6 +79,14 @@ async def export(database: Database, out_dir: str | os.PathLike[str], *, chain: 
         with open(target / CHECKPOINTS_FILE, "wb") as handle:
             for note, _ in checkpoints:
                 handle.write(orjson.dumps({"note": note}) + b"\n")
+        seals = await conn.execute(
+            sa.select(audit_batches.c.seal).where(audit_batches.c.chain == chain).order_by(audit_batches.c.first_seq)
+        )
+        batches = 0
+        with open(target / BATCHES_FILE, "wb") as handle:
+            for (token,) in seals:
+                handle.write(orjson.dumps({"seal": token}) + b"\n")
+                batches += 1
         first_key = checkpoints[0].key_id if checkpoints else None
         pem = None
         if first_key is not None:
@@ -93,6 +103,7 @@ async def export(database: Database, out_dir: str | os.PathLike[str], *, chain: 
         "events": count,
         "purged": purged,
         "checkpoints": len(checkpoints),
+        "batches": batches,
         "exported_at": datetime.now(UTC).isoformat(),
     }
     (target / MANIFEST_FILE).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
