@@ -573,7 +573,7 @@ def events_dropped(count: int, *, time: datetime | None = None) -> AuditEvent:
     )
 
 
-LIFECYCLE = ("start", "stop", "heartbeat", "key_rotation", "retention_purge", "spool_corrupt")
+LIFECYCLE = ("start", "stop", "heartbeat", "key_rotation", "retention_purge", "retention_drop", "spool_corrupt")
 
 
 def lifecycle(stage: str, *, time: datetime | None = None, **detail: Any) -> AuditEvent:

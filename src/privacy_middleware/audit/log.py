@@ -45,6 +45,7 @@ from ..store.audit import (
     save_head,
     save_head_and_seal,
 )
+from ..store.audit_partitions import ensure_partitions, is_partitioned
 from .batches import BatchSeal, BatchSigner
 from .checkpoint import (
     Checkpoint,
@@ -59,7 +60,9 @@ from .events import AuditEvent, lifecycle
 from .merkle import Frontier, batch_root, leaf_hash
 from .sealing import SealedEvent, SideRecordSealer
 
-_FORCE_CHECKPOINT = frozenset({"log.start", "log.stop", "log.heartbeat", "log.key_rotation", "log.retention_purge"})
+_FORCE_CHECKPOINT = frozenset(
+    {"log.start", "log.stop", "log.heartbeat", "log.key_rotation", "log.retention_purge", "log.retention_drop"}
+)
 
 
 def canonical_leaf(doc: dict[str, object], chain: str, seq: int) -> bytes:
@@ -110,11 +113,14 @@ class AuditLog:
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 60.0,
         heartbeat_interval: float = 3600.0,
+        partition_seconds: float = 7 * 86_400.0,
     ) -> None:
         if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", chain):
             raise ValueError("chain must be a short lower-case name (at most 64 characters)")
-        if checkpoint_every < 1 or checkpoint_interval <= 0 or heartbeat_interval <= 0:
-            raise ValueError("checkpoint cadence and heartbeat interval must be positive")
+        if checkpoint_every < 1 or checkpoint_interval <= 0 or heartbeat_interval <= 0 or partition_seconds < 1:
+            raise ValueError("checkpoint cadence, heartbeat interval and partition period must be positive")
+        self.partition_us = int(partition_seconds * 1_000_000)
+        self._partitions_until: int | None = None  # PostgreSQL: partitions exist up to this sealing time
         self.chain = chain
         self.origin = origin
         self.checkpoint_every = checkpoint_every
@@ -139,8 +145,25 @@ class AuditLog:
         return self.sealer.seal(event)
 
     async def append(self, database: Database, events: Sequence[SealedEvent]) -> AppendResult:
+        await self.prepare(database)
         async with database.begin() as conn:
             return await self.append_in(database, conn, events)
+
+    async def prepare(self, database: Database) -> None:
+        """PostgreSQL: make sure the event partitions reach at least one period ahead.
+
+        Runs in a short transaction of its own (creating a partition locks the events table), at most
+        once a period per process; a no-op on SQLite and on a store that is not partitioned."""
+        if not database.is_postgres:
+            return
+        now = _now_us()
+        if self._partitions_until is not None and now + self.partition_us < self._partitions_until:
+            return
+        async with database.begin() as conn:
+            if not await is_partitioned(conn):
+                self._partitions_until = 2**62  # not partitioned (yet): nothing to create
+                return
+            self._partitions_until = await ensure_partitions(conn, now, self.partition_us)
 
     async def append_in(
         self,

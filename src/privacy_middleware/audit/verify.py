@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .batches import BatchSeal, ReadSeal, SealFormatError, SealVerifier, read_seal
 from .checkpoint import Checkpoint, CheckpointFormatError, load_public_key, parse_checkpoint, verify_checkpoint
-from .export import BATCHES_FILE, CHECKPOINTS_FILE, EVENTS_FILE
+from .export import ANCHOR_FILE, BATCHES_FILE, CHECKPOINTS_FILE, EVENTS_FILE
 from .merkle import Frontier, batch_root
 
 _sha256 = hashlib.sha256
@@ -57,6 +57,7 @@ class VerifyReport:
     checkpoints_verified: int = 0
     batches_verified: int = 0
     verified_size: int = 0
+    dropped: int = 0  # leaves before the export's anchor: whole partitions dropped by retention
     purged: int = 0
     unverified_tail: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -167,6 +168,27 @@ def _load_seals(path: Path) -> list[str]:
     return tokens
 
 
+@dataclass(frozen=True, slots=True)
+class _Anchor:
+    """Where an export starts after retention dropped partitions: the tree's frontier at `size`."""
+
+    size: int = 0
+    nodes: tuple[bytes, ...] = ()
+
+
+def _load_anchor(path: Path) -> _Anchor:
+    if not path.is_file():
+        return _Anchor()
+    try:
+        data = orjson.loads(path.read_bytes())
+        size, nodes = data["size"], tuple(bytes.fromhex(n) for n in data["frontier"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise CheckpointFormatError(f"{path.name} is not an anchor") from None
+    if type(size) is not int or size < 0 or len(nodes) != bin(size).count("1") or any(len(n) != 32 for n in nodes):
+        raise CheckpointFormatError(f"{path.name} does not hold the frontier of its size")
+    return _Anchor(size, nodes)
+
+
 def _read_lines(path: Path) -> tuple[bytes, list[bytes]]:
     raw = path.read_bytes()
     lines = raw.split(b"\n")
@@ -209,43 +231,65 @@ def verify(directory: str | Path, public_key_pem: bytes | str) -> VerifyReport:
     try:
         notes = _load_checkpoints(checkpoints_path)
         tokens = _load_seals(root_dir / BATCHES_FILE)
+        anchor = _load_anchor(root_dir / ANCHOR_FILE)
     except (CheckpointFormatError, SealFormatError) as exc:
         return VerifyReport(MALFORMED, str(exc))
     if not notes and not tokens:
         return VerifyReport(MALFORMED, "the export holds no checkpoint")
     raw, lines = _read_lines(events_path)
-    fast = _fast(raw, lines, notes, tokens, trusted)
+    fast = _fast(raw, lines, notes, tokens, trusted, anchor)
     if fast is not None:
         return fast
-    return _thorough(lines, notes, tokens, trusted)
+    return _thorough(lines, notes, tokens, trusted, anchor)
 
 
 def _fast(
-    raw: bytes, lines: list[bytes], notes: list[str], tokens: list[str], trusted: list[Ed25519PublicKey]
+    raw: bytes,
+    lines: list[bytes],
+    notes: list[str],
+    tokens: list[str],
+    trusted: list[Ed25519PublicKey],
+    anchor: _Anchor,
 ) -> VerifyReport | None:
     """The intact report when every leaf is covered by a verified signed head, else None."""
     sha256 = _sha256
+    base = anchor.size
     digests = [sha256(b"\x00" + line).digest() for line in lines]
     entries: dict[int, _Entry] = {}
     for position in _special_lines(raw, lines):
         entry = _parse_entry(lines[position])
-        if entry.seq != position:
+        if entry.seq != base + position:
             return None
         if entry.purged or entry.lifecycle is not None:
-            entries[position] = entry
+            entries[base + position] = entry
             digests[position] = entry.digest
-    report = VerifyReport(INTACT, "all checkpoints and batch seals verified", events=len(lines))
+    report = VerifyReport(INTACT, "all checkpoints and batch seals verified", events=len(lines), dropped=base)
     report.purged = sum(1 for e in entries.values() if e.purged)
-    failure, _ = _check_heads(report, digests, entries, len(lines), notes, tokens, trusted)
-    if failure is not None or report.verified_size != len(lines):
+    failure, _ = _check_heads(report, digests, entries, base + len(lines), notes, tokens, trusted, anchor)
+    if failure is not None or report.verified_size != base + len(lines):
         return None
     markers = _purge_ranges(sorted(entries.items()))
     if any(entry.purged and not _is_covered(position, markers) for position, entry in entries.items()):
         return None
+    if base and not _drop_explained(base, entries):
+        return None
     return report
 
 
-def _thorough(lines: list[bytes], notes: list[str], tokens: list[str], trusted: list[Ed25519PublicKey]) -> VerifyReport:
+def _drop_explained(base: int, kept: dict[int, _Entry]) -> bool:
+    """A signed log.retention_drop leaf names `base` as the anchor the log now starts from."""
+    for entry in kept.values():
+        doc = entry.lifecycle
+        if doc is not None and doc.get("kind") == "log.retention_drop":
+            detail = doc.get("detail")
+            if isinstance(detail, dict) and detail.get("anchor") == base:
+                return True
+    return False
+
+
+def _thorough(
+    lines: list[bytes], notes: list[str], tokens: list[str], trusted: list[Ed25519PublicKey], anchor: _Anchor
+) -> VerifyReport:
     # Parsing allocates one small record per leaf and frees nothing: pausing the cyclic collector
     # meanwhile (restored right after) saves it from rescanning a growing heap again and again.
     paused = gc.isenabled()
@@ -255,16 +299,17 @@ def _thorough(lines: list[bytes], notes: list[str], tokens: list[str], trusted: 
     finally:
         if paused:
             gc.enable()
-    report = VerifyReport(INTACT, "all checkpoints and batch seals verified", events=len(entries))
+    base = anchor.size
+    report = VerifyReport(INTACT, "all checkpoints and batch seals verified", events=len(entries), dropped=base)
     report.purged = sum(1 for e in entries if e.purged)
 
-    # 1. order: indices must run 0, 1, 2, ... with nothing missing or repeated.
-    expected = 0
+    # 1. order: indices must run base, base + 1, ... with nothing missing or repeated.
+    expected = base
     gap_at: int | None = None
     order_at: int | None = None
     unreadable: list[int] = []
     chain = None
-    for position, entry in enumerate(entries):
+    for position, entry in enumerate(entries, start=base):
         seq = entry.seq
         if seq is None:
             unreadable.append(position)
@@ -283,15 +328,16 @@ def _thorough(lines: list[bytes], notes: list[str], tokens: list[str], trusted: 
             expected = seq + 1
         elif order_at is None:
             order_at = min(seq, gap_at if gap_at is not None else seq)
-    prefix = len(entries)
+    end = base + len(entries)
+    prefix = end
     for cut in (gap_at, order_at):
         if cut is not None:
             prefix = min(prefix, cut)
 
     # 2. signed heads in size order: signature, then root over the recomputed tree.
     digests = [entry.digest for entry in entries]
-    kept = {i: e for i, e in enumerate(entries) if e.lifecycle is not None or e.purged}
-    failure, largest = _check_heads(report, digests, kept, prefix, notes, tokens, trusted, unreadable)
+    kept = {i: e for i, e in enumerate(entries, start=base) if e.lifecycle is not None or e.purged}
+    failure, largest = _check_heads(report, digests, kept, prefix, notes, tokens, trusted, anchor, unreadable)
     if failure is not None:
         return failure
 
@@ -300,28 +346,25 @@ def _thorough(lines: list[bytes], notes: list[str], tokens: list[str], trusted: 
     signed = report.verified_size
     signed_markers = _purge_ranges([(i, e) for i, e in kept.items() if i < signed])
     all_markers = _purge_ranges([(i, e) for i, e in kept.items() if i < prefix])
-    for position in range(prefix):
-        if entries[position].purged:
+    for position in range(base, prefix):
+        if entries[position - base].purged:
             markers = signed_markers if position < signed else all_markers
             if not _is_covered(position, markers):
                 return _fail(report, GAP, f"index {position} was purged without a purge marker", position)
 
     # 4. anything the signed heads did not reach is explained here.
+    if base and not _drop_explained(base, {i: e for i, e in kept.items() if i < report.verified_size}):
+        return _fail(report, GAP, f"indices 0..{base - 1} were dropped without a signed retention marker", 0, base)
     if order_at is not None:
         return _fail(report, CONTENT_ALTERED, f"index {order_at} is out of order or repeated", order_at)
     if gap_at is not None:
         return _fail(report, GAP, f"index {gap_at} is missing", gap_at)
-    if largest > len(entries):
-        return _fail(
-            report,
-            GAP,
-            f"a signed head covers {largest} leaves but the export holds {len(entries)}",
-            len(entries),
-        )
+    if largest > end:
+        return _fail(report, GAP, f"a signed head covers {largest} leaves but the export ends at {end}", end)
     unreadable_tail = [i for i in unreadable if i >= report.verified_size]
     if unreadable_tail:
         return _fail(report, CONTENT_ALTERED, f"index {unreadable_tail[0]} is not a leaf", unreadable_tail[0])
-    report.unverified_tail = len(entries) - report.verified_size
+    report.unverified_tail = end - report.verified_size
     if report.unverified_tail:
         report.warnings.append(f"{report.unverified_tail} leaves after the last signed head are not yet signed")
     return report
@@ -344,6 +387,7 @@ def _check_heads(
     notes: list[str],
     tokens: list[str],
     trusted_keys: list[Ed25519PublicKey],
+    anchor: _Anchor,
     unreadable: Sequence[int] = (),
 ) -> tuple[VerifyReport | None, int]:
     """Walk checkpoints and batch seals by tree size, recomputing the tree once: (failure or None,
@@ -373,6 +417,8 @@ def _check_heads(
         except SealFormatError as exc:
             return _failed(largest, report, MALFORMED, f"batch seal is malformed: {exc}", None)
         seal = read.seal
+        if seal.first < anchor.size:
+            continue  # a batch whose leaves retention dropped (its tree head is still checked by the anchor)
         if previous_end is not None and seal.first != previous_end:
             where = min(seal.first, previous_end)
             return _failed(largest, report, GAP, f"batch seals skip or repeat indices from {where}", where)
@@ -381,8 +427,10 @@ def _check_heads(
     heads.sort(key=lambda h: (h.size, h.seal is not None))  # stable: checkpoints first at equal sizes
     largest = max((h.size for h in heads), default=0)
     announced = sorted((p, k) for p, e in kept.items() if (k := _announced_key(e)) is not None)
-    frontier = Frontier()
-    roots: dict[int, bytes] = {}
+    base = anchor.size
+    frontier = Frontier(base, anchor.nodes)
+    roots: dict[int, bytes] = {base: frontier.root()} if base else {}
+    report.verified_size = base
     for head in heads:
         what = "checkpoint" if head.checkpoint is not None else "batch seal"
         if head.checkpoint is not None:
@@ -413,7 +461,7 @@ def _check_heads(
                 )
             continue
         if head.size > start:
-            frontier.extend(digests[start : head.size])
+            frontier.extend(digests[start - base : head.size - base])
         roots[head.size] = frontier.root()
         if roots[head.size] != head.root:
             bad = [i for i in unreadable if start <= i < head.size]
@@ -427,7 +475,7 @@ def _check_heads(
             )
         if head.seal is not None:
             seal = head.seal
-            if batch_root(digests[seal.first : seal.end]) != seal.batch_root:
+            if batch_root(digests[seal.first - base : seal.end - base]) != seal.batch_root:
                 return _failed(
                     largest,
                     report,
@@ -577,19 +625,23 @@ def verify_with_witness(directory: str | Path, public_key_pem: bytes | str, note
     lines = (Path(directory) / EVENTS_FILE).read_bytes().split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
+    anchor = _load_anchor(Path(directory) / ANCHOR_FILE)  # verify() has read it already
+    base, end = anchor.size, anchor.size + len(lines)
     witnessed.sort(key=lambda c: c.size)
     largest = witnessed[-1]
-    if largest.size > len(lines):
+    if largest.size > end:
         report.status = WITNESS_MISMATCH
         report.reason = (
-            f"a witness holds a checkpoint of {largest.size} leaves but the export has {len(lines)}: "
+            f"a witness holds a checkpoint of {largest.size} leaves but the export ends at {end}: "
             "the tail was truncated"
         )
-        report.first_bad_index = len(lines)
+        report.first_bad_index = end
         return report
-    frontier = Frontier()
+    frontier = Frontier(base, anchor.nodes)
     for checkpoint in witnessed:
-        for line in lines[frontier.size : checkpoint.size]:
+        if checkpoint.size < base:
+            continue  # its leaves were dropped by retention; the anchor is checked by later heads
+        for line in lines[frontier.size - base : checkpoint.size - base]:
             frontier.append(_parse_entry(line).digest)
         if frontier.root() != checkpoint.root:
             report.status = WITNESS_MISMATCH

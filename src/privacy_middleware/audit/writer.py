@@ -518,6 +518,7 @@ class AuditWriter:
 
     async def _append_new(self, events: Sequence[SealedEvent]) -> int:
         """Append the events the store does not hold yet (replay is idempotent by event id)."""
+        await self.log.prepare(self.database)
         async with self.database.begin() as conn:
             stored = await existing_uids(conn, [e.uid for e in events])
             fresh = [e for e in events if e.uid not in stored]
