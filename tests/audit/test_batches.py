@@ -204,7 +204,10 @@ async def test_a_removed_seal_is_a_gap_and_a_garbled_one_is_malformed(sealed_onl
 async def test_strict_events_wait_for_their_own_batch_not_the_backlog(
     database: Database, make_writer: Any, audit_log: AuditLog
 ) -> None:
-    writer: AuditWriter = make_writer(database, queue_size=20_000, batch_size=200, flush_interval=5.0)
+    # a generous strict timeout: this asserts what the strict caller waited for, not how long
+    writer: AuditWriter = make_writer(
+        database, queue_size=20_000, batch_size=200, flush_interval=5.0, strict_timeout=120.0
+    )
     await writer.start()
     for n in range(4000):  # a backlog of twenty bulk batches
         writer.emit(_login(n))
@@ -233,6 +236,7 @@ async def test_four_writers_on_separate_connections_make_one_verified_chain(
                 batch_size=50,
                 flush_interval=0.005,
                 registry=CollectorRegistry(),
+                strict_timeout=120.0,  # a loaded machine must not turn this into a 503
             )
             for i, db in enumerate(databases)
         ]
