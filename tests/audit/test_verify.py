@@ -65,6 +65,7 @@ async def test_untouched_export_is_intact(database: Database, audit_log: AuditLo
         "checkpoints_verified": 4,
         "batches_verified": 4,
         "verified_size": N,
+        "dropped": 0,
         "purged": 0,
         "unverified_tail": 0,
         "warnings": [],
