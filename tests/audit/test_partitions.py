@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from privacy_middleware.audit import AuditLog, export, login_attempt, purge, search, verify
 from privacy_middleware.store import Database
 from privacy_middleware.store.audit import audit_event_subjects, audit_events, audit_side_records
-from privacy_middleware.store.audit_partitions import is_partitioned, partitions, period_start
+from privacy_middleware.store.audit_partitions import drop_partition, is_partitioned, partitions, period_start
 from privacy_middleware.store.migrations import available
 from privacy_middleware.store.tables import schema_version
 
@@ -38,20 +38,23 @@ async def test_writers_create_partitions_ahead_and_events_land_in_theirs(
     postgres_url: str, key_path: Path, side_key: bytes
 ) -> None:
     database = Database(postgres_url)
+    week, month = 7 * 86_400 * 1_000_000, 28 * 86_400 * 1_000_000
     try:
         await database.upgrade()
-        log = AuditLog(key_path, side_key, partition_seconds=3600)
-        await log.append(database, [log.seal(e) for e in _logins(0, 5)])
         async with database.connect() as conn:
             assert await is_partitioned(conn)
-            found = await partitions(conn)
+            first = await partitions(conn)  # the migration's: this week and the next ones
         now = time.time_ns() // 1000
-        current = period_start(now, 3600 * 1_000_000)
-        ahead = [p for p in found if p.low is not None and p.low >= current]
-        assert [p.high - p.low for p in ahead] == [3600 * 1_000_000] * 3  # this hour and two ahead
-        assert found[-1].high == current + 3 * 3600 * 1_000_000
-        this = next(p.name for p in ahead if p.low == current)
-        assert set((await _where(database)).values()) <= {this, found[0].name}  # the hour's partition
+        assert first[0].low == period_start(now, week) and first[-1].high == period_start(now, week) + 3 * week
+        log = AuditLog(key_path, side_key, partition_seconds=28 * 86_400)  # a period longer than what is left
+        await log.append(database, [log.seal(e) for e in _logins(0, 5)])
+        async with database.connect() as conn:
+            found = await partitions(conn)
+        added = found[len(first) :]
+        assert added and all(p.high - p.low == month for p in added)  # the writer's own period, ahead
+        assert found[-1].high >= period_start(now, month) + 3 * month
+        this = next(p.name for p in found if p.low is not None and p.low <= now < p.high)
+        assert set((await _where(database)).values()) == {this}
     finally:
         await database.dispose()
 
@@ -94,6 +97,9 @@ async def test_retention_drops_whole_partitions_and_the_rest_verifies_from_its_a
     database = Database(postgres_url)
     try:
         await database.upgrade()
+        async with database.begin() as conn:  # a store partitioned by the second: the migration's weeks go
+            for partition in await partitions(conn):
+                await drop_partition(conn, partition)
         log = AuditLog(key_path, side_key, partition_seconds=1)
         old = datetime.now(UTC) - timedelta(days=400)
         await log.append(database, [log.seal(e) for e in _logins(0, 8, old)])

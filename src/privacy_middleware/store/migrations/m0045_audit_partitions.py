@@ -1,17 +1,19 @@
 """Audit trail: PostgreSQL events range-partitioned by sealing time; retention anchors.
 
 An existing events table with rows becomes the partition `privacy_audit_events_legacy`, covering
-everything sealed before the migration; the writers create the following partitions (one per
-`PRIVACY_AUDIT__PARTITION_DAYS`) ahead of time. SQLite keeps its single table.
+everything sealed before the migration. The migration creates the first partitions (weekly, up to
+three weeks ahead); the writers create the following ones (one per `PRIVACY_AUDIT__PARTITION_DAYS`)
+ahead of time. SQLite keeps its single table.
 """
 
 import time
 
 import sqlalchemy as sa
 
-from ..audit_partitions import LEGACY, PARENT, audit_anchors
+from ..audit_partitions import LEGACY, PARENT, audit_anchors, partition_name, period_start
 
 VERSION = 45
+_WEEK_US = 7 * 86_400 * 1_000_000
 DESCRIPTION = "audit events partitioned by time (PostgreSQL)"
 
 _INDEXES = {
@@ -51,8 +53,10 @@ def upgrade(conn: sa.Connection) -> None:
     )
     for name, columns in _INDEXES.items():
         conn.execute(sa.text(f"CREATE INDEX {name} ON {PARENT} {columns}"))
+    now = time.time_ns() // 1000
     if conn.scalar(sa.text(f"SELECT count(*) FROM (SELECT 1 FROM {LEGACY} LIMIT 1) AS any_row")) == 0:
         conn.execute(sa.text(f"DROP TABLE {LEGACY}"))  # a new store: no legacy partition
+        _weeks_ahead(conn, period_start(now, _WEEK_US), now)
         return
     # the parent's key (chain, seq, sealed_us) replaces the old one; the old rows stay where they are
     for (name,) in conn.execute(
@@ -60,5 +64,18 @@ def upgrade(conn: sa.Connection) -> None:
     ).all():
         conn.execute(sa.text(f'ALTER TABLE {LEGACY} DROP CONSTRAINT "{name}"'))
     newest = conn.scalar(sa.text(f"SELECT max(sealed_us) FROM {LEGACY}")) or 0
-    boundary = max(time.time_ns() // 1000, newest + 1)
+    boundary = max(now, newest + 1)
     conn.execute(sa.text(f"ALTER TABLE {PARENT} ATTACH PARTITION {LEGACY} FOR VALUES FROM (MINVALUE) TO ({boundary})"))
+    _weeks_ahead(conn, boundary, now)
+
+
+def _weeks_ahead(conn: sa.Connection, low: int, now: int) -> None:
+    """The first partitions (the default week, three of them), so the first append creates none:
+    writers add the next ones in their own period (`PRIVACY_AUDIT__PARTITION_DAYS`) from the last bound."""
+    until = period_start(now, _WEEK_US) + 3 * _WEEK_US
+    while low < until:
+        high = period_start(low, _WEEK_US) + _WEEK_US
+        conn.execute(
+            sa.text(f"CREATE TABLE {partition_name(low)} PARTITION OF {PARENT} FOR VALUES FROM ({low}) TO ({high})")
+        )
+        low = high
