@@ -78,7 +78,7 @@ async def test_an_existing_store_becomes_a_legacy_partition_and_still_verifies(
         await log.append(database, [log.seal(e) for e in _logins(0, 6)])
         async with database.connect() as conn:
             assert not await is_partitioned(conn)
-        assert await database.upgrade() == [45]
+        assert (await database.upgrade())[:1] == [45]  # then any later migration
         log = AuditLog(key_path, side_key, partition_seconds=86_400)
         await log.append(database, [log.seal(e) for e in _logins(6, 6)])
         where = await _where(database)
