@@ -15,5 +15,5 @@ def test_the_guides_policy_validates() -> None:
     blocks = re.findall(r"```toml\n(.*?)```", GUIDE.read_text(), re.S)
     assert len(blocks) == 1
     policy = validate_policy(tomllib.loads(blocks[0]))
-    assert policy.guests.checkouts[0].capability == "token"
+    assert policy.guests.checkouts[0].capability_location == "/api/order-status/{record}/{capability}/"
     assert [m.model for m in policy.adapter.models] == ["auth.User", "order.Order"]
