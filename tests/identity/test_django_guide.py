@@ -16,4 +16,4 @@ def test_the_guides_policy_validates() -> None:
     assert len(blocks) == 1
     policy = validate_policy(tomllib.loads(blocks[0]))
     assert policy.guests.checkouts[0].capability_location == "/api/order-status/{record}/{capability}/"
-    assert [m.model for m in policy.adapter.models] == ["auth.User", "order.Order"]
+    assert [m.model for m in policy.adapter.models] == ["address.UserAddress", "auth.User"]
