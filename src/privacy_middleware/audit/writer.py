@@ -7,10 +7,7 @@ store answers again. When the queue is full (the store is slower than the traffi
 the event and appends it to a second spool, the overflow, instead of dropping it; everything
 emitted after it follows it there until the writer has drained the overflow, so the log keeps
 emit order (strict events excepted: they wait for the store). `pressure()` tells a caller that
-can wait how full the queue is. Strict events have a lane of their own: a second task writes them
-in their own small batches at once, so a strict caller waits for its own batch, not for the bulk
-batches queued before it (on SQLite, whose writes take turns anyway, at most for the one in flight).
-An event is dropped only when it cannot be sealed or the disk
+can wait how full the queue is. An event is dropped only when it cannot be sealed or the disk
 refuses the spool; a drop is an alarm: metered, logged as an error and written to the log as an
 `events_dropped` Detection Finding.
 """
@@ -58,8 +55,6 @@ def _is_poison(exc: BaseException) -> bool:
         seen = orig if isinstance(orig, BaseException) and orig is not seen else seen.__cause__
     return False
 
-
-_SEAL_SLICE = 64  # events sealed between two turns of the event loop
 
 DEFAULT_STRICT_KINDS = frozenset(
     {"api_activity.data_reveal", "api_activity.data_export", "api_activity.admin_read", "api_activity.key_*"}
@@ -142,12 +137,6 @@ class AuditWriter:
         self.spool_errors: list[SpoolCorruptError] = []
         self._queue: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
-        self._strict: deque[_Item] = deque()
-        self._strict_wakeup = asyncio.Event()
-        self._strict_lock = asyncio.Lock()
-        self._strict_task: asyncio.Task[None] | None = None
-        self._start_written = asyncio.Event()  # the strict lane opens once log.start is stored or spooled
-        self._spool_lock = asyncio.Lock()
         # Taking a batch off the queue and writing it is one step: flush() waits for the writer
         # task's batch in flight, so "flushed" means "in the store" (and batches keep their order).
         self._write_lock = asyncio.Lock()
@@ -221,13 +210,13 @@ class AuditWriter:
 
     async def emit_strict(self, event: AuditEvent) -> None:
         """Return only once the event is committed to the store or fsynced to the spool."""
-        if not self._accepting or self._strict_task is None or self._strict_task.done():
+        if not self._accepting or self._task is None or self._task.done():
             raise _unavailable()
-        if len(self._strict) >= self.reserve:
+        if len(self._queue) >= self.queue_size + self.reserve:
             raise _unavailable()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._strict.append(_Item(self.log.seal(event), future))
-        self._strict_wakeup.set()
+        self._queue.append(_Item(self.log.seal(event), future))
+        self._wakeup.set()
         try:
             await asyncio.wait_for(asyncio.shield(future), self.strict_timeout)
         except (TimeoutError, OSError, PrivacyError):
@@ -248,7 +237,6 @@ class AuditWriter:
             return
         self._accepting = True
         self._stopping = False
-        self._start_written.clear()
         self._spool_pending = await asyncio.to_thread(self.spool.pending)
         if await asyncio.to_thread(self.overflow.pending):
             self._spilling = True  # an earlier run's overflow comes before anything emitted now
@@ -258,7 +246,6 @@ class AuditWriter:
             await self._check_integrity()
         self._wakeup.set()
         self._task = asyncio.create_task(self._run(), name="privacy-audit-writer")
-        self._strict_task = asyncio.create_task(self._run_strict(), name="privacy-audit-strict-writer")
 
     async def _check_integrity(self) -> None:
         """Start-up alarm: a stored log that no longer matches its checkpoints becomes a finding."""
@@ -293,8 +280,6 @@ class AuditWriter:
                 await asyncio.to_thread(self.overflow.sync)
                 self._overflow_unsynced = False
             return
-        self._accepting = False
-        await self._stop_strict()
         stop = lifecycle(
             "stop",
             written=self.metrics.written.total,
@@ -310,18 +295,8 @@ class AuditWriter:
         task, self._task = self._task, None
         await task
 
-    async def _stop_strict(self) -> None:
-        task, self._strict_task = self._strict_task, None
-        if task is not None:
-            self._strict_wakeup.set()
-            await task
-
     async def flush(self) -> None:
         """Write everything queued so far, overflow included (tests and shutdown hooks use it)."""
-        while self._queue and not self._start_written.is_set():
-            await self._write_next()
-        while self._strict:
-            await self._write_strict()
         while self._queue or self._spilling:
             while self._queue:
                 await self._write_next()
@@ -333,7 +308,7 @@ class AuditWriter:
     async def _write_next(self) -> None:
         async with self._write_lock:
             if self._queue:
-                await self._write_batch(await self._next_batch())
+                await self._write_batch(self._next_batch())
 
     async def _drain_overflow(self) -> bool:
         """Write the overflow spool in order; emits go to it until it is empty, then to the queue.
@@ -377,40 +352,9 @@ class AuditWriter:
                 logger.error("audit writer loop error (%s)", exc.__class__.__name__)
                 await asyncio.sleep(self.flush_interval)
 
-    async def _run_strict(self) -> None:
-        """The strict lane: write strict events as soon as they come, beside the bulk batches."""
-        await self._start_written.wait()
-        while True:
-            await self._strict_wakeup.wait()
-            self._strict_wakeup.clear()
-            try:
-                while self._strict:
-                    await self._write_strict()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # _write_strict settles its callers; keep the lane alive
-                logger.error("audit strict lane error (%s)", exc.__class__.__name__)
-            if not self._accepting and not self._strict:
-                return
-
-    async def _write_strict(self) -> None:
-        async with self._strict_lock:
-            batch: list[_Item] = []
-            while self._strict and len(batch) < self.batch_size:
-                batch.append(self._strict.popleft())
-            if not batch:
-                return
-            if self.database.is_postgres:
-                await self._write_batch(batch, replay=False)  # the head row lock orders it with the bulk lane
-            else:
-                async with self._write_lock:  # SQLite writes take turns: wait here, not in its busy handler
-                    await self._write_batch(batch, replay=False)
-
-    async def _next_batch(self) -> list[_Item]:
+    def _next_batch(self) -> list[_Item]:
         batch: list[_Item] = []
         while self._queue and len(batch) < self.batch_size:
-            if len(batch) % _SEAL_SLICE == _SEAL_SLICE - 1:
-                await asyncio.sleep(0)  # sealing is CPU work on the loop: let requests (and strict events) in
             item = self._queue.popleft()
             if not isinstance(item.sealed, SealedEvent):
                 try:
@@ -428,16 +372,10 @@ class AuditWriter:
             batch.insert(0, _Item(self.log.seal(events_dropped(count)), drops=count))
         return batch
 
-    async def _write_batch(self, batch: Sequence[_Item], *, replay: bool = True) -> None:
-        try:
-            await self._store_or_spool(batch, replay)
-        finally:
-            self._start_written.set()
-
-    async def _store_or_spool(self, batch: Sequence[_Item], replay: bool) -> None:
+    async def _write_batch(self, batch: Sequence[_Item]) -> None:
         sealed = [item.sealed for item in batch if isinstance(item.sealed, SealedEvent)]
         try:
-            if self._spool_pending and replay:
+            if self._spool_pending:
                 # a corrupt spool is reported by _replay; its readable records are in the log
                 with contextlib.suppress(SpoolCorruptError):
                     await self._replay()
@@ -449,8 +387,7 @@ class AuditWriter:
         except Exception as exc:
             logger.warning("audit store unavailable (%s); spooling %d events", exc.__class__.__name__, len(sealed))
             try:
-                async with self._spool_lock:
-                    await asyncio.to_thread(self.spool.append, sealed)
+                await asyncio.to_thread(self.spool.append, sealed)
             except OSError as spool_exc:
                 logger.error("audit spool unwritable (%s)", spool_exc.__class__.__name__)
                 lost = sum(1 for item in batch if item.drops == 0)
@@ -518,7 +455,6 @@ class AuditWriter:
 
     async def _append_new(self, events: Sequence[SealedEvent]) -> int:
         """Append the events the store does not hold yet (replay is idempotent by event id)."""
-        await self.log.prepare(self.database)
         async with self.database.begin() as conn:
             stored = await existing_uids(conn, [e.uid for e in events])
             fresh = [e for e in events if e.uid not in stored]
