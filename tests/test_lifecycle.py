@@ -38,7 +38,7 @@ async def shop(scope: dict[str, object], receive: object, send: object) -> None:
 
 def open_sqlite_connections() -> int:
     gc.collect()
-    return sum(1 for o in gc.get_objects() if isinstance(o, aiosqlite.Connection) and o._connection is not None)
+    return sum(1 for o in gc.get_objects() if type(o) is aiosqlite.Connection and o._connection is not None)
 
 
 @pytest.mark.parametrize("attempt", range(3))
