@@ -218,7 +218,8 @@ def test_banner_respects_global_privacy_control(browser: webdriver.Chrome, live_
     browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Sec-GPC": "1"}})
     browser.get(live_demo.base + "/")
     modal = wait(browser).until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#cc-main .cm")))
-    assert "Global Privacy Control" in modal.text
+    # The banner fades in: its text reads as empty until the browser renders it as shown.
+    wait(browser).until(lambda _: "Global Privacy Control" in modal.text)
     modal.find_element(By.CSS_SELECTOR, "button[data-role=all]").click()
     wait(browser).until(lambda d: d.execute_script("return window.PrivacyConsent.allowed('analytics')"))
     assert browser.execute_script("return window.PrivacyConsent.allowed('marketing')") is False
