@@ -128,8 +128,13 @@ def bearer(**claims: Any) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
 
-STAFF = bearer(sub="sam", recipient="staff")
-CARRIER = bearer(sub="carrier-1", recipient="logistics")
+def staff() -> dict[str, str]:
+    """Minted when used: a token minted at collection time expires before a whole-suite run reaches it."""
+    return bearer(sub="sam", recipient="staff")
+
+
+def carrier() -> dict[str, str]:
+    return bearer(sub="carrier-1", recipient="logistics")
 
 
 @pytest.fixture
@@ -170,9 +175,9 @@ async def test_staff_and_partners_read_a_guests_order_as_the_policy_grants(shop:
     placed = await client.post("/checkout" + ("?json=1" if answer == "json" else ""), json=GUEST_ORDER)
     assert placed.status_code in (200, 303)
     number = next(iter(state.orders))
-    seen = (await client.get(f"/orders/{number}", headers=STAFF)).json()
+    seen = (await client.get(f"/orders/{number}", headers=staff())).json()
     assert seen["shipping"]["street"] == STREET and seen["email"] == "grace@example.com", seen
-    delivery = (await client.get(f"/orders/{number}", headers=CARRIER)).json()
+    delivery = (await client.get(f"/orders/{number}", headers=carrier())).json()
     assert delivery["shipping"]["street"] == STREET and "email" not in delivery, delivery
     anonymous = (await client.get(f"/orders/{number}")).json()
     assert "street" not in anonymous["shipping"] and "email" not in anonymous, anonymous
@@ -186,5 +191,5 @@ async def test_a_record_keeps_its_first_owner(shop: Any) -> None:
     state.orders.clear()  # the shop hands out the same number again (a bug, or a malicious replay)
     await client.post("/checkout?json=1", json={"email": "mallory@example.com", "shipping": {"street": "1 Other St"}})
     state.orders[number] = state.orders.pop(number)
-    seen = (await client.get(f"/orders/{number}", headers=STAFF)).json()
+    seen = (await client.get(f"/orders/{number}", headers=staff())).json()
     assert seen["shipping"]["street"] == {"error": "unreadable", "code": "decryption_failed"}, seen
