@@ -1,8 +1,10 @@
 """Route identity (DESIGN.md §9): a plan applies to every spelling the shop routes to its handler.
 
-Three shops with the same routes: one that routes like Express (the canonicaliser places the
-spellings), Starlette with a mount and its own parameter names (the app's router is asked), and
-Django REST Framework's DefaultRouter with `.json` format suffixes (Django's URL resolver is asked).
+Four shops with the same routes: one that routes like Express (the canonicaliser places the
+spellings), Starlette with a mount and its own parameter names (the app's router is asked),
+Django REST Framework's DefaultRouter with `.json` format suffixes (Django's URL resolver is asked),
+and the Express-like shop mounted inside a Starlette app (Starlette's router reaches the mount, the
+canonicaliser places the rest).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class Shop:
         self.received = received
 
 
-@pytest.fixture(params=["lenient", "starlette", "drf"])
+@pytest.fixture(params=["lenient", "starlette", "drf", "mounted"])
 async def shop(request: pytest.FixtureRequest, tmp_path: Path, asgi_lifespan: Any) -> AsyncIterator[Shop]:
     received: list[bytes]
     if request.param == "lenient":
@@ -62,6 +64,13 @@ async def shop(request: pytest.FixtureRequest, tmp_path: Path, asgi_lifespan: An
     elif request.param == "starlette":
         received = []
         inner = shops.starlette_shop(received)
+    elif request.param == "mounted":
+        from starlette.applications import Starlette
+        from starlette.routing import Mount
+
+        lenient = shops.LenientShop()
+        received = lenient.received
+        inner = Starlette(routes=[Mount("/api", app=lenient)])
     else:
         from django.conf import settings as django_settings
 
@@ -102,9 +111,18 @@ async def test_no_spelling_of_checkout_delivers_the_card_in_clear(shop: Shop, sp
         assert shop.received, "a 201 from the shop means it received the (protected) body"
 
 
-@pytest.mark.parametrize("suffix", ["", "/", ".json", ".json/"])
-async def test_order_aliases_are_filtered_for_the_carrier(shop: Shop, suffix: str) -> None:
-    response = await send_raw(shop, "GET", f"/api/orders/ord_1{suffix}", b"", shops.bearer(shops.CARRIER))
+ORDER_SPELLINGS = [
+    *(f"/api/orders/ord_1{suffix}" for suffix in ("", "/", ".json", ".json/")),
+    "/api//orders/ord_1",
+    "/API/ORDERS/ord_1",
+    "/api/./orders/ord_1",
+    "/api/orders;x=1/ord_1",
+]
+
+
+@pytest.mark.parametrize("spelling", ORDER_SPELLINGS)
+async def test_order_aliases_are_filtered_for_the_carrier(shop: Shop, spelling: str) -> None:
+    response = await send_raw(shop, "GET", spelling, b"", shops.bearer(shops.CARRIER))
     if response.status_code == 200:
         seen = response.json()
         assert seen.get("street") == shops.STREET  # the carrier may see the delivery street

@@ -116,7 +116,7 @@ def _starlette_dispatch(routes: list[Any], scope: Scope) -> tuple[list[Any], dic
         if match is not Match.FULL:
             continue
         if isinstance(route, Mount):
-            inner = _starlette_routes(route.app)
+            inner = _starlette_routes(unwrap(route.app))
             if inner is None:
                 return None
             found = _starlette_dispatch(inner, {**scope, **child})
@@ -142,11 +142,30 @@ def _starlette_chains(routes: list[Any], prefix: list[Any]) -> Iterator[list[Any
 
     for route in routes:
         if isinstance(route, Mount):
-            inner = _starlette_routes(route.app)
+            inner = _starlette_routes(unwrap(route.app))
             if inner is not None:
                 yield from _starlette_chains(inner, [*prefix, route])
         else:
             yield [*prefix, route]
+
+
+def _opaque_mount(routes: list[Any], scope: Scope) -> bool:
+    """Whether Starlette's dispatch hands the scope to a mounted app with no router to ask (a plain
+    ASGI app, another framework): that app routes the rest of the path by rules of its own."""
+    from starlette.routing import Match, Mount
+
+    for route in routes:
+        try:
+            match, child = route.matches(scope)
+        except Exception:
+            continue
+        if match is not Match.FULL:
+            continue
+        if not isinstance(route, Mount):
+            return False
+        inner = _starlette_routes(unwrap(route.app))
+        return True if inner is None else _opaque_mount(inner, {**scope, **child})
+    return False
 
 
 def _chain_matches(chain: list[Any], scope: Scope) -> bool:
@@ -166,14 +185,21 @@ def _chain_matches(chain: list[Any], scope: Scope) -> bool:
 @dataclass
 class StarletteIdentity(Generic[T]):
     """Starlette and FastAPI: only the routes that run planned handlers are tried per request; the
-    app's full dispatch then confirms that no earlier route catches the path first."""
+    app's full dispatch then confirms that no earlier route catches the path first.
+
+    A planned route behind a mounted app that has no router to ask (`Mount("/shop", app=...)`
+    around a plain ASGI app) is placed by the canonicaliser, as for any router-less app, for the
+    requests Starlette hands to that mount."""
 
     routes: list[Any]
     plans: list[T]
     kind: str = "starlette"
+    aliases: Callable[[], AliasTable[T]] | None = None
     handlers: dict[tuple[Any, str], T] = field(default_factory=dict)
     chains: list[tuple[list[Any], str]] = field(default_factory=list)
     unmatched: list[T] = field(default_factory=list)
+    opaque: list[T] = field(default_factory=list)
+    canonical: CanonicalIdentity[T] | None = None
     _ready: bool = False
 
     def _index(self) -> None:
@@ -185,7 +211,10 @@ class StarletteIdentity(Generic[T]):
                 if found is not None:
                     break
             if found is None:
-                self.unmatched.append(plan)
+                behind_mount = any(
+                    _opaque_mount(self.routes, _probe(spec.method, p)) for p in sample_paths(spec.template)
+                )
+                (self.opaque if behind_mount else self.unmatched).append(plan)
                 continue
             self.handlers.setdefault((handler_id(found[0][-1]), spec.method), plan)
         # Every route that runs a planned handler (FastAPI's stacked `@app.get("/o/{r}")` and
@@ -195,17 +224,24 @@ class StarletteIdentity(Generic[T]):
             for method in methods:
                 if (handler_id(chain[-1]), method) in self.handlers:
                     self.chains.append((chain, method))
+        if self.opaque and self.aliases is not None:
+            self.canonical = CanonicalIdentity(self.aliases())
         self._ready = True
+
+    def _behind_mount(self, scope: Scope) -> Found[T] | None:
+        if self.canonical is None or not _opaque_mount(self.routes, scope):
+            return None
+        return self.canonical.place(scope)
 
     def place(self, scope: Scope) -> Found[T] | None:
         if not self._ready:
             self._index()
         method = scope["method"]
         if not any(m == method and _chain_matches(chain, scope) for chain, m in self.chains):
-            return None
+            return self._behind_mount(scope)
         found = _starlette_dispatch(self.routes, scope)
         if found is None:
-            return None
+            return self._behind_mount(scope)
         plan = self.handlers.get((handler_id(found[0][-1]), method))
         if plan is None:
             return None
@@ -295,6 +331,6 @@ def identity_for(app: Any, plans: list[T], aliases: Callable[[], AliasTable[T]])
         return DjangoIdentity(plans)
     routes = _starlette_routes(inner)
     if routes is not None:
-        return StarletteIdentity(routes, plans)
+        return StarletteIdentity(routes, plans, aliases=aliases)
     can_forward = getattr(inner, "can_forward", None)
     return CanonicalIdentity(aliases(), forwards=inner if callable(can_forward) else None)
