@@ -22,6 +22,12 @@ UPSTREAM_ENV = "PRIVACY_PROXY_UPSTREAM"
 TIMEOUT_ENV = "PRIVACY_PROXY_TIMEOUT"
 PRESERVE_HOST_ENV = "PRIVACY_PROXY_PRESERVE_HOST"
 FACTORY = "privacy_middleware.serve:create_app"
+# Before 0.55 uvicorn's multi-process listening socket was created without IPPROTO_TCP, so asyncio
+# never set TCP_NODELAY on accepted connections: Nagle plus delayed ACK added about 40 ms to every
+# keep-alive request under --workers > 1 (bench/bench_workers.py measures it).
+NODELAY_UVICORN = (0, 55)
+
+logger = logging.getLogger(__name__)
 
 
 def build_proxy_app(
@@ -69,6 +75,12 @@ def serve(
 ) -> None:
     import uvicorn
 
+    if workers > 1 and _version(uvicorn.__version__) < NODELAY_UVICORN:
+        logger.warning(
+            "uvicorn %s adds about 40 ms to keep-alive requests with --workers > 1; install uvicorn>=0.55"
+            " (the `server` extra requires it)",
+            uvicorn.__version__,
+        )
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -90,6 +102,14 @@ def serve(
     else:
         app = build_proxy_app(upstream, timeout=timeout, preserve_host=preserve_host)
         uvicorn.run(app, **options)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for part in text.split(".")[:2]:
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
