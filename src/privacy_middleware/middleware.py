@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .asgi.body import ClientDisconnected, declared_length, read_body, replay, too_large
+from .asgi.body import ClientDisconnected, declared_length, decoded_for_inspection, read_body, replay, too_large
 from .asgi.card_sentinel import FORM, CardSentinel, exempt_places, has_body, scan
 from .asgi.headers import get_header, is_json_media_type, media_type, merge_vary, replace, without
 from .asgi.responses import send_problem
@@ -235,7 +235,8 @@ class PrivacyMiddleware:
             and ex.ctx.method in {"GET", "HEAD", "DELETE", "OPTIONS"}
         ):
             return receive
-        compressed = get_header(headers, b"content-encoding") not in (None, b"identity")
+        encoding = get_header(headers, b"content-encoding")
+        compressed = encoding not in (None, b"identity")
         if compressed and plan.needs_request_json:
             raise PrivacyError(
                 "unsupported_content_encoding",
@@ -248,6 +249,9 @@ class PrivacyMiddleware:
             ex.request_body = b"" if compressed else body
             for step in plan.steps:
                 await step.on_request(ex)
+            media = media_type(headers)
+            if compressed and (is_json_media_type(media) or media == FORM):  # checked as on any route
+                scan(decoded_for_inspection(body, encoding or b"", limit), media)
             return replay(body, receive)
         if is_json_media_type(media_type(headers)):
             try:

@@ -71,3 +71,15 @@ def test_prefilter() -> None:
     assert may_hold_card_number(b'{"n": "4242 4242 4242 4242"}')
     assert may_hold_card_number(b'{"n": 4242424242424242}')
     assert may_hold_card_data(b'{"CVV": "1"}')
+
+
+async def test_a_compressed_body_on_a_planned_route_is_checked_for_card_data(demo: Demo) -> None:
+    """A planned route that reads bodies without parsing them (the login) checks a compressed one as any
+    route does: the shop never receives a card number inside it."""
+    import gzip
+
+    body = gzip.compress(b'{"email": "ada@example.com", "password": "4111 1111 1111 1111"}')
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    response = await demo.client.post("/auth/login", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "card_data_on_unprotected_route" and "4111" not in response.text

@@ -24,7 +24,7 @@ from ..fields.card_sentinel import (
 )
 from ..policy.compile import RouteSpec
 from ..types import Receive, Scope
-from .body import declared_length, read_body, replay, too_large
+from .body import declared_length, decoded_for_inspection, read_body, replay, too_large
 from .headers import get_header, is_json_media_type, media_type
 
 FORM = "application/x-www-form-urlencoded"
@@ -101,13 +101,15 @@ class CardSentinel:
         media = media_type(headers)
         if not (is_json_media_type(media) or media == FORM):
             return receive
-        if get_header(headers, b"content-encoding") not in (None, b"identity"):
-            return receive  # never parsed compressed (DESIGN.md §5); a plan can demand it uncompressed
+        encoding = get_header(headers, b"content-encoding")
         length = declared_length(headers)
         if length is not None and length > self.limit:
             raise too_large(self.limit)
         body = await read_body(receive, self.limit)
-        scan(body, media)
+        if encoding in (None, b"identity"):
+            scan(body, media)
+        else:  # checked decoded, forwarded as sent (never rewritten compressed, DESIGN.md §5)
+            scan(decoded_for_inspection(body, encoding, self.limit), media)
         return replay(body, receive)
 
     def refused(self, scope: Scope, error: PrivacyError) -> None:
