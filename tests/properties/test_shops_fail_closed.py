@@ -6,7 +6,9 @@ trailing slashes, Unicode look-alikes, the method in any case) and request bodie
 (key case and Unicode variants, `\\u`-escaped keys, duplicates, containers of the wrong type, deep
 nesting, card codes under any name). Targets (support/fail_closed.py): a FastAPI app, Django REST
 Framework's DefaultRouter with format suffixes, the reverse proxy in front of a real uvicorn shop
-that routes like Express, and that lenient shop in process (no router the middleware can ask).
+that routes like Express, that lenient shop in process (no router the middleware can ask), and that
+lenient shop mounted in a Starlette app (Starlette's router reaches the mount, the canonicaliser
+places the rest).
 
 The invariants, for every example:
 - the shop's checkout handler never reads the card number, a card code or the street in clear, and
@@ -35,7 +37,7 @@ from support import fail_closed as fc
 
 EXAMPLES = int(os.environ.get("PRIVACY_PROPERTY_EXAMPLES", "25"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-TARGETS = ["starlette", "drf", "proxy", "canonical"]
+TARGETS = ["starlette", "drf", "proxy", "canonical", "mounted"]
 
 
 @pytest.fixture(scope="module", params=TARGETS)
@@ -278,7 +280,13 @@ def test_no_body_shape_delivers_protected_data(shop: fc.Target, path: str, docum
 
 # --- an app with no router the middleware can ask: the canonicaliser places or refuses -------------
 
-ROUTER = {"starlette": "starlette", "drf": "django", "proxy": "canonical", "canonical": "canonical"}
+ROUTER = {
+    "starlette": "starlette",
+    "drf": "django",
+    "proxy": "canonical",
+    "canonical": "canonical",
+    "mounted": "starlette",
+}
 
 
 def test_each_shop_is_placed_by_its_own_router_or_the_canonicaliser(shop: fc.Target) -> None:

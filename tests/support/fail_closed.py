@@ -376,6 +376,12 @@ def target(name: str, data: Path) -> Iterator[Target]:
             app = build_proxy_app(upstream, settings(data), timeout=30)
         elif name == "canonical":
             app = PrivacyMiddleware(Recorder(LenientShop(records), records), settings(data))
+        elif name == "mounted":  # Starlette's router reaches the mount; the mounted app routes the rest
+            from starlette.applications import Starlette
+            from starlette.routing import Mount
+
+            mounted = Starlette(routes=[Mount("/api", app=LenientShop(records))])
+            app = PrivacyMiddleware(Recorder(mounted, records), settings(data))
         else:
             raise ValueError(name)
         portal = stack.enter_context(anyio.from_thread.start_blocking_portal())
