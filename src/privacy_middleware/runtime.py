@@ -194,6 +194,7 @@ class Runtime:
             side_key,
             checkpoint_every=audit.checkpoint_every,
             checkpoint_interval=audit.checkpoint_seconds,
+            partition_seconds=audit.partition_days * 86_400,
         )
         self.audit = AuditWriter(
             self.database,

@@ -125,6 +125,8 @@ class AuditSettings(BaseModel):
     checkpoint_seconds: float = Field(default=60.0, gt=0)
     queue_size: int = Field(default=10_000, ge=100)
     retention_interval_seconds: float = Field(default=3600.0, ge=0)
+    # PostgreSQL: one partition of audit events per this many days (retention drops whole partitions).
+    partition_days: float = Field(default=7.0, ge=0.01, le=366)
 
 
 class IdentitySettings(BaseModel):

@@ -58,12 +58,14 @@ async def test_untouched_export_is_intact(database: Database, audit_log: AuditLo
     assert report.to_json() | {"warnings": []} == {
         "status": 0,
         "result": "intact",
-        "reason": "all checkpoints verified",
+        "reason": "all checkpoints and batch seals verified",
         "first_bad_index": None,
         "bad_range_end": None,
         "events": N,
         "checkpoints_verified": 4,
+        "batches_verified": 4,
         "verified_size": N,
+        "dropped": 0,
         "purged": 0,
         "unverified_tail": 0,
         "warnings": [],
@@ -171,6 +173,9 @@ async def test_unsigned_tail_verifies_with_a_warning(database: Database, audit_l
     await audit_log.checkpoint(database, force=True)
     await audit_log.append(database, [audit_log.seal(consent_change(subject="c2", purposes_denied=["marketing"]))])
     await export(database, tmp_path / "x")
+    report = verify(tmp_path / "x", audit_log.public_key_pem())
+    assert (report.status, report.unverified_tail, report.batches_verified) == (0, 0, 2)  # every batch is sealed
+    (tmp_path / "x" / "batches.jsonl").unlink()  # an export from before batch seals: checkpoints only
     report = verify(tmp_path / "x", audit_log.public_key_pem())
     assert (report.status, report.unverified_tail) == (0, 1)
     assert report.warnings

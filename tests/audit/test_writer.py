@@ -215,6 +215,56 @@ async def test_store_outage_spools_then_replays_in_order(
         await database.dispose()
 
 
+async def _spool_an_outage(writer: AuditWriter, database: Database, count: int) -> None:
+    """Start `writer` on a store without its tables (a real failing store), spool logins, then migrate."""
+    await writer.start()
+    for n in range(count):
+        writer.emit(_login(n))
+    await writer.flush()
+    assert writer.spool.pending() and writer.metrics.written.total == 0
+    await database.upgrade()
+
+
+async def test_a_strict_event_after_an_outage_is_written_after_the_spooled_events(
+    database_url: str, make_writer: MakeWriter
+) -> None:
+    """The strict lane writes first after the outage: it replays the spool before its own batch."""
+    database = Database(database_url)
+    try:
+        writer = make_writer(database, retry_interval=3600)  # no replay by the housekeeping
+        await _spool_an_outage(writer, database, 3)
+        await writer.emit_strict(_reveal(3))
+        assert not writer.spool.pending()
+        rows = await _kinds_and_subjects(database)
+        assert rows == [("log.start", None)] + [("authentication.logon", f"cust_{n}") for n in range(3)] + [
+            ("api_activity.data_reveal", "cust_3")
+        ]
+        assert writer.metrics.replayed.total == 4 and writer.metrics.dropped.total == 0
+        logins = await search(database, kinds=["authentication.logon"])
+        assert [e.subject for e in logins] == [f"cust_{n}" for n in range(3)]
+    finally:
+        await writer.stop()
+        await database.dispose()
+
+
+async def test_flush_replays_an_outage_spool_with_nothing_else_to_write(
+    database_url: str, make_writer: MakeWriter
+) -> None:
+    database = Database(database_url)
+    try:
+        writer = make_writer(database, retry_interval=3600)
+        await _spool_an_outage(writer, database, 2)
+        await writer.flush()
+        assert not writer.spool.pending()
+        assert [s for k, s in await _kinds_and_subjects(database) if k == "authentication.logon"] == [
+            "cust_0",
+            "cust_1",
+        ]
+    finally:
+        await writer.stop()
+        await database.dispose()
+
+
 async def test_spool_left_by_a_crashed_instance_is_replayed_on_start(
     database: Database, make_writer: MakeWriter
 ) -> None:

@@ -20,7 +20,7 @@ from privacy_middleware.breach.witness import WitnessRelay
 from privacy_middleware.breach.witness_server import WitnessApp, WitnessStore
 from privacy_middleware.cli import main as cli
 from privacy_middleware.store import Database
-from privacy_middleware.store.audit import audit_chains, audit_checkpoints, audit_events
+from privacy_middleware.store.audit import audit_batches, audit_chains, audit_checkpoints, audit_events
 
 from .conftest import serve_in_thread
 
@@ -55,9 +55,10 @@ async def append(database: Database, log: AuditLog, first: int, count: int, tag:
 
 
 async def tamper(database: Database, keep: int) -> None:
-    """What an intruder with write access does: drop leaves from `keep` on and their checkpoints."""
+    """What an intruder with write access does: drop leaves from `keep` on, their batch seals and checkpoints."""
     async with database.begin() as conn:
         await conn.execute(sa.delete(audit_events).where(audit_events.c.seq >= keep))
+        await conn.execute(sa.delete(audit_batches).where(audit_batches.c.first_seq >= keep))
         await conn.execute(sa.delete(audit_checkpoints).where(audit_checkpoints.c.tree_size > keep))
 
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 import re
 import time as _time
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..netaddr import network_hint
@@ -82,19 +81,21 @@ def format_time(value: datetime) -> str:
     if value.tzinfo is None:
         raise ValueError("audit times must be timezone-aware")
     v = value if value.tzinfo is UTC else value.astimezone(UTC)
-    date = f"{v.year:04d}-{v.month:02d}-{v.day:02d}"
-    return f"{date}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}Z"
+    return v.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"  # YYYY-MM-DDTHH:MM:SS.ffffffZ
 
 
 def parse_time(value: str) -> datetime:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def to_micros(value: datetime) -> int:
     if value.tzinfo is None:
         raise ValueError("audit times must be timezone-aware")
-    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (value - _EPOCH) // _MICROSECOND
 
 
 def new_uid() -> str:
@@ -103,7 +104,8 @@ def new_uid() -> str:
     rand = int.from_bytes(os.urandom(10), "big")
     value = (millis & ((1 << 48) - 1)) << 80 | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64
     value |= (0b10 << 62) | (rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"  # what str(uuid.UUID(int=value)) prints, without building the object
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _name(value: str, what: str) -> str:
@@ -571,7 +573,7 @@ def events_dropped(count: int, *, time: datetime | None = None) -> AuditEvent:
     )
 
 
-LIFECYCLE = ("start", "stop", "heartbeat", "key_rotation", "retention_purge", "spool_corrupt")
+LIFECYCLE = ("start", "stop", "heartbeat", "key_rotation", "retention_purge", "retention_drop", "spool_corrupt")
 
 
 def lifecycle(stage: str, *, time: datetime | None = None, **detail: Any) -> AuditEvent:

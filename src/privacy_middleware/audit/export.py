@@ -2,6 +2,9 @@
 
 `events.jsonl` holds the canonical leaf bytes, one per line, exactly as they were hashed; a
 purged event appears as `{"purged":{"leaf_hash":..,"seq":..}}` so the tree still recomputes.
+`batches.jsonl` holds the signed seal of every batch, `checkpoints.jsonl` the signed checkpoints.
+When retention dropped the oldest partitions, the log starts later: `anchor.json` holds the tree's
+frontier at the first index kept, and only the seals and checkpoints from there on are written.
 No side record (raw IP, username) is ever exported.
 """
 
@@ -19,11 +22,14 @@ import orjson
 import sqlalchemy as sa
 
 from ..store import Database
-from ..store.audit import audit_checkpoints, audit_events, audit_signing_keys
+from ..store.audit import audit_batches, audit_checkpoints, audit_events, audit_signing_keys
+from ..store.audit_partitions import audit_anchors
 
 EXPORT_FORMAT = "privacy-middleware-audit-export/1"
 EVENTS_FILE = "events.jsonl"
 CHECKPOINTS_FILE = "checkpoints.jsonl"
+BATCHES_FILE = "batches.jsonl"
+ANCHOR_FILE = "anchor.json"
 PUBLIC_KEY_FILE = "public_key.pem"
 MANIFEST_FILE = "manifest.json"
 
@@ -44,8 +50,18 @@ async def export(database: Database, out_dir: str | os.PathLike[str], *, chain: 
         raise FileExistsError(f"{target} already holds an audit export")
     count = purged = 0
     async with database.connect() as conn:
+        first = await conn.scalar(sa.select(sa.func.min(audit_events.c.seq)).where(audit_events.c.chain == chain)) or 0
+        if first:
+            nodes = await conn.scalar(
+                sa.select(audit_anchors.c.frontier).where(
+                    audit_anchors.c.chain == chain, audit_anchors.c.tree_size == first
+                )
+            )
+            if nodes is not None:
+                frontier = [bytes(nodes)[i : i + 32].hex() for i in range(0, len(nodes), 32)]
+                (target / ANCHOR_FILE).write_bytes(orjson.dumps({"size": first, "frontier": frontier}))
         with open(target / EVENTS_FILE, "wb") as handle:
-            last = -1
+            last = first - 1
             while True:
                 rows = (
                     await conn.execute(
@@ -70,13 +86,23 @@ async def export(database: Database, out_dir: str | os.PathLike[str], *, chain: 
         checkpoints = (
             await conn.execute(
                 sa.select(audit_checkpoints.c.note, audit_checkpoints.c.key_id)
-                .where(audit_checkpoints.c.chain == chain)
+                .where(audit_checkpoints.c.chain == chain, audit_checkpoints.c.tree_size >= first)
                 .order_by(audit_checkpoints.c.tree_size)
             )
         ).all()
         with open(target / CHECKPOINTS_FILE, "wb") as handle:
             for note, _ in checkpoints:
                 handle.write(orjson.dumps({"note": note}) + b"\n")
+        seals = await conn.execute(
+            sa.select(audit_batches.c.seal)
+            .where(audit_batches.c.chain == chain, audit_batches.c.first_seq >= first)
+            .order_by(audit_batches.c.first_seq)
+        )
+        batches = 0
+        with open(target / BATCHES_FILE, "wb") as handle:
+            for (token,) in seals:
+                handle.write(orjson.dumps({"seal": token}) + b"\n")
+                batches += 1
         first_key = checkpoints[0].key_id if checkpoints else None
         pem = None
         if first_key is not None:
@@ -93,6 +119,7 @@ async def export(database: Database, out_dir: str | os.PathLike[str], *, chain: 
         "events": count,
         "purged": purged,
         "checkpoints": len(checkpoints),
+        "batches": batches,
         "exported_at": datetime.now(UTC).isoformat(),
     }
     (target / MANIFEST_FILE).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))

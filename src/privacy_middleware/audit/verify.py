@@ -17,8 +17,10 @@ import argparse
 import gc
 import hashlib
 import sys
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,10 @@ import msgspec
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .checkpoint import Checkpoint, CheckpointFormatError, load_public_key, verify_checkpoint
-from .export import CHECKPOINTS_FILE, EVENTS_FILE
-from .merkle import Frontier
+from .batches import BatchSeal, ReadSeal, SealFormatError, SealVerifier, read_seal
+from .checkpoint import Checkpoint, CheckpointFormatError, load_public_key, parse_checkpoint, verify_checkpoint
+from .export import ANCHOR_FILE, BATCHES_FILE, CHECKPOINTS_FILE, EVENTS_FILE
+from .merkle import Frontier, batch_root
 
 _sha256 = hashlib.sha256
 
@@ -52,7 +55,9 @@ class VerifyReport:
     bad_range_end: int | None = None
     events: int = 0
     checkpoints_verified: int = 0
+    batches_verified: int = 0
     verified_size: int = 0
+    dropped: int = 0  # leaves before the export's anchor: whole partitions dropped by retention
     purged: int = 0
     unverified_tail: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -145,8 +150,75 @@ def _load_checkpoints(path: Path) -> list[str]:
     return notes
 
 
+def _load_seals(path: Path) -> list[str]:
+    """The batch seal tokens of an export (none for an export written before batches were sealed)."""
+    if not path.is_file():
+        return []
+    tokens = []
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise SealFormatError(f"{path.name} line {number} is not JSON") from None
+        if not isinstance(record, dict) or not isinstance(record.get("seal"), str):
+            raise SealFormatError(f"{path.name} line {number} has no seal")
+        tokens.append(record["seal"])
+    return tokens
+
+
+@dataclass(frozen=True, slots=True)
+class _Anchor:
+    """Where an export starts after retention dropped partitions: the tree's frontier at `size`."""
+
+    size: int = 0
+    nodes: tuple[bytes, ...] = ()
+
+
+def _load_anchor(path: Path) -> _Anchor:
+    if not path.is_file():
+        return _Anchor()
+    try:
+        data = orjson.loads(path.read_bytes())
+        size, nodes = data["size"], tuple(bytes.fromhex(n) for n in data["frontier"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise CheckpointFormatError(f"{path.name} is not an anchor") from None
+    if type(size) is not int or size < 0 or len(nodes) != bin(size).count("1") or any(len(n) != 32 for n in nodes):
+        raise CheckpointFormatError(f"{path.name} does not hold the frontier of its size")
+    return _Anchor(size, nodes)
+
+
+def _read_lines(path: Path) -> tuple[bytes, list[bytes]]:
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return raw, lines
+
+
+_SPECIAL = (b'"kind":"log.', b'{"purged"')
+
+
+def _special_lines(raw: bytes, lines: list[bytes]) -> list[int]:
+    """Indices of the lines that may be log.* leaves or purge stubs: one scan of the whole file."""
+    ends = list(accumulate(map((1).__add__, map(len, lines))))
+    found: set[int] = set()
+    for needle in _SPECIAL:  # bytes.find is a fast substring search; a regex alternation is not
+        offset = raw.find(needle)
+        while offset >= 0:
+            found.add(bisect_right(ends, offset))
+            offset = raw.find(needle, offset + 1)
+    return sorted(i for i in found if i < len(lines))
+
+
 def verify(directory: str | Path, public_key_pem: bytes | str) -> VerifyReport:
-    """Check an export against a trusted public key; the report names the first bad index."""
+    """Check an export against a trusted public key; the report names the first bad index.
+
+    Fast path first: hash every line, and check every signed head (batch seals and checkpoints)
+    against the recomputed tree; only log.* leaves and purge stubs are parsed. When every leaf is
+    covered and everything holds, the export is intact (the signed roots fix each leaf's bytes and
+    place). Anything else is analysed leaf by leaf (indices, chain, gaps) for a precise report."""
     root_dir = Path(directory)
     try:
         trusted: list[Ed25519PublicKey] = [load_public_key(public_key_pem)]
@@ -158,14 +230,66 @@ def verify(directory: str | Path, public_key_pem: bytes | str) -> VerifyReport:
             return VerifyReport(MALFORMED, f"{needed.name} is missing from {root_dir}")
     try:
         notes = _load_checkpoints(checkpoints_path)
-    except CheckpointFormatError as exc:
+        tokens = _load_seals(root_dir / BATCHES_FILE)
+        anchor = _load_anchor(root_dir / ANCHOR_FILE)
+    except (CheckpointFormatError, SealFormatError) as exc:
         return VerifyReport(MALFORMED, str(exc))
-    if not notes:
+    if not notes and not tokens:
         return VerifyReport(MALFORMED, "the export holds no checkpoint")
+    raw, lines = _read_lines(events_path)
+    fast = _fast(raw, lines, notes, tokens, trusted, anchor)
+    if fast is not None:
+        return fast
+    return _thorough(lines, notes, tokens, trusted, anchor)
 
-    lines = events_path.read_bytes().split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
+
+def _fast(
+    raw: bytes,
+    lines: list[bytes],
+    notes: list[str],
+    tokens: list[str],
+    trusted: list[Ed25519PublicKey],
+    anchor: _Anchor,
+) -> VerifyReport | None:
+    """The intact report when every leaf is covered by a verified signed head, else None."""
+    sha256 = _sha256
+    base = anchor.size
+    digests = [sha256(b"\x00" + line).digest() for line in lines]
+    entries: dict[int, _Entry] = {}
+    for position in _special_lines(raw, lines):
+        entry = _parse_entry(lines[position])
+        if entry.seq != base + position:
+            return None
+        if entry.purged or entry.lifecycle is not None:
+            entries[base + position] = entry
+            digests[position] = entry.digest
+    report = VerifyReport(INTACT, "all checkpoints and batch seals verified", events=len(lines), dropped=base)
+    report.purged = sum(1 for e in entries.values() if e.purged)
+    failure, _ = _check_heads(report, digests, entries, base + len(lines), notes, tokens, trusted, anchor)
+    if failure is not None or report.verified_size != base + len(lines):
+        return None
+    markers = _purge_ranges(sorted(entries.items()))
+    if any(entry.purged and not _is_covered(position, markers) for position, entry in entries.items()):
+        return None
+    if base and not _drop_explained(base, entries):
+        return None
+    return report
+
+
+def _drop_explained(base: int, kept: dict[int, _Entry]) -> bool:
+    """A signed log.retention_drop leaf names `base` as the anchor the log now starts from."""
+    for entry in kept.values():
+        doc = entry.lifecycle
+        if doc is not None and doc.get("kind") == "log.retention_drop":
+            detail = doc.get("detail")
+            if isinstance(detail, dict) and detail.get("anchor") == base:
+                return True
+    return False
+
+
+def _thorough(
+    lines: list[bytes], notes: list[str], tokens: list[str], trusted: list[Ed25519PublicKey], anchor: _Anchor
+) -> VerifyReport:
     # Parsing allocates one small record per leaf and frees nothing: pausing the cyclic collector
     # meanwhile (restored right after) saves it from rescanning a growing heap again and again.
     paused = gc.isenabled()
@@ -175,16 +299,17 @@ def verify(directory: str | Path, public_key_pem: bytes | str) -> VerifyReport:
     finally:
         if paused:
             gc.enable()
-    report = VerifyReport(INTACT, "all checkpoints verified", events=len(entries))
+    base = anchor.size
+    report = VerifyReport(INTACT, "all checkpoints and batch seals verified", events=len(entries), dropped=base)
     report.purged = sum(1 for e in entries if e.purged)
 
-    # 1. order: indices must run 0, 1, 2, ... with nothing missing or repeated.
-    expected = 0
+    # 1. order: indices must run base, base + 1, ... with nothing missing or repeated.
+    expected = base
     gap_at: int | None = None
     order_at: int | None = None
     unreadable: list[int] = []
     chain = None
-    for position, entry in enumerate(entries):
+    for position, entry in enumerate(entries, start=base):
         seq = entry.seq
         if seq is None:
             unreadable.append(position)
@@ -203,90 +328,176 @@ def verify(directory: str | Path, public_key_pem: bytes | str) -> VerifyReport:
             expected = seq + 1
         elif order_at is None:
             order_at = min(seq, gap_at if gap_at is not None else seq)
-    prefix = len(entries)
+    end = base + len(entries)
+    prefix = end
     for cut in (gap_at, order_at):
         if cut is not None:
             prefix = min(prefix, cut)
 
-    # 2. checkpoints in size order: signature, then root over the recomputed tree.
-    frontier = Frontier()
-    parsed: list[Checkpoint] = []
-    for note in notes:
-        try:
-            checkpoint = verify_checkpoint(note, trusted)
-        except CheckpointFormatError as exc:
-            return _fail(report, MALFORMED, f"checkpoint is malformed: {exc}", None)
-        if checkpoint is None:
-            # the first index no trusted checkpoint vouches for any more
-            return _fail(
-                report,
-                BAD_SIGNATURE,
-                "a checkpoint is not signed by a trusted key",
-                report.verified_size,
-            )
-        parsed.append(checkpoint)
-        if checkpoint.origin != parsed[0].origin:
-            return _fail(report, BAD_SIGNATURE, "checkpoints name different logs", report.verified_size)
-        if len(parsed) > 1 and checkpoint.size < parsed[-2].size:
-            return _fail(report, MALFORMED, "checkpoints are not in tree-size order", None)
-        if checkpoint.size > prefix:
-            continue  # signature checked; the missing leaves are reported below
-        start = frontier.size
-        if checkpoint.size < start:
-            # a second checkpoint for a size already passed: must repeat the same root
-            if any(c.size == checkpoint.size and c.root != checkpoint.root for c in parsed[:-1]):
-                return _fail(report, CONTENT_ALTERED, f"two checkpoints for size {checkpoint.size} disagree", None)
-            continue
-        frontier.extend([entry.digest for entry in entries[start : checkpoint.size]])
-        if frontier.root() != checkpoint.root:
-            bad = [i for i in unreadable if start <= i < checkpoint.size]
-            first = bad[0] if bad else start
-            return _fail(
-                report,
-                CONTENT_ALTERED,
-                f"leaves {start}..{checkpoint.size - 1} mismatch the checkpoint of size {checkpoint.size}",
-                first,
-                checkpoint.size,
-            )
-        # keys announced in leaves this verified checkpoint covers become trusted too
-        for entry in entries[start : checkpoint.size]:
-            key = _announced_key(entry)
-            if key is not None:
-                trusted.append(key)
-        report.checkpoints_verified += 1
-        report.verified_size = checkpoint.size
+    # 2. signed heads in size order: signature, then root over the recomputed tree.
+    digests = [entry.digest for entry in entries]
+    kept = {i: e for i, e in enumerate(entries, start=base) if e.lifecycle is not None or e.purged}
+    failure, largest = _check_heads(report, digests, kept, prefix, notes, tokens, trusted, anchor, unreadable)
+    if failure is not None:
+        return failure
 
     # 3. a purged body must be explained by a later retention.purge leaf; inside the signed part
     #    only a signed marker counts (an unsigned tail cannot excuse a signed leaf).
     signed = report.verified_size
-    signed_markers = _purge_ranges(entries[:signed])
-    all_markers = _purge_ranges(entries[:prefix])
-    for position in range(prefix):
-        if entries[position].purged:
+    signed_markers = _purge_ranges([(i, e) for i, e in kept.items() if i < signed])
+    all_markers = _purge_ranges([(i, e) for i, e in kept.items() if i < prefix])
+    for position in range(base, prefix):
+        if entries[position - base].purged:
             markers = signed_markers if position < signed else all_markers
             if not _is_covered(position, markers):
                 return _fail(report, GAP, f"index {position} was purged without a purge marker", position)
 
-    # 4. anything the checkpoints did not reach is explained here.
+    # 4. anything the signed heads did not reach is explained here.
+    if base and not _drop_explained(base, {i: e for i, e in kept.items() if i < report.verified_size}):
+        return _fail(report, GAP, f"indices 0..{base - 1} were dropped without a signed retention marker", 0, base)
     if order_at is not None:
         return _fail(report, CONTENT_ALTERED, f"index {order_at} is out of order or repeated", order_at)
     if gap_at is not None:
         return _fail(report, GAP, f"index {gap_at} is missing", gap_at)
-    largest = max(c.size for c in parsed)
-    if largest > len(entries):
-        return _fail(
-            report,
-            GAP,
-            f"a checkpoint covers {largest} leaves but the export holds {len(entries)}",
-            len(entries),
-        )
+    if largest > end:
+        return _fail(report, GAP, f"a signed head covers {largest} leaves but the export ends at {end}", end)
     unreadable_tail = [i for i in unreadable if i >= report.verified_size]
     if unreadable_tail:
         return _fail(report, CONTENT_ALTERED, f"index {unreadable_tail[0]} is not a leaf", unreadable_tail[0])
-    report.unverified_tail = len(entries) - report.verified_size
+    report.unverified_tail = end - report.verified_size
     if report.unverified_tail:
-        report.warnings.append(f"{report.unverified_tail} leaves after the last checkpoint are not yet signed")
+        report.warnings.append(f"{report.unverified_tail} leaves after the last signed head are not yet signed")
     return report
+
+
+@dataclass(slots=True)
+class _SignedHead:
+    size: int
+    root: bytes
+    checkpoint: Checkpoint | None = None
+    seal: BatchSeal | None = None
+    read: ReadSeal | None = None
+
+
+def _check_heads(
+    report: VerifyReport,
+    digests: list[bytes],
+    kept: dict[int, _Entry],
+    prefix: int,
+    notes: list[str],
+    tokens: list[str],
+    trusted_keys: list[Ed25519PublicKey],
+    anchor: _Anchor,
+    unreadable: Sequence[int] = (),
+) -> tuple[VerifyReport | None, int]:
+    """Walk checkpoints and batch seals by tree size, recomputing the tree once: (failure or None,
+    the largest signed size).
+
+    A checkpoint or seal needs a trusted signature (keys announced in leaves a verified head covers
+    become trusted); a seal's batch root must match its leaves and the seals must follow each other."""
+    trusted = list(trusted_keys)
+    seals = SealVerifier(trusted)
+    largest = 0
+    heads: list[_SignedHead] = []
+    origin: str | None = None
+    last_size = -1
+    for note in notes:
+        try:
+            checkpoint, _ = parse_checkpoint(note)
+        except CheckpointFormatError as exc:
+            return _failed(largest, report, MALFORMED, f"checkpoint is malformed: {exc}", None)
+        if checkpoint.size < last_size:
+            return _failed(largest, report, MALFORMED, "checkpoints are not in tree-size order", None)
+        last_size = checkpoint.size
+        heads.append(_SignedHead(checkpoint.size, checkpoint.root, checkpoint=checkpoint))
+    previous_end: int | None = None
+    for token in tokens:
+        try:
+            read = read_seal(token)
+        except SealFormatError as exc:
+            return _failed(largest, report, MALFORMED, f"batch seal is malformed: {exc}", None)
+        seal = read.seal
+        if seal.first < anchor.size:
+            continue  # a batch whose leaves retention dropped (its tree head is still checked by the anchor)
+        if previous_end is not None and seal.first != previous_end:
+            where = min(seal.first, previous_end)
+            return _failed(largest, report, GAP, f"batch seals skip or repeat indices from {where}", where)
+        previous_end = seal.end
+        heads.append(_SignedHead(seal.size, seal.root, seal=seal, read=read))
+    heads.sort(key=lambda h: (h.size, h.seal is not None))  # stable: checkpoints first at equal sizes
+    largest = max((h.size for h in heads), default=0)
+    announced = sorted((p, k) for p, e in kept.items() if (k := _announced_key(e)) is not None)
+    base = anchor.size
+    frontier = Frontier(base, anchor.nodes)
+    roots: dict[int, bytes] = {base: frontier.root()} if base else {}
+    report.verified_size = base
+    for head in heads:
+        what = "checkpoint" if head.checkpoint is not None else "batch seal"
+        if head.checkpoint is not None:
+            if verify_checkpoint(head.checkpoint.note, trusted) is None:
+                return _failed(
+                    largest, report, BAD_SIGNATURE, "a checkpoint is not signed by a trusted key", report.verified_size
+                )
+            head_origin = head.checkpoint.origin
+        else:
+            assert head.seal is not None and head.read is not None
+            if not seals.check(head.read):
+                return _failed(
+                    largest, report, BAD_SIGNATURE, "a batch seal is not signed by a trusted key", report.verified_size
+                )
+            head_origin = head.seal.origin
+        if origin is None:
+            origin = head_origin
+        elif head_origin != origin:
+            return _failed(largest, report, BAD_SIGNATURE, "signed heads name different logs", report.verified_size)
+        if head.size > prefix:
+            continue  # signature checked; the missing leaves are reported by the caller
+        start = frontier.size
+        if head.size < start:
+            # a second head for a size already passed: must repeat the same root
+            if roots.get(head.size, head.root) != head.root:
+                return _failed(
+                    largest, report, CONTENT_ALTERED, f"two signed heads for size {head.size} disagree", None
+                )
+            continue
+        if head.size > start:
+            frontier.extend(digests[start - base : head.size - base])
+        roots[head.size] = frontier.root()
+        if roots[head.size] != head.root:
+            bad = [i for i in unreadable if start <= i < head.size]
+            return _failed(
+                largest,
+                report,
+                CONTENT_ALTERED,
+                f"leaves {start}..{head.size - 1} mismatch the {what} of size {head.size}",
+                bad[0] if bad else start,
+                head.size,
+            )
+        if head.seal is not None:
+            seal = head.seal
+            if batch_root(digests[seal.first - base : seal.end - base]) != seal.batch_root:
+                return _failed(
+                    largest,
+                    report,
+                    CONTENT_ALTERED,
+                    f"leaves {seal.first}..{seal.end - 1} mismatch the root of their batch",
+                    seal.first,
+                    seal.end,
+                )
+            report.batches_verified += 1
+        else:
+            report.checkpoints_verified += 1
+        # keys announced in leaves this verified head covers become trusted too
+        while announced and announced[0][0] < head.size:
+            key = announced.pop(0)[1]
+            trusted.append(key)
+            seals.trust(key)
+        report.verified_size = head.size
+    return None, largest
+
+
+def _failed(largest: int, *args: Any) -> tuple[VerifyReport, int]:
+    return _fail(*args), largest
 
 
 def _fail(
@@ -299,10 +510,10 @@ def _fail(
     return report
 
 
-def _purge_ranges(entries: Sequence[_Entry]) -> list[tuple[int, int, int]]:
-    """(from, to, marker index) for every retention.purge leaf."""
+def _purge_ranges(entries: Sequence[tuple[int, _Entry]]) -> list[tuple[int, int, int]]:
+    """(from, to, marker index) for every retention.purge leaf among (position, entry) pairs."""
     ranges = []
-    for position, entry in enumerate(entries):
+    for position, entry in entries:
         doc = entry.lifecycle
         if doc is None or doc.get("kind") != "log.retention_purge":
             continue
@@ -414,19 +625,23 @@ def verify_with_witness(directory: str | Path, public_key_pem: bytes | str, note
     lines = (Path(directory) / EVENTS_FILE).read_bytes().split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
+    anchor = _load_anchor(Path(directory) / ANCHOR_FILE)  # verify() has read it already
+    base, end = anchor.size, anchor.size + len(lines)
     witnessed.sort(key=lambda c: c.size)
     largest = witnessed[-1]
-    if largest.size > len(lines):
+    if largest.size > end:
         report.status = WITNESS_MISMATCH
         report.reason = (
-            f"a witness holds a checkpoint of {largest.size} leaves but the export has {len(lines)}: "
+            f"a witness holds a checkpoint of {largest.size} leaves but the export ends at {end}: "
             "the tail was truncated"
         )
-        report.first_bad_index = len(lines)
+        report.first_bad_index = end
         return report
-    frontier = Frontier()
+    frontier = Frontier(base, anchor.nodes)
     for checkpoint in witnessed:
-        for line in lines[frontier.size : checkpoint.size]:
+        if checkpoint.size < base:
+            continue  # its leaves were dropped by retention; the anchor is checked by later heads
+        for line in lines[frontier.size - base : checkpoint.size - base]:
             frontier.append(_parse_entry(line).digest)
         if frontier.root() != checkpoint.root:
             report.status = WITNESS_MISMATCH

@@ -7,7 +7,13 @@ store answers again. When the queue is full (the store is slower than the traffi
 the event and appends it to a second spool, the overflow, instead of dropping it; everything
 emitted after it follows it there until the writer has drained the overflow, so the log keeps
 emit order (strict events excepted: they wait for the store). `pressure()` tells a caller that
-can wait how full the queue is. An event is dropped only when it cannot be sealed or the disk
+can wait how full the queue is. Strict events have a lane of their own: a second task writes them
+in their own small batches at once, so a strict caller waits for its own batch, not for the bulk
+batches queued before it (on SQLite, whose writes take turns anyway, at most for the one in flight).
+Every write to the store, from either lane, first replays what an outage left in the spool (one
+replay at a time), so spooled events always come before anything newer; a strict caller right
+after an outage therefore also waits for that replay.
+An event is dropped only when it cannot be sealed or the disk
 refuses the spool; a drop is an alarm: metered, logged as an error and written to the log as an
 `events_dropped` Detection Finding.
 """
@@ -32,7 +38,7 @@ from ..store.audit import existing_uids
 from .events import SEVERITY_CRITICAL, AuditEvent, detection_finding, events_dropped, lifecycle
 from .log import AuditLog
 from .sealing import SealedEvent
-from .spool import Spool, SpoolCorruptError
+from .spool import Spool, SpoolContents, SpoolCorruptError
 
 logger = logging.getLogger("privacy_middleware.audit")
 
@@ -55,6 +61,8 @@ def _is_poison(exc: BaseException) -> bool:
         seen = orig if isinstance(orig, BaseException) and orig is not seen else seen.__cause__
     return False
 
+
+_SEAL_SLICE = 64  # events sealed between two turns of the event loop
 
 DEFAULT_STRICT_KINDS = frozenset(
     {"api_activity.data_reveal", "api_activity.data_export", "api_activity.admin_read", "api_activity.key_*"}
@@ -137,6 +145,15 @@ class AuditWriter:
         self.spool_errors: list[SpoolCorruptError] = []
         self._queue: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
+        self._strict: deque[_Item] = deque()
+        self._strict_wakeup = asyncio.Event()
+        self._strict_lock = asyncio.Lock()
+        self._strict_task: asyncio.Task[None] | None = None
+        self._start_written = asyncio.Event()  # the strict lane opens once log.start is stored or spooled
+        self._spool_lock = asyncio.Lock()
+        # One replay of the outage spool at a time: both lanes and the housekeeping replay it, and
+        # two replays of one claimed file would append its events twice or lose the file under them.
+        self._replay_lock = asyncio.Lock()
         # Taking a batch off the queue and writing it is one step: flush() waits for the writer
         # task's batch in flight, so "flushed" means "in the store" (and batches keep their order).
         self._write_lock = asyncio.Lock()
@@ -210,13 +227,13 @@ class AuditWriter:
 
     async def emit_strict(self, event: AuditEvent) -> None:
         """Return only once the event is committed to the store or fsynced to the spool."""
-        if not self._accepting or self._task is None or self._task.done():
+        if not self._accepting or self._strict_task is None or self._strict_task.done():
             raise _unavailable()
-        if len(self._queue) >= self.queue_size + self.reserve:
+        if len(self._strict) >= self.reserve:
             raise _unavailable()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Item(self.log.seal(event), future))
-        self._wakeup.set()
+        self._strict.append(_Item(self.log.seal(event), future))
+        self._strict_wakeup.set()
         try:
             await asyncio.wait_for(asyncio.shield(future), self.strict_timeout)
         except (TimeoutError, OSError, PrivacyError):
@@ -237,6 +254,7 @@ class AuditWriter:
             return
         self._accepting = True
         self._stopping = False
+        self._start_written.clear()
         self._spool_pending = await asyncio.to_thread(self.spool.pending)
         if await asyncio.to_thread(self.overflow.pending):
             self._spilling = True  # an earlier run's overflow comes before anything emitted now
@@ -246,6 +264,7 @@ class AuditWriter:
             await self._check_integrity()
         self._wakeup.set()
         self._task = asyncio.create_task(self._run(), name="privacy-audit-writer")
+        self._strict_task = asyncio.create_task(self._run_strict(), name="privacy-audit-strict-writer")
 
     async def _check_integrity(self) -> None:
         """Start-up alarm: a stored log that no longer matches its checkpoints becomes a finding."""
@@ -280,6 +299,8 @@ class AuditWriter:
                 await asyncio.to_thread(self.overflow.sync)
                 self._overflow_unsynced = False
             return
+        self._accepting = False
+        await self._stop_strict()
         stop = lifecycle(
             "stop",
             written=self.metrics.written.total,
@@ -295,8 +316,18 @@ class AuditWriter:
         task, self._task = self._task, None
         await task
 
+    async def _stop_strict(self) -> None:
+        task, self._strict_task = self._strict_task, None
+        if task is not None:
+            self._strict_wakeup.set()
+            await task
+
     async def flush(self) -> None:
         """Write everything queued so far, overflow included (tests and shutdown hooks use it)."""
+        while self._queue and not self._start_written.is_set():
+            await self._write_next()
+        while self._strict:
+            await self._write_strict()
         while self._queue or self._spilling:
             while self._queue:
                 await self._write_next()
@@ -304,11 +335,18 @@ class AuditWriter:
                 return  # the store is down: the overflow waits on disk
         async with self._write_lock:
             pass  # the writer task's batch in flight, if any, has reached the store
+        if self._spool_pending:
+            # An outage's spool is replayed before the next write; with nothing left to write (or
+            # only strict events written since), replay it here, so "flushed" includes it.
+            try:
+                await self._replay_pending()
+            except Exception as exc:
+                logger.warning("audit spool replay postponed (%s)", exc.__class__.__name__)
 
     async def _write_next(self) -> None:
         async with self._write_lock:
             if self._queue:
-                await self._write_batch(self._next_batch())
+                await self._write_batch(await self._next_batch())
 
     async def _drain_overflow(self) -> bool:
         """Write the overflow spool in order; emits go to it until it is empty, then to the queue.
@@ -318,9 +356,7 @@ class AuditWriter:
             self._overflow_unsynced = False
             await asyncio.to_thread(self.overflow.sync)
         try:
-            if self._spool_pending:  # batches spooled in an outage are older than the overflow
-                with contextlib.suppress(SpoolCorruptError):
-                    await self._replay()
+            await self._replay_pending()  # batches spooled in an outage are older than the overflow
             while self.overflow.claim():  # on the loop thread: no emit can append to a claimed file
                 with contextlib.suppress(SpoolCorruptError):
                     await self._replay(self.overflow)
@@ -352,9 +388,40 @@ class AuditWriter:
                 logger.error("audit writer loop error (%s)", exc.__class__.__name__)
                 await asyncio.sleep(self.flush_interval)
 
-    def _next_batch(self) -> list[_Item]:
+    async def _run_strict(self) -> None:
+        """The strict lane: write strict events as soon as they come, beside the bulk batches."""
+        await self._start_written.wait()
+        while True:
+            await self._strict_wakeup.wait()
+            self._strict_wakeup.clear()
+            try:
+                while self._strict:
+                    await self._write_strict()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # _write_strict settles its callers; keep the lane alive
+                logger.error("audit strict lane error (%s)", exc.__class__.__name__)
+            if not self._accepting and not self._strict:
+                return
+
+    async def _write_strict(self) -> None:
+        async with self._strict_lock:
+            batch: list[_Item] = []
+            while self._strict and len(batch) < self.batch_size:
+                batch.append(self._strict.popleft())
+            if not batch:
+                return
+            if self.database.is_postgres:
+                await self._write_batch(batch)  # the head row lock orders it with the bulk lane
+            else:
+                async with self._write_lock:  # SQLite writes take turns: wait here, not in its busy handler
+                    await self._write_batch(batch)
+
+    async def _next_batch(self) -> list[_Item]:
         batch: list[_Item] = []
         while self._queue and len(batch) < self.batch_size:
+            if len(batch) % _SEAL_SLICE == _SEAL_SLICE - 1:
+                await asyncio.sleep(0)  # sealing is CPU work on the loop: let requests (and strict events) in
             item = self._queue.popleft()
             if not isinstance(item.sealed, SealedEvent):
                 try:
@@ -373,21 +440,28 @@ class AuditWriter:
         return batch
 
     async def _write_batch(self, batch: Sequence[_Item]) -> None:
+        try:
+            await self._store_or_spool(batch)
+        finally:
+            self._start_written.set()
+
+    async def _store_or_spool(self, batch: Sequence[_Item]) -> None:
         sealed = [item.sealed for item in batch if isinstance(item.sealed, SealedEvent)]
         try:
-            if self._spool_pending:
-                # a corrupt spool is reported by _replay; its readable records are in the log
-                with contextlib.suppress(SpoolCorruptError):
-                    await self._replay()
+            # Whichever lane writes first after an outage replays the spool first: a batch written
+            # past it would put newer events ahead of the spooled ones (and leave those on disk).
+            await self._replay_pending()
             result = await self.log.append(self.database, sealed)
             self.metrics.written.inc(len(sealed))
             self._last_append = time.monotonic()
             self._uncheckpointed = result.checkpoint is None
             _settle(batch, None)
         except Exception as exc:
+            self.log.forget_partitions()
             logger.warning("audit store unavailable (%s); spooling %d events", exc.__class__.__name__, len(sealed))
             try:
-                await asyncio.to_thread(self.spool.append, sealed)
+                async with self._spool_lock:
+                    await asyncio.to_thread(self.spool.append, sealed)
             except OSError as spool_exc:
                 logger.error("audit spool unwritable (%s)", spool_exc.__class__.__name__)
                 lost = sum(1 for item in batch if item.drops == 0)
@@ -402,39 +476,45 @@ class AuditWriter:
 
     async def replay_spool(self) -> int:
         """Replay spooled batches in order; raises SpoolCorruptError (after replaying the rest)."""
-        return await self._replay()
+        async with self._replay_lock:
+            return await self._replay()
+
+    async def _replay_pending(self) -> None:
+        """Replay the outage spool if it holds anything (one replayer at a time).
+
+        A corrupt spool is reported by _replay (its readable records are in the log); a store
+        error propagates and the spool stays on disk for the next try."""
+        if not self._spool_pending:
+            return
+        async with self._replay_lock:
+            if self._spool_pending:  # another lane may have replayed it while this one waited
+                with contextlib.suppress(SpoolCorruptError):
+                    await self._replay()
 
     async def _replay(self, spool: Spool | None = None) -> int:
         outage = spool is None
         spool = self.spool if spool is None else spool
         replayed = 0
         corrupt: SpoolCorruptError | None = None
-        while True:
-            contents = await asyncio.to_thread(spool.take if outage else spool.read)
-            if contents is None:
-                break
-            seen: set[str] = set()
-            for start in range(0, len(contents.events), self.batch_size):
-                chunk = []
-                for event in contents.events[start : start + self.batch_size]:
-                    if event.uid not in seen:  # the same event spooled twice is replayed once
-                        seen.add(event.uid)
-                        chunk.append(event)
-                try:
-                    written = await self._append_new(chunk)
-                except Exception as exc:
-                    if not _is_poison(exc):
-                        raise
-                    written = await self._append_one_by_one(chunk)
-                replayed += written
-                self.metrics.replayed.inc(written)
-            kept = await asyncio.to_thread(spool.finish, contents)
-            if contents.bad and corrupt is None:
-                corrupt = SpoolCorruptError(contents.path, contents.bad[0][0], len(contents.bad), kept)
-            if not outage:
-                break  # the caller claims the next overflow file on the loop thread
-        if outage:
-            self._spool_pending = False
+        try:
+            while True:
+                if outage:
+                    # Cleared before each take: a batch spooled after the take sets it again, so
+                    # none spooled while the last file was replayed is left on disk unnoticed.
+                    self._spool_pending = False
+                contents = await asyncio.to_thread(spool.take if outage else spool.read)
+                if contents is None:
+                    break
+                replayed += await self._replay_contents(contents)
+                kept = await asyncio.to_thread(spool.finish, contents)
+                if contents.bad and corrupt is None:
+                    corrupt = SpoolCorruptError(contents.path, contents.bad[0][0], len(contents.bad), kept)
+                if not outage:
+                    break  # the caller claims the next overflow file on the loop thread
+        except BaseException:
+            if outage:
+                self._spool_pending = True  # the claimed file stays on disk for the next try
+            raise
         self._last_append = time.monotonic()
         self._uncheckpointed = True
         if corrupt is not None:
@@ -453,8 +533,29 @@ class AuditWriter:
             raise corrupt
         return replayed
 
+    async def _replay_contents(self, contents: SpoolContents) -> int:
+        seen: set[str] = set()
+        replayed = 0
+        for start in range(0, len(contents.events), self.batch_size):
+            chunk = []
+            for event in contents.events[start : start + self.batch_size]:
+                if event.uid not in seen:  # the same event spooled twice is replayed once
+                    seen.add(event.uid)
+                    chunk.append(event)
+            try:
+                written = await self._append_new(chunk)
+            except Exception as exc:
+                self.log.forget_partitions()  # a partition missing for the rows is created on the retry
+                if not _is_poison(exc):
+                    raise
+                written = await self._append_one_by_one(chunk)
+            replayed += written
+            self.metrics.replayed.inc(written)
+        return replayed
+
     async def _append_new(self, events: Sequence[SealedEvent]) -> int:
         """Append the events the store does not hold yet (replay is idempotent by event id)."""
+        await self.log.prepare(self.database)
         async with self.database.begin() as conn:
             stored = await existing_uids(conn, [e.uid for e in events])
             fresh = [e for e in events if e.uid not in stored]
@@ -485,9 +586,7 @@ class AuditWriter:
         if self._spool_pending and now - self._last_replay_try >= self.retry_interval:
             self._last_replay_try = now
             try:
-                await self._replay()
-            except SpoolCorruptError:
-                pass
+                await self._replay_pending()
             except Exception as exc:
                 logger.warning("audit spool replay postponed (%s)", exc.__class__.__name__)
         if self._uncheckpointed and now - self._last_checkpoint_try >= self.log.checkpoint_interval:

@@ -1,4 +1,5 @@
-"""`audit search` and `audit public-key`: query the trail and hand its verification key to an auditor."""
+"""`audit search`, `audit public-key`, `audit ocsf`, `audit prove` and `audit verify-proof`: query the
+trail, hand its verification key to an auditor, prove one event from its sealed batch."""
 
 from __future__ import annotations
 
@@ -117,6 +118,56 @@ def cmd_audit_ocsf(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_audit_prove(args: argparse.Namespace) -> int:
+    """The inclusion proof of one event (by its uid): leaf, audit path and the batch's signed seal."""
+    from pathlib import Path
+
+    import orjson
+
+    from ..audit.proofs import prove
+
+    out = Output.of(args)
+    config = settings()
+
+    async def run() -> Any:
+        async with open_store(config) as db:
+            return await prove(db, args.uid, chain=args.chain)
+
+    proof = asyncio.run(run())
+    if proof is None:
+        raise OperatorError("no sealed event with this uid (unknown, purged, or written before batches were sealed)")
+    body = proof.to_json()
+    if args.out:
+        target = Path(args.out)
+        if target.exists():
+            raise OperatorError(f"{target} already exists: choose a new file")
+        target.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
+    out.result(body, [orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()])
+    return ExitCode.OK
+
+
+def cmd_audit_verify_proof(args: argparse.Namespace) -> int:
+    """Check an event proof offline against a trusted public key: exit 0 when it holds, 1 otherwise."""
+    from pathlib import Path
+
+    import orjson
+
+    from ..audit.proofs import EventProof, verify_proof
+
+    out = Output.of(args)
+    try:
+        proof = EventProof.from_json(orjson.loads(Path(args.proof).read_bytes()))
+        pem = Path(args.public_key).read_bytes()
+    except (OSError, ValueError) as exc:
+        raise OperatorError(f"cannot read the proof or the key ({exc})", ExitCode.USAGE) from None
+    problem = verify_proof(proof, pem)
+    out.result(
+        {"valid": problem is None, "seq": proof.seq, "reason": problem},
+        [f"event {proof.seq}: " + ("proof holds under the trusted key" if problem is None else problem)],
+    )
+    return ExitCode.OK if problem is None else ExitCode.FINDING
+
+
 def register(subparsers: Any) -> None:
     audit = group(subparsers, "audit", "the tamper-evident audit trail")
     found = audit.add_parser("search", help="events by subject, kind and time, in trail order")
@@ -137,3 +188,12 @@ def register(subparsers: Any) -> None:
     ocsf.add_argument("--cursor-file", help="read the cursor from this file and write the next one back")
     ocsf.add_argument("--limit", type=int, default=500)
     ocsf.set_defaults(func=cmd_audit_ocsf)
+    proof = audit.add_parser("prove", help="the inclusion proof of one event: leaf, path, the batch's signed seal")
+    proof.add_argument("uid", help="the event's uid")
+    proof.add_argument("--chain", default="default")
+    proof.add_argument("--out", help="also write the proof to this new file")
+    proof.set_defaults(func=cmd_audit_prove)
+    check = audit.add_parser("verify-proof", help="check an event proof offline against a trusted public key")
+    check.add_argument("proof", help="a proof file written by `audit prove --out`")
+    check.add_argument("--public-key", required=True, help="trusted Ed25519 public key (PEM)")
+    check.set_defaults(func=cmd_audit_verify_proof)

@@ -2,12 +2,14 @@
 
 Times are integer microseconds since the epoch (`*_us`), identical on SQLite and PostgreSQL.
 `privacy_audit_events.leaf` holds the canonical leaf bytes; retention sets it to NULL and keeps
-`leaf_hash`, so the Merkle tree can always be recomputed.
+`leaf_hash`, so the Merkle tree can always be recomputed. `sealed_us` is the time the sequencer
+appended the event's batch (it never goes backwards along the sequence), which is what PostgreSQL
+partitions the events by. `privacy_audit_batches` holds one signed seal per appended batch and the
+tree's frontier after it (an anchor a verifier can start from once older partitions are dropped).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +45,7 @@ audit_events = sa.Table(
     sa.Column("leaf", sa.LargeBinary),
     sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
     sa.Column("purged_us", sa.BigInteger),
+    sa.Column("sealed_us", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index(None, "subject", "time_us"),
     sa.Index(None, "kind", "time_us"),
     sa.Index(None, "time_us"),
@@ -82,6 +85,21 @@ audit_signing_keys = sa.Table(
 
 AUDIT_TABLES = (audit_chains, audit_events, audit_checkpoints, audit_side_records, audit_signing_keys)
 
+# One row per appended batch: its signed seal (compact JWS) and the tree frontier after it.
+audit_batches = sa.Table(
+    "privacy_audit_batches",
+    metadata,
+    sa.Column("chain", sa.String(64), primary_key=True),
+    sa.Column("first_seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("tree_size", sa.BigInteger, nullable=False),
+    sa.Column("sealed_us", sa.BigInteger, nullable=False),
+    sa.Column("frontier", sa.LargeBinary, nullable=False),
+    sa.Column("seal", sa.Text, nullable=False),
+    sa.Index(None, "chain", "tree_size"),
+    sa.Index(None, "sealed_us"),
+)
+BATCH_COLUMNS = ("chain", "first_seq", "tree_size", "sealed_us", "frontier", "seal")
+
 # One disclosure of many records is one event listing its subjects; this index finds it by subject.
 audit_event_subjects = sa.Table(
     "privacy_audit_event_subjects",
@@ -112,38 +130,36 @@ class ChainHead:
     last_leaf_us: int
 
 
-def chain_lock_id(chain: str) -> int:
-    """A signed 64-bit advisory-lock key for one chain."""
-    return int.from_bytes(hashlib.sha256(b"privacy-audit-chain|" + chain.encode()).digest()[:8], "big", signed=True)
+_NEW_CHAIN = (
+    "INSERT INTO privacy_audit_chains (chain, size, frontier, checkpoint_size, checkpoint_us,"
+    " last_leaf_us) VALUES (:c, 0, '[]', 0, :n, :n) ON CONFLICT (chain) DO NOTHING"
+)
 
 
 async def lock_chain(conn: AsyncConnection, chain: str, *, postgres: bool, now_us: int) -> ChainHead:
     """Become the one sequencer for `chain` until the transaction ends, and read its head.
 
-    PostgreSQL: a transaction-scoped advisory lock. SQLite: the first statement is a write,
+    PostgreSQL: the head row itself is the lock (`SELECT ... FOR UPDATE`: one round trip; a writer
+    that waited reads the head its predecessor committed). SQLite: the first statement is a write,
     which takes the database write lock for the rest of the transaction.
     """
     if postgres:
-        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": chain_lock_id(chain)})
-        await conn.execute(
-            sa.text(
-                "INSERT INTO privacy_audit_chains (chain, size, frontier, checkpoint_size, checkpoint_us,"
-                " last_leaf_us) VALUES (:c, 0, '[]', 0, :n, :n) ON CONFLICT (chain) DO NOTHING"
-            ),
-            {"c": chain, "n": now_us},
-        )
+        query = sa.select(audit_chains).where(audit_chains.c.chain == chain).with_for_update()
+        row = (await conn.execute(query)).first()
+        if row is None:
+            await conn.execute(sa.text(_NEW_CHAIN), {"c": chain, "n": now_us})
+            row = (await conn.execute(query)).one()
     else:
-        await conn.execute(
-            sa.text(
-                "INSERT INTO privacy_audit_chains (chain, size, frontier, checkpoint_size, checkpoint_us,"
-                " last_leaf_us) VALUES (:c, 0, '[]', 0, :n, :n) ON CONFLICT (chain) DO NOTHING"
-            ),
-            {"c": chain, "n": now_us},
-        )
-        await conn.execute(
+        touched = await conn.execute(
             sa.update(audit_chains).where(audit_chains.c.chain == chain).values(size=audit_chains.c.size)
         )
-    row = (await conn.execute(sa.select(audit_chains).where(audit_chains.c.chain == chain))).one()
+        if touched.rowcount == 0:
+            await conn.execute(sa.text(_NEW_CHAIN), {"c": chain, "n": now_us})
+        row = (await conn.execute(sa.select(audit_chains).where(audit_chains.c.chain == chain))).one()
+    return _head(chain, row)
+
+
+def _head(chain: str, row: Any) -> ChainHead:
     return ChainHead(
         chain=chain,
         size=row.size,
@@ -156,33 +172,54 @@ async def lock_chain(conn: AsyncConnection, chain: str, *, postgres: bool, now_u
 
 async def read_head(conn: AsyncConnection, chain: str) -> ChainHead | None:
     row = (await conn.execute(sa.select(audit_chains).where(audit_chains.c.chain == chain))).first()
-    if row is None:
-        return None
-    return ChainHead(
-        chain=chain,
-        size=row.size,
-        frontier=[bytes.fromhex(h) for h in orjson.loads(row.frontier)],
-        checkpoint_size=row.checkpoint_size,
-        checkpoint_us=row.checkpoint_us,
-        last_leaf_us=row.last_leaf_us,
-    )
+    return None if row is None else _head(chain, row)
+
+
+def _head_values(head: ChainHead) -> dict[str, Any]:
+    return {
+        "size": head.size,
+        "frontier": orjson.dumps([h.hex() for h in head.frontier]).decode(),
+        "checkpoint_size": head.checkpoint_size,
+        "checkpoint_us": head.checkpoint_us,
+        "last_leaf_us": head.last_leaf_us,
+    }
 
 
 async def save_head(conn: AsyncConnection, head: ChainHead) -> None:
-    await conn.execute(
-        sa.update(audit_chains)
-        .where(audit_chains.c.chain == head.chain)
-        .values(
-            size=head.size,
-            frontier=orjson.dumps([h.hex() for h in head.frontier]).decode(),
-            checkpoint_size=head.checkpoint_size,
-            checkpoint_us=head.checkpoint_us,
-            last_leaf_us=head.last_leaf_us,
-        )
-    )
+    await conn.execute(sa.update(audit_chains).where(audit_chains.c.chain == head.chain).values(**_head_values(head)))
 
 
-EVENT_COLUMNS = ("chain", "seq", "uid", "time_us", "kind", "class_uid", "subject", "principal", "leaf", "leaf_hash")
+_SEAL_AND_HEAD = sa.text(
+    "WITH seal AS (INSERT INTO privacy_audit_batches (chain, first_seq, tree_size, sealed_us, frontier, seal)"
+    " VALUES (:chain, :first_seq, :tree_size, :sealed_us, :batch_frontier, :seal))"
+    " UPDATE privacy_audit_chains SET size = :size, frontier = :frontier, checkpoint_size = :checkpoint_size,"
+    " checkpoint_us = :checkpoint_us, last_leaf_us = :last_leaf_us WHERE chain = :chain"
+).bindparams(sa.bindparam("batch_frontier", type_=sa.LargeBinary))
+
+
+async def save_head_and_seal(conn: AsyncConnection, head: ChainHead, seal: dict[str, Any]) -> None:
+    """Store the batch seal and the new head: one round trip on PostgreSQL (the lock is held meanwhile)."""
+    if conn.dialect.name == "postgresql":
+        params = {key: value for key, value in seal.items() if key != "frontier"}
+        await conn.execute(_SEAL_AND_HEAD, {**params, "batch_frontier": seal["frontier"], **_head_values(head)})
+        return
+    await conn.execute(audit_batches.insert().values(**seal))
+    await save_head(conn, head)
+
+
+EVENT_COLUMNS = (
+    "chain",
+    "seq",
+    "uid",
+    "time_us",
+    "kind",
+    "class_uid",
+    "subject",
+    "principal",
+    "leaf",
+    "leaf_hash",
+    "sealed_us",
+)
 SIDE_COLUMNS = ("ref", "chain", "event_uid", "salt", "blob", "created_us")
 
 
