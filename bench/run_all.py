@@ -31,6 +31,7 @@ BENCHES = (
     "audit",
     "breach",
     "proxy",
+    "workers",
 )
 
 

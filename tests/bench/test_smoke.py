@@ -21,6 +21,6 @@ def test_every_bench_measures_the_path_it_names() -> None:
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     table = run.stdout.rsplit("\nbench ", 1)[-1]
-    for bench in ("middleware", "routes", "crypto", "consent", "scaling", "projection", "audit", "breach"):
+    for bench in ("middleware", "routes", "crypto", "consent", "scaling", "projection", "audit", "breach", "workers"):
         assert f"\n{bench} " in table, bench
     assert "FAILED" not in run.stdout
