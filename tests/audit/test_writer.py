@@ -104,7 +104,7 @@ async def test_sustained_overload_goes_through_the_overflow_and_loses_nothing(
     assert (registry.get_sample_value("privacy_audit_events_spooled_total") or 0) > 0
     rows = await _kinds_and_subjects(database)
     assert [s for _, s in rows[1:-1]] == [f"cust_{n}" for n in range(600)]
-    assert not list((tmp_path / "spool").glob("audit-overflow*"))
+    assert not list((tmp_path / "spool").rglob("audit-overflow*"))
     await export(database, tmp_path / "out")
     assert verify(tmp_path / "out", audit_log.public_key_pem()).status == 0
 
@@ -195,7 +195,8 @@ async def test_store_outage_spools_then_replays_in_order(
         await writer.flush()
         spooled = registry.get_sample_value("privacy_audit_events_spooled_total")
         assert spooled is not None and spooled >= 32
-        spool_bytes = b"".join(p.read_bytes() for p in (tmp_path / "spool").iterdir())
+        spool_bytes = b"".join(p.read_bytes() for p in (tmp_path / "spool").rglob("*.jsonl"))
+        assert spool_bytes
         assert b"@shop.test" not in spool_bytes
         assert not any(f'"198.51.100.{n}"'.encode() in spool_bytes for n in range(30))
         assert b"198.51.100.0/24" in spool_bytes  # only the coarse hint
@@ -208,7 +209,7 @@ async def test_store_outage_spools_then_replays_in_order(
         subjects = [s for k, s in rows if k in {"authentication.logon", "api_activity.data_reveal"}]
         assert subjects == [f"cust_{n}" for n in range(40)]
         assert registry.get_sample_value("privacy_audit_events_replayed_total") == spooled
-        assert not any((tmp_path / "spool").glob("audit-spool*.jsonl"))
+        assert not any((tmp_path / "spool").rglob("audit-spool*.jsonl"))
         await export(database, tmp_path / "out")
         assert verify(tmp_path / "out", audit_log.public_key_pem()).status == 0
     finally:
@@ -402,7 +403,7 @@ async def test_one_event_the_store_refuses_cannot_block_the_spool(
     if database.is_postgres:
         assert (replayed, subjects) == (2, ["cust_1", "cust_3"])
         assert registry.get_sample_value("privacy_audit_events_dropped_total") == 1
-        [kept] = spool_dir.glob("audit-spool.rejected-*.jsonl")
+        [kept] = spool_dir.rglob("audit-spool.rejected-*.jsonl")
         assert SealedEvent.from_json(orjson.loads(kept.read_bytes())).uid == refused.uid
     else:  # SQLite stores any integer: nothing to refuse, and the twin is still written once
         assert (replayed, subjects) == (3, ["cust_1", "cust_2", "cust_3"])

@@ -38,7 +38,7 @@ from ..store.audit import existing_uids
 from .events import SEVERITY_CRITICAL, AuditEvent, detection_finding, events_dropped, lifecycle
 from .log import AuditLog
 from .sealing import SealedEvent
-from .spool import Spool, SpoolContents, SpoolCorruptError
+from .spool import Spool, SpoolContents, SpoolCorruptError, SpoolSlot
 
 logger = logging.getLogger("privacy_middleware.audit")
 
@@ -130,8 +130,9 @@ class AuditWriter:
             raise ValueError("queue_size, batch_size and flush_interval must be positive")
         self.database = database
         self.log = log
-        self.spool = Spool(spool_dir)
-        self.overflow = Spool(spool_dir, "audit-overflow")
+        self.slot = SpoolSlot(spool_dir, ("audit-spool", "audit-overflow"))
+        self.spool = Spool(slot=self.slot)
+        self.overflow = Spool(name="audit-overflow", slot=self.slot)
         self.queue_size = queue_size
         self.reserve = max(100, queue_size // 10)
         self.batch_size = batch_size
@@ -255,6 +256,11 @@ class AuditWriter:
         self._accepting = True
         self._stopping = False
         self._start_written.clear()
+        self.slot.reclaim()
+        try:  # spools of processes that ended with events on disk (a killed worker's)
+            await asyncio.to_thread(self.slot.adopt_orphans)
+        except OSError as exc:
+            logger.error("audit spools of ended processes not adopted (%s)", exc.__class__.__name__)
         self._spool_pending = await asyncio.to_thread(self.spool.pending)
         if await asyncio.to_thread(self.overflow.pending):
             self._spilling = True  # an earlier run's overflow comes before anything emitted now
@@ -298,6 +304,7 @@ class AuditWriter:
             if self._overflow_unsynced:
                 await asyncio.to_thread(self.overflow.sync)
                 self._overflow_unsynced = False
+            self.slot.release()
             return
         self._accepting = False
         await self._stop_strict()
@@ -315,6 +322,7 @@ class AuditWriter:
         self._wakeup.set()
         task, self._task = self._task, None
         await task
+        self.slot.release()  # what is left on disk is the next start's (or another process's) to replay
 
     async def _stop_strict(self) -> None:
         task, self._strict_task = self._strict_task, None
