@@ -1,5 +1,6 @@
-"""Background work that must run on one instance only: retention, resuming open erasures and
-forgetting expired login counters, under the leadership of `store.leader` (fenced by its term)."""
+"""Background work that must run on one instance only: retention (the policy's rules over the
+shop's data, and the audit trail's own periods), resuming open erasures and forgetting expired
+login counters, under the leadership of `store.leader` (fenced by its term)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def maintenance_task(
     retry_open: Callable[[], Awaitable[Any]],
     interval: float,
     stopper: Stopper,
+    audit_retention: Callable[[], Awaitable[Any]] | None = None,
 ) -> asyncio.Task[None]:
     leadership = Leadership(database, "maintenance")
 
@@ -29,6 +31,8 @@ def maintenance_task(
             return
         await retry_open()
         await purge_expired(database, time.time() - 60)
+        if audit_retention is not None and await leadership.still_leading():
+            await audit_retention()
 
     return asyncio.create_task(
         lead(leadership, work, interval=interval, stop=stopper.event), name="privacy-maintenance"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -24,6 +25,8 @@ from .audit.counters import CounterBackend, MemoryCounters, RedisCounters
 from .audit.detectors import LoginGuard, LoginLimits, shared_login_ledger
 from .audit.events import detection_finding
 from .audit.log import AuditLog
+from .audit.retention import RetentionReport
+from .audit.retention import purge as purge_audit
 from .audit.writer import AuditWriter
 from .breach.service import BreachService
 from .consent.audit_trail import consent_change_recorder
@@ -283,8 +286,31 @@ class Runtime:
 
             self._maintenance_stop.reset()
             self._maintenance = maintenance_task(
-                self.database, self.retention.run, self.rights.retry_open, interval, self._maintenance_stop
+                self.database,
+                self.retention.run,
+                self.rights.retry_open,
+                interval,
+                self._maintenance_stop,
+                audit_retention=self.audit_retention,
             )
+
+    async def audit_retention(self, now: datetime | None = None) -> RetentionReport:
+        """The policy's audit periods (`[audit] raw_ip_days`, `event_days`) applied to the trail:
+        raw values first, event bodies later, each purge explained by a signed marker leaf."""
+        report = await purge_audit(
+            self.database,
+            self.audit_log,
+            side_record_days=self.policy.audit.raw_ip_days,
+            event_days=self.policy.audit.event_days,
+            now=now,
+        )
+        if report.side_records_erased or report.events_purged:
+            logger.info(
+                "audit retention: %d raw-value records erased, %d event bodies purged",
+                report.side_records_erased,
+                report.events_purged,
+            )
+        return report
 
     async def stop(self) -> None:
         if self.platform_requests is not None:

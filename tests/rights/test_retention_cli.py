@@ -144,9 +144,12 @@ async def test_operator_runs_retention_with_a_dry_run_first(
     assert await asyncio.to_thread(cli, ["retention", "run", "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert "(dry run)" in printed and "5 item(s) past their period, 0 changed" in printed
+    assert "audit trail:" not in printed  # a dry run changes nothing, the trail included
     assert len(await remaining_events(rights)) == 4
     assert await asyncio.to_thread(cli, ["retention", "run"]) == 0
-    assert "3 item(s) past their period, 3 changed" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "3 item(s) past their period, 3 changed" in printed
+    assert "audit trail: 0 raw-value record(s) erased, 0 event body(ies) purged" in printed
     assert len(await remaining_events(rights)) == 2
 
 

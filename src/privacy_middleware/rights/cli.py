@@ -143,6 +143,12 @@ def retention_run(*, dry_run: bool, adapter_spec: str) -> int:
 
             report = await runner.run(dry_run=dry_run, progress=advance)
         print_report(report)
+        if not dry_run:  # the audit trail's own periods ([audit] raw_ip_days, event_days)
+            trail = await runtime.audit_retention()
+            console.print(
+                f"audit trail: {trail.side_records_erased} raw-value record(s) erased,"
+                f" {trail.events_purged} event body(ies) purged"
+            )
         return 0 if report.ok else 1
 
     return asyncio.run(_with_runtime(adapter_spec, work))
