@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .asgi.body import ClientDisconnected, declared_length, decoded_for_inspection, read_body, replay, too_large
+from .asgi.card_responses import ResponseCardGuard
 from .asgi.card_sentinel import FORM, CardSentinel, exempt_places, has_body, scan
 from .asgi.headers import get_header, is_json_media_type, media_type, merge_vary, replace, without
 from .asgi.responses import send_problem
@@ -21,6 +22,7 @@ from .audit.refusals import audit_refusal
 from .context import SCOPE_KEY, RequestContext, current_scope
 from .errors import PrivacyError
 from .fields import lazy
+from .fields.card_sentinel import may_hold_card_number
 from .gauges import OperatorGauges
 from .logs import access_log, configure_logging, log_request
 from .pipeline.plan import Exchange, Respond, RoutePlan
@@ -69,7 +71,15 @@ class PrivacyMiddleware:
         self.identity: RouteIdentity[RoutePlan] = identity_for(
             app, plans, lambda: AliasTable((p.spec.method, p.spec.template, p) for p in plans)
         )
-        self.sentinel = CardSentinel(self.settings.max_body_bytes, self.runtime.audit)
+        tokenising = self.runtime.policy.cards.unplanned == "tokenise"
+        self.sentinel = CardSentinel(
+            self.settings.max_body_bytes,
+            self.runtime.audit,
+            tokenise=self.runtime.fields.tokenise_card if tokenising else None,
+            subject_of=self._subject_of if tokenising else None,
+        )
+        # Responses of routes without a response plan: card numbers masked (asgi/card_responses.py).
+        self.cards = ResponseCardGuard(self.runtime.policy, self.runtime.audit, self.settings.max_response_bytes)
         from .logscrub import install as scrub_query_strings_from_logs
 
         scrub_query_strings_from_logs()
@@ -101,7 +111,7 @@ class PrivacyMiddleware:
             except PrivacyError:
                 unplanned = False  # refused below, with its audit event and problem answer
             if unplanned and not has_body(scope):  # a body goes the long way: the card sentinel reads it
-                await self.app(scope, receive, send)
+                await self.app(scope, receive, await self._card_checked(scope, send))
                 return
         if self.cookie_gate is not None:
             send = self.cookie_gate.wrap(scope, send)
@@ -129,12 +139,30 @@ class PrivacyMiddleware:
                         return
                     except ClientDisconnected:
                         return
-                    await self.app(scope, receive, send)
+                    await self.app(scope, receive, await self._card_checked(scope, send))
                     return
             await self.runtime.ensure_serving()
             await self._run(found[0], found[1], scope, receive, send)
         finally:
             current_scope.reset(token)
+
+    async def _subject_of(self, scope: Scope) -> str | None:
+        """The signed-in caller of an unplanned route, asked only to tokenise a card number for them."""
+        await self.runtime.ensure_serving()
+        principal = await self.runtime.identity.authenticate(scope)
+        return principal.subject if principal is not None else None
+
+    async def _card_checked(self, scope: Scope, send: Send) -> Send:
+        """The `send` of a route without a plan: card numbers in its JSON masked, except on a payment
+        route called by its own recipient (only then is the caller authenticated here)."""
+        if self.cards.payment_recipient(scope) is None:
+            return self.cards.wrap(scope, send)
+        try:
+            principal = await self.runtime.identity.authenticate(scope)
+        except PrivacyError:
+            principal = None
+        recipient = principal.recipient if principal is not None else None
+        return self.cards.wrap(scope, send, lambda: recipient)
 
     # --- planned routes -------------------------------------------------------------------
 
@@ -148,6 +176,8 @@ class PrivacyMiddleware:
             path_params=params,
             user_agent=(get_header(headers, b"user-agent") or b"").decode("latin-1"),
         )
+        if plan.spec.response is None:  # no plan for what it answers: card numbers are masked
+            send = self.cards.wrap(scope, send, lambda: ctx.principal.recipient if ctx.principal else None)
         scope = dict(scope)
         scope[SCOPE_KEY] = ctx
         current_scope.set(scope)  # request_context() in the shop's code; reset by __call__
@@ -269,9 +299,14 @@ class PrivacyMiddleware:
             raise PrivacyError("unsupported_media_type", "This route accepts JSON bodies only.", 415)
         for step in plan.steps:
             await step.on_request(ex)
-        # Card data the route's rules did not handle: refused on this route as on any other.
+        # Card data the route's rules did not handle: refused (or tokenised) on this route as on any other.
         if ex.request_has_json:
-            scan(body, "application/json", ex.request_json, exempt_places(plan.spec, ex.request_json))
+            exempt = exempt_places(plan.spec, ex.request_json)
+            tokenising = self.sentinel.tokenise is not None and may_hold_card_number(body)
+            if tokenising and await self.sentinel.tokenise_document(scope, ex.request_json, ex.ctx.subject, exempt):
+                ex.request_changed = True
+                body = orjson.dumps(ex.request_json)
+            scan(body, "application/json", ex.request_json, exempt)
         elif media_type(headers) == FORM:
             scan(body, FORM)
         if ex.request_changed:

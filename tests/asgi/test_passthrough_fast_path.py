@@ -1,4 +1,5 @@
-"""A route without a plan, where no cookie or outbound gate applies, is one call to the app."""
+"""A route without a plan, where no cookie or outbound gate applies, is one call to the app (its
+`send` wrapped by the card sentinel on responses only)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from privacy_middleware.asgi.card_responses import MaskingResponse
 from privacy_middleware.context import current_scope
 from privacy_middleware.middleware import PrivacyMiddleware
 from privacy_middleware.policy.load import validate_policy
@@ -44,7 +46,10 @@ async def _call(app: Any) -> tuple[Any, Any, Any]:
     scope = {"type": "http", "method": "GET", "path": "/products", "headers": [], "query_string": b""}
     await app(inner)(scope, receive, send)
     assert sent[0]["status"] == 204
-    return seen["send"] is send, seen["scope"] is scope, seen["context"]
+    # The card sentinel's wrapper (masking card numbers in JSON answers) must hand on to the server's own send.
+    sentinel = getattr(seen["send"], "__self__", None)
+    assert isinstance(sentinel, MaskingResponse)
+    return sentinel.downstream is send, seen["scope"] is scope, seen["context"]
 
 
 async def test_pass_through_hands_the_servers_own_send_and_scope_to_the_app(tmp_path: Path) -> None:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
+import httpx
+import orjson
 import pytest
 
 from privacy_middleware.audit.query import search
+from privacy_middleware.demo.run import build_demo, demo_policy_path
 from privacy_middleware.fields.card_sentinel import may_hold_card_data, may_hold_card_number
 from support.demo import Demo, checkout_body
 
@@ -83,3 +90,67 @@ async def test_a_compressed_body_on_a_planned_route_is_checked_for_card_data(dem
     response = await demo.client.post("/auth/login", content=body, headers=headers)
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "card_data_on_unprotected_route" and "4111" not in response.text
+
+
+@pytest.fixture
+async def tokenising(tmp_path: Path, asgi_lifespan: Any) -> AsyncIterator[Demo]:
+    """The demo with `[cards] unplanned = "tokenise"` added to its policy."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(demo_policy_path().read_text() + '\n[cards]\nunplanned = "tokenise"\n')
+    app, shop = build_demo(tmp_path, policy_file=policy, audit={"retention_interval_seconds": 0})
+    async with (
+        asgi_lifespan(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client,
+    ):
+        yield Demo(app, shop, client, tmp_path)
+
+
+async def test_tokenise_mode_stores_a_token_instead_of_refusing(tokenising: Demo) -> None:
+    demo = tokenising
+    _, token = await demo.register()
+    auth = {"authorization": f"Bearer {token}"}
+    address = {"street": "1 Tea Lane", "memo": "pay with 5555-5555-5555-4444 please", "backup": 4111111111111111}
+    response = await demo.client.post("/me/addresses", json=address, headers=auth)
+    assert response.status_code == 201, response.text
+    stored = shop_dump(demo)
+    assert "Tea Lane" in stored and "pay with tok_" in stored
+    assert "4444" not in stored and "5555" not in stored and "4111" not in stored
+    await demo.app.runtime.audit.flush()
+    [event] = await search(demo.app.runtime.database, kinds=["detection_finding.card_data_tokenised"])
+    assert "POST /me/addresses" in str(event.document) and "$.memo" in str(event.document)
+    assert "4444" not in str(event.document)
+    # The token is the vault's: the field engine reveals it for that subject.
+    memo = orjson.loads((await demo.client.get("/me/addresses", headers=auth)).content)["addresses"][0]["memo"]
+    found = re.search(r"tok_[A-Za-z0-9_-]+", memo)
+    assert found is not None
+    subject = await demo.app.runtime.identity.authenticate(
+        {"type": "http", "headers": [(b"authorization", auth["authorization"].encode())]}
+    )
+    assert subject is not None
+    clear = await demo.app.runtime.keys.detokenise(
+        found.group(), category="user.financial.card.number", subject=subject.subject
+    )
+    assert clear == "5555555555554444"
+
+
+async def test_tokenise_mode_still_refuses_card_codes_and_anonymous_callers(tokenising: Demo) -> None:
+    demo = tokenising
+    _, token = await demo.register()
+    auth = {"authorization": f"Bearer {token}"}
+    response = await demo.client.post("/me/addresses", json={"street": "x", "card": {"cvv": "737"}}, headers=auth)
+    assert response.status_code == 422 and response.json()["field"] == "$.card.cvv"
+    response = await demo.client.post("/notes", json={"memo": "4111 1111 1111 1111"})
+    assert response.status_code == 422 and response.json()["code"] == "card_data_on_unprotected_route"
+
+
+async def test_the_owner_sees_brand_and_last_four_of_their_card(demo: Demo) -> None:
+    _, token = await demo.register()
+    created = await demo.checkout(token)
+    assert created.status_code == 201, created.text
+    order = (
+        await demo.client.get(f"/orders/{created.json()['id']}", headers={"authorization": f"Bearer {token}"})
+    ).json()
+    card = order["payment"]["card"]
+    assert card["number"] == "\u2022" * 12 + "4242"
+    assert card["number_last4"] == "4242" and card["number_brand"] == "visa"
+    assert "4242 4242" not in str(order) and "4242424242424242" not in str(order)

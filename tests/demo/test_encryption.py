@@ -43,8 +43,8 @@ async def test_shop_database_holds_no_card_cvv_or_street_in_clear(demo: Demo) ->
     for secret in ("4242424242424242", CARD, "12 Marylebone Road"):
         assert secret not in dump
     assert '"cvv"' not in dump
-    stored = response.json()  # what the customer sees back is in clear
-    assert stored["payment"]["card"]["number"] == "4242424242424242"
+    stored = response.json()  # what the customer sees back is in clear, but for the card's last four
+    assert stored["payment"]["card"]["number"] == "\u2022" * 12 + "4242"
     assert stored["shipping_address"]["street"] == "12 Marylebone Road"
     assert "cvv" not in stored["payment"]["card"]
 
@@ -53,7 +53,8 @@ async def test_customer_reads_own_order_in_clear_and_partners_see_their_minimum(
     _, token = await demo.register()
     order_id = (await demo.checkout(token)).json()["id"]
     own = (await demo.client.get(f"/orders/{order_id}", headers={"authorization": f"Bearer {token}"})).json()
-    assert own["payment"]["card"]["number"] == "4242424242424242"
+    # The card's owner sees brand and last four by default ([cards].reveal grants more).
+    assert own["payment"]["card"]["number"] == "\u2022" * 12 + "4242"
     assert own["payment"]["card"]["number_last4"] == "4242"
     assert own["payment"]["card"]["number_brand"] == "visa"
     assert own["billing_address"]["street"] == "12 Marylebone Road"
@@ -126,7 +127,8 @@ async def test_rotate_rewrap_keep_data_readable(demo: Demo, monkeypatch: pytest.
         assert await asyncio.to_thread(cli, command) == 0
     await demo.app.runtime.keys.close()  # drop cached keys: the next read unwraps under the new generation
     own = (await demo.client.get(f"/orders/{order_id}", headers={"authorization": f"Bearer {token}"})).json()
-    assert own["payment"]["card"]["number"] == "4242424242424242"
+    assert own["payment"]["card"]["number"] == "\u2022" * 12 + "4242"  # decrypted, then masked for its owner
+    assert own["billing_address"]["street"] == "12 Marylebone Road"
 
 
 async def test_erasure_makes_old_ciphertexts_unreadable_even_after_restoring_the_key_store(

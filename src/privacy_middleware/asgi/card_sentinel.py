@@ -2,30 +2,44 @@
 
 A route the policy does not plan for card data must not receive one: a JSON or form body holding
 a card number or a card security code key is refused (422 `card_data_on_unprotected_route`, the
-field path, never the value) and audited with the route. Bodiless requests cost one header scan;
-a body without a run of 13 digits or a CVV-like word costs one byte-level prefilter.
+field path, never the value) and audited with the route. Where the policy says
+`[cards].unplanned = "tokenise"`, a card number in a JSON body is replaced by a token from the vault
+for the signed-in caller instead (card codes are still refused: they are never kept). Bodiless
+requests cost one header scan; a body without a run of 13 digits or a CVV-like word costs one
+byte-level prefilter.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import orjson
 
+from ..audit import events
 from ..audit.refusals import AuditSink, audit_refusal
 from ..errors import PrivacyError
 from ..fields.card_sentinel import (
     find_card_data,
     find_card_data_in_form,
     may_hold_card_data,
+    may_hold_card_number,
     pans_in,
+    tokenise_card_numbers,
 )
 from ..policy.compile import RouteSpec
 from ..types import Receive, Scope
 from .body import declared_length, decoded_for_inspection, read_body, replay, too_large
-from .headers import get_header, is_json_media_type, media_type
+from .headers import get_header, is_json_media_type, media_type, replace, without
+from .strict_json import load_strict
+
+logger = logging.getLogger("privacy_middleware")
+# (card number, subject) -> a token from the vault; the caller's subject, None for an anonymous one.
+CardTokeniser = Callable[[str, str], Awaitable[str]]
+SubjectOf = Callable[[Scope], Awaitable[str | None]]
 
 FORM = "application/x-www-form-urlencoded"
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
@@ -89,9 +103,74 @@ def has_body(scope: Scope) -> bool:
 
 
 class CardSentinel:
-    def __init__(self, max_body_bytes: int, audit: AuditSink) -> None:
+    def __init__(
+        self,
+        max_body_bytes: int,
+        audit: AuditSink,
+        *,
+        tokenise: CardTokeniser | None = None,
+        subject_of: SubjectOf | None = None,
+    ) -> None:
         self.limit = max_body_bytes
         self.audit = audit
+        self.tokenise = tokenise  # set when the policy tokenises card numbers instead of refusing them
+        self.subject_of = subject_of
+
+    async def tokenise_document(
+        self,
+        scope: Scope,
+        document: Any,
+        subject: str | None,
+        exempt: frozenset[tuple[int, str | int]] = frozenset(),
+    ) -> bool:
+        """Tokenise the card numbers of a parsed JSON body in place (tokenise mode); whether any were.
+        A card code, or a card number without a signed-in subject to tokenise it for, is refused."""
+        if self.tokenise is None:
+            return False
+        found = list(find_card_data(document, exempt=exempt))
+        if not found:
+            return False
+        for field, kind in found:
+            if kind == "card_code":
+                raise refusal(field, kind)
+        if not subject:
+            raise refusal(found[0][0], "card_number")
+        tokenise = self.tokenise
+
+        async def token(number: str) -> str:
+            return await tokenise(number, subject)
+
+        paths = await tokenise_card_numbers(document, token, exempt=exempt)
+        self._tokenised(scope, paths)
+        return bool(paths)
+
+    def _tokenised(self, scope: Scope, paths: list[str]) -> None:
+        try:
+            event = events.detection_finding(
+                "card_data_tokenised",
+                title="Card numbers on a route without a plan for them were tokenised",
+                severity_id=events.SEVERITY_LOW,
+                related={"route": route_label(scope), "count": len(paths), "fields": ", ".join(paths)[:300]},
+            )
+        except ValueError as exc:
+            logger.error("card tokenising event not built: %s", type(exc).__name__)
+            return
+        self.audit.emit(event)
+
+    async def _tokenise_body(self, scope: Scope, body: bytes) -> bytes:
+        if not may_hold_card_number(body):
+            return body
+        try:
+            document = load_strict(body)
+        except orjson.JSONDecodeError:
+            return body  # unreadable JSON with a card number: refused by scan()
+        subject = await self.subject_of(scope) if self.subject_of is not None else None
+        if not await self.tokenise_document(scope, document, subject):
+            return body
+        body = orjson.dumps(document)
+        headers = without(scope.get("headers") or [], b"content-md5", b"digest", b"content-digest")
+        scope["headers"] = replace(headers, b"content-length", str(len(body)).encode())
+        return body
 
     async def screen(self, scope: Scope, receive: Receive) -> Receive:
         """The request's receive, after its body (if JSON or a form) was checked for card data."""
@@ -107,6 +186,8 @@ class CardSentinel:
             raise too_large(self.limit)
         body = await read_body(receive, self.limit)
         if encoding in (None, b"identity"):
+            if self.tokenise is not None and is_json_media_type(media):
+                body = await self._tokenise_body(scope, body)
             scan(body, media)
         else:  # checked decoded, forwarded as sent (never rewritten compressed, DESIGN.md §5)
             scan(decoded_for_inspection(body, encoding, self.limit), media)

@@ -1,31 +1,49 @@
 """Card data is caught by content, on every route, not only where the policy expected it.
 
 A request body (JSON or a form) is scanned for payment card numbers (13 to 19 digits, spaces or
-dashes allowed, Luhn-valid, in a known scheme's range and length) and card security code keys.
-Most bodies hold no run of 13 digits at all: a byte-level prefilter (one `translate`, one `find`)
-clears them without parsing; only a body that might hold a card is parsed and walked.
+dashes allowed, Luhn-valid, in a known scheme's range and length) and card security code keys;
+a response body for card numbers only. Most bodies hold no run of 13 digits at all: a byte-level
+prefilter (one `translate`, one `in`) clears them without parsing; only a body that might hold a
+card is parsed and walked. Responses that arrive in pieces are checked piece by piece
+(`StreamScan`), masking in place without changing the length.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl
+
+import orjson
 
 from ..crypto.cards import card_brand, length_valid, luhn_valid
 from .shape_guard import field_path, is_card_code_key
 
-# One pass over the bytes: digits become b"0", ASCII letters lower case, spaces and dashes vanish.
-# A possible card number is then a run of 13 zeros; a possible card code key holds one of the hints.
+# One pass over the bytes: digits become b"0", ASCII letters lower case; spaces, dashes, backslashes
+# and "u" vanish, so JSON escapes of digits (\u0034) fold to digits too. A possible card number is
+# then a run of 13 zeros; a possible card code key holds one of the hints.
 _FOLD = bytes(0x30 if 0x30 <= b <= 0x39 else b + 0x20 if 0x41 <= b <= 0x5A else b for b in range(256))
+_DROP = b" -\\uU"
 _DIGIT_RUN = b"0" * 13
-_CODE_HINTS = (b"cv", b"csc", b"cid", b"cav", b"ecurity", b"erification")
+_CODE_HINTS = (b"cv", b"csc", b"cid", b"cav", b"ecrity", b"erification")
 _PAN_IN_TEXT = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,18}(?![0-9])")
+# The same in raw JSON bytes, where a digit or a separator may also be written as a \u escape.
+_DIGIT_B = rb"(?:[0-9]|\\u003[0-9])"
+_SEP_B = rb"(?:[ \-]|\\u0020|\\u002[dD])"
+_PAN_IN_BYTES = re.compile(rb"(?<![0-9])" + _DIGIT_B + rb"(?:" + _SEP_B + rb"?" + _DIGIT_B + rb"){12,18}(?![0-9])")
+# Bytes a card number (with escapes) is written with; a piece ending in them may continue in the next.
+_ESCAPED = re.compile(rb"\\u00([0-9a-fA-F]{2})")
+_RUN_BYTES = b"0123456789 -\\udD"
+_MAX_PAN_BYTES = 19 * 6 + 18 * 6
+_BARE_BEFORE = frozenset(b":[,")
+_BARE_AFTER = frozenset(b",]}")
+_SPACE = b" \t\r\n"
 
 
 def _folded(body: bytes) -> bytes:
-    return body.translate(_FOLD, b" -")
+    return body.translate(_FOLD, _DROP)
 
 
 def may_hold_card_number(body: bytes) -> bool:
@@ -45,9 +63,24 @@ def may_hold_card_data(body: bytes) -> bool:
     return _DIGIT_RUN in folded or any(hint in folded for hint in _CODE_HINTS)
 
 
+def _lengths_by_prefix() -> dict[str, frozenset[int]]:
+    """Every 4-digit prefix a scheme issues, with the lengths it issues (a scheme's range is decided
+    by at most four leading digits), so a candidate costs one dict look-up before the Luhn test."""
+    table: dict[str, frozenset[int]] = {}
+    for number in range(10_000):
+        prefix = f"{number:04d}"
+        brand = card_brand(prefix + "0" * 15)
+        if brand is not None:
+            table[prefix] = frozenset(n for n in range(12, 20) if length_valid(prefix + "0" * (n - 4), brand))
+    return table
+
+
+_LENGTHS = _lengths_by_prefix()
+
+
 def is_pan(digits: str) -> bool:
-    brand = card_brand(digits)
-    return brand is not None and length_valid(digits, brand) and luhn_valid(digits)
+    lengths = _LENGTHS.get(digits[:4])
+    return lengths is not None and len(digits) in lengths and luhn_valid(digits)
 
 
 def pans_in(text: str) -> Iterator[re.Match[str]]:
@@ -97,6 +130,44 @@ def find_card_data(
                 yield field_path([*path, key]), "card_number"
 
 
+async def tokenise_card_numbers(
+    document: Any,
+    tokenise: Callable[[str], Awaitable[str]],
+    *,
+    exempt: frozenset[tuple[int, str | int]] = frozenset(),
+) -> list[str]:
+    """Replace every card number in a parsed body (outside `exempt` places) by `tokenise(number)`, in
+    place: a number alone becomes the token, one inside text is replaced there. Returns the field
+    paths (never the values). The caller refuses card codes and numbers in keys first."""
+    paths: list[str] = []
+    stack: list[tuple[Any, list[str | int]]] = [(document, [])]
+    while stack:
+        node, path = stack.pop()
+        items: Any = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in list(items):
+            if (id(node), key) in exempt:
+                continue
+            if isinstance(value, dict | list):
+                stack.append((value, [*path, key]))
+            elif _scalar_has_pan(value):
+                node[key] = await _tokenised(value, tokenise)
+                paths.append(field_path([*path, key]))
+    return paths
+
+
+async def _tokenised(value: Any, tokenise: Callable[[str], Awaitable[str]]) -> str:
+    if not isinstance(value, str):
+        return await tokenise(str(abs(value)))
+    pieces: list[str] = []
+    at = 0
+    for match in pans_in(value):
+        pieces.append(value[at : match.start()])
+        pieces.append(await tokenise(match.group().replace(" ", "").replace("-", "")))
+        at = match.end()
+    pieces.append(value[at:])
+    return "".join(pieces)
+
+
 def find_card_data_in_form(body: bytes) -> Iterator[tuple[str, str]]:
     for key, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
         if is_card_code_key(key) and value:
@@ -105,22 +176,163 @@ def find_card_data_in_form(body: bytes) -> Iterator[tuple[str, str]]:
             yield field_path([key]), "card_number"
 
 
-def mask_card_numbers(document: Any) -> int:
-    """Mask every card number in a parsed body to its last four digits, in place; returns how many."""
+def _masked_scalar(value: Any) -> str | None:
+    """The value with its card numbers masked, or None when it holds none (numbers become text)."""
+    if isinstance(value, str):
+        if len(value) < 13:
+            return None
+        for match in _PAN_IN_TEXT.finditer(value):
+            if is_pan(match.group().replace(" ", "").replace("-", "")):
+                return _mask_text(value)
+        return None
+    if isinstance(value, float) and value.is_integer() and 1e12 <= abs(value) < 1e19:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and _scalar_has_pan(value):
+        return _mask_text(str(abs(value)))
+    return None
+
+
+def mask_document(document: Any) -> tuple[Any, int]:
+    """(the document with every card number masked to its last four digits, how many): values
+    and keys alike, in place where it can; a top-level scalar comes back replaced."""
+    top = _masked_scalar(document)
+    if top is not None:
+        return top, 1
     masked = 0
-    if not isinstance(document, dict | list):
-        return 0
-    stack: list[Any] = [document]
+    stack: list[Any] = [document] if isinstance(document, dict | list) else []
     while stack:
         node = stack.pop()
-        items: Any = node.items() if isinstance(node, dict) else enumerate(node)
-        for key, value in list(items):
+        if isinstance(node, list):
+            for index, value in enumerate(node):
+                if isinstance(value, dict | list):
+                    stack.append(value)
+                elif (replaced := _masked_scalar(value)) is not None:
+                    node[index] = replaced
+                    masked += 1
+            continue
+        for key, value in list(node.items()):
             if isinstance(value, dict | list):
                 stack.append(value)
-            elif _scalar_has_pan(value):
-                node[key] = _mask_text(str(value))
+            elif (replaced := _masked_scalar(value)) is not None:
+                node[key] = value = replaced
                 masked += 1
+            if (new_key := _masked_scalar(key)) is not None:
+                del node[key]
+                node[new_key] = value
+                masked += 1
+    return document, masked
+
+
+def mask_card_numbers(document: Any) -> int:
+    """Mask every card number in a parsed body to its last four digits, in place; returns how many."""
+    return mask_document(document)[1] if isinstance(document, dict | list) else 0
+
+
+def mask_json_body(body: bytes) -> tuple[bytes, int]:
+    """(the body with its card numbers masked, how many) for a whole JSON body.
+
+    Parsed when it can be (escapes decoded, numbers and keys seen for what they are; stdlib json for
+    integers past 64 bits); a body that does not parse is masked in its bytes."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            document = body
+    masked = 0
+    if document is not body:
+        document, masked = mask_document(document)
+        if masked:
+            try:
+                body = orjson.dumps(document)
+            except TypeError:
+                body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    if document is not body:
+        return body, masked  # parsed: every string, number and key was seen
+    out = bytearray(body)
+    late = mask_bytes(out, 0, len(out), None)
+    return (bytes(out) if late else body), late
+
+
+def mask_bytes(buf: bytearray, start: int, end: int, before: int | None) -> int:
+    """Mask card numbers in buf[start:end] in place without changing its length; returns how many.
+
+    Every hidden digit (or its \\u escape) becomes "*". A card number written as a bare JSON number
+    (after ":", "[" or ",", before ",", "]" or "}") becomes a quoted string of the same length, so
+    the JSON stays valid. `before` is the last byte before `start` that was not white space, when it
+    lies in an earlier piece."""
+    masked = 0
+    for match in _PAN_IN_BYTES.finditer(buf, start, end):
+        raw = match.group()
+        digits = _digits_of(raw)
+        if not is_pan(digits):
+            continue
+        masked += 1
+        a, b = match.span()
+        head = bytes(buf[start:a]).rstrip(_SPACE)
+        prev = head[-1] if head else before
+        tail = bytes(buf[b:end]).lstrip(_SPACE)
+        bare = raw.isdigit() and len(raw) >= 6 and prev in _BARE_BEFORE and (not tail or tail[0] in _BARE_AFTER)
+        if bare:
+            buf[a:b] = b'"' + b"*" * (len(raw) - 6) + raw[-4:] + b'"'
+        else:
+            buf[a:b] = _star(raw)
     return masked
+
+
+def _digits_of(raw: bytes) -> str:
+    text = _ESCAPED.sub(lambda m: bytes([int(m.group(1), 16)]), raw).decode("latin-1")
+    return text.replace(" ", "").replace("-", "")
+
+
+def _star(raw: bytes) -> bytes:
+    """Every digit but the last four as "*" of the same width (an escaped digit is six bytes)."""
+    pieces = re.findall(rb"\\u00[0-9a-fA-F]{2}|.", raw, re.S)
+    digit_places = [i for i, piece in enumerate(pieces) if piece.isdigit() or piece.startswith(b"\\u003")]
+    keep = set(digit_places[-4:])
+    return b"".join(
+        piece if (i in keep or not (piece.isdigit() or piece.startswith(b"\\u003"))) else b"*" * len(piece)
+        for i, piece in enumerate(pieces)
+    )
+
+
+class StreamScan:
+    """A body checked piece by piece: each piece goes on masked, less its open tail.
+
+    The tail held back is the piece's trailing run of bytes a card number can be written with
+    (digits, separators, escapes), at most the longest such number: the only bytes a later piece
+    can still turn into a card number. A piece that ends in a letter, a quote or a brace is passed
+    on whole, so a stream without card numbers is delayed by a few bytes at most, never buffered.
+    """
+
+    __slots__ = ("before", "carry", "masked")
+
+    def __init__(self) -> None:
+        self.carry = b""
+        self.before: int | None = None
+        self.masked = 0
+
+    def feed(self, piece: bytes, final: bool) -> bytes:
+        """The bytes that may go on now (masked where needed); the rest waits for the next piece."""
+        data = self.carry + piece if self.carry else piece
+        hold = 0 if final else min(len(data) - len(data.rstrip(_RUN_BYTES)), _MAX_PAN_BYTES)
+        if _DIGIT_RUN not in _folded(data):
+            ready = data[: len(data) - hold] if hold else data
+        else:
+            buf = bytearray(data)
+            cut = len(buf) - hold
+            for match in _PAN_IN_BYTES.finditer(buf):
+                if match.start() < cut < match.end():
+                    cut = match.start()  # a number crossing the cut waits whole
+            self.masked += mask_bytes(buf, 0, cut, self.before)
+            ready = bytes(buf[:cut])
+            hold = len(buf) - cut
+        self.carry = data[len(data) - hold :] if hold else b""
+        stripped = ready.rstrip(_SPACE)
+        if stripped:
+            self.before = stripped[-1]
+        return ready
 
 
 def _mask_text(text: str) -> str:

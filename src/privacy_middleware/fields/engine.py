@@ -18,7 +18,7 @@ from cachetools import LRUCache
 from ..crypto.cards import card_brand, normalise_pan
 from ..crypto.shaped import TokenShape
 from ..errors import PrivacyError
-from ..policy.access import grant_for
+from ..policy.access import card_categories, grant_for, owner_transform
 from ..policy.compile import CompiledBody, CompiledField, compile_shapes
 from ..policy.schema import FieldRule, Policy
 from ..policy.selectors import Location, Selector
@@ -74,6 +74,8 @@ class Viewer:
     recipient: str
     grants: dict[str, str]
     purpose: str | None = None
+    # Whether the subject reading their own records sees their full card number (`[cards].reveal`).
+    reveal_cards: bool = False
 
     def is_subject(self, subject: str | None) -> bool:
         return bool(subject) and self.principal is not None and self.principal.subject == subject
@@ -147,6 +149,7 @@ class FieldEngine:
         self._plans: LRUCache[int, DisclosurePlan] = LRUCache(maxsize=PLAN_CACHE_SIZE)
         self.shapes: dict[str, CompiledBody] = compile_shapes(policy)
         self.masks = key_free_functions()
+        self.card_categories = card_categories(policy)
 
     # --- the way in --------------------------------------------------------------------------
 
@@ -257,6 +260,13 @@ class FieldEngine:
         report.count(spec.transform)
         report.subjects.add(subject)
 
+    async def tokenise_card(self, number: str, subject: str) -> str:
+        """A card number found where no rule of the route expected it, as a token from the vault
+        (`[cards].unplanned = "tokenise"`), under the policy's card category and the caller's key."""
+        if self.cipher is None:
+            raise PrivacyError("key_service_unavailable", "No key service is configured.", 503)
+        return await self.cipher.tokenise(normalise_pan(number), category=self.policy.cards.category, subject=subject)
+
     # --- the way out -------------------------------------------------------------------------
 
     @property
@@ -296,7 +306,8 @@ class FieldEngine:
         plan = self._plan(body)
         transforms = plan.transforms(viewer)
         program = plan.program(viewer.recipient, transforms)
-        own_program = plan.program("\x00own", ("keep",) * len(body.fields))
+        own_transforms = plan.own_transforms(self.card_categories, viewer.reveal_cards)
+        own_program = plan.program("\x00own-reveal" if viewer.reveal_cards else "\x00own", own_transforms)
         blocked_program = plan.program("\x00blocked", ("drop",) * len(body.fields))
         categories = plan.categories
         fields = body.fields
@@ -365,7 +376,9 @@ class FieldEngine:
             if plan.complex:
                 classified = set()
                 for index in plan.complex:
-                    transform = "keep" if own else "drop" if steps is blocked_program else transforms[index]
+                    transform = (
+                        own_transforms[index] if own else "drop" if steps is blocked_program else transforms[index]
+                    )
                     for location in list(fields[index].selector.locations(record)):
                         classified.add((id(location.parent), location.key))
                         slow.append((fields[index], location, transform))
@@ -544,6 +557,7 @@ class DisclosurePlan:
     subject_path: tuple[str, ...] | None
     categories: tuple[str, ...]
     _by_recipient: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _own: dict[bool, tuple[str, ...]] = field(default_factory=dict)
     _programs: dict[str, tuple[GroupProgram, ...]] = field(default_factory=dict)
 
     @classmethod
@@ -582,6 +596,13 @@ class DisclosurePlan:
                 others = tuple((k, i, transforms[i]) for k, i in entries if transforms[i] not in ("drop", "keep"))
                 built.append((parent, drops, keeps, others))
             cached = self._programs[key] = tuple(built)
+        return cached
+
+    def own_transforms(self, cards: frozenset[str], reveal_cards: bool) -> tuple[str, ...]:
+        """The transform of every field rule for the subject reading their own record."""
+        cached = self._own.get(reveal_cards)
+        if cached is None:
+            cached = self._own[reveal_cards] = tuple(owner_transform(cards, c, reveal_cards) for c in self.categories)
         return cached
 
     def transforms(self, viewer: Viewer) -> tuple[str, ...]:

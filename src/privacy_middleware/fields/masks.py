@@ -27,6 +27,12 @@ def mask_last4(text: str) -> str:
     return f"****{tail}" if tail else "****"
 
 
+def mask_card(text: str) -> str:
+    """A card number as displayed by default (PCI DSS 3.4.1): a bullet per hidden digit, the last four."""
+    digits = _DIGITS.sub("", text)
+    return "\u2022" * (len(digits) - 4) + digits[-4:] if len(digits) >= 8 else "****"
+
+
 def mask_email(text: str) -> str:
     local, at, domain = text.rpartition("@")
     if not at or not local:
@@ -72,6 +78,10 @@ def country_only(value: Any) -> Any:
 
 def last4(value: Any) -> Any:
     return _leaves(value, mask_last4)
+
+
+def card(value: Any) -> Any:
+    return _leaves(value, mask_card)
 
 
 def email(value: Any) -> Any:

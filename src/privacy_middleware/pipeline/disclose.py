@@ -19,11 +19,16 @@ from .facts import Disclosure
 from .plan import Exchange, Step, StepFactory
 
 
-def response_viewer(access: Access, principal: Principal | None, anonymous_recipient: str) -> Viewer:
+def response_viewer(
+    access: Access, principal: Principal | None, anonymous_recipient: str, route_purpose: str = ""
+) -> Viewer:
     """Who receives a response: the principal's recipient (the anonymous one without a principal),
-    with that recipient's grants from the one access decision."""
+    with that recipient's grants from the one access decision; the subject sees their own full card
+    number only when `[cards].reveal` names the token's or the route's purpose."""
     recipient = anonymous_recipient if principal is None else principal.recipient
-    return Viewer(principal, recipient, access.grants(recipient), principal.purpose if principal else None)
+    purpose = principal.purpose if principal else None
+    reveal = access.reveals_cards(purpose, route_purpose)
+    return Viewer(principal, recipient, access.grants(recipient), purpose, reveal_cards=reveal)
 
 
 class DiscloseResponseFields(Step):
@@ -43,6 +48,7 @@ class DiscloseResponseFields(Step):
         anonymous_recipient: str,
     ) -> None:
         self.label = f"{spec.method} {spec.template}"
+        self.purpose = spec.route.purpose if spec.route is not None else ""
         self.body = body
         self.engine = engine
         self.access = access
@@ -53,7 +59,7 @@ class DiscloseResponseFields(Step):
         self.unknown_dropped = metrics.unknown_fields.labels(self.label, "drop")
 
     def viewer(self, ex: Exchange) -> Viewer:
-        return response_viewer(self.access, ex.ctx.principal, self.anonymous_recipient)
+        return response_viewer(self.access, ex.ctx.principal, self.anonymous_recipient, self.purpose)
 
     async def on_response(self, ex: Exchange) -> None:
         if not ex.response_has_json:

@@ -15,6 +15,10 @@ reads a guest's record exactly as a customer's: same grants, same flags.
 
 Responses, the outbound transport, export, consent-gated tracking and `policy explain` all ask here.
 
+The subject reading their own records sees every field in clear, except a card number: the owner
+sees it masked to the last four digits (the brand and last four companions stay beside it) unless
+`[cards].reveal` names a purpose the request serves (`owner_transform`, PCI DSS 3.4.1).
+
 The objection rule (GDPR Art. 21): an objection concerns processing based on legitimate interests
 or a public task (21(1)) and direct marketing (21(2)); for a consent-based purpose it works as a
 withdrawal that outlives a new banner. It does not reach processing needed for a contract
@@ -33,6 +37,7 @@ from typing import Literal, Protocol
 from .schema import Policy, Purpose
 
 DEFAULT_DENY = "drop"
+OWNER_CARD_MASK = "mask:card"
 # Legal bases an objection reaches (Art. 21(1) and (2); consent: as a withdrawal). Not contract,
 # legal obligation or vital interest.
 OBJECTABLE_BASES = frozenset({"legitimate_interest", "public_task", "consent"})
@@ -55,6 +60,30 @@ def rights_rule(name: str, purpose: Purpose | None, objected: frozenset[str], re
     if name in objected and objectable(purpose):
         return "objected"
     return None
+
+
+def card_categories(policy: Policy) -> frozenset[str]:
+    """Categories that hold card numbers: `[cards].category` and any field validated as a card number."""
+    found = {policy.cards.category}
+    bodies = [shape.fields for shape in policy.shapes.values()]
+    for route in policy.routes:
+        bodies.extend(rules.fields for rules in (route.request, route.response) if rules is not None)
+    for recipient in policy.recipients.values():
+        bodies.extend(endpoint.request.fields for endpoint in recipient.endpoints)
+    found.update(rule.category for fields in bodies for rule in fields if rule.validate_as == "card_number")
+    return frozenset(found)
+
+
+def is_card_category(cards: frozenset[str], category: str) -> bool:
+    return category in cards or any(category.startswith(card + ".") for card in cards)
+
+
+def owner_transform(cards: frozenset[str], category: str, reveal_cards: bool) -> str:
+    """What the subject sees of one category of their own record: all of it, but a card number only
+    masked to its last four digits unless the policy reveals it for the request's purpose."""
+    if not reveal_cards and is_card_category(cards, category):
+        return OWNER_CARD_MASK
+    return "keep"
 
 
 class SubjectFlagsView(Protocol):
@@ -130,6 +159,10 @@ class Access:
         if self.owners is None or not keys:
             return {}
         return await self.owners.owners(kind, keys)
+
+    def reveals_cards(self, *purposes: str | None) -> bool:
+        """Whether `[cards].reveal` grants the card's owner the full number for one of these purposes."""
+        return any(purpose in self.policy.cards.reveal for purpose in purposes if purpose)
 
     def grants(self, recipient: str) -> dict[str, str]:
         declared = self.policy.recipients.get(recipient)

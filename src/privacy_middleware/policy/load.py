@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import orjson
 from pydantic import ValidationError
 
 from ..errors import ConfigError
+from .access import grant_for
 from .schema import CATEGORY_RE, NAME_RE, Policy
 from .selectors import SelectorError, compile_selector
 from .transforms import OUTPUT_TRANSFORMS
@@ -240,8 +242,34 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
                 problems.append((location, "name the {capability} segment, or set guests.capability_param"))
     for i, order_route in enumerate(policy.guests.order_routes):
         need_template(f"guests.order_routes[{i}].path", order_route.path)
+    problems.extend(_check_cards(policy, need_purpose, need_template))
     if policy.minors.routes and policy.minors.minimum_age == 0:
         problems.append(("minors.minimum_age", "set a minimum age for the routes listed in minors.routes"))
+    return problems
+
+
+def _check_cards(
+    policy: Policy, need_purpose: Callable[[str, str], None], need_template: Callable[[str, str], None]
+) -> list[tuple[str, str]]:
+    """[cards]: payment routes answer a recipient granted the card category in full."""
+    cards = policy.cards
+    problems: list[tuple[str, str]] = []
+    if (cards.unplanned == "tokenise" or cards.payment_routes) and not category_known(policy, cards.category):
+        problems.append(("cards.category", f"unknown category {cards.category!r}"))
+    for i, route in enumerate(cards.payment_routes):
+        base = f"cards.payment_routes[{i}]"
+        need_template(f"{base}.path", route.path)
+        recipient = policy.recipients.get(route.recipient)
+        if recipient is None:
+            problems.append((f"{base}.recipient", f"unknown recipient {route.recipient!r}"))
+        elif grant_for(recipient.sees, cards.category)[0] != "keep":
+            problems.append(
+                (f"{base}.recipient", f"recipients.{route.recipient}.sees does not grant {cards.category!r} in full")
+            )
+    for i, purpose in enumerate(cards.reveal):
+        need_purpose(f"cards.reveal[{i}]", purpose)
+        if not purpose:
+            problems.append((f"cards.reveal[{i}]", "name a purpose"))
     return problems
 
 

@@ -418,6 +418,29 @@ class Guests(Strict):
     capability_days: int = Field(default=365, ge=1)
 
 
+class PaymentRoute(Strict):
+    """A route of the shop that answers a payment recipient: its responses keep card numbers."""
+
+    method: HttpMethod
+    path: str
+    # The recipient the route answers; it must be granted the card category (`sees = "keep"`).
+    recipient: str
+
+
+class Cards(Strict):
+    """Card data outside the routes' own rules: the card sentinel on every route (docs/policy.md)."""
+
+    # A card number in the request body of a route with no plan for it: refused (422), or tokenised
+    # from the token vault for the signed-in caller (a caller without a subject is still refused).
+    unplanned: Literal["refuse", "tokenise"] = "refuse"
+    # The category card numbers are protected and masked as (tokens, the owner's view).
+    category: str = "user.financial.card.number"
+    # Routes whose JSON responses keep card numbers although no response plan covers them.
+    payment_routes: list[PaymentRoute] = []
+    # Purposes for which the card's owner sees their own full number; otherwise brand and last four.
+    reveal: list[str] = []
+
+
 class Policy(Strict):
     policy: PolicyInfo
     identity: Identity = Identity()
@@ -435,6 +458,7 @@ class Policy(Strict):
     rights: Rights = Rights()
     minors: Minors = Minors()
     breach: Breach = Breach()
+    cards: Cards = Cards()
 
 
 Recipient.model_rebuild()

@@ -30,6 +30,7 @@ OUTPUT_TRANSFORMS: dict[str, OutputTransform] = {
     "ciphertext": OutputTransform("encrypted data only, without the key"),
     "pseudonymise": OutputTransform("a pseudonym, not the value"),
     "mask:last4": OutputTransform("last four characters only", f"{MASKS}:last4"),
+    "mask:card": OutputTransform("a card number's last four digits only", f"{MASKS}:card"),
     "mask:email": OutputTransform("masked e-mail address", f"{MASKS}:email"),
     "mask:phone": OutputTransform("masked phone number", f"{MASKS}:phone"),
     "mask:full": OutputTransform("fully masked", f"{MASKS}:full"),
