@@ -50,6 +50,13 @@ async def test_a_card_code_key_or_a_form_body_on_an_unplanned_route_is_refused(d
     assert response.status_code == 422 and response.json()["field"] == "$.Card.CVC2"
     response = await demo.client.post("/me/addresses", data={"pan": "4111 1111 1111 1111"}, headers=auth)
     assert response.status_code == 422 and response.json()["code"] == "card_data_on_unprotected_route"
+    # Spellings the byte-level prefilter once let through: a key with separators, digits as escapes.
+    response = await demo.client.post("/me/addresses", json={"street": "x", "c_v_v": "737"}, headers=auth)
+    assert response.status_code == 422 and response.json()["field"] == "$.c_v_v"
+    escaped = b'{"street": "x", "memo": "\\u0034\\u0031\\u00311 1111 1111 1111"}'
+    headers = {**auth, "content-type": "application/json"}
+    response = await demo.client.post("/me/addresses", content=escaped, headers=headers)
+    assert response.status_code == 422 and response.json()["field"] == "$.memo"
 
 
 async def test_numbers_that_are_not_cards_pass(demo: Demo) -> None:
@@ -78,6 +85,11 @@ def test_prefilter() -> None:
     assert may_hold_card_number(b'{"n": "4242 4242 4242 4242"}')
     assert may_hold_card_number(b'{"n": 4242424242424242}')
     assert may_hold_card_data(b'{"CVV": "1"}')
+    # Key spellings the card-code check reads as a card code (separators dropped) pass the prefilter too.
+    for key in (b"c_v_v", b"Security.Code", b"card-verification-value", b"CID"):
+        assert may_hold_card_data(b'{"' + key + b'": "1"}'), key
+    escaped = b"".join(b"\\u003" + bytes([digit]) for digit in b"4111111111111111")
+    assert may_hold_card_number(b'{"n": "' + escaped + b'"}')  # every digit a \u escape
 
 
 async def test_a_compressed_body_on_a_planned_route_is_checked_for_card_data(demo: Demo) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterator
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,13 +22,20 @@ import orjson
 from ..crypto.cards import card_brand, length_valid, luhn_valid
 from .shape_guard import field_path, is_card_code_key
 
-# One pass over the bytes: digits become b"0", ASCII letters lower case; spaces, dashes, backslashes
-# and "u" vanish, so JSON escapes of digits (\u0034) fold to digits too. A possible card number is
-# then a run of 13 zeros; a possible card code key holds one of the hints.
+# Keys repeat across the records of a body (and across bodies): the spelling-blind check (NFKC,
+# casefold, a regex) is asked once per distinct key; the bound keeps odd bodies from growing it.
+_is_code_key = lru_cache(maxsize=4096)(is_card_code_key)
+
+# One pass over the bytes: digits become b"0", ASCII letters lower case; spaces, dashes, underscores,
+# dots, backslashes and "u" vanish, so JSON escapes of digits (\u0034) fold to digits and `c_v_v` or
+# `Security-Code` to their letters. A possible card number is then a run of 13 zeros; a possible
+# card code key matches `_CODE_HINTS`, one regex whose literal first byte lets it skip through the
+# bytes in one pass (six substring searches took six).
 _FOLD = bytes(0x30 if 0x30 <= b <= 0x39 else b + 0x20 if 0x41 <= b <= 0x5A else b for b in range(256))
-_DROP = b" -\\uU"
+_DROP = b" -_.\\uU"
 _DIGIT_RUN = b"0" * 13
-_CODE_HINTS = (b"cv", b"csc", b"cid", b"cav", b"ecrity", b"erification")
+# cvv, cvc, cvn, csc, cid, cav2, (se)crity, (verifi)cation: every name in shape_guard.CARD_CODE_NAMES.
+_CODE_HINTS = re.compile(rb"c(?:v|sc|id|av|rity|ation(?<=ification))")
 _PAN_IN_TEXT = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,18}(?![0-9])")
 # The same in raw JSON bytes, where a digit or a separator may also be written as a \u escape.
 _DIGIT_B = rb"(?:[0-9]|\\u003[0-9])"
@@ -53,14 +61,13 @@ def may_hold_card_number(body: bytes) -> bool:
 
 def may_hold_card_code(body: bytes) -> bool:
     """Byte-level prefilter for CVV-like key names (any case)."""
-    folded = _folded(body)
-    return any(hint in folded for hint in _CODE_HINTS)
+    return _CODE_HINTS.search(_folded(body)) is not None
 
 
 def may_hold_card_data(body: bytes) -> bool:
     """Both prefilters over one translated copy of the body."""
     folded = _folded(body)
-    return _DIGIT_RUN in folded or any(hint in folded for hint in _CODE_HINTS)
+    return _DIGIT_RUN in folded or _CODE_HINTS.search(folded) is not None
 
 
 def _lengths_by_prefix() -> dict[str, frozenset[int]]:
@@ -122,7 +129,7 @@ def find_card_data(
         for key, value in items:
             if (id(node), key) in exempt:
                 continue
-            if isinstance(key, str) and is_card_code_key(key) and value not in (None, ""):
+            if isinstance(key, str) and _is_code_key(key) and value not in (None, ""):
                 yield field_path([*path, key]), "card_code"
             elif isinstance(value, dict | list):
                 stack.append((value, [*path, key]))
