@@ -167,6 +167,33 @@ def proxy_app() -> Any:
     return create_app()
 
 
+def proxy_app_with(engine: str) -> Any:
+    from privacy_middleware.serve import UPSTREAM_ENV, build_proxy_app
+
+    return build_proxy_app(os.environ[UPSTREAM_ENV], timeout=30.0, engine=engine)
+
+
+def proxy_app_httpx() -> Any:
+    """The proxy with the httpx upstream client (the choice before aiohttp), for the comparison."""
+    return proxy_app_with("httpx")
+
+
+def proxy_app_aiohttp() -> Any:
+    """The proxy with the aiohttp upstream client (what `serve` runs when aiohttp is installed)."""
+    return proxy_app_with("aiohttp")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (Linux /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pid(process: subprocess.Popen[bytes]) -> int:
+    """The Python process under `taskset` (taskset execs it, so the pid is the same)."""
+    return process.pid
+
+
 # --- orchestration ------------------------------------------------------------------------------
 
 
@@ -202,7 +229,7 @@ def wait_ready(url: str) -> None:
     raise RuntimeError(f"{url} did not start")
 
 
-def wrk(url: str, seconds: int, cpu: str) -> float:
+def wrk(url: str, seconds: int, cpu: str) -> tuple[float, int]:
     """Requests/s from wrk (one thread, CONCURRENCY connections), pinned beside the upstream."""
     command = ["wrk", "-t1", f"-c{CONCURRENCY}", f"-d{seconds}s", url]
     if shutil.which("taskset"):
@@ -210,12 +237,13 @@ def wrk(url: str, seconds: int, cpu: str) -> float:
     out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
     expect("Non-2xx" not in out and "Socket errors" not in out, f"wrk saw errors on {url}: {out}")
     found = re.search(r"Requests/sec:\s+([0-9.]+)", out)
-    expect(found is not None, f"wrk printed no rate: {out}")
-    assert found is not None
-    return float(found.group(1))
+    count = re.search(r"([0-9]+) requests in", out)
+    expect(found is not None and count is not None, f"wrk printed no rate: {out}")
+    assert found is not None and count is not None
+    return float(found.group(1)), int(count.group(1))
 
 
-async def httpx_rate(url: str, seconds: float) -> float:
+async def httpx_rate(url: str, seconds: float) -> tuple[float, int]:
     """Fallback load generator (may be the bottleneck itself): CONCURRENCY keep-alive loops."""
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     done = 0
@@ -230,15 +258,21 @@ async def httpx_rate(url: str, seconds: float) -> float:
                 done += 1
 
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        return done / (time.perf_counter() - started)
+        return done / (time.perf_counter() - started), done
 
 
-def rate(url: str, seconds: int, cpu: str) -> float:
+def rate(url: str, seconds: int, cpu: str, server: int | None = None) -> tuple[float, float]:
+    """(requests/s, CPU seconds per request of `server`'s process, 0 when none is named)."""
     if shutil.which("wrk"):
         wrk(url, WARMUP, cpu)
-        return wrk(url, seconds, cpu)
-    asyncio.run(httpx_rate(url, WARMUP))
-    return asyncio.run(httpx_rate(url, seconds))
+        before = cpu_seconds(server) if server else 0.0
+        rps, count = wrk(url, seconds, cpu)
+    else:
+        asyncio.run(httpx_rate(url, WARMUP))
+        before = cpu_seconds(server) if server else 0.0
+        rps, count = asyncio.run(httpx_rate(url, seconds))
+    used = (cpu_seconds(server) - before) if server else 0.0
+    return rps, used / max(1, count)
 
 
 def download_rate(url: str, count: int) -> float:
@@ -278,7 +312,7 @@ def main(smoke: bool = False) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         policy = Path(tmp) / "policy.toml"
         policy.write_text(POLICY)
-        up_port, proxy_port = free_port(), free_port()
+        up_port = free_port()
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
@@ -294,60 +328,65 @@ def main(smoke: bool = False) -> list[Row]:
             "PRIVACY_JWT__ALGORITHMS": "HS256",
             "PRIVACY_PSEUDONYM_SECRET": "bench-pseudonym-secret-0123456789",
         }
-        servers = [
-            start("bench_proxy:upstream_app", up_port, env, upstream_cpu),
-            start("bench_proxy:proxy_app", proxy_port, proxy_env, proxy_cpu, factory=True),
-        ]
+        engines = ("aiohttp", "httpx")
+        ports = {engine: free_port() for engine in engines}
+        servers = [start("bench_proxy:upstream_app", up_port, env, upstream_cpu)]
+        for engine in engines:
+            data = Path(tmp) / engine
+            data.mkdir()
+            own = {
+                **proxy_env,
+                "PRIVACY_DATA_DIR": str(data),
+                "PRIVACY_DATABASE_URL": f"sqlite+aiosqlite:///{data}/p.db",
+            }
+            servers.append(start(f"bench_proxy:proxy_app_{engine}", ports[engine], own, proxy_cpu, factory=True))
         try:
-            direct, proxied = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{proxy_port}"
+            direct = f"http://127.0.0.1:{up_port}"
+            urls = {engine: f"http://127.0.0.1:{ports[engine]}" for engine in engines}
             wait_ready(direct + "/__cost")
-            wait_ready(proxied + "/privacy/health")
-            check_paths(direct, proxied)
+            for engine in engines:
+                wait_ready(urls[engine] + "/privacy/health")
+                check_paths(direct, urls[engine])
+            proxied = urls["aiohttp"]
             generator = "wrk" if shutil.which("wrk") else "httpx loop (may be the bottleneck)"
             print(
                 f"bench_proxy: uvicorn {' '.join(server_flags())}; load: {generator}, {CONCURRENCY} connections,"
                 f" {DURATION} s per scenario after {WARMUP} s; proxy on CPU {proxy_cpu}, upstream and load"
-                f" generator on CPU {upstream_cpu}; upstream burns {UPSTREAM_COST_MS:g} ms per JSON request"
+                f" generator on CPU {upstream_cpu}; upstream burns {UPSTREAM_COST_MS:g} ms per JSON request;"
+                f" load average {os.getloadavg()[0]:.1f}"
             )
             if smoke:
                 return table.rows
             upstream_cost(direct)
-            direct_rps = rate(direct + "/orders/1", DURATION, upstream_cpu)
+            direct_rps, _ = rate(direct + "/orders/1", DURATION, upstream_cpu)
             cost = upstream_cost(direct)
             print(f"  upstream's own CPU cost per request (its process): {cost * 1e3:.2f} ms")
-            planned = rate(proxied + "/orders/1", DURATION, upstream_cpu)
-            passthrough = rate(proxied + "/products", DURATION, upstream_cpu)
             table.add(
                 Row("proxy", "direct GET /orders/1 (req/s)", direct_rps, direct_rps, "direct", None, "req/s", True)
             )
-            table.add(
-                Row(
-                    "proxy",
-                    "proxied GET /orders/1, filtered (req/s)",
-                    planned,
-                    direct_rps,
-                    "direct",
-                    0.8,
-                    "req/s",
-                    True,
+            cpu: dict[tuple[str, str], float] = {}
+            for engine, process in zip(engines, servers[1:], strict=True):
+                target = 0.8 if engine == "aiohttp" else None  # what `serve` runs carries the target
+                for route, name in (("/orders/1", "GET /orders/1, filtered"), ("/products", "GET /products, no plan")):
+                    rps, cpu[engine, route] = rate(urls[engine] + route, DURATION, upstream_cpu, server_pid(process))
+                    label = f"proxied {name}, {engine} (req/s)"
+                    table.add(Row("proxy", label, rps, direct_rps, "direct", target, "req/s", True))
+            for route in ("/orders/1", "/products"):
+                table.add(
+                    Row(
+                        "proxy",
+                        f"proxy CPU per request {route}, aiohttp client",
+                        cpu["aiohttp", route],
+                        cpu["httpx", route],
+                        "httpx client",
+                    )
                 )
-            )
-            table.add(
-                Row(
-                    "proxy",
-                    "proxied GET /products, no plan (req/s)",
-                    passthrough,
-                    direct_rps,
-                    "direct",
-                    0.8,
-                    "req/s",
-                    True,
-                )
-            )
             download_rate(direct + "/download", 5)
             base = download_rate(direct + "/download", DOWNLOADS)
             through = download_rate(proxied + "/download", DOWNLOADS)
-            table.add(Row("proxy", "proxied 1 MiB download (MiB/s)", through, base, "direct", None, "MiB/s", True))
+            table.add(
+                Row("proxy", "proxied 1 MiB download, aiohttp (MiB/s)", through, base, "direct", None, "MiB/s", True)
+            )
         finally:
             for server in servers:
                 server.terminate()

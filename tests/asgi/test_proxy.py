@@ -147,6 +147,12 @@ class Upstream:
         )
 
 
+@pytest.fixture(params=["httpx", "aiohttp"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """The proxy's upstream client: tests against a real upstream run with both."""
+    return str(request.param)
+
+
 @pytest.fixture
 def upstream() -> Iterator[tuple[Upstream, str]]:
     app = Upstream()
@@ -396,9 +402,11 @@ async def test_websocket_is_closed_not_proxied() -> None:
 # --- a real upstream: streaming and cookies -----------------------------------------------------
 
 
-async def test_large_download_streams_without_buffering(upstream: tuple[Upstream, str], tmp_path: Path) -> None:
+async def test_large_download_streams_without_buffering(
+    upstream: tuple[Upstream, str], tmp_path: Path, engine: str
+) -> None:
     shop, url = upstream
-    proxy = ProxyApp(url)
+    proxy = ProxyApp(url, client_engine=engine)
     app = PrivacyMiddleware(
         proxy,
         Settings(
@@ -436,9 +444,9 @@ async def test_large_download_streams_without_buffering(upstream: tuple[Upstream
     assert peak < 12 * 1024 * 1024, f"peak {peak} bytes while relaying 50 MiB"
 
 
-async def test_large_upload_is_streamed_with_its_length(upstream: tuple[Upstream, str]) -> None:
+async def test_large_upload_is_streamed_with_its_length(upstream: tuple[Upstream, str], engine: str) -> None:
     _, url = upstream
-    proxy = ProxyApp(url)
+    proxy = ProxyApp(url, client_engine=engine)
     chunks = [bytes([i]) * 262144 for i in range(20)]  # 5 MiB in 20 messages
     total = sum(map(len, chunks))
     result = await asgi_call(
@@ -460,9 +468,11 @@ async def test_large_upload_is_streamed_with_its_length(upstream: tuple[Upstream
     assert header_values(echo, "transfer-encoding") == []
 
 
-async def test_a_users_set_cookie_never_reaches_another_users_request(upstream: tuple[Upstream, str]) -> None:
+async def test_a_users_set_cookie_never_reaches_another_users_request(
+    upstream: tuple[Upstream, str], engine: str
+) -> None:
     _, url = upstream
-    proxy = ProxyApp(url)
+    proxy = ProxyApp(url, client_engine=engine)
     async with (
         httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy), base_url="http://shop") as alice,
         httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy), base_url="http://shop") as bob,
@@ -476,12 +486,14 @@ async def test_a_users_set_cookie_never_reaches_another_users_request(upstream: 
         both = await asyncio.gather(*(bob.get("/echo") for _ in range(5)), alice.get("/login?user=mallory"))
         assert all(header_values(r.json(), "cookie") == [] for r in both[:5])
     assert len(proxy.client.cookies.jar) == 0
+    if engine == "aiohttp":
+        assert len(proxy._aiohttp._open().cookie_jar) == 0
     await proxy.aclose()
 
 
-async def test_upstream_receives_the_path_the_middleware_matched(upstream: tuple[Upstream, str]) -> None:
+async def test_upstream_receives_the_path_the_middleware_matched(upstream: tuple[Upstream, str], engine: str) -> None:
     _, url = upstream
-    proxy = ProxyApp(url)
+    proxy = ProxyApp(url, client_engine=engine)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy), base_url="http://shop") as client:
         echo = (await client.get("/files/a%2Fb%20c%C3%A9?x=%2F&y=1")).json()
     await proxy.aclose()
@@ -634,12 +646,12 @@ async def test_demo_policy_works_unchanged_in_proxy_mode(
         assert products.status_code == 200 and products.json()["products"]
 
 
-async def test_upstream_down_is_502_while_privacy_api_stays_up(tmp_path: Path, asgi_lifespan: Any) -> None:
+async def test_upstream_down_is_502_while_privacy_api_stays_up(tmp_path: Path, asgi_lifespan: Any, engine: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"  # bound, never listening: refused
         shop = DemoShop(tmp_path / "shop")
-        app = PrivacyMiddleware(ProxyApp(dead), runtime=Runtime(demo_settings(tmp_path, shop)))
+        app = PrivacyMiddleware(ProxyApp(dead, client_engine=engine), runtime=Runtime(demo_settings(tmp_path, shop)))
         async with (
             asgi_lifespan(app),
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop.example") as client,
