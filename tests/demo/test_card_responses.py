@@ -200,3 +200,28 @@ def test_a_payment_route_must_answer_a_recipient_granted_the_card() -> None:
         validate_policy(wrong)
     with pytest.raises(PolicyError, match="unknown purpose"):
         validate_policy({**POLICY, "cards": {"reveal": ["card_management"]}})
+
+
+@pytest.mark.anyio
+async def test_a_json_file_sent_by_path_cannot_be_checked(tmp_path: Path) -> None:
+    """ASGI pathsend hands the file to the server: its bytes never pass the middleware, so a JSON one fails closed."""
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.pathsend", "path": str(tmp_path / "cards.json")})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", data_dir=tmp_path)
+    runtime = Runtime(settings, policy=validate_policy(POLICY))
+    await PrivacyMiddleware(app, runtime=runtime)(
+        {"type": "http", "method": "GET", "path": "/export.json", "headers": [], "query_string": b""}, receive, send
+    )
+    await runtime.stop()
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0]["status"] == 502 and orjson.loads(sent[1]["body"])["code"] == "response_not_checkable"

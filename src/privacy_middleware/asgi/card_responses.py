@@ -178,8 +178,8 @@ class MaskingResponse:
                 await self._first(message)
             elif mode == "stream":
                 await self._stream(message)
-        elif mode == "first" and kind == "http.response.pathsend":
-            await self._refuse(not_checkable("a file sent by path"))
+        elif mode == "first" and kind in ("http.response.pathsend", "http.response.zerocopy"):
+            await self._refuse(not_checkable("a file sent by the server, not through the middleware"))
         elif mode != "drain":
             await self.downstream(message)  # trailers and the like, after the body
 
