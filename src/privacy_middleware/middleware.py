@@ -1,6 +1,7 @@
 """The pure-ASGI middleware: match the route, run its plan, nothing else.
 
-Requests on routes without a plan go straight to the app after one table lookup. Websockets pass
+Requests on routes without a plan go to the app after one table lookup, through the card sentinel
+(a body is checked for card data; a JSON answer has its card numbers masked). Websockets pass
 through; lifespan is answered here when the wrapped app cannot (Django raises on it).
 """
 
@@ -60,8 +61,9 @@ class PrivacyMiddleware:
         self.mount = self.settings.mount_path
         self.metrics_path = self.settings.metrics_path
         self.cookie_gate = self.runtime.cookie_gate
-        # Without governed cookies or outbound gates a route without a plan costs the route match (and
-        # the route identity check) and one call: no send wrapper, no context variable.
+        # Without governed cookies or outbound gates a bodiless request on a route without a plan costs
+        # the route match (and the route identity check), the card sentinel's send wrapper (its JSON
+        # answer is checked for card numbers) and one call: no context variable.
         self.bare_passthrough = self.cookie_gate is None and not self.runtime.policy.tracking.hosts
         self._counters: dict[tuple[str, str], Any] = {}
         self.tracer = Tracer(self.runtime.policy, self.runtime.verifier.authenticate, self.runtime.audit.emit)
