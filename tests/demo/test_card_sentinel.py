@@ -166,3 +166,27 @@ async def test_the_owner_sees_brand_and_last_four_of_their_card(demo: Demo) -> N
     assert card["number"] == "\u2022" * 12 + "4242"
     assert card["number_last4"] == "4242" and card["number_brand"] == "visa"
     assert "4242 4242" not in str(order) and "4242424242424242" not in str(order)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"street": "x", "card": {"\\uff43\\uff56\\uff56": "737"}}',  # full-width, escaped
+        '{"street": "x", "card": {"\uff43\uff56\uff56": "737"}}',  # full-width, as UTF-8
+        '{"street": "x", "card": {"\\u0063vv": "737"}}',  # an escaped ASCII letter
+        '{"street": "x", "card": {"\uff33\uff45\uff43\uff55\uff52\uff49\uff54\uff59_Code": "737"}}',
+    ],
+)
+async def test_card_code_keys_in_any_unicode_spelling_are_refused_on_an_unplanned_route(demo: Demo, raw: str) -> None:
+    _, token = await demo.register()
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    response = await demo.client.post("/me/addresses", content=raw.encode(), headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "card_data_on_unprotected_route" and "737" not in response.text
+
+
+async def test_accented_text_without_card_data_passes(demo: Demo) -> None:
+    _, token = await demo.register()
+    address = {"street": "12 rue de la Paix", "city": "Besançon", "memo": "sonnez deux fois, s'il vous plaît"}
+    response = await demo.client.post("/me/addresses", json=address, headers={"authorization": f"Bearer {token}"})
+    assert response.status_code == 201, response.text

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Awaitable, Callable, Iterator
 from functools import lru_cache
 from typing import Any
@@ -65,8 +66,24 @@ def may_hold_card_code(body: bytes) -> bool:
 
 
 def may_hold_card_data(body: bytes) -> bool:
-    """Both prefilters over one translated copy of the body."""
+    """Both prefilters over one translated copy of the body; a body that is not plain ASCII is
+    also checked as its parser will read it (see `_may_hold_as_read`)."""
     folded = _folded(body)
+    if _DIGIT_RUN in folded or _CODE_HINTS.search(folded) is not None:
+        return True
+    return not (body.isascii() and b"\\u" not in body) and _may_hold_as_read(body)
+
+
+def _may_hold_as_read(body: bytes) -> bool:
+    """A key can spell a card code in a form the bytes do not show: full-width or other Unicode
+    compatibility letters (a full-width `cvv`), or JSON escapes of letters (`\\u0063vv`). The body is read as
+    the shop's parser reads it (escapes resolved by orjson, in C), brought to NFKC and case-folded,
+    and the prefilter runs again on that; what cannot be read goes to the full check."""
+    try:
+        text = orjson.dumps(orjson.loads(body)).decode() if b"\\u" in body else body.decode()
+    except (orjson.JSONDecodeError, UnicodeDecodeError):
+        return True
+    folded = _folded(unicodedata.normalize("NFKC", text).casefold().encode())
     return _DIGIT_RUN in folded or _CODE_HINTS.search(folded) is not None
 
 
