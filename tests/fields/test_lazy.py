@@ -299,3 +299,11 @@ def test_a_lazily_decoded_checkout_reaches_the_shop_as_a_fully_parsed_one(checko
         assert sealed_as_placeholders(orjson.loads(partial[1])) == sealed_as_placeholders(orjson.loads(full[1]))
     else:
         assert partial[1] == full[1]  # the same refusal code
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_an_empty_card_code_outside_the_card_is_read_alike_lazily_and_in_full(checkout: Checkout, value: Any) -> None:
+    body = {"payment": {"card": {"number": "4242424242424242"}}, "shipping_address": {}, "customer": {"cvv": value}}
+    raw = orjson.dumps(body)
+    full, partial = checkout.post(raw, False), checkout.post(raw, True)
+    assert partial[0] == full[0] == 201, (full, partial)

@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
+import msgspec
 import orjson
 
 from ..crypto.cards import card_brand, length_valid, luhn_valid
@@ -125,6 +126,14 @@ def _scalar_has_pan(value: Any) -> bool:
     return False
 
 
+def _blank(value: Any) -> bool:
+    """No card code in it: null or an empty string, parsed or still a raw slice of the body (a
+    lazily decoded body keeps the values it did not need as `msgspec.Raw`)."""
+    if isinstance(value, msgspec.Raw):
+        return bytes(value).strip() in (b"null", b'""')
+    return value is None or value == ""
+
+
 def find_card_data(
     document: Any, *, exempt: frozenset[tuple[int, str | int]] = frozenset()
 ) -> Iterator[tuple[str, str]]:
@@ -146,7 +155,7 @@ def find_card_data(
         for key, value in items:
             if (id(node), key) in exempt:
                 continue
-            if isinstance(key, str) and _is_code_key(key) and value not in (None, ""):
+            if isinstance(key, str) and _is_code_key(key) and not _blank(value):
                 yield field_path([*path, key]), "card_code"
             elif isinstance(value, dict | list):
                 stack.append((value, [*path, key]))
