@@ -16,14 +16,14 @@ import orjson
 from .asgi.body import ClientDisconnected, declared_length, decoded_for_inspection, read_body, replay, too_large
 from .asgi.card_responses import ResponseCardGuard
 from .asgi.card_sentinel import FORM, CardSentinel, exempt_places, has_body, scan
-from .asgi.headers import get_header, is_json_media_type, media_type, merge_vary, replace, without
+from .asgi.headers import get_header, is_json_media_type, media_type, replace, without
 from .asgi.responses import send_problem
 from .asgi.strict_json import load_strict
 from .audit.refusals import audit_refusal
 from .context import SCOPE_KEY, RequestContext, current_scope
 from .errors import PrivacyError
 from .fields import lazy
-from .fields.card_sentinel import may_hold_card_number
+from .fields.card_sentinel import may_hold_card_data, may_hold_card_number
 from .gauges import OperatorGauges
 from .logs import access_log, configure_logging, log_request
 from .pipeline.plan import Exchange, Respond, RoutePlan
@@ -45,7 +45,6 @@ BODYLESS_STATUSES = {204, 304}
 # What a failure inside the middleware answers: never a plain-text 500, never the request forwarded.
 INTERNAL_ERROR = PrivacyError("internal_error", "The privacy layer failed; the request was not forwarded.", 500)
 ROOT_API_PATHS = frozenset({"/.well-known/gpc.json"})
-DIGEST_HEADERS = (b"content-md5", b"digest", b"content-digest", b"repr-digest", b"etag")
 
 
 class PrivacyMiddleware:
@@ -302,14 +301,17 @@ class PrivacyMiddleware:
         for step in plan.steps:
             await step.on_request(ex)
         # Card data the route's rules did not handle: refused (or tokenised) on this route as on any other.
-        if ex.request_has_json:
+        # A body the prefilter clears holds none (and is not tokenised): the rules' places are not walked.
+        if ex.request_has_json and may_hold_card_data(body):
             exempt = exempt_places(plan.spec, ex.request_json)
             tokenising = self.sentinel.tokenise is not None and may_hold_card_number(body)
+            prefiltered = True
             if tokenising and await self.sentinel.tokenise_document(scope, ex.request_json, ex.ctx.subject, exempt):
                 ex.request_changed = True
                 body = orjson.dumps(ex.request_json)
-            scan(body, "application/json", ex.request_json, exempt)
-        elif media_type(headers) == FORM:
+                prefiltered = False
+            scan(body, "application/json", ex.request_json, exempt, prefiltered=prefiltered)
+        elif not ex.request_has_json and media_type(headers) == FORM:
             scan(body, FORM)
         if ex.request_changed:
             body = lazy.encode(ex.request_json) if ex.request_lazy else orjson.dumps(ex.request_json)
@@ -558,20 +560,15 @@ class _Responder:
     async def _send_start(self, *, changed: bool, length: int | None = None) -> None:
         assert self.start is not None
         ex = self.ex
-        headers = ex.response_headers
-        if self.plan.needs_response_json:
-            # Output depends on who asks: never let a shared cache serve it to someone else.
-            headers = merge_vary(headers, "Authorization", "Cookie")
-            cache_control = get_header(headers, b"cache-control") or b""
-            if b"private" not in cache_control and b"no-store" not in cache_control:
-                headers = replace(headers, b"cache-control", b"private")
-            if changed:
-                headers = without(headers, *DIGEST_HEADERS)
-        if length is not None and self.mode == "buffer":
-            headers = replace(headers, b"content-length", str(length).encode())
-        headers = headers + ex.extra_headers
+        # Output depends on who asks (a filtered answer): never let a shared cache serve it to
+        # someone else. The plan prepared these edits (asgi/headers.ResponseEdits).
         message: dict[str, Any] = dict(self.start)
-        message["headers"] = headers
+        message["headers"] = self.plan.response_edits.apply(
+            ex.response_headers,
+            ex.extra_headers,
+            changed=changed,
+            length=length if self.mode == "buffer" else None,
+        )
         self.started = True
         await self.downstream(message)
 

@@ -68,15 +68,24 @@ def exempt_places(spec: RouteSpec | None, document: Any) -> frozenset[tuple[int,
     places: set[tuple[int, str | int]] = set()
     for record in spec.request.records.values(document):
         for rule in spec.request.fields:
-            places.update((id(loc.parent), loc.key) for loc in rule.selector.locations(record))
+            for loc in rule.selector.find(record):
+                places.add((id(loc.parent), loc.key))
     return frozenset(places)
 
 
-def scan(body: bytes, media: str, document: Any = None, exempt: frozenset[tuple[int, str | int]] = frozenset()) -> None:
+def scan(
+    body: bytes,
+    media: str,
+    document: Any = None,
+    exempt: frozenset[tuple[int, str | int]] = frozenset(),
+    *,
+    prefiltered: bool = False,
+) -> None:
     """Raise 422 for card data in a body; `document` is the parsed JSON when the caller has it
-    (the prefilter runs on the raw bytes as received either way)."""
+    (the prefilter runs on the raw bytes as received either way, unless the caller just ran it on
+    these bytes: `prefiltered`)."""
     raw = unquote_to_bytes(body.replace(b"+", b" ")) if media == FORM else body
-    if not may_hold_card_data(raw):
+    if not prefiltered and not may_hold_card_data(raw):
         return
     if is_json_media_type(media):
         if document is None:

@@ -49,3 +49,71 @@ def merge_vary(headers: RawHeaders, *fields: str) -> RawHeaders:
     lower = {n.lower() for n in names}
     names.extend(f for f in fields if f.lower() not in lower)
     return replace(headers, b"vary", ", ".join(names).encode("latin-1"))
+
+
+DIGEST_HEADERS = (b"content-md5", b"digest", b"content-digest", b"repr-digest", b"etag")
+_VARY_FIELDS = ("Authorization", "Cookie")
+
+
+class ResponseEdits:
+    """The response header edits of one route plan, prepared when the plan is built.
+
+    A filtered answer depends on who asks, so it gets `Vary: Authorization, Cookie` and a private
+    `Cache-Control`, and loses its digests once its body changed; a buffered body gets its new
+    length. What a request adds is a filter over the shop's headers in one pass and the prepared
+    values appended, in the order the edits were always applied (vary, cache-control, length).
+    """
+
+    __slots__ = ("_drops", "_vary", "private")
+
+    def __init__(self, private: bool) -> None:
+        self.private = private
+        self._vary = ", ".join(_VARY_FIELDS).encode("latin-1")
+        # (body changed, new length) -> the names a request drops before appending its own values
+        self._drops = {
+            (changed, sized): frozenset(
+                ((b"vary",) if private else ())
+                + (DIGEST_HEADERS if private and changed else ())
+                + ((b"content-length",) if sized else ())
+            )
+            for changed in (False, True)
+            for sized in (False, True)
+        }
+
+    def apply(self, headers: RawHeaders, extra: RawHeaders, *, changed: bool, length: int | None = None) -> RawHeaders:
+        """The shop's headers with this plan's edits, then the steps' `extra` headers (a new list)."""
+        if not self.private and length is None:
+            return headers + extra
+        drop = self._drops[(changed and self.private, length is not None)]
+        appended: RawHeaders = []
+        if self.private:
+            vary: list[bytes] = []
+            cache_control: bytes | None = None
+            for key, value in headers:
+                name = key.lower()
+                if name == b"vary":
+                    vary.append(value)
+                elif name == b"cache-control" and cache_control is None:
+                    cache_control = value
+            merged = _merged_vary(vary) if vary else self._vary
+            if merged is None:  # `Vary: *` stays as the shop sent it
+                drop = drop - {b"vary"}
+            else:
+                appended.append((b"vary", merged))
+            cache_control = cache_control or b""
+            if b"private" not in cache_control and b"no-store" not in cache_control:
+                drop = drop | {b"cache-control"}
+                appended.append((b"cache-control", b"private"))
+        if length is not None:
+            appended.append((b"content-length", str(length).encode()))
+        return [(key, value) for key, value in headers if key.lower() not in drop] + appended + extra
+
+
+def _merged_vary(values: list[bytes]) -> bytes | None:
+    """The shop's Vary names plus ours (as `merge_vary`); None for `*`."""
+    names = [n.strip() for value in values for n in value.decode("latin-1").split(",") if n.strip()]
+    if "*" in names:
+        return None
+    lower = {n.lower() for n in names}
+    names.extend(f for f in _VARY_FIELDS if f.lower() not in lower)
+    return ", ".join(names).encode("latin-1")

@@ -122,6 +122,12 @@ class KeyServiceHandle:
         except STORE_DOWN as exc:
             raise _store_down(exc) from None
 
+    def cached_sealer(self, subject: str) -> SubjectSealer | None:
+        """The subject's cached key without an await; None when the service is not open yet or the key
+        is not cached (then `subject_sealer`)."""
+        service = self._service
+        return service.cached_sealer(subject) if service is not None else None
+
     async def decrypt(self, token: str, *, category: str, subject: str) -> str:
         try:
             return await (await self.get()).decrypt(token, category=category, subject=subject)

@@ -366,6 +366,15 @@ class KeyService:
         _check_context(subject=subject)
         return SubjectSealer(await self._writer(subject), self.tenant, subject)
 
+    def cached_sealer(self, subject: str) -> SubjectSealer | None:
+        """`subject_sealer` without an await when the subject's key is cached and the cache is trusted;
+        None sends the caller to `subject_sealer` (which loads the key, or clears an untrusted cache)."""
+        _check_context(subject=subject)
+        if self.cache_fresh is not None and not self.cache_fresh():
+            return None
+        entry = self._subjects.peek("s:" + subject)
+        return SubjectSealer(entry.cipher, self.tenant, subject) if entry is not None else None
+
     async def decrypt(self, token: str, *, category: str, subject: str) -> str:
         """Open a pe1/pd1 envelope bound to this tenant, category and subject; fails closed."""
         _check_context(category=category, subject=subject)

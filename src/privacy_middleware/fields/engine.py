@@ -137,6 +137,7 @@ def record_key_of(body: CompiledBody, record: Any) -> str | None:
 
 
 PLAN_CACHE_SIZE = 1024
+_SEALED = frozenset({"encrypt", "encrypt_deterministic"})
 
 
 class FieldEngine:
@@ -154,17 +155,23 @@ class FieldEngine:
     # --- the way in --------------------------------------------------------------------------
 
     async def protect_request(self, body: CompiledBody, document: Any, principal: Principal | None) -> FieldReport:
-        """Validate and transform classified request fields in place; raises PrivacyError to refuse."""
+        """Validate and transform classified request fields in place; raises PrivacyError to refuse.
+
+        Checks, strips and companions run without an await; encryptions wait until every field is
+        checked and then take one key look-up per subject (none when the key is cached), so a body of
+        plain encrypted fields costs one await. Blind indexes and tokens still await the key service
+        field by field, in order.
+        """
         report = FieldReport()
         fallback = principal.subject if principal else None
         guest = guest_subject(principal)
-        # encryptions wait until every field is checked, then take one key look-up per subject
-        pending: list[tuple[Location, str, str, str, str]] = []
-        batch = pending if getattr(self.cipher, "subject_sealer", None) is not None else None
+        # a cipher that hands out a subject's key seals a request's fields without an await each
+        sealing = getattr(self.cipher, "subject_sealer", None) is not None
+        batch: list[tuple[Location, str, str, str, str]] | None = [] if sealing else None
         for record in records_of(body, document):
             subject = record_subject(body, record, fallback) or guest
             for rule in body.fields:
-                locations = list(rule.selector.locations(record))
+                locations = rule.selector.find(record)
                 if not locations and rule.rule.required:
                     raise PrivacyError(
                         "missing_field",
@@ -172,41 +179,56 @@ class FieldEngine:
                         422,
                         extra={"field": rule.rule.select},
                     )
+                spec = rule.rule
                 for location in locations:
-                    await self._protect_one(rule, location, subject, report, batch)
-        if pending:
-            sealers: dict[str, Any] = {}
-            for location, text, transform, category, subject in pending:
-                sealer = sealers.get(subject)
-                if sealer is None:
-                    sealer = sealers[subject] = await self.cipher.subject_sealer(subject)  # type: ignore[union-attr]
-                if transform == "encrypt":
-                    location.set(sealer.encrypt(text, category))
-                else:
-                    location.set(sealer.encrypt_deterministic(text, category))
+                    text = self._check_one(rule, location, subject, report)
+                    if text is None:
+                        continue
+                    assert subject is not None  # _check_one refuses a field to transform without one
+                    if batch is not None and not spec.blind_index and spec.transform in _SEALED:
+                        batch.append((location, text, spec.transform, spec.category, subject))
+                        report.count(spec.transform)
+                        report.subjects.add(subject)
+                    else:
+                        await self._transform_one(rule, location, text, subject, report, batch)
+        if batch:
+            await self._seal(batch)
         return report
 
-    async def _protect_one(
-        self,
-        rule: CompiledField,
-        location: Location,
-        subject: str | None,
-        report: FieldReport,
-        batch: list[tuple[Location, str, str, str, str]] | None = None,
-    ) -> None:
+    async def _seal(self, batch: list[tuple[Location, str, str, str, str]]) -> None:
+        """Seal the batched fields with each subject's key, looked up once (no await when cached)."""
+        cipher: Any = self.cipher
+        cached = getattr(cipher, "cached_sealer", None)
+        sealers: dict[str, Any] = {}
+        for location, text, transform, category, subject in batch:
+            sealer = sealers.get(subject)
+            if sealer is None:
+                sealer = cached(subject) if cached is not None else None
+                if sealer is None:
+                    sealer = await cipher.subject_sealer(subject)
+                sealers[subject] = sealer
+            if transform == "encrypt":
+                location.set(sealer.encrypt(text, category))
+            else:
+                location.set(sealer.encrypt_deterministic(text, category))
+
+    def _check_one(
+        self, rule: CompiledField, location: Location, subject: str | None, report: FieldReport
+    ) -> str | None:
+        """Validate one field, strip it or add its companions; the clear text to transform, or None."""
         spec = rule.rule
         value = location.get()
         if value is None:
-            return
+            return None
         report.categories.add(spec.category)
         if spec.transform == "strip":
             location.delete()
             report.count("strip")
-            return
+            return None
         if spec.validate_as:
             validate_field(spec.validate_as, value, spec.select)
         if spec.transform == "keep":
-            return
+            return None
         if is_protected(value):
             raise PrivacyError(
                 "already_protected",
@@ -237,9 +259,24 @@ class FieldEngine:
             if "brand" in spec.companions:
                 brand = card_brand(text)
                 parent[f"{location.key}_brand"] = str(brand) if brand else None
-            if spec.blind_index:
-                parent[f"{location.key}_index"] = await self.cipher.blind_index(text, category=spec.category)
-        if batch is not None and spec.transform in ("encrypt", "encrypt_deterministic"):
+        return text
+
+    async def _transform_one(
+        self,
+        rule: CompiledField,
+        location: Location,
+        text: str,
+        subject: str,
+        report: FieldReport,
+        batch: list[tuple[Location, str, str, str, str]] | None,
+    ) -> None:
+        """The field's blind index and transform where the key service is awaited for it."""
+        spec = rule.rule
+        assert self.cipher is not None  # _check_one refused without one
+        parent = location.parent
+        if spec.blind_index and isinstance(parent, dict) and isinstance(location.key, str):
+            parent[f"{location.key}_index"] = await self.cipher.blind_index(text, category=spec.category)
+        if batch is not None and spec.transform in _SEALED:
             batch.append((location, text, spec.transform, spec.category, subject))
         elif spec.transform == "encrypt":
             location.set(await self.cipher.encrypt(text, category=spec.category, subject=subject))

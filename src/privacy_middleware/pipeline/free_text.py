@@ -27,7 +27,7 @@ class FreeTextGuard(Step):
             return
         for compiled in self.rules:
             rule = compiled.rule
-            for location in list(compiled.selector.locations(ex.request_json)):
+            for location in compiled.selector.find(ex.request_json):
                 value = location.get()
                 if not isinstance(value, str):
                     continue

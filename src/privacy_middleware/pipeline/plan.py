@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..asgi.headers import ResponseEdits
 from ..context import RequestContext
 from ..fields.lazy import Skeleton, request_skeleton
 from ..policy.compile import RouteSpec
@@ -97,6 +98,11 @@ class RoutePlan:
     # Responses are always parsed in full: measured on order lists, a level-by-level decode costs
     # more than orjson's full parse, because a record's untouched parts are small (bench/README.md).
     lazy_request: Skeleton | None = None
+    # The response header edits that do not depend on the request (Vary, Cache-Control, digests).
+    response_edits: ResponseEdits = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "response_edits", ResponseEdits(self.needs_response_json))
 
     @classmethod
     def build(cls, spec: RouteSpec, factories: list[StepFactory]) -> RoutePlan | None:

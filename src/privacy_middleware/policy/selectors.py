@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 ANY = "*"
@@ -60,6 +60,14 @@ class Location:
 class Selector:
     source: str
     steps: tuple[Step, ...]
+    # Plain key paths (the common case) compiled once: the keys to the parent, and the last key.
+    _parents: tuple[str, ...] | None = field(default=None, init=False, repr=False, compare=False)
+    _last: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.steps and all(step.kind == "key" for step in self.steps):
+            object.__setattr__(self, "_parents", tuple(str(step.value) for step in self.steps[:-1]))
+            object.__setattr__(self, "_last", str(self.steps[-1].value))
 
     @property
     def is_root(self) -> bool:
@@ -81,9 +89,25 @@ class Selector:
 
     def locations(self, document: Any) -> Iterator[Location]:
         """Every existing (container, key) the selector reaches; absent paths yield nothing."""
+        if self._parents is not None:
+            return iter(self.find(document))
         if not self.steps:
-            return
-        yield from _walk(document, self.steps)
+            return iter(())
+        return _walk(document, self.steps)
+
+    def find(self, document: Any) -> list[Location]:
+        """`locations` as a list; a plain key path is followed by dict look-ups, with no generator."""
+        parents = self._parents
+        if parents is None:
+            return list(_walk(document, self.steps)) if self.steps else []
+        node = document
+        for key in parents:
+            if not isinstance(node, dict):
+                return []
+            node = node.get(key)
+        if isinstance(node, dict) and self._last in node:
+            return [Location(node, self._last)]
+        return []
 
     def then(self, other: Selector) -> Selector:
         return Selector(f"{self.source}{other.source.removeprefix('$')}", self.steps + other.steps)
