@@ -33,6 +33,7 @@ import jwt
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_routes import checkout_body
 from common import Row, Table, expect, is_smoke
 
 WORKERS = (1, 2, 4)
@@ -41,29 +42,8 @@ THREADS = 2
 DURATION = int(os.environ.get("BENCH_WORKERS_SECONDS", "8"))
 WARMUP = 2
 SECRET = "bench-workers-secret-" * 3
-CARD = "4242 4242 4242 4242"
-CHECKOUT = orjson.dumps(
-    {
-        "items": [{"sku": f"TEA-{i:03d}", "qty": 1} for i in range(8)],
-        "customer": {"email": "ada@example.com", "name": "Ada Lovelace"},
-        "payment": {"card": {"number": CARD, "cvv": "737", "exp_month": 12, "exp_year": 2030, "holder": "Ada"}},
-        "shipping_address": {
-            "name": "Ada Lovelace",
-            "street": "12 Marylebone Road",
-            "city": "London",
-            "postal_code": "NW1 5LR",
-            "country": "GB",
-            "phone": "+44 20 7946 0018",
-        },
-        "billing_address": {
-            "name": "Ada Lovelace",
-            "street": "12 Marylebone Road",
-            "city": "London",
-            "postal_code": "NW1 5LR",
-            "country": "GB",
-        },
-    }
-)
+CARD = "4242424242424242"
+CHECKOUT = checkout_body()  # the routes bench's 5 KB demo checkout (its card is CARD)
 PRODUCTS = orjson.dumps({"products": [{"sku": f"TEA-{i:03d}", "name": "Sencha", "price": 8.5} for i in range(20)]})
 ORDER = b'{"id":"ord_1","status":"paid"}'
 
