@@ -145,6 +145,10 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def bad_request_target() -> PrivacyError:
+    return PrivacyError("bad_request_target", "The request path cannot be forwarded.", 400)
+
+
 class ProxyApp:
     """`ProxyApp("http://shop.internal:8080")`: forward every HTTP request to that upstream.
 
@@ -302,11 +306,7 @@ class ProxyApp:
         try:
             request = self.build_request(scope, receive)
         except (httpx.InvalidURL, UnforwardablePath):
-            await send_problem(
-                send,
-                PrivacyError("bad_request_target", "The request path cannot be forwarded.", 400),
-                head=head,
-            )
+            await send_problem(send, bad_request_target(), head=head)
             return
         try:
             response = await self.client.send(request, stream=True, follow_redirects=False)
@@ -351,11 +351,7 @@ class ProxyApp:
         try:
             url = self.target(scope)
         except (httpx.InvalidURL, UnforwardablePath):
-            await send_problem(
-                send,
-                PrivacyError("bad_request_target", "The request path cannot be forwarded.", 400),
-                head=head,
-            )
+            await send_problem(send, bad_request_target(), head=head)
             return
         disconnected = False
 
