@@ -29,8 +29,9 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from support import fail_closed as fc
@@ -317,6 +318,10 @@ def unplaceable(draw: Any) -> str:
 def test_spellings_the_canonicaliser_cannot_place_are_refused(shop: fc.Target, path: str, body: bytes) -> None:
     if ROUTER[shop.name] != "canonical":
         pytest.skip("the app's own router places spellings")
+    # httpx resolves dot segments before sending: a poison inside a segment a later `..` removes
+    # never reaches the server (`/%00zz/../api/checkout` is sent as `/api/checkout`).
+    sent = httpx.URL("http://shop.example/").copy_with(raw_path=path.encode("ascii")).raw_path.decode().upper()
+    assume(any(mark in sent for mark in (*POISON, "%2E", "%252F")))
     answer = shop.send("POST", path, body=body, headers=fc.customer())
     check_answer(answer)
     check_shop(shop)
