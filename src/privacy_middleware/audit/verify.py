@@ -135,37 +135,29 @@ def _parse_entry(line: bytes) -> _Entry:
     return _Entry(seq, digest, doc.get("chain"), keep)
 
 
-def _load_checkpoints(path: Path) -> list[str]:
-    notes = []
+def _load_field(path: Path, field: str, error: type[Exception]) -> list[str]:
+    """The `field` string of every JSON line of an export file; `error` names a bad line."""
+    values = []
     for number, line in enumerate(path.read_bytes().splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
-            raise CheckpointFormatError(f"{path.name} line {number} is not JSON") from None
-        if not isinstance(record, dict) or not isinstance(record.get("note"), str):
-            raise CheckpointFormatError(f"{path.name} line {number} has no note")
-        notes.append(record["note"])
-    return notes
+            raise error(f"{path.name} line {number} is not JSON") from None
+        if not isinstance(record, dict) or not isinstance(record.get(field), str):
+            raise error(f"{path.name} line {number} has no {field}")
+        values.append(record[field])
+    return values
+
+
+def _load_checkpoints(path: Path) -> list[str]:
+    return _load_field(path, "note", CheckpointFormatError)
 
 
 def _load_seals(path: Path) -> list[str]:
     """The batch seal tokens of an export (none for an export written before batches were sealed)."""
-    if not path.is_file():
-        return []
-    tokens = []
-    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            raise SealFormatError(f"{path.name} line {number} is not JSON") from None
-        if not isinstance(record, dict) or not isinstance(record.get("seal"), str):
-            raise SealFormatError(f"{path.name} line {number} has no seal")
-        tokens.append(record["seal"])
-    return tokens
+    return _load_field(path, "seal", SealFormatError) if path.is_file() else []
 
 
 @dataclass(frozen=True, slots=True)
