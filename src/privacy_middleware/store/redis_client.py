@@ -65,7 +65,7 @@ def redis_from_url(url: str, **options: Any) -> Redis:
             raise ConfigError("a redis+sentinel:// URL needs the master's service name as its path")
         db = int(path[1]) if len(path) > 1 and path[1].isdigit() else 0
         password = _password(parts.netloc)
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8.2 on
             _hosts(parts.netloc, 26379),
             sentinel_kwargs={k: v for k, v in options.items() if k.startswith("socket_")},
             password=password,
