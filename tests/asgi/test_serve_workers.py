@@ -188,6 +188,9 @@ def test_a_killed_worker_is_replaced_and_requests_keep_working(
 
     deadline = time.monotonic() + 60
     while True:
+        if process.poll() is not None:
+            stderr = process.stderr.read() if process.stderr else b""
+            raise AssertionError(f"serve exited with {process.returncode}: {stderr.decode(errors='replace')}")
         now = children(process.pid)
         if len(now) == 2 and victim not in now and health(port) == 200:
             break
