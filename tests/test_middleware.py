@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -403,11 +404,14 @@ async def test_lifespan_is_answered_when_app_cannot(settings: Settings) -> None:
     assert runtime.started is False
 
 
-async def test_lifespan_reports_unreachable_store(tmp_path: Path) -> None:
+async def test_an_unreachable_store_at_start_is_a_warning_and_503_on_the_routes_that_need_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = Settings(database_url="postgresql://u:hunter2@127.0.0.1:1/x", data_dir=tmp_path)
     runtime = Runtime(settings, policy=validate_policy(POLICY))
-    mw = PrivacyMiddleware(Recorder(), runtime=runtime)
-    incoming = [{"type": "lifespan.startup"}]
+    inner = Recorder()
+    mw = PrivacyMiddleware(inner, runtime=runtime)
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -416,6 +420,23 @@ async def test_lifespan_reports_unreachable_store(tmp_path: Path) -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await mw({"type": "lifespan"}, receive, send)
-    assert sent[0]["type"] == "lifespan.startup.failed"
-    assert "127.0.0.1:1/x" in sent[0]["message"] and "hunter2" not in sent[0]["message"]
+    with caplog.at_level(logging.WARNING, logger="privacy_middleware"):
+        await mw({"type": "lifespan"}, receive, send)
+    # A server with several workers stops them all when one fails to start: the store is a warning.
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    warning = " ".join(r.getMessage() for r in caplog.records if "without the privacy store" in r.getMessage())
+    assert "127.0.0.1:1/x" in warning and "hunter2" not in caplog.text
+    assert runtime.started is False
+
+    inner.answer(200, orjson.dumps({"id": "c1", "name": "Ada"}), [(b"content-type", b"application/json")])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mw), base_url="http://shop") as client:
+        planned = await client.get("/people/c1")
+        health = await client.get("/privacy/health")
+        unplanned = await client.get("/products")
+    for refused in (planned, health):
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.json()["code"] == "store_unavailable"
+        assert "hunter2" not in refused.text and "127.0.0.1" not in refused.text
+    assert [seen["path"] for seen in inner.seen] == ["/products"]  # the planned route never reached the app
+    assert unplanned.status_code == 200

@@ -51,6 +51,25 @@ class ConfigError(Exception):
     """Start-up configuration is wrong; the app must not start. The message is safe to print."""
 
 
+class StoreUnreachable(PrivacyError, ConfigError):
+    """The privacy store cannot be reached now: 503 `store_unavailable` on the routes that need it.
+
+    At start-up it is a warning, not a refusal to start: a server that restarts one worker during a
+    store outage (uvicorn stops all its workers when one fails to start) keeps the routes that need
+    no store working, and the routes that do retry the start. A CLI command still stops on it
+    (`str()` is the operator's diagnosis; the caller's problem body stays generic).
+    """
+
+    def __init__(self, diagnosis: str) -> None:
+        super().__init__(
+            "store_unavailable", "The privacy store is unreachable; try again later.", 503, headers={"Retry-After": "5"}
+        )
+        self.diagnosis = diagnosis
+
+    def __str__(self) -> str:
+        return self.diagnosis
+
+
 def problem_body(error: PrivacyError) -> bytes:
     return orjson.dumps(error.problem())
 

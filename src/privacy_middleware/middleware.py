@@ -21,7 +21,7 @@ from .asgi.responses import send_problem
 from .asgi.strict_json import load_strict
 from .audit.refusals import audit_refusal
 from .context import SCOPE_KEY, RequestContext, current_scope
-from .errors import PrivacyError
+from .errors import PrivacyError, StoreUnreachable
 from .fields import lazy
 from .fields.card_sentinel import may_hold_card_data, may_hold_card_number
 from .gauges import OperatorGauges
@@ -142,10 +142,21 @@ class PrivacyMiddleware:
                         return
                     await self.app(scope, receive, await self._card_checked(scope, send))
                     return
-            await self.runtime.ensure_serving()
+            if not await self._serving(scope, send):
+                return
             await self._run(found[0], found[1], scope, receive, send)
         finally:
             current_scope.reset(token)
+
+    async def _serving(self, scope: Scope, send: Send) -> bool:
+        """Started (store reachable); otherwise the caller has had 503 `store_unavailable`."""
+        try:
+            await self.runtime.ensure_serving()
+        except StoreUnreachable as error:
+            self.runtime.metrics.refusals.labels(error.code).inc()
+            await send_problem(send, error, head=scope.get("method") == "HEAD")
+            return False
+        return True
 
     async def _subject_of(self, scope: Scope) -> str | None:
         """The signed-in caller of an unplanned route, asked only to tokenise a card number for them."""
@@ -326,7 +337,8 @@ class PrivacyMiddleware:
     # --- privacy API, metrics, lifespan -----------------------------------------------------
 
     async def _privacy_api(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.runtime.ensure_serving()
+        if not await self._serving(scope, send):
+            return
         headers = scope.get("headers") or []
         ctx = RequestContext(
             method=scope["method"],
@@ -362,6 +374,21 @@ class PrivacyMiddleware:
         )
         await send({"type": "http.response.body", "body": body})
 
+    async def _start(self) -> str | None:
+        """Start serving; the error the server must refuse to start with, if any. A store outage is
+        not one: routes without a plan keep working and the others retry the start (503 meanwhile)."""
+        try:
+            await self.runtime.ensure_serving()
+        except StoreUnreachable as exc:
+            logger.warning(
+                "started without the privacy store (%s): routes that need it answer 503 store_unavailable"
+                " until it is reachable",
+                exc,
+            )
+        except Exception as exc:  # reported to the server, which refuses to start
+            return str(exc)
+        return None
+
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         app_answered = False
         startup_error: str | None = None
@@ -370,10 +397,7 @@ class PrivacyMiddleware:
             nonlocal startup_error
             message = await receive()
             if message["type"] == "lifespan.startup":
-                try:
-                    await self.runtime.ensure_serving()
-                except Exception as exc:  # reported to the server, which refuses to start
-                    startup_error = str(exc)
+                startup_error = await self._start()
             return message
 
         async def wrapped_send(message: Message) -> None:
@@ -402,10 +426,7 @@ class PrivacyMiddleware:
             # The startup message was not consumed by the wrapped receive: take it here.
             message = await receive()
             if message["type"] == "lifespan.startup":
-                try:
-                    await self.runtime.ensure_serving()
-                except Exception as exc:
-                    startup_error = str(exc)
+                startup_error = await self._start()
         if startup_error is not None:
             await send({"type": "lifespan.startup.failed", "message": startup_error})
             return

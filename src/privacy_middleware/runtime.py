@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from .breach.service import BreachService
 from .consent.audit_trail import consent_change_recorder
 from .consent.service import ConsentService
 from .crypto.handle import KeyServiceHandle
+from .errors import StoreUnreachable
 from .fields.engine import FieldCipher, FieldEngine, Pseudonymiser
 from .guests.service import build_guests
 from .identity import TokenVerifier, build_identity
@@ -62,6 +64,8 @@ from .store.record_owners import RecordOwners
 from .store.redis_client import redis_from_url
 
 logger = logging.getLogger("privacy_middleware")
+# How long a start that could not reach the store is not retried (requests get 503 meanwhile).
+STORE_RETRY_SECONDS = 1.0
 
 
 class Runtime:
@@ -79,6 +83,10 @@ class Runtime:
         self.policy = policy or load_policy(settings.policy_file)
         self.started = False
         self._start_lock = asyncio.Lock()
+        # After a start that could not reach the store, requests are refused at once until then
+        # instead of each one waiting for its own connection attempt.
+        self._store_retry_at = 0.0
+        self._store_diagnosis = ""
         self._maintenance: asyncio.Task[None] | None = None
         self._maintenance_stop = Stopper()
         self._serving = False
@@ -254,7 +262,14 @@ class Runtime:
         async with self._start_lock:
             if self.started:
                 return
-            await self.database.check()
+            if time.monotonic() < self._store_retry_at:
+                raise StoreUnreachable(self._store_diagnosis)
+            try:
+                await self.database.check()
+            except StoreUnreachable as exc:
+                self._store_retry_at = time.monotonic() + STORE_RETRY_SECONDS
+                self._store_diagnosis = exc.diagnosis
+                raise
             if self.settings.auto_migrate:
                 await self.database.upgrade()
             await record_policy_version(self.database, self.policy)

@@ -17,10 +17,12 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from privacy_middleware.audit.query import search
 from privacy_middleware.demo.run import build_demo
-from support.demo import Demo
+from privacy_middleware.demo.shop import customers, orders
+from support.demo import Demo, checkout_body
 from support.ports import free_port
 from support.postgres import cut_off, restore
 
@@ -64,6 +66,46 @@ async def test_store_outage_gives_503_on_key_routes_and_loses_no_audit_event(
         await app.runtime.audit.flush()
         failures = await search(app.runtime.database, kinds=["authentication.logon"])
         assert sum(1 for e in failures if e.document and e.document["status"] == "failure") == 3
+
+
+@pytest.mark.postgres
+async def test_an_instance_started_during_a_store_outage_passes_through_then_recovers(
+    tmp_path: Path, postgres_url: str, asgi_lifespan: Any
+) -> None:
+    """A worker (re)started while PostgreSQL refuses connections starts anyway: what needs no store
+    works, what does answers 503 with a code (never the body in clear), and all of it recovers
+    once the store is back, without a restart."""
+    await cut_off(postgres_url)
+    try:
+        app, shop = build_demo(tmp_path, database_url=postgres_url, audit={"retention_interval_seconds": 0})
+        transport = httpx.ASGITransport(app=app, client=("198.51.100.21", 40000))
+        async with asgi_lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+            demo = Demo(app, shop, client, tmp_path)
+            assert (await client.get("/health")).status_code == 200  # no plan: untouched
+            assert (await client.get("/products")).status_code == 200
+            for refused in (
+                await client.get("/privacy/health"),
+                await client.post("/auth/register", json={"email": "ada@example.com", "password": "pw-12345678"}),
+                await client.post("/checkout", json=checkout_body()),
+            ):
+                assert refused.status_code == 503, refused.text
+                assert refused.headers["content-type"].startswith("application/problem+json")
+                assert refused.json()["code"] == "store_unavailable"
+                assert refused.headers["retry-after"] == "5"
+            async with shop.engine.connect() as conn:  # neither the customer nor the order reached the shop
+                counts = [
+                    (await conn.execute(sa.select(sa.func.count()).select_from(t))).scalar()
+                    for t in (customers, orders)
+                ]
+            assert counts == [0, 0]
+            await restore(postgres_url)
+            await asyncio.sleep(1.1)  # past the retry interval of a start that could not reach the store
+            assert (await client.get("/privacy/health")).status_code == 200
+            _, token = await demo.register()
+            order = await demo.checkout(token)
+            assert order.status_code == 201, order.text
+    finally:
+        await restore(postgres_url)
 
 
 class MotoKms:

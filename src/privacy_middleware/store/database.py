@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreUnreachable
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./privacy-middleware.db"
 
@@ -118,7 +118,7 @@ class Database:
             yield conn
 
     async def check(self) -> None:
-        """Fail start-up with a clear, password-free message when the database is unreachable."""
+        """`StoreUnreachable` with a clear, password-free diagnosis when the database cannot be reached."""
         try:
             async with self.engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
@@ -126,7 +126,7 @@ class Database:
             reason = exc.__class__.__name__
             if isinstance(exc, DBAPIError) and exc.orig is not None:
                 reason = exc.orig.__class__.__name__
-            raise ConfigError(f"cannot reach the database at {self.display_url} ({reason})") from None
+            raise StoreUnreachable(f"cannot reach the database at {self.display_url} ({reason})") from None
 
     async def upgrade(self) -> list[int]:
         """Apply pending migrations; returns the versions applied."""
