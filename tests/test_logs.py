@@ -86,3 +86,67 @@ async def test_log_level_is_honoured(tmp_path: Path, capsys: pytest.CaptureFixtu
         await app.runtime.stop()
     assert logging.getLogger("privacy_middleware").getEffectiveLevel() == logging.ERROR
     assert capsys.readouterr().err.strip() == ""
+
+
+@pytest.mark.anyio
+async def test_access_record_reaches_a_handler_added_after_start_and_none_is_built_without_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = PrivacyMiddleware(shop, settings(tmp_path, log_format="text", log_level="info"))
+    root = logging.getLogger()
+    kept = list(root.handlers)  # pytest's own capture handlers
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client:
+            for handler in kept:  # no handler anywhere: the record is not built at all
+                root.removeHandler(handler)
+            before = logging.getLogRecordFactory()
+            built: list[str] = []
+
+            def counting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+                record = before(*args, **kwargs)
+                built.append(record.name)
+                return record
+
+            logging.setLogRecordFactory(counting)
+            try:
+                await client.get("/me", headers={"authorization": "Bearer not-a-token"})
+                root.addHandler(caplog.handler)  # a handler added later is heard from the next request on
+                await client.get("/me", headers={"authorization": "Bearer not-a-token", "x-request-id": "r-7"})
+            finally:
+                logging.setLogRecordFactory(before)
+    finally:
+        for handler in kept:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        await app.runtime.stop()
+    assert built.count("privacy_middleware.access") == 1
+    [access] = [r for r in caplog.records if r.name == "privacy_middleware.access"]
+    assert (access.request_id, access.outcome, access.code) == ("r-7", "refused", "invalid_token")  # type: ignore[attr-defined]
+
+
+def test_a_handler_above_info_or_behind_propagate_false_does_not_hear_the_access_record() -> None:
+    from privacy_middleware.logs import access_log, heard
+
+    package = logging.getLogger("privacy_middleware")
+    root = logging.getLogger()
+    saved = (package.level, package.propagate, list(root.handlers))
+    package.setLevel(logging.INFO)
+    for handler in saved[2]:
+        root.removeHandler(handler)
+    loud = logging.StreamHandler()
+    try:
+        assert not heard(access_log, logging.INFO)  # no handler; the last resort takes warnings only
+        assert heard(access_log, logging.WARNING)
+        loud.setLevel(logging.WARNING)
+        root.addHandler(loud)
+        assert not heard(access_log, logging.INFO)
+        loud.setLevel(logging.INFO)
+        assert heard(access_log, logging.INFO)
+        package.propagate = False
+        assert not heard(access_log, logging.INFO)
+    finally:
+        root.removeHandler(loud)
+        for handler in saved[2]:
+            root.addHandler(handler)
+        package.setLevel(saved[0])
+        package.propagate = saved[1]

@@ -8,8 +8,8 @@ token or a personal value: only the route's template and stable codes.
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from .context import current_scope, get_context
@@ -31,7 +31,8 @@ def request_id(scope: Any, ctx: RequestContext) -> str:
     known = ctx.facts.request_id
     if known is None:
         given = next((v for k, v in scope.get("headers") or [] if k == b"x-request-id"), b"")
-        known = given.decode("ascii") if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+        # 128 random bits as 32 hex digits (what uuid4().hex gave, without building a UUID object)
+        known = given.decode("ascii") if _SAFE_REQUEST_ID.match(given) else os.urandom(16).hex()
         ctx.facts.request_id = known
     return known
 
@@ -77,6 +78,24 @@ def configure_logging(settings: Settings) -> None:
         logger.propagate = False  # one JSON object per line, not also a text line from the app's root handler
     else:
         logger.propagate = True
+
+
+def heard(logger: logging.Logger, level: int) -> bool:
+    """Whether a record at `level` would reach a handler: enabled, and some handler on the way up
+    takes it (or the last-resort handler does). Asked per request, so a handler added later counts;
+    without one, the access record is not built at all (no LogRecord, no request id)."""
+    if not logger.isEnabledFor(level):
+        return False
+    current: logging.Logger | None = logger
+    found = False  # as Logger.callHandlers: the last-resort handler only when there is no handler at all
+    while current is not None:
+        for handler in current.handlers:
+            found = True
+            if level >= handler.level:
+                return True
+        current = current.parent if current.propagate else None
+    last = logging.lastResort
+    return not found and last is not None and level >= last.level
 
 
 def log_request(scope: Any, ctx: RequestContext, route: str, outcome: str, status: int, code: str | None) -> None:

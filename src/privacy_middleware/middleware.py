@@ -25,7 +25,7 @@ from .errors import PrivacyError, StoreUnreachable
 from .fields import lazy
 from .fields.card_sentinel import may_hold_card_data, may_hold_card_number
 from .gauges import OperatorGauges
-from .logs import access_log, configure_logging, log_request
+from .logs import access_log, configure_logging, heard, log_request
 from .pipeline.plan import Exchange, Respond, RoutePlan
 from .pipeline.trace import TRACE_HEADER, Tracer
 from .routing.canonical import AliasTable
@@ -257,7 +257,7 @@ class PrivacyMiddleware:
                     route_label, outcome
                 )
             counter.inc()
-            if access_log.isEnabledFor(logging.INFO):
+            if heard(access_log, logging.INFO):
                 log_request(scope, ctx, route_label, outcome, ex.status, code)
             for step in plan.steps:
                 try:

@@ -41,6 +41,14 @@ def _network(address: str | None) -> ipaddress.IPv4Network | ipaddress.IPv6Netwo
     return ipaddress.ip_network(f"{parsed}/{prefix}", strict=False)
 
 
+@lru_cache(maxsize=8192)
+def canonical_ip(text: str) -> str | None:
+    """`str(parse_ip(text))`, kept: the text form of an address costs more than parsing it."""
+    address = parse_ip(text)
+    return str(address) if address is not None else None
+
+
+@lru_cache(maxsize=8192)  # the same few networks again and again; the text form is the costly part
 def truncate_ip(address: str | None) -> str | None:
     """The network's first address (`198.51.100.0`): what a shop may store instead of the IP."""
     network = _network(address)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from ..netaddr import IPAddress, parse_ip, truncate_ip
+from ..netaddr import IPAddress, canonical_ip, parse_ip, truncate_ip
 from .headers import get_all
 
 _FOR = re.compile(r'(?:^|;)\s*for\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]+)', re.IGNORECASE)
@@ -40,10 +40,12 @@ class ClientIPResolver:
 
     def resolve(self, scope: Any) -> str | None:
         client = scope.get("client")
+        if not self.networks:  # no trusted proxy: the peer is the client
+            return canonical_ip(client[0]) if client else None
         peer = parse_ip(client[0]) if client else None
         if peer is None:
             return None
-        if not self.networks or not self.is_trusted(peer):
+        if not self.is_trusted(peer):
             return str(peer)
         headers = scope.get("headers") or []
         forwarded = get_all(headers, b"forwarded")

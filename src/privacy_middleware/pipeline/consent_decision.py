@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from ..consent.consent_mode import ConsentModeHeaders
+from ..consent.decisions import Decision
 from ..consent.service import ConsentService, Resolution
 from ..consent.signals import request_signals
 from ..context import RequestContext
 from ..policy.access import Access, PurposeAnswer
 from ..policy.schema import Policy
 from ..types import Scope
+
+_KEPT_DECISIONS = 1024
 
 
 class ConsentResolver:
@@ -19,6 +22,9 @@ class ConsentResolver:
         self.access = access
         self.policy = policy
         self.consent_mode = ConsentModeHeaders(policy)  # one header per distinct decision, built once
+        # The hint headers per decision object (the consent service hands the same decision back for the
+        # same cookie): keyed by id, the decision kept beside them so an id is never reused while cached.
+        self._headers: dict[int, tuple[Decision, tuple[tuple[bytes, bytes], ...]]] = {}
 
     async def resolve(self, scope: Scope, ctx: RequestContext | None) -> Resolution:
         """The request's consent decision, computed once per request."""
@@ -43,9 +49,17 @@ class ConsentResolver:
         """May this purpose run for the request? The one access decision answers."""
         return self.access.purpose(purpose, resolution.decision)
 
-    def headers(self, resolution: Resolution) -> list[tuple[bytes, bytes]]:
+    def headers(self, resolution: Resolution) -> tuple[tuple[bytes, bytes], ...]:
         """Consent Mode hints for the shop's front end, and a re-consent flag when the policy changed."""
-        headers = [(b"consent-mode", self.consent_mode.header(resolution.decision))]
-        if resolution.decision.reconsent_required:
+        decision = resolution.decision
+        known = self._headers.get(id(decision))
+        if known is not None and known[0] is decision:
+            return known[1]
+        headers = [(b"consent-mode", self.consent_mode.header(decision))]
+        if decision.reconsent_required:
             headers.append((b"privacy-reconsent", b"required"))
-        return headers
+        built = tuple(headers)
+        if len(self._headers) >= _KEPT_DECISIONS:
+            self._headers.clear()
+        self._headers[id(decision)] = (decision, built)
+        return built

@@ -41,19 +41,19 @@ class TrackingGate(Step):
         self.pseudonym_scope = (recipients[0].pseudonym_scope if recipients else "") or f"tracking:{tracked.purpose}"
         self.dropped = metrics.tracking.labels(tracked.purpose, "dropped")  # metric children bound once
         self.passed = metrics.tracking.labels(tracked.purpose, "passed")
+        self.stripped = FORWARDING_HEADERS if tracked.forward_credentials else (*FORWARDING_HEADERS, *CREDENTIALS)
 
     async def before(self, ex: Exchange) -> None:
         resolution = await self.consent.resolve(ex.scope, ex.ctx)
         if not self.consent.purpose(resolution, self.tracked.purpose).allowed:
             self.dropped.inc()
-            raise Respond(self.tracked.denied_status, self.consent.headers(resolution))
+            raise Respond(self.tracked.denied_status, list(self.consent.headers(resolution)))
         self.passed.inc()
         # The shop sees a network, not a device: truncate the peer address and drop forwarding hops.
         client = ex.scope.get("client")
         if ex.ctx.client_ip:
             ex.scope["client"] = (truncate_ip(ex.ctx.client_ip), client[1] if client else 0)
-        stripped = FORWARDING_HEADERS if self.tracked.forward_credentials else (*FORWARDING_HEADERS, *CREDENTIALS)
-        ex.scope["headers"] = without(ex.scope.get("headers") or [], *stripped)
+        ex.scope["headers"] = without(ex.scope.get("headers") or [], *self.stripped)
         ex.extra_headers.extend(self.consent.headers(resolution))
 
     async def on_request(self, ex: Exchange) -> None:
