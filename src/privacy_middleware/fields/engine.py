@@ -346,7 +346,6 @@ class FieldEngine:
         own_transforms = plan.own_transforms(self.card_categories, viewer.reveal_cards)
         own_program = plan.program("\x00own-reveal" if viewer.reveal_cards else "\x00own", own_transforms)
         blocked_program = plan.program("\x00blocked", ("drop",) * len(body.fields))
-        categories = plan.categories
         fields = body.fields
         fallback = viewer.principal.subject if viewer.principal else None
         seen_categories = report.categories
@@ -358,7 +357,9 @@ class FieldEngine:
         guest = guest_subject(viewer.principal)
         shaped_email = "@" + self.policy.tokens.email_domain
         bound = await self._bound_owners(body, root, subject_path, owners)
-        for record in records_of(body, root):
+        unknown_at = plan.unknown_at
+        action = body.rules.unknown_fields
+        for record in plan.records(root):
             if subject_path is not None:
                 found = follow(record, subject_path)
                 subject = str(found) if found is not None and not isinstance(found, dict | list) else None
@@ -379,28 +380,39 @@ class FieldEngine:
                     steps = blocked_program
                     report.blocked_subjects += 1
             slow: list[tuple[CompiledField, Location, str]] = []
+            unknown: list[tuple[dict[str, Any], frozenset[str]]] | None = None
             record_kept = 0
-            for parent, drops, keeps, others in steps:
+            for group, (parent, drops, drop_set, keeps, others) in enumerate(steps):
                 depth = len(parent)
                 obj = record.get(parent[0]) if depth == 1 else follow(record, parent) if depth else record
                 if type(obj) is not dict:
+                    if isinstance(obj, dict) and unknown_at[group] is not None:  # a dict subclass: checked as before
+                        unknown = unknown or []
+                        unknown.append((obj, unknown_at[group]))  # type: ignore[arg-type]
                     continue
-                for key in drops:
-                    if key in obj:
-                        del obj[key]
-                        dropped += 1
-                for key, index in keeps:
+                static = unknown_at[group]
+                if static is not None and obj.keys() - static:
+                    unknown = unknown or []
+                    unknown.append((obj, static))
+                if drops:
+                    if obj.keys() <= drop_set:  # every key of the object goes: emptied in one call
+                        dropped += len(obj)
+                        obj.clear()
+                    else:
+                        for key in drops:
+                            if key in obj:
+                                del obj[key]
+                                dropped += 1
+                for key, index, category, shaped in keeps:
                     value = obj.get(key)
                     if value is None:
                         continue
                     if type(value) is str and (
-                        value.startswith(ENVELOPE_PREFIXES)
-                        or fields[index].rule.token_format
-                        or value.endswith(shaped_email)
+                        shaped or value.startswith(ENVELOPE_PREFIXES) or value.endswith(shaped_email)
                     ):
                         slow.append((fields[index], Location(obj, key), "keep"))
                         continue
-                    seen_categories.add(categories[index])
+                    seen_categories.add(category)
                     record_kept += 1
                 for key, index, transform in others:
                     if key in obj:
@@ -421,7 +433,11 @@ class FieldEngine:
                         slow.append((fields[index], location, transform))
             for rule, location, transform in slow:
                 await self._disclose_one(rule, location, transform, subject, viewer, report)
-            self._unknown_fields(body, plan, record, classified, own, report)
+            if unknown is not None:
+                for obj, static in unknown:
+                    _unknown_keys(obj, static, classified, own, action, report)
+            if plan.personal_rest:
+                self._unknown_fields(body, plan, record, classified, own, report)
         if kept:
             report.transformed["keep"] = report.transformed.get("keep", 0) + kept
         if dropped:
@@ -539,33 +555,53 @@ class FieldEngine:
         report: FieldReport,
     ) -> None:
         action = body.rules.unknown_fields
-        for selector, path, static_keys in plan.personal:
+        for selector, path, static_keys in plan.personal_rest:
             if path is None:
                 objects: Any = selector.values(record)
             else:
                 objects = (record.get(path[0]) if len(path) == 1 else follow(record, path),)
             for obj in objects:
-                if not isinstance(obj, dict):
-                    continue
-                for key in list(obj):
-                    if static_keys is not None and key in static_keys:
-                        continue
-                    if classified is not None and (id(obj), key) in classified:
-                        continue
-                    if own or action == "keep":
-                        report.unknown_kept += 1
-                    elif action == "drop":
-                        del obj[key]
-                        report.unknown_dropped += 1
-                    else:
-                        raise PrivacyError(
-                            "unclassified_field",
-                            "The shop's response holds a personal-data field the policy does not classify.",
-                            502,
-                        )
+                if isinstance(obj, dict):
+                    _unknown_keys(obj, static_keys, classified, own, action, report)
 
 
-GroupProgram = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, int], ...], tuple[tuple[str, int, str], ...]]
+def _unknown_keys(
+    obj: dict[str, Any],
+    static_keys: frozenset[str],
+    classified: set[tuple[int, str | int]] | None,
+    own: bool,
+    action: str,
+    report: FieldReport,
+) -> None:
+    """Keys of a personal object that no rule classifies: kept (counted), dropped or refused."""
+    extra = obj.keys() - static_keys  # found in C; most objects have none
+    if not extra:
+        return
+    for key in [key for key in obj if key in extra]:  # in the document's order
+        if classified is not None and (id(obj), key) in classified:
+            continue
+        if own or action == "keep":
+            report.unknown_kept += 1
+        elif action == "drop":
+            del obj[key]
+            report.unknown_dropped += 1
+        else:
+            raise PrivacyError(
+                "unclassified_field",
+                "The shop's response holds a personal-data field the policy does not classify.",
+                502,
+            )
+
+
+# Per parent object: its key path; the keys to drop (and as a set); the keys kept as they are, each with
+# its rule's index, category and whether the rule declares a token format; the keys needing another transform.
+GroupProgram = tuple[
+    tuple[str, ...],
+    tuple[str, ...],
+    frozenset[str],
+    tuple[tuple[str, int, str, bool], ...],
+    tuple[tuple[str, int, str], ...],
+]
 
 
 def key_path(selector: Selector) -> tuple[str, ...] | None:
@@ -593,12 +629,24 @@ class DisclosurePlan:
     personal: tuple[tuple[Selector, tuple[str, ...] | None, frozenset[str]], ...]
     subject_path: tuple[str, ...] | None
     categories: tuple[str, ...]
+    # Per group (aligned with `groups`): the keys the rules of that parent name when the parent is a
+    # personal object whose unknown keys can be found while the group is visited (no rule can replace
+    # or remove the object itself, no wildcard rule); None otherwise. `personal_rest`: the personal
+    # objects checked in a pass of their own after the record's rules, as before.
+    unknown_at: tuple[frozenset[str] | None, ...] = ()
+    personal_rest: tuple[tuple[Selector, tuple[str, ...] | None, frozenset[str]], ...] = ()
+    # `records` as keys to a list whose items are the records (`$.orders[*]`), else None: the walk.
+    records_list: tuple[str, ...] | None = None
+    hoisted: bool = True
     _by_recipient: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _own: dict[bool, tuple[str, ...]] = field(default_factory=dict)
     _programs: dict[str, tuple[GroupProgram, ...]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, body: CompiledBody) -> DisclosurePlan:
+    def build(cls, body: CompiledBody, *, hoist: bool = True) -> DisclosurePlan:
+        """`hoist=False` gives the plan without the work moved to plan build (unknown keys found in a
+        pass of their own, records by the selector's walk, drops one by one): the property tests'
+        reference for what the hoisted plan must give."""
         groups: dict[tuple[str, ...], list[tuple[str, int]]] = {}
         complex_rules: list[int] = []
         for index, rule in enumerate(body.fields):
@@ -613,6 +661,26 @@ class DisclosurePlan:
             path = key_path(selector)
             static = frozenset(key for key, _ in groups.get(path, ())) if path is not None else frozenset()
             personal.append((selector, path, static))
+        rule_paths = [key_path(rule.selector) for rule in body.fields]
+        fused: dict[tuple[str, ...], frozenset[str]] = {}
+        rest = []
+        for selector, path, static in personal:
+            if (
+                hoist
+                and not complex_rules
+                and path is not None
+                and path in groups
+                and path not in fused
+                # a rule on the object or an ancestor could replace or remove it before the old pass
+                and not any(p is not None and len(p) <= len(path) and path[: len(p)] == p for p in rule_paths)
+            ):
+                fused[path] = static
+            else:
+                rest.append((selector, path, static))
+        steps = body.records.steps
+        records_list = None
+        if hoist and steps and steps[-1].kind == "items" and all(step.kind == "key" for step in steps[:-1]):
+            records_list = tuple(str(step.value) for step in steps[:-1])
         return cls(
             body=body,
             groups=tuple((parent, tuple(entries)) for parent, entries in groups.items()),
@@ -620,18 +688,35 @@ class DisclosurePlan:
             personal=tuple(personal),
             subject_path=key_path(body.subject) if body.subject is not None else None,
             categories=tuple(rule.rule.category for rule in body.fields),
+            unknown_at=tuple(fused.get(parent) for parent in groups),
+            personal_rest=tuple(rest),
+            records_list=records_list,
+            hoisted=hoist,
         )
+
+    def records(self, root: Any) -> Iterator[Any] | list[Any]:
+        """The records of a body: the list itself for `$.keys[*]`, else the selector's walk."""
+        if self.records_list is not None:
+            node = follow(root, self.records_list)
+            return node if isinstance(node, list) else []
+        return self.body.records.values(root)
 
     def program(self, key: str, transforms: tuple[str, ...]) -> tuple[GroupProgram, ...]:
         """Per parent object: keys to drop, keys kept as they are, keys needing another transform."""
         cached = self._programs.get(key)
         if cached is None:
             built = []
+            fields = self.body.fields
             for parent, entries in self.groups:
                 drops = tuple(k for k, i in entries if transforms[i] == "drop")
-                keeps = tuple((k, i) for k, i in entries if transforms[i] == "keep")
+                keeps = tuple(
+                    (k, i, self.categories[i], bool(fields[i].rule.token_format))
+                    for k, i in entries
+                    if transforms[i] == "keep"
+                )
                 others = tuple((k, i, transforms[i]) for k, i in entries if transforms[i] not in ("drop", "keep"))
-                built.append((parent, drops, keeps, others))
+                # Without hoisting only an empty object passes `keys() <= set()`: the drops go one by one.
+                built.append((parent, drops, frozenset(drops) if self.hoisted else frozenset(), keeps, others))
             cached = self._programs[key] = tuple(built)
         return cached
 
