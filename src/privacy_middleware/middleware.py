@@ -58,6 +58,7 @@ class PrivacyMiddleware:
         self._gauges: OperatorGauges | None = None
         self.plans = self.runtime.plans
         self.mount = self.settings.mount_path
+        self.mount_prefix = self.mount + "/"
         self.metrics_path = self.settings.metrics_path
         self.cookie_gate = self.runtime.cookie_gate
         # Without governed cookies or outbound gates a bodiless request on a route without a plan costs
@@ -103,7 +104,7 @@ class PrivacyMiddleware:
                 await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        own = bool(self.mount) and (path == self.mount or path.startswith(self.mount + "/") or path in ROOT_API_PATHS)
+        own = bool(self.mount) and (path == self.mount or path.startswith(self.mount_prefix) or path in ROOT_API_PATHS)
         metrics = bool(self.metrics_path) and path == self.metrics_path
         found = None if own or metrics else self.plans.match(scope["method"], path)
         if found is None and self.bare_passthrough and not (own or metrics):
@@ -112,7 +113,10 @@ class PrivacyMiddleware:
             except PrivacyError:
                 unplanned = False  # refused below, with its audit event and problem answer
             if unplanned and not has_body(scope):  # a body goes the long way: the card sentinel reads it
-                await self.app(scope, receive, await self._card_checked(scope, send))
+                if not self.cards.payment.size:  # no payment route: no caller to ask, no await
+                    await self.app(scope, receive, self.cards.wrap(scope, send))
+                else:
+                    await self.app(scope, receive, await self._card_checked(scope, send))
                 return
         if self.cookie_gate is not None:
             send = self.cookie_gate.wrap(scope, send)

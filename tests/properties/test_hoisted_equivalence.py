@@ -158,3 +158,24 @@ def test_hoisted_disclosure_plan_gives_what_the_unhoisted_plan_gives(
     hoisted = asyncio.run(_disclosed(True, action, recipient, subject, document))
     reference = asyncio.run(_disclosed(False, action, recipient, subject, document))
     assert hoisted == reference
+
+
+@given(st.text(alphabet="0123456789 -x", max_size=20))
+def test_card_brand_kept_per_prefix_is_the_brand_the_rules_give(pan: str) -> None:
+    from privacy_middleware.crypto.cards import card_brand, scan_brand
+
+    assert card_brand(pan) == scan_brand(pan)
+
+
+@given(st.binary(max_size=80), st.text(max_size=12), st.one_of(st.text(max_size=40), st.integers()))
+def test_pseudonym_from_kept_hmac_states_is_the_hmac(secret: bytes, scope: str, value: object) -> None:
+    import hashlib
+    import hmac
+
+    from privacy_middleware.fields.engine import Pseudonymiser
+
+    key = hmac.new(secret, b"pseudonym:" + scope.encode(), hashlib.sha256).digest()
+    expected = "ps_" + hmac.digest(key, str(value).encode(), "sha256").hex()[:32]
+    pseudonymiser = Pseudonymiser(secret)
+    assert pseudonymiser.pseudonym(value, scope) == expected
+    assert pseudonymiser.pseudonym(value, scope) == expected  # the kept states are copied, never consumed

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from ..errors import PrivacyError
 
@@ -116,6 +117,21 @@ def _matches(pan: str, low: str, high: str) -> bool:
 
 def card_brand(pan: str) -> CardBrand | None:
     """The scheme a card number belongs to, from its leading digits (None when unknown)."""
+    return _brand_of_prefix(pan[:_BRAND_DIGITS])
+
+
+# The brand depends on the first digits only (the longest range bound): decided once per prefix, and
+# only those few digits are kept, never a card number.
+_BRAND_DIGITS = max(len(low) for _brand, ranges, _lengths in _RULES for low, _high in ranges)
+
+
+@lru_cache(maxsize=4096)
+def _brand_of_prefix(prefix: str) -> CardBrand | None:
+    return scan_brand(prefix)
+
+
+def scan_brand(pan: str) -> CardBrand | None:
+    """`card_brand` by a walk over every rule (what the kept answer per prefix stands for)."""
     for brand, ranges, _lengths in _RULES:
         if any(_matches(pan, low, high) for low, high in ranges):
             return brand

@@ -93,16 +93,30 @@ class Pseudonymiser:
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
-        self._keys: dict[str, bytes] = {}  # one per recipient scope: a handful per policy
+        # One per recipient scope (a handful per policy): its HMAC-SHA256 key as the two SHA-256 states
+        # after the padded key blocks (RFC 2104), so a pseudonym costs two state copies, not a key setup.
+        self._keys: dict[str, tuple[Any, Any]] = {}
 
     def pseudonym(self, value: Any, scope: str) -> str:
-        key = self._keys.get(scope)
-        if key is None:
-            key = hmac.new(self._secret, b"pseudonym:" + scope.encode(), hashlib.sha256).digest()
+        states = self._keys.get(scope)
+        if states is None:
+            states = _hmac_states(hmac.new(self._secret, b"pseudonym:" + scope.encode(), hashlib.sha256).digest())
             if len(self._keys) < 1024:
-                self._keys[scope] = key
-        digest = hmac.digest(key, str(value).encode(), "sha256").hex()
-        return f"ps_{digest[:32]}"
+                self._keys[scope] = states
+        inner = states[0].copy()
+        inner.update(str(value).encode())
+        outer = states[1].copy()
+        outer.update(inner.digest())
+        return f"ps_{outer.hexdigest()[:32]}"
+
+
+def _hmac_states(key: bytes) -> tuple[Any, Any]:
+    """HMAC-SHA256 of `key` as its inner and outer hash states (what hmac.digest computes per call)."""
+    block = key.ljust(64, b"\0")  # the scope keys are 32-byte digests: never longer than a block
+    return (
+        hashlib.sha256(bytes(b ^ 0x36 for b in block)),
+        hashlib.sha256(bytes(b ^ 0x5C for b in block)),
+    )
 
 
 def records_of(body: CompiledBody, document: Any) -> Iterator[Any]:

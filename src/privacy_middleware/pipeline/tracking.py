@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..asgi.client_ip import truncate_ip
-from ..asgi.headers import without
 from ..fields.engine import Pseudonymiser
 from ..metrics import Metrics
 from ..policy.compile import RouteSpec
@@ -41,7 +40,10 @@ class TrackingGate(Step):
         self.pseudonym_scope = (recipients[0].pseudonym_scope if recipients else "") or f"tracking:{tracked.purpose}"
         self.dropped = metrics.tracking.labels(tracked.purpose, "dropped")  # metric children bound once
         self.passed = metrics.tracking.labels(tracked.purpose, "passed")
-        self.stripped = FORWARDING_HEADERS if tracked.forward_credentials else (*FORWARDING_HEADERS, *CREDENTIALS)
+        # the headers that leave the request (as asgi.headers.without, with the set made once)
+        self.stripped = frozenset(
+            FORWARDING_HEADERS if tracked.forward_credentials else FORWARDING_HEADERS + CREDENTIALS
+        )
 
     async def before(self, ex: Exchange) -> None:
         resolution = await self.consent.resolve(ex.scope, ex.ctx)
@@ -53,7 +55,8 @@ class TrackingGate(Step):
         client = ex.scope.get("client")
         if ex.ctx.client_ip:
             ex.scope["client"] = (truncate_ip(ex.ctx.client_ip), client[1] if client else 0)
-        ex.scope["headers"] = without(ex.scope.get("headers") or [], *self.stripped)
+        stripped = self.stripped
+        ex.scope["headers"] = [(k, v) for k, v in ex.scope.get("headers") or [] if k.lower() not in stripped]
         ex.extra_headers.extend(self.consent.headers(resolution))
 
     async def on_request(self, ex: Exchange) -> None:
