@@ -36,8 +36,8 @@ class Step:
     value: str | int = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Location:
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs three times as much, and a
+class Location:  # request makes one per field it touches (nothing hashes one: its parent is a dict)
     """A place in a document: the container and the key or index in it."""
 
     parent: dict[str, Any] | list[Any]
