@@ -262,3 +262,30 @@ async def test_a_new_policy_renames_cached_callers() -> None:
     with pytest.raises(PrivacyError) as refused:
         await v.authenticate(header)
     assert refused.value.code == "unknown_recipient"
+
+
+async def test_the_identity_chain_names_a_verified_authorization_value_from_the_cache_until_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from privacy_middleware.identity.chain import IdentityChain, JwtProvider
+
+    v = verifier(secret=SECRET, algorithms=["HS256"], leeway_seconds=0)
+    chain = IdentityChain([JwtProvider(v, leave_opaque=False)])
+    calls = 0
+    real = jwt.decode
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    now = int(time.time())
+    scope = {"type": "http", "headers": [(b"authorization", bearer(jwt.encode(claims(iat=now, exp=now + 1), SECRET)))]}
+    first = await chain.authenticate(scope)
+    assert first is not None and await chain.authenticate(scope) is first
+    assert calls == 1  # the second request named the caller without decoding, hashing or mapping claims
+    time.sleep(max(0.0, now + 1.2 - time.time()))
+    with pytest.raises(PrivacyError) as refused:
+        await chain.authenticate(scope)
+    assert refused.value.status == 401 and calls == 2

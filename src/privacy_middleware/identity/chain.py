@@ -32,6 +32,10 @@ class JwtProvider:
         self.leave_opaque = leave_opaque
 
     async def resolve(self, request: CallerRequest) -> Principal | None:
+        raw = request.header(b"authorization")
+        known = self.verifier.known_principal(raw)  # a token verified before and still valid
+        if known is not None:
+            return known
         token = request.bearer()
         if token is None:
             return None
@@ -39,7 +43,11 @@ class JwtProvider:
             raise unauthorized("The bearer token is empty.")
         if self.leave_opaque and (not self.verifier.enabled or not looks_like_jwt(token)):
             return None
-        return self.verifier.principal_from_claims(await self.verifier.verify(token))
+        claims = await self.verifier.verify(token)
+        principal = self.verifier.principal_from_claims(claims)
+        if raw is not None:
+            self.verifier.remember(raw, claims, principal)
+        return principal
 
 
 class IdentityChain:

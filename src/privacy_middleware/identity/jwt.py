@@ -214,12 +214,9 @@ class TokenVerifier:
         """None when no bearer token is presented; a 401 PrivacyError when one is bad."""
         if not authorization:
             return None
-        cached = self._principals.get(authorization) if self._principals is not None else None
-        if cached is not None:
-            principal, valid_until = cached
-            if time.time() < valid_until:
-                return principal
-            self._principals.pop(authorization, None)  # type: ignore[union-attr]
+        known = self.known_principal(authorization)
+        if known is not None:
+            return known
         scheme, _, token = authorization.decode("latin-1").partition(" ")
         if scheme.lower() != "bearer":
             return None  # another scheme (Basic for the shop's own admin, say) is not ours to judge
@@ -228,8 +225,26 @@ class TokenVerifier:
             raise unauthorized("The bearer token is empty.")
         claims = await self.verify(token)
         principal = self.principal_from_claims(claims)
+        self.remember(authorization, claims, principal)
+        return principal
+
+    def known_principal(self, authorization: bytes | None) -> Principal | None:
+        """Who a raw Authorization value verified as before, while its token is valid (no decode, no
+        hash, no claims mapping on a repeat visit); None when not known or expired."""
+        if not authorization or self._principals is None:
+            return None
+        cached = self._principals.get(authorization)
+        if cached is None:
+            return None
+        principal, valid_until = cached
+        if time.time() < valid_until:
+            return principal
+        self._principals.pop(authorization, None)
+        return None
+
+    def remember(self, authorization: bytes, claims: dict[str, Any], principal: Principal) -> None:
+        """Keep who a verified Authorization value names, until its token expires (and the cache's TTL)."""
         if self._principals is not None:
             exp = claims.get("exp")
             valid_until = exp + self.settings.leeway_seconds if isinstance(exp, int | float) else float("inf")
             self._principals[authorization] = (principal, valid_until)
-        return principal
