@@ -47,6 +47,9 @@ class CallerRequest:
     # (method, path template) of the policy route being served, when there is one.
     route: tuple[str, str] | None = None
     _cookies: dict[str, str] | None = None
+    # the Authorization value, looked up once per request (every provider and the chain ask for it)
+    _authorization: bytes | None = None
+    _authorization_read: bool = False
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -55,9 +58,16 @@ class CallerRequest:
     def header(self, name: bytes) -> bytes | None:
         return _header(self.scope.get("headers") or [], name)
 
+    def authorization(self) -> bytes | None:
+        """The first Authorization header's value (as `header(b"authorization")`), read once."""
+        if not self._authorization_read:
+            self._authorization = self.header(b"authorization")
+            self._authorization_read = True
+        return self._authorization
+
     def bearer(self) -> str | None:
         """The bearer token, '' for an empty one, None for no Authorization or another scheme."""
-        raw = self.header(b"authorization")
+        raw = self.authorization()
         if not raw:
             return None
         scheme, _, token = raw.decode("latin-1").partition(" ")

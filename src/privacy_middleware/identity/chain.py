@@ -32,7 +32,9 @@ class JwtProvider:
         self.leave_opaque = leave_opaque
 
     async def resolve(self, request: CallerRequest) -> Principal | None:
-        raw = request.header(b"authorization")
+        raw = request.authorization()
+        if not raw:
+            return None  # no bearer token (bearer() is None for an absent or empty header)
         known = self.verifier.known_principal(raw)  # a token verified before and still valid
         if known is not None:
             return known
@@ -45,8 +47,7 @@ class JwtProvider:
             return None
         claims = await self.verifier.verify(token)
         principal = self.verifier.principal_from_claims(claims)
-        if raw is not None:
-            self.verifier.remember(raw, claims, principal)
+        self.verifier.remember(raw, claims, principal)
         return principal
 
 
