@@ -207,7 +207,7 @@ class PrivacyMiddleware:
                 ctx.principal = await self.runtime.identity.authenticate(scope, (plan.spec.method, plan.spec.template))
                 if (trace_token := get_header(headers, TRACE_HEADER)) is not None:
                     plan = await self.tracer.traced(plan, ex, trace_token)
-                for step in plan.steps:
+                for step in plan.befores:
                     await step.before(ex)
                 if plan.needs_request_body:
                     receive = await self._rewrite_request(plan, ex, scope, receive)
@@ -263,7 +263,7 @@ class PrivacyMiddleware:
             counter.inc()
             if heard(access_log, logging.INFO):
                 log_request(scope, ctx, route_label, outcome, ex.status, code)
-            for step in plan.steps:
+            for step in plan.afters:
                 try:
                     await step.after(ex)
                 except Exception:  # an audit hiccup must not turn a served response into an error
@@ -293,7 +293,7 @@ class PrivacyMiddleware:
         ex.request_body = body
         if not body or compressed:
             ex.request_body = b"" if compressed else body
-            for step in plan.steps:
+            for step in plan.on_requests:
                 await step.on_request(ex)
             media = media_type(headers)
             if compressed and (is_json_media_type(media) or media == FORM):  # checked as on any route
@@ -313,7 +313,7 @@ class PrivacyMiddleware:
                 ex.request_has_json = True
         elif plan.needs_request_json:
             raise PrivacyError("unsupported_media_type", "This route accepts JSON bodies only.", 415)
-        for step in plan.steps:
+        for step in plan.on_requests:
             await step.on_request(ex)
         # Card data the route's rules did not handle: refused (or tokenised) on this route as on any other.
         # A body the prefilter clears holds none (and is not tokenised): the rules' places are not walked.
@@ -575,7 +575,7 @@ class _Responder:
 
     async def _run_hooks(self) -> None:
         try:
-            for step in self.plan.steps:
+            for step in self.plan.on_responses:
                 await step.on_response(self.ex)
         except PrivacyError as error:
             await self._refuse(error.code, error.message, error.status, error)

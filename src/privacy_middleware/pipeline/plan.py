@@ -100,9 +100,21 @@ class RoutePlan:
     lazy_request: Skeleton | None = None
     # The response header edits that do not depend on the request (Vary, Cache-Control, digests).
     response_edits: ResponseEdits = field(init=False, repr=False, compare=False)
+    # Per hook, the steps that have one (the others' inherited no-op is not awaited per request).
+    befores: tuple[Step, ...] = field(init=False, repr=False, compare=False)
+    on_requests: tuple[Step, ...] = field(init=False, repr=False, compare=False)
+    on_responses: tuple[Step, ...] = field(init=False, repr=False, compare=False)
+    afters: tuple[Step, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "response_edits", ResponseEdits(self.needs_response_json))
+        for hook, kept in (
+            ("before", "befores"),
+            ("on_request", "on_requests"),
+            ("on_response", "on_responses"),
+            ("after", "afters"),
+        ):
+            object.__setattr__(self, kept, _with_hook(self.steps, hook))
 
     @classmethod
     def build(cls, spec: RouteSpec, factories: list[StepFactory]) -> RoutePlan | None:
@@ -129,3 +141,9 @@ class RoutePlan:
             label=f"{spec.method} {spec.template}",
             lazy_request=lazy_request,
         )
+
+
+def _with_hook(steps: tuple[Step, ...], hook: str) -> tuple[Step, ...]:
+    """The steps whose `hook` is their own (a class's override or one set on the instance), in order."""
+    inherited = getattr(Step, hook)
+    return tuple(step for step in steps if getattr(getattr(step, hook), "__func__", None) is not inherited)
