@@ -75,12 +75,15 @@ def test_compiled_key_paths_find_what_the_walk_finds(document: Any, source: str)
 
 # --- response disclosure: the plan with its work hoisted gives what the unhoisted plan gives ----------
 
+ADDRESS = ["name", "street", "city", "postal_code", "country", "phone"]
 ORDER_KEYS = ["id", "customer_id", "note", "customer", "shipping_address", "billing_address", "payment", "extra"]
 PERSONAL_KEYS = ["email", "name", "street", "city", "phone", "number", "number_last4", "holder", "card", "loyalty"]
 scalar_st = st.one_of(
     st.none(),
     st.integers(-2, 2),
-    st.sampled_from(["Ada", "", "pe1.k.abc", "tok_x", "ada@example.com", "c_1", "cus_0001"]),
+    st.sampled_from(
+        ["Ada", "", "pe1.k.abc", "tok_x", "ada@example.com", "c_1", "cus_0001", "x7@privacy.invalid", "a\x00pe1.b"]
+    ),
 )
 personal_st = st.one_of(
     scalar_st,
@@ -90,6 +93,15 @@ record_st = st.one_of(
     st.dictionaries(st.sampled_from(ORDER_KEYS), personal_st, max_size=8),
     st.fixed_dictionaries({"customer_id": st.sampled_from(["cus_0001", "cus_0002", 7])}).map(
         lambda r: {**r, "payment": {"card": {"number_last4": "4242", "holder": "Ada"}}, "customer": {"email": "x"}}
+    ),
+    st.fixed_dictionaries(
+        {
+            "customer_id": st.sampled_from(["cus_0001", "cus_0003"]),
+            "shipping_address": st.fixed_dictionaries(
+                {k: st.sampled_from(["1 Tea Lane", "tok_9", "x@privacy.invalid", "b\x00tok_"]) for k in ADDRESS},
+                optional={"loyalty": st.just("gold")},
+            ),
+        }
     ),
     scalar_st,
 )

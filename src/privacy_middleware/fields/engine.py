@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import operator
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -157,6 +158,11 @@ _SEALED = frozenset({"encrypt", "encrypt_deterministic"})
 class FieldEngine:
     def __init__(self, policy: Policy, pseudonymiser: Pseudonymiser, cipher: FieldCipher | None = None) -> None:
         self.policy = policy
+        # What marks a kept value that may need the slow path (an envelope or token prefix, an address at
+        # our token domain), searched for in a group's values joined between NULs: it never misses one
+        # (each value follows a NUL and precedes one); a NUL inside a value at worst sends the group to
+        # the exact loop.
+        self._suspect = (*("\x00" + prefix for prefix in ENVELOPE_PREFIXES), f"@{policy.tokens.email_domain}\x00")
         self.pseudonymiser = pseudonymiser
         self.cipher = cipher
         # Plans for the bodies compiled at start-up (routes, outbound endpoints, shapes): a fixed set,
@@ -373,6 +379,7 @@ class FieldEngine:
         bound = await self._bound_owners(body, root, subject_path, owners)
         unknown_at = plan.unknown_at
         action = body.rules.unknown_fields
+        suspect = self._suspect
         for record in plan.records(root):
             if subject_path is not None:
                 found = follow(record, subject_path)
@@ -396,7 +403,7 @@ class FieldEngine:
             slow: list[tuple[CompiledField, Location, str]] = []
             unknown: list[tuple[dict[str, Any], frozenset[str]]] | None = None
             record_kept = 0
-            for group, (parent, drops, drop_set, keeps, others) in enumerate(steps):
+            for group, (parent, drops, drop_set, keeps, others, kept_values, kept_categories) in enumerate(steps):
                 depth = len(parent)
                 obj = record.get(parent[0]) if depth == 1 else follow(record, parent) if depth else record
                 if type(obj) is not dict:
@@ -417,6 +424,20 @@ class FieldEngine:
                             if key in obj:
                                 del obj[key]
                                 dropped += 1
+                if kept_values is not None:
+                    # Every kept key present and a plain string, none suspect: kept as they are, in one pass.
+                    try:
+                        joined = "\x00" + "\x00".join(kept_values(obj)) + "\x00"
+                    except (KeyError, TypeError):  # a key absent, a value None or not a string: the loop
+                        joined = ""
+                    if joined:
+                        for needle in suspect:
+                            if needle in joined:
+                                break
+                        else:
+                            seen_categories.update(kept_categories)
+                            record_kept += len(kept_categories)
+                            keeps = ()
                 for key, index, category, shaped in keeps:
                     value = obj.get(key)
                     if value is None:
@@ -609,12 +630,16 @@ def _unknown_keys(
 
 # Per parent object: its key path; the keys to drop (and as a set); the keys kept as they are, each with
 # its rule's index, category and whether the rule declares a token format; the keys needing another transform.
+# With the kept keys of a group of two or more plain (not token-shaped) keeps: a getter of all their
+# values at once and their categories, for the check of the whole group in one pass (else None, ()).
 GroupProgram = tuple[
     tuple[str, ...],
     tuple[str, ...],
     frozenset[str],
     tuple[tuple[str, int, str, bool], ...],
     tuple[tuple[str, int, str], ...],
+    Callable[[Any], Any] | None,
+    tuple[str, ...],
 ]
 
 
@@ -730,7 +755,18 @@ class DisclosurePlan:
                 )
                 others = tuple((k, i, transforms[i]) for k, i in entries if transforms[i] not in ("drop", "keep"))
                 # Without hoisting only an empty object passes `keys() <= set()`: the drops go one by one.
-                built.append((parent, drops, frozenset(drops) if self.hoisted else frozenset(), keeps, others))
+                bulk = self.hoisted and len(keeps) >= 2 and not any(shaped for _k, _i, _c, shaped in keeps)
+                built.append(
+                    (
+                        parent,
+                        drops,
+                        frozenset(drops) if self.hoisted else frozenset(),
+                        keeps,
+                        others,
+                        operator.itemgetter(*(k for k, _i, _c, _s in keeps)) if bulk else None,
+                        tuple(c for _k, _i, c, _s in keeps) if bulk else (),
+                    )
+                )
             cached = self._programs[key] = tuple(built)
         return cached
 
