@@ -64,16 +64,16 @@ class TrackingGate(Step):
             return
         pseudonymiser = self.pseudonymiser
         for selector in self.pseudonymise:
-            for location in list(selector.locations(ex.request_json)):
+            for location in selector.find(ex.request_json):  # `locations` as a list
                 value = location.get()
                 if value is not None and not isinstance(value, dict | list):
                     location.set(pseudonymiser.pseudonym(value, self.pseudonym_scope))
         for selector in self.truncate:
-            for location in list(selector.locations(ex.request_json)):
+            for location in selector.find(ex.request_json):  # `locations` as a list
                 value = location.get()
                 location.set(truncate_ip(value) if isinstance(value, str) else None)
         for selector in self.drop:
-            for location in list(selector.locations(ex.request_json)):
+            for location in selector.find(ex.request_json):  # `locations` as a list
                 location.delete()
         ex.request_changed = True
 
