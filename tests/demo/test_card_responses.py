@@ -225,3 +225,68 @@ async def test_a_json_file_sent_by_path_cannot_be_checked(tmp_path: Path) -> Non
     await runtime.stop()
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert sent[0]["status"] == 502 and orjson.loads(sent[1]["body"])["code"] == "response_not_checkable"
+
+
+@pytest.mark.anyio
+async def test_the_json_verdict_reads_the_start_as_any_spelling_sends_it(tmp_path: Path) -> None:
+    """The verdict on a start is kept per Content-Type value: a capitalised header name (as Django sends),
+    parameters, a `+json` type and an early 103 still get JSON masked, the same value twice is masked
+    twice, other types go unchanged, and an upper-case coding that cannot be checked still fails closed."""
+    pan = b'{"card":"4111111111111111"}'
+    answers: dict[str, list[dict[str, Any]]] = {
+        "/problem": [
+            {"type": "http.response.start", "status": 103, "headers": [(b"Link", b"</a.css>; rel=preload")]},
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"Content-Type", b"Application/Problem+JSON; charset=UTF-8"), (b"ETag", b'"1"')],
+            },
+        ],
+        "/text": [{"type": "http.response.start", "status": 200, "headers": [(b"Content-Type", b"text/plain")]}],
+        "/empty-type": [{"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"")]}],
+        "/brotli": [
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"Content-Encoding", b" BR ")],
+            }
+        ],
+    }
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        for start in answers[scope["path"]]:
+            await send(start)
+        await send({"type": "http.response.body", "body": pan})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", data_dir=tmp_path)
+    runtime = Runtime(settings, policy=validate_policy(POLICY))
+    middleware = PrivacyMiddleware(app, runtime=runtime)
+
+    async def get(path: str) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await middleware(
+            {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b""}, receive, send
+        )
+        return sent
+
+    try:
+        for _ in range(2):
+            early, start, body = await get("/problem")
+            assert early["status"] == 103 and start["status"] == 200
+            assert orjson.loads(body["body"]) == {"card": "\u2022" * 12 + "1111"}
+            assert all(name.lower() != b"etag" for name, _ in start["headers"])
+        for path in ("/text", "/empty-type"):
+            start, body = await get(path)
+            assert start["status"] == 200 and body["body"] == pan
+        start, body = await get("/brotli")
+        assert start["status"] == 502 and orjson.loads(body["body"])["code"] == "response_not_checkable"
+        assert b"4111" not in body["body"]
+    finally:
+        await runtime.stop()

@@ -41,7 +41,7 @@ from ..policy.schema import Policy
 from ..types import Message, Scope, Send
 from .body import decoded_for_inspection
 from .card_sentinel import route_label
-from .headers import get_header, is_json_media_type, media_type, replace, without
+from .headers import is_json_media_type, replace, without
 from .responses import send_problem
 
 logger = logging.getLogger("privacy_middleware")
@@ -49,6 +49,7 @@ logger = logging.getLogger("privacy_middleware")
 DIGEST_HEADERS = (b"content-md5", b"digest", b"content-digest", b"repr-digest", b"etag")
 DECODABLE = frozenset({b"gzip", b"x-gzip", b"deflate"})
 PASS_STATUSES = frozenset({204, 304})
+JSON_TYPES_KEPT = 64
 
 
 def not_checkable(why: str) -> PrivacyError:
@@ -96,9 +97,21 @@ class ResponseCardGuard:
     def __init__(self, policy: Policy, audit: AuditSink, max_response_bytes: int) -> None:
         self.audit = audit
         self.limit = max_response_bytes
+        self._json_types: dict[bytes, bool] = {}
         self.payment: RouteTable[str] = RouteTable(
             (route.method, route.path, route.recipient) for route in policy.cards.payment_routes
         )
+
+    def is_json(self, content_type: bytes) -> bool:
+        """Whether a Content-Type value names JSON; the verdict is kept per value (a shop answers with
+        a handful of them; the table stops growing at `JSON_TYPES_KEPT`)."""
+        known = self._json_types.get(content_type)
+        if known is None:
+            media = content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
+            known = is_json_media_type(media)
+            if len(self._json_types) < JSON_TYPES_KEPT:
+                self._json_types[content_type] = known
+        return known
 
     def payment_recipient(self, scope: Scope) -> str | None:
         """The recipient the policy names this route for (its responses keep card numbers), if any."""
@@ -144,6 +157,10 @@ class MaskingResponse:
         "scope",
         "start",
     )
+    # set once a body turns out to be a stream (`_begin_stream`); a whole body never needs them
+    scan: StreamScan | None
+    decoder: Decoder | None
+    pending: list[bytes]
 
     def __init__(
         self,
@@ -158,12 +175,9 @@ class MaskingResponse:
         self.caller = caller
         self.scope = scope
         self.downstream = send
-        self.mode = "start"  # start | first | pass | stream | drain
+        self.mode = "start"  # start | first | pass | stream | refuse | drain
         self.start: Message | None = None
         self.coding: bytes | None = None
-        self.scan: StreamScan | None = None
-        self.decoder: Decoder | None = None
-        self.pending: list[bytes] = []
 
     async def send(self, message: Message) -> None:
         mode = self.mode
@@ -172,9 +186,22 @@ class MaskingResponse:
             return
         kind = message["type"]
         if kind == "http.response.start":
-            await self._on_start(message)
+            if not self._holds(message):
+                await self.downstream(message)
+            elif self.mode == "refuse":
+                coding = (self.coding or b"").decode("latin-1")[:40]
+                await self._refuse(not_checkable(f"content coding {coding!r}"))
         elif kind == "http.response.body":
             if mode == "first":
+                body = message.get("body", b"")
+                # The common answer: whole in one message, uncompressed, no run of 13 digits.
+                if self.coding is None and not message.get("more_body", False) and not may_hold_card_number(body):
+                    start = self.start
+                    assert start is not None
+                    self.mode = "pass"
+                    await self.downstream(start)
+                    await self.downstream(message)
+                    return
                 await self._first(message)
             elif mode == "stream":
                 await self._stream(message)
@@ -183,30 +210,42 @@ class MaskingResponse:
         elif mode != "drain":
             await self.downstream(message)  # trailers and the like, after the body
 
-    async def _on_start(self, message: Message) -> None:
+    def _holds(self, message: Message) -> bool:
+        """Decide from the start alone (one scan of its headers): True when it is held until the first
+        body (a JSON answer) or is to be refused (a coding that cannot be checked: `mode` "refuse");
+        False when it goes on now, untouched."""
         status = int(message["status"])
-        headers = message.get("headers") or []
-        if (
-            self.scope["method"] == "HEAD"
-            or status < 200
-            or status in PASS_STATUSES
-            or not is_json_media_type(media_type(headers))
-            or (self.named is not None and self.caller is not None and self.caller() == self.named)
-        ):
-            self.mode = "pass" if status >= 200 else "start"
-            await self.downstream(message)
-            return
-        coding = get_header(headers, b"content-encoding")
+        if status < 200:
+            return False  # informational: the real start follows
+        if status in PASS_STATUSES or self.scope["method"] == "HEAD":
+            self.mode = "pass"
+            return False
+        content_type = coding = None
+        for key, value in message.get("headers") or ():
+            name = key.lower()
+            if name == b"content-type":
+                if content_type is None:
+                    content_type = value
+            elif name == b"content-encoding" and coding is None:
+                coding = value
+        if content_type is None or not self.guard.is_json(content_type):
+            self.mode = "pass"
+            return False
+        if self.named is not None and self.caller is not None and self.caller() == self.named:
+            self.mode = "pass"
+            return False
         if coding is not None:
             coding = coding.strip().lower()
             if coding in (b"", b"identity"):
                 coding = None
             elif coding not in DECODABLE:
-                await self._refuse(not_checkable(f"content coding {coding.decode('latin-1')[:40]!r}"))
-                return
+                self.mode = "refuse"
+                self.coding = coding
+                return True
         self.coding = coding
         self.start = message
         self.mode = "first"
+        return True
 
     async def _first(self, message: Message) -> None:
         body = message.get("body", b"")
@@ -246,8 +285,9 @@ class MaskingResponse:
     async def _begin_stream(self, message: Message) -> None:
         assert self.start is not None
         self.scan = StreamScan()
-        if self.coding is not None:
-            self.decoder = Decoder(self.coding, 1 << 62)  # nothing is accumulated: no size limit
+        self.pending = []
+        # nothing is accumulated: no size limit
+        self.decoder = Decoder(self.coding, 1 << 62) if self.coding is not None else None
         await self._send_start(self.start)
         self.mode = "stream"
         await self._stream(message)
