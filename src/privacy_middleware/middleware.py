@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .asgi.body import ClientDisconnected, declared_length, decoded_for_inspection, read_body, replay, too_large
-from .asgi.card_responses import ResponseCardGuard
+from .asgi.card_responses import MaskingResponse, ResponseCardGuard
 from .asgi.card_sentinel import FORM, CardSentinel, exempt_places, has_body, scan
 from .asgi.headers import get_header, is_json_media_type, media_type, replace, without
 from .asgi.responses import send_problem
@@ -59,6 +59,7 @@ class PrivacyMiddleware:
         self.plans = self.runtime.plans
         self.mount = self.settings.mount_path
         self.mount_prefix = self.mount + "/"
+        self.mounted = bool(self.mount)
         self.metrics_path = self.settings.metrics_path
         self.cookie_gate = self.runtime.cookie_gate
         # Without governed cookies or outbound gates a bodiless request on a route without a plan costs
@@ -104,8 +105,8 @@ class PrivacyMiddleware:
                 await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        own = bool(self.mount) and (path == self.mount or path.startswith(self.mount_prefix) or path in ROOT_API_PATHS)
-        metrics = bool(self.metrics_path) and path == self.metrics_path
+        own = self.mounted and (path == self.mount or path.startswith(self.mount_prefix) or path in ROOT_API_PATHS)
+        metrics = path == self.metrics_path if self.metrics_path else False
         found = None if own or metrics else self.plans.match(scope["method"], path)
         if found is None and self.bare_passthrough and not (own or metrics):
             try:
@@ -114,7 +115,7 @@ class PrivacyMiddleware:
                 unplanned = False  # refused below, with its audit event and problem answer
             if unplanned and not has_body(scope):  # a body goes the long way: the card sentinel reads it
                 if not self.cards.payment.size:  # no payment route: no caller to ask, no await
-                    await self.app(scope, receive, self.cards.wrap(scope, send))
+                    await self.app(scope, receive, MaskingResponse(self.cards, scope, send).send)
                 else:
                     await self.app(scope, receive, await self._card_checked(scope, send))
                 return

@@ -197,6 +197,8 @@ class StarletteIdentity(Generic[T]):
     aliases: Callable[[], AliasTable[T]] | None = None
     handlers: dict[tuple[Any, str], T] = field(default_factory=dict)
     chains: list[tuple[list[Any], str]] = field(default_factory=list)
+    # the same chains by method: a request whose method runs no planned handler tries none
+    by_method: dict[str, list[list[Any]]] = field(default_factory=dict)
     unmatched: list[T] = field(default_factory=list)
     opaque: list[T] = field(default_factory=list)
     canonical: CanonicalIdentity[T] | None = None
@@ -224,6 +226,7 @@ class StarletteIdentity(Generic[T]):
             for method in methods:
                 if (handler_id(chain[-1]), method) in self.handlers:
                     self.chains.append((chain, method))
+                    self.by_method.setdefault(method, []).append(chain)
         if self.opaque and self.aliases is not None:
             self.canonical = CanonicalIdentity(self.aliases())
         self._ready = True
@@ -237,7 +240,8 @@ class StarletteIdentity(Generic[T]):
         if not self._ready:
             self._index()
         method = scope["method"]
-        if not any(m == method and _chain_matches(chain, scope) for chain, m in self.chains):
+        chains = self.by_method.get(method)
+        if chains is None or not any(_chain_matches(chain, scope) for chain in chains):
             return self._behind_mount(scope)
         found = _starlette_dispatch(self.routes, scope)
         if found is None:
