@@ -1,7 +1,8 @@
 """Property tests for the fail-closed readers (DESIGN.md §9), run by hypothesis.
 
 - the strict JSON reader refuses exactly the documents with a duplicated key (any spelling,
-  `\\u` escapes included) and never returns a document that means something else;
+  `\\u` escapes included) and never returns a document that means something else; it refuses
+  exactly the documents nested deeper than its limit, brackets inside strings or not;
 - every spelling the canonicaliser accepts of a planned route is placed on that route.
 
 Examples per test: PRIVACY_PROPERTY_EXAMPLES (default 200 in the ordinary run); the dedicated run
@@ -16,7 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from privacy_middleware.asgi.strict_json import load_strict
@@ -62,6 +63,37 @@ def test_strict_reader_refuses_exactly_the_duplicates(case: tuple[str, bool]) ->
         assert refused.value.code == "duplicate_key"
     else:
         assert load_strict(text.encode()) == orjson.loads(text)
+
+
+def nesting(text: str) -> int:
+    """How deep the containers of a JSON text nest (as the parser reads it, strings skipped)."""
+    document = orjson.loads(text)
+    stack = [(document, 1)] if isinstance(document, dict | list) else []
+    deepest = 0
+    while stack:
+        value, level = stack.pop()
+        deepest = max(deepest, level)
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+@SETTINGS
+@given(documents(), st.integers(1, 5), st.sampled_from(["", "[", "{[", "x{y"]))
+def test_strict_reader_refuses_exactly_the_documents_nested_too_deep(
+    case: tuple[str, bool], max_depth: int, brackets: str
+) -> None:
+    """Brackets inside strings (which the opener count that clears shallow bodies also counts) never
+    hide or invent a level."""
+    text, duplicate = case
+    assume(not duplicate)
+    text = '{"s":' + json.dumps(brackets) + ',"v":' + text + "}"
+    if nesting(text) > max_depth:
+        with pytest.raises(PrivacyError) as refused:
+            load_strict(text.encode(), max_depth=max_depth)
+        assert refused.value.code == "json_too_deep"
+    else:
+        assert load_strict(text.encode(), max_depth=max_depth) == orjson.loads(text)
 
 
 PLANNED = [("POST", "/api/checkout"), ("GET", "/api/orders/{ref}"), ("GET", "/api/orders/export")]
