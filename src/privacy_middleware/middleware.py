@@ -16,7 +16,7 @@ import orjson
 from .asgi.body import ClientDisconnected, declared_length, decoded_for_inspection, read_body, replay, too_large
 from .asgi.card_responses import MaskingResponse, ResponseCardGuard
 from .asgi.card_sentinel import FORM, CardSentinel, exempt_places, has_body, scan
-from .asgi.headers import get_header, is_json_media_type, media_type, replace, without
+from .asgi.headers import get_header, is_json_media_type, media_type
 from .asgi.responses import send_problem
 from .asgi.strict_json import load_strict
 from .audit.refusals import audit_refusal
@@ -45,6 +45,8 @@ BODYLESS_STATUSES = {204, 304}
 # What a failure inside the middleware answers: never a plain-text 500, never the request forwarded.
 INTERNAL_ERROR = PrivacyError("internal_error", "The privacy layer failed; the request was not forwarded.", 500)
 ROOT_API_PATHS = frozenset({"/.well-known/gpc.json"})
+# What a rewritten request body takes off the request's headers (its new length is appended).
+REWRITTEN_BODY_DROPS = frozenset({b"content-md5", b"digest", b"content-digest", b"content-length"})
 
 
 class PrivacyMiddleware:
@@ -331,11 +333,8 @@ class PrivacyMiddleware:
             scan(body, FORM)
         if ex.request_changed:
             body = lazy.encode(ex.request_json) if ex.request_lazy else orjson.dumps(ex.request_json)
-            headers = replace(
-                without(headers, b"content-md5", b"digest", b"content-digest"),
-                b"content-length",
-                str(len(body)).encode(),
-            )
+            headers = [(k, v) for k, v in headers if k.lower() not in REWRITTEN_BODY_DROPS]
+            headers.append((b"content-length", str(len(body)).encode()))
             scope["headers"] = headers
         return replay(body, receive)
 
