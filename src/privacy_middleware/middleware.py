@@ -187,16 +187,25 @@ class PrivacyMiddleware:
 
     async def _run(self, plan: RoutePlan, params: dict[str, str], scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        headers = scope.get("headers") or []
+        user_agent = trace_token = None  # the first of each, in one scan of the headers
+        for key, value in scope.get("headers") or ():
+            name = key.lower()
+            if name == b"user-agent":
+                if user_agent is None:
+                    user_agent = value
+            elif name == TRACE_HEADER and trace_token is None:
+                trace_token = value
         ctx = RequestContext(
             method=scope["method"],
             path=scope["path"],
             client_ip=self.runtime.client_ip.resolve(scope),
             path_params=params,
-            user_agent=(get_header(headers, b"user-agent") or b"").decode("latin-1"),
+            user_agent=user_agent.decode("latin-1") if user_agent else "",
         )
+        guard = None
         if plan.spec.response is None:  # no plan for what it answers: card numbers are masked
-            send = self.cards.wrap(scope, send, lambda: ctx.principal.recipient if ctx.principal else None)
+            guard = self.cards.response(scope, send, lambda: ctx.principal.recipient if ctx.principal else None)
+            send = guard.send
         scope = dict(scope)
         scope[SCOPE_KEY] = ctx
         current_scope.set(scope)  # request_context() in the shop's code; reset by __call__
@@ -208,7 +217,7 @@ class PrivacyMiddleware:
         try:
             try:
                 ctx.principal = await self.runtime.identity.authenticate(scope, (plan.spec.method, plan.spec.template))
-                if (trace_token := get_header(headers, TRACE_HEADER)) is not None:
+                if trace_token is not None:
                     plan = await self.tracer.traced(plan, ex, trace_token)
                 for step in plan.befores:
                     await step.before(ex)
@@ -255,7 +264,10 @@ class PrivacyMiddleware:
             else:
                 self.runtime.metrics.plan_seconds.observe(time.perf_counter() - started)
                 if ex.extra_headers:
-                    send = _with_headers(send, ex.extra_headers)
+                    if guard is not None:  # the guard adds them to the start it checks: no second wrapper
+                        guard.extra = ex.extra_headers
+                    else:
+                        send = _with_headers(send, ex.extra_headers)
                 await self.app(scope, receive, send)
         finally:
             counter = self._counters.get((route_label, outcome))

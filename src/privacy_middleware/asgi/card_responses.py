@@ -123,8 +123,12 @@ class ResponseCardGuard:
     def wrap(self, scope: Scope, send: Send, caller: Callable[[], str | None] | None = None) -> Send:
         """The checking `send`; `caller` tells, once the response starts, which recipient is calling
         (a payment route's responses go unmasked to its own recipient only)."""
+        return self.response(scope, send, caller).send
+
+    def response(self, scope: Scope, send: Send, caller: Callable[[], str | None] | None = None) -> MaskingResponse:
+        """As `wrap`, the checking object itself (a planned route adds its steps' headers through it)."""
         named = self.payment_recipient(scope) if caller is not None else None
-        return MaskingResponse(self, scope, send, named, caller).send
+        return MaskingResponse(self, scope, send, named, caller)
 
     def masked(self, scope: Scope, count: int, how: str) -> None:
         """Audit one masking (or one cut stream): the route and the count, never a value."""
@@ -149,6 +153,7 @@ class MaskingResponse:
         "coding",
         "decoder",
         "downstream",
+        "extra",
         "guard",
         "mode",
         "named",
@@ -178,6 +183,8 @@ class MaskingResponse:
         self.mode = "start"  # start | first | pass | stream | refuse | drain
         self.start: Message | None = None
         self.coding: bytes | None = None
+        # headers a planned route's steps add to every start (Consent Mode hints), before it is checked
+        self.extra: list[tuple[bytes, bytes]] | None = None
 
     async def send(self, message: Message) -> None:
         mode = self.mode
@@ -186,6 +193,8 @@ class MaskingResponse:
             return
         kind = message["type"]
         if kind == "http.response.start":
+            if self.extra:
+                message = {**message, "headers": [*(message.get("headers") or []), *self.extra]}
             if not self._holds(message):
                 await self.downstream(message)
             elif self.mode == "refuse":
