@@ -60,3 +60,11 @@ def test_selectors_never_crash_on_arbitrary_json(document: Any, selector: str) -
     compiled = compile_selector(selector)
     for location in compiled.locations(document):
         assert location.get() is not None or location.get() is None
+
+
+@given(json_values, st.sampled_from(["$.a", "$.a[*]", "$.*", "$.a.b[0]", "$[*].a", "$.*.*", "$", "$.a.b"]))
+def test_places_are_the_locations_as_pairs(document: Any, selector: str) -> None:
+    compiled = compile_selector(selector)
+    found = [(location.parent, location.key) for location in compiled.find(document)]
+    places = compiled.places(document)
+    assert [(id(parent), key) for parent, key in places] == [(id(parent), key) for parent, key in found]

@@ -47,7 +47,7 @@ class TrackingGate(Step):
 
     async def before(self, ex: Exchange) -> None:
         resolution = await self.consent.resolve(ex.scope, ex.ctx)
-        if not self.consent.purpose(resolution, self.tracked.purpose).allowed:
+        if not self.consent.allows(resolution, self.tracked.purpose):
             self.dropped.inc()
             raise Respond(self.tracked.denied_status, list(self.consent.headers(resolution)))
         self.passed.inc()
@@ -64,14 +64,14 @@ class TrackingGate(Step):
             return
         pseudonymiser = self.pseudonymiser
         for selector in self.pseudonymise:
-            for location in selector.find(ex.request_json):  # `locations` as a list
-                value = location.get()
+            for parent, key in selector.places(ex.request_json):  # `locations` as (container, key)
+                value = parent[key]
                 if value is not None and not isinstance(value, dict | list):
-                    location.set(pseudonymiser.pseudonym(value, self.pseudonym_scope))
+                    parent[key] = pseudonymiser.pseudonym(value, self.pseudonym_scope)
         for selector in self.truncate:
-            for location in selector.find(ex.request_json):  # `locations` as a list
-                value = location.get()
-                location.set(truncate_ip(value) if isinstance(value, str) else None)
+            for parent, key in selector.places(ex.request_json):
+                value = parent[key]
+                parent[key] = truncate_ip(value) if isinstance(value, str) else None
         for selector in self.drop:
             for location in selector.find(ex.request_json):  # `locations` as a list
                 location.delete()

@@ -109,6 +109,21 @@ class Selector:
             return [Location(node, self._last)]
         return []
 
+    def places(self, document: Any) -> list[tuple[Any, Any]]:
+        """`find` as (container, key) pairs, for a caller that reads and writes in place at once:
+        no `Location` is made for a plain key path (its `__init__` was a tenth of a tracking event)."""
+        parents = self._parents
+        if parents is None:
+            return [(location.parent, location.key) for location in _walk(document, self.steps)] if self.steps else []
+        node = document
+        for key in parents:
+            if not isinstance(node, dict):
+                return []
+            node = node.get(key)
+        if isinstance(node, dict) and self._last in node:
+            return [(node, self._last)]
+        return []
+
     def then(self, other: Selector) -> Selector:
         return Selector(f"{self.source}{other.source.removeprefix('$')}", self.steps + other.steps)
 
