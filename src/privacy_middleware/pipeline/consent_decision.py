@@ -49,6 +49,10 @@ class ConsentResolver:
         """May this purpose run for the request? The one access decision answers."""
         return self.access.purpose(purpose, resolution.decision)
 
+    def allows(self, resolution: Resolution, purpose: str) -> bool:
+        """`purpose(...).allowed`, the same access decision without its reason."""
+        return self.access.allows(purpose, resolution.decision)
+
     def headers(self, resolution: Resolution) -> tuple[tuple[bytes, bytes], ...]:
         """Consent Mode hints for the shop's front end, and a re-consent flag when the policy changed."""
         decision = resolution.decision

@@ -214,6 +214,10 @@ class Access:
         rows are `rights_rule`) answers; consent-gated tracking and outbound calls ask here."""
         return PurposeAnswer(name, consent.allowed(name), consent.reason(name))
 
+    def allows(self, name: str, consent: ConsentView) -> bool:
+        """`purpose(name, consent).allowed`, without building the answer (the tracking gate asks per event)."""
+        return consent.allowed(name)
+
     async def decide(self, recipient: str, category: str, subject: str | None, purpose: str | None) -> Answer:
         """The whole answer for one category of one subject."""
         answer = self.explain(recipient, category)
