@@ -26,6 +26,10 @@ FACTORY = "privacy_middleware.serve:create_app"
 # never set TCP_NODELAY on accepted connections: Nagle plus delayed ACK added about 40 ms to every
 # keep-alive request under --workers > 1 (bench/bench_workers.py measures it).
 NODELAY_UVICORN = (0, 55)
+# uvicorn's supervisor pings each worker and kills one that does not answer within this time; its
+# default (5 s) also counts a replacement's start (a spawned interpreter importing the package), so
+# on a CPU-starved machine it killed every replacement before it could answer, in a loop.
+WORKER_HEALTHCHECK_SECONDS = 30
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +119,7 @@ def serve(
         os.environ[TIMEOUT_ENV] = str(timeout)
         os.environ[PRESERVE_HOST_ENV] = "1" if preserve_host else ""
         create_app()  # fail here, once, on a bad policy or upstream, before workers start
+        options["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_SECONDS
         uvicorn.run(FACTORY, factory=True, workers=workers, **options)
     else:
         app = build_proxy_app(upstream, timeout=timeout, preserve_host=preserve_host)

@@ -186,7 +186,7 @@ def test_a_killed_worker_is_replaced_and_requests_keep_working(
     victim = min(before)
     os.kill(victim, signal.SIGKILL)
 
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # the replacement starts as slowly as the first two did
     while True:
         if process.poll() is not None:
             stderr = process.stderr.read() if process.stderr else b""
@@ -206,3 +206,34 @@ def test_a_killed_worker_is_replaced_and_requests_keep_working(
         assert status == 201, body
         assert orjson.loads(recorder.received[-1])["payment"]["card"]["number"].startswith("pe1.")
     assert process.poll() is None
+
+
+def test_serve_gives_each_worker_time_to_start_before_it_counts_as_hung(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """uvicorn's supervisor kills a worker that does not answer its ping in time, and its default
+    (5 s) includes a replacement's start: on a CPU-starved machine every replacement was killed."""
+    import uvicorn
+
+    from privacy_middleware.serve import WORKER_HEALTHCHECK_SECONDS, serve
+
+    for name, value in {
+        "PRIVACY_POLICY_FILE": str(demo_policy_path()),
+        "PRIVACY_DATA_DIR": str(tmp_path),
+        "PRIVACY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
+        "PRIVACY_KEYS": f"local://{tmp_path / 'keyring.json'}",
+        "PRIVACY_JWT__SECRET": SECRET,
+        "PRIVACY_JWT__ALGORITHMS": "HS256",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("PRIVACY_PROXY_UPSTREAM", "PRIVACY_PROXY_TIMEOUT", "PRIVACY_PROXY_PRESERVE_HOST"):
+        monkeypatch.delenv(name, raising=False)  # serve sets them for its workers; restored afterwards
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append({"app": app, **options}))
+
+    serve("http://127.0.0.1:9", workers=2)
+    serve("http://127.0.0.1:9", workers=1)
+
+    assert calls[0]["workers"] == 2 and calls[0]["factory"] is True
+    assert calls[0]["timeout_worker_healthcheck"] == WORKER_HEALTHCHECK_SECONDS >= 30
+    assert "timeout_worker_healthcheck" not in calls[1]  # one process: no supervisor
