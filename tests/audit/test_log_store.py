@@ -195,3 +195,40 @@ def test_chain_names_are_short_plain_names(key_path: Path, side_key: bytes) -> N
         with pytest.raises(ValueError):
             AuditLog(key_path, side_key, chain=bad)
     assert AuditLog(key_path, side_key, chain="shop-eu.2").chain == "shop-eu.2"
+
+
+async def test_an_append_inside_a_transaction_that_rolls_back_leaves_no_trace(
+    database: Database, audit_log: AuditLog
+) -> None:
+    # Retention appends its marker inside its own transaction: the sequencer's statements (one
+    # call on the driver's thread on SQLite) must belong to that transaction and undo with it.
+    await audit_log.append(database, [audit_log.seal(_login(n)) for n in range(3)])
+    with pytest.raises(RuntimeError):
+        async with database.begin() as conn:
+            result = await audit_log.append_in(database, conn, [audit_log.seal(_login(n)) for n in range(3, 9)])
+            assert (result.first_seq, result.size) == (3, 9)
+            raise RuntimeError("the caller's transaction fails after the append")
+    head = await audit_log.head(database)
+    assert head is not None and head.size == 3
+    async with database.connect() as conn:
+        seqs = (await conn.execute(sa.select(audit_events.c.seq).order_by(audit_events.c.seq))).scalars().all()
+        sides = (await conn.execute(sa.select(sa.func.count()).select_from(audit_side_records))).scalar_one()
+    assert seqs == [0, 1, 2] and sides == 3
+    after = await audit_log.append(database, [audit_log.seal(_login(9))])
+    assert (after.first_seq, after.size) == (3, 4)
+    assert await audit_log.self_check(database) is None
+
+
+async def test_a_batch_the_store_refuses_moves_nothing(database: Database, audit_log: AuditLog) -> None:
+    first = [audit_log.seal(_login(n)) for n in range(4)]
+    await audit_log.append(database, first)
+    # the same event id twice is refused by the store as a whole batch, side records included
+    with pytest.raises(Exception) as refused:
+        await audit_log.append(database, [audit_log.seal(_login(5)), first[1]])
+    assert "IntegrityError" in type(refused.value).__name__ or "Unique" in type(refused.value).__name__
+    head = await audit_log.head(database)
+    assert head is not None and head.size == 4
+    async with database.connect() as conn:
+        sides = (await conn.execute(sa.select(sa.func.count()).select_from(audit_side_records))).scalar_one()
+    assert sides == 4
+    assert (await audit_log.append(database, [audit_log.seal(_login(6))])).first_seq == 4

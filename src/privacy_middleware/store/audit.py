@@ -240,6 +240,11 @@ async def insert_tuples(
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "asyncpg":
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection
+        if not driver.is_in_transaction():
+            # SQLAlchemy opens the driver's transaction lazily, at its first statement: a COPY that
+            # comes first would be committed on its own, outside the caller's transaction (rows of
+            # a rolled-back append left behind, and a spooled retry refused as duplicates).
+            await conn.exec_driver_sql("SELECT 1")
         await driver.copy_records_to_table(table.name, records=rows, columns=list(columns))
         return
     marks = ", ".join("?" if conn.dialect.paramstyle == "qmark" else f"%({c})s" for c in columns)
