@@ -13,9 +13,11 @@ take turns for the short part only, so indices never fork or repeat and throughp
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..keyfiles import load_or_create_signing_key
 from ..store import Database
+from ..store import audit_sqlite as sqlite
 from ..store.audit import (
     BATCH_COLUMNS,
     EVENT_COLUMNS,
@@ -46,6 +49,7 @@ from ..store.audit import (
     save_head_and_seal,
 )
 from ..store.audit_partitions import ensure_partitions, is_partitioned
+from ..store.audit_sqlite import driver_thread as sqlite_thread
 from .batches import BatchSeal, BatchSigner
 from .checkpoint import (
     Checkpoint,
@@ -145,10 +149,22 @@ class AuditLog:
     def seal(self, event: AuditEvent) -> SealedEvent:
         return self.sealer.seal(event)
 
-    async def append(self, database: Database, events: Sequence[SealedEvent]) -> AppendResult:
+    def leaf_templates(self, events: Sequence[SealedEvent]) -> list[tuple[bytes, bytes] | None]:
+        """Serialise leaves ahead of `append` (the writer does it while sealing, outside its write lock)."""
+        chain = self.chain
+        return [leaf_template(sealed.doc, chain) for sealed in events]
+
+    async def append(
+        self,
+        database: Database,
+        events: Sequence[SealedEvent],
+        *,
+        templates: Sequence[tuple[bytes, bytes] | None] | None = None,
+    ) -> AppendResult:
+        """Append one batch in a transaction of its own; `templates` from `leaf_templates(events)`."""
         await self.prepare(database)
         async with database.begin() as conn:
-            return await self.append_in(database, conn, events)
+            return await self.append_in(database, conn, events, templates=templates)
 
     async def prepare(self, database: Database) -> None:
         """PostgreSQL: make sure the event partitions reach at least one period ahead.
@@ -179,15 +195,20 @@ class AuditLog:
         events: Sequence[SealedEvent],
         *,
         force_checkpoint: bool = False,
+        templates: Sequence[tuple[bytes, bytes] | None] | None = None,
     ) -> AppendResult:
         """Append inside the caller's transaction (retention uses this to purge atomically)."""
         chain = self.chain
         # -- before the lock: serialise, collect side records and subjects -----------------------
-        templates: list[tuple[bytes, bytes] | None] = []
-        for start in range(0, len(events), _SERIALISE_SLICE):
-            if start:
-                await asyncio.sleep(0)  # CPU work on the event loop, before the lock: let other tasks in
-            templates.extend(leaf_template(sealed.doc, chain) for sealed in events[start : start + _SERIALISE_SLICE])
+        if templates is None:
+            serialised: list[tuple[bytes, bytes] | None] = []
+            for start in range(0, len(events), _SERIALISE_SLICE):
+                if start:
+                    await asyncio.sleep(0)  # CPU work on the event loop, before the lock: let other tasks in
+                serialised.extend(self.leaf_templates(events[start : start + _SERIALISE_SLICE]))
+            templates = serialised
+        elif len(templates) != len(events):
+            raise ValueError("one leaf template per event")
         side_rows: list[tuple[object, ...]] = []
         force = force_checkpoint
         for sealed in events:
@@ -197,16 +218,76 @@ class AuditLog:
                     (record.ref, chain, sealed.doc["uid"], record.salt, record.blob, sealed.doc["time_us"])
                 )
             force = force or sealed.doc["kind"] in _FORCE_CHECKPOINT
+        run = await sqlite_thread(conn) if not database.is_postgres else None
+        if run is not None:  # SQLite: the rest of the append is one call on the driver's thread
+            result: AppendResult = await run(
+                functools.partial(self._append_sqlite, events, templates, side_rows, force)
+            )
+            return result
         await insert_tuples(conn, audit_side_records, SIDE_COLUMNS, side_rows)
         # -- the sequencer's turn -------------------------------------------------------------------
         head = await lock_chain(conn, chain, postgres=database.is_postgres, now_us=_now_us())
         now = max(_now_us(), head.last_leaf_us)  # read under the lock: sealing times follow the sequence
         first = head.size
+        rows, subject_rows, hashes, frontier = self._sequence(events, templates, head, now)
+        await insert_tuples(conn, audit_events, EVENT_COLUMNS, rows)
+        await insert_tuples(conn, audit_event_subjects, SUBJECT_COLUMNS, subject_rows)
+        seal = self._seal_batch(head, frontier, hashes, first, now)
+        checkpoint = None
+        if self._checkpoint_due(head, force, now):
+            checkpoint = await self._checkpoint(conn, head, frontier, now)
+        if seal is None:
+            await save_head(conn, head)
+        else:
+            batch = (chain, first, head.size, now, b"".join(head.frontier), seal.token)
+            await save_head_and_seal(conn, head, dict(zip(BATCH_COLUMNS, batch, strict=True)))
+        return AppendResult(first_seq=first, size=head.size, checkpoint=checkpoint, seal=seal)
+
+    def _append_sqlite(
+        self,
+        events: Sequence[SealedEvent],
+        templates: Sequence[tuple[bytes, bytes] | None],
+        side_rows: list[tuple[object, ...]],
+        force: bool,
+        db: sqlite3.Connection,
+    ) -> AppendResult:
+        """`append_in` after serialisation, on SQLite's driver thread: the same statements, one hop."""
+        chain = self.chain
+        sqlite.insert_many(db, sqlite.INSERT_SIDE, side_rows)
+        head = sqlite.lock_chain(db, chain, _now_us())
+        now = max(_now_us(), head.last_leaf_us)
+        first = head.size
+        rows, subject_rows, hashes, frontier = self._sequence(events, templates, head, now)
+        sqlite.insert_many(db, sqlite.INSERT_EVENTS, rows)
+        sqlite.insert_many(db, sqlite.INSERT_SUBJECTS, subject_rows)
+        seal = self._seal_batch(head, frontier, hashes, first, now)
+        checkpoint = None
+        if self._checkpoint_due(head, force, now):
+            kid = self.key_id
+            if kid not in self._registered:
+                sqlite.register_signing_key(db, kid, self.public_key_pem().decode(), now)
+                self._registered.add(kid)
+            checkpoint = self._sign_checkpoint(head, frontier, now)
+            db.execute(sqlite.INSERT_CHECKPOINT, (chain, head.size, checkpoint.root, now, kid, checkpoint.note))
+        if seal is not None:
+            db.execute(sqlite.INSERT_BATCH, (chain, first, head.size, now, b"".join(head.frontier), seal.token))
+        sqlite.save_head(db, head)
+        return AppendResult(first_seq=first, size=head.size, checkpoint=checkpoint, seal=seal)
+
+    def _sequence(
+        self,
+        events: Sequence[SealedEvent],
+        templates: Sequence[tuple[bytes, bytes] | None],
+        head: ChainHead,
+        now: int,
+    ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[bytes], Frontier]:
+        """Number the leaves from the head, hash them and extend the tree (CPU only, under the lock)."""
+        chain = self.chain
         rows: list[tuple[object, ...]] = []
         subject_rows: list[tuple[object, ...]] = []
         hashes: list[bytes] = []
         sha256 = hashlib.sha256
-        seq = first
+        seq = head.size
         for sealed, template in zip(events, templates, strict=True):
             doc = sealed.doc
             leaf = canonical_leaf(doc, chain, seq) if template is None else template[0] + b"%d" % seq + template[1]
@@ -233,27 +314,27 @@ class AuditLog:
             seq += 1
         frontier = Frontier(head.size, head.frontier)
         frontier.extend(hashes)
-        await insert_tuples(conn, audit_events, EVENT_COLUMNS, rows)
-        await insert_tuples(conn, audit_event_subjects, SUBJECT_COLUMNS, subject_rows)
+        return rows, subject_rows, hashes, frontier
+
+    def _seal_batch(
+        self, head: ChainHead, frontier: Frontier, hashes: list[bytes], first: int, now: int
+    ) -> BatchSeal | None:
+        """Move the head past the batch and sign its seal (None for an empty batch)."""
         head.size = frontier.size
         head.frontier = frontier.nodes
-        checkpoint = None
-        seal = None
-        if rows:
-            head.last_leaf_us = now
-            seal = self._batch_signer.seal(chain, first, len(rows), batch_root(hashes), head.size, frontier.root(), now)
-        if head.size > head.checkpoint_size and (
+        if not hashes:
+            return None
+        head.last_leaf_us = now
+        return self._batch_signer.seal(
+            self.chain, first, len(hashes), batch_root(hashes), head.size, frontier.root(), now
+        )
+
+    def _checkpoint_due(self, head: ChainHead, force: bool, now: int) -> bool:
+        return head.size > head.checkpoint_size and (
             force
             or head.size - head.checkpoint_size >= self.checkpoint_every
             or now - head.checkpoint_us >= self.checkpoint_interval * 1_000_000
-        ):
-            checkpoint = await self._checkpoint(conn, head, frontier, now)
-        if seal is None:
-            await save_head(conn, head)
-        else:
-            batch = (chain, first, head.size, now, b"".join(head.frontier), seal.token)
-            await save_head_and_seal(conn, head, dict(zip(BATCH_COLUMNS, batch, strict=True)))
-        return AppendResult(first_seq=first, size=head.size, checkpoint=checkpoint, seal=seal)
+        )
 
     async def checkpoint(self, database: Database, *, force: bool = False) -> Checkpoint | None:
         """Sign the current head if it has leaves no checkpoint covers yet (and it is due, unless forced)."""
@@ -273,8 +354,7 @@ class AuditLog:
         if kid not in self._registered:
             await register_signing_key(conn, kid, self.public_key_pem().decode(), now)
             self._registered.add(kid)
-        when = datetime.fromtimestamp(now / 1_000_000, UTC)
-        checkpoint = sign_checkpoint(self._signing_key, self.origin, head.size, frontier.root(), when)
+        checkpoint = self._sign_checkpoint(head, frontier, now)
         await conn.execute(
             audit_checkpoints.insert().values(
                 chain=self.chain,
@@ -285,6 +365,12 @@ class AuditLog:
                 note=checkpoint.note,
             )
         )
+        return checkpoint
+
+    def _sign_checkpoint(self, head: ChainHead, frontier: Frontier, now: int) -> Checkpoint:
+        """Sign the head as a C2SP checkpoint and mark it checkpointed (the caller stores the note)."""
+        when = datetime.fromtimestamp(now / 1_000_000, UTC)
+        checkpoint = sign_checkpoint(self._signing_key, self.origin, head.size, frontier.root(), when)
         head.checkpoint_size = head.size
         head.checkpoint_us = now
         return checkpoint

@@ -62,7 +62,7 @@ def _is_poison(exc: BaseException) -> bool:
     return False
 
 
-_SEAL_SLICE = 64  # events sealed between two turns of the event loop
+_SEAL_SLICE = 32  # events sealed (and serialised) between two turns of the event loop
 
 DEFAULT_STRICT_KINDS = frozenset(
     {"api_activity.data_reveal", "api_activity.data_export", "api_activity.admin_read", "api_activity.key_*"}
@@ -75,6 +75,7 @@ class _Item:
     sealed: SealedEvent | AuditEvent | Callable[[], AuditEvent]
     future: asyncio.Future[None] | None = None
     drops: int = 0
+    leaf: tuple[bytes, bytes] | None = None  # its leaf serialised ahead (log.leaf_templates), else None
 
 
 class _Count:
@@ -155,9 +156,13 @@ class AuditWriter:
         # One replay of the outage spool at a time: both lanes and the housekeeping replay it, and
         # two replays of one claimed file would append its events twice or lose the file under them.
         self._replay_lock = asyncio.Lock()
-        # Taking a batch off the queue and writing it is one step: flush() waits for the writer
-        # task's batch in flight, so "flushed" means "in the store" (and batches keep their order).
+        # Taking a batch off the queue and sealing it holds _take_lock, which is handed over to
+        # _write_lock (acquired before it is released) for the store write: batches keep their
+        # order, flush() waits for both (so "flushed" means "in the store"), and a strict batch
+        # waits only for the bulk batch being written, never for the next one being sealed.
+        self._take_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
+        self._strict_waiting = 0  # strict batches waiting for _write_lock (SQLite)
         self._task: asyncio.Task[None] | None = None
         self._accepting = True
         self._stopping = False
@@ -341,6 +346,8 @@ class AuditWriter:
                 await self._write_next()
             if self._spilling and not await self._drain_overflow():
                 return  # the store is down: the overflow waits on disk
+        async with self._take_lock:
+            pass  # a batch the writer task took off the queue is now waiting for (or holds) _write_lock
         async with self._write_lock:
             pass  # the writer task's batch in flight, if any, has reached the store
         if self._spool_pending:
@@ -352,9 +359,19 @@ class AuditWriter:
                 logger.warning("audit spool replay postponed (%s)", exc.__class__.__name__)
 
     async def _write_next(self) -> None:
-        async with self._write_lock:
-            if self._queue:
-                await self._write_batch(await self._next_batch())
+        async with self._take_lock:
+            if not self._queue:
+                return
+            batch = await self._next_batch()  # sealing (CPU on the loop) outside the write lock
+            await self._write_lock.acquire()  # FIFO: taken before the next batch can be
+            while self._strict_waiting:  # a strict batch waiting for the lock goes first
+                self._write_lock.release()
+                await asyncio.sleep(0)
+                await self._write_lock.acquire()
+        try:
+            await self._write_batch(batch)
+        finally:
+            self._write_lock.release()
 
     async def _drain_overflow(self) -> bool:
         """Write the overflow spool in order; emits go to it until it is empty, then to the queue.
@@ -422,8 +439,17 @@ class AuditWriter:
             if self.database.is_postgres:
                 await self._write_batch(batch)  # the head row lock orders it with the bulk lane
             else:
-                async with self._write_lock:  # SQLite writes take turns: wait here, not in its busy handler
+                # SQLite writes take turns: wait here, not in its busy handler, and before any bulk
+                # batch that is not being written yet.
+                self._strict_waiting += 1
+                try:
+                    await self._write_lock.acquire()
+                finally:
+                    self._strict_waiting -= 1
+                try:
                     await self._write_batch(batch)
+                finally:
+                    self._write_lock.release()
 
     async def _next_batch(self) -> list[_Item]:
         batch: list[_Item] = []
@@ -440,6 +466,8 @@ class AuditWriter:
                     self._drop(1)
                     _settle([item], exc)
                     continue
+            if item.leaf is None:
+                item.leaf = self.log.leaf_templates([item.sealed])[0]
             batch.append(item)
         if self._pending_drops:
             # Drops (including events that could not be sealed just now) are recorded in this batch.
@@ -455,11 +483,13 @@ class AuditWriter:
 
     async def _store_or_spool(self, batch: Sequence[_Item]) -> None:
         sealed = [item.sealed for item in batch if isinstance(item.sealed, SealedEvent)]
+        ready = len(sealed) == len(batch) and all(item.leaf is not None for item in batch)
+        templates = [item.leaf for item in batch] if ready else None
         try:
             # Whichever lane writes first after an outage replays the spool first: a batch written
             # past it would put newer events ahead of the spooled ones (and leave those on disk).
             await self._replay_pending()
-            result = await self.log.append(self.database, sealed)
+            result = await self.log.append(self.database, sealed, templates=templates)
             self.metrics.written.inc(len(sealed))
             self._last_append = time.monotonic()
             self._uncheckpointed = result.checkpoint is None
