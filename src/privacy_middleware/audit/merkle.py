@@ -63,7 +63,8 @@ class Frontier:
                 height -= 1
             level = pending[position : position + (1 << height)]
             while len(level) > 1:
-                level = [sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)]
+                pairs = iter(level)  # zip(it, it): left and right children without indexing
+                level = [sha256(b"\x01" + left + right).digest() for left, right in zip(pairs, pairs, strict=False)]
             self._append_subtree(level[0], height)
             position += 1 << height
 
@@ -98,7 +99,8 @@ def batch_root(leaves: Sequence[bytes]) -> bytes:
     sha256 = hashlib.sha256
     level = list(leaves)
     while len(level) > 1:
-        paired = [sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        pairs = iter(level)  # zip(it, it) stops before an odd last node, which moves up as it is
+        paired = [sha256(b"\x01" + left + right).digest() for left, right in zip(pairs, pairs, strict=False)]
         if len(level) & 1:
             paired.append(level[-1])
         level = paired

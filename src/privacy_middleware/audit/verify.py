@@ -17,10 +17,8 @@ import argparse
 import gc
 import hashlib
 import sys
-from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -194,14 +192,35 @@ _SPECIAL = (b'"kind":"log.', b'{"purged"')
 
 def _special_lines(raw: bytes, lines: list[bytes]) -> list[int]:
     """Indices of the lines that may be log.* leaves or purge stubs: one scan of the whole file."""
-    ends = list(accumulate(map((1).__add__, map(len, lines))))
-    found: set[int] = set()
+    offsets: list[int] = []
     for needle in _SPECIAL:  # bytes.find is a fast substring search; a regex alternation is not
         offset = raw.find(needle)
         while offset >= 0:
-            found.add(bisect_right(ends, offset))
+            offsets.append(offset)
             offset = raw.find(needle, offset + 1)
+    found: set[int] = set()
+    line, counted = 0, 0
+    for offset in sorted(offsets):  # line numbers by counting newlines once, in C, up to each hit
+        line += raw.count(b"\n", counted, offset)
+        counted = offset
+        found.add(line)
     return sorted(i for i in found if i < len(lines))
+
+
+_LEAF_PREFIX = _sha256(b"\x00")
+
+
+def _leaf_digests(lines: list[bytes]) -> list[bytes]:
+    """RFC 6962 leaf hashes: a copy of the hash state after the 0x00 prefix, fed each line as it
+    is (no concatenated copy of every line: about an eighth less time on an export)."""
+    digests: list[bytes] = []
+    append = digests.append
+    start = _LEAF_PREFIX.copy
+    for line in lines:
+        state = start()
+        state.update(line)
+        append(state.digest())
+    return digests
 
 
 def verify(directory: str | Path, public_key_pem: bytes | str) -> VerifyReport:
@@ -244,9 +263,8 @@ def _fast(
     anchor: _Anchor,
 ) -> VerifyReport | None:
     """The intact report when every leaf is covered by a verified signed head, else None."""
-    sha256 = _sha256
     base = anchor.size
-    digests = [sha256(b"\x00" + line).digest() for line in lines]
+    digests = _leaf_digests(lines)
     entries: dict[int, _Entry] = {}
     for position in _special_lines(raw, lines):
         entry = _parse_entry(lines[position])
