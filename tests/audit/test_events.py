@@ -137,6 +137,15 @@ def test_event_time_is_utc_with_microseconds_and_uids_are_time_ordered() -> None
     assert to_micros(datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)) == 1_000_000
     uids = [logout(subject="c1").uid for _ in range(50)]
     assert all(u[14] == "7" for u in uids)  # UUIDv7
+    # the leaf spells every time as isoformat does: zero microseconds and early years included
+    for value in (
+        datetime(2026, 3, 1, 0, 0, 0, tzinfo=UTC),
+        datetime(999, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+        datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5))),
+    ):
+        document = logout(subject="c1", time=value).document()
+        assert document["time"] == value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+        assert parse_time(document["time"]) == value
     assert len(set(uids)) == 50
 
 
