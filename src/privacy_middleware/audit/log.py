@@ -19,7 +19,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -105,6 +105,20 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+def _committed(work: Callable[[sqlite3.Connection], AppendResult], db: sqlite3.Connection) -> AppendResult:
+    """Run `work` in a transaction of its own on a plain sqlite3 connection: commit, or roll back."""
+    if db.in_transaction:
+        raise sqlite3.OperationalError("a transaction is already open on this connection")
+    db.execute("BEGIN IMMEDIATE")  # explicit, whatever the connection's isolation level
+    try:
+        result = work(db)
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    return result
+
+
 class AuditLog:
     """Owns the signing key and the side-record sealer for one chain."""
 
@@ -163,8 +177,46 @@ class AuditLog:
     ) -> AppendResult:
         """Append one batch in a transaction of its own; `templates` from `leaf_templates(events)`."""
         await self.prepare(database)
+        if not database.is_postgres:
+            async with database.connect() as conn:
+                run = await sqlite_thread(conn)
+                if run is not None:
+                    # SQLite: the whole transaction, commit included, in one call on the driver's
+                    # thread (a commit through SQLAlchemy is one more trip through the event loop).
+                    templates, side_rows, force = await self._serialise(events, templates, False)
+                    work = functools.partial(self._append_sqlite, events, templates, side_rows, force)
+                    result: AppendResult = await run(functools.partial(_committed, work))
+                    return result
         async with database.begin() as conn:
             return await self.append_in(database, conn, events, templates=templates)
+
+    async def _serialise(
+        self,
+        events: Sequence[SealedEvent],
+        templates: Sequence[tuple[bytes, bytes] | None] | None,
+        force: bool,
+    ) -> tuple[Sequence[tuple[bytes, bytes] | None], list[tuple[object, ...]], bool]:
+        """Before the lock: the leaves (unless serialised ahead), the side-record rows, and whether a
+        leaf asks for a checkpoint."""
+        chain = self.chain
+        if templates is None:
+            serialised: list[tuple[bytes, bytes] | None] = []
+            for start in range(0, len(events), _SERIALISE_SLICE):
+                if start:
+                    await asyncio.sleep(0)  # CPU work on the event loop, before the lock: let other tasks in
+                serialised.extend(self.leaf_templates(events[start : start + _SERIALISE_SLICE]))
+            templates = serialised
+        elif len(templates) != len(events):
+            raise ValueError("one leaf template per event")
+        side_rows: list[tuple[object, ...]] = []
+        for sealed in events:
+            record = sealed.side
+            if record is not None:
+                side_rows.append(
+                    (record.ref, chain, sealed.doc["uid"], record.salt, record.blob, sealed.doc["time_us"])
+                )
+            force = force or sealed.doc["kind"] in _FORCE_CHECKPOINT
+        return templates, side_rows, force
 
     async def prepare(self, database: Database) -> None:
         """PostgreSQL: make sure the event partitions reach at least one period ahead.
@@ -199,25 +251,7 @@ class AuditLog:
     ) -> AppendResult:
         """Append inside the caller's transaction (retention uses this to purge atomically)."""
         chain = self.chain
-        # -- before the lock: serialise, collect side records and subjects -----------------------
-        if templates is None:
-            serialised: list[tuple[bytes, bytes] | None] = []
-            for start in range(0, len(events), _SERIALISE_SLICE):
-                if start:
-                    await asyncio.sleep(0)  # CPU work on the event loop, before the lock: let other tasks in
-                serialised.extend(self.leaf_templates(events[start : start + _SERIALISE_SLICE]))
-            templates = serialised
-        elif len(templates) != len(events):
-            raise ValueError("one leaf template per event")
-        side_rows: list[tuple[object, ...]] = []
-        force = force_checkpoint
-        for sealed in events:
-            record = sealed.side
-            if record is not None:
-                side_rows.append(
-                    (record.ref, chain, sealed.doc["uid"], record.salt, record.blob, sealed.doc["time_us"])
-                )
-            force = force or sealed.doc["kind"] in _FORCE_CHECKPOINT
+        templates, side_rows, force = await self._serialise(events, templates, force_checkpoint)
         run = await sqlite_thread(conn) if not database.is_postgres else None
         if run is not None:  # SQLite: the rest of the append is one call on the driver's thread
             result: AppendResult = await run(
