@@ -1,4 +1,5 @@
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -155,6 +156,45 @@ async def test_emit_strict_returns_once_the_event_is_stored(database: Database, 
     await writer.emit_strict(_reveal(7))
     found = await search(database, kinds=["api_activity.data_reveal"])
     assert [r.subject for r in found] == ["cust_7"]
+
+
+async def test_a_strict_event_goes_before_a_bulk_batch_waiting_for_the_store(
+    sqlite_url: str, make_writer: MakeWriter
+) -> None:
+    """SQLite writes take turns: a strict caller waits for the batch being written, not for the
+    bulk batches sealed meanwhile and queued for the store."""
+    database = Database(sqlite_url)
+    await database.upgrade()
+    blocker = sqlite3.connect(sqlite_url.split("///", 1)[1], isolation_level=None)
+    try:
+        writer = make_writer(database, batch_size=50, flush_interval=5.0)
+        await writer.start()
+        await writer.flush()
+        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock for a moment
+        first = asyncio.create_task(writer.emit_strict(_reveal(1)))
+        await asyncio.sleep(0.2)  # the first reveal's batch is being written (SQLite's busy wait)
+        for n in range(60):
+            writer.emit(_login(n))
+        await asyncio.sleep(0.2)  # a bulk batch is sealed and waits for the store
+        second = asyncio.create_task(writer.emit_strict(_reveal(2)))
+        await asyncio.sleep(0.05)
+        blocker.rollback()
+        await asyncio.gather(first, second)
+        await writer.stop()
+    finally:
+        blocker.close()
+        await database.dispose()
+    subjects = [subject for kind, subject in await _kinds_and_subjects_of(sqlite_url) if kind != "log.stop"]
+    assert subjects[1:4] == ["cust_1", "cust_2", "cust_0"]
+    assert subjects[3:] == [f"cust_{n}" for n in range(60)]
+
+
+async def _kinds_and_subjects_of(url: str) -> list[tuple[str, str | None]]:
+    database = Database(url)
+    try:
+        return await _kinds_and_subjects(database)
+    finally:
+        await database.dispose()
 
 
 async def test_emit_strict_refuses_when_the_writer_is_not_running(database: Database, make_writer: MakeWriter) -> None:
