@@ -232,3 +232,11 @@ async def test_a_batch_the_store_refuses_moves_nothing(database: Database, audit
         sides = (await conn.execute(sa.select(sa.func.count()).select_from(audit_side_records))).scalar_one()
     assert sides == 4
     assert (await audit_log.append(database, [audit_log.seal(_login(6))])).first_seq == 4
+
+
+def test_side_record_references_follow_the_sealing_order_and_stay_unique(audit_log: AuditLog) -> None:
+    # time first, so the store appends side records at the end of their key index
+    refs = [audit_log.seal(_login(n)).side.ref for n in range(2000)]  # type: ignore[union-attr]
+    assert len(set(refs)) == 2000
+    assert all(len(ref) == 32 and int(ref, 16) >= 0 for ref in refs)
+    assert [ref[:12] for ref in refs] == sorted(ref[:12] for ref in refs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hmac
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .events import MAX_KIND, AuditEvent, to_micros
 
 SEALED_KINDS = frozenset({"ip", "username", "user_agent"})
+_MS_MASK = (1 << 48) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +124,12 @@ class SideRecordSealer:
             return SealedEvent(doc=doc, side=None)
         if not SEALED_KINDS.issuperset(personal):
             raise ValueError("unknown personal value kind")
-        random = os.urandom(44)
-        ref, salt, nonce = random[:16].hex(), random[16:32], random[32:]
+        random = os.urandom(38)
+        # The reference leads with the sealing millisecond (what the leaf's time already says), then
+        # 80 random bits: side records are inserted in key order, at the end of their primary-key
+        # index, instead of at random places that a large table no longer keeps in cache.
+        ref = (time.time_ns() // 1_000_000 & _MS_MASK).to_bytes(6, "big").hex() + random[:10].hex()
+        salt, nonce = random[10:26], random[26:]
         plain = orjson.dumps(dict(personal), option=orjson.OPT_SORT_KEYS)
         blob = nonce + self._aead.encrypt(nonce, plain, _aad(ref))
         doc["refs"] = {
