@@ -16,7 +16,7 @@ from privacy_middleware.audit.query import reveal_side_record
 from privacy_middleware.audit.sealing import commitment
 from privacy_middleware.errors import ConfigError
 from privacy_middleware.store import Database
-from privacy_middleware.store.audit import audit_checkpoints, audit_events, audit_side_records
+from privacy_middleware.store.audit import audit_checkpoints, audit_events, audit_side_records, audit_signing_keys
 
 pytestmark = pytest.mark.anyio
 
@@ -240,3 +240,23 @@ def test_side_record_references_follow_the_sealing_order_and_stay_unique(audit_l
     assert len(set(refs)) == 2000
     assert all(len(ref) == 32 and int(ref, 16) >= 0 for ref in refs)
     assert [ref[:12] for ref in refs] == sorted(ref[:12] for ref in refs)
+
+
+async def test_a_signing_key_first_registered_in_a_rolled_back_transaction_is_stored_later(
+    database: Database, audit_log: AuditLog, tmp_path: Path
+) -> None:
+    # The first checkpoint of a process registers its public key; if that happens inside a
+    # transaction that rolls back, the key must not be remembered as stored.
+    with pytest.raises(RuntimeError):
+        async with database.begin() as conn:
+            await audit_log.append_in(database, conn, [audit_log.seal(_login(0))], force_checkpoint=True)
+            raise RuntimeError("the caller's transaction fails after the append")
+    await audit_log.append(database, [audit_log.seal(_login(n)) for n in range(1, 4)])
+    await audit_log.checkpoint(database, force=True)
+    async with database.connect() as conn:
+        stored = (await conn.execute(sa.select(audit_signing_keys.c.key_id))).scalars().all()
+        signed_by = (await conn.execute(sa.select(audit_checkpoints.c.key_id))).scalars().all()
+    assert signed_by and set(signed_by) <= set(stored) == {audit_log.key_id}
+    await export(database, tmp_path / "export")
+    report = verify(tmp_path / "export", audit_log.public_key_pem())
+    assert report.status == 0, report.reason

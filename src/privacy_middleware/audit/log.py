@@ -177,6 +177,7 @@ class AuditLog:
     ) -> AppendResult:
         """Append one batch in a transaction of its own; `templates` from `leaf_templates(events)`."""
         await self.prepare(database)
+        await self.register_key(database)
         if not database.is_postgres:
             async with database.connect() as conn:
                 run = await sqlite_thread(conn)
@@ -217,6 +218,18 @@ class AuditLog:
                 )
             force = force or sealed.doc["kind"] in _FORCE_CHECKPOINT
         return templates, side_rows, force
+
+    async def register_key(self, database: Database) -> None:
+        """Store this writer's public key in a committed transaction of its own, once per process.
+
+        A checkpoint also registers it inside its own transaction, but a key remembered as stored
+        there could be lost with a rollback, and later checkpoints signed by it would not verify."""
+        kid = self.key_id
+        if kid in self._registered:
+            return
+        async with database.begin() as conn:
+            await register_signing_key(conn, kid, self.public_key_pem().decode(), _now_us())
+        self._registered.add(kid)
 
     async def prepare(self, database: Database) -> None:
         """PostgreSQL: make sure the event partitions reach at least one period ahead.
@@ -298,9 +311,8 @@ class AuditLog:
         checkpoint = None
         if self._checkpoint_due(head, force, now):
             kid = self.key_id
-            if kid not in self._registered:
+            if kid not in self._registered:  # in this transaction: remembered only once committed
                 sqlite.register_signing_key(db, kid, self.public_key_pem().decode(), now)
-                self._registered.add(kid)
             checkpoint = self._sign_checkpoint(head, frontier, now)
             db.execute(sqlite.INSERT_CHECKPOINT, (chain, head.size, checkpoint.root, now, kid, checkpoint.note))
         if seal is not None:
@@ -372,6 +384,7 @@ class AuditLog:
 
     async def checkpoint(self, database: Database, *, force: bool = False) -> Checkpoint | None:
         """Sign the current head if it has leaves no checkpoint covers yet (and it is due, unless forced)."""
+        await self.register_key(database)
         async with database.begin() as conn:
             head = await lock_chain(conn, self.chain, postgres=database.is_postgres, now_us=_now_us())
             now = _now_us()
@@ -385,9 +398,8 @@ class AuditLog:
 
     async def _checkpoint(self, conn: AsyncConnection, head: ChainHead, frontier: Frontier, now: int) -> Checkpoint:
         kid = self.key_id
-        if kid not in self._registered:
+        if kid not in self._registered:  # in this transaction: remembered only once committed
             await register_signing_key(conn, kid, self.public_key_pem().decode(), now)
-            self._registered.add(kid)
         checkpoint = self._sign_checkpoint(head, frontier, now)
         await conn.execute(
             audit_checkpoints.insert().values(

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .tables import metadata
@@ -264,6 +265,7 @@ async def existing_uids(conn: AsyncConnection, uids: Sequence[str]) -> set[str]:
 
 
 async def register_signing_key(conn: AsyncConnection, key_id: str, public_pem: str, now_us: int) -> None:
-    exists = await conn.execute(sa.select(audit_signing_keys.c.key_id).where(audit_signing_keys.c.key_id == key_id))
-    if exists.first() is None:
-        await conn.execute(audit_signing_keys.insert().values(key_id=key_id, public_pem=public_pem, created_us=now_us))
+    """Store a public key once; writers sharing a key file may register it at the same moment."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(audit_signing_keys).values(key_id=key_id, public_pem=public_pem, created_us=now_us)
+    await conn.execute(statement.on_conflict_do_nothing(index_elements=["key_id"]))
