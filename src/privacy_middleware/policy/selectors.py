@@ -97,32 +97,29 @@ class Selector:
 
     def find(self, document: Any) -> list[Location]:
         """`locations` as a list; a plain key path is followed by dict look-ups, with no generator."""
-        parents = self._parents
-        if parents is None:
+        if self._parents is None:
             return list(_walk(document, self.steps)) if self.steps else []
-        node = document
-        for key in parents:
-            if not isinstance(node, dict):
-                return []
-            node = node.get(key)
-        if isinstance(node, dict) and self._last in node:
-            return [Location(node, self._last)]
-        return []
+        node = self._holder(document)
+        return [] if node is None else [Location(node, self._last)]
 
     def places(self, document: Any) -> list[tuple[Any, Any]]:
         """`find` as (container, key) pairs, for a caller that reads and writes in place at once:
         no `Location` is made for a plain key path (its `__init__` was a tenth of a tracking event)."""
-        parents = self._parents
-        if parents is None:
+        if self._parents is None:
             return [(location.parent, location.key) for location in _walk(document, self.steps)] if self.steps else []
+        node = self._holder(document)
+        return [] if node is None else [(node, self._last)]
+
+    def _holder(self, document: Any) -> dict[Any, Any] | None:
+        """For a plain key path: the object holding its last key, if the document has that key."""
         node = document
-        for key in parents:
+        for key in self._parents or ():
             if not isinstance(node, dict):
-                return []
+                return None
             node = node.get(key)
         if isinstance(node, dict) and self._last in node:
-            return [(node, self._last)]
-        return []
+            return node
+        return None
 
     def then(self, other: Selector) -> Selector:
         return Selector(f"{self.source}{other.source.removeprefix('$')}", self.steps + other.steps)
