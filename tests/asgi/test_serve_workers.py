@@ -237,3 +237,37 @@ def test_serve_gives_each_worker_time_to_start_before_it_counts_as_hung(
     assert calls[0]["workers"] == 2 and calls[0]["factory"] is True
     assert calls[0]["timeout_worker_healthcheck"] == WORKER_HEALTHCHECK_SECONDS >= 30
     assert "timeout_worker_healthcheck" not in calls[1]  # one process: no supervisor
+
+
+_FREEZE_PROBE = """
+import gc, sys
+from privacy_middleware import serve
+app = serve.create_app() if sys.argv[1] == "server" else serve.build_proxy_app("http://127.0.0.1:9")
+print(type(app).__name__, gc.get_freeze_count())
+"""
+
+
+@pytest.mark.parametrize("how", ["server", "library"])
+def test_only_the_server_freezes_its_start_up_heap(how: str, tmp_path: Path) -> None:
+    """`serve`'s app moves its start-up objects out of the collector's full passes (they made a strict
+    reveal wait ~100 ms); the middleware built as a library leaves the host's collector alone."""
+    env = {
+        **os.environ,
+        "PRIVACY_POLICY_FILE": str(demo_policy_path()),
+        "PRIVACY_DATA_DIR": str(tmp_path),
+        "PRIVACY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
+        "PRIVACY_KEYS": f"local://{tmp_path / 'keyring.json'}",
+        "PRIVACY_JWT__SECRET": SECRET,
+        "PRIVACY_JWT__ALGORITHMS": "HS256",
+        "PRIVACY_PROXY_UPSTREAM": "http://127.0.0.1:9",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _FREEZE_PROBE, how], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    name, frozen = done.stdout.split()
+    assert name == "PrivacyMiddleware"
+    if how == "server":
+        assert int(frozen) > 10_000  # the imported modules and the app, at least
+    else:
+        assert int(frozen) == 0
