@@ -127,6 +127,8 @@ class WriterRun:
     spooled: int
     strict_ms: list[float]
     strict_refused: int  # strict reveals answered 503 (not durable within the writer's strict timeout)
+    gc_full: int = 0  # full (generation 2) collections during the run
+    gc_full_max_ms: float = 0.0  # the longest of them
 
     @property
     def rate(self) -> float:
@@ -142,6 +144,7 @@ async def run_writer(
     key_path: Path | None = None,
     side_key: bytes | None = None,
     strict_every: float = 0.02,
+    gc_freeze: bool = False,
 ) -> WriterRun:
     """Emit `events` (or for `seconds`) as a busy app would, never waiting unless the writer asks to;
     meanwhile a strict reveal every `strict_every` seconds measures what a strict caller waits."""
@@ -151,6 +154,21 @@ async def run_writer(
         log = AuditLog(key_path or workdir / "signing.pem", side_key or os.urandom(32), checkpoint_every=1000)
         writer = AuditWriter(database, log, spool_dir=workdir / "spool", registry=CollectorRegistry())
         await writer.start()
+        if gc_freeze:
+            from privacy_middleware.serve import freeze_startup_heap
+
+            freeze_startup_heap()  # what `serve` does once its app is built
+        full: list[float] = []
+        began = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if info["generation"] == 2:
+                if phase == "start":
+                    began[0] = time.perf_counter()
+                else:
+                    full.append((time.perf_counter() - began[0]) * 1000)
+
+        gc.callbacks.append(on_gc)
         strict_ms: list[float] = []
         refused = 0
         running = True
@@ -190,6 +208,7 @@ async def run_writer(
                 await asyncio.sleep(0)
         running = False
         await strict_task
+        gc.callbacks.remove(on_gc)
         await writer.stop()
         elapsed = time.perf_counter() - start
         cpu = time.process_time() - cpu_start
@@ -198,21 +217,34 @@ async def run_writer(
         expect(dropped == 0, f"audit writer dropped {dropped} events")
         expect(writer.metrics.written.total >= emitted, f"only {writer.metrics.written.total} of {emitted} written")
         spooled = writer.metrics.spooled.total
-        return WriterRun(emitted, elapsed, cpu, in_emit / i * 1e6, spooled, strict_ms, refused)
+        pauses = (len(full), max(full, default=0.0))
+        return WriterRun(emitted, elapsed, cpu, in_emit / i * 1e6, spooled, strict_ms, refused, *pauses)
     finally:
         await database.dispose()
 
 
-def _writer_process(url: str, seconds: float, events: int, workdir: str, key_path: str, side_key: bytes) -> Any:
+def _writer_process(
+    url: str, seconds: float, events: int, workdir: str, key_path: str, side_key: bytes, gc_freeze: bool
+) -> Any:
     """One writer instance in its own process (its own connections), for the multi-writer run."""
     logging.getLogger("privacy_middleware.audit").setLevel(logging.ERROR)
     run = asyncio.run(
-        run_writer(url, events, seconds or None, Path(workdir), key_path=Path(key_path), side_key=side_key)
+        run_writer(
+            url,
+            events,
+            seconds or None,
+            Path(workdir),
+            key_path=Path(key_path),
+            side_key=side_key,
+            gc_freeze=gc_freeze,
+        )
     )
     return dataclasses.astuple(run)
 
 
-async def run_writers(url: str, writers: int, events: int, seconds: float | None, workdir: Path) -> list[WriterRun]:
+async def run_writers(
+    url: str, writers: int, events: int, seconds: float | None, workdir: Path, gc_freeze: bool = False
+) -> list[WriterRun]:
     """`writers` processes append to one chain at once (one sequencer: the head row lock)."""
     key_path = workdir / "signing.pem"
     AuditLog(key_path, os.urandom(32))  # create the shared signing key before the writers start
@@ -227,7 +259,7 @@ async def run_writers(url: str, writers: int, events: int, seconds: float | None
     with context.Pool(writers) as pool:
         pending = [
             pool.apply_async(
-                _writer_process, (url, seconds or 0, events, str(workdir / f"w{n}"), str(key_path), side_key)
+                _writer_process, (url, seconds or 0, events, str(workdir / f"w{n}"), str(key_path), side_key, gc_freeze)
             )
             for n in range(writers)
         ]
@@ -305,7 +337,8 @@ def report_run(table: Table, label: str, run: WriterRun, producer: float, floor:
         f" {producer * 1e6:.1f} µs: writer {writer_cpu * 1e6:.1f} µs/event = {1 / writer_cpu:,.0f} events"
         " per CPU second;"
         f" strict reveal p50 {median(run.strict_ms):.1f} ms, p99 {p99(run.strict_ms):.1f} ms"
-        f" ({len(run.strict_ms)} reveals, {run.strict_refused} refused with 503 after the strict timeout)"
+        f" ({len(run.strict_ms)} reveals, {run.strict_refused} refused with 503 after the strict timeout);"
+        f" {run.gc_full} full collections, longest {run.gc_full_max_ms:.0f} ms"
     )
     table.add(Row("audit", f"writer {label}, events/s (wall)", run.rate, 20_000, "20k ev/s target", 1.0, "ev/s", True))
     table.add(
@@ -341,6 +374,7 @@ async def main(
     seconds: float | None = None,
     postgres: bool = True,
     writers: int = 4,
+    gc_freeze: bool = False,
 ) -> list[Row]:
     if smoke:
         events, seconds, writers = 600, None, 2
@@ -351,6 +385,7 @@ async def main(
         f"bench_audit: {what} per writer (half logins with 3 sealed values, half disclosures), batch 500, queue"
         f" 10000, checkpoint every 1000, a strict reveal every 20 ms; Python {platform.python_version()},"
         f" {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+        + ("; start-up heap frozen as `serve` does" if gc_freeze else "")
     )
     sample = make_events(min(events, 20_000))
     floor = floor_writer(sample)
@@ -359,7 +394,7 @@ async def main(
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-        run = await run_writer(url, events, seconds, workdir / "sqlite")
+        run = await run_writer(url, events, seconds, workdir / "sqlite", gc_freeze=gc_freeze)
         report_run(table, "SQLite", run, producer, floor)
         vrate, vcpu, vfloor, count = await export_and_verify(url, workdir / "sqlite", run.emitted)
         print(f"  verify: {count} leaves, {vcpu * 1e6:.2f} µs CPU per event ({1 / vcpu:,.0f} events per CPU second)")
@@ -392,12 +427,12 @@ async def main(
         )
         if postgres:
             async with postgres_database() as pg_url:
-                pg = await run_writer(pg_url, events, seconds, workdir / "pg")
+                pg = await run_writer(pg_url, events, seconds, workdir / "pg", gc_freeze=gc_freeze)
                 report_run(table, "PostgreSQL", pg, producer, floor)
                 await export_and_verify(pg_url, workdir / "pg", pg.emitted)
             async with postgres_database() as pg_url:
                 started = time.perf_counter()
-                runs = await run_writers(pg_url, writers, events, seconds, workdir / "multi")
+                runs = await run_writers(pg_url, writers, events, seconds, workdir / "multi", gc_freeze)
                 wall = time.perf_counter() - started
                 total = sum(r.emitted for r in runs)
                 _, _, _, leaves = await export_and_verify(pg_url, workdir / "multi", total)
@@ -448,5 +483,6 @@ if __name__ == "__main__":
     parser.add_argument("--writers", type=int, default=4, help="writer processes on one PostgreSQL chain")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--gc-freeze", action="store_true", help="freeze the start-up heap, as `serve` does")
     args = parser.parse_args()
-    asyncio.run(main(args.smoke, args.events, args.seconds, not args.no_postgres, args.writers))
+    asyncio.run(main(args.smoke, args.events, args.seconds, not args.no_postgres, args.writers, args.gc_freeze))
