@@ -215,6 +215,7 @@ def test_serve_gives_each_worker_time_to_start_before_it_counts_as_hung(
     (5 s) includes a replacement's start: on a CPU-starved machine every replacement was killed."""
     import uvicorn
 
+    from privacy_middleware import serve as serve_module
     from privacy_middleware.serve import WORKER_HEALTHCHECK_SECONDS, serve
 
     for name, value in {
@@ -230,6 +231,7 @@ def test_serve_gives_each_worker_time_to_start_before_it_counts_as_hung(
         monkeypatch.delenv(name, raising=False)  # serve sets them for its workers; restored afterwards
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append({"app": app, **options}))
+    monkeypatch.setattr(serve_module, "freeze_startup_heap", lambda: None)  # not the test process's collector
 
     serve("http://127.0.0.1:9", workers=2)
     serve("http://127.0.0.1:9", workers=1)
