@@ -77,20 +77,23 @@ def shop() -> Iterator[tuple[RecordingShop, str]]:
         yield app, url
 
 
+def settings_env(data_dir: Path) -> dict[str, str]:
+    """The PRIVACY_* settings of the served proxy: the demo policy, its own store and keys."""
+    return {
+        "PRIVACY_POLICY_FILE": str(demo_policy_path()),
+        "PRIVACY_DATA_DIR": str(data_dir),
+        "PRIVACY_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'p.db'}",
+        "PRIVACY_KEYS": f"local://{data_dir / 'keyring.json'}",
+        "PRIVACY_JWT__SECRET": SECRET,
+        "PRIVACY_JWT__ALGORITHMS": "HS256",
+    }
+
+
 @pytest.fixture
 def served(shop: tuple[RecordingShop, str], tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     _, url = shop
     port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(Path(privacy_middleware.__file__).parents[1]),
-        "PRIVACY_POLICY_FILE": str(demo_policy_path()),
-        "PRIVACY_DATA_DIR": str(tmp_path),
-        "PRIVACY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
-        "PRIVACY_KEYS": f"local://{tmp_path / 'keyring.json'}",
-        "PRIVACY_JWT__SECRET": SECRET,
-        "PRIVACY_JWT__ALGORITHMS": "HS256",
-    }
+    env = {**os.environ, "PYTHONPATH": str(Path(privacy_middleware.__file__).parents[1]), **settings_env(tmp_path)}
     command = [sys.executable, "-m", "privacy_middleware.cli", "serve", "--upstream", url, "--port", str(port)]
     process = subprocess.Popen(
         [*command, "--workers", "2", "--log-level", "warning"],
@@ -218,14 +221,7 @@ def test_serve_gives_each_worker_time_to_start_before_it_counts_as_hung(
     from privacy_middleware import serve as serve_module
     from privacy_middleware.serve import WORKER_HEALTHCHECK_SECONDS, serve
 
-    for name, value in {
-        "PRIVACY_POLICY_FILE": str(demo_policy_path()),
-        "PRIVACY_DATA_DIR": str(tmp_path),
-        "PRIVACY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
-        "PRIVACY_KEYS": f"local://{tmp_path / 'keyring.json'}",
-        "PRIVACY_JWT__SECRET": SECRET,
-        "PRIVACY_JWT__ALGORITHMS": "HS256",
-    }.items():
+    for name, value in settings_env(tmp_path).items():
         monkeypatch.setenv(name, value)
     for name in ("PRIVACY_PROXY_UPSTREAM", "PRIVACY_PROXY_TIMEOUT", "PRIVACY_PROXY_PRESERVE_HOST"):
         monkeypatch.delenv(name, raising=False)  # serve sets them for its workers; restored afterwards

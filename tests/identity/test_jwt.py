@@ -196,21 +196,26 @@ async def test_jwks_unreachable_is_503(httpx_mock: HTTPXMock) -> None:
     assert info.value.status == 503
 
 
-async def test_verified_tokens_are_cached_until_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
-    v = verifier(secret=SECRET, algorithms=["HS256"])
-    calls = 0
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    """One entry per call of jwt.decode (the verifier's real work) made while the test runs."""
+    calls: list[None] = []
     real = jwt.decode
 
     def counting(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
+        calls.append(None)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(jwt, "decode", counting)
+    return calls
+
+
+async def test_verified_tokens_are_cached_until_expiry(decodes: list[None]) -> None:
+    v = verifier(secret=SECRET, algorithms=["HS256"])
     token = jwt.encode(claims(), SECRET, algorithm="HS256")
     for _ in range(5):
         await v.authenticate(bearer(token))
-    assert calls == 1
+    assert len(decodes) == 1
 
 
 async def test_a_token_without_sub_is_named_by_the_configured_subject_claim() -> None:
@@ -265,27 +270,18 @@ async def test_a_new_policy_renames_cached_callers() -> None:
 
 
 async def test_the_identity_chain_names_a_verified_authorization_value_from_the_cache_until_it_expires(
-    monkeypatch: pytest.MonkeyPatch,
+    decodes: list[None],
 ) -> None:
     from privacy_middleware.identity.chain import IdentityChain, JwtProvider
 
     v = verifier(secret=SECRET, algorithms=["HS256"], leeway_seconds=0)
     chain = IdentityChain([JwtProvider(v, leave_opaque=False)])
-    calls = 0
-    real = jwt.decode
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(jwt, "decode", counting)
     now = int(time.time())
     scope = {"type": "http", "headers": [(b"authorization", bearer(jwt.encode(claims(iat=now, exp=now + 1), SECRET)))]}
     first = await chain.authenticate(scope)
     assert first is not None and await chain.authenticate(scope) is first
-    assert calls == 1  # the second request named the caller without decoding, hashing or mapping claims
+    assert len(decodes) == 1  # the second request named the caller without decoding, hashing or mapping claims
     time.sleep(max(0.0, now + 1.2 - time.time()))
     with pytest.raises(PrivacyError) as refused:
         await chain.authenticate(scope)
-    assert refused.value.status == 401 and calls == 2
+    assert refused.value.status == 401 and len(decodes) == 2
