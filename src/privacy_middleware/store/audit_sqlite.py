@@ -54,8 +54,9 @@ _SAVE_HEAD = (
     f"UPDATE {audit_chains.name} SET size = ?, frontier = ?, checkpoint_size = ?, checkpoint_us = ?,"
     " last_leaf_us = ? WHERE chain = ?"
 )
-_KEY_EXISTS = f"SELECT 1 FROM {audit_signing_keys.name} WHERE key_id = ?"
-_INSERT_KEY = _insert(audit_signing_keys.name, ("key_id", "public_pem", "created_us"))
+_INSERT_KEY = (
+    _insert(audit_signing_keys.name, ("key_id", "public_pem", "created_us")) + " ON CONFLICT (key_id) DO NOTHING"
+)
 
 
 async def driver_thread(conn: AsyncConnection) -> Runner[Any] | None:
@@ -102,8 +103,8 @@ def save_head(db: sqlite3.Connection, head: ChainHead) -> None:
 
 
 def register_signing_key(db: sqlite3.Connection, key_id: str, public_pem: str, now_us: int) -> None:
-    if db.execute(_KEY_EXISTS, (key_id,)).fetchone() is None:
-        db.execute(_INSERT_KEY, (key_id, public_pem, now_us))
+    """Store a public key once (as store.audit.register_signing_key does through SQLAlchemy)."""
+    db.execute(_INSERT_KEY, (key_id, public_pem, now_us))
 
 
 def insert_many(db: sqlite3.Connection, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
