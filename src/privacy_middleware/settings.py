@@ -103,7 +103,7 @@ class ConsentSettings(BaseModel):
 
 
 class DatabasePoolSettings(BaseModel):
-    """Connection pool of the PostgreSQL store (SQLite has none)."""
+    """Connection pool of the PostgreSQL store (SQLite has none), and SQLite's durability."""
 
     pool_size: int = Field(default=10, ge=1)
     max_overflow: int = Field(default=10, ge=0)
@@ -111,6 +111,9 @@ class DatabasePoolSettings(BaseModel):
     pool_recycle_seconds: float = Field(default=-1)
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     pgbouncer: bool = False
+    # FULL: a committed erasure, consent change or audit event survives a power cut, not only a crash
+    # of the process (WAL with NORMAL can lose the last commits to a power cut).
+    sqlite_synchronous: Literal["full", "normal"] = "full"
 
 
 class AuditSettings(BaseModel):
@@ -426,6 +429,7 @@ class Settings(BaseSettings):
             pool_recycle=pool.pool_recycle_seconds,
             connect_timeout=pool.connect_timeout_seconds,
             pgbouncer=pool.pgbouncer,
+            sqlite_synchronous=pool.sqlite_synchronous,
         )
 
     def data_file(self, configured: Path | None, name: str) -> Path:

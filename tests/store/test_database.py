@@ -1,7 +1,10 @@
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
 from privacy_middleware.errors import ConfigError
+from privacy_middleware.settings import Settings
 from privacy_middleware.store import Database, redact_url
 from privacy_middleware.store.migrations import available, current_version
 from privacy_middleware.store.tables import schema_version
@@ -34,3 +37,26 @@ def test_redact_url_hides_password() -> None:
 def test_unsupported_database_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         Database("mysql://root@localhost/shop")
+
+
+@pytest.mark.parametrize(("configured", "level"), [(None, 2), ("normal", 1), ("full", 2)])
+async def test_sqlite_commits_reach_the_disk_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, configured: str | None, level: int
+) -> None:
+    """FULL by default: a committed erasure or audit event survives a power cut, not only a crash."""
+    if configured is not None:
+        monkeypatch.setenv("PRIVACY_DATABASE__SQLITE_SYNCHRONOUS", configured)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}", data_dir=tmp_path)
+    database = settings.open_database()
+    try:
+        async with database.connect() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == level
+            assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+    finally:
+        await database.dispose()
+
+
+def test_an_unknown_sqlite_synchronous_level_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRIVACY_DATABASE__SQLITE_SYNCHRONOUS", "off")
+    with pytest.raises(ConfigError, match="SQLITE_SYNCHRONOUS"):
+        Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}", data_dir=tmp_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -42,13 +42,23 @@ def redact_url(url: str | sa.URL) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+SQLITE_SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
+
+
+def _sqlite_pragmas(synchronous: str) -> Callable[[Any, Any], None]:
+    """The pragmas of every SQLite connection. WAL lets readers run beside the writer; FULL makes
+    each commit wait for its WAL write to reach the disk (NORMAL only at checkpoints)."""
+    level = SQLITE_SYNCHRONOUS[synchronous]
+
+    def apply(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={level}")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return apply
 
 
 def _unique_statement_name() -> str:
@@ -68,7 +78,10 @@ class Database:
         pool_recycle: float = -1,
         connect_timeout: float = 10.0,
         pgbouncer: bool = False,
+        sqlite_synchronous: str = "full",
     ) -> None:
+        if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+            raise ConfigError(f"unsupported SQLite synchronous level {sqlite_synchronous!r}: use full or normal")
         self.url = normalise_url(url)
         self.display_url = redact_url(self.url)
         self.dialect = self.url.get_backend_name()
@@ -100,7 +113,7 @@ class Database:
         # Parameters are personal values and ciphertext: never in SQLAlchemy's log or its errors.
         self.engine: AsyncEngine = create_async_engine(self.url, hide_parameters=True, **kwargs)
         if self.dialect == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas(sqlite_synchronous))
 
     @property
     def is_postgres(self) -> bool:
