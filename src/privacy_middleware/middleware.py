@@ -26,7 +26,7 @@ from .fields import lazy
 from .fields.card_sentinel import may_hold_card_data, may_hold_card_number
 from .gauges import OperatorGauges
 from .logs import access_log, configure_logging, heard, log_request
-from .pipeline.plan import Exchange, Respond, RoutePlan
+from .pipeline.plan import Exchange, Respond, RoutePlan, Step
 from .pipeline.trace import TRACE_HEADER, Tracer
 from .routing.canonical import AliasTable
 from .routing.identity import RouteIdentity, identity_for
@@ -563,27 +563,44 @@ class _Responder:
         self.chunks.clear()
         ex = self.ex
         strict = self.plan.needs_response_json
+        rewritten = None
         if body:
             if not is_json_media_type(media_type(ex.response_headers)):
                 if strict:
                     await self._refuse("response_not_json", "The shop's response on this route is not JSON.", 502)
                     return
             else:
-                try:
-                    ex.response_json = orjson.loads(body)
-                    ex.response_has_json = True
-                except orjson.JSONDecodeError:
-                    if strict:
-                        await self._refuse("malformed_response", "The shop's response is not valid JSON.", 502)
+                if self.plan.response_bytes is not None:
+                    # the one reader of the body rewrites its bytes in one pass, or declines (None)
+                    rewritten = await self._rewrite_bytes(self.plan.response_bytes, body)
+                    if self.mode == "drain":
                         return
+                if rewritten is None:
+                    try:
+                        ex.response_json = orjson.loads(body)
+                        ex.response_has_json = True
+                    except orjson.JSONDecodeError:
+                        if strict:
+                            await self._refuse("malformed_response", "The shop's response is not valid JSON.", 502)
+                            return
         await self._run_hooks()
         if self.mode == "drain":
             return
-        if ex.response_changed:
+        if rewritten is not None:
+            body = rewritten
+        elif ex.response_changed:
             body = orjson.dumps(ex.response_json)
         await self._send_start(changed=ex.response_changed, length=len(body))
         self.mode = "pass"
         await self.downstream({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def _rewrite_bytes(self, step: Step, body: bytes) -> bytes | None:
+        try:
+            return await step.on_response_bytes(self.ex, body)
+        except PrivacyError as error:
+            self.mw.runtime.metrics.plan_seconds.observe(time.perf_counter() - self.started)
+            await self._refuse(error.code, error.message, error.status, error)
+            return None
 
     async def _run_hooks(self) -> None:
         try:

@@ -25,6 +25,7 @@ from ..policy.schema import FieldRule, Policy
 from ..policy.selectors import Location, Selector
 from ..policy.transforms import key_free_functions
 from ..principal import Principal
+from . import native
 from .validators import validate_field
 
 
@@ -163,6 +164,10 @@ class FieldEngine:
         # (each value follows a NUL and precedes one); a NUL inside a value at worst sends the group to
         # the exact loop.
         self._suspect = (*("\x00" + prefix for prefix in ENVELOPE_PREFIXES), f"@{policy.tokens.email_domain}\x00")
+        # The same marks for the native pass: kept strings starting or ending with them take the Python path.
+        self._needles = (ENVELOPE_PREFIXES, (f"@{policy.tokens.email_domain}",))
+        # Whether `disclose_bytes` may use the native pass (fields/native.py); off: always None.
+        self.native = native.AVAILABLE
         self.pseudonymiser = pseudonymiser
         self.cipher = cipher
         # Plans for the bodies compiled at start-up (routes, outbound endpoints, shapes): a fixed set,
@@ -479,6 +484,54 @@ class FieldEngine:
             report.transformed["drop"] = report.transformed.get("drop", 0) + dropped
         return report
 
+    async def disclose_bytes(
+        self,
+        body: CompiledBody,
+        raw: bytes,
+        viewer: Viewer,
+        blocked: Callable[[str], Awaitable[bool]] | None = None,
+        owners: Callable[[list[str]], Awaitable[dict[str, str]]] | None = None,
+    ) -> tuple[bytes, FieldReport] | None:
+        """`disclose` on a JSON response's bytes, in one native pass (fields/native.py): the body
+        `orjson.dumps` would give after `disclose`, and the same report; None when that pass does not
+        apply to this plan, viewer or body, and the caller parses the body and calls `disclose`.
+
+        The pass handles records that are not the viewer's own and whose subject is not blocked for
+        this recipient: a record without a subject that a guest or a bound owner could own, a record
+        of the viewer's own, or a blocked subject gives None (after asking `blocked`, as `disclose`
+        would, for each subject).
+        """
+        if not self.native or body.rules.graphql:
+            return None
+        plan = self._plan(body)
+        program = plan.native_program(viewer.recipient, plan.transforms(viewer), self._needles)
+        if program is None:
+            return None
+        got = native.disclose(program, raw)
+        if got is None:
+            return None
+        out, kept, dropped, seen, subjects, kept_subjects = got
+        principal_subject = viewer.principal.subject if viewer.principal else None
+        if principal_subject and principal_subject in subjects:
+            return None  # the viewer's own records: the owner's transforms
+        if None in subjects and (
+            guest_subject(viewer.principal) is not None or (owners is not None and body.record_key is not None)
+        ):
+            return None  # a record a guest or a bound owner may own
+        if blocked is not None:
+            for subject in dict.fromkeys(subjects):
+                if subject and await blocked(subject):
+                    return None  # a restricted or objecting subject: every field dropped, counted
+        report = FieldReport()
+        if kept:
+            report.transformed["keep"] = kept
+        if dropped:
+            report.transformed["drop"] = dropped
+        categories = plan.categories
+        report.categories.update(categories[index] for index, hit in enumerate(seen) if hit)
+        report.subjects.update(kept_subjects)
+        return out, report
+
     @staticmethod
     async def _bound_owners(
         body: CompiledBody,
@@ -680,6 +733,7 @@ class DisclosurePlan:
     _by_recipient: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _own: dict[bool, tuple[str, ...]] = field(default_factory=dict)
     _programs: dict[str, tuple[GroupProgram, ...]] = field(default_factory=dict)
+    _native: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, body: CompiledBody, *, hoist: bool = True) -> DisclosurePlan:
@@ -769,6 +823,14 @@ class DisclosurePlan:
                 )
             cached = self._programs[key] = tuple(built)
         return cached
+
+    def native_program(
+        self, key: str, transforms: tuple[str, ...], needles: tuple[tuple[str, ...], tuple[str, ...]]
+    ) -> Any:
+        """The native pass's program for these transforms (fields/native.py), or None: built once per key."""
+        if key not in self._native:
+            self._native[key] = native.build(self, transforms, *needles) if self.hoisted else None
+        return self._native[key]
 
     def own_transforms(self, cards: frozenset[str], reveal_cards: bool) -> tuple[str, ...]:
         """The transform of every field rule for the subject reading their own record."""

@@ -7,9 +7,10 @@ subject's restriction or objection.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..fields.engine import FieldEngine, Viewer
+from ..fields.engine import FieldEngine, FieldReport, Viewer
 from ..metrics import Metrics
 from ..policy.access import Access
 from ..policy.compile import CompiledBody, RouteSpec
@@ -65,6 +66,24 @@ class DiscloseResponseFields(Step):
         if not ex.response_has_json:
             return
         viewer = self.viewer(ex)
+        report = await self.engine.disclose(self.body, ex.response_json, viewer, *self._lookups(viewer))
+        ex.response_changed = True
+        self._record(ex, viewer, report)
+
+    async def on_response_bytes(self, ex: Exchange, body: bytes) -> bytes | None:
+        """The common case in one native pass over the bytes (`FieldEngine.disclose_bytes`), or None."""
+        viewer = self.viewer(ex)
+        got = await self.engine.disclose_bytes(self.body, body, viewer, *self._lookups(viewer))
+        if got is None:
+            return None
+        ex.response_changed = True
+        self._record(ex, viewer, got[1])
+        return got[0]
+
+    def _lookups(
+        self, viewer: Viewer
+    ) -> tuple[Callable[[str], Awaitable[bool]], Callable[[list[str]], Awaitable[dict[str, str]]] | None]:
+        """Whether a subject is blocked for this viewer; the bound owners of records (if the body has keys)."""
         access = self.access
 
         async def blocked(subject: str) -> bool:
@@ -78,8 +97,9 @@ class DiscloseResponseFields(Step):
                 return await access.record_owners(kind, keys)
 
             owners = bound
-        report = await self.engine.disclose(self.body, ex.response_json, viewer, blocked, owners)
-        ex.response_changed = True
+        return blocked, owners
+
+    def _record(self, ex: Exchange, viewer: Viewer, report: FieldReport) -> None:
         counters = self.counters
         for transform, count in report.transformed.items():
             counter = counters.get(transform)

@@ -76,6 +76,12 @@ class Step:
     async def on_response(self, ex: Exchange) -> None:
         """With status and headers (and `ex.response_json` if needs_response_json)."""
 
+    async def on_response_bytes(self, ex: Exchange, body: bytes) -> bytes | None:
+        """The JSON response rewritten from its bytes, or None to have it parsed for `on_response`.
+        Offered (`RoutePlan.response_bytes`) only to a step that is its plan's one reader of the
+        response body; after it gave bytes, the step's `on_response` sees no parsed body."""
+        return None
+
     async def after(self, ex: Exchange) -> None:
         """After the response was sent: audit and counters. Never raises to the client."""
 
@@ -105,9 +111,18 @@ class RoutePlan:
     on_requests: tuple[Step, ...] = field(init=False, repr=False, compare=False)
     on_responses: tuple[Step, ...] = field(init=False, repr=False, compare=False)
     afters: tuple[Step, ...] = field(init=False, repr=False, compare=False)
+    # The plan's one reader of the response body when it can rewrite the bytes itself (`on_response_bytes`).
+    response_bytes: Step | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "response_edits", ResponseEdits(self.needs_response_json))
+        readers = [s for s in self.steps if s.needs_response_json or s.peeks_response_json]
+        bytes_step = (
+            readers[0]
+            if len(readers) == 1 and type(readers[0]).on_response_bytes is not Step.on_response_bytes
+            else None
+        )
+        object.__setattr__(self, "response_bytes", bytes_step)
         for hook, kept in (
             ("before", "befores"),
             ("on_request", "on_requests"),
