@@ -318,7 +318,7 @@ class PrivacyMiddleware:
             try:
                 document = load_strict(body)  # duplicates and depth, over every object of the body
                 if plan.lazy_request is not None:
-                    document = lazy.decode_request(body, plan.lazy_request)
+                    document = lazy.decode_request(body, plan.lazy_request, document)
                     ex.request_lazy = True
                 ex.request_json = document
             except orjson.JSONDecodeError:

@@ -130,11 +130,11 @@ def _find_duplicate(body: bytes) -> str | None:
 def _depth_within(body: bytes, limit: int) -> bool:
     """True when the raw body nests at most `limit` containers deep (strings skipped), in C-speed passes:
     each pass removes every innermost empty pair, so the number of passes is the depth."""
-    if body.count(b"{") + body.count(b"[") <= limit:
-        return True  # each container opens with one of these bytes (never escaped): no deeper nesting
-    if b"\\" in body:
-        body = _ESCAPED.sub(b"", body)
     structure = body.translate(None, _NOT_STRUCTURE)
+    if structure.count(b"{") + structure.count(b"[") <= limit:
+        return True  # each container opens with one of these bytes (never escaped): no deeper nesting
+    if b"\\" in structure:
+        structure = _ESCAPED.sub(b"", body).translate(None, _NOT_STRUCTURE)
     # Strings without brackets are now empty pairs of quotes; when removing those leaves no quote,
     # no string held a bracket (a string that does leaves an odd run of quotes behind).
     skeleton = structure.replace(b'""', b"")
@@ -149,9 +149,14 @@ def _depth_within(body: bytes, limit: int) -> bool:
     return not skeleton
 
 
+def _has_u_escape(body: bytes) -> bool:
+    """`b"\\\\u" in body`; a backslash is looked for first (memchr), which clears most bodies at once."""
+    return b"\\" in body and b"\\u" in body
+
+
 def _fast_verdict(body: bytes, document: Any, max_depth: int) -> bool:
     """True when the body certainly has no duplicate key and no nesting past `max_depth`."""
-    if b"\\u" in body or not _depth_within(body, max_depth):
+    if _has_u_escape(body) or not _depth_within(body, max_depth):
         return False
     return body.count(b":") == orjson.dumps(document).count(b":")
 
@@ -171,7 +176,7 @@ def load_strict(body: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         return document
     census = _Census(max_depth)
     census.walk(document, 1, [])
-    if b"\\u" in body or body.count(b":") - census.colons != census.keys:
+    if _has_u_escape(body) or body.count(b":") - census.colons != census.keys:
         found = _find_duplicate(body)
         if found is not None:
             raise duplicate_key(found)

@@ -93,7 +93,11 @@ def response_skeleton(body: CompiledBody) -> Skeleton:
 
 
 def request_skeleton(spec: RouteSpec) -> Skeleton:
-    """What the request steps of a protected route read: its body rules, free text, the birth date."""
+    """What the request steps of a protected route read: its body rules, free text, the birth date.
+
+    Below the records, an object whose every declared child is read whole is read whole itself (its
+    other keys decoded too, as a full parse would): the parsed body hands it over without a level of
+    msgspec and a call per key (`decode_request`). The records' own level stays lazy."""
     top = Skeleton()
     if spec.request is not None:
         _add_body(top, spec.request)
@@ -103,6 +107,11 @@ def request_skeleton(spec: RouteSpec) -> Skeleton:
         top.add(free_text.selector, whole=True)
     if spec.minors_birth_date is not None:
         top.add(spec.minors_birth_date, whole=True)
+    if spec.request is not None:
+        base = top.keys.get("data", top) if spec.request.rules.graphql else top
+        record = base.under(spec.request.records)
+        for child in [*record.keys.values(), *([record.each] if record.each is not None else [])]:
+            _collapse(child)
     return top
 
 
@@ -139,24 +148,58 @@ def encode(document: Any) -> bytes:
     return _encode(document)
 
 
-def decode_request(body: bytes, skeleton: Skeleton) -> Any:
+def decode_request(body: bytes, skeleton: Skeleton, parsed: Any) -> Any:
     """A request body decoded along the skeleton, with every raw value that may hold card data
     (a run of 13 digits, a card-code word, non-ASCII or `\\u` escapes that could spell either)
-    decoded too, so the card checks that walk the whole body see it. The strict reading
-    (duplicates, depth) is the caller's, over the whole body."""
-    places: list[tuple[Any, Any]] = []
-    document = decode(body, skeleton, places)
-    raws = [bytes(parent[key]) for parent, key in places]
-    # One prefilter over all of them (a NUL between two breaks any digit run or word), then each.
-    if raws and _suspect(b"\0".join(raws)):
-        for (parent, key), raw in zip(places, raws, strict=True):
-            if _suspect(raw):
-                parent[key] = orjson.loads(raw)
+    decoded too, so the card checks that walk the whole body see it.
+
+    `parsed` is the strict reader's full parse of the same bytes (duplicates and depth are checked
+    over the whole body there): the values the skeleton reads whole, and the suspect raw ones, are
+    taken from it, so no part of the body is parsed twice by orjson. msgspec only splits the levels
+    that keep raw values."""
+    places: list[tuple[Any, Any, Any]] = []
+    document = _along(body, skeleton, parsed, places)
+    if not places:
+        return document
+    if len(places) == 1:
+        suspect = _suspect(bytes(places[0][0][places[0][1]]))
+    else:
+        # One prefilter over all of them (a NUL between two breaks any digit run or word), then each.
+        suspect = _suspect(b"\0".join([bytes(parent[key]) for parent, key, _ in places]))
+    if suspect:
+        for parent, key, value in places:
+            if len(places) == 1 or _suspect(bytes(parent[key])):
+                parent[key] = value
     return document
 
 
+def _along(body: bytes | Raw, skeleton: Skeleton, parsed: Any, places: list[tuple[Any, Any, Any]]) -> Any:
+    """`decode` of the same bytes as `parsed`, whose values stand in for the ones read whole; each
+    raw value's (container, key, parsed value) goes to `places`."""
+    if skeleton.whole:
+        return parsed
+    value = _LEVEL.decode(body)
+    if type(value) is dict:
+        keys = skeleton.keys
+        each = skeleton.each
+        for key, item in value.items():
+            child = keys.get(key, each)
+            if child is not None:
+                value[key] = _along(item, child, parsed[key], places)
+            else:
+                places.append((value, key, parsed[key]))
+    elif type(value) is list:
+        each = skeleton.each
+        if each is not None:
+            for index, item in enumerate(value):
+                value[index] = _along(item, each, parsed[index], places)
+        else:
+            places.extend((value, index, parsed[index]) for index in range(len(value)))
+    return value
+
+
 def _suspect(raw: bytes) -> bool:
-    return not raw.isascii() or b"\\u" in raw or may_hold_card_data(raw)
+    return not raw.isascii() or (b"\\" in raw and b"\\u" in raw) or may_hold_card_data(raw)
 
 
 def materialise(document: Any) -> Any:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from ..crypto.cards import card_brand, length_valid, luhn_valid
@@ -74,6 +75,11 @@ def looks_like_pan(value: Any) -> bool:
     return brand is not None and length_valid(text, brand) and luhn_valid(text)
 
 
+# Keys repeat across bodies: the spelling-blind check (NFKC, casefold, a regex) is asked once per
+# distinct key; the bound keeps odd bodies from growing it.
+_code_key = lru_cache(maxsize=4096)(is_card_code_key)
+
+
 def holds_card(obj: dict[str, Any], name: str | int | None) -> bool:
     """An object holds a card when it is named like one or carries a card number."""
     if isinstance(name, str) and "card" in fold(name):
@@ -85,8 +91,11 @@ def remove_card_codes(document: Any, name: str | int | None = None) -> int:
     """Delete CVV-like keys from every object that holds a card; returns how many were removed."""
     removed = 0
     if isinstance(document, dict):
-        if holds_card(document, name):
-            for key in [k for k in document if is_card_code_key(k)]:
+        # the card-code keys first (cached per key): only an object that has one is asked whether it
+        # holds a card (its values' card-number check)
+        codes = [k for k in document if _code_key(k)]
+        if codes and holds_card(document, name):
+            for key in codes:
                 del document[key]
                 removed += 1
         for key, value in document.items():
@@ -108,6 +117,16 @@ class _Node:
     # A declared field ends here: its value must not be a container (unless the rule strips it).
     leaf: bool = False
     leaf_may_be_container: bool = True
+    # Prepared by `_index`, in the order of `keys`: (key, child, how), `how` being _WALK (the child has
+    # keys, items or values of its own), _SINGLE (a declared value that must not be a container) or
+    # _ANY (nothing to check below).
+    children: tuple[tuple[str, _Node, int], ...] = ()
+    # Undeclared keys already seen here that fold to no declared key (bounded).
+    benign: set[str] = field(default_factory=set)
+
+
+_WALK, _SINGLE, _ANY = 0, 1, 2
+_BENIGN_KEYS = 256
 
 
 def _add(root: _Node, selector: Selector, *, leaf: bool, container_ok: bool) -> None:
@@ -129,11 +148,18 @@ def _add(root: _Node, selector: Selector, *, leaf: bool, container_ok: bool) -> 
 
 def _index(node: _Node) -> None:
     node.folded = {fold(key): key for key in node.keys}
+    node.children = tuple((key, child, _how(child)) for key, child in node.keys.items())
     for child in node.keys.values():
         _index(child)
     for optional in (node.items, node.values):
         if optional is not None:
             _index(optional)
+
+
+def _how(node: _Node) -> int:
+    if node.keys or node.items is not None or node.values is not None:
+        return _WALK
+    return _SINGLE if node.leaf and not node.leaf_may_be_container else _ANY
 
 
 class ShapeGuard:
@@ -187,20 +213,28 @@ class ShapeGuard:
             raise _wrong_type(path, "a single value")
         if isinstance(value, dict):
             if node.keys:
-                for key in value:
-                    if key not in node.keys:
-                        declared = node.folded.get(fold(key))
-                        if declared is not None:
-                            raise PrivacyError(
-                                "ambiguous_key",
-                                f"The key at {_path([*path, key])} differs from the declared "
-                                f"{_path([*path, declared])} only in case or Unicode form.",
-                                422,
-                                extra={"field": _path([*path, key])},
-                            )
-                for key, child in node.keys.items():
+                extra = value.keys() - node.keys
+                if extra and not extra <= node.benign:
+                    for key in value:
+                        if key not in node.keys:
+                            declared = node.folded.get(fold(key))
+                            if declared is not None:
+                                raise PrivacyError(
+                                    "ambiguous_key",
+                                    f"The key at {_path([*path, key])} differs from the declared "
+                                    f"{_path([*path, declared])} only in case or Unicode form.",
+                                    422,
+                                    extra={"field": _path([*path, key])},
+                                )
+                    if len(node.benign) < _BENIGN_KEYS:
+                        node.benign |= extra
+                # A declared value is checked here (no call); a declared container is walked.
+                for key, child, how in node.children:
                     if key in value:
-                        self._check(child, value[key], [*path, key])
+                        if how == _WALK:
+                            self._check(child, value[key], [*path, key])
+                        elif how == _SINGLE and isinstance(value[key], dict | list):
+                            raise _wrong_type([*path, key], "a single value")
             if node.values is not None:
                 for key, item in value.items():
                     self._check(node.values, item, [*path, key])
