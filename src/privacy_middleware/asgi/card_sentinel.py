@@ -68,8 +68,8 @@ def exempt_places(spec: RouteSpec | None, document: Any) -> frozenset[tuple[int,
     places: set[tuple[int, str | int]] = set()
     for record in spec.request.records.values(document):
         for rule in spec.request.fields:
-            for loc in rule.selector.find(record):
-                places.add((id(loc.parent), loc.key))
+            for parent, key in rule.selector.places(record):
+                places.add((id(parent), key))
     return frozenset(places)
 
 

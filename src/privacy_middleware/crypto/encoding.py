@@ -10,9 +10,13 @@ import struct
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def b64url_encode(data: bytes) -> str:
-    """Unpadded base64url: safe inside JSON strings, URLs and most backend string columns."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """Unpadded base64url: safe inside JSON strings, URLs and most backend string columns.
+    (`base64.urlsafe_b64encode` without its two Python calls: every sealed field makes one.)"""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text: str) -> bytes:

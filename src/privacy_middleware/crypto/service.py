@@ -74,7 +74,8 @@ class SubjectSealer:
         self._cipher, self._tenant, self._subject = cipher, tenant, subject
 
     def encrypt(self, value: str, category: str) -> str:
-        _check_context(category=category)
+        if type(category) is not str or not category or len(category) > _MAX_CONTEXT:
+            _check_context(category=category)  # refuses it (the common case above costs no call)
         return self._cipher.seal(value, tenant=self._tenant, category=category, subject=self._subject)
 
     def encrypt_deterministic(self, value: str, category: str) -> str:

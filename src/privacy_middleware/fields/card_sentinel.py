@@ -143,6 +143,11 @@ def find_card_data(
 
     `exempt` holds (id(parent), key) places the route's own rules already handle.
     """
+    # the exempt keys by container, so a container without any costs one look-up, not one per key
+    skipped: dict[int, set[str | int]] = {}
+    for container, key in exempt:
+        skipped.setdefault(container, set()).add(key)
+    search = _PAN_IN_TEXT.search
     stack: list[tuple[Any, list[str | int]]] = [(document, [])]
     while stack:
         node, path = stack.pop()
@@ -154,13 +159,16 @@ def find_card_data(
             if _scalar_has_pan(node):
                 yield field_path(path), "card_number"
             continue
+        skip = skipped.get(id(node))
         for key, value in items:
-            if (id(node), key) in exempt:
+            if skip is not None and key in skip:
                 continue
             if isinstance(key, str) and _is_code_key(key) and not _blank(value):
                 yield field_path([*path, key]), "card_code"
             elif isinstance(value, dict | list):
                 stack.append((value, [*path, key]))
+            elif type(value) is str and search(value) is None:
+                continue  # no candidate run: `_scalar_has_pan` would say so, after a call
             elif _scalar_has_pan(value):
                 yield field_path([*path, key]), "card_number"
 
