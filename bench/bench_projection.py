@@ -10,7 +10,8 @@ policy does not touch as raw bytes, each checked to give byte-identical output t
   the parser's minified `.mini` bytes;
 - the pure-Python wall: orjson parse, the same projection as dict operations, orjson dump.
 
-(b), a native one-pass extension, was not built: see bench/README.md. Both the floor and the
+(b), the native one-pass extension, is the engine's own `disclose_bytes` (fields/native.py), timed
+beside the engine on a full parse and on (a) when the extension was built. Both the floor and the
 middleware's own figure (route - bare app, the same request) are measured in the same run.
 
 Run: .venv/bin/python bench/bench_projection.py [--smoke]
@@ -172,9 +173,10 @@ def python_protect(body: bytes, seal: Callable[[str], str]) -> bytes:
     return orjson.dumps(walk(orjson.loads(body), PROTECT))
 
 
-def engine_paths(runtime: Runtime, app: PrivacyMiddleware, body: bytes) -> tuple[Any, Any]:
-    """The field engine disclosing to the carrier on a full parse, and on lazy projection as wired
-    (fields/lazy.py), so the choice between them is measured on the engine itself."""
+def engine_paths(runtime: Runtime, app: PrivacyMiddleware, body: bytes) -> tuple[Any, Any, Any]:
+    """The field engine disclosing to the carrier on a full parse, on lazy projection as wired
+    (fields/lazy.py), and in the native one-pass over the bytes (fields/native.py, (b)), so the
+    choice between them is measured on the engine itself."""
     found = app.plans.match("GET", "/orders")
     assert found is not None and found[0].spec.response is not None
     response = found[0].spec.response
@@ -192,7 +194,13 @@ def engine_paths(runtime: Runtime, app: PrivacyMiddleware, body: bytes) -> tuple
         await engine.disclose(response, document, carrier)
         return lazy.encode(document)
 
-    return full, partial
+    async def native() -> bytes:
+        got = await engine.disclose_bytes(response, body, carrier)
+        expect(got is not None, "the native pass declined the carrier's order list")
+        assert got is not None
+        return got[0]
+
+    return full, partial, native
 
 
 async def main(smoke: bool = False) -> list[Row]:
@@ -221,8 +229,11 @@ async def main(smoke: bool = False) -> list[Row]:
                 parser = simdjson.Parser() if simdjson else None
                 if parser is not None:
                     expect(simdjson_orders(parser, body) == engine_out, "simdjson projection differs")
-                engine_full, engine_lazy = engine_paths(runtime, app, body)
+                engine_full, engine_lazy, engine_native = engine_paths(runtime, app, body)
                 expect(await engine_lazy() == await engine_full() == engine_out, "the engine's lazy path differs")
+                native_on = runtime.services.fields.native
+                if native_on:
+                    expect(await engine_native() == engine_out, "the engine's native pass differs")
                 n = max(1, iterations * 50 // count)
                 fns = {
                     "floor": as_async(lambda b=body: orjson.dumps(orjson.loads(b))),  # type: ignore[misc]
@@ -235,6 +246,8 @@ async def main(smoke: bool = False) -> list[Row]:
                 }
                 if parser is not None:
                     fns["simdjson"] = as_async(lambda b=body, p=parser: simdjson_orders(p, b))  # type: ignore[misc]
+                if native_on:
+                    fns["engine_native"] = engine_native
                 got = await compare(fns, n, repeats)
                 floor = got["floor"]
                 label = f"{count} orders, {len(body) // 1024} KB"
@@ -247,6 +260,9 @@ async def main(smoke: bool = False) -> list[Row]:
                     table.add(Row("projection", f"{label}: (c) simdjson on-demand", got["simdjson"], floor, "floor"))
                 table.add(Row("projection", f"{label}: engine on a full parse", got["engine_full"], floor, "floor"))
                 table.add(Row("projection", f"{label}: engine on (a) as wired", got["engine_lazy"], floor, "floor"))
+                if native_on:
+                    native_cost = got["engine_native"]
+                    table.add(Row("projection", f"{label}: engine, (b) native one pass", native_cost, floor, "floor"))
             await runtime.audit.flush()
             expect(runtime.audit.metrics.dropped.total == 0, "audit events dropped")
         finally:

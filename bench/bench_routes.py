@@ -241,7 +241,8 @@ async def _orders(table: Table, runtime: Runtime, logistics: str, iterations: in
         repeats,
     )
     base, routed, floor_cost = got["base"], got["routed"], got["floor"]
-    print(f"GET /orders for logistics, 50 orders, {len(orders)} bytes")
+    native = "on" if runtime.fields.native else "off (extension not built)"
+    print(f"GET /orders for logistics, 50 orders, {len(orders)} bytes; native disclosure pass {native}")
     table.add(Row("routes", "orders floor: orjson parse+dump", floor_cost, floor_cost, "floor"))
     table.add(Row("routes", "50 orders for logistics added time", routed - base, floor_cost, "floor", 1.5))
     await runtime.audit.flush()
