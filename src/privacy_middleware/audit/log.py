@@ -18,10 +18,12 @@ import hashlib
 import os
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import orjson
 import sqlalchemy as sa
@@ -79,6 +81,7 @@ def canonical_leaf(doc: dict[str, object], chain: str, seq: int) -> bytes:
 _SEQ_MARK = 2**53 + 1
 _SEQ_FIELD = b'"seq":' + str(_SEQ_MARK).encode()
 _SERIALISE_SLICE = 128
+_SQLITE_SLICE = 100  # events inserted between two looks at `append_sqlite`'s stop flag
 _RECHECK_US = 60_000_000  # an unpartitioned store is looked at again after this long
 
 
@@ -105,7 +108,10 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-def _committed(work: Callable[[sqlite3.Connection], AppendResult], db: sqlite3.Connection) -> AppendResult:
+T = TypeVar("T")
+
+
+def _committed(work: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
     """Run `work` in a transaction of its own on a plain sqlite3 connection: commit, or roll back."""
     if db.in_transaction:
         raise sqlite3.OperationalError("a transaction is already open on this connection")
@@ -191,6 +197,61 @@ class AuditLog:
         async with database.begin() as conn:
             return await self.append_in(database, conn, events, templates=templates)
 
+    def append_sqlite(
+        self,
+        db: sqlite3.Connection,
+        events: Sequence[SealedEvent],
+        templates: Sequence[tuple[bytes, bytes] | None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> AppendResult:
+        """SQLite: `append` on a plain sqlite3 connection, in the calling thread, in a transaction of
+        its own (the writer's own connections; the same rows and seal as `append`).
+
+        With `stop`, the events are inserted `_SQLITE_SLICE` at a time, and once `stop` is set the
+        batch ends after the current slice: the events inserted so far are sealed and committed, and
+        the result says how many (`size - first_seq`); the caller appends the rest later."""
+        kid = self.key_id
+        if kid not in self._registered:
+            pem = self.public_key_pem().decode()
+            _committed(functools.partial(sqlite.register_signing_key, key_id=kid, public_pem=pem, now_us=_now_us()), db)
+            self._registered.add(kid)
+        if templates is None:
+            templates = self.leaf_templates(events)
+        elif len(templates) != len(events):
+            raise ValueError("one leaf template per event")
+        return _committed(functools.partial(self._append_sqlite_slices, events, templates, stop), db)
+
+    def _append_sqlite_slices(
+        self,
+        events: Sequence[SealedEvent],
+        templates: Sequence[tuple[bytes, bytes] | None],
+        stop: threading.Event | None,
+        db: sqlite3.Connection,
+    ) -> AppendResult:
+        """`_append_sqlite`, inserting a slice at a time and ending early once `stop` is set."""
+        chain = self.chain
+        head = sqlite.lock_chain(db, chain, _now_us())
+        now = max(_now_us(), head.last_leaf_us)
+        first = head.size
+        frontier = Frontier(head.size, head.frontier)
+        hashes: list[bytes] = []
+        force = False
+        step = len(events) if stop is None else _SQLITE_SLICE
+        done = 0
+        while done < len(events):
+            part = events[done : done + step]
+            side_rows, force = self._side_rows(part, force)
+            sqlite.insert_many(db, sqlite.INSERT_SIDE, side_rows)
+            rows, subject_rows, part_hashes = self._rows(part, templates[done : done + step], first + done, now)
+            sqlite.insert_many(db, sqlite.INSERT_EVENTS, rows)
+            sqlite.insert_many(db, sqlite.INSERT_SUBJECTS, subject_rows)
+            frontier.extend(part_hashes)
+            hashes.extend(part_hashes)
+            done += len(part)
+            if stop is not None and stop.is_set():
+                break
+        return self._finish_sqlite(db, head, frontier, hashes, first, now, force)
+
     async def _serialise(
         self,
         events: Sequence[SealedEvent],
@@ -199,7 +260,6 @@ class AuditLog:
     ) -> tuple[Sequence[tuple[bytes, bytes] | None], list[tuple[object, ...]], bool]:
         """Before the lock: the leaves (unless serialised ahead), the side-record rows, and whether a
         leaf asks for a checkpoint."""
-        chain = self.chain
         if templates is None:
             serialised: list[tuple[bytes, bytes] | None] = []
             for start in range(0, len(events), _SERIALISE_SLICE):
@@ -209,6 +269,12 @@ class AuditLog:
             templates = serialised
         elif len(templates) != len(events):
             raise ValueError("one leaf template per event")
+        side_rows, force = self._side_rows(events, force)
+        return templates, side_rows, force
+
+    def _side_rows(self, events: Sequence[SealedEvent], force: bool) -> tuple[list[tuple[object, ...]], bool]:
+        """The side-record rows of a batch, and whether a leaf asks for a checkpoint."""
+        chain = self.chain
         side_rows: list[tuple[object, ...]] = []
         for sealed in events:
             record = sealed.side
@@ -217,7 +283,7 @@ class AuditLog:
                     (record.ref, chain, sealed.doc["uid"], record.salt, record.blob, sealed.doc["time_us"])
                 )
             force = force or sealed.doc["kind"] in _FORCE_CHECKPOINT
-        return templates, side_rows, force
+        return side_rows, force
 
     async def register_key(self, database: Database) -> None:
         """Store this writer's public key in a committed transaction of its own, once per process.
@@ -307,6 +373,20 @@ class AuditLog:
         rows, subject_rows, hashes, frontier = self._sequence(events, templates, head, now)
         sqlite.insert_many(db, sqlite.INSERT_EVENTS, rows)
         sqlite.insert_many(db, sqlite.INSERT_SUBJECTS, subject_rows)
+        return self._finish_sqlite(db, head, frontier, hashes, first, now, force)
+
+    def _finish_sqlite(
+        self,
+        db: sqlite3.Connection,
+        head: ChainHead,
+        frontier: Frontier,
+        hashes: list[bytes],
+        first: int,
+        now: int,
+        force: bool,
+    ) -> AppendResult:
+        """Seal the batch, sign a checkpoint when due, store the seal and the new head (SQLite)."""
+        chain = self.chain
         seal = self._seal_batch(head, frontier, hashes, first, now)
         checkpoint = None
         if self._checkpoint_due(head, force, now):
@@ -328,12 +408,24 @@ class AuditLog:
         now: int,
     ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[bytes], Frontier]:
         """Number the leaves from the head, hash them and extend the tree (CPU only, under the lock)."""
+        rows, subject_rows, hashes = self._rows(events, templates, head.size, now)
+        frontier = Frontier(head.size, head.frontier)
+        frontier.extend(hashes)
+        return rows, subject_rows, hashes, frontier
+
+    def _rows(
+        self,
+        events: Sequence[SealedEvent],
+        templates: Sequence[tuple[bytes, bytes] | None],
+        seq: int,
+        now: int,
+    ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[bytes]]:
+        """The event rows, subject rows and leaf hashes of `events`, numbered from `seq`."""
         chain = self.chain
         rows: list[tuple[object, ...]] = []
         subject_rows: list[tuple[object, ...]] = []
         hashes: list[bytes] = []
         sha256 = hashlib.sha256
-        seq = head.size
         for sealed, template in zip(events, templates, strict=True):
             doc = sealed.doc
             leaf = canonical_leaf(doc, chain, seq) if template is None else template[0] + b"%d" % seq + template[1]
@@ -358,9 +450,7 @@ class AuditLog:
             if isinstance(listed, list):
                 subject_rows.extend((chain, seq, s) for s in listed)
             seq += 1
-        frontier = Frontier(head.size, head.frontier)
-        frontier.extend(hashes)
-        return rows, subject_rows, hashes, frontier
+        return rows, subject_rows, hashes
 
     def _seal_batch(
         self, head: ChainHead, frontier: Frontier, hashes: list[bytes], first: int, now: int

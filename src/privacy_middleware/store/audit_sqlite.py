@@ -9,8 +9,10 @@ is the same as the SQLAlchemy statements in `store/audit.py` (same tables, same 
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -39,9 +41,32 @@ def _insert(table_name: str, columns: Sequence[str]) -> str:
     return f"INSERT INTO {table_name} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
 
 
-INSERT_SIDE = _insert(audit_side_records.name, SIDE_COLUMNS)
-INSERT_EVENTS = _insert(audit_events.name, EVENT_COLUMNS)
-INSERT_SUBJECTS = _insert(audit_event_subjects.name, SUBJECT_COLUMNS)
+@dataclass(frozen=True, slots=True)
+class RowsInsert:
+    """A multi-row INSERT: one statement (one step) for up to `MAX_ROWS_PER_STATEMENT` rows.
+
+    `executemany` steps once per row, and the sqlite3 module releases the GIL around every step:
+    while the event loop is busy, each step then waits up to the interpreter's switch interval
+    (5 ms) to get the GIL back, and a batch took many times its CPU time to write."""
+
+    table: str
+    columns: tuple[str, ...]
+
+    def statement(self, rows: int) -> str:
+        return _rows_statement(self.table, self.columns, rows)
+
+
+@functools.lru_cache(maxsize=512)
+def _rows_statement(table: str, columns: tuple[str, ...], rows: int) -> str:
+    one = f"({', '.join('?' for _ in columns)})"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * rows)}"
+
+
+MAX_ROWS_PER_STATEMENT = 256
+
+INSERT_SIDE = RowsInsert(audit_side_records.name, SIDE_COLUMNS)
+INSERT_EVENTS = RowsInsert(audit_events.name, EVENT_COLUMNS)
+INSERT_SUBJECTS = RowsInsert(audit_event_subjects.name, SUBJECT_COLUMNS)
 INSERT_BATCH = _insert(audit_batches.name, BATCH_COLUMNS)
 INSERT_CHECKPOINT = _insert(audit_checkpoints.name, ("chain", "tree_size", "root_hash", "time_us", "key_id", "note"))
 _TOUCH = f"UPDATE {audit_chains.name} SET size = size WHERE chain = ?"
@@ -79,11 +104,20 @@ async def driver_thread(conn: AsyncConnection) -> Runner[Any] | None:
     return run
 
 
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35)  # UPDATE ... RETURNING
+_TOUCH_AND_READ = _TOUCH + " RETURNING size, frontier, checkpoint_size, checkpoint_us, last_leaf_us"
+
+
 def lock_chain(db: sqlite3.Connection, chain: str, now_us: int) -> ChainHead:
     """The first statement is a write: it takes the database write lock until the transaction ends."""
-    if db.execute(_TOUCH, (chain,)).rowcount == 0:
-        db.execute(_NEW_CHAIN, (chain, now_us, now_us))
-    size, frontier, checkpoint_size, checkpoint_us, last_leaf_us = db.execute(_HEAD, (chain,)).fetchone()
+    rows = db.execute(_TOUCH_AND_READ, (chain,)).fetchall() if _RETURNING else []
+    if not rows:
+        if not _RETURNING and db.execute(_TOUCH, (chain,)).rowcount > 0:
+            rows = db.execute(_HEAD, (chain,)).fetchall()
+        else:
+            db.execute(_NEW_CHAIN, (chain, now_us, now_us))
+            rows = db.execute(_HEAD, (chain,)).fetchall()
+    size, frontier, checkpoint_size, checkpoint_us, last_leaf_us = rows[0]
     return ChainHead(
         chain=chain,
         size=size,
@@ -107,6 +141,51 @@ def register_signing_key(db: sqlite3.Connection, key_id: str, public_pem: str, n
     db.execute(_INSERT_KEY, (key_id, public_pem, now_us))
 
 
-def insert_many(db: sqlite3.Connection, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
-    if rows:
-        db.executemany(statement, rows)
+def file_path(url: Any) -> str | None:
+    """The file of a SQLite database URL a writer may open its own connections to, else None
+    (PostgreSQL, in-memory databases, URLs with options the plain file name would not carry)."""
+    if url.get_backend_name() != "sqlite" or url.query:
+        return None
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return str(database)
+
+
+def open_connection(
+    path: str, pragmas: Callable[[Any, Any], None], *, busy_timeout: float, autocheckpoint: bool
+) -> sqlite3.Connection:
+    """A plain connection with the store's pragmas (`Database.sqlite_pragmas`: WAL, its synchronous
+    level, foreign keys), then its own busy timeout; `autocheckpoint=False` leaves WAL checkpoints
+    to the caller."""
+    db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    try:
+        pragmas(db, None)
+        db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        if not autocheckpoint:
+            db.execute("PRAGMA wal_autocheckpoint=0")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def is_busy(exc: BaseException) -> bool:
+    """SQLite refused at once because another connection holds the write lock (busy timeout 0)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def insert_many(db: sqlite3.Connection, insert: RowsInsert, rows: Sequence[tuple[object, ...]]) -> None:
+    """Insert `rows` with as few statements as SQLite allows (the same rows `executemany` would)."""
+    if not rows:
+        return
+    # SQLite's own bound on parameters (999 before 3.32, 32766 since) caps the rows per statement
+    step = max(1, min(MAX_ROWS_PER_STATEMENT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(insert.columns)))
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        db.execute(insert.statement(len(chunk)), [value for row in chunk for value in row])

@@ -82,6 +82,8 @@ class Database:
     ) -> None:
         if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
             raise ConfigError(f"unsupported SQLite synchronous level {sqlite_synchronous!r}: use full or normal")
+        # applied to every SQLite connection: the engine's, and those the audit writer opens itself
+        self.sqlite_pragmas: Callable[[Any, Any], None] = _sqlite_pragmas(sqlite_synchronous)
         self.url = normalise_url(url)
         self.display_url = redact_url(self.url)
         self.dialect = self.url.get_backend_name()
@@ -113,7 +115,7 @@ class Database:
         # Parameters are personal values and ciphertext: never in SQLAlchemy's log or its errors.
         self.engine: AsyncEngine = create_async_engine(self.url, hide_parameters=True, **kwargs)
         if self.dialect == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas(sqlite_synchronous))
+            event.listen(self.engine.sync_engine, "connect", self.sqlite_pragmas)
 
     @property
     def is_postgres(self) -> bool:

@@ -1,0 +1,147 @@
+"""The audit writer's own SQLite connections: the store's durability, batches that stop early for a
+strict event (and still verify), and strict events committed without the strict lane."""
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from privacy_middleware.audit import AuditLog, AuditWriter, data_access, export, login_attempt, verify
+from privacy_middleware.store import Database
+from privacy_middleware.store.audit import audit_batches, audit_events
+
+pytestmark = pytest.mark.anyio
+
+MakeWriter = Callable[..., AuditWriter]
+
+
+def _login(n: int) -> Any:
+    return login_attempt(success=True, subject=f"cust_{n}", ip=f"192.0.2.{n % 200}", username=f"u{n}@shop.test")
+
+
+def _reveal(n: int) -> Any:
+    return data_access(principal="staff_1", subject=f"cust_{n}", purpose="support", categories=["user.financial.card"])
+
+
+@pytest.mark.parametrize(("setting", "level"), [("full", 2), ("normal", 1)])
+async def test_the_writers_own_connections_commit_at_the_stores_synchronous_level(
+    sqlite_url: str, make_writer: MakeWriter, setting: str, level: int
+) -> None:
+    database = Database(sqlite_url, sqlite_synchronous=setting)
+    try:
+        await database.upgrade()
+        writer = make_writer(database)
+        await writer.start()
+        await writer.emit_strict(_reveal(1))
+        own = writer._own
+        assert own is not None
+        for connection in (own.now, own.bulk):
+            assert connection.execute("PRAGMA synchronous").fetchone()[0] == level
+            assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        await writer.stop()
+    finally:
+        await database.dispose()
+
+
+async def test_a_batch_told_to_stop_commits_its_first_slice_sealed_and_the_rest_follows(
+    sqlite_url: str, audit_log: AuditLog, tmp_path: Path
+) -> None:
+    database = Database(sqlite_url)
+    try:
+        await database.upgrade()
+        events = [audit_log.seal(_login(n)) for n in range(250)]
+        db = sqlite3.connect(sqlite_url.split("///", 1)[1], isolation_level=None)
+        stop = threading.Event()
+        stop.set()
+        try:
+            first = audit_log.append_sqlite(db, events, stop=stop)
+            assert (first.first_seq, first.size) == (0, 100)  # one slice, then sealed and committed
+            second = audit_log.append_sqlite(db, events[100:])
+            assert (second.first_seq, second.size) == (100, 250)
+        finally:
+            db.close()
+        async with database.connect() as conn:
+            seals = (await conn.execute(sa.select(audit_batches.c.first_seq, audit_batches.c.tree_size))).all()
+            seqs = (await conn.execute(sa.select(audit_events.c.seq).order_by(audit_events.c.seq))).scalars().all()
+        assert sorted(seals) == [(0, 100), (100, 250)]
+        assert seqs == list(range(250))
+        await export(database, tmp_path / "out")
+    finally:
+        await database.dispose()
+    report = verify(tmp_path / "out", audit_log.public_key_pem())
+    assert report.status == 0 and report.verified_size == report.events == 250
+
+
+async def test_a_strict_event_is_committed_without_the_strict_lane_when_nothing_else_is_written(
+    sqlite_url: str, make_writer: MakeWriter
+) -> None:
+    database = Database(sqlite_url)
+    try:
+        await database.upgrade()
+        writer = make_writer(database, flush_interval=5.0)
+        await writer.start()
+        await writer.flush()
+        lane_writes = 0
+        write_strict = writer._write_strict
+
+        async def counted() -> None:
+            nonlocal lane_writes
+            lane_writes += 1
+            await write_strict()
+
+        writer._write_strict = counted  # type: ignore[method-assign]
+        await writer.emit_strict(_reveal(1))
+        await asyncio.sleep(0.05)
+        assert lane_writes == 0
+        async with database.connect() as conn:
+            kinds = (await conn.execute(sa.select(audit_events.c.subject).order_by(audit_events.c.seq))).scalars()
+            assert list(kinds) == [None, "cust_1"]  # after log.start
+        await writer.stop()
+    finally:
+        await database.dispose()
+
+
+async def test_a_strict_event_waits_for_the_slice_in_flight_not_the_whole_bulk_batch(
+    sqlite_url: str, make_writer: MakeWriter, tmp_path: Path, audit_log: AuditLog
+) -> None:
+    """The bulk batch on the writer's thread stops after its current slice for a strict caller: the
+    strict event is between two parts of the batch, every event is there once, and the log verifies."""
+    database = Database(sqlite_url)
+    try:
+        await database.upgrade()
+        writer = make_writer(database, batch_size=1000, flush_interval=5.0)
+        await writer.start()
+        await writer.flush()
+        own = writer._own
+        assert own is not None
+        gate = threading.Event()
+        own.thread.submit(gate.wait, 5.0)  # the thread is busy: the bulk batch waits behind this
+        for n in range(1000):
+            writer.emit(_login(n))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if writer._write_lock.locked():
+                break
+        assert writer._write_lock.locked()  # the bulk batch is handed to the thread
+        reveal = asyncio.create_task(writer.emit_strict(_reveal(5000)))
+        await asyncio.sleep(0.05)
+        assert own.stop.is_set()
+        gate.set()
+        await asyncio.wait_for(reveal, 5.0)
+        await writer.stop()
+        async with database.connect() as conn:
+            subjects = (await conn.execute(sa.select(audit_events.c.subject).order_by(audit_events.c.seq))).scalars()
+            logins = [s for s in subjects if s is not None]
+        at = logins.index("cust_5000")
+        assert 0 < at < 1000  # after the first slice, before the rest of the batch
+        assert [s for s in logins if s != "cust_5000"] == [f"cust_{n}" for n in range(1000)]
+        await export(database, tmp_path / "out")
+    finally:
+        await database.dispose()
+    assert verify(tmp_path / "out", audit_log.public_key_pem()).status == 0
