@@ -101,8 +101,8 @@ class RoutePlan:
     has_before: bool
     label: str = ""  # "METHOD /template", for metrics and logs
     # Set when every step that reads the request body reads only declared paths (fields/lazy.py).
-    # Responses are always parsed in full: measured on order lists, a level-by-level decode costs
-    # more than orjson's full parse, because a record's untouched parts are small (bench/README.md).
+    # Responses are parsed in full (measured on order lists, a level-by-level decode costs more than
+    # orjson's full parse), unless `response_bytes` rewrites them in one native pass (bench/README.md).
     lazy_request: Skeleton | None = None
     # The response header edits that do not depend on the request (Vary, Cache-Control, digests).
     response_edits: ResponseEdits = field(init=False, repr=False, compare=False)
