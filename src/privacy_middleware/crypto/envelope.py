@@ -147,6 +147,21 @@ class SubjectCipher:
         sealed = self._category_cipher(category).encrypt(nonce, _utf8(value), aad)
         return f"pe1.{self.kid}.{b64url_encode(nonce + sealed)}"
 
+    def seal_many(self, items: list[tuple[str, str]], *, tenant: str, subject: str) -> list[str]:
+        """`seal` of each (value, category), in order; the random nonces come from one `os.urandom`
+        call (a request's fields are sealed together: one system call instead of one per field)."""
+        nonces = os.urandom(NONCE_BYTES * len(items))
+        prefix = f"pe1.{self.kid}."
+        sealed: list[str] = []
+        at = 0
+        for value, category in items:
+            nonce = nonces[at : at + NONCE_BYTES]
+            at += NONCE_BYTES
+            aad = self._associated_data(RANDOMISED, tenant, category, subject)
+            body = self._category_cipher(category).encrypt(nonce, _utf8(value), aad)
+            sealed.append(prefix + b64url_encode(nonce + body))
+        return sealed
+
     def seal_deterministic(self, value: str, *, tenant: str, category: str, subject: str) -> str:
         """pd1: equal values of one subject and category give equal envelopes (lookups)."""
         aad = self._associated_data(DETERMINISTIC, tenant, category, subject)

@@ -78,6 +78,13 @@ class SubjectSealer:
             _check_context(category=category)  # refuses it (the common case above costs no call)
         return self._cipher.seal(value, tenant=self._tenant, category=category, subject=self._subject)
 
+    def encrypt_many(self, items: list[tuple[str, str]]) -> list[str]:
+        """`encrypt` of each (value, category), in order, in one call."""
+        for _, category in items:
+            if type(category) is not str or not category or len(category) > _MAX_CONTEXT:
+                _check_context(category=category)
+        return self._cipher.seal_many(items, tenant=self._tenant, subject=self._subject)
+
     def encrypt_deterministic(self, value: str, category: str) -> str:
         _check_context(category=category)
         return self._cipher.seal_deterministic(value, tenant=self._tenant, category=category, subject=self._subject)

@@ -225,6 +225,18 @@ class FieldEngine:
         cipher: Any = self.cipher
         cached = getattr(cipher, "cached_sealer", None)
         sealers: dict[str, Any] = {}
+        if len(batch) > 1 and all(item[2] == "encrypt" and item[4] == batch[0][4] for item in batch):
+            # one subject, randomised envelopes only (a checkout): sealed in one call
+            subject = batch[0][4]
+            sealer = cached(subject) if cached is not None else None
+            if sealer is None:
+                sealer = await cipher.subject_sealer(subject)
+            many = getattr(sealer, "encrypt_many", None)
+            if many is not None:
+                for (location, *_), value in zip(batch, many([(item[1], item[3]) for item in batch]), strict=True):
+                    location.set(value)
+                return
+            sealers[subject] = sealer
         for location, text, transform, category, subject in batch:
             sealer = sealers.get(subject)
             if sealer is None:

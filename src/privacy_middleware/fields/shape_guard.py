@@ -93,9 +93,8 @@ def remove_card_codes(document: Any, name: str | int | None = None) -> int:
     if isinstance(document, dict):
         # the card-code keys first (cached per key): only an object that has one is asked whether it
         # holds a card (its values' card-number check)
-        codes = [k for k in document if _code_key(k)]
-        if codes and holds_card(document, name):
-            for key in codes:
+        if any(map(_code_key, document)) and holds_card(document, name):
+            for key in [k for k in document if _code_key(k)]:
                 del document[key]
                 removed += 1
         for key, value in document.items():
