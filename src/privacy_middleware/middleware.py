@@ -472,7 +472,7 @@ class _Responder:
         self.plan = plan
         self.ex = ex
         self.downstream = send
-        self.started = started
+        self.began = started  # perf_counter() when the plan started (the plan_seconds histogram)
         self.start: Message | None = None
         self.mode = "pending"  # pass | buffer | drain
         self.chunks: list[bytes] = []
@@ -598,7 +598,7 @@ class _Responder:
         try:
             return await step.on_response_bytes(self.ex, body)
         except PrivacyError as error:
-            self.mw.runtime.metrics.plan_seconds.observe(time.perf_counter() - self.started)
+            self.mw.runtime.metrics.plan_seconds.observe(time.perf_counter() - self.began)
             await self._refuse(error.code, error.message, error.status, error)
             return None
 
@@ -609,7 +609,7 @@ class _Responder:
         except PrivacyError as error:
             await self._refuse(error.code, error.message, error.status, error)
         finally:
-            self.mw.runtime.metrics.plan_seconds.observe(time.perf_counter() - self.started)
+            self.mw.runtime.metrics.plan_seconds.observe(time.perf_counter() - self.began)
 
     async def _send_start(self, *, changed: bool, length: int | None = None) -> None:
         assert self.start is not None

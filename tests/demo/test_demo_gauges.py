@@ -59,3 +59,19 @@ async def test_the_dashboard_only_uses_series_the_middleware_exports(demo: Demo)
     assert used and used <= exported, used - exported
     for wanted in ("privacy_audit_queue_depth", "privacy_subject_requests_overdue", "privacy_key_provider_up"):
         assert wanted in used
+
+
+async def test_plan_seconds_time_a_filtered_response_from_the_plan_start(demo: Demo) -> None:
+    """The histogram's observation is the plan's own time, not the monotonic clock's reading."""
+    token = await demo.partner("logistics-co")
+    histogram = demo.app.runtime.metrics.plan_seconds
+    before = histogram.collect()[0]
+    count_before = next(s.value for s in before.samples if s.name.endswith("_count"))
+    sum_before = next(s.value for s in before.samples if s.name.endswith("_sum"))
+    response = await demo.client.get("/orders", headers={"authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    after = histogram.collect()[0]
+    count = next(s.value for s in after.samples if s.name.endswith("_count")) - count_before
+    took = next(s.value for s in after.samples if s.name.endswith("_sum")) - sum_before
+    assert count == 1
+    assert 0 < took < 5  # seconds: one filtered list, not the time since the clock's epoch
