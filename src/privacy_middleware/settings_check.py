@@ -32,6 +32,7 @@ OTHER_VARIABLES = {
     "PRIVACY_TEST_POSTGRES": "the PostgreSQL server the test suite uses",
     "PRIVACY_TEST_REDIS": "the Redis server the test suite uses",
     "PRIVACY_PROPERTY_EXAMPLES": "examples per property test in the test suite",
+    "PRIVACY_TEST_NATIVE": "whether the test suite requires the native disclosure pass to be built",
 }
 
 KEY_SCHEMES = ("local:///", "vault+https://", "vault+http://", "awskms://")

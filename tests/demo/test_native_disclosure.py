@@ -11,13 +11,13 @@ import orjson
 import pytest
 
 from privacy_middleware.audit.query import search
-from privacy_middleware.fields import native
 from privacy_middleware.middleware import PrivacyMiddleware
 from support.demo import Demo
+from support.native import needs_native
 
 pytestmark = [
     pytest.mark.anyio,
-    pytest.mark.skipif(not native.AVAILABLE, reason="the native extension was not built (no compiler)"),
+    needs_native,
 ]
 
 ORDERS = orjson.dumps(

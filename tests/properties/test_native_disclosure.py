@@ -15,14 +15,14 @@ from hypothesis import strategies as st
 
 from privacy_middleware.demo.run import demo_policy_path
 from privacy_middleware.errors import PrivacyError
-from privacy_middleware.fields import native
 from privacy_middleware.fields.engine import FieldEngine, Pseudonymiser, Viewer
 from privacy_middleware.policy.access import Access
 from privacy_middleware.policy.compile import CompiledBody, compile_policy
 from privacy_middleware.policy.load import load_policy
 from privacy_middleware.principal import Principal
+from support.native import needs_native
 
-pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="the native extension was not built (no compiler)")
+pytestmark = needs_native
 
 POLICY = load_policy(demo_policy_path())
 ACCESS = Access(POLICY)
