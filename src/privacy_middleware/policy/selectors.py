@@ -70,6 +70,11 @@ class Selector:
             object.__setattr__(self, "_last", str(self.steps[-1].value))
 
     @property
+    def plain_path(self) -> tuple[tuple[str, ...], str] | None:
+        """(the keys to the parent, the last key) of a plain key path; None for any other selector."""
+        return None if self._parents is None else (self._parents, self._last)
+
+    @property
     def is_root(self) -> bool:
         return not self.steps
 
