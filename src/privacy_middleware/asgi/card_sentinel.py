@@ -30,7 +30,7 @@ from ..fields.card_sentinel import (
     pans_in,
     tokenise_card_numbers,
 )
-from ..policy.compile import CompiledBody, RouteSpec
+from ..policy.compile import RouteSpec, plain_paths
 from ..types import Receive, Scope
 from .body import declared_length, decoded_for_inspection, read_body, replay, too_large
 from .headers import get_header, is_json_media_type, media_type, replace, without
@@ -66,7 +66,7 @@ def exempt_places(spec: RouteSpec | None, document: Any) -> frozenset[tuple[int,
     if spec is None or spec.request is None:
         return frozenset()
     body = spec.request
-    paths = _plain_paths(body)
+    paths = plain_paths(body)
     places: set[tuple[int, str | int]] = set()
     for record in body.records.values(document):
         if paths is None:
@@ -77,28 +77,10 @@ def exempt_places(spec: RouteSpec | None, document: Any) -> frozenset[tuple[int,
         for parents, last in paths:  # Selector.places of a plain key path, inline
             node = record
             for key in parents:
-                if not isinstance(node, dict):
-                    break
-                node = node.get(key)
-            else:
-                if isinstance(node, dict) and last in node:
-                    places.add((id(node), last))
+                node = node.get(key) if isinstance(node, dict) else None
+            if isinstance(node, dict) and last in node:
+                places.add((id(node), last))
     return frozenset(places)
-
-
-# Per request body of the policy (a fixed set): its rules' plain key paths, None when one is not plain.
-_PATHS: dict[int, tuple[CompiledBody, tuple[tuple[tuple[str, ...], str], ...] | None]] = {}
-
-
-def _plain_paths(body: CompiledBody) -> tuple[tuple[tuple[str, ...], str], ...] | None:
-    kept = _PATHS.get(id(body))
-    if kept is not None and kept[0] is body:
-        return kept[1]
-    found = [rule.selector.plain_path for rule in body.fields]
-    paths = None if any(path is None for path in found) else tuple(p for p in found if p is not None)
-    if len(_PATHS) < 1024:
-        _PATHS[id(body)] = (body, paths)
-    return paths
 
 
 def scan(

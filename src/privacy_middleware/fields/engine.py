@@ -20,7 +20,7 @@ from ..crypto.cards import card_brand, normalise_pan
 from ..crypto.shaped import TokenShape
 from ..errors import PrivacyError
 from ..policy.access import card_categories, grant_for, owner_transform
-from ..policy.compile import CompiledBody, CompiledField, compile_shapes
+from ..policy.compile import CompiledBody, CompiledField, compile_shapes, plain_paths
 from ..policy.schema import FieldRule, Policy
 from ..policy.selectors import Location, Selector
 from ..policy.transforms import key_free_functions
@@ -188,15 +188,24 @@ class FieldEngine:
         field by field, in order.
         """
         report = FieldReport()
+        transformed = report.transformed
         fallback = principal.subject if principal else None
         guest = guest_subject(principal)
         # a cipher that hands out a subject's key seals a request's fields without an await each
         sealing = getattr(self.cipher, "subject_sealer", None) is not None
         batch: list[tuple[Location, str, str, str, str]] | None = [] if sealing else None
+        paths = plain_paths(body)
         for record in records_of(body, document):
             subject = record_subject(body, record, fallback) or guest
-            for rule in body.fields:
-                locations = rule.selector.find(record)
+            for index, rule in enumerate(body.fields):
+                if paths is None:
+                    locations = rule.selector.find(record)
+                else:  # Selector.find of a plain key path, inline
+                    parents, last = paths[index]
+                    node = record
+                    for key in parents:
+                        node = node.get(key) if isinstance(node, dict) else None
+                    locations = [Location(node, last)] if isinstance(node, dict) and last in node else []
                 if not locations and rule.rule.required:
                     raise PrivacyError(
                         "missing_field",
@@ -212,7 +221,7 @@ class FieldEngine:
                     assert subject is not None  # _check_one refuses a field to transform without one
                     if batch is not None and not spec.blind_index and spec.transform in _SEALED:
                         batch.append((location, text, spec.transform, spec.category, subject))
-                        report.count(spec.transform)
+                        transformed[spec.transform] = transformed.get(spec.transform, 0) + 1
                         report.subjects.add(subject)
                     else:
                         await self._transform_one(rule, location, text, subject, report, batch)
@@ -266,7 +275,7 @@ class FieldEngine:
             validate_field(spec.validate_as, value, spec.select)
         if spec.transform == "keep":
             return None
-        if is_protected(value):
+        if isinstance(value, str) and value.startswith(ENVELOPE_PREFIXES):  # is_protected, inline
             raise PrivacyError(
                 "already_protected",
                 f"The field {spec.select!r} already holds a protected value; send the clear value.",

@@ -47,6 +47,23 @@ class CompiledBody:
     kind: str = ""
 
 
+# What `plain_paths` answered per body: the policy's bodies are a fixed set (compiled at start-up).
+_PLAIN_PATHS: dict[int, tuple[CompiledBody, tuple[tuple[tuple[str, ...], str], ...] | None]] = {}
+
+
+def plain_paths(body: CompiledBody) -> tuple[tuple[tuple[str, ...], str], ...] | None:
+    """Every field rule's (keys to the parent, last key) when all are plain key paths (the common
+    case, followed by dict look-ups on the request path), else None. Kept per body (bounded)."""
+    kept = _PLAIN_PATHS.get(id(body))
+    if kept is not None and kept[0] is body:
+        return kept[1]
+    found = [rule.selector.plain_path for rule in body.fields]
+    paths = None if any(path is None for path in found) else tuple(path for path in found if path is not None)
+    if len(_PLAIN_PATHS) < 1024:
+        _PLAIN_PATHS[id(body)] = (body, paths)
+    return paths
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledFreeText:
     rule: FreeTextRule
