@@ -332,13 +332,15 @@ class PrivacyMiddleware:
             await step.on_request(ex)
         # Card data the route's rules did not handle: refused (or tokenised) on this route as on any other.
         # A body the prefilter clears holds none (and is not tokenised): the rules' places are not walked.
-        if ex.request_has_json and may_hold_card_data(body):
+        # A lazily read body is walked without it: its raw parts were prefiltered when it was read (the
+        # suspect ones decoded), so the walk covers what the prefilter would have cleared or sent on.
+        if ex.request_has_json and (ex.request_lazy or may_hold_card_data(body)):
             exempt = exempt_places(plan.spec, ex.request_json)
             tokenising = self.sentinel.tokenise is not None and may_hold_card_number(body)
             prefiltered = True
             if tokenising and await self.sentinel.tokenise_document(scope, ex.request_json, ex.ctx.subject, exempt):
                 ex.request_changed = True
-                body = orjson.dumps(ex.request_json)
+                body = lazy.encode(ex.request_json) if ex.request_lazy else orjson.dumps(ex.request_json)
                 prefiltered = False
             scan(body, "application/json", ex.request_json, exempt, prefiltered=prefiltered)
         elif not ex.request_has_json and media_type(headers) == FORM:

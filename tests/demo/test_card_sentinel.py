@@ -145,6 +145,19 @@ async def test_tokenise_mode_stores_a_token_instead_of_refusing(tokenising: Demo
     assert clear == "5555555555554444"
 
 
+async def test_tokenise_mode_tokenises_a_card_outside_the_planned_fields_of_checkout(tokenising: Demo) -> None:
+    """The checkout's body is read lazily (untouched parts stay raw bytes): the tokenised body is
+    written back with them, never refused for them."""
+    demo = tokenising
+    _, token = await demo.register()
+    body = checkout_body()
+    body["payment"]["backup"] = {"pan": "4111-1111-1111-1111"}
+    response = await demo.checkout(token, payment=body["payment"])
+    assert response.status_code == 201, response.text
+    stored = shop_dump(demo)
+    assert "4111" not in stored and "TEA-001" in stored
+
+
 async def test_tokenise_mode_still_refuses_card_codes_and_anonymous_callers(tokenising: Demo) -> None:
     demo = tokenising
     _, token = await demo.register()
