@@ -225,7 +225,7 @@ class ShapeGuard:
                                     422,
                                     extra={"field": _path([*path, key])},
                                 )
-                    if len(node.benign) < _BENIGN_KEYS:
+                    if len(node.benign) + len(extra) <= _BENIGN_KEYS:  # bounded: a body's keys never grow it past
                         node.benign |= extra
                 # A declared value is checked here (no call); a declared container is walked.
                 for key, child, how in node.children:
