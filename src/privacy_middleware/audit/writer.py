@@ -71,7 +71,7 @@ def _is_poison(exc: BaseException) -> bool:
 
 
 _SEAL_SLICE = 32  # events sealed (and serialised) between two turns of the event loop
-_WAL_CHECKPOINT_COMMITS = 8  # SQLite: the writer's commits between two WAL checkpoints
+_WAL_CHECKPOINT_EVENTS = 2000  # SQLite: events the writer commits between two WAL checkpoints
 _ON_LOOP_MAX = 16  # SQLite: strict batches up to this size are written on the event loop thread
 
 
@@ -104,7 +104,7 @@ class _OwnSqlite:
             self.bulk.close()
             raise
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="privacy-audit-sqlite")
-        self.commits = 0  # transactions committed since the last WAL checkpoint
+        self.written = 0  # events committed since the last WAL checkpoint
         self.stop = threading.Event()  # set by a strict caller: the bulk batch on `thread` ends early
 
     def close(self) -> None:
@@ -331,7 +331,7 @@ class AuditWriter:
             if not audit_sqlite.is_busy(exc):
                 logger.warning("audit strict write failed (%s); the strict lane retries it", exc.__class__.__name__)
             return False
-        own.commits += 1
+        own.written += 1
         self.metrics.written.inc(1)
         self._last_append = time.monotonic()
         self._uncheckpointed = result.checkpoint is None
@@ -468,14 +468,15 @@ class AuditWriter:
         finally:
             self._write_lock.release()
         own = self._own
-        if own is not None and own.commits >= _WAL_CHECKPOINT_COMMITS:
+        if own is not None and own.written >= _WAL_CHECKPOINT_EVENTS:
             await self._checkpoint_wal(own)
 
     async def _checkpoint_wal(self, own: _OwnSqlite) -> None:
         """Checkpoint the WAL on the writer's thread, outside the write lock (a strict event can be
         committed meanwhile). The writer's own connections do not checkpoint at commit: that copy,
-        and its fsyncs, would be inside the transaction a strict caller waits for."""
-        own.commits = 0
+        and its fsyncs, would be inside the transaction a strict caller waits for. Counted in events,
+        not commits: strict events and batches split for them are small commits."""
+        own.written = 0
         try:
             await asyncio.get_running_loop().run_in_executor(own.thread, _wal_checkpoint, own.bulk)
         except sqlite3.Error as exc:
@@ -578,7 +579,7 @@ class AuditWriter:
                 if not audit_sqlite.is_busy(exc):
                     logger.warning("audit strict write failed (%s); the strict lane retries it", exc.__class__.__name__)
                 return
-            own.commits += 1
+            own.written += len(sealed)
             self.metrics.written.inc(len(sealed))
             self._last_append = time.monotonic()
             self._uncheckpointed = result.checkpoint is None
@@ -631,7 +632,7 @@ class AuditWriter:
                     if not audit_sqlite.is_busy(exc):
                         raise
                 else:
-                    own.commits += 1
+                    own.written += len(sealed)
                     return result
             loop = asyncio.get_running_loop()
             while written < len(sealed):
@@ -643,8 +644,9 @@ class AuditWriter:
                     self.log.append_sqlite, own.bulk, sealed[written:], rest, None if strict else own.stop
                 )
                 result = await loop.run_in_executor(own.thread, work)
-                written += result.size - result.first_seq
-                own.commits += 1
+                part = result.size - result.first_seq
+                written += part
+                own.written += part
         except Exception as exc:
             await self._close_own()  # opened again for the next batch
             if written:
@@ -816,7 +818,7 @@ class AuditWriter:
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
-        if self._own is not None and self._own.commits:
+        if self._own is not None and self._own.written:
             await self._checkpoint_wal(self._own)  # what was committed since the last one, while idle
         if self._spool_pending and now - self._last_replay_try >= self.retry_interval:
             self._last_replay_try = now
