@@ -4,13 +4,11 @@ Modes (the same app, policy, token and 5 KB body as the routes bench; the shop a
 
     .venv/bin/python bench/profile_checkout.py calls [N]    # Python and C calls per request (cProfile): deterministic
     .venv/bin/python bench/profile_checkout.py sample [N]   # CPU sampling (SIGPROF): share of each function, inclusive
-    .venv/bin/python bench/profile_checkout.py loop N       # N requests, nothing else: for valgrind, see below
+    .venv/bin/python bench/profile_checkout.py loop N       # N requests, nothing else (for an external profiler)
 
-Instructions per request, immune to the load of a shared machine (two loop counts, difference / 200):
-
-    valgrind --tool=callgrind --callgrind-out-file=cg.50 .venv/bin/python bench/profile_checkout.py loop 50
-    valgrind --tool=callgrind --callgrind-out-file=cg.250 .venv/bin/python bench/profile_checkout.py loop 250
-    (grep totals: cg.50 cg.250)
+Instruction counts by differencing two `loop` runs under callgrind were tried and are not usable
+here: under valgrind's slowdown the start-up and the timer-driven background tasks (breach monitor,
+erasure watch) vary by more than 200 requests cost. The call counts are the deterministic figure.
 """
 
 from __future__ import annotations
