@@ -120,3 +120,28 @@ def test_sensitive_authentication_fields_are_recognised(name: str) -> None:
 @pytest.mark.parametrize("name", ["number", "last4", "brand", "exp_month", "cardholder"])
 def test_ordinary_card_fields_are_not_sad(name: str) -> None:
     assert not is_sensitive_authentication_field(name)
+
+
+# The zero of some decimal-digit blocks (Unicode Nd): Arabic-Indic, extended Arabic-Indic, Devanagari,
+# Bengali, Thai, full-width. A shop's parser may read any of them as digits (Python's int() does).
+DIGIT_ZEROS = [0x0660, 0x06F0, 0x0966, 0x09E6, 0x0E50, 0xFF10]
+
+
+@given(
+    st.sampled_from(["4111111111111111", "5555555555554444", "378282246310005", "6011111111111117"]),
+    st.sampled_from(DIGIT_ZEROS),
+    st.sampled_from(["", " ", "-"]),
+)
+def test_a_card_number_in_any_decimal_digits_is_found_as_in_ascii(pan: str, zero: int, separator: str) -> None:
+    from privacy_middleware.crypto.cards import ascii_digits
+    from privacy_middleware.fields.card_sentinel import find_card_data, may_hold_card_number, pans_in
+    from privacy_middleware.fields.detectors import detect
+
+    spelled = pan.translate({ord("0") + d: zero + d for d in range(10)})
+    grouped = separator.join(spelled[i : i + 4] for i in range(0, len(spelled), 4))
+    text = f"note {grouped} thanks"
+    assert ascii_digits(spelled) == pan
+    assert [m.group() for m in pans_in(text)] == [grouped]
+    assert [f.kind for f in detect(text, ["card_number"])] == ["card_number"]
+    assert may_hold_card_number(('{"memo": "' + text + '"}').encode())
+    assert list(find_card_data({"memo": text})) == [("$.memo", "card_number")]

@@ -52,6 +52,19 @@ async def order(request: Request) -> Response:
     return JSONResponse(ORDER, headers={"etag": '"v1"'})
 
 
+# The same card numbers in full-width and Arabic-Indic digits: Python's int() reads both as numbers.
+def in_digits(text: str, zero: int) -> str:
+    return text.translate({ord("0") + d: zero + d for d in range(10)})
+
+
+WIDE = {"memo": "paid with " + in_digits(PAN, 0xFF10), "city": "Besançon"}
+ARABIC = {"card": in_digits(str(OTHER), 0x0660)}
+
+
+async def other_digits(request: Request) -> Response:
+    return JSONResponse(WIDE if request.path_params["kind"] == "wide" else ARABIC)
+
+
 async def clean(request: Request) -> Response:
     return JSONResponse({"order": "ORD-2026000000000001", "total": 1234}, headers={"etag": '"v2"'})
 
@@ -101,6 +114,7 @@ SHOP = Starlette(
         Route("/streamed", streamed),
         Route("/gzip-stream", gzip_stream),
         Route("/payments/{pid}", order),
+        Route("/digits/{kind}", other_digits),
     ]
 )
 
@@ -139,6 +153,12 @@ def test_card_numbers_in_an_unplanned_json_response_are_masked(shop: httpx.Clien
     assert body["order"] == "ORD-2026000000000001"  # 16 digits that are no card: untouched
     assert "etag" not in response.headers  # the body changed: its validator went with it
     assert int(response.headers["content-length"]) == len(response.content)
+
+
+def test_card_numbers_in_other_decimal_digits_are_masked_too(shop: httpx.Client) -> None:
+    wide = shop.get("/digits/wide").json()
+    assert wide == {"memo": "paid with " + "\u2022" * 12 + "1111", "city": "Besançon"}
+    assert shop.get("/digits/arabic").json() == {"card": "\u2022" * 12 + "4444"}
 
 
 def test_a_response_without_card_numbers_goes_unchanged(shop: httpx.Client) -> None:

@@ -198,6 +198,24 @@ async def test_card_code_keys_in_any_unicode_spelling_are_refused_on_an_unplanne
     assert response.json()["code"] == "card_data_on_unprotected_route" and "737" not in response.text
 
 
+@pytest.mark.parametrize(
+    "memo",
+    [
+        "pay with \uff14\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 \uff11\uff11\uff11\uff11",
+        "\u0664\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661",
+    ],
+    ids=["full-width", "arabic-indic"],
+)
+async def test_card_numbers_in_other_decimal_digits_are_refused_on_an_unplanned_route(demo: Demo, memo: str) -> None:
+    """A shop's parser may read them as digits (Python's int() does): a card number all the same."""
+    _, token = await demo.register()
+    address = {"street": "1 Tea Lane", "city": "Leeds", "memo": memo}
+    response = await demo.client.post("/me/addresses", json=address, headers={"authorization": f"Bearer {token}"})
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "card_data_on_unprotected_route" and response.json()["field"] == "$.memo"
+    assert "Tea Lane" not in shop_dump(demo)
+
+
 async def test_accented_text_without_card_data_passes(demo: Demo) -> None:
     _, token = await demo.register()
     address = {"street": "12 rue de la Paix", "city": "Besançon", "memo": "sonnez deux fois, s'il vous plaît"}

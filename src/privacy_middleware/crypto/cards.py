@@ -9,6 +9,7 @@ digits at most by default (3.4.1).
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -97,6 +98,14 @@ def normalise_pan(text: str) -> str:
 
 # Each digit doubled, less 9 when above 9 (the Luhn step for every second digit from the right).
 _LUHN_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
+
+
+def ascii_digits(digits: str) -> str:
+    """Decimal digits of any script (full-width, Arabic-Indic, ...) as the ASCII digits of the same
+    values: a shop's parser may read them as a number (Python's int() does), so checks read them too."""
+    if digits.isascii():
+        return digits
+    return "".join(str(unicodedata.decimal(char, char)) for char in digits)
 
 
 def luhn_valid(digits: str) -> bool:

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 import msgspec
 import orjson
 
-from ..crypto.cards import card_brand, length_valid, luhn_valid
+from ..crypto.cards import ascii_digits, card_brand, length_valid, luhn_valid
 from .shape_guard import field_path, is_card_code_key
 
 # Keys repeat across the records of a body (and across bodies): the spelling-blind check (NFKC,
@@ -38,7 +38,10 @@ _DROP = b" -_.\\uU"
 _DIGIT_RUN = b"0" * 13
 # cvv, cvc, cvn, csc, cid, cav2, (se)crity, (verifi)cation: every name in shape_guard.CARD_CODE_NAMES.
 _CODE_HINTS = re.compile(rb"c(?:v|sc|id|av|rity|ation(?<=ification))")
-_PAN_IN_TEXT = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,18}(?![0-9])")
+# Any decimal digit (`\d` is Unicode's Nd in a str pattern): a shop's parser may read a full-width
+# or Arabic-Indic card number as digits (Python's int() does), so it is a card number here too.
+_PAN_IN_TEXT = re.compile(r"(?<!\d)\d(?:[ \-]?\d){12,18}(?!\d)")
+_ANY_DIGIT = re.compile(r"\d")
 # The same in raw JSON bytes, where a digit or a separator may also be written as a \u escape.
 _DIGIT_B = rb"(?:[0-9]|\\u003[0-9])"
 _SEP_B = rb"(?:[ \-]|\\u0020|\\u002[dD])"
@@ -57,8 +60,9 @@ def _folded(body: bytes) -> bytes:
 
 
 def may_hold_card_number(body: bytes) -> bool:
-    """Byte-level prefilter: False means no run of 13 digits (spaces and dashes allowed) anywhere."""
-    return _DIGIT_RUN in _folded(body)
+    """Byte-level prefilter: False means no run of 13 digits (spaces and dashes allowed) anywhere,
+    in ASCII or (a body that is not plain ASCII, see `_may_hold_as_read`) in any decimal digits."""
+    return _DIGIT_RUN in _folded(body) or (not body.isascii() and _may_hold_as_read(body))
 
 
 def may_hold_card_code(body: bytes) -> bool:
@@ -85,7 +89,10 @@ def _may_hold_as_read(body: bytes) -> bool:
         text = orjson.dumps(orjson.loads(body)).decode() if b"\\u" in body else body.decode()
     except (orjson.JSONDecodeError, UnicodeDecodeError):
         return True
-    folded = _folded(unicodedata.normalize("NFKC", text).casefold().encode())
+    text = unicodedata.normalize("NFKC", text).casefold()
+    if not text.isascii():
+        text = _ANY_DIGIT.sub("0", text)  # digits NFKC leaves alone (Arabic-Indic, Devanagari, ...)
+    folded = _folded(text.encode())
     return _DIGIT_RUN in folded or _CODE_HINTS.search(folded) is not None
 
 
@@ -109,11 +116,16 @@ def is_pan(digits: str) -> bool:
     return lengths is not None and len(digits) in lengths and luhn_valid(digits)
 
 
+def pan_digits(candidate: str) -> str:
+    """A matched run as the ASCII digits a card number is checked and tokenised as (separators
+    dropped; any decimal digit, full-width or Arabic-Indic, read as its value)."""
+    return ascii_digits(candidate.replace(" ", "").replace("-", ""))
+
+
 def pans_in(text: str) -> Iterator[re.Match[str]]:
     """Every card number inside a text (alone or embedded), as regex matches."""
     for match in _PAN_IN_TEXT.finditer(text):
-        digits = match.group().replace(" ", "").replace("-", "")
-        if is_pan(digits):
+        if is_pan(pan_digits(match.group())):
             yield match
 
 
@@ -205,7 +217,7 @@ async def _tokenised(value: Any, tokenise: Callable[[str], Awaitable[str]]) -> s
     at = 0
     for match in pans_in(value):
         pieces.append(value[at : match.start()])
-        pieces.append(await tokenise(match.group().replace(" ", "").replace("-", "")))
+        pieces.append(await tokenise(pan_digits(match.group())))
         at = match.end()
     pieces.append(value[at:])
     return "".join(pieces)
@@ -225,7 +237,7 @@ def _masked_scalar(value: Any) -> str | None:
         if len(value) < 13:
             return None
         for match in _PAN_IN_TEXT.finditer(value):
-            if is_pan(match.group().replace(" ", "").replace("-", "")):
+            if is_pan(pan_digits(match.group())):
                 return _mask_text(value)
         return None
     if isinstance(value, float) and value.is_integer() and 1e12 <= abs(value) < 1e19:
@@ -380,7 +392,7 @@ class StreamScan:
 
 def _mask_text(text: str) -> str:
     def last_four(match: re.Match[str]) -> str:
-        digits = match.group().replace(" ", "").replace("-", "")
+        digits = pan_digits(match.group())
         return "\u2022" * (len(digits) - 4) + digits[-4:] if is_pan(digits) else match.group()
 
     return _PAN_IN_TEXT.sub(last_four, text)

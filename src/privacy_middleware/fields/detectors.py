@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from ..crypto.cards import card_brand, length_valid, luhn_valid
+from ..crypto.cards import ascii_digits, card_brand, length_valid, luhn_valid
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ _PRC_CHECK = "10X98765432"
 
 def _cards(text: str) -> Iterator[Finding]:
     for match in _CARD.finditer(text):
-        digits = re.sub(r"[ -]", "", match.group())
+        digits = ascii_digits(re.sub(r"[ -]", "", match.group()))
         if luhn_valid(digits) and card_brand(digits) is not None and length_valid(digits):
             yield Finding("card_number", match.start(), match.end())
 
