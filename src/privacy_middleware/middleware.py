@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .asgi.body import ClientDisconnected, declared_length, decoded_for_inspection, read_body, replay, too_large
+from .asgi.body import ClientDisconnected, decoded_for_inspection, parse_length, read_body, replay, too_large
 from .asgi.card_responses import MaskingResponse, ResponseCardGuard
 from .asgi.card_sentinel import FORM, CardSentinel, exempt_places, has_body, scan
-from .asgi.headers import get_header, is_json_media_type, media_type
+from .asgi.headers import first_values, get_header, is_json_media_type, media_of, media_type
 from .asgi.responses import send_problem
 from .asgi.strict_json import load_strict
 from .audit.refusals import audit_refusal
@@ -26,6 +27,7 @@ from .fields import lazy
 from .fields.card_sentinel import may_hold_card_data, may_hold_card_number
 from .gauges import OperatorGauges
 from .logs import access_log, configure_logging, heard, log_request
+from .pipeline.meters import counter_inc, histogram_observe
 from .pipeline.plan import Exchange, Respond, RoutePlan, Step
 from .pipeline.trace import TRACE_HEADER, Tracer
 from .routing.canonical import AliasTable
@@ -45,8 +47,13 @@ BODYLESS_STATUSES = {204, 304}
 # What a failure inside the middleware answers: never a plain-text 500, never the request forwarded.
 INTERNAL_ERROR = PrivacyError("internal_error", "The privacy layer failed; the request was not forwarded.", 500)
 ROOT_API_PATHS = frozenset({"/.well-known/gpc.json"})
+UNPLANNED_KEPT = 4096  # unplanned (method, path) pairs remembered; the set is emptied when full
 # What a rewritten request body takes off the request's headers (its new length is appended).
 REWRITTEN_BODY_DROPS = frozenset({b"content-md5", b"digest", b"content-digest", b"content-length"})
+# The request headers a planned route reads, each in one scan (asgi.headers.first_values).
+RUN_HEADERS = (b"user-agent", TRACE_HEADER)
+REQUEST_BODY_HEADERS = (b"content-length", b"transfer-encoding", b"content-encoding", b"content-type")
+BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 
 
 class PrivacyMiddleware:
@@ -68,7 +75,13 @@ class PrivacyMiddleware:
         # the route match (and the route identity check), the card sentinel's send wrapper (its JSON
         # answer is checked for card numbers) and one call: no context variable.
         self.bare_passthrough = self.cookie_gate is None and not self.runtime.policy.tracking.hosts
-        self._counters: dict[tuple[str, str], Any] = {}
+        # the requests counter's children by (route, outcome), and the plan-time histogram, as the
+        # bare updates of pipeline/meters.py (bound once: no per-call label or exemplar checks)
+        self._counters: dict[tuple[str, str], Callable[[], None]] = {}
+        self.observe_plan_seconds = histogram_observe(self.runtime.metrics.plan_seconds)
+        # (method, path) pairs the plan table has no plan for (it never changes once built): a repeated
+        # unplanned request skips the table's miss; the route identity check still runs per request.
+        self._unplanned: set[tuple[str, str]] = set()
         self.tracer = Tracer(self.runtime.policy, self.runtime.verifier.authenticate, self.runtime.audit.emit)
         self.runtime.identity.bind_app(app)
         # Which planned route a request really reaches when its path is not a planned template.
@@ -107,9 +120,18 @@ class PrivacyMiddleware:
                 await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        own = self.mounted and (path == self.mount or path.startswith(self.mount_prefix) or path in ROOT_API_PATHS)
-        metrics = path == self.metrics_path if self.metrics_path else False
-        found = None if own or metrics else self.plans.match(scope["method"], path)
+        key = (scope["method"], path)
+        if key in self._unplanned:  # asked before: no plan, not the privacy API, not the metrics path
+            own = metrics = False
+            found = None
+        else:
+            own = self.mounted and (path == self.mount or path.startswith(self.mount_prefix) or path in ROOT_API_PATHS)
+            metrics = path == self.metrics_path if self.metrics_path else False
+            found = None if own or metrics else self.plans.match(key[0], path)
+            if found is None and not (own or metrics):
+                if len(self._unplanned) >= UNPLANNED_KEPT:
+                    self._unplanned.clear()
+                self._unplanned.add(key)
         if found is None and self.bare_passthrough and not (own or metrics):
             try:
                 unplanned = self.identity.place(scope) is None
@@ -157,6 +179,8 @@ class PrivacyMiddleware:
 
     async def _serving(self, scope: Scope, send: Send) -> bool:
         """Started (store reachable); otherwise the caller has had 503 `store_unavailable`."""
+        if self.runtime.is_serving():
+            return True
         try:
             await self.runtime.ensure_serving()
         except StoreUnreachable as error:
@@ -187,14 +211,7 @@ class PrivacyMiddleware:
 
     async def _run(self, plan: RoutePlan, params: dict[str, str], scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        user_agent = trace_token = None  # the first of each, in one scan of the headers
-        for key, value in scope.get("headers") or ():
-            name = key.lower()
-            if name == b"user-agent":
-                if user_agent is None:
-                    user_agent = value
-            elif name == TRACE_HEADER and trace_token is None:
-                trace_token = value
+        user_agent, trace_token = first_values(scope.get("headers") or (), RUN_HEADERS)
         ctx = RequestContext(
             method=scope["method"],
             path=scope["path"],
@@ -262,7 +279,7 @@ class PrivacyMiddleware:
                     outcome = "refused"
                     code = ctx.facts.refusal_code
             else:
-                self.runtime.metrics.plan_seconds.observe(time.perf_counter() - started)
+                self.observe_plan_seconds(time.perf_counter() - started)
                 if ex.extra_headers:
                     if guard is not None:  # the guard adds them to the start it checks: no second wrapper
                         guard.extra = ex.extra_headers
@@ -270,12 +287,12 @@ class PrivacyMiddleware:
                         send = _with_headers(send, ex.extra_headers)
                 await self.app(scope, receive, send)
         finally:
-            counter = self._counters.get((route_label, outcome))
-            if counter is None:
-                counter = self._counters[(route_label, outcome)] = self.runtime.metrics.requests.labels(
-                    route_label, outcome
+            count = self._counters.get((route_label, outcome))
+            if count is None:
+                count = self._counters[(route_label, outcome)] = counter_inc(
+                    self.runtime.metrics.requests.labels(route_label, outcome)
                 )
-            counter.inc()
+            count()
             if heard(access_log, logging.INFO):
                 log_request(scope, ctx, route_label, outcome, ex.status, code)
             for step in plan.afters:
@@ -285,18 +302,15 @@ class PrivacyMiddleware:
                     logger.exception("privacy step %s failed after the response", type(step).__name__)
 
     async def _rewrite_request(self, plan: RoutePlan, ex: Exchange, scope: Scope, receive: Receive) -> Receive:
-        headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or [])
+        headers: list[tuple[bytes, bytes]] = scope.get("headers") or []
         limit = self.settings.max_body_bytes
-        length = declared_length(headers)
+        declared, chunked, encoding, content_type = first_values(headers, REQUEST_BODY_HEADERS)
+        length = None if declared is None else parse_length(declared)
         if length is not None and length > limit:
             raise too_large(limit)  # before reading: no 100-continue for a body we will refuse
-        if length == 0 or (
-            length is None
-            and get_header(headers, b"transfer-encoding") is None
-            and ex.ctx.method in {"GET", "HEAD", "DELETE", "OPTIONS"}
-        ):
+        if length == 0 or (length is None and chunked is None and ex.ctx.method in BODYLESS_METHODS):
             return receive
-        encoding = get_header(headers, b"content-encoding")
+        media = media_of(content_type)
         compressed = encoding not in (None, b"identity")
         if compressed and plan.needs_request_json:
             raise PrivacyError(
@@ -310,11 +324,10 @@ class PrivacyMiddleware:
             ex.request_body = b"" if compressed else body
             for step in plan.on_requests:
                 await step.on_request(ex)
-            media = media_type(headers)
             if compressed and (is_json_media_type(media) or media == FORM):  # checked as on any route
                 scan(decoded_for_inspection(body, encoding or b"", limit), media)
             return replay(body, receive)
-        if is_json_media_type(media_type(headers)):
+        if is_json_media_type(media):
             try:
                 document = load_strict(body)  # duplicates and depth, over every object of the body
                 if plan.lazy_request is not None:
@@ -343,7 +356,7 @@ class PrivacyMiddleware:
                 body = lazy.encode(ex.request_json) if ex.request_lazy else orjson.dumps(ex.request_json)
                 prefiltered = False
             scan(body, "application/json", ex.request_json, exempt, prefiltered=prefiltered)
-        elif not ex.request_has_json and media_type(headers) == FORM:
+        elif not ex.request_has_json and media == FORM:
             scan(body, FORM)
         if ex.request_changed:
             body = lazy.encode(ex.request_json) if ex.request_lazy else orjson.dumps(ex.request_json)
@@ -600,7 +613,7 @@ class _Responder:
         try:
             return await step.on_response_bytes(self.ex, body)
         except PrivacyError as error:
-            self.mw.runtime.metrics.plan_seconds.observe(time.perf_counter() - self.began)
+            self.mw.observe_plan_seconds(time.perf_counter() - self.began)
             await self._refuse(error.code, error.message, error.status, error)
             return None
 
@@ -611,7 +624,7 @@ class _Responder:
         except PrivacyError as error:
             await self._refuse(error.code, error.message, error.status, error)
         finally:
-            self.mw.runtime.metrics.plan_seconds.observe(time.perf_counter() - self.began)
+            self.mw.observe_plan_seconds(time.perf_counter() - self.began)
 
     async def _send_start(self, *, changed: bool, length: int | None = None) -> None:
         assert self.start is not None

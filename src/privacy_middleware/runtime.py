@@ -286,6 +286,19 @@ class Runtime:
                 self.database.display_url,
             )
 
+    def is_serving(self) -> bool:
+        """Whether `ensure_serving` would find nothing to do (the request path asks this first and
+        awaits nothing when it is so)."""
+        return (
+            self.started
+            and self._serving
+            and (
+                self._maintenance is not None
+                or self.rights is None
+                or self.settings.audit.retention_interval_seconds <= 0
+            )
+        )
+
     async def ensure_serving(self) -> None:
         """Started, plus the server's background maintenance (retention, retrying open erasures).
 

@@ -65,3 +65,48 @@ async def test_with_governed_cookies_pass_through_still_filters_set_cookie(tmp_p
     runtime = Runtime(settings, policy=validate_policy(policy))
     same_send, _, context = await _call(lambda inner: PrivacyMiddleware(inner, runtime=runtime))
     assert same_send is False and context is not None
+
+
+async def test_a_repeated_unplanned_request_is_still_checked_and_a_planned_one_still_planned(tmp_path: Path) -> None:
+    """The middleware remembers which (method, path) pairs have no plan: a repeat still has its JSON
+    answer's card numbers masked, the same path under a planned method still runs its plan, and
+    the remembered pairs stay bounded."""
+    from privacy_middleware import middleware as mw_module
+
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/p.db", data_dir=tmp_path)
+    runtime = Runtime(settings, policy=validate_policy(POLICY))
+    card = b'{"card":"4242424242424242","name":"Ada"}'
+
+    async def shop(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": card})
+
+    app = PrivacyMiddleware(shop, runtime=runtime)
+    await runtime.ensure_started()
+    try:
+
+        async def ask(method: str, path: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+            sent: list[dict[str, Any]] = []
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message: dict[str, Any]) -> None:
+                sent.append(message)
+
+            await app(
+                {"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}, receive, send
+            )
+            body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+            return sent[0]["status"], body, list(sent[0].get("headers") or [])
+
+        for _ in range(3):
+            status, body, _ = await ask("DELETE", "/orders/7")  # no plan for DELETE
+            assert status == 200 and b"4242424242424242" not in body and b"4242" in body
+        status, _, headers = await ask("GET", "/orders/7")  # planned: its response plan runs, not the guard
+        assert status == 200 and (b"cache-control", b"private") in headers  # the plan's own response edits
+        for index in range(mw_module.UNPLANNED_KEPT + 5):
+            assert (await ask("GET", f"/p/{index}"))[0] == 200
+        assert 0 < len(app._unplanned) <= mw_module.UNPLANNED_KEPT
+    finally:
+        await runtime.stop()

@@ -15,8 +15,11 @@ class ClientDisconnected(Exception):
 
 def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     value = get_header(headers, b"content-length")
-    if value is None:
-        return None
+    return None if value is None else parse_length(value)
+
+
+def parse_length(value: bytes) -> int:
+    """A Content-Length value; 400 when it is not a number."""
     try:
         return int(value)
     except ValueError:

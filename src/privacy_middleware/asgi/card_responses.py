@@ -29,19 +29,20 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from ..audit import events
 from ..audit.refusals import AuditSink
 from ..errors import PrivacyError
+from ..fields import native
 from ..fields.card_sentinel import StreamScan, mask_json_body, may_hold_card_number
 from ..policy.compile import RouteTable
 from ..policy.schema import Policy
 from ..types import Message, Scope, Send
 from .body import decoded_for_inspection
 from .card_sentinel import route_label
-from .headers import is_json_media_type, replace, without
+from .headers import first_values, is_json_media_type, replace, without
 from .responses import send_problem
 
 logger = logging.getLogger("privacy_middleware")
@@ -49,6 +50,8 @@ logger = logging.getLogger("privacy_middleware")
 DIGEST_HEADERS = (b"content-md5", b"digest", b"content-digest", b"repr-digest", b"etag")
 DECODABLE = frozenset({b"gzip", b"x-gzip", b"deflate"})
 PASS_STATUSES = frozenset({204, 304})
+START_HEADERS = (b"content-type", b"content-encoding")  # what decides a start: read in one scan
+_native_first = native.first_values
 JSON_TYPES_KEPT = 64
 
 
@@ -145,6 +148,18 @@ class ResponseCardGuard:
         self.audit.emit(event)
 
 
+class _Done:
+    """What `MaskingResponse.send` hands back for a message it holds or swallows: awaited, it is
+    done at once (an empty iterator; no coroutine made). One instance serves every request."""
+
+    __slots__ = ()
+    # a builtin method does not bind: `await _DONE` calls `().__iter__()`, a fresh empty iterator
+    __await__: Callable[[], Generator[None, None, None]] = ().__iter__  # type: ignore[assignment]
+
+
+_DONE = _Done()
+
+
 class MaskingResponse:
     """One response through the sentinel (module docstring: what waits, and for how long)."""
 
@@ -186,38 +201,48 @@ class MaskingResponse:
         # headers a planned route's steps add to every start (Consent Mode hints), before it is checked
         self.extra: list[tuple[bytes, bytes]] | None = None
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
+        """The checking `send`. A plain function handing back what to await (the server's own send's
+        awaitable where a message goes on as it is), so a message costs no coroutine of its own; what
+        it raises, the app's `await send(...)` sees as before."""
         mode = self.mode
         if mode == "pass":
-            await self.downstream(message)
-            return
+            return self.downstream(message)
         kind = message["type"]
         if kind == "http.response.start":
             if self.extra:
                 message = {**message, "headers": [*(message.get("headers") or []), *self.extra]}
             if not self._holds(message):
-                await self.downstream(message)
-            elif self.mode == "refuse":
+                return self.downstream(message)
+            if self.mode == "refuse":
                 coding = (self.coding or b"").decode("latin-1")[:40]
-                await self._refuse(not_checkable(f"content coding {coding!r}"))
-        elif kind == "http.response.body":
+                return self._refuse(not_checkable(f"content coding {coding!r}"))
+            return _DONE  # held until the first body
+        if kind == "http.response.body":
             if mode == "first":
-                body = message.get("body", b"")
                 # The common answer: whole in one message, uncompressed, no run of 13 digits.
-                if self.coding is None and not message.get("more_body", False) and not may_hold_card_number(body):
+                if (
+                    self.coding is None
+                    and not message.get("more_body", False)
+                    and not may_hold_card_number(message.get("body", b""))
+                ):
                     start = self.start
                     assert start is not None
                     self.mode = "pass"
-                    await self.downstream(start)
-                    await self.downstream(message)
-                    return
-                await self._first(message)
-            elif mode == "stream":
-                await self._stream(message)
-        elif mode == "first" and kind in ("http.response.pathsend", "http.response.zerocopy"):
-            await self._refuse(not_checkable("a file sent by the server, not through the middleware"))
-        elif mode != "drain":
-            await self.downstream(message)  # trailers and the like, after the body
+                    return self._both(start, message)
+                return self._first(message)
+            if mode == "stream":
+                return self._stream(message)
+            return _DONE
+        if mode == "first" and kind in ("http.response.pathsend", "http.response.zerocopy"):
+            return self._refuse(not_checkable("a file sent by the server, not through the middleware"))
+        if mode != "drain":
+            return self.downstream(message)  # trailers and the like, after the body
+        return _DONE
+
+    async def _both(self, start: Message, message: Message) -> None:
+        await self.downstream(start)
+        await self.downstream(message)
 
     def _holds(self, message: Message) -> bool:
         """Decide from the start alone (one scan of its headers): True when it is held until the first
@@ -229,15 +254,12 @@ class MaskingResponse:
         if status in PASS_STATUSES or self.scope["method"] == "HEAD":
             self.mode = "pass"
             return False
-        content_type = coding = None
-        for key, value in message.get("headers") or ():
-            name = key.lower()
-            if name == b"content-type":
-                if content_type is None:
-                    content_type = value
-            elif name == b"content-encoding" and coding is None:
-                coding = value
-        if content_type is None or not self.guard.is_json(content_type):
+        headers = message.get("headers") or ()
+        # `first_values` inline: the C scan, or the Python one where it declines or is not built
+        found = _native_first(headers, START_HEADERS) if _native_first is not None else None
+        content_type, coding = found if found is not None else first_values(headers, START_HEADERS)
+        guard = self.guard
+        if content_type is None or not (guard._json_types.get(content_type) or guard.is_json(content_type)):
             self.mode = "pass"
             return False
         if self.named is not None and self.caller is not None and self.caller() == self.named:

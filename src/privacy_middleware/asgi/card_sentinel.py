@@ -32,8 +32,8 @@ from ..fields.card_sentinel import (
 )
 from ..policy.compile import RouteSpec, plain_paths
 from ..types import Receive, Scope
-from .body import declared_length, decoded_for_inspection, read_body, replay, too_large
-from .headers import get_header, is_json_media_type, media_type, replace, without
+from .body import declared_length, decoded_for_inspection, parse_length, read_body, replay, too_large
+from .headers import first_values, get_header, is_json_media_type, media_type, replace, without
 from .strict_json import load_strict
 
 logger = logging.getLogger("privacy_middleware")
@@ -43,6 +43,7 @@ SubjectOf = Callable[[Scope], Awaitable[str | None]]
 
 FORM = "application/x-www-form-urlencoded"
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+BODY_HEADERS = (b"content-length", b"transfer-encoding")
 _LONG_NUMBERS = re.compile(r"[0-9]{6,}")
 
 
@@ -114,11 +115,13 @@ def scan(
 
 
 def has_body(scope: Scope) -> bool:
-    headers = scope.get("headers") or []
-    length = declared_length(headers)
+    """Whether the request may carry a body: its first Content-Length above 0; without one, a
+    Transfer-Encoding or a method that has bodies. One scan of the headers (400 for a Content-Length
+    that is not a number, as `declared_length`)."""
+    length, chunked = first_values(scope.get("headers") or (), BODY_HEADERS)
     if length is not None:
-        return length > 0
-    return get_header(headers, b"transfer-encoding") is not None or scope["method"] not in BODYLESS_METHODS
+        return parse_length(length) > 0
+    return chunked is not None or scope["method"] not in BODYLESS_METHODS
 
 
 class CardSentinel:

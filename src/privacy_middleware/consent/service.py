@@ -422,6 +422,14 @@ class ConsentService:
         choices.update({p: Choice(False, consent.policy_version, "api", at, "") for p in consent.denied})
         return choices
 
+    def remembered_visitor(self, consent_cookie: str | None, gpc: bool, tc_string: str | None) -> Resolution | None:
+        """What `resolve` answers without a subject when it has it remembered (its first look-up,
+        made without awaiting anything); None when `resolve` must be awaited."""
+        memo = self._visitor_resolutions.get((consent_cookie, gpc, tc_string, frozenset(), False))
+        if memo is not None and memo[0] > self._clock():
+            return memo[1]
+        return None
+
     async def resolve(
         self,
         *,

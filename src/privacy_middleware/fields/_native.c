@@ -592,9 +592,99 @@ done:
     return result;
 }
 
+/* The card-number prefilter of fields/card_sentinel.py in one pass, without the translated copy:
+   `_DIGIT_RUN in body.translate(_FOLD, _DROP)` is a run of 13 ASCII digits with only the dropped
+   bytes (space, dash, underscore, dot, backslash, u, U) between them. Answers 1 for such a run; else
+   2 when the body holds a byte above 0x7f (the caller reads it as its parser would, Unicode digits
+   included), else 0. The scan stops at the first run: the answer is 1 whatever follows. */
+static PyObject *digit_run(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const unsigned char *p = (const unsigned char *)view.buf, *end = p + view.len;
+    int run = 0, high = 0;
+    long answer = 0;
+    for (; p < end; p++) {
+        unsigned char c = *p;
+        if (c >= '0' && c <= '9') {
+            if (++run >= 13) {
+                answer = 1;
+                break;
+            }
+        } else if (c == ' ' || c == '-' || c == '_' || c == '.' || c == '\\' || c == 'u' || c == 'U') {
+            continue;
+        } else {
+            run = 0;
+            high |= c & 0x80;
+        }
+    }
+    if (!answer && high) answer = 2;
+    PyBuffer_Release(&view);
+    return PyLong_FromLong(answer);
+}
+
+/* The first value of each of `names` (lower-case bytes) in an ASGI header list, names compared
+   without ASCII case (as bytes.lower(), whatever the C locale), as a tuple in the order of `names`
+   (None for a name not there). None when an item is not a pair of bytes: the caller's Python scan
+   (asgi/headers.py `_first_values_py`) then answers. */
+static int ascii_name_equal(const char *name, Py_ssize_t len, const char *lower, Py_ssize_t lower_len) {
+    if (len != lower_len) return 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c >= 'A' && c <= 'Z') c = (unsigned char)(c + 32);
+        if (c != (unsigned char)lower[i]) return 0;
+    }
+    return 1;
+}
+
+#define MAX_NAMES 8
+
+static PyObject *first_values(PyObject *self, PyObject *args) {
+    PyObject *headers, *names;
+    if (!PyArg_ParseTuple(args, "OO!", &headers, &PyTuple_Type, &names)) return NULL;
+    Py_ssize_t n_names = PyTuple_GET_SIZE(names);
+    if (n_names > MAX_NAMES) Py_RETURN_NONE;
+    PyObject *found[MAX_NAMES] = {NULL};
+    for (Py_ssize_t j = 0; j < n_names; j++)
+        if (!PyBytes_Check(PyTuple_GET_ITEM(names, j))) Py_RETURN_NONE;
+    PyObject *fast = PySequence_Fast(headers, "headers must be a sequence");
+    if (fast == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    PyObject **items = PySequence_Fast_ITEMS(fast);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = items[i];
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(item, 0)) ||
+            !PyBytes_Check(PyTuple_GET_ITEM(item, 1))) {
+            Py_DECREF(fast);
+            Py_RETURN_NONE;
+        }
+        PyObject *key = PyTuple_GET_ITEM(item, 0);
+        const char *k = PyBytes_AS_STRING(key);
+        Py_ssize_t len = PyBytes_GET_SIZE(key);
+        for (Py_ssize_t j = 0; j < n_names; j++) {
+            PyObject *name = PyTuple_GET_ITEM(names, j);
+            if (found[j] == NULL && ascii_name_equal(k, len, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name))) {
+                found[j] = PyTuple_GET_ITEM(item, 1);
+                break;
+            }
+        }
+    }
+    PyObject *result = PyTuple_New(n_names);
+    if (result != NULL) {
+        for (Py_ssize_t j = 0; j < n_names; j++) {
+            PyObject *value = found[j] != NULL ? found[j] : Py_None;
+            Py_INCREF(value);
+            PyTuple_SET_ITEM(result, j, value);
+        }
+    }
+    Py_DECREF(fast);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"compile", compile, METH_O, "A disclosure program from its node table."},
     {"disclose", disclose, METH_VARARGS, "The disclosed body and its report figures, or None."},
+    {"first_values", first_values, METH_VARARGS, "The first value of each header name, or None: see asgi/headers.py."},
+    {"digit_run", digit_run, METH_O, "1: a run of 13 digits (card prefilter); 2: none, not ASCII; 0: none."},
     {NULL, NULL, 0, NULL},
 };
 

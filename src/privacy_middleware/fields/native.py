@@ -1,4 +1,5 @@
-"""The common disclosure case in one native pass over the response's bytes (`_native.c`).
+"""The common disclosure case in one native pass over the response's bytes (`_native.c`); also the
+card-number prefilter's digit-run scan (`digit_run`) and a header scan (`first_values`).
 
 `FieldEngine.disclose` parses nothing and walks dicts; on a list of records most of its time is
 Python dict work. For a plan whose rules are all plain key paths and whose transforms for a
@@ -11,6 +12,7 @@ the Python path serves every response, with the same output.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,3 +125,15 @@ def disclose(program: Any, raw: bytes) -> tuple[bytes, int, int, bytes, list[str
     assert _native is not None
     result: tuple[bytes, int, int, bytes, list[str | None], list[str]] | None = _native.disclose(program, raw)
     return result
+
+
+# The card-number prefilter (fields/card_sentinel.py) in one C pass: 1 a run of 13 digits, 2 none and
+# the body is not plain ASCII, 0 none. None without the extension: the caller's pure-Python scan
+# (`card_sentinel._digit_run_py`, tested to answer the same) is used instead.
+digit_run: Callable[[bytes], int] | None = _native.digit_run if _native is not None else None
+
+# The first value of each of several header names in one C pass (asgi/headers.py `first_values`);
+# None without the extension. It answers None itself for a header list it does not read exactly.
+first_values: Callable[[Any, tuple[bytes, ...]], tuple[bytes | None, ...] | None] | None = (
+    _native.first_values if _native is not None else None
+)

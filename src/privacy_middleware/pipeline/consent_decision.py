@@ -26,6 +26,20 @@ class ConsentResolver:
         # same cookie): keyed by id, the decision kept beside them so an id is never reused while cached.
         self._headers: dict[int, tuple[Decision, tuple[tuple[bytes, bytes], ...]]] = {}
 
+    def known(self, scope: Scope, ctx: RequestContext | None) -> Resolution | None:
+        """`resolve` where it needs no await: the request's decision when it was made already, or a
+        visitor's (no subject) that the consent service remembers; None otherwise."""
+        if ctx is not None:
+            if ctx.facts.consent is not None:
+                return ctx.facts.consent
+            if ctx.subject:
+                return None
+        signals = request_signals(scope.get("headers") or [], scope.get("query_string", b""))
+        known = self.consent.remembered_visitor(signals.consent_cookie, signals.gpc, signals.tc_string)
+        if known is not None and ctx is not None:
+            ctx.facts.consent = known
+        return known
+
     async def resolve(self, scope: Scope, ctx: RequestContext | None) -> Resolution:
         """The request's consent decision, computed once per request."""
         if ctx is not None and ctx.facts.consent is not None:

@@ -10,6 +10,7 @@ from ..policy.schema import Policy, TrackingRoute
 from ..policy.selectors import compile_selector
 from ..services import Services
 from .consent_decision import ConsentResolver
+from .meters import counter_inc
 from .plan import Exchange, Respond, Step, StepFactory
 
 FORWARDING_HEADERS = (b"x-forwarded-for", b"forwarded", b"x-real-ip", b"true-client-ip", b"cf-connecting-ip")
@@ -38,19 +39,22 @@ class TrackingGate(Step):
         self.needs_request_json = bool(self.pseudonymise or self.truncate or self.drop)
         recipients = [r for r in policy.recipients.values() if tracked.purpose in r.purposes]
         self.pseudonym_scope = (recipients[0].pseudonym_scope if recipients else "") or f"tracking:{tracked.purpose}"
-        self.dropped = metrics.tracking.labels(tracked.purpose, "dropped")  # metric children bound once
-        self.passed = metrics.tracking.labels(tracked.purpose, "passed")
+        # metric children bound once, updated without the per-call checks (pipeline/meters.py)
+        self.dropped = counter_inc(metrics.tracking.labels(tracked.purpose, "dropped"))
+        self.passed = counter_inc(metrics.tracking.labels(tracked.purpose, "passed"))
         # the headers that leave the request (as asgi.headers.without, with the set made once)
         self.stripped = frozenset(
             FORWARDING_HEADERS if tracked.forward_credentials else FORWARDING_HEADERS + CREDENTIALS
         )
 
     async def before(self, ex: Exchange) -> None:
-        resolution = await self.consent.resolve(ex.scope, ex.ctx)
+        resolution = self.consent.known(ex.scope, ex.ctx)  # a visitor's repeat decision: no await
+        if resolution is None:
+            resolution = await self.consent.resolve(ex.scope, ex.ctx)
         if not self.consent.allows(resolution, self.tracked.purpose):
-            self.dropped.inc()
+            self.dropped()
             raise Respond(self.tracked.denied_status, list(self.consent.headers(resolution)))
-        self.passed.inc()
+        self.passed()
         # The shop sees a network, not a device: truncate the peer address and drop forwarding hops.
         client = ex.scope.get("client")
         if ex.ctx.client_ip:
