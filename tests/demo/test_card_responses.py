@@ -93,6 +93,17 @@ async def streamed(request: Request) -> Response:
     return StreamingResponse(pieces(), media_type="application/json")
 
 
+async def streamed_digits(request: Request) -> Response:
+    """Full-width and Arabic-Indic card numbers, cut inside their multi-byte digits, and one escaped."""
+    body = orjson.dumps({**WIDE, **ARABIC})[:-1] + b', "esc": "\\uff14111111111111111"}'
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for at in range(0, len(body), 7):
+            yield body[at : at + 7]
+
+    return StreamingResponse(pieces(), media_type="application/json")
+
+
 async def gzip_stream(request: Request) -> Response:
     with_card = request.query_params.get("card") == "1"
     texts = [b'{"rows": [', b'{"memo": "' + (PAN.encode() if with_card else b"no card") + b'"}', b"]}"]
@@ -113,6 +124,7 @@ SHOP = Starlette(
         Route("/brotli", brotli),
         Route("/streamed", streamed),
         Route("/gzip-stream", gzip_stream),
+        Route("/streamed-digits", streamed_digits),
         Route("/payments/{pid}", order),
         Route("/digits/{kind}", other_digits),
     ]
@@ -191,6 +203,16 @@ def test_a_streamed_response_is_masked_in_place(shop: httpx.Client) -> None:
     rows = response.json()["rows"]  # still JSON: the bare number became a string of the same length
     assert rows[0]["memo"] == "card **** **** **** 1111 thanks"
     assert rows[1]["n"] == "**********4444"
+
+
+def test_a_streamed_response_is_masked_in_any_decimal_digits(shop: httpx.Client) -> None:
+    response = shop.get("/streamed-digits")
+    assert response.status_code == 200
+    body = response.json()  # same length, still JSON: each hidden digit became "*" of its width in bytes
+    assert body["memo"] == "paid with " + " ".join(["*" * 12] * 3) + " " + in_digits("1111", 0xFF10)
+    assert body["card"] == "*" * 24 + in_digits("4444", 0x0660)
+    assert body["esc"] == "*" * (6 + 11) + "1111"  # the escaped digit was six bytes
+    assert body["city"] == "Besançon"
 
 
 def test_a_gzip_stream_goes_on_as_sent_or_is_cut_at_a_card_number(shop: httpx.Client) -> None:

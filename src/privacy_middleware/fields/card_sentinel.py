@@ -22,7 +22,7 @@ import msgspec
 import orjson
 
 from ..crypto.cards import ascii_digits, card_brand, length_valid, luhn_valid
-from . import native
+from . import native, wide_digits
 from .shape_guard import field_path, is_card_code_key
 
 # Keys repeat across the records of a body (and across bodies): the spelling-blind check (NFKC,
@@ -331,23 +331,23 @@ def mask_bytes(buf: bytearray, start: int, end: int, before: int | None) -> int:
     (after ":", "[" or ",", before ",", "]" or "}") becomes a quoted string of the same length, so
     the JSON stays valid. `before` is the last byte before `start` that was not white space, when it
     lies in an earlier piece."""
-    masked = 0
-    for match in _PAN_IN_BYTES.finditer(buf, start, end):
-        raw = match.group()
-        digits = _digits_of(raw)
-        if not is_pan(digits):
-            continue
-        masked += 1
-        a, b = match.span()
-        head = bytes(buf[start:a]).rstrip(_SPACE)
-        prev = head[-1] if head else before
-        tail = bytes(buf[b:end]).lstrip(_SPACE)
-        bare = raw.isdigit() and len(raw) >= 6 and prev in _BARE_BEFORE and (not tail or tail[0] in _BARE_AFTER)
-        if bare:
-            buf[a:b] = b'"' + b"*" * (len(raw) - 6) + raw[-4:] + b'"'
-        else:
-            buf[a:b] = _star(raw)
-    return masked
+    return sum(_mask_match(buf, match, start, end, before) for match in _PAN_IN_BYTES.finditer(buf, start, end))
+
+
+def _mask_match(buf: bytearray, match: re.Match[bytes], start: int, end: int, before: int | None) -> bool:
+    """Mask one ASCII candidate of buf[start:end] in place if it is a card number (see `mask_bytes`)."""
+    raw = match.group()
+    if not is_pan(_digits_of(raw)):
+        return False
+    a, b = match.span()
+    head = bytes(buf[start:a]).rstrip(_SPACE)
+    prev = head[-1] if head else before
+    tail = bytes(buf[b:end]).lstrip(_SPACE)
+    if raw.isdigit() and len(raw) >= 6 and prev in _BARE_BEFORE and (not tail or tail[0] in _BARE_AFTER):
+        buf[a:b] = b'"' + b"*" * (len(raw) - 6) + raw[-4:] + b'"'
+    else:
+        buf[a:b] = _star(raw)
+    return True
 
 
 def _digits_of(raw: bytes) -> str:
@@ -385,6 +385,8 @@ class StreamScan:
     def feed(self, piece: bytes, final: bool) -> bytes:
         """The bytes that may go on now (masked where needed); the rest waits for the next piece."""
         data = self.carry + piece if self.carry else piece
+        if not data.isascii() or b"\\u" in data:
+            return self._feed_wide(data, final)
         hold = 0 if final else min(len(data) - len(data.rstrip(_RUN_BYTES)), _MAX_PAN_BYTES)
         if _DIGIT_RUN not in _folded(data):
             ready = data[: len(data) - hold] if hold else data
@@ -398,6 +400,28 @@ class StreamScan:
             ready = bytes(buf[:cut])
             hold = len(buf) - cut
         self.carry = data[len(data) - hold :] if hold else b""
+        return self._went(ready)
+
+    def _feed_wide(self, data: bytes, final: bool) -> bytes:
+        """`feed` for bytes that may write digits other than ASCII ones (UTF-8 or escaped): the
+        held tail may end inside a character, and a candidate is matched by `wide_digits`."""
+        hold = 0 if final else min(len(data) - len(data.rstrip(wide_digits.RUN_BYTES)), wide_digits.MAX_RUN_BYTES)
+        buf = bytearray(data)
+        cut = len(buf) - hold
+        for match in wide_digits.wide_pans(buf, len(buf)):
+            if match.start() < cut < match.end():
+                cut = match.start()  # a number crossing the cut waits whole
+        for match in list(wide_digits.wide_pans(buf, cut)):
+            raw = match.group()
+            if raw.isascii() and b"\\u" not in raw:
+                self.masked += _mask_match(buf, match, 0, cut, self.before)
+            elif is_pan(wide_digits.digits_of(raw)):
+                buf[match.start() : match.end()] = wide_digits.star(raw)
+                self.masked += 1
+        self.carry = data[cut:]
+        return self._went(bytes(buf[:cut]))
+
+    def _went(self, ready: bytes) -> bytes:
         stripped = ready.rstrip(_SPACE)
         if stripped:
             self.before = stripped[-1]
