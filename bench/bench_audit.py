@@ -1,7 +1,8 @@
 """Audit trail throughput: the batching writer into SQLite and PostgreSQL, four writer processes on
 one PostgreSQL chain, strict-event latency, and offline verify.
 
-Run:  .venv/bin/python bench/bench_audit.py [--events 50000 | --seconds 60] [--writers 4] [--no-postgres] [--smoke]
+Run:  .venv/bin/python bench/bench_audit.py [--events 50000 | --seconds 60] [--writers 4] [--no-postgres | --no-sqlite]
+      [--smoke]
 
 Each figure is printed with a baseline measured in the same run: the raw floor of the work that
 cannot be avoided (canonical JSON + SHA-256 per event for the writer; reading + SHA-256 per line
@@ -129,6 +130,12 @@ class WriterRun:
     strict_refused: int  # strict reveals answered 503 (not durable within the writer's strict timeout)
     gc_full: int = 0  # full (generation 2) collections during the run
     gc_full_max_ms: float = 0.0  # the longest of them
+    batches: int = 0  # PostgreSQL: batches that took the chain's sequencer lock
+    lock_wait: float = 0.0  # seconds spent asking for it (waiting behind another writer, plus a round trip)
+    lock_hold: float = 0.0  # seconds from holding it to the append's commit (or in the batch statement)
+    conflicts: int = 0  # batch statements that found the head moved
+    statements: int = 0  # batch statements sent (the append's writes and the head's move in one)
+    in_statements: float = 0.0  # seconds in them
 
     @property
     def rate(self) -> float:
@@ -149,6 +156,7 @@ async def run_writer(
     """Emit `events` (or for `seconds`) as a busy app would, never waiting unless the writer asks to;
     meanwhile a strict reveal every `strict_every` seconds measures what a strict caller waits."""
     database = Database(url)
+    lock_times = _time_the_sequencer() if database.is_postgres else None
     try:
         await database.upgrade()
         log = AuditLog(key_path or workdir / "signing.pem", side_key or os.urandom(32), checkpoint_every=1000)
@@ -218,9 +226,151 @@ async def run_writer(
         expect(writer.metrics.written.total >= emitted, f"only {writer.metrics.written.total} of {emitted} written")
         spooled = writer.metrics.spooled.total
         pauses = (len(full), max(full, default=0.0))
-        return WriterRun(emitted, elapsed, cpu, in_emit / i * 1e6, spooled, strict_ms, refused, *pauses)
+        t = lock_times
+        locks = (t.batches, t.wait, t.hold, t.conflicts, t.statements, t.in_statements) if t is not None else ()
+        return WriterRun(emitted, elapsed, cpu, in_emit / i * 1e6, spooled, strict_ms, refused, *pauses, *locks)
     finally:
+        if lock_times is not None:
+            lock_times.undo()
         await database.dispose()
+
+
+@dataclass(slots=True)
+class LockTimes:
+    batches: int = 0
+    wait: float = 0.0
+    hold: float = 0.0
+    statements: int = 0
+    in_statements: float = 0.0
+    conflicts: int = 0  # batch statements that found the head moved (numbered again)
+    undo: Any = None
+
+
+def _time_the_sequencer() -> LockTimes:
+    """Time every take of the chain's sequencer lock (`lock_chain`): how long it took to get it, and
+    how long it was held (until the append's transaction ended, which releases it)."""
+    from privacy_middleware.audit import log as log_module
+
+    times = LockTimes()
+    statement = getattr(log_module, "append_batch_postgres", None)
+    if statement is not None:
+        _time_the_batch_statement(log_module, statement, times)
+        undo_statement = times.undo
+    else:
+        undo_statement = None
+    original_lock = log_module.lock_chain
+    original_append = log_module.AuditLog.append
+    held: dict[int, float] = {}
+
+    async def lock_chain(conn: Any, *args: Any, **kwargs: Any) -> Any:
+        before = time.perf_counter()
+        head = await original_lock(conn, *args, **kwargs)
+        now = time.perf_counter()
+        times.wait += now - before
+        times.batches += 1
+        held[id(asyncio.current_task())] = now
+        return head
+
+    async def append(self: AuditLog, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await original_append(self, *args, **kwargs)
+        finally:
+            taken = held.pop(id(asyncio.current_task()), None)
+            if taken is not None:
+                times.hold += time.perf_counter() - taken
+
+    def undo() -> None:
+        log_module.lock_chain = original_lock  # type: ignore[assignment]
+        log_module.AuditLog.append = original_append  # type: ignore[method-assign]
+        if undo_statement is not None:
+            undo_statement()
+
+    log_module.lock_chain = lock_chain  # type: ignore[assignment]
+    log_module.AuditLog.append = append  # type: ignore[method-assign]
+    times.undo = undo
+    return times
+
+
+def _time_the_batch_statement(log_module: Any, original: Any, times: LockTimes) -> LockTimes:
+    """A batch appended by one statement that takes the head row's lock itself: count its tries and
+    time each (waiting for the lock, the server's writing and the commit, one round trip)."""
+
+    async def append_batch_postgres(conn: Any, batch: Any) -> bool:
+        before = time.perf_counter()
+        try:
+            applied: bool = await original(conn, batch)
+        finally:
+            times.statements += 1
+            times.in_statements += time.perf_counter() - before
+        if not applied:
+            times.conflicts += 1
+        return applied
+
+    def undo() -> None:
+        log_module.append_batch_postgres = original
+
+    log_module.append_batch_postgres = append_batch_postgres
+    times.undo = undo
+    return times
+
+
+class ServerCpu:
+    """CPU seconds of the PostgreSQL server processes on this machine while a run writes: the
+    backends serving one database (found by its name in their process title, sampled as they come
+    and go) and the server's background processes (WAL writer, checkpointer, ...), from /proc."""
+
+    def __init__(self, database: str, every: float = 0.2) -> None:
+        self.database = database
+        self.every = every
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.kind: dict[int, str] = {}
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def _sample(self) -> None:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    title = f.read().decode(errors="replace")
+                if not title.startswith("postgres"):
+                    continue
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            cpu = (int(fields[11]) + int(fields[12])) / self.tick
+            if pid not in self.kind:
+                backend = title.startswith("postgres: ") and " 127.0.0.1(" in title
+                if backend and f" {self.database} " not in title:
+                    continue  # another database's client (other work on this machine)
+                self.kind[pid] = "backends" if backend else "background"
+                self.first[pid] = cpu if self._task is None else 0.0
+            self.last[pid] = cpu
+
+    async def __aenter__(self) -> ServerCpu:
+        self._sample()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            await asyncio.to_thread(self._sample)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.every)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        self._sample()
+
+    def seconds(self, kind: str) -> float:
+        return sum(self.last[pid] - self.first[pid] for pid, k in self.kind.items() if k == kind)
 
 
 def _writer_process(
@@ -368,6 +518,47 @@ def report_run(table: Table, label: str, run: WriterRun, producer: float, floor:
     table.add(Row("audit", f"strict reveal p99 {label}, ms", p99(run.strict_ms), 20, "20 ms budget", 1.0, "ms"))
 
 
+async def _sqlite_runs(
+    table: Table,
+    url: str,
+    events: int,
+    seconds: float | None,
+    workdir: Path,
+    gc_freeze: bool,
+    producer: float,
+    floor: float,
+) -> None:
+    run = await run_writer(url, events, seconds, workdir / "sqlite", gc_freeze=gc_freeze)
+    report_run(table, "SQLite", run, producer, floor)
+    vrate, vcpu, vfloor, count = await export_and_verify(url, workdir / "sqlite", run.emitted)
+    print(f"  verify: {count} leaves, {vcpu * 1e6:.2f} µs CPU per event ({1 / vcpu:,.0f} events per CPU second)")
+    table.add(Row("audit", "offline verify, events/s (wall)", vrate, 200_000, "200k ev/s target", 1.0, "ev/s", True))
+    table.add(
+        Row(
+            "audit",
+            "offline verify, events per CPU second",
+            1 / vcpu,
+            200_000,
+            "200k ev/s target",
+            1.0,
+            "ev/s",
+            True,
+        )
+    )
+    table.add(
+        Row(
+            "audit",
+            "offline verify vs read+SHA-256 floor",
+            vrate,
+            vfloor,
+            "read+SHA-256 per line",
+            None,
+            "ev/s",
+            True,
+        )
+    )
+
+
 async def main(
     smoke: bool = False,
     events: int = 50_000,
@@ -375,6 +566,7 @@ async def main(
     postgres: bool = True,
     writers: int = 4,
     gc_freeze: bool = False,
+    sqlite_too: bool = True,
 ) -> list[Row]:
     if smoke:
         events, seconds, writers = 600, None, 2
@@ -394,45 +586,24 @@ async def main(
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-        run = await run_writer(url, events, seconds, workdir / "sqlite", gc_freeze=gc_freeze)
-        report_run(table, "SQLite", run, producer, floor)
-        vrate, vcpu, vfloor, count = await export_and_verify(url, workdir / "sqlite", run.emitted)
-        print(f"  verify: {count} leaves, {vcpu * 1e6:.2f} µs CPU per event ({1 / vcpu:,.0f} events per CPU second)")
-        table.add(
-            Row("audit", "offline verify, events/s (wall)", vrate, 200_000, "200k ev/s target", 1.0, "ev/s", True)
-        )
-        table.add(
-            Row(
-                "audit",
-                "offline verify, events per CPU second",
-                1 / vcpu,
-                200_000,
-                "200k ev/s target",
-                1.0,
-                "ev/s",
-                True,
-            )
-        )
-        table.add(
-            Row(
-                "audit",
-                "offline verify vs read+SHA-256 floor",
-                vrate,
-                vfloor,
-                "read+SHA-256 per line",
-                None,
-                "ev/s",
-                True,
-            )
-        )
+        if sqlite_too:
+            await _sqlite_runs(table, url, events, seconds, workdir, gc_freeze, producer, floor)
         if postgres:
             async with postgres_database() as pg_url:
-                pg = await run_writer(pg_url, events, seconds, workdir / "pg", gc_freeze=gc_freeze)
+                async with ServerCpu(pg_url.rsplit("/", 1)[1]) as server:
+                    pg = await run_writer(pg_url, events, seconds, workdir / "pg", gc_freeze=gc_freeze)
                 report_run(table, "PostgreSQL", pg, producer, floor)
+                print(
+                    f"  PostgreSQL server for that writer: backends {server.seconds('backends') / pg.emitted * 1e6:.1f}"
+                    f" µs/event, background {server.seconds('background'):.1f} s in all"
+                )
                 await export_and_verify(pg_url, workdir / "pg", pg.emitted)
+            if writers < 2:
+                return table.rows
             async with postgres_database() as pg_url:
                 started = time.perf_counter()
-                runs = await run_writers(pg_url, writers, events, seconds, workdir / "multi", gc_freeze)
+                async with ServerCpu(pg_url.rsplit("/", 1)[1]) as server:
+                    runs = await run_writers(pg_url, writers, events, seconds, workdir / "multi", gc_freeze)
                 wall = time.perf_counter() - started
                 total = sum(r.emitted for r in runs)
                 _, _, _, leaves = await export_and_verify(pg_url, workdir / "multi", total)
@@ -447,6 +618,37 @@ async def main(
                     f" client CPU {cpu * 1e6:.1f} µs/event; strict reveal p50 {median(strict):.1f} ms,"
                     f" p99 {p99(strict):.1f} ms ({len(strict)} reveals, {refused} refused with 503)"
                 )
+                clients = sum(r.cpu for r in runs)
+                backends, background = server.seconds("backends"), server.seconds("background")
+                used = clients + backends + background
+                cores = os.cpu_count() or 1
+                batches = sum(r.batches for r in runs)
+                print(
+                    f"  CPU while they wrote ({busiest:.1f} s x {cores} cores = {busiest * cores:.1f} CPU s):"
+                    f" writer processes {clients:.1f} s ({clients / total * 1e6:.1f} µs/event, producer included),"
+                    f" PostgreSQL backends {backends:.1f} s ({backends / total * 1e6:.1f} µs/event),"
+                    f" PostgreSQL background {background:.1f} s; of the CPU these used: writers"
+                    f" {clients / used:.0%}, PostgreSQL {(backends + background) / used:.0%}; load average"
+                    f" {os.getloadavg()[0]:.1f}"
+                )
+                conflicts = sum(r.conflicts for r in runs)
+                statements = sum(r.statements for r in runs)
+                if statements:
+                    spent = sum(r.in_statements for r in runs)
+                    print(
+                        f"  one-statement appends (no lock taken first): {statements}, of which {conflicts} found"
+                        f" the head moved (nothing written; the part went as a locked append); each took"
+                        f" {spent / statements * 1e3:.1f} ms"
+                    )
+                if batches:
+                    wait = sum(r.lock_wait for r in runs)
+                    hold = sum(r.lock_hold for r in runs)
+                    print(
+                        f"  sequencer lock taken first (SELECT ... FOR UPDATE): {batches} takes; asking for it"
+                        f" {wait / batches * 1e3:.1f} ms per take ({wait / (busiest * writers):.0%} of the writers'"
+                        f" time), held {hold / batches * 1e3:.1f} ms per take until commit ({hold / busiest:.0%} of"
+                        " the wall time: the share of the run during which one writer held it)"
+                    )
                 label = f"{writers} writers PostgreSQL"
                 table.add(
                     Row(
@@ -480,9 +682,22 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--seconds", type=float, help="emit for this long instead of a fixed count (sustained)")
-    parser.add_argument("--writers", type=int, default=4, help="writer processes on one PostgreSQL chain")
+    parser.add_argument(
+        "--writers", type=int, default=4, help="writer processes on one PostgreSQL chain (below 2: that run is skipped)"
+    )
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true", help="only the PostgreSQL runs (one writer, then several)")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--gc-freeze", action="store_true", help="freeze the start-up heap, as `serve` does")
     args = parser.parse_args()
-    asyncio.run(main(args.smoke, args.events, args.seconds, not args.no_postgres, args.writers, args.gc_freeze))
+    asyncio.run(
+        main(
+            args.smoke,
+            args.events,
+            args.seconds,
+            not args.no_postgres,
+            args.writers,
+            args.gc_freeze,
+            not args.no_sqlite,
+        )
+    )
