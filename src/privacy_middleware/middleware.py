@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .asgi.body import ClientDisconnected, decoded_for_inspection, parse_length, read_body, replay, too_large
+from .asgi.body import (
+    ClientDisconnected,
+    decoded_for_inspection,
+    parse_length,
+    read_body,
+    replay,
+    too_large,
+    whole_body,
+)
 from .asgi.card_responses import MaskingResponse, ResponseCardGuard
 from .asgi.card_sentinel import FORM, CardSentinel, exempt_places, has_body, scan
 from .asgi.headers import first_values, get_header, is_json_media_type, media_of, media_type
@@ -221,7 +229,10 @@ class PrivacyMiddleware:
         )
         guard = None
         if plan.spec.response is None:  # no plan for what it answers: card numbers are masked
-            guard = self.cards.response(scope, send, lambda: ctx.principal.recipient if ctx.principal else None)
+            if not self.cards.payment.size:  # no payment route: no recipient to ask about
+                guard = MaskingResponse(self.cards, scope, send)
+            else:
+                guard = self.cards.response(scope, send, lambda: ctx.principal.recipient if ctx.principal else None)
             send = guard.send
         scope = dict(scope)
         scope[SCOPE_KEY] = ctx
@@ -233,7 +244,7 @@ class PrivacyMiddleware:
         code: str | None = None
         try:
             try:
-                ctx.principal = await self.runtime.identity.authenticate(scope, (plan.spec.method, plan.spec.template))
+                ctx.principal = await self.runtime.identity.authenticate(scope, plan.route)
                 if trace_token is not None:
                     plan = await self.tracer.traced(plan, ex, trace_token)
                 for step in plan.befores:
@@ -318,7 +329,10 @@ class PrivacyMiddleware:
                 "This route's body must be inspected; send it uncompressed.",
                 415,
             )
-        body = await read_body(receive, limit)
+        first = await receive()  # a small body comes whole in its first message: no reading loop
+        body = whole_body(first, limit)
+        if body is None:
+            body = await read_body(receive, limit, first)
         ex.request_body = body
         if not body or compressed:
             ex.request_body = b"" if compressed else body

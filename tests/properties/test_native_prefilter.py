@@ -110,3 +110,52 @@ def test_first_values_leaves_what_it_does_not_read_exactly_to_the_python_scan() 
     assert native.first_values([(b"content-type", "text")], (b"content-type",)) is None
     assert native.first_values([], tuple(NAMES * 2)) is None  # more names than the C scan takes
     assert asgi_headers.first_values([(b"X", b"1")], tuple(NAMES * 2)) == (None,) * 5 + (b"1",) + (None,) * 5 + (None,)
+
+
+# JSON texts written by hand, so that an object may hold a key twice (and keys differ only by an
+# escape or by case), nested past the strict reader's limit or not.
+KEYS = st.sampled_from(['"a"', '"b"', '"A"', '"\\u0061"', '"\\u00e9"', '"\\u00e9"'.replace("\\u00e9", "\u00e9"), '""'])
+SCALARS = st.sampled_from(["1", "-0.5", "1e3", "true", "null", '"x"', '"\\n"', '"\\u00e9"', "12345678901234567890"])
+
+
+def _text(node: object) -> str:
+    if isinstance(node, tuple):
+        return "{" + ",".join(f"{key}:{_text(value)}" for key, value in node[0]) + "}"
+    if isinstance(node, list):
+        return "[" + ", ".join(_text(item) for item in node) + "]"
+    return str(node)
+
+
+json_texts = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(st.tuples(KEYS, inner), max_size=4).map(lambda pairs: (pairs,)),
+    ),
+    max_leaves=40,
+).map(_text)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(json_texts, st.integers(min_value=1, max_value=70))
+def test_the_native_strict_verdict_clears_only_bodies_the_python_checks_clear(text: str, limit: int) -> None:
+    from privacy_middleware.asgi import strict_json
+
+    body = f" {text}\n".encode()
+    orjson.loads(body)  # every text drawn here is JSON
+    assert native.strict_verdict is not None
+    verdict = native.strict_verdict(body, limit)
+    if verdict:
+        assert strict_json._find_duplicate(body) is None
+        assert strict_json.raw_depth(body) <= limit
+    if limit > 64:
+        assert verdict is False  # deeper limits are left to the Python checks
+
+
+def test_the_native_strict_verdict_on_plain_bodies() -> None:
+    assert native.strict_verdict is not None
+    assert native.strict_verdict(b'{"a":1,"b":[1,2,{"c":null}]}', 32) is True
+    assert native.strict_verdict(b'{"a":1,"a":2}', 32) is False
+    assert native.strict_verdict(b"[[[[1]]]]", 4) is True
+    assert native.strict_verdict(b"[[[[1]]]]", 3) is False
+    assert native.strict_verdict(b'{"a":1} x', 32) is False

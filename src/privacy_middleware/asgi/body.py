@@ -32,12 +32,14 @@ def too_large(limit: int) -> PrivacyError:
     )
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """Read the whole body; refuse (413) as soon as it passes `limit`, before buffering more."""
+async def read_body(receive: Receive, limit: int, first: Message | None = None) -> bytes:
+    """Read the whole body; refuse (413) as soon as it passes `limit`, before buffering more.
+    `first` is a message the caller already received (see `whole_body`)."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        message = first if first is not None else await receive()
+        first = None
         if message["type"] == "http.disconnect":
             raise ClientDisconnected
         chunk = message.get("body", b"")
@@ -48,6 +50,17 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def whole_body(message: Message, limit: int) -> bytes | None:
+    """The body when `message` holds all of it (what a server sends for a small body), else None
+    (read on with `read_body(receive, limit, message)`); 413 past `limit`, as `read_body`."""
+    if message["type"] != "http.request" or message.get("more_body", False):
+        return None
+    body = message.get("body", b"")
+    if len(body) > limit:
+        raise too_large(limit)
+    return bytes(body) if type(body) is not bytes else body
 
 
 def replay(body: bytes, receive: Receive) -> Receive:

@@ -7,10 +7,12 @@ A duplicate key can only hide where the raw bytes hold more key separators than 
 hold keys; only then (or when `\\u` escapes make the count inexact) is the body parsed a second
 time, with the standard library's `object_pairs_hook`, to find the duplicate and name its path.
 
-Both checks first run at C speed (`_fast_verdict`): the colons of the raw body against those of
-orjson's dump of the parsed document (a colon is never escaped, so they differ only when a pair was
-dropped), and the bracket depth of the raw body with its strings removed. Only a body these flag is
-walked in Python, to confirm the finding and name its path.
+Where the native extension is built, one pass of its parser first reads the raw body (no key
+twice in an object, no container past the depth limit) and clears most bodies alone. Otherwise,
+or when it is not certain, both checks first run at C speed (`_fast_verdict`): the colons of the
+raw body against those of orjson's dump of the parsed document (a colon is never escaped, so they
+differ only when a pair was dropped), and the bracket depth of the raw body with its strings
+removed. Only a body these flag is walked in Python, to confirm the finding and name its path.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import orjson
 
 from ..errors import PrivacyError
+from ..fields import native
 from ..fields.shape_guard import field_path
 
 MAX_JSON_DEPTH = 32
@@ -30,6 +33,9 @@ _BRACKETS = re.compile(rb"[\[\]{}]")
 _ESCAPED = re.compile(rb"\\.", re.DOTALL)
 # Keeps only quotes, backslashes and brackets: the bytes that decide the nesting depth.
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"\\[]{}')
+# The same verdict as `_fast_verdict` in one C pass where the extension is built; where it is not
+# certain (False) `_fast_verdict` and the walks decide (tests/properties/test_native_prefilter.py).
+_native_verdict = native.strict_verdict
 
 
 def too_deep(path: str, limit: int) -> PrivacyError:
@@ -172,7 +178,9 @@ def load_strict(body: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         if raw_depth(body) > max_depth:
             raise too_deep("$", max_depth) from None
         raise
-    if _fast_verdict(body, document, max_depth):
+    if (_native_verdict is not None and type(body) is bytes and _native_verdict(body, max_depth)) or _fast_verdict(
+        body, document, max_depth
+    ):
         return document
     census = _Census(max_depth)
     census.walk(document, 1, [])

@@ -54,6 +54,7 @@ typedef struct {
     PyObject *subject;   /* the current record's subject (new reference) or NULL */
     PyObject *subjects;  /* per record: its subject or None */
     PyObject *kept_subjects;
+    int max_depth; /* deeper containers: BAIL */
 } State;
 
 static int value(State *s, int depth, int emit);
@@ -193,7 +194,7 @@ static int literal(State *s, const char *word, Py_ssize_t len, int emit) {
 }
 
 static int array(State *s, const Node *record, int depth, int emit) {
-    if (depth > MAX_DEPTH)
+    if (depth > s->max_depth)
         return BAIL;
     s->p++;
     int rc = put(s, "[", 1, emit);
@@ -378,7 +379,7 @@ static int object(State *s, const Node *node, int depth, int emit) {
     const unsigned char *keys[MAX_KEYS];
     Py_ssize_t lens[MAX_KEYS];
     int n_keys = 0, emitted = 0, rc;
-    if (depth > MAX_DEPTH)
+    if (depth > s->max_depth)
         return BAIL;
     if (node && node->record) {
         s->record_kept = 0;
@@ -567,6 +568,7 @@ static PyObject *disclose(PyObject *self, PyObject *args) {
     s.cap = body.len;
     s.prog = prog;
     s.seen = PyBytes_AS_STRING(seen);
+    s.max_depth = MAX_DEPTH;
     memset(s.seen, 0, (size_t)prog->n_rules);
     ws(&s);
     int rc = s.p < s.end && *s.p == '{' ? object(&s, &prog->nodes[0], 0, 1) : BAIL;
@@ -590,6 +592,36 @@ done:
     Py_XDECREF(seen);
     PyBuffer_Release(&body);
     return result;
+}
+
+/* The strict reader's verdict (asgi/strict_json.py) on a body orjson has already parsed, in one
+   pass of the parser above with nothing written: 1 when the whole body reads here with no key twice
+   in one object (keys compared as their raw bytes: an escaped key, or more than MAX_KEYS members,
+   is not read here) and no container nested past `max_depth` (the outermost is level 1); 0 when
+   that is not certain (anything this parser does not read exactly), and the Python checks decide. */
+static PyObject *strict_verdict(PyObject *self, PyObject *args) {
+    Py_buffer body;
+    int max_depth;
+    if (!PyArg_ParseTuple(args, "y*i", &body, &max_depth))
+        return NULL;
+    if (max_depth > MAX_DEPTH) { /* the recursion here stays shallow: deeper limits are Python's */
+        PyBuffer_Release(&body);
+        Py_RETURN_FALSE;
+    }
+    State s = {0};
+    s.p = body.buf;
+    s.end = s.p + body.len;
+    s.max_depth = max_depth;
+    ws(&s);
+    int rc = value(&s, 1, 0);
+    ws(&s);
+    if (rc == OK && s.p != s.end)
+        rc = BAIL; /* anything after the document */
+    Py_XDECREF(s.subject);
+    PyBuffer_Release(&body);
+    if (rc == ERROR)
+        return NULL;
+    return PyBool_FromLong(rc == OK);
 }
 
 /* The card-number prefilter of fields/card_sentinel.py in one pass, without the translated copy:
@@ -683,6 +715,7 @@ static PyObject *first_values(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"compile", compile, METH_O, "A disclosure program from its node table."},
     {"disclose", disclose, METH_VARARGS, "The disclosed body and its report figures, or None."},
+    {"strict_verdict", strict_verdict, METH_VARARGS, "1: no duplicate key, depth within; 0: not certain."},
     {"first_values", first_values, METH_VARARGS, "The first value of each header name, or None: see asgi/headers.py."},
     {"digit_run", digit_run, METH_O, "1: a run of 13 digits (card prefilter); 2: none, not ASCII; 0: none."},
     {NULL, NULL, 0, NULL},

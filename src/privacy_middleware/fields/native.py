@@ -1,5 +1,6 @@
 """The common disclosure case in one native pass over the response's bytes (`_native.c`); also the
-card-number prefilter's digit-run scan (`digit_run`) and a header scan (`first_values`).
+card-number prefilter's digit-run scan (`digit_run`), a header scan (`first_values`) and the strict
+JSON reader's verdict (`strict_verdict`).
 
 `FieldEngine.disclose` parses nothing and walks dicts; on a list of records most of its time is
 Python dict work. For a plan whose rules are all plain key paths and whose transforms for a
@@ -137,3 +138,7 @@ digit_run: Callable[[bytes], int] | None = _native.digit_run if _native is not N
 first_values: Callable[[Any, tuple[bytes, ...]], tuple[bytes | None, ...] | None] | None = (
     _native.first_values if _native is not None else None
 )
+
+# The strict reader's verdict in one C pass (asgi/strict_json.py): True when the body certainly has
+# no duplicate key and no nesting past the limit; False when the Python checks must decide.
+strict_verdict: Callable[[bytes, int], bool] | None = _native.strict_verdict if _native is not None else None

@@ -113,8 +113,11 @@ class RoutePlan:
     afters: tuple[Step, ...] = field(init=False, repr=False, compare=False)
     # The plan's one reader of the response body when it can rewrite the bytes itself (`on_response_bytes`).
     response_bytes: Step | None = field(init=False, repr=False, compare=False)
+    # (method, path template): the route as identity providers are told it
+    route: tuple[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "route", (self.spec.method, self.spec.template))
         object.__setattr__(self, "response_edits", ResponseEdits(self.needs_response_json))
         readers = [s for s in self.steps if s.needs_response_json or s.peeks_response_json]
         bytes_step = (

@@ -15,6 +15,7 @@ from .plan import Exchange, Respond, Step, StepFactory
 
 FORWARDING_HEADERS = (b"x-forwarded-for", b"forwarded", b"x-real-ip", b"true-client-ip", b"cf-connecting-ip")
 CREDENTIALS = (b"authorization", b"cookie")
+CONTAINERS = (dict, list)  # values that are not pseudonymised (made once, not per value)
 
 
 class TrackingGate(Step):
@@ -70,7 +71,7 @@ class TrackingGate(Step):
         for selector in self.pseudonymise:
             for parent, key in selector.places(ex.request_json):  # `locations` as (container, key)
                 value = parent[key]
-                if value is not None and not isinstance(value, dict | list):
+                if value is not None and not isinstance(value, CONTAINERS):
                     parent[key] = pseudonymiser.pseudonym(value, self.pseudonym_scope)
         for selector in self.truncate:
             for parent, key in selector.places(ex.request_json):
