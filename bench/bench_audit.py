@@ -132,10 +132,7 @@ class WriterRun:
     gc_full_max_ms: float = 0.0  # the longest of them
     batches: int = 0  # PostgreSQL: batches that took the chain's sequencer lock
     lock_wait: float = 0.0  # seconds spent asking for it (waiting behind another writer, plus a round trip)
-    lock_hold: float = 0.0  # seconds from holding it to the append's commit (or in the batch statement)
-    conflicts: int = 0  # batch statements that found the head moved
-    statements: int = 0  # batch statements sent (the append's writes and the head's move in one)
-    in_statements: float = 0.0  # seconds in them
+    lock_hold: float = 0.0  # seconds from holding it to the append's commit
 
     @property
     def rate(self) -> float:
@@ -227,7 +224,7 @@ async def run_writer(
         spooled = writer.metrics.spooled.total
         pauses = (len(full), max(full, default=0.0))
         t = lock_times
-        locks = (t.batches, t.wait, t.hold, t.conflicts, t.statements, t.in_statements) if t is not None else ()
+        locks = (t.batches, t.wait, t.hold) if t is not None else ()
         return WriterRun(emitted, elapsed, cpu, in_emit / i * 1e6, spooled, strict_ms, refused, *pauses, *locks)
     finally:
         if lock_times is not None:
@@ -240,9 +237,6 @@ class LockTimes:
     batches: int = 0
     wait: float = 0.0
     hold: float = 0.0
-    statements: int = 0
-    in_statements: float = 0.0
-    conflicts: int = 0  # batch statements that found the head moved (numbered again)
     undo: Any = None
 
 
@@ -252,12 +246,6 @@ def _time_the_sequencer() -> LockTimes:
     from privacy_middleware.audit import log as log_module
 
     times = LockTimes()
-    statement = getattr(log_module, "append_batch_postgres", None)
-    if statement is not None:
-        _time_the_batch_statement(log_module, statement, times)
-        undo_statement = times.undo
-    else:
-        undo_statement = None
     original_lock = log_module.lock_chain
     original_append = log_module.AuditLog.append
     held: dict[int, float] = {}
@@ -282,34 +270,9 @@ def _time_the_sequencer() -> LockTimes:
     def undo() -> None:
         log_module.lock_chain = original_lock  # type: ignore[assignment]
         log_module.AuditLog.append = original_append  # type: ignore[method-assign]
-        if undo_statement is not None:
-            undo_statement()
 
     log_module.lock_chain = lock_chain  # type: ignore[assignment]
     log_module.AuditLog.append = append  # type: ignore[method-assign]
-    times.undo = undo
-    return times
-
-
-def _time_the_batch_statement(log_module: Any, original: Any, times: LockTimes) -> LockTimes:
-    """A batch appended by one statement that takes the head row's lock itself: count its tries and
-    time each (waiting for the lock, the server's writing and the commit, one round trip)."""
-
-    async def append_batch_postgres(conn: Any, batch: Any) -> bool:
-        before = time.perf_counter()
-        try:
-            applied: bool = await original(conn, batch)
-        finally:
-            times.statements += 1
-            times.in_statements += time.perf_counter() - before
-        if not applied:
-            times.conflicts += 1
-        return applied
-
-    def undo() -> None:
-        log_module.append_batch_postgres = original
-
-    log_module.append_batch_postgres = append_batch_postgres
     times.undo = undo
     return times
 
@@ -631,20 +594,12 @@ async def main(
                     f" {clients / used:.0%}, PostgreSQL {(backends + background) / used:.0%}; load average"
                     f" {os.getloadavg()[0]:.1f}"
                 )
-                conflicts = sum(r.conflicts for r in runs)
-                statements = sum(r.statements for r in runs)
-                if statements:
-                    spent = sum(r.in_statements for r in runs)
-                    print(
-                        f"  one-statement appends (no lock taken first): {statements}, of which {conflicts} found"
-                        f" the head moved (nothing written; the part went as a locked append); each took"
-                        f" {spent / statements * 1e3:.1f} ms"
-                    )
                 if batches:
                     wait = sum(r.lock_wait for r in runs)
                     hold = sum(r.lock_hold for r in runs)
                     print(
-                        f"  sequencer lock taken first (SELECT ... FOR UPDATE): {batches} takes; asking for it"
+                        f"  sequencer lock (the head row, SELECT ... FOR UPDATE): {batches} takes"
+                        f" ({total / batches:.0f} events each); asking for it"
                         f" {wait / batches * 1e3:.1f} ms per take ({wait / (busiest * writers):.0%} of the writers'"
                         f" time), held {hold / batches * 1e3:.1f} ms per take until commit ({hold / busiest:.0%} of"
                         " the wall time: the share of the run during which one writer held it)"

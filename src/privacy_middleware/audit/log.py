@@ -20,6 +20,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,6 +97,18 @@ def leaf_template(doc: dict[str, object], chain: str) -> tuple[bytes, bytes] | N
     return parts[0] + b'"seq":', parts[1]
 
 
+@dataclass(slots=True)
+class _PgAppend:
+    """An append waiting for its process's next take of the PostgreSQL head row's lock."""
+
+    events: Sequence[SealedEvent]
+    templates: Sequence[tuple[bytes, bytes] | None]
+    side_rows: list[tuple[object, ...]]
+    force: bool
+    # settled by the append that took it: its result, its error, or None ("lead the next take")
+    outcome: asyncio.Future[AppendResult | None]
+
+
 @dataclass(frozen=True, slots=True)
 class AppendResult:
     first_seq: int
@@ -155,6 +168,8 @@ class AuditLog:
         self._signing_key = load_or_create_signing_key(signing_key_path)
         self._batch_signer = BatchSigner(self._signing_key, origin)
         self._registered: set[str] = set()
+        self._pg_appends: deque[_PgAppend] = deque()  # PostgreSQL: waiting for this process's next take
+        self._pg_taking = False  # an append of this process is taking (or about to take) the lock
 
     def __repr__(self) -> str:
         return f"AuditLog(chain={self.chain!r}, key_id={self.key_id!r})"
@@ -194,8 +209,86 @@ class AuditLog:
                     work = functools.partial(self._append_sqlite, events, templates, side_rows, force)
                     result: AppendResult = await run(functools.partial(_committed, work))
                     return result
-        async with database.begin() as conn:
-            return await self.append_in(database, conn, events, templates=templates)
+        if not events:
+            async with database.begin() as conn:
+                return await self.append_in(database, conn, events, templates=templates)
+        return await self._append_postgres(database, events, templates)
+
+    async def _append_postgres(
+        self,
+        database: Database,
+        events: Sequence[SealedEvent],
+        templates: Sequence[tuple[bytes, bytes] | None] | None,
+    ) -> AppendResult:
+        """PostgreSQL: the appends of this process take the head row's lock one at a time, and each
+        take carries every append of the process waiting at that moment, including those that came
+        while it waited for the lock: one lock take, one seal and one commit for all of them.
+
+        With several writers the lock is what they queue for, and each take costs about the same
+        whatever its size (round trips, each waiting for a turn of a busy event loop): a strict
+        event that comes while its process waits for the lock rides with that take instead of
+        queueing for one of its own behind the other writers (and a bulk batch does not wait
+        behind the strict take of its own process). Positions are still assigned only under the
+        lock, so the chain can neither fork nor have a gap. If the take fails, every append in it
+        fails (each caller spools its own events, as before)."""
+        templates, side_rows, force = await self._serialise(events, templates, False)
+        mine = _PgAppend(events, templates, side_rows, force, asyncio.get_running_loop().create_future())
+        self._pg_appends.append(mine)
+        if self._pg_taking:
+            outcome = await mine.outcome
+            if outcome is not None:
+                return outcome  # another append's take carried this one
+        self._pg_taking = True  # this append leads the next take (it is in it: the queue is taken whole)
+        handed = False
+        try:
+            result = await self._take_postgres(database, mine)
+            while self._pg_appends and not (handed := self._hand_over()):
+                await self._take_postgres(database, None)  # appends whose callers stopped waiting
+            return result
+        finally:
+            if not handed and self._pg_appends and not self._hand_over():
+                self._pg_appends.clear()  # after a failed take: only appends whose callers are gone
+            if not self._pg_appends:
+                self._pg_taking = False
+
+    def _hand_over(self) -> bool:
+        """Let the first waiting append whose caller still waits lead the next take."""
+        for waiting in self._pg_appends:
+            if not waiting.outcome.done():
+                waiting.outcome.set_result(None)
+                return True
+        return False
+
+    async def _take_postgres(self, database: Database, mine: _PgAppend | None) -> AppendResult:
+        """One take of the head row's lock for every append waiting now or while the lock is awaited."""
+        early = list(self._pg_appends)
+        self._pg_appends.clear()
+        late: list[_PgAppend] = []
+        try:
+            async with database.begin() as conn:
+                # side records before the lock, as append_in does
+                side_rows = [row for append in early for row in append.side_rows]
+                await insert_tuples(conn, audit_side_records, SIDE_COLUMNS, side_rows)
+                head = await lock_chain(conn, self.chain, postgres=True, now_us=_now_us())
+                late = list(self._pg_appends)  # came while the lock was awaited: they ride along
+                self._pg_appends.clear()
+                late_rows = [row for append in late for row in append.side_rows]
+                await insert_tuples(conn, audit_side_records, SIDE_COLUMNS, late_rows)
+                served = early + late
+                events = [event for append in served for event in append.events]
+                templates = [template for append in served for template in append.templates]
+                force = any(append.force for append in served)
+                result = await self._append_locked(conn, head, events, templates, force)
+        except BaseException as exc:
+            error = exc if isinstance(exc, Exception) else RuntimeError("the audit append was cancelled")
+            for append in early + late:
+                if append is not mine and not append.outcome.done():
+                    append.outcome.set_exception(error)
+            raise
+        for append in served:
+            if append is not mine and not append.outcome.done():
+                append.outcome.set_result(result)
+        return result
 
     def append_sqlite(
         self,
@@ -340,7 +433,20 @@ class AuditLog:
         await insert_tuples(conn, audit_side_records, SIDE_COLUMNS, side_rows)
         # -- the sequencer's turn -------------------------------------------------------------------
         head = await lock_chain(conn, chain, postgres=database.is_postgres, now_us=_now_us())
-        now = max(_now_us(), head.last_leaf_us)  # read under the lock: sealing times follow the sequence
+        return await self._append_locked(conn, head, events, templates, force)
+
+    async def _append_locked(
+        self,
+        conn: AsyncConnection,
+        head: ChainHead,
+        events: Sequence[SealedEvent],
+        templates: Sequence[tuple[bytes, bytes] | None],
+        force: bool,
+    ) -> AppendResult:
+        """Holding the chain's lock (PostgreSQL): number, hash and insert the events, seal the batch,
+        sign a checkpoint when due, store the seal and the new head."""
+        chain = self.chain
+        now = max(_now_us(), head.last_leaf_us)
         first = head.size
         rows, subject_rows, hashes, frontier = self._sequence(events, templates, head, now)
         await insert_tuples(conn, audit_events, EVENT_COLUMNS, rows)
