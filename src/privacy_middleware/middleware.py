@@ -314,6 +314,8 @@ class PrivacyMiddleware:
 
     async def _rewrite_request(self, plan: RoutePlan, ex: Exchange, scope: Scope, receive: Receive) -> Receive:
         headers: list[tuple[bytes, bytes]] = scope.get("headers") or []
+        if type(headers) is not list:  # any other iterable is read once, into a list
+            headers = list(headers)
         limit = self.settings.max_body_bytes
         declared, chunked, encoding, content_type = first_values(headers, REQUEST_BODY_HEADERS)
         length = None if declared is None else parse_length(declared)

@@ -110,3 +110,45 @@ async def test_a_repeated_unplanned_request_is_still_checked_and_a_planned_one_s
         assert 0 < len(app._unplanned) <= mw_module.UNPLANNED_KEPT
     finally:
         await runtime.stop()
+
+
+@pytest.mark.parametrize("form", ["lists", "tuple", "generator", "generator of lists"])
+async def test_the_card_guard_reads_every_spec_form_of_the_start_headers(tmp_path: Path, form: str) -> None:
+    """ASGI allows any iterable of two-item iterables as headers: the native header scan declines
+    what it does not read exactly (and never consumes a one-shot iterable), so a JSON answer with a
+    card number is masked whatever form its start's headers take."""
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/p.db", data_dir=tmp_path)
+    runtime = Runtime(settings, policy=validate_policy(POLICY))
+    pairs = [(b"Content-Type", b"application/json"), (b"x-shop", b"1")]
+
+    def headers() -> Any:
+        if form == "lists":
+            return [list(pair) for pair in pairs]
+        if form == "tuple":
+            return tuple(pairs)
+        if form == "generator":
+            return (pair for pair in pairs)
+        return ([name, value] for name, value in pairs)
+
+    async def shop(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": headers()})
+        await send({"type": "http.response.body", "body": b'{"card":"4242424242424242"}'})
+
+    app = PrivacyMiddleware(shop, runtime=runtime)
+    await runtime.ensure_started()
+    try:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/products", "headers": [], "query_string": b""}
+        await app(scope, receive, send)
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        assert sent[0]["status"] == 200
+        assert b"4242424242424242" not in body and b"4242" in body
+    finally:
+        await runtime.stop()

@@ -109,6 +109,9 @@ def test_first_values_leaves_what_it_does_not_read_exactly_to_the_python_scan() 
     assert asgi_headers.first_values(listed, (b"content-type",)) == (b"application/json",)
     assert native.first_values([(b"content-type", "text")], (b"content-type",)) is None
     assert native.first_values([], tuple(NAMES * 2)) is None  # more names than the C scan takes
+    one_shot = iter([[b"Content-Type", b"application/json"]])  # ASGI allows any iterable
+    assert native.first_values(one_shot, (b"content-type",)) is None  # declined, not consumed
+    assert asgi_headers.first_values(one_shot, (b"content-type",)) == (b"application/json",)
     assert asgi_headers.first_values([(b"X", b"1")], tuple(NAMES * 2)) == (None,) * 5 + (b"1",) + (None,) * 5 + (None,)
 
 

@@ -656,8 +656,8 @@ static PyObject *digit_run(PyObject *self, PyObject *arg) {
 
 /* The first value of each of `names` (lower-case bytes) in an ASGI header list, names compared
    without ASCII case (as bytes.lower(), whatever the C locale), as a tuple in the order of `names`
-   (None for a name not there). None when an item is not a pair of bytes: the caller's Python scan
-   (asgi/headers.py `_first_values_py`) then answers. */
+   (None for a name not there). None when the headers are not a list or a tuple, or an item is not a
+   pair of bytes: the caller's Python scan (asgi/headers.py `_first_values_py`) then answers. */
 static int ascii_name_equal(const char *name, Py_ssize_t len, const char *lower, Py_ssize_t lower_len) {
     if (len != lower_len) return 0;
     for (Py_ssize_t i = 0; i < len; i++) {
@@ -678,6 +678,7 @@ static PyObject *first_values(PyObject *self, PyObject *args) {
     PyObject *found[MAX_NAMES] = {NULL};
     for (Py_ssize_t j = 0; j < n_names; j++)
         if (!PyBytes_Check(PyTuple_GET_ITEM(names, j))) Py_RETURN_NONE;
+    if (!PyList_Check(headers) && !PyTuple_Check(headers)) Py_RETURN_NONE; /* never consume an iterator */
     PyObject *fast = PySequence_Fast(headers, "headers must be a sequence");
     if (fast == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
