@@ -138,10 +138,114 @@ async def test_a_strict_event_waits_for_the_slice_in_flight_not_the_whole_bulk_b
         async with database.connect() as conn:
             subjects = (await conn.execute(sa.select(audit_events.c.subject).order_by(audit_events.c.seq))).scalars()
             logins = [s for s in subjects if s is not None]
+            where = audit_events.c.subject == "cust_5000"
+            seq = (await conn.execute(sa.select(audit_events.c.seq).where(where))).scalar()
+            seals = (await conn.execute(sa.select(audit_batches.c.first_seq, audit_batches.c.tree_size))).all()
         at = logins.index("cust_5000")
         assert 0 < at < 1000  # after the first slice, before the rest of the batch
+        # taken into the stopped batch: sealed and committed with its first slice, as its last leaf
+        assert any(first < seq and size == seq + 1 for first, size in seals)
         assert [s for s in logins if s != "cust_5000"] == [f"cust_{n}" for n in range(1000)]
         await export(database, tmp_path / "out")
     finally:
         await database.dispose()
     assert verify(tmp_path / "out", audit_log.public_key_pem()).status == 0
+
+
+async def test_events_taken_when_a_batch_stops_share_its_seal_and_commit(
+    sqlite_url: str, audit_log: AuditLog, tmp_path: Path
+) -> None:
+    """`take` is asked once the batch stops; what it returns goes after the slice, in the same
+    batch (one seal, one commit), and the rest of the bulk events follow in a batch of their own."""
+    database = Database(sqlite_url)
+    try:
+        await database.upgrade()
+        events = [audit_log.seal(_login(n)) for n in range(250)]
+        strict = [audit_log.seal(_reveal(9000 + n)) for n in range(2)]
+        asked: list[int] = []
+
+        def take() -> list[Any]:
+            asked.append(1)
+            return strict
+
+        db = sqlite3.connect(sqlite_url.split("///", 1)[1], isolation_level=None)
+        stop = threading.Event()
+        stop.set()
+        try:
+            first = audit_log.append_sqlite(db, events, stop=stop, take=take)
+            assert (first.first_seq, first.size) == (0, 102)  # one slice and the two taken events
+            assert first.seal is not None and (first.seal.first, first.seal.count) == (0, 102)
+            stop.clear()
+            second = audit_log.append_sqlite(db, events[100:], stop=stop, take=take)
+            assert (second.first_seq, second.size) == (102, 252)
+        finally:
+            db.close()
+        assert asked == [1]  # not asked when the batch was not stopped
+        async with database.connect() as conn:
+            seals = (await conn.execute(sa.select(audit_batches.c.first_seq, audit_batches.c.tree_size))).all()
+            subjects = (await conn.execute(sa.select(audit_events.c.subject).order_by(audit_events.c.seq))).scalars()
+            listed = list(subjects)
+        assert sorted(seals) == [(0, 102), (102, 252)]
+        assert listed[100:102] == ["cust_9000", "cust_9001"]
+        assert listed[:100] + listed[102:] == [f"cust_{n}" for n in range(250)]
+        await export(database, tmp_path / "out")
+    finally:
+        await database.dispose()
+    report = verify(tmp_path / "out", audit_log.public_key_pem())
+    assert report.status == 0 and report.verified_size == report.events == 252
+
+
+async def test_a_batch_that_fails_after_taking_strict_events_leaves_them_to_the_strict_lane(
+    sqlite_url: str, make_writer: MakeWriter
+) -> None:
+    """A bulk batch whose commit fails after it took strict events: nothing of it is committed, the
+    bulk events are spooled, and the strict caller still gets its event durably recorded."""
+    database = Database(sqlite_url)
+    try:
+        await database.upgrade()
+        writer = make_writer(database, batch_size=300, flush_interval=5.0)
+        await writer.start()
+        await writer.flush()
+        own = writer._own
+        assert own is not None
+        real = writer.log.append_sqlite
+        failed: list[int] = []
+        gate = threading.Event()
+
+        def failing(
+            db: sqlite3.Connection, events: Any, templates: Any = None, stop: Any = None, take: Any = None
+        ) -> Any:
+            if take is None or failed:
+                return real(db, events, templates, stop, take)
+            gate.wait(5.0)  # until the strict caller has set stop
+
+            def take_then_fail() -> Any:
+                taken = take()
+                failed.append(len(taken))
+                raise sqlite3.OperationalError("disk I/O error")
+
+            return real(db, events, templates, stop, take_then_fail)
+
+        writer.log.append_sqlite = failing  # type: ignore[method-assign]
+        for n in range(300):
+            writer.emit(_login(n))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if writer._write_lock.locked():
+                break
+        reveal = asyncio.create_task(writer.emit_strict(_reveal(5000)))
+        await asyncio.sleep(0.05)
+        assert own.stop.is_set()
+        gate.set()
+        await asyncio.wait_for(reveal, 5.0)  # written by the strict lane (or spooled), not lost
+        assert failed == [1]
+        writer.log.append_sqlite = real  # type: ignore[method-assign]
+        await writer.flush()
+        await writer.stop()
+        async with database.connect() as conn:
+            subjects = (await conn.execute(sa.select(audit_events.c.subject))).scalars()
+            stored = [s for s in subjects if s is not None]
+        assert sorted(stored) == sorted([f"cust_{n}" for n in range(300)] + ["cust_5000"])
+        assert writer.metrics.dropped.total == 0
+    finally:
+        await database.dispose()

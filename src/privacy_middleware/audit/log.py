@@ -296,13 +296,16 @@ class AuditLog:
         events: Sequence[SealedEvent],
         templates: Sequence[tuple[bytes, bytes] | None] | None = None,
         stop: threading.Event | None = None,
+        take: Callable[[], Sequence[SealedEvent]] | None = None,
     ) -> AppendResult:
         """SQLite: `append` on a plain sqlite3 connection, in the calling thread, in a transaction of
         its own (the writer's own connections; the same rows and seal as `append`).
 
         With `stop`, the events are inserted `_SQLITE_SLICE` at a time, and once `stop` is set the
         batch ends after the current slice: the events inserted so far are sealed and committed, and
-        the result says how many (`size - first_seq`); the caller appends the rest later."""
+        the result says how many (`size - first_seq`); the caller appends the rest later. With `take`
+        too, the events it returns then are appended after that slice, under the same seal and in the
+        same commit (the strict events a stop was set for: one commit and one fsync for both)."""
         kid = self.key_id
         if kid not in self._registered:
             pem = self.public_key_pem().decode()
@@ -312,16 +315,18 @@ class AuditLog:
             templates = self.leaf_templates(events)
         elif len(templates) != len(events):
             raise ValueError("one leaf template per event")
-        return _committed(functools.partial(self._append_sqlite_slices, events, templates, stop), db)
+        return _committed(functools.partial(self._append_sqlite_slices, events, templates, stop, take), db)
 
     def _append_sqlite_slices(
         self,
         events: Sequence[SealedEvent],
         templates: Sequence[tuple[bytes, bytes] | None],
         stop: threading.Event | None,
+        take: Callable[[], Sequence[SealedEvent]] | None,
         db: sqlite3.Connection,
     ) -> AppendResult:
-        """`_append_sqlite`, inserting a slice at a time and ending early once `stop` is set."""
+        """`_append_sqlite`, inserting a slice at a time and ending early once `stop` is set (with
+        what `take` returns then appended last)."""
         chain = self.chain
         head = sqlite.lock_chain(db, chain, _now_us())
         now = max(_now_us(), head.last_leaf_us)
@@ -333,17 +338,35 @@ class AuditLog:
         done = 0
         while done < len(events):
             part = events[done : done + step]
-            side_rows, force = self._side_rows(part, force)
-            sqlite.insert_many(db, sqlite.INSERT_SIDE, side_rows)
-            rows, subject_rows, part_hashes = self._rows(part, templates[done : done + step], first + done, now)
-            sqlite.insert_many(db, sqlite.INSERT_EVENTS, rows)
-            sqlite.insert_many(db, sqlite.INSERT_SUBJECTS, subject_rows)
-            frontier.extend(part_hashes)
-            hashes.extend(part_hashes)
+            force = self._insert_sqlite(db, part, templates[done : done + step], first + done, now, hashes, force)
             done += len(part)
             if stop is not None and stop.is_set():
                 break
+        extra = take() if take is not None and stop is not None and stop.is_set() else ()
+        if extra:
+            force = self._insert_sqlite(db, extra, self.leaf_templates(extra), first + done, now, hashes, force)
+        frontier.extend(hashes)
         return self._finish_sqlite(db, head, frontier, hashes, first, now, force)
+
+    def _insert_sqlite(
+        self,
+        db: sqlite3.Connection,
+        events: Sequence[SealedEvent],
+        templates: Sequence[tuple[bytes, bytes] | None],
+        seq: int,
+        now: int,
+        hashes: list[bytes],
+        force: bool,
+    ) -> bool:
+        """Insert one slice numbered from `seq`, add its leaf hashes to `hashes`; whether a leaf so far
+        asks for a checkpoint."""
+        side_rows, force = self._side_rows(events, force)
+        sqlite.insert_many(db, sqlite.INSERT_SIDE, side_rows)
+        rows, subject_rows, part_hashes = self._rows(events, templates, seq, now)
+        sqlite.insert_many(db, sqlite.INSERT_EVENTS, rows)
+        sqlite.insert_many(db, sqlite.INSERT_SUBJECTS, subject_rows)
+        hashes.extend(part_hashes)
+        return force
 
     async def _serialise(
         self,

@@ -10,9 +10,9 @@ emit order (strict events excepted: they wait for the store). `pressure()` tells
 can wait how full the queue is. Strict events have a lane of their own: a second task writes them
 in their own small batches at once, so a strict caller waits for its own batch, not for the bulk
 batches queued before it. On SQLite, whose writes take turns anyway, a strict event is committed
-at once on the loop thread when nothing else is being written, and otherwise waits for the slice
-of the bulk batch in flight (the batch is sealed and committed early, the strict events go next,
-then the rest of it).
+at once on the loop thread when nothing else is being written, and otherwise is taken into the
+bulk batch in flight after its current slice (sealed and committed with that slice: one commit and
+one wait for the disk, not two; then the rest of the batch follows).
 Every write to the store, from either lane, first replays what an outage left in the spool (one
 replay at a time), so spooled events always come before anything newer; a strict caller right
 after an outage therefore also waits for that replay.
@@ -71,7 +71,11 @@ def _is_poison(exc: BaseException) -> bool:
 
 
 _SEAL_SLICE = 32  # events sealed (and serialised) between two turns of the event loop
-_WAL_CHECKPOINT_EVENTS = 2000  # SQLite: events the writer commits between two WAL checkpoints
+# SQLite: events the writer commits between two WAL checkpoints. A checkpoint copies every page
+# changed since the last one; the (subject, time) index changes pages at random places, so a longer
+# interval copies each page once for more events (2,000 to 8,000: about 2.8 to 2.0 µs of checkpoint
+# per event; the WAL then grows to about 30 MB between checkpoints).
+_WAL_CHECKPOINT_EVENTS = 8000
 _ON_LOOP_MAX = 16  # SQLite: strict batches up to this size are written on the event loop thread
 
 
@@ -88,13 +92,14 @@ class _OwnSqlite:
     no reset trip per batch), with the store's pragmas.
 
     `bulk` writes bulk batches on a thread of its own, a slice at a time: a strict caller sets
-    `stop`, and the batch is sealed and committed after its current slice (the rest follows the
-    strict events). `now` is used on the event loop thread for small strict batches: written on a
-    worker thread, a batch waits for the GIL after every SQLite step while the loop is busy (up to
-    the 5 ms switch interval each), which made a strict caller wait tens of milliseconds for well
-    under one millisecond of work. `now` has a busy timeout of 0 (a database another connection
-    is writing sends the batch to the thread, which waits as the store does). Neither checkpoints
-    the WAL at commit: the writer does it on the thread, outside its write lock."""
+    `stop`, and the batch takes the queued strict events after its current slice and is sealed and
+    committed with them (the rest follows). `now` is used on the event loop thread for small strict
+    batches when nothing else is written: written on a worker thread, a batch waits for the GIL
+    after every SQLite step while the loop is busy (up to the 5 ms switch interval each), which made
+    a strict caller wait tens of milliseconds for well under one millisecond of work. `now` has a
+    busy timeout of 0 (a database another connection is writing sends the batch to the thread, which
+    waits as the store does). Neither checkpoints the WAL at commit: the writer does it on the
+    thread, outside its write lock."""
 
     def __init__(self, path: str, pragmas: Callable[[Any, Any], None]) -> None:
         self.bulk = audit_sqlite.open_connection(path, pragmas, busy_timeout=5.0, autocheckpoint=False)
@@ -566,6 +571,19 @@ class AuditWriter:
             batch.append(self._strict.popleft())
         return batch
 
+    def _hand_over(self, taken: list[_Item]) -> list[SealedEvent]:
+        """On the bulk batch's thread, once it stops for strict events: take the queued ones into
+        that batch (deque pops are atomic; nothing else takes from `_strict` while the batch holds
+        the write lock). `taken` tells the loop which to settle once the batch is committed."""
+        events: list[SealedEvent] = []
+        while self._strict and len(taken) < _ON_LOOP_MAX:
+            sealed = self._strict[0].sealed
+            if not isinstance(sealed, SealedEvent):
+                break  # not sealed yet (never the case for emit_strict): left to the strict lane
+            taken.append(self._strict.popleft())
+            events.append(sealed)
+        return events
+
     def _write_queued_strict(self, own: _OwnSqlite) -> None:
         """A bulk batch stopped early for strict events: commit them now, on this thread, before
         the rest of it (the write lock is the bulk batch's; no transaction is open)."""
@@ -639,14 +657,22 @@ class AuditWriter:
                 if written:
                     self._write_queued_strict(own)  # what the batch stopped for goes before its rest
                 own.stop.clear()
+                if self._strict:
+                    own.stop.set()  # strict events queued already: they go in after this slice
                 rest = templates[written:] if templates is not None else None
-                work = functools.partial(
-                    self.log.append_sqlite, own.bulk, sealed[written:], rest, None if strict else own.stop
-                )
-                result = await loop.run_in_executor(own.thread, work)
-                part = result.size - result.first_seq
-                written += part
-                own.written += part
+                taken: list[_Item] = []
+                stop, take = (None, None) if strict else (own.stop, functools.partial(self._hand_over, taken))
+                work = functools.partial(self.log.append_sqlite, own.bulk, sealed[written:], rest, stop, take)
+                try:
+                    result = await loop.run_in_executor(own.thread, work)
+                except Exception:
+                    self._strict.extendleft(reversed(taken))  # not committed: the strict lane writes them
+                    raise
+                own.written += result.size - result.first_seq
+                written += result.size - result.first_seq - len(taken)
+                if taken:  # committed with this slice of the bulk batch
+                    self.metrics.written.inc(len(taken))
+                    _settle(taken, None)
         except Exception as exc:
             await self._close_own()  # opened again for the next batch
             if written:
