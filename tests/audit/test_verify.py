@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from privacy_middleware.audit import AuditLog, consent_change, export, login_attempt, verify, verify_main
 from privacy_middleware.audit.checkpoint import public_key_pem, sign_checkpoint
 from privacy_middleware.audit.merkle import leaf_hash
+from privacy_middleware.audit.verify import _special_lines
 from privacy_middleware.keyfiles import load_or_create_signing_key
 from privacy_middleware.store import Database
 
@@ -279,3 +280,22 @@ async def test_any_deletion_duplication_or_swap_of_lines_is_detected(exported: P
         assert verify(exported, pem).status in (1, 2)
 
     mutate()
+
+
+@pytest.mark.parametrize("final_newline", [True, False])
+@pytest.mark.parametrize("special", [(0,), (999,), (0, 999), (0, 1, 500, 998, 999), (3, 997), (400, 401, 620)])
+def test_the_fast_pass_finds_the_lines_of_lifecycle_leaves_and_purge_stubs_anywhere(
+    special: tuple[int, ...], final_newline: bool
+) -> None:
+    """Line numbers of the hits are counted from the previous hit or back from the end of the file:
+    both ways name the same lines as looking at every line."""
+    lines = []
+    for i in range(1000):
+        if i in special and i % 2:
+            lines.append(orjson.dumps({"purged": {"leaf_hash": "00" * 32, "seq": i}}))
+        elif i in special:
+            lines.append(orjson.dumps({"chain": "default", "kind": "log.heartbeat", "seq": i}))
+        else:
+            lines.append(orjson.dumps({"chain": "default", "kind": "authentication.logon", "seq": i}))
+    raw = b"\n".join(lines) + (b"\n" if final_newline else b"")
+    assert _special_lines(raw, raw.split(b"\n")[:1000]) == list(special)
