@@ -249,3 +249,59 @@ async def test_a_batch_that_fails_after_taking_strict_events_leaves_them_to_the_
         assert writer.metrics.dropped.total == 0
     finally:
         await database.dispose()
+
+
+async def test_a_strict_event_that_comes_during_the_bulk_commit_is_written_before_the_lock_passes_on(
+    sqlite_url: str, make_writer: MakeWriter
+) -> None:
+    """Too late for the batch (it is committing): written on the loop thread as soon as the batch
+    returns, while its write lock is still held, not after the strict lane's turns."""
+    database = Database(sqlite_url)
+    try:
+        await database.upgrade()
+        writer = make_writer(database, batch_size=200, flush_interval=5.0)
+        await writer.start()
+        await writer.flush()
+        real = writer.log.append_sqlite
+        committing = threading.Event()
+        gate = threading.Event()
+
+        def slow_commit(
+            db: sqlite3.Connection, events: Any, templates: Any = None, stop: Any = None, take: Any = None
+        ) -> Any:
+            result = real(db, events, templates, stop, take)
+            if take is not None:
+                committing.set()
+                gate.wait(5.0)  # a commit that waits for the disk
+            return result
+
+        writer.log.append_sqlite = slow_commit  # type: ignore[method-assign]
+        lane: list[bool] = []
+        write_batch = writer._write_batch
+
+        async def recorded(batch: Any, *, strict: bool = False) -> None:
+            lane.append(strict)
+            await write_batch(batch, strict=strict)
+
+        writer._write_batch = recorded  # type: ignore[method-assign]
+        for n in range(200):
+            writer.emit(_login(n))
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if committing.is_set():
+                break
+        assert committing.is_set()
+        reveal = asyncio.create_task(writer.emit_strict(_reveal(5000)))
+        await asyncio.sleep(0.05)
+        assert not reveal.done()
+        gate.set()
+        await asyncio.wait_for(reveal, 5.0)
+        assert True not in lane  # the strict lane wrote nothing
+        writer.log.append_sqlite = real  # type: ignore[method-assign]
+        await writer.stop()
+        async with database.connect() as conn:
+            subjects = (await conn.execute(sa.select(audit_events.c.subject).order_by(audit_events.c.seq))).scalars()
+            logins = [s for s in subjects if s is not None]
+        assert logins == [f"cust_{n}" for n in range(200)] + ["cust_5000"]
+    finally:
+        await database.dispose()

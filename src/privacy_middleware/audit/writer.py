@@ -12,7 +12,8 @@ in their own small batches at once, so a strict caller waits for its own batch, 
 batches queued before it. On SQLite, whose writes take turns anyway, a strict event is committed
 at once on the loop thread when nothing else is being written, and otherwise is taken into the
 bulk batch in flight after its current slice (sealed and committed with that slice: one commit and
-one wait for the disk, not two; then the rest of the batch follows).
+one wait for the disk, not two; then the rest of the batch follows); one that comes while the batch
+commits is written on the loop thread as soon as the batch returns, before its write lock passes on.
 Every write to the store, from either lane, first replays what an outage left in the spool (one
 replay at a time), so spooled events always come before anything newer; a strict caller right
 after an outage therefore also waits for that replay.
@@ -673,6 +674,10 @@ class AuditWriter:
                 if taken:  # committed with this slice of the bulk batch
                     self.metrics.written.inc(len(taken))
                     _settle(taken, None)
+            if not strict:
+                # strict events that came during the batch's commit: written now, before the write
+                # lock passes on, not after the strict lane's turns of a busy loop
+                self._write_queued_strict(own)
         except Exception as exc:
             await self._close_own()  # opened again for the next batch
             if written:
