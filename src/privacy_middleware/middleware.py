@@ -31,7 +31,7 @@ from .asgi.strict_json import load_strict
 from .audit.refusals import audit_refusal
 from .context import SCOPE_KEY, RequestContext, current_scope
 from .errors import PrivacyError, StoreUnreachable
-from .fields import lazy
+from .fields import lazy, native
 from .fields.card_sentinel import may_hold_card_data, may_hold_card_number
 from .gauges import OperatorGauges
 from .logs import access_log, configure_logging, heard, log_request
@@ -106,6 +106,8 @@ class PrivacyMiddleware:
         )
         # Responses of routes without a response plan: card numbers masked (asgi/card_responses.py).
         self.cards = ResponseCardGuard(self.runtime.policy, self.runtime.audit, self.settings.max_response_bytes)
+        # its common case in C where built and no payment route exempts a caller (`ResponseCardGuard.checking`)
+        self.card_send = native.card_send if not self.cards.payment.size else None
         from .logscrub import install as scrub_query_strings_from_logs
 
         scrub_query_strings_from_logs()
@@ -146,7 +148,9 @@ class PrivacyMiddleware:
             except PrivacyError:
                 unplanned = False  # refused below, with its audit event and problem answer
             if unplanned and not has_body(scope):  # a body goes the long way: the card sentinel reads it
-                if not self.cards.payment.size:  # no payment route: no caller to ask, no await
+                if self.card_send is not None:  # no payment route, the C guard built: one call per message
+                    await self.app(scope, receive, self.card_send(self.cards.native_state, scope, send))
+                elif not self.cards.payment.size:  # no payment route: no caller to ask, no await
                     await self.app(scope, receive, MaskingResponse(self.cards, scope, send).send)
                 else:
                     await self.app(scope, receive, await self._card_checked(scope, send))

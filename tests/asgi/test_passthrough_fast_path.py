@@ -10,6 +10,7 @@ import pytest
 
 from privacy_middleware.asgi.card_responses import MaskingResponse
 from privacy_middleware.context import current_scope
+from privacy_middleware.fields import native
 from privacy_middleware.middleware import PrivacyMiddleware
 from privacy_middleware.policy.load import validate_policy
 from privacy_middleware.runtime import Runtime
@@ -46,10 +47,12 @@ async def _call(app: Any) -> tuple[Any, Any, Any]:
     scope = {"type": "http", "method": "GET", "path": "/products", "headers": [], "query_string": b""}
     await app(inner)(scope, receive, send)
     assert sent[0]["status"] == 204
-    # The card sentinel's wrapper (masking card numbers in JSON answers) must hand on to the server's own send.
-    sentinel = getattr(seen["send"], "__self__", None)
-    assert isinstance(sentinel, MaskingResponse)
-    return sentinel.downstream is send, seen["scope"] is scope, seen["context"]
+    # The card sentinel's wrapper (masking card numbers in JSON answers) must hand on to the server's own send:
+    # the C guard where the extension is built, else the Python one.
+    sentinel = getattr(seen["send"], "__self__", None) if native.card_send is None else seen["send"]
+    if native.card_send is None:
+        assert isinstance(sentinel, MaskingResponse)
+    return getattr(sentinel, "downstream", None) is send, seen["scope"] is scope, seen["context"]
 
 
 async def test_pass_through_hands_the_servers_own_send_and_scope_to_the_app(tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ DECODABLE = frozenset({b"gzip", b"x-gzip", b"deflate"})
 PASS_STATUSES = frozenset({204, 304})
 START_HEADERS = (b"content-type", b"content-encoding")  # what decides a start: read in one scan
 _native_first = native.first_values
+_card_send = native.card_send
 JSON_TYPES_KEPT = 64
 
 
@@ -104,6 +105,9 @@ class ResponseCardGuard:
         self.payment: RouteTable[str] = RouteTable(
             (route.method, route.path, route.recipient) for route in policy.cards.payment_routes
         )
+        # the C guard's state: this guard's Content-Type verdicts (the same dict, filled by `is_json`)
+        # and how it hands a response to `MaskingResponse`
+        self.native_state = (self._json_types, self.resume)
 
     def is_json(self, content_type: bytes) -> bool:
         """Whether a Content-Type value names JSON; the verdict is kept per value (a shop answers with
@@ -126,7 +130,28 @@ class ResponseCardGuard:
     def wrap(self, scope: Scope, send: Send, caller: Callable[[], str | None] | None = None) -> Send:
         """The checking `send`; `caller` tells, once the response starts, which recipient is calling
         (a payment route's responses go unmasked to its own recipient only)."""
+        if caller is None:
+            return self.checking(scope, send)
         return self.response(scope, send, caller).send
+
+    def checking(self, scope: Scope, send: Send) -> Send:
+        """The checking `send` for a caller that no payment route exempts: the common case decided in
+        C where the extension is built (`_native.card_send`: one call per message, the held start and
+        a cleared whole body sent through one awaitable), everything else by `MaskingResponse`, which
+        makes the same decisions without it (tests/properties/test_native_card_send.py)."""
+        if _card_send is not None:
+            send_: Send = _card_send(self.native_state, scope, send)
+            return send_
+        return MaskingResponse(self, scope, send).send
+
+    def resume(self, scope: Scope, send: Send, start: Message | None) -> Send:
+        """The Python guard's `send` for a response the C guard hands over: not started (`start` None),
+        or with the start of a JSON answer without a content coding held, waiting for its first body."""
+        response = MaskingResponse(self, scope, send)
+        if start is not None:
+            response.start = start
+            response.mode = "first"
+        return response.send
 
     def response(self, scope: Scope, send: Send, caller: Callable[[], str | None] | None = None) -> MaskingResponse:
         """As `wrap`, the checking object itself (a planned route adds its steps' headers through it)."""

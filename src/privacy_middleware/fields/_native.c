@@ -10,6 +10,8 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
+#include <structmember.h>
 #include <string.h>
 #include <strings.h>
 
@@ -629,19 +631,12 @@ static PyObject *strict_verdict(PyObject *self, PyObject *args) {
    bytes (space, dash, underscore, dot, backslash, u, U) between them. Answers 1 for such a run; else
    2 when the body holds a byte above 0x7f (the caller reads it as its parser would, Unicode digits
    included), else 0. The scan stops at the first run: the answer is 1 whatever follows. */
-static PyObject *digit_run(PyObject *self, PyObject *arg) {
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-    const unsigned char *p = (const unsigned char *)view.buf, *end = p + view.len;
+static long digit_scan(const unsigned char *p, const unsigned char *end) {
     int run = 0, high = 0;
-    long answer = 0;
     for (; p < end; p++) {
         unsigned char c = *p;
         if (c >= '0' && c <= '9') {
-            if (++run >= 13) {
-                answer = 1;
-                break;
-            }
+            if (++run >= 13) return 1;
         } else if (c == ' ' || c == '-' || c == '_' || c == '.' || c == '\\' || c == 'u' || c == 'U') {
             continue;
         } else {
@@ -649,7 +644,14 @@ static PyObject *digit_run(PyObject *self, PyObject *arg) {
             high |= c & 0x80;
         }
     }
-    if (!answer && high) answer = 2;
+    return high ? 2 : 0;
+}
+
+static PyObject *digit_run(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const unsigned char *p = (const unsigned char *)view.buf;
+    long answer = digit_scan(p, p + view.len);
     PyBuffer_Release(&view);
     return PyLong_FromLong(answer);
 }
@@ -670,26 +672,18 @@ static int ascii_name_equal(const char *name, Py_ssize_t len, const char *lower,
 
 #define MAX_NAMES 8
 
-static PyObject *first_values(PyObject *self, PyObject *args) {
-    PyObject *headers, *names;
-    if (!PyArg_ParseTuple(args, "OO!", &headers, &PyTuple_Type, &names)) return NULL;
-    Py_ssize_t n_names = PyTuple_GET_SIZE(names);
-    if (n_names > MAX_NAMES) Py_RETURN_NONE;
-    PyObject *found[MAX_NAMES] = {NULL};
-    for (Py_ssize_t j = 0; j < n_names; j++)
-        if (!PyBytes_Check(PyTuple_GET_ITEM(names, j))) Py_RETURN_NONE;
-    if (!PyList_Check(headers) && !PyTuple_Check(headers)) Py_RETURN_NONE; /* never consume an iterator */
-    PyObject *fast = PySequence_Fast(headers, "headers must be a sequence");
-    if (fast == NULL) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
-    PyObject **items = PySequence_Fast_ITEMS(fast);
+/* The scan of `first_values`: 1 with found[j] the first value (borrowed: the list or tuple holds it
+   while the caller does) of names[j], or NULL; 0 when the headers are not a list or a tuple of
+   pairs of bytes (nothing read from anything else: a one-shot iterable stays whole). */
+static int scan_headers(PyObject *headers, PyObject *names, Py_ssize_t n_names, PyObject **found) {
+    if (!PyList_Check(headers) && !PyTuple_Check(headers)) return 0; /* never consume an iterator */
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(headers);
+    PyObject **items = PySequence_Fast_ITEMS(headers);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = items[i];
         if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(item, 0)) ||
-            !PyBytes_Check(PyTuple_GET_ITEM(item, 1))) {
-            Py_DECREF(fast);
-            Py_RETURN_NONE;
-        }
+            !PyBytes_Check(PyTuple_GET_ITEM(item, 1)))
+            return 0;
         PyObject *key = PyTuple_GET_ITEM(item, 0);
         const char *k = PyBytes_AS_STRING(key);
         Py_ssize_t len = PyBytes_GET_SIZE(key);
@@ -701,6 +695,18 @@ static PyObject *first_values(PyObject *self, PyObject *args) {
             }
         }
     }
+    return 1;
+}
+
+static PyObject *first_values(PyObject *self, PyObject *args) {
+    PyObject *headers, *names;
+    if (!PyArg_ParseTuple(args, "OO!", &headers, &PyTuple_Type, &names)) return NULL;
+    Py_ssize_t n_names = PyTuple_GET_SIZE(names);
+    if (n_names > MAX_NAMES) Py_RETURN_NONE;
+    PyObject *found[MAX_NAMES] = {NULL};
+    for (Py_ssize_t j = 0; j < n_names; j++)
+        if (!PyBytes_Check(PyTuple_GET_ITEM(names, j))) Py_RETURN_NONE;
+    if (!scan_headers(headers, names, n_names, found)) Py_RETURN_NONE;
     PyObject *result = PyTuple_New(n_names);
     if (result != NULL) {
         for (Py_ssize_t j = 0; j < n_names; j++) {
@@ -709,8 +715,481 @@ static PyObject *first_values(PyObject *self, PyObject *args) {
             PyTuple_SET_ITEM(result, j, value);
         }
     }
-    Py_DECREF(fast);
     return result;
+}
+
+
+/* ---- The response card guard's common case (asgi/card_responses.py `MaskingResponse`) ----------
+
+   `card_send(config, scope, send)` gives a `send` for one response on a route without a plan; config
+   is (json_types, resume): the guard's verdicts per Content-Type value (True: JSON) and a Python
+   callable `resume(scope, send, start)` that gives the Python guard's `send` (`start` None: the
+   response has not started; else the held start of a JSON answer, waiting for its first body).
+
+   Decided here, as the Python guard decides them: a start with status 204 or 304, or answering a
+   HEAD, or without a Content-Type, or whose Content-Type the table names not JSON, goes on at once
+   and every later message with it; a start whose Content-Type the table names JSON, without a
+   Content-Encoding, is held; its first body, when it is bytes, whole (no more_body) and the
+   prefilter finds no run of 13 digits and no byte above 0x7f in it, goes on after the held start
+   through one awaitable that awaits the two sends in turn (`Chain`), and every later message with
+   them. Anything else (another status, a coding, a Content-Type not in the table, headers that are
+   not a list or tuple of byte pairs, a body that needs a parse, a message out of order, a message
+   that is not a dict) goes to the Python guard, from then on for every message of the response. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *send;        /* the server's send */
+    PyObject *messages[2]; /* still to send, in order */
+    int count, next;
+    PyObject *current; /* the awaitable iterator of the send in flight */
+} Chain;
+
+static PyTypeObject ChainType;
+
+static PyObject *chain_new(PyObject *send, PyObject *first, PyObject *second) {
+    Chain *c = PyObject_GC_New(Chain, &ChainType);
+    if (c == NULL) return NULL;
+    Py_INCREF(send);
+    c->send = send;
+    c->count = 0;
+    c->next = 0;
+    c->messages[0] = c->messages[1] = NULL;
+    if (first != NULL) {
+        Py_INCREF(first);
+        c->messages[c->count++] = first;
+    }
+    if (second != NULL) {
+        Py_INCREF(second);
+        c->messages[c->count++] = second;
+    }
+    c->current = NULL;
+    PyObject_GC_Track(c);
+    return (PyObject *)c;
+}
+
+static int chain_traverse(Chain *c, visitproc visit, void *arg) {
+    Py_VISIT(c->send);
+    Py_VISIT(c->messages[0]);
+    Py_VISIT(c->messages[1]);
+    Py_VISIT(c->current);
+    return 0;
+}
+
+static int chain_clear(Chain *c) {
+    Py_CLEAR(c->send);
+    Py_CLEAR(c->messages[0]);
+    Py_CLEAR(c->messages[1]);
+    Py_CLEAR(c->current);
+    c->next = c->count;
+    return 0;
+}
+
+static void chain_dealloc(Chain *c) {
+    PyObject_GC_UnTrack(c);
+    chain_clear(c);
+    PyObject_GC_Del(c);
+}
+
+/* What `await x` awaits for x: a coroutine itself, else what its __await__ gives (an iterator). */
+static PyObject *awaitable_iter(PyObject *o) {
+    if (PyCoro_CheckExact(o)) {
+        Py_INCREF(o);
+        return o;
+    }
+    PyAsyncMethods *am = Py_TYPE(o)->tp_as_async;
+    if (am != NULL && am->am_await != NULL) {
+        PyObject *it = am->am_await(o);
+        if (it == NULL) return NULL;
+        if (PyCoro_CheckExact(it) || !PyIter_Check(it)) {
+            PyErr_Format(PyExc_TypeError, "__await__() returned non-iterator of type '%.100s'", Py_TYPE(it)->tp_name);
+            Py_DECREF(it);
+            return NULL;
+        }
+        return it;
+    }
+    PyErr_Format(PyExc_TypeError, "object %.100s can't be used in 'await' expression", Py_TYPE(o)->tp_name);
+    return NULL;
+}
+
+/* Drive the sends on: the next value to yield (PYGEN_NEXT), or done (PYGEN_RETURN, *result None),
+   or an error (PYGEN_ERROR, exception set; the messages not yet sent are dropped). `value` is what
+   the awaiting task sent in (None but for the first resumption of an inner send). */
+static PySendResult chain_step(Chain *c, PyObject *value, PyObject **result) {
+    for (;;) {
+        if (c->current == NULL) {
+            if (c->next >= c->count) {
+                Py_INCREF(Py_None);
+                *result = Py_None;
+                return PYGEN_RETURN;
+            }
+            PyObject *message = c->messages[c->next];
+            c->messages[c->next] = NULL;
+            c->next++;
+            PyObject *awaitable = PyObject_CallOneArg(c->send, message);
+            Py_DECREF(message);
+            if (awaitable == NULL) goto fail;
+            c->current = awaitable_iter(awaitable);
+            Py_DECREF(awaitable);
+            if (c->current == NULL) goto fail;
+            value = Py_None;
+        }
+        PyObject *out = NULL;
+        PySendResult rc = PyIter_Send(c->current, value, &out);
+        if (rc == PYGEN_NEXT) {
+            *result = out;
+            return PYGEN_NEXT;
+        }
+        Py_CLEAR(c->current);
+        if (rc == PYGEN_ERROR) goto fail;
+        Py_XDECREF(out); /* a send's own result is not ours */
+        value = Py_None;
+    }
+fail:
+    for (int i = c->next; i < c->count; i++) Py_CLEAR(c->messages[i]);
+    c->next = c->count;
+    *result = NULL;
+    return PYGEN_ERROR;
+}
+
+static PySendResult chain_am_send(PyObject *self, PyObject *value, PyObject **result) {
+    return chain_step((Chain *)self, value, result);
+}
+
+static PyObject *chain_iternext(PyObject *self) {
+    PyObject *out = NULL;
+    PySendResult rc = chain_step((Chain *)self, Py_None, &out);
+    if (rc == PYGEN_NEXT) return out;
+    if (rc == PYGEN_RETURN) Py_DECREF(out); /* NULL without an exception: StopIteration */
+    return NULL;
+}
+
+static PyObject *chain_send(PyObject *self, PyObject *value) {
+    PyObject *out = NULL;
+    PySendResult rc = chain_step((Chain *)self, value, &out);
+    if (rc == PYGEN_NEXT) return out;
+    if (rc == PYGEN_RETURN) {
+        Py_DECREF(out); /* always None */
+        PyErr_SetNone(PyExc_StopIteration);
+    }
+    return NULL;
+}
+
+/* throw(exc) / throw(type[, value[, tb]]): into the send in flight (as `await` passes it on), the
+   chain going on if that send ends normally; with none in flight (before the first step, after
+   the last), raised here and the rest dropped. */
+static PyObject *optional_attr(PyObject *o, const char *name) {
+    PyObject *attr = PyObject_GetAttrString(o, name);
+    if (attr == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) PyErr_Clear();
+    return attr;
+}
+
+static PyObject *chain_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    Chain *c = (Chain *)self;
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
+        return NULL;
+    }
+    if (c->current != NULL) {
+        PyObject *inner = c->current;
+        Py_INCREF(inner);
+        PyObject *out = NULL;
+        PyObject *meth = optional_attr(inner, "throw");
+        if (meth == NULL && PyErr_Occurred()) {
+            Py_DECREF(inner);
+            return NULL;
+        }
+        if (meth != NULL) {
+            out = PyObject_Vectorcall(meth, args, (size_t)nargs, NULL);
+            Py_DECREF(meth);
+            Py_DECREF(inner);
+            if (out != NULL) return out;
+            if (!PyErr_ExceptionMatches(PyExc_StopIteration)) {
+                Py_CLEAR(c->current);
+                for (int i = c->next; i < c->count; i++) Py_CLEAR(c->messages[i]);
+                c->next = c->count;
+                return NULL;
+            }
+            PyErr_Clear(); /* the send ended: the chain goes on */
+            Py_CLEAR(c->current);
+            return chain_send(self, Py_None);
+        }
+        Py_DECREF(inner);
+        Py_CLEAR(c->current); /* an iterator without throw: dropped, the error raised here */
+    }
+    for (int i = c->next; i < c->count; i++) Py_CLEAR(c->messages[i]);
+    c->next = c->count;
+    PyObject *typ = args[0];
+    PyObject *val = nargs > 1 ? args[1] : Py_None;
+    if (PyExceptionInstance_Check(typ)) {
+        if (val != Py_None) {
+            PyErr_SetString(PyExc_TypeError, "instance exception may not have a separate value");
+            return NULL;
+        }
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    } else if (PyExceptionClass_Check(typ)) {
+        PyErr_SetObject(typ, val);
+    } else {
+        PyErr_SetString(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException");
+    }
+    return NULL;
+}
+
+static PyObject *chain_close(PyObject *self, PyObject *unused) {
+    Chain *c = (Chain *)self;
+    for (int i = c->next; i < c->count; i++) Py_CLEAR(c->messages[i]);
+    c->next = c->count;
+    if (c->current != NULL) {
+        PyObject *inner = c->current;
+        c->current = NULL;
+        PyObject *meth = optional_attr(inner, "close");
+        Py_DECREF(inner);
+        if (meth == NULL && PyErr_Occurred()) return NULL;
+        if (meth != NULL) {
+            PyObject *out = PyObject_CallNoArgs(meth);
+            Py_DECREF(meth);
+            if (out == NULL) return NULL;
+            Py_DECREF(out);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *chain_await(PyObject *self) {
+    Py_INCREF(self);
+    return self;
+}
+
+static PyMethodDef chain_methods[] = {
+    {"send", chain_send, METH_O, "Resume the send in flight with a value."},
+    {"throw", (PyCFunction)(void (*)(void))chain_throw, METH_FASTCALL, "Raise into the send in flight."},
+    {"close", chain_close, METH_NOARGS, "Close the send in flight; the rest is not sent."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyAsyncMethods chain_async = {chain_await, NULL, NULL, chain_am_send};
+
+static PyTypeObject ChainType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "privacy_middleware.fields._native.Chain",
+    .tp_basicsize = sizeof(Chain),
+    .tp_dealloc = (destructor)chain_dealloc,
+    .tp_as_async = &chain_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Awaits its sends in turn.",
+    .tp_traverse = (traverseproc)chain_traverse,
+    .tp_clear = (inquiry)chain_clear,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = chain_iternext,
+    .tp_methods = chain_methods,
+};
+
+enum { CS_START = 0, CS_HELD = 1, CS_PASS = 2, CS_PYTHON = 3 };
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *json_types; /* dict: Content-Type value -> True/False */
+    PyObject *resume;     /* resume(scope, send, start) -> the Python guard's send */
+    PyObject *scope;
+    PyObject *send;
+    PyObject *held;   /* the held start (CS_HELD) */
+    PyObject *python; /* the Python guard's send (CS_PYTHON) */
+    int mode;
+} CardSend;
+
+static PyTypeObject CardSendType;
+static PyObject *s_type, *s_start, *s_body, *s_body_key, *s_status, *s_headers, *s_more_body, *s_method, *s_head, *s_start_names;
+
+static int cardsend_traverse(CardSend *o, visitproc visit, void *arg) {
+    Py_VISIT(o->json_types);
+    Py_VISIT(o->resume);
+    Py_VISIT(o->scope);
+    Py_VISIT(o->send);
+    Py_VISIT(o->held);
+    Py_VISIT(o->python);
+    return 0;
+}
+
+static int cardsend_clear(CardSend *o) {
+    Py_CLEAR(o->json_types);
+    Py_CLEAR(o->resume);
+    Py_CLEAR(o->scope);
+    Py_CLEAR(o->send);
+    Py_CLEAR(o->held);
+    Py_CLEAR(o->python);
+    return 0;
+}
+
+static void cardsend_dealloc(CardSend *o) {
+    PyObject_GC_UnTrack(o);
+    cardsend_clear(o);
+    PyObject_GC_Del(o);
+}
+
+/* An empty awaitable: a held start costs its sender nothing to await. */
+static PyObject *done(void) { return chain_new(Py_None, NULL, NULL); }
+
+/* From here on the Python guard answers: made with the held start (or none), given `message`. */
+static PyObject *to_python(CardSend *o, PyObject *message) {
+    PyObject *start = o->held != NULL ? o->held : Py_None;
+    PyObject *python = PyObject_CallFunctionObjArgs(o->resume, o->scope, o->send, start, NULL);
+    if (python == NULL) return NULL;
+    Py_CLEAR(o->held);
+    o->python = python;
+    o->mode = CS_PYTHON;
+    return PyObject_CallOneArg(python, message);
+}
+
+static PyObject *pass_on(CardSend *o, PyObject *message) {
+    o->mode = CS_PASS;
+    return PyObject_CallOneArg(o->send, message);
+}
+
+/* The start: CS_PASS and sent on, CS_HELD and an empty awaitable, or the Python guard. */
+static PyObject *cardsend_start(CardSend *o, PyObject *message) {
+    PyObject *status = PyDict_GetItemWithError(message, s_status);
+    if (status == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        return to_python(o, message);
+    }
+    if (!PyLong_CheckExact(status)) return to_python(o, message);
+    int overflow = 0;
+    long code = PyLong_AsLongAndOverflow(status, &overflow);
+    if (code == -1 && PyErr_Occurred()) return NULL;
+    if (overflow || code < 200) return to_python(o, message);
+    if (code == 204 || code == 304) return pass_on(o, message);
+    if (!PyDict_CheckExact(o->scope)) return to_python(o, message);
+    PyObject *method = PyDict_GetItemWithError(o->scope, s_method);
+    if (method == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        return to_python(o, message);
+    }
+    if (!PyUnicode_CheckExact(method)) return to_python(o, message);
+    int head = PyUnicode_Compare(method, s_head);
+    if (head == -1 && PyErr_Occurred()) return NULL;
+    if (head == 0) return pass_on(o, message);
+    PyObject *headers = PyDict_GetItemWithError(message, s_headers);
+    if (headers == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        return pass_on(o, message); /* no headers: no Content-Type */
+    }
+    if (headers == Py_None) return pass_on(o, message);
+    PyObject *found[2] = {NULL, NULL};
+    if (!scan_headers(headers, s_start_names, 2, found)) return to_python(o, message);
+    if (found[0] == NULL) return pass_on(o, message); /* no Content-Type: not JSON */
+    PyObject *content_type = found[0];
+    int has_coding = found[1] != NULL;
+    Py_INCREF(content_type);
+    PyObject *json = PyDict_GetItemWithError(o->json_types, content_type);
+    Py_DECREF(content_type);
+    if (json == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        return to_python(o, message); /* not in the table yet: the Python guard reads it */
+    }
+    if (json == Py_False) return pass_on(o, message);
+    if (json != Py_True || has_coding) return to_python(o, message);
+    Py_INCREF(message);
+    o->held = message;
+    o->mode = CS_HELD;
+    return done();
+}
+
+/* The held start's first body: both sent through one Chain, or the Python guard. */
+static PyObject *cardsend_first(CardSend *o, PyObject *message) {
+    PyObject *more = PyDict_GetItemWithError(message, s_more_body);
+    if (more == NULL && PyErr_Occurred()) return NULL;
+    if (more != NULL && more != Py_False) return to_python(o, message);
+    PyObject *body = PyDict_GetItemWithError(message, s_body_key);
+    if (body == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        return to_python(o, message);
+    }
+    if (!PyBytes_CheckExact(body)) return to_python(o, message);
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(body);
+    if (digit_scan(p, p + PyBytes_GET_SIZE(body)) != 0) return to_python(o, message);
+    PyObject *chain = chain_new(o->send, o->held, message);
+    if (chain == NULL) return NULL;
+    Py_CLEAR(o->held);
+    o->mode = CS_PASS;
+    return chain;
+}
+
+static PyObject *cardsend_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    CardSend *o = (CardSend *)self;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "send takes one message");
+        return NULL;
+    }
+    PyObject *message = args[0];
+    switch (o->mode) {
+    case CS_PASS:
+        return PyObject_CallOneArg(o->send, message);
+    case CS_PYTHON:
+        return PyObject_CallOneArg(o->python, message);
+    default:
+        break;
+    }
+    if (!PyDict_CheckExact(message)) return to_python(o, message);
+    PyObject *kind = PyDict_GetItemWithError(message, s_type);
+    if (kind == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        return to_python(o, message);
+    }
+    if (!PyUnicode_CheckExact(kind)) return to_python(o, message);
+    if (o->mode == CS_START) {
+        int cmp = PyUnicode_Compare(kind, s_start);
+        if (cmp == -1 && PyErr_Occurred()) return NULL;
+        return cmp == 0 ? cardsend_start(o, message) : to_python(o, message);
+    }
+    int cmp = PyUnicode_Compare(kind, s_body);
+    if (cmp == -1 && PyErr_Occurred()) return NULL;
+    return cmp == 0 ? cardsend_first(o, message) : to_python(o, message);
+}
+
+static PyMemberDef cardsend_members[] = {
+    {"downstream", T_OBJECT_EX, offsetof(CardSend, send), READONLY, "The server's send."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject CardSendType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "privacy_middleware.fields._native.CardSend",
+    .tp_basicsize = sizeof(CardSend),
+    .tp_dealloc = (destructor)cardsend_dealloc,
+    .tp_vectorcall_offset = offsetof(CardSend, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "One response's send on a route without a plan: see card_send.",
+    .tp_traverse = (traverseproc)cardsend_traverse,
+    .tp_clear = (inquiry)cardsend_clear,
+    .tp_members = cardsend_members,
+};
+
+static PyObject *card_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != 2 ||
+        !PyDict_CheckExact(PyTuple_GET_ITEM(args[0], 0))) {
+        PyErr_SetString(PyExc_TypeError, "card_send((json_types, resume), scope, send)");
+        return NULL;
+    }
+    CardSend *o = PyObject_GC_New(CardSend, &CardSendType);
+    if (o == NULL) return NULL;
+    o->vectorcall = cardsend_vectorcall;
+    o->json_types = Py_NewRef(PyTuple_GET_ITEM(args[0], 0));
+    o->resume = Py_NewRef(PyTuple_GET_ITEM(args[0], 1));
+    o->scope = Py_NewRef(args[1]);
+    o->send = Py_NewRef(args[2]);
+    o->held = NULL;
+    o->python = NULL;
+    o->mode = CS_START;
+    PyObject_GC_Track(o);
+    return (PyObject *)o;
+}
+
+static PyObject *chain(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "chain(send, *messages): at most two messages");
+        return NULL;
+    }
+    return chain_new(args[0], nargs > 1 ? args[1] : NULL, nargs > 2 ? args[2] : NULL);
 }
 
 static PyMethodDef methods[] = {
@@ -719,9 +1198,28 @@ static PyMethodDef methods[] = {
     {"strict_verdict", strict_verdict, METH_VARARGS, "1: no duplicate key, depth within; 0: not certain."},
     {"first_values", first_values, METH_VARARGS, "The first value of each header name, or None: see asgi/headers.py."},
     {"digit_run", digit_run, METH_O, "1: a run of 13 digits (card prefilter); 2: none, not ASCII; 0: none."},
+    {"card_send", (PyCFunction)(void (*)(void))card_send, METH_FASTCALL,
+     "card_send((json_types, resume), scope, send): one response's send on a route without a plan."},
+    {"chain", (PyCFunction)(void (*)(void))chain, METH_FASTCALL, "An awaitable sending up to two messages in turn."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__native(void) {
+    if (PyType_Ready(&ChainType) < 0 || PyType_Ready(&CardSendType) < 0) return NULL;
+    s_type = PyUnicode_InternFromString("type");
+    s_start = PyUnicode_InternFromString("http.response.start");
+    s_body = PyUnicode_InternFromString("http.response.body");
+    s_body_key = PyUnicode_InternFromString("body");
+    s_status = PyUnicode_InternFromString("status");
+    s_headers = PyUnicode_InternFromString("headers");
+    s_more_body = PyUnicode_InternFromString("more_body");
+    s_method = PyUnicode_InternFromString("method");
+    s_head = PyUnicode_InternFromString("HEAD");
+    s_start_names = Py_BuildValue("(yy)", "content-type", "content-encoding");
+    if (!s_type || !s_start || !s_body || !s_body_key || !s_status || !s_headers || !s_more_body || !s_method || !s_head ||
+        !s_start_names)
+        return NULL;
+    return PyModule_Create(&module);
+}

@@ -142,3 +142,14 @@ first_values: Callable[[Any, tuple[bytes, ...]], tuple[bytes | None, ...] | None
 # The strict reader's verdict in one C pass (asgi/strict_json.py): True when the body certainly has
 # no duplicate key and no nesting past the limit; False when the Python checks must decide.
 strict_verdict: Callable[[bytes, int], bool] | None = _native.strict_verdict if _native is not None else None
+
+# The response card guard's common case in C (asgi/card_responses.py `ResponseCardGuard.checking`):
+# `card_send((json_types, resume), scope, send)` is one response's `send`; whatever it does not decide
+# exactly it hands to the Python guard (`resume`), which decides it as without the extension.
+card_send: Callable[[tuple[dict[bytes, bool], Callable[..., Any]], Any, Any], Any] | None = (
+    _native.card_send if _native is not None else None
+)
+
+# The awaitable that sends a held start and its body in turn (`chain(send, first, second)`); the C guard
+# makes it itself, and tests await it alone.
+chain: Callable[..., Any] | None = _native.chain if _native is not None else None

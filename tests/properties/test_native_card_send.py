@@ -1,0 +1,364 @@
+"""The response card guard's common case in C (`_native.card_send`, used by
+`ResponseCardGuard.checking`) makes the decisions `MaskingResponse` makes: for any response (status,
+method, Content-Type and Content-Encoding values, header forms including one-shot iterables, bodies
+whole or in pieces, plain, compressed, with card numbers in any decimal digits, messages out of
+order) the server's send receives the same messages, the app sees the same errors, and the same
+maskings are audited. `_native.chain`, the awaitable that sends a held start and its body in turn,
+is awaited as `await send(a); await send(b)` would be: suspensions pass through, errors and
+cancellation reach the send in flight, and nothing after a failed send is sent."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from privacy_middleware.asgi.card_responses import MaskingResponse, ResponseCardGuard
+from privacy_middleware.audit import events
+from privacy_middleware.fields import native
+from privacy_middleware.policy.load import validate_policy
+from support.native import needs_native
+
+pytestmark = needs_native
+
+POLICY = validate_policy(
+    {
+        "policy": {"name": "p", "version": "1", "effective_date": "2026-01-01"},
+        "categories": {"user.id": {}},
+        "purposes": {"payment": {"legal_basis": "contract"}},
+    }
+)
+CONTENT_TYPES = [
+    b"application/json",
+    b"application/json; charset=utf-8",
+    b"Application/JSON",
+    b"application/problem+json",
+    b"text/html",
+    b"text/plain",
+    b"",
+]
+CARD = "4111111111111111"
+BODIES = [
+    b'{"products":[]}',
+    b'{"card":"4111111111111111"}',
+    b'{"card":"4111 1111 1111 1111","n":1}',
+    b'{"id":"123456789012"}',
+    b'{"t":"th\xc3\xa9"}',
+    ('{"card":"' + "".join(chr(0xFF10 + int(d)) for d in CARD) + '"}').encode(),
+    ('{"card":"' + "".join(chr(0x0660 + int(d)) for d in CARD) + '"}').encode(),
+    b'{"card":"\\u0034111111111111111"}',
+    b"4111111111111111",
+    b"",
+    b"not json 4111111111111111",
+]
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.emitted: list[events.AuditEvent] = []
+
+    def emit(self, event: events.AuditEvent) -> None:
+        self.emitted.append(event)
+
+
+@st.composite
+def responses(draw: Any) -> tuple[str, list[dict[str, Any]], str, set[bytes]]:
+    """(the request method, the app's messages, the headers' form, the Content-Type values the guard
+    has already read)."""
+    status = draw(st.sampled_from([100, 103, 200, 201, 204, 304, 404, 500, "200", 10**30]))
+    headers: list[tuple[bytes, bytes]] = []
+    content_type = draw(st.sampled_from([None, *CONTENT_TYPES]))
+    if content_type is not None:
+        headers.append((draw(st.sampled_from([b"content-type", b"Content-Type", b"CONTENT-TYPE"])), content_type))
+    coding = draw(st.sampled_from([None, None, b"gzip", b"identity", b"", b"br", b"GZIP ", b"deflate"]))
+    if coding is not None:
+        headers.append((b"content-encoding", coding))
+    if draw(st.booleans()):
+        headers.append((b"content-length", b"12"))
+    if draw(st.booleans()):
+        headers.append((b"content-type", b"text/html"))  # a second one: the first counts
+    headers = draw(st.permutations(headers)) if draw(st.booleans()) else headers
+    start: dict[str, Any] = {"type": "http.response.start", "status": status}
+    if draw(st.integers(0, 5)):
+        start["headers"] = headers
+    elif draw(st.booleans()):
+        start["headers"] = None
+    messages = [start]
+    if status in (100, 103) and draw(st.booleans()):
+        messages.append({"type": "http.response.start", "status": 200, "headers": headers})
+    pieces = draw(st.lists(st.sampled_from(BODIES), min_size=0, max_size=3))
+    compress = coding in (b"gzip", b"GZIP ") and draw(st.booleans())
+    for index, piece in enumerate(pieces):
+        body: Any = gzip.compress(piece) if compress else piece
+        message: dict[str, Any] = {"type": "http.response.body"}
+        if draw(st.integers(0, 6)):
+            message["body"] = body
+        elif draw(st.booleans()):
+            message["body"] = bytearray(body)
+        more = index < len(pieces) - 1
+        if more or draw(st.booleans()):
+            message["more_body"] = draw(st.sampled_from([True, 1])) if more else draw(st.sampled_from([False, 0, None]))
+        messages.append(message)
+    extra = draw(st.sampled_from([None, "http.response.trailers", "http.response.pathsend", "http.response.zerocopy"]))
+    if extra is not None:
+        messages.insert(draw(st.integers(0, len(messages))), {"type": extra})
+    if draw(st.integers(0, 20)) == 0:
+        messages.insert(draw(st.integers(0, len(messages))), ["not", "a", "dict"])  # type: ignore[arg-type]
+    known = draw(st.sets(st.sampled_from(CONTENT_TYPES)))
+    form = draw(st.sampled_from(["tuples", "lists", "tuple", "generator"]))
+    return draw(st.sampled_from(["GET", "HEAD", "POST"])), messages, form, known
+
+
+def _shaped(headers: Any, form: str) -> Any:
+    if not isinstance(headers, list):
+        return headers
+    if form == "lists":
+        return [list(pair) for pair in headers]
+    if form == "tuple":
+        return tuple(headers)
+    if form == "generator":
+        return (pair for pair in headers)
+    return list(headers)
+
+
+def _plain(message: Any) -> Any:
+    """What the server's send saw, comparable: headers read once (a one-shot iterable as it was then)."""
+    if isinstance(message, dict) and message.get("headers") is not None:
+        return {**message, "headers": [tuple(pair) for pair in message["headers"]]}
+    return message
+
+
+async def _run(
+    make: Callable[[ResponseCardGuard, dict[str, Any], Any], Callable[[Any], Awaitable[None]]],
+    method: str,
+    messages: list[Any],
+    form: str,
+    known: set[bytes],
+) -> tuple[list[Any], list[str], list[Any]]:
+    sink = Sink()
+    guard = ResponseCardGuard(POLICY, sink, 1 << 20)
+    for content_type in known:
+        guard.is_json(content_type)
+    seen: list[Any] = []
+
+    async def server_send(message: Any) -> None:
+        seen.append(_plain(message))
+        await asyncio.sleep(0)
+
+    send = make(guard, {"type": "http", "method": method, "path": "/p", "headers": []}, server_send)
+    raised: list[str] = []
+    for message in messages:
+        if isinstance(message, dict) and "headers" in message:
+            message = {**message, "headers": _shaped(message["headers"], form)}
+        try:
+            await send(message)
+        except Exception as error:  # what the app's `await send(...)` would see
+            raised.append(f"{type(error).__name__}: {error}")
+    return seen, raised, [(event.kind, dict(event.detail), event.severity_id) for event in sink.emitted]
+
+
+def _native_send(guard: ResponseCardGuard, scope: dict[str, Any], send: Any) -> Any:
+    assert native.card_send is not None
+    return native.card_send(guard.native_state, scope, send)
+
+
+def _python_send(guard: ResponseCardGuard, scope: dict[str, Any], send: Any) -> Any:
+    return MaskingResponse(guard, scope, send).send
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(responses())
+def test_the_native_guard_decides_every_response_as_the_python_guard(
+    response: tuple[str, list[dict[str, Any]], str, set[bytes]],
+) -> None:
+    method, messages, form, known = response
+    with_native = asyncio.run(_run(_native_send, method, messages, form, known))
+    python_only = asyncio.run(_run(_python_send, method, messages, form, known))
+    assert with_native == python_only
+
+
+def _record() -> tuple[list[Any], Callable[[Any], Awaitable[None]]]:
+    seen: list[Any] = []
+
+    async def send(message: Any) -> None:
+        await asyncio.sleep(0)
+        seen.append(message)
+
+    return seen, send
+
+
+def _counting(guard: ResponseCardGuard) -> list[Any]:
+    handed: list[Any] = []
+    resume = guard.resume
+
+    def counted(scope: Any, send: Any, start: Any) -> Any:
+        handed.append(start)
+        return resume(scope, send, start)
+
+    guard.native_state = (guard.native_state[0], counted)
+    return handed
+
+
+START = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+
+
+def test_a_clean_json_answer_is_decided_in_c_and_a_card_number_still_masked() -> None:
+    async def main() -> None:
+        sink = Sink()
+        guard = ResponseCardGuard(POLICY, sink, 1 << 20)
+        handed = _counting(guard)
+        seen, server_send = _record()
+        send = guard.checking({"type": "http", "method": "GET", "path": "/p"}, server_send)
+        await send(START)  # the first Content-Type value is read by the Python guard, then kept
+        await send({"type": "http.response.body", "body": b'{"ok":true}'})
+        assert [m["type"] for m in seen] == ["http.response.start", "http.response.body"] and len(handed) == 1
+        seen.clear()
+        send = guard.checking({"type": "http", "method": "GET", "path": "/p"}, server_send)
+        assert await send(START) is None and seen == []  # held
+        await send({"type": "http.response.body", "body": b'{"ok":true}', "more_body": False})
+        assert seen == [START, {"type": "http.response.body", "body": b'{"ok":true}', "more_body": False}]
+        assert len(handed) == 1  # decided in C
+        seen.clear()
+        send = guard.checking({"type": "http", "method": "GET", "path": "/p"}, server_send)
+        await send(START)
+        await send({"type": "http.response.body", "body": b'{"card":"4111111111111111"}'})
+        assert handed[-1] is START and len(handed) == 2  # the held start handed to the Python guard
+        assert b"4111111111111111" not in seen[1]["body"] and seen[1]["body"].endswith(b'1111"}')
+        assert len(sink.emitted) == 1
+
+    asyncio.run(main())
+
+
+def test_a_one_shot_header_iterable_is_not_read_in_c() -> None:
+    async def main() -> None:
+        guard = ResponseCardGuard(POLICY, Sink(), 1 << 20)
+        guard.is_json(b"application/json")
+        handed = _counting(guard)
+        seen, server_send = _record()
+        send = guard.checking({"type": "http", "method": "GET", "path": "/p"}, server_send)
+        headers = iter([(b"content-type", b"application/json")])
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        assert handed == [None]  # handed over before anything was read
+        await send({"type": "http.response.body", "body": b'{"card":"4111111111111111"}'})
+        assert b"4111111111111111" not in seen[1]["body"] and seen[1]["body"].endswith(b'1111"}')
+
+    asyncio.run(main())
+
+
+def test_chain_sends_in_turn_and_passes_suspensions_through() -> None:
+    async def main() -> None:
+        seen, send = _record()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        class Later:
+            """An awaitable that is not a coroutine: a send handing back a future's iterator."""
+
+            def __await__(self) -> Any:
+                return future.__await__()
+
+        def mixed(message: Any) -> Any:
+            if message == 1:
+                loop.call_soon(future.set_result, None)
+                return Later()
+            return send(message)
+
+        assert native.chain is not None
+        await native.chain(mixed, 1, 2)
+        assert future.done() and seen == [2]
+        await native.chain(send)
+        await native.chain(send, 3)
+        assert seen == [2, 3]
+
+    asyncio.run(main())
+
+
+def test_chain_stops_at_a_failed_send_and_passes_cancellation_to_the_send_in_flight() -> None:
+    async def main() -> None:
+        assert native.chain is not None
+        seen: list[Any] = []
+
+        async def failing(message: Any) -> None:
+            seen.append(message)
+            await asyncio.sleep(0)
+            raise OSError("gone")
+
+        with pytest.raises(OSError, match="gone"):
+            await native.chain(failing, 1, 2)
+        assert seen == [1]
+
+        with pytest.raises(TypeError, match="can't be used in 'await' expression"):
+            await native.chain(lambda message: 5, 1, 2)
+
+        ended: list[str] = []
+        entered = asyncio.Event()
+
+        async def blocking(message: Any) -> None:
+            try:
+                entered.set()
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                ended.append(f"cancelled {message}")
+                raise
+
+        task = asyncio.ensure_future(native.chain(blocking, 1, 2))
+        await entered.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert ended == ["cancelled 1"]
+
+        async def swallowed_twice(make: Callable[[Any], Awaitable[None]]) -> tuple[str, list[Any]]:
+            swallowed: list[Any] = []
+
+            async def swallowing(message: Any) -> None:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    swallowed.append(message)  # a send that ends normally: the next is sent
+
+            task = asyncio.ensure_future(make(swallowing))
+            for _ in range(2):
+                await asyncio.sleep(0)
+                task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                return "cancelled", swallowed
+            return "ended", swallowed
+
+        async def awaited_in_turn(send: Any) -> None:
+            await send(1)
+            await send(2)
+
+        chained = await swallowed_twice(lambda send: native.chain(send, 1, 2))  # type: ignore[misc]
+        assert chained == await swallowed_twice(awaited_in_turn) == ("ended", [1, 2])
+
+    asyncio.run(main())
+
+
+def test_chain_close_closes_the_send_in_flight_and_sends_nothing_more() -> None:
+    assert native.chain is not None
+    closed: list[Any] = []
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+        try:
+            await asyncio.sleep(0)
+        finally:
+            closed.append(message)
+
+    chain = native.chain(send, 1, 2)
+    iterator = chain.__await__()
+    next(iterator)  # suspended inside the first send
+    iterator.close()
+    assert sent == [1] and closed == [1]
+    with pytest.raises(StopIteration):
+        next(iterator)
+    assert sent == [1]
