@@ -17,23 +17,13 @@ from privacy_middleware.audit.sealing import commitment
 from privacy_middleware.errors import ConfigError
 from privacy_middleware.store import Database
 from privacy_middleware.store.audit import audit_checkpoints, audit_events, audit_side_records, audit_signing_keys
+from support.audit_events import sealed_login
 
 pytestmark = pytest.mark.anyio
 
 
-def _login(n: int) -> object:
-    return login_attempt(
-        success=n % 2 == 0,
-        subject=f"cust_{n}",
-        username=f"user{n}@example.org",
-        ip=f"198.51.100.{n % 250}",
-        user_agent="Mozilla/5.0 (X11; Linux x86_64)",
-        device=f"dev-{n}",
-    )
-
-
 async def test_leaves_are_sequenced_hashed_and_checkpointed(database: Database, audit_log: AuditLog) -> None:
-    sealed = [audit_log.seal(_login(n)) for n in range(25)]
+    sealed = [audit_log.seal(sealed_login(n)) for n in range(25)]
     first = await audit_log.append(database, sealed[:12])
     second = await audit_log.append(database, sealed[12:])
     assert (first.first_seq, first.size) == (0, 12)
@@ -112,11 +102,11 @@ async def test_key_rotation_is_announced_and_verifies_with_the_first_key(
     database: Database, audit_log: AuditLog, tmp_path: Path
 ) -> None:
     first_pem = audit_log.public_key_pem()
-    await audit_log.append(database, [audit_log.seal(_login(n)) for n in range(3)])
+    await audit_log.append(database, [audit_log.seal(sealed_login(n)) for n in range(3)])
     old = audit_log.key_id
     new = await audit_log.rotate_signing_key(database, tmp_path / "next.pem")
     assert new != old
-    await audit_log.append(database, [audit_log.seal(_login(n)) for n in range(3, 15)])
+    await audit_log.append(database, [audit_log.seal(sealed_login(n)) for n in range(3, 15)])
     await audit_log.checkpoint(database, force=True)
     await export(database, tmp_path / "export")
     report = verify(tmp_path / "export", first_pem)
@@ -148,7 +138,7 @@ async def test_concurrent_writers_on_postgres_share_one_sequence(
 
         async def run(writer: AuditWriter, base: int) -> None:
             for n in range(300):
-                writer.emit(_login(base + n))
+                writer.emit(sealed_login(base + n))
                 if n % 25 == 0:
                     await asyncio.sleep(0.002)
 
@@ -175,7 +165,7 @@ async def test_concurrent_writers_on_postgres_share_one_sequence(
 async def test_concurrent_appends_on_one_database_never_fork(database: Database, audit_log: AuditLog) -> None:
     async def run(base: int) -> None:
         for batch in range(5):
-            await audit_log.append(database, [audit_log.seal(_login(base + batch * 3 + i)) for i in range(3)])
+            await audit_log.append(database, [audit_log.seal(sealed_login(base + batch * 3 + i)) for i in range(3)])
 
     await asyncio.gather(run(0), run(100), run(200))
     async with database.connect() as conn:
@@ -202,10 +192,10 @@ async def test_an_append_inside_a_transaction_that_rolls_back_leaves_no_trace(
 ) -> None:
     # Retention appends its marker inside its own transaction: the sequencer's statements (one
     # call on the driver's thread on SQLite) must belong to that transaction and undo with it.
-    await audit_log.append(database, [audit_log.seal(_login(n)) for n in range(3)])
+    await audit_log.append(database, [audit_log.seal(sealed_login(n)) for n in range(3)])
     with pytest.raises(RuntimeError):
         async with database.begin() as conn:
-            result = await audit_log.append_in(database, conn, [audit_log.seal(_login(n)) for n in range(3, 9)])
+            result = await audit_log.append_in(database, conn, [audit_log.seal(sealed_login(n)) for n in range(3, 9)])
             assert (result.first_seq, result.size) == (3, 9)
             raise RuntimeError("the caller's transaction fails after the append")
     head = await audit_log.head(database)
@@ -214,29 +204,29 @@ async def test_an_append_inside_a_transaction_that_rolls_back_leaves_no_trace(
         seqs = (await conn.execute(sa.select(audit_events.c.seq).order_by(audit_events.c.seq))).scalars().all()
         sides = (await conn.execute(sa.select(sa.func.count()).select_from(audit_side_records))).scalar_one()
     assert seqs == [0, 1, 2] and sides == 3
-    after = await audit_log.append(database, [audit_log.seal(_login(9))])
+    after = await audit_log.append(database, [audit_log.seal(sealed_login(9))])
     assert (after.first_seq, after.size) == (3, 4)
     assert await audit_log.self_check(database) is None
 
 
 async def test_a_batch_the_store_refuses_moves_nothing(database: Database, audit_log: AuditLog) -> None:
-    first = [audit_log.seal(_login(n)) for n in range(4)]
+    first = [audit_log.seal(sealed_login(n)) for n in range(4)]
     await audit_log.append(database, first)
     # the same event id twice is refused by the store as a whole batch, side records included
     with pytest.raises(Exception) as refused:
-        await audit_log.append(database, [audit_log.seal(_login(5)), first[1]])
+        await audit_log.append(database, [audit_log.seal(sealed_login(5)), first[1]])
     assert "IntegrityError" in type(refused.value).__name__ or "Unique" in type(refused.value).__name__
     head = await audit_log.head(database)
     assert head is not None and head.size == 4
     async with database.connect() as conn:
         sides = (await conn.execute(sa.select(sa.func.count()).select_from(audit_side_records))).scalar_one()
     assert sides == 4
-    assert (await audit_log.append(database, [audit_log.seal(_login(6))])).first_seq == 4
+    assert (await audit_log.append(database, [audit_log.seal(sealed_login(6))])).first_seq == 4
 
 
 def test_side_record_references_follow_the_sealing_order_and_stay_unique(audit_log: AuditLog) -> None:
     # time first, so the store appends side records at the end of their key index
-    refs = [audit_log.seal(_login(n)).side.ref for n in range(2000)]  # type: ignore[union-attr]
+    refs = [audit_log.seal(sealed_login(n)).side.ref for n in range(2000)]  # type: ignore[union-attr]
     assert len(set(refs)) == 2000
     assert all(len(ref) == 32 and int(ref, 16) >= 0 for ref in refs)
     assert [ref[:12] for ref in refs] == sorted(ref[:12] for ref in refs)
@@ -249,9 +239,9 @@ async def test_a_signing_key_first_registered_in_a_rolled_back_transaction_is_st
     # transaction that rolls back, the key must not be remembered as stored.
     with pytest.raises(RuntimeError):
         async with database.begin() as conn:
-            await audit_log.append_in(database, conn, [audit_log.seal(_login(0))], force_checkpoint=True)
+            await audit_log.append_in(database, conn, [audit_log.seal(sealed_login(0))], force_checkpoint=True)
             raise RuntimeError("the caller's transaction fails after the append")
-    await audit_log.append(database, [audit_log.seal(_login(n)) for n in range(1, 4)])
+    await audit_log.append(database, [audit_log.seal(sealed_login(n)) for n in range(1, 4)])
     await audit_log.checkpoint(database, force=True)
     async with database.connect() as conn:
         stored = (await conn.execute(sa.select(audit_signing_keys.c.key_id))).scalars().all()

@@ -9,24 +9,14 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from privacy_middleware.audit import AuditEvent, AuditLog, data_access, login_attempt, verify
+from privacy_middleware.audit import AuditEvent, AuditLog, data_access, verify
 from privacy_middleware.audit.export import export
 from privacy_middleware.audit.sealing import SealedEvent
 from privacy_middleware.store import Database
 from privacy_middleware.store.audit import audit_batches, audit_events, audit_side_records
+from support.audit_events import sealed_login
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
-
-
-def _login(n: int) -> AuditEvent:
-    return login_attempt(
-        success=n % 2 == 0,
-        subject=f"cust_{n}",
-        username=f"user{n}@example.org",
-        ip=f"198.51.100.{n % 250}",
-        user_agent="Mozilla/5.0 (X11; Linux x86_64)",
-        device=f"dev-{n}",
-    )
 
 
 def _reveal(n: int) -> AuditEvent:
@@ -34,7 +24,7 @@ def _reveal(n: int) -> AuditEvent:
 
 
 def _sealed(log: AuditLog, start: int, count: int) -> list[SealedEvent]:
-    return [log.seal(_login(n)) for n in range(start, start + count)]
+    return [log.seal(sealed_login(n)) for n in range(start, start + count)]
 
 
 async def _stored(database: Database) -> tuple[list[int], list[str], int, int]:
