@@ -305,3 +305,77 @@ async def test_a_strict_event_that_comes_during_the_bulk_commit_is_written_befor
         assert logins == [f"cust_{n}" for n in range(200)] + ["cust_5000"]
     finally:
         await database.dispose()
+
+
+async def test_a_writer_cancelled_mid_batch_answers_its_strict_callers_and_spools_the_rest(
+    sqlite_url: str, make_writer: MakeWriter, audit_log: AuditLog, tmp_path: Path
+) -> None:
+    """The writer's task is cancelled (a shutdown that did not wait) while a bulk batch that took a
+    strict event is still on its thread: the thread cannot be stopped, so the writer waits for it and
+    the strict caller is answered by how it ended (here: committed with the first slice), the rest of
+    the batch goes to the spool, and the next start writes it: nothing lost, the log verifies."""
+    database = Database(sqlite_url)
+    try:
+        await database.upgrade()
+        writer = make_writer(database, batch_size=300, flush_interval=5.0)
+        await writer.start()
+        await writer.flush()
+        real = writer.log.append_sqlite
+        took: list[int] = []
+        strict_queued, returning = threading.Event(), threading.Event()
+
+        def slow_return(
+            db: sqlite3.Connection, events: Any, templates: Any = None, stop: Any = None, take: Any = None
+        ) -> Any:
+            if take is None:
+                return real(db, events, templates, stop, take)
+            strict_queued.wait(5.0)
+
+            def counted() -> Any:
+                taken = take()
+                took.append(len(taken))
+                return taken
+
+            result = real(db, events, templates, stop, counted)
+            returning.wait(5.0)  # committed, but the thread has not returned yet
+            return result
+
+        writer.log.append_sqlite = slow_return  # type: ignore[method-assign]
+        for n in range(300):
+            writer.emit(_login(n))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if writer._write_lock.locked():
+                break
+        reveal = asyncio.create_task(writer.emit_strict(_reveal(5000)))
+        await asyncio.sleep(0.05)
+        strict_queued.set()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if took:
+                break
+        assert took == [1]
+        task = writer._task
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0.05)
+        returning.set()
+        await asyncio.wait_for(reveal, 5.0)  # answered: its event was committed with the batch
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        writer.log.append_sqlite = real  # type: ignore[method-assign]
+        assert writer.metrics.spooled.total == 200  # the batch's rest, on disk
+        await writer.stop()  # after its task was cancelled: no error, the queue to the spool
+        after = make_writer(database, audit_log)
+        await after.start()  # the next start replays the spool
+        await after.flush()
+        await after.stop()
+        async with database.connect() as conn:
+            subjects = (await conn.execute(sa.select(audit_events.c.subject).order_by(audit_events.c.seq))).scalars()
+            stored = [s for s in subjects if s is not None]
+        assert sorted(stored) == sorted([f"cust_{n}" for n in range(300)] + ["cust_5000"])
+        assert writer.metrics.dropped.total == after.metrics.dropped.total == 0
+        await export(database, tmp_path / "out")
+    finally:
+        await database.dispose()
+    assert verify(tmp_path / "out", audit_log.public_key_pem()).status == 0

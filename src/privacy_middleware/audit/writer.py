@@ -394,6 +394,16 @@ class AuditWriter:
 
     async def stop(self) -> None:
         """Flush everything (store or spool), write the stop leaf with its checkpoint, end the task."""
+        task = self._task
+        if task is not None and task.done():
+            # the writer's task ended without stop() (cancelled, or failed): nothing writes the queue
+            # any more, so it goes to the overflow spool as if the writer had never started
+            self._task = None
+            self._accepting = False
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("audit writer had stopped (%s)", type(task.exception()).__name__)
+            await self._stop_strict()
+            await self._close_own()
         if self._task is None:
             # emitted but never started: keep them in the overflow spool for the next start
             queued = [item for item in self._queue if item.future is None]
@@ -664,8 +674,17 @@ class AuditWriter:
                 taken: list[_Item] = []
                 stop, take = (None, None) if strict else (own.stop, functools.partial(self._hand_over, taken))
                 work = functools.partial(self.log.append_sqlite, own.bulk, sealed[written:], rest, stop, take)
+                running = loop.run_in_executor(own.thread, work)
                 try:
-                    result = await loop.run_in_executor(own.thread, work)
+                    result = await asyncio.shield(running)
+                except asyncio.CancelledError:
+                    # the thread's commit cannot be stopped: settle what it took by how it ended, and
+                    # keep the rest of the batch on disk (nothing else will write it)
+                    done = await self._after_cancelled(running, taken)
+                    if done is not None:
+                        written += done.size - done.first_seq - len(taken)
+                    self._spool_now(sealed[written:])
+                    raise
                 except Exception:
                     self._strict.extendleft(reversed(taken))  # not committed: the strict lane writes them
                     raise
@@ -686,6 +705,34 @@ class AuditWriter:
         if result is None:
             raise ValueError("an empty batch")
         return result
+
+    async def _after_cancelled(self, running: asyncio.Future[AppendResult], taken: list[_Item]) -> AppendResult | None:
+        """The writer was cancelled while a bulk batch was on its thread: wait for the batch to end, so
+        the strict events it took are either settled (committed with it) or handed back to the strict
+        lane, never left with their callers waiting for an answer that cannot come. The batch's
+        result, or None when it failed."""
+        try:
+            result = await running
+        except Exception:
+            self._strict.extendleft(reversed(taken))
+            return None
+        if taken:
+            self.metrics.written.inc(len(taken))
+            _settle(taken, None)
+        return result
+
+    def _spool_now(self, events: Sequence[SealedEvent]) -> None:
+        """Spool on this thread, at once: the writer is being cancelled and cannot wait for a turn."""
+        if not events:
+            return
+        try:
+            self.spool.append(events)
+        except OSError as exc:
+            logger.error("audit spool unwritable (%s); %d events lost", exc.__class__.__name__, len(events))
+            self._drop(len(events))
+            return
+        self._spool_pending = True
+        self.metrics.spooled.inc(len(events))
 
     async def _own_connections(self) -> _OwnSqlite | None:
         if self._own is None and self._sqlite_path is not None:
