@@ -28,6 +28,14 @@ def _reveal(n: int) -> Any:
     return data_access(principal="staff_1", subject=f"cust_{n}", purpose="support", categories=["user.financial.card"])
 
 
+async def _until(ready: Callable[[], object], seconds: float = 1.0) -> None:
+    """Let the loop run until `ready()` holds or `seconds` pass (the assertion after it tells which)."""
+    for _ in range(round(seconds / 0.01)):
+        await asyncio.sleep(0.01)
+        if ready():
+            return
+
+
 @pytest.mark.parametrize(("setting", "level"), [("full", 2), ("normal", 1)])
 async def test_the_writers_own_connections_commit_at_the_stores_synchronous_level(
     sqlite_url: str, make_writer: MakeWriter, setting: str, level: int
@@ -124,10 +132,7 @@ async def test_a_strict_event_waits_for_the_slice_in_flight_not_the_whole_bulk_b
         own.thread.submit(gate.wait, 5.0)  # the thread is busy: the bulk batch waits behind this
         for n in range(1000):
             writer.emit(_login(n))
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if writer._write_lock.locked():
-                break
+        await _until(writer._write_lock.locked)
         assert writer._write_lock.locked()  # the bulk batch is handed to the thread
         reveal = asyncio.create_task(writer.emit_strict(_reveal(5000)))
         await asyncio.sleep(0.05)
@@ -229,10 +234,7 @@ async def test_a_batch_that_fails_after_taking_strict_events_leaves_them_to_the_
         writer.log.append_sqlite = failing  # type: ignore[method-assign]
         for n in range(300):
             writer.emit(_login(n))
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if writer._write_lock.locked():
-                break
+        await _until(writer._write_lock.locked)
         reveal = asyncio.create_task(writer.emit_strict(_reveal(5000)))
         await asyncio.sleep(0.05)
         assert own.stop.is_set()
@@ -286,10 +288,7 @@ async def test_a_strict_event_that_comes_during_the_bulk_commit_is_written_befor
         writer._write_batch = recorded  # type: ignore[method-assign]
         for n in range(200):
             writer.emit(_login(n))
-        for _ in range(500):
-            await asyncio.sleep(0.01)
-            if committing.is_set():
-                break
+        await _until(committing.is_set, seconds=5)
         assert committing.is_set()
         reveal = asyncio.create_task(writer.emit_strict(_reveal(5000)))
         await asyncio.sleep(0.05)
@@ -343,17 +342,11 @@ async def test_a_writer_cancelled_mid_batch_answers_its_strict_callers_and_spool
         writer.log.append_sqlite = slow_return  # type: ignore[method-assign]
         for n in range(300):
             writer.emit(_login(n))
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if writer._write_lock.locked():
-                break
+        await _until(writer._write_lock.locked)
         reveal = asyncio.create_task(writer.emit_strict(_reveal(5000)))
         await asyncio.sleep(0.05)
         strict_queued.set()
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if took:
-                break
+        await _until(lambda: took)
         assert took == [1]
         task = writer._task
         assert task is not None

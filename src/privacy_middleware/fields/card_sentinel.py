@@ -408,10 +408,13 @@ class StreamScan:
         hold = 0 if final else min(len(data) - len(data.rstrip(wide_digits.RUN_BYTES)), wide_digits.MAX_RUN_BYTES)
         buf = bytearray(data)
         cut = len(buf) - hold
-        for match in wide_digits.wide_pans(buf, len(buf)):
+        found = list(wide_digits.wide_pans(buf, len(buf)))  # one pass: the cut, then what lies before it
+        for match in found:
             if match.start() < cut < match.end():
                 cut = match.start()  # a number crossing the cut waits whole
-        for match in list(wide_digits.wide_pans(buf, cut)):
+        for match in found:
+            if match.end() > cut:
+                break
             raw = match.group()
             if raw.isascii() and b"\\u" not in raw:
                 self.masked += _mask_match(buf, match, 0, cut, self.before)

@@ -1,12 +1,12 @@
 """Card numbers written in any decimal digits, found in raw bytes that arrive in pieces.
 
 A shop's parser may read a full-width, Arabic-Indic or other Unicode decimal digit (category Nd)
-as the digit of the same value (Python's `int()` does), and JSON may write any of them as a
-`\\uXXXX` escape (a digit outside the Basic Multilingual Plane as a surrogate pair). A streamed
-answer cannot be parsed whole, so its card numbers are found in its bytes: the candidate pattern
-matches a run of 13 to 19 such digits (ASCII, UTF-8 or escaped, mixed, with spaces or dashes) that
-no other digit touches. The patterns are built from Unicode's own table on first use (a few tens of
-milliseconds, paid only by a stream that is not plain ASCII or holds an escape).
+as the digit of the same value (Python's `int()` does), and JSON may write any of them as a `\\u`
+escape of four hex digits (a digit outside the Basic Multilingual Plane as a surrogate pair). A
+streamed answer cannot be parsed whole, so its card numbers are found in its bytes: the candidate
+pattern matches a run of 13 to 19 such digits (ASCII, UTF-8 or escaped, mixed, with spaces or
+dashes) that no other digit touches. The patterns are built from Unicode's own table on first use
+(a few tens of milliseconds, paid only by a stream that is not plain ASCII or holds an escape).
 """
 
 from __future__ import annotations
