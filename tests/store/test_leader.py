@@ -37,12 +37,12 @@ async def test_only_one_instance_leads_and_a_released_term_is_fenced(database: D
 
 async def test_background_work_runs_on_the_leader_only(database: Database) -> None:
     other = Database(str(database.url.render_as_string(hide_password=False)))
-    runs: list[str] = []
+    runs: list[tuple[str, int]] = []
     stop = asyncio.Event()
 
     def worker(name: str):  # type: ignore[no-untyped-def]
         async def work(term: int) -> None:
-            runs.append(f"{name}:{term}")
+            runs.append((name, term))
 
         return work
 
@@ -57,7 +57,50 @@ async def test_background_work_runs_on_the_leader_only(database: Database) -> No
     finally:
         await other.dispose()
     assert len(runs) >= 3
-    assert len({r.split(":")[0] for r in runs}) == 1  # never both
+    # One instance did all the work; when its lease ended at the stop, the other took none over.
+    assert len({name for name, _ in runs}) == 1
+    assert len({term for _, term in runs}) == 1
+
+
+async def test_an_instance_that_takes_over_while_stopping_starts_no_work(database: Database) -> None:
+    """The stop reaches every instance: the leader releases its lock, and another instance whose
+    attempt lands just after that release takes the leadership but runs nothing under it."""
+    other = Database(str(database.url.render_as_string(hide_password=False)))
+    leader, follower = Leadership(database, holder="a"), Leadership(other, holder="b")
+    released = asyncio.Event()
+    runs: list[str] = []
+    stop = asyncio.Event()
+    assert await leader.try_acquire() == 1
+    release = leader.release
+
+    async def release_then_signal() -> None:
+        await release()
+        released.set()
+
+    async def work(term: int) -> None:
+        runs.append(f"b:{term}")
+
+    leader.release = release_then_signal  # type: ignore[method-assign]
+    acquire = follower.try_acquire
+
+    async def acquire_after_the_release() -> int | None:
+        await released.wait()  # an attempt in flight when the leader let go
+        return await acquire()
+
+    follower.try_acquire = acquire_after_the_release  # type: ignore[method-assign]
+    try:
+        task = asyncio.create_task(lead(follower, work, interval=0.05, retry_seconds=0.05, stop=stop))
+        await asyncio.sleep(0.1)
+        stop.set()
+        await leader.release()
+        await asyncio.wait_for(task, 10)
+        assert runs == []
+        assert await current_term(database, "maintenance") == 2  # it did take the leadership, then let go
+        successor = Leadership(database, holder="c")
+        assert await successor.try_acquire() == 3
+        await successor.release()
+    finally:
+        await other.dispose()
 
 
 LEADER = textwrap.dedent(

@@ -223,7 +223,9 @@ async def lead(
             wait = retry_seconds
             try:
                 term = await leadership.try_acquire()
-                if term is not None and await leadership.still_leading():
+                # An instance told to stop starts no work: the leadership it may have just taken
+                # (the leader before it stopping too) is released in `finally`.
+                if term is not None and not stop.is_set() and await leadership.still_leading():
                     await work(term)
                     wait = interval
             except Exception as exc:
