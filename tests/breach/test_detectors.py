@@ -81,6 +81,58 @@ def test_the_threshold_follows_the_baseline_of_busy_callers() -> None:
     assert names == ["bulk_volume"]
 
 
+def findings_of(detector: BulkDetector, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = []
+    for document in documents:
+        access = access_from(document)
+        assert access is not None
+        found += [{"name": f.name, **f.related} for f in detector.observe(access)]
+    return found
+
+
+EDGE = datetime(2026, 11, 30, 13, 0, tzinfo=UTC)  # a fixed window's edge (window_seconds = 3600)
+
+
+def test_a_bulk_read_split_across_a_window_edge_is_seen_whole() -> None:
+    detector = BulkDetector(Breach(subjects_per_window=100, window_seconds=3600), frozenset())
+    before = [doc([f"cus_p{i}x"], when=EDGE - timedelta(seconds=60 - i)) for i in range(60)]
+    after = [doc([f"cus_q{i}x"], when=EDGE + timedelta(seconds=i)) for i in range(60)]
+    [finding] = findings_of(detector, before + after)
+    # the 101st subject within one hour, the 41st after the edge; the first part is no baseline
+    assert (finding["name"], finding["subjects_in_window"], finding["threshold"]) == ("bulk_volume", 101, 100)
+    assert finding["baseline"] == 0
+
+
+def test_records_across_a_window_edge_are_counted_whole_in_bounded_memory() -> None:
+    detector = BulkDetector(Breach(records_per_window=1000, window_seconds=3600), frozenset())
+    # one subject listed over and over, 600 records in the last ten minutes before the edge, 600 after
+    lists = [doc(["cus_r1x"] * 10, grouped=True, when=EDGE + timedelta(seconds=i - 600)) for i in range(0, 1200, 10)]
+    found = findings_of(detector, lists)
+    assert [(f["name"], f["records_in_window"], f["threshold"]) for f in found] == [("bulk_records", 1010, 1000)]
+    tally = detector.tallies["principal:logistics-co"]
+    assert len(tally.record_steps) <= 64 + 1  # steps of a window, not one entry per request
+
+
+def test_a_steady_reader_never_fills_the_sliding_window() -> None:
+    detector = BulkDetector(Breach(subjects_per_window=100, window_seconds=3600), frozenset())
+    # 90 subjects an hour, one every 40 seconds, for five hours: never more than 91 in any hour
+    steady = [doc([f"cus_s{i}x"], when=EDGE + timedelta(seconds=40 * i)) for i in range(450)]
+    assert findings_of(detector, steady) == []
+
+
+def test_a_volume_alarm_is_raised_again_only_after_the_count_fell_under_the_limit() -> None:
+    detector = BulkDetector(Breach(subjects_per_window=5, window_seconds=3600, baseline_factor=1), frozenset())
+    burst = [doc([f"cus_a{i}x"], when=EDGE + timedelta(seconds=i)) for i in range(20)]
+    assert [f["name"] for f in findings_of(detector, burst)] == ["bulk_volume"]  # one incident, not fifteen
+    # two hours later the first burst has left the window; the baseline learnt it (20 subjects)
+    later = EDGE + timedelta(hours=2, seconds=30)
+    quiet = [doc([f"cus_b{i}x"], when=later + timedelta(seconds=i)) for i in range(20)]
+    assert findings_of(detector, quiet) == []
+    again = [doc([f"cus_c{i}x"], when=later + timedelta(seconds=30 + i)) for i in range(2)]
+    [finding] = findings_of(detector, again)
+    assert (finding["subjects_in_window"], finding["threshold"], finding["baseline"]) == (21, 20, 20)
+
+
 def test_customers_reading_their_own_data_are_never_a_signal() -> None:
     detector = BulkDetector(Breach(subjects_per_window=1), frozenset())
     own = [doc(["cus_1"], principal="cus_1", recipient=None, action="read") for _ in range(5)]

@@ -2,8 +2,12 @@
 
 Each caller (a principal, and separately the recipient it acts for) has a counting window and a
 baseline learnt from its past windows: the busiest window seen, the categories it has read and,
-for staff, the networks it reads from. A window above `baseline_factor` times the baseline (and
-above the policy's floor) is a volume spike; a category never read before is breadth; staff
+for staff, the networks it reads from. Subjects, records and exports are counted over a
+*sliding* window (the last `window_seconds`), so a bulk read split across a window edge is seen
+whole; the baseline learns from fixed windows that ended at least one window ago, so the reads
+being judged are never part of the baseline they are judged against. A count above
+`baseline_factor` times the baseline (and above the policy's floor) is a volume spike, raised
+once until the count falls back under the limit; a category never read before is breadth; staff
 reading outside office hours or from a new network, a run of sequential ids, and a burst of
 exports are reported too. Learning (replaying the stored trail at start) uses the same code
 with findings switched off.
@@ -12,6 +16,7 @@ with findings switched off.
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -22,13 +27,37 @@ from .findings import Finding
 _TRAILING_NUMBER = re.compile(r"(\d{1,15})$")
 
 
+STEPS = 64  # a sliding window's records and exports are counted in steps of 1/STEPS of the window
+
+
+def _step_us(window_us: int) -> int:
+    return max(1, window_us // STEPS)
+
+
+def _count(steps: deque[list[int]], step: int, n: int) -> None:
+    if steps and steps[-1][0] >= step:  # the newest step (or a late event): counted there
+        steps[-1][1] += n
+    else:
+        steps.append([step, n])
+
+
 @dataclass(slots=True)
 class Tally:
-    window: int = -1
-    subjects: set[str] = field(default_factory=set)
+    window: int = -1  # the fixed window the baseline learns from
+    # The sliding window: subject -> its last read (oldest first); records and exports per step of
+    # 1/STEPS of a window as [step, count] (memory bounded by STEPS, not by the request rate).
+    recent: dict[str, int] = field(default_factory=dict)
+    record_steps: deque[list[int]] = field(default_factory=deque)
     records: int = 0
+    export_steps: deque[list[int]] = field(default_factory=deque)
     exports: int = 0
     numbers: set[int] = field(default_factory=set)
+    # the busiest sliding counts seen in the current fixed window, in the one before it (still
+    # overlapping the sliding window, so not yet learnt), and in all windows before those
+    window_subjects: int = 0
+    window_records: int = 0
+    pending_subjects: int = 0
+    pending_records: int = 0
     peak_subjects: int = 0
     peak_records: int = 0
     categories: set[str] = field(default_factory=set)
@@ -40,16 +69,51 @@ class Tally:
     export_raised: bool = False
 
     def roll(self, window: int) -> None:
-        if window == self.window:
+        """Start fixed window `window`: the window before the last one becomes baseline."""
+        if window <= self.window:
             return
         if self.window >= 0:
-            self.peak_subjects = max(self.peak_subjects, len(self.subjects))
-            self.peak_records = max(self.peak_records, self.records)
+            self.peak_subjects = max(self.peak_subjects, self.pending_subjects)
+            self.peak_records = max(self.peak_records, self.pending_records)
+            self.pending_subjects, self.pending_records = self.window_subjects, self.window_records
+            if window - self.window > 1:  # the closing window is itself more than a window ago
+                self.peak_subjects = max(self.peak_subjects, self.pending_subjects)
+                self.peak_records = max(self.peak_records, self.pending_records)
+                self.pending_subjects = self.pending_records = 0
         self.window = window
-        self.subjects = set()
-        self.records = self.exports = 0
+        self.window_subjects = self.window_records = 0
         self.numbers = set()
-        self.volume_raised = self.records_raised = self.enumeration_raised = self.export_raised = False
+        self.enumeration_raised = False
+
+    def slide(self, now_us: int, window_us: int) -> None:
+        """Forget what was read more than one window before `now_us` (records and exports: once
+        their whole step is, so a count errs by at most one step, upwards)."""
+        start = now_us - window_us
+        recent = self.recent
+        while recent:
+            subject = next(iter(recent))
+            if recent[subject] > start:
+                break
+            del recent[subject]
+        first_kept = start // _step_us(window_us)
+        while self.record_steps and self.record_steps[0][0] < first_kept:
+            self.records -= self.record_steps.popleft()[1]
+        while self.export_steps and self.export_steps[0][0] < first_kept:
+            self.exports -= self.export_steps.popleft()[1]
+
+    def add(self, subjects: tuple[str, ...], records: int, now_us: int, window_us: int, *, export: bool) -> None:
+        recent = self.recent
+        for subject in subjects:
+            recent.pop(subject, None)  # re-inserted as the newest
+            recent[subject] = now_us
+        step = now_us // _step_us(window_us)
+        _count(self.record_steps, step, records)
+        self.records += records
+        if export:
+            _count(self.export_steps, step, 1)
+            self.exports += 1
+        self.window_subjects = max(self.window_subjects, len(recent))
+        self.window_records = max(self.window_records, self.records)
 
 
 class BulkDetector:
@@ -73,6 +137,7 @@ class BulkDetector:
         for key in keys:
             tally = self.tallies.setdefault(key, Tally())
             tally.roll(window)
+            tally.slide(access.time_us, self.window_us)
             for finding in self._check(key, tally, access, keys):
                 if finding.name not in names:  # the principal's and its recipient's alarm: one incident
                     names.add(finding.name)
@@ -97,13 +162,14 @@ class BulkDetector:
         found: list[Finding] = []
         experienced = tally.disclosures >= rules.learning_disclosures
         tally.disclosures += 1
-        tally.subjects.update(access.subjects)
-        tally.records += access.records
-        if access.action == "export":
-            tally.exports += 1
+        exporting = access.action == "export"
+        tally.add(access.subjects, access.records, access.time_us, self.window_us, export=exporting)
 
         limit = max(rules.subjects_per_window, int(rules.baseline_factor * tally.peak_subjects))
-        if len(tally.subjects) > limit and not tally.volume_raised:
+        subjects = len(tally.recent)
+        if subjects <= limit:
+            tally.volume_raised = False  # back under the limit: the next excess is another incident
+        elif not tally.volume_raised:
             tally.volume_raised = True
             found.append(
                 self._finding(
@@ -111,14 +177,16 @@ class BulkDetector:
                     access,
                     keys,
                     basis=key,
-                    subjects_in_window=len(tally.subjects),
+                    subjects_in_window=subjects,
                     threshold=limit,
                     baseline=tally.peak_subjects,
                     window_seconds=int(rules.window_seconds),
                 )
             )
         record_limit = max(rules.records_per_window, int(rules.baseline_factor * tally.peak_records))
-        if tally.records > record_limit and not tally.records_raised:
+        if tally.records <= record_limit:
+            tally.records_raised = False
+        elif not tally.records_raised:
             tally.records_raised = True
             found.append(
                 self._finding(
@@ -149,7 +217,10 @@ class BulkDetector:
                 tally.enumeration_raised = True
                 found.append(self._finding("enumeration", access, keys, basis=key, sequential_ids=run))
 
-        if access.action == "export" and tally.exports > rules.exports_per_window and not tally.export_raised:
+        exports = tally.exports
+        if exports <= rules.exports_per_window:
+            tally.export_raised = False
+        elif exporting and not tally.export_raised:
             tally.export_raised = True
             found.append(
                 self._finding(
@@ -157,7 +228,7 @@ class BulkDetector:
                     access,
                     keys,
                     basis=key,
-                    exports_in_window=tally.exports,
+                    exports_in_window=exports,
                     threshold=rules.exports_per_window,
                 )
             )
