@@ -90,6 +90,12 @@ class PrivacyMiddleware:
         # (method, path) pairs the plan table has no plan for (it never changes once built): a repeated
         # unplanned request skips the table's miss; the route identity check still runs per request.
         self._unplanned: set[tuple[str, str]] = set()
+        # Of those, the pairs whose method the route identity never places on a plan, whatever the path
+        # (`RouteIdentity.may_place`: no route that runs a planned handler serves the method; the
+        # identity's index is built once and never changes, nor does the plan table): a bodiless
+        # request on one goes to the app in one C call (`_bodiless_send`), with no identity check.
+        # Only kept where that call exists (the pass-through is bare, the C guard built).
+        self._passthrough: set[tuple[str, str]] = set()
         self.tracer = Tracer(self.runtime.policy, self.runtime.verifier.authenticate, self.runtime.audit.emit)
         self.runtime.identity.bind_app(app)
         # Which planned route a request really reaches when its path is not a planned template.
@@ -108,6 +114,11 @@ class PrivacyMiddleware:
         self.cards = ResponseCardGuard(self.runtime.policy, self.runtime.audit, self.settings.max_response_bytes)
         # its common case in C where built and no payment route exempts a caller (`ResponseCardGuard.checking`)
         self.card_send = native.card_send if not self.cards.payment.size else None
+        # the C guard for a request that certainly has no body, else None (the body is read and checked)
+        self._bodiless_send = (
+            native.bodiless_card_send if self.card_send is not None and self.bare_passthrough else None
+        )
+        self._card_state = self.cards.native_state
         from .logscrub import install as scrub_query_strings_from_logs
 
         scrub_query_strings_from_logs()
@@ -131,6 +142,11 @@ class PrivacyMiddleware:
             return
         path: str = scope["path"]
         key = (scope["method"], path)
+        if key in self._passthrough:  # no plan, no API or metrics path, a method never placed on a plan
+            guarded = self._bodiless_send(self._card_state, scope, send)  # type: ignore[misc]
+            if guarded is not None:  # no body: the JSON answer's card numbers masked, in C
+                await self.app(scope, receive, guarded)
+                return
         if key in self._unplanned:  # asked before: no plan, not the privacy API, not the metrics path
             own = metrics = False
             found = None
@@ -142,15 +158,22 @@ class PrivacyMiddleware:
                 if len(self._unplanned) >= UNPLANNED_KEPT:
                     self._unplanned.clear()
                 self._unplanned.add(key)
+                if self._bodiless_send is not None and not self.identity.may_place(key[0]):
+                    if len(self._passthrough) >= UNPLANNED_KEPT:
+                        self._passthrough.clear()
+                    self._passthrough.add(key)
         if found is None and self.bare_passthrough and not (own or metrics):
             try:
                 unplanned = self.identity.place(scope) is None
             except PrivacyError:
                 unplanned = False  # refused below, with its audit event and problem answer
-            if unplanned and not has_body(scope):  # a body goes the long way: the card sentinel reads it
-                if self.card_send is not None:  # no payment route, the C guard built: one call per message
-                    await self.app(scope, receive, self.card_send(self.cards.native_state, scope, send))
-                elif not self.cards.payment.size:  # no payment route: no caller to ask, no await
+            if unplanned and self._bodiless_send is not None:
+                guarded = self._bodiless_send(self._card_state, scope, send)
+                if guarded is not None:  # no body: one C call per message checks the answer
+                    await self.app(scope, receive, guarded)
+                    return
+            elif unplanned and _bodiless(scope):  # a body goes the long way: the card sentinel reads it
+                if not self.cards.payment.size:  # no payment route: no caller to ask, no await
                     await self.app(scope, receive, MaskingResponse(self.cards, scope, send).send)
                 else:
                     await self.app(scope, receive, await self._card_checked(scope, send))
@@ -488,6 +511,15 @@ class PrivacyMiddleware:
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _bodiless(scope: Scope) -> bool:
+    """Whether the request certainly has no body (`has_body`); a Content-Length that is not a number
+    is not certain: the long path refuses it (400, audited)."""
+    try:
+        return not has_body(scope)
+    except PrivacyError:
+        return False
 
 
 def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:

@@ -155,3 +155,115 @@ async def test_the_card_guard_reads_every_spec_form_of_the_start_headers(tmp_pat
         assert b"4242424242424242" not in body and b"4242" in body
     finally:
         await runtime.stop()
+
+
+def _starlette_shop(received: list[bytes]) -> Any:
+    """A Starlette shop whose planned order handler is also reached by another spelling (`/o/{ref}`)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    async def order(request: Request) -> Response:
+        return JSONResponse({"name": "Ada", "card": "4242424242424242"})
+
+    async def products(request: Request) -> Response:
+        received.append(await request.body())
+        return JSONResponse({"card": "4242424242424242"})
+
+    methods = ["GET", "DELETE"]
+    return Starlette(
+        routes=[
+            Route("/orders/{id}", order, methods=methods),
+            Route("/o/{ref}", order, methods=methods),
+            Route("/products", products, methods=[*methods, "POST"]),
+        ]
+    )
+
+
+async def _ask(
+    app: Any, method: str, path: str, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": headers or [], "query_string": b""}
+    await app(scope, receive, send)
+    answer = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], answer, list(sent[0].get("headers") or [])
+
+
+def _wrapped(tmp_path: Path, policy: dict[str, Any], shop: Any, name: str = "p") -> PrivacyMiddleware:
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{name}.db", data_dir=tmp_path)
+    return PrivacyMiddleware(shop, runtime=Runtime(settings, policy=validate_policy(policy)))
+
+
+async def test_a_remembered_pass_through_never_covers_another_spelling_of_a_planned_route(tmp_path: Path) -> None:
+    """A (method, path) pair goes straight to the app only when no route that runs a planned handler
+    serves its method: `DELETE /o/7` does (no DELETE is planned), `GET /o/7` never does (it reaches
+    the planned order handler, whose plan runs however often the pair was asked). What one middleware
+    remembers is its own: another policy on the same app plans `DELETE /orders/{id}`, and there the
+    same spelling is placed on that plan."""
+    shop = _starlette_shop([])
+    app = _wrapped(tmp_path, POLICY, shop)
+    delete_plan = {
+        **POLICY,
+        "routes": [{**POLICY["routes"][0], "method": "DELETE"}],  # type: ignore[index]
+    }
+    other = _wrapped(tmp_path, delete_plan, shop, "q")
+    await app.runtime.ensure_started()
+    await other.runtime.ensure_started()
+    try:
+        for _ in range(3):
+            status, body, headers = await _ask(app, "DELETE", "/o/7")
+            assert status == 200 and b"4242424242424242" not in body and b"4242" in body
+            assert (b"cache-control", b"private") not in headers  # no plan: the card guard only
+        assert ("DELETE", "/o/7") in app._passthrough
+        for _ in range(3):
+            status, _, headers = await _ask(app, "GET", "/o/7")  # another spelling of the planned route
+            assert status == 200 and (b"cache-control", b"private") in headers
+            status, _, headers = await _ask(other, "DELETE", "/o/7")  # planned under the other policy
+            assert status == 200 and (b"cache-control", b"private") in headers
+        assert ("GET", "/o/7") not in app._passthrough and ("DELETE", "/o/7") not in other._passthrough
+        status, _, headers = await _ask(app, "DELETE", "/o/7")
+        assert status == 200 and (b"cache-control", b"private") not in headers
+    finally:
+        await app.runtime.stop()
+        await other.runtime.stop()
+
+
+@pytest.mark.parametrize("guard", ["native", "python"])
+async def test_a_remembered_pass_through_still_reads_and_checks_a_body(tmp_path: Path, guard: str) -> None:
+    """After bodiless requests on a pair, one with a body still goes through the card sentinel: a
+    card number in it is refused before the shop sees it, a Content-Length that is not a number is
+    refused (400), and a Content-Length of 0 is no body."""
+    if guard == "native" and native.bodiless_card_send is None:
+        pytest.skip("the native extension is not built")
+    received: list[bytes] = []
+    app = _wrapped(tmp_path, POLICY, _starlette_shop(received))
+    if guard == "python":
+        app._bodiless_send = None
+        app.card_send = None
+    await app.runtime.ensure_started()
+    try:
+        for method in ("DELETE", "GET", "POST"):
+            for _ in range(2):
+                assert (await _ask(app, method, "/products"))[0] == 200
+            assert (await _ask(app, method, "/products", headers=[(b"content-length", b"0")]))[0] == 200
+            assert (("DELETE", "/products") in app._passthrough) is (guard == "native")
+            card = b'{"card":"4242424242424242"}'
+            json = [(b"content-type", b"application/json")]
+            status, body, _ = await _ask(app, method, "/products", card, [*json, (b"content-length", b"27")])
+            assert status == 422 and b"card_data_on_unprotected_route" in body
+            status, body, _ = await _ask(app, method, "/products", card, [*json, (b"transfer-encoding", b"chunked")])
+            assert status == 422
+            status, body, _ = await _ask(app, method, "/products", card, [*json, (b"content-length", b"2x")])
+            assert status == 400 and b"bad_content_length" in body
+        assert all(card not in seen for seen in received)
+    finally:
+        await app.runtime.stop()

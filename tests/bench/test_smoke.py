@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support.native import needs_native
+
 BENCH = Path(__file__).parents[2] / "bench"
 
 
@@ -24,3 +26,18 @@ def test_every_bench_measures_the_path_it_names() -> None:
     for bench in ("middleware", "routes", "crypto", "consent", "scaling", "projection", "audit", "breach", "workers"):
         assert f"\n{bench} " in table, bench
     assert "FAILED" not in run.stdout
+
+
+@needs_native
+def test_the_pass_through_profile_measures_the_middlewares_own_pass_through() -> None:
+    """`profile_passthrough.py` splits the Starlette pass-through into steps rebuilt from the middleware's
+    parts: each variant answers the shop's body, and the middleware took its remembered pass-through."""
+    run = subprocess.run(
+        [sys.executable, str(BENCH / "profile_passthrough.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=BENCH.parent,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert "split: card guard on the two messages" in run.stdout

@@ -362,3 +362,63 @@ def test_chain_close_closes_the_send_in_flight_and_sends_nothing_more() -> None:
     with pytest.raises(StopIteration):
         next(iterator)
     assert sent == [1]
+
+
+@st.composite
+def bodiless_requests(draw: Any) -> dict[str, Any]:
+    """A request scope with any mix of Content-Length and Transfer-Encoding headers, any method."""
+    names = [b"content-length", b"Content-Length", b"CONTENT-LENGTH", b"transfer-encoding", b"Transfer-Encoding"]
+    values = [b"0", b"00", b"000", b"1", b"10", b"01", b"-0", b"+0", b" 0", b"0 ", b"", b"abc", b"0x0", b"chunked"]
+    pairs = draw(
+        st.lists(
+            st.tuples(st.sampled_from([*names, b"content-type", b"x-length"]), st.sampled_from(values)), max_size=4
+        )
+    )
+    scope: dict[str, Any] = {"type": "http", "method": draw(st.sampled_from(["GET", "HEAD", "OPTIONS", "DELETE"]))}
+    scope["method"] = draw(st.sampled_from([scope["method"], "POST", "PUT", "PATCH", "get", "QUERY"]))
+    form = draw(st.sampled_from(["list", "tuple", "lists", "none", "absent"]))
+    if form == "list":
+        scope["headers"] = pairs
+    elif form == "tuple":
+        scope["headers"] = tuple(pairs)
+    elif form == "lists":
+        scope["headers"] = [list(pair) for pair in pairs]
+    elif form == "none":
+        scope["headers"] = None
+    return scope
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(bodiless_requests())
+def test_the_native_pass_through_takes_only_requests_that_have_no_body(scope: dict[str, Any]) -> None:
+    """`bodiless_card_send` gives the guard's send only for a request the card sentinel would not read
+    (`has_body` says no body, without an error); for any other it gives None, and the middleware takes
+    the path that reads and checks the body (or refuses a Content-Length that is not a number)."""
+    from privacy_middleware.asgi.card_sentinel import has_body
+
+    assert native.bodiless_card_send is not None
+    guard = ResponseCardGuard(POLICY, Sink(), 1 << 20)
+    sent = native.bodiless_card_send(guard.native_state, scope, _python_send)
+    try:
+        body = has_body(scope)
+    except Exception:
+        body = None  # refused on the long path
+    if sent is not None:
+        assert body is False and type(sent).__name__ == "CardSend"
+    headers = scope.get("headers") or ()
+    simple = all(isinstance(pair, tuple) for pair in headers) and all(
+        value in (b"0", b"00", b"000", b"1", b"10", b"01", b"chunked") or name.lower() not in (b"content-length",)
+        for name, value in headers
+    )
+    if simple and not any(name.lower() == b"transfer-encoding" for name, _ in headers) and body is False:
+        assert sent is not None  # the common bodiless request is decided in C
+
+
+def test_the_native_pass_through_declines_anything_but_a_dict_scope_with_a_str_method() -> None:
+    assert native.bodiless_card_send is not None
+    guard = ResponseCardGuard(POLICY, Sink(), 1 << 20)
+    for scope in ({"method": b"GET", "headers": []}, {"headers": []}, {"method": "GET", "headers": b""}):
+        assert native.bodiless_card_send(guard.native_state, scope, _python_send) is None
+    assert native.bodiless_card_send(guard.native_state, {"method": "GET"}, _python_send) is not None
+    with pytest.raises(TypeError):
+        native.bodiless_card_send(guard.native_state, {"method": "GET"})

@@ -206,3 +206,42 @@ def test_unicode_spellings_a_normalising_router_reaches_are_placed() -> None:
         table.place("POST", "//\uff41%70i/checkout")
     assert refused.value.code == "ambiguous_path"
     assert table.place("POST", "/api/ch\u0435ckout") is None  # a Cyrillic look-alike is another route
+
+
+@pytest.mark.parametrize("kind", ["starlette", "mounted", "lenient"])
+def test_a_method_the_identity_never_places_is_never_placed_on_any_spelling(kind: str) -> None:
+    """`may_place(method)` False (the middleware then skips the identity check for that method) only
+    where `place` answers None for every path and query with that method: checked against every
+    checkout spelling and the order aliases under each method, for Starlette's router, a router-less
+    mount (always asked) and the canonicaliser (always asked)."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from privacy_middleware.routing.canonical import AliasTable
+    from privacy_middleware.routing.identity import identity_for
+
+    if kind == "starlette":
+        inner: Any = shops.starlette_shop([])
+    elif kind == "mounted":
+        inner = Starlette(routes=[Mount("/api", app=shops.LenientShop())])
+    else:
+        inner = shops.LenientShop()
+    plans = [
+        type("Plan", (), {"spec": spec})()
+        for spec in (
+            type("Spec", (), {"method": route["method"], "template": route["path"]})()
+            for route in shops.POLICY["routes"]  # type: ignore[attr-defined]
+        )
+    ]
+    identity = identity_for(inner, plans, lambda: AliasTable((p.spec.method, p.spec.template, p) for p in plans))
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "get", "post", "QUERY"]
+    never = [method for method in methods if not identity.may_place(method)]
+    assert (kind == "starlette") is bool(never)
+    spellings = [*CHECKOUT_SPELLINGS, "/api/orders/7", "/api/orders/7/", "/API/ORDERS/7", "/api/orders/7.json"]
+    for method in never:
+        for spelling in spellings:
+            for query in (b"", b"rest_route=/api/checkout"):
+                scope = {"type": "http", "method": method, "path": spelling, "headers": [], "query_string": query}
+                assert identity.place(scope) is None, (method, spelling)
+    if kind == "starlette":
+        assert identity.may_place("POST") and identity.may_place("GET") and not identity.may_place("DELETE")

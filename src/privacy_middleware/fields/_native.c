@@ -1025,8 +1025,10 @@ static void cardsend_dealloc(CardSend *o) {
     PyObject_GC_Del(o);
 }
 
-/* An empty awaitable: a held start costs its sender nothing to await. */
-static PyObject *done(void) { return chain_new(Py_None, NULL, NULL); }
+/* An empty awaitable: a held start costs its sender nothing to await. One for all (made at import):
+   with no message to send it has no state to change, and answers every await at once. */
+static PyObject *s_done;
+static PyObject *done(void) { return Py_NewRef(s_done); }
 
 /* From here on the Python guard answers: made with the held start (or none), given `message`. */
 static PyObject *to_python(CardSend *o, PyObject *message) {
@@ -1184,6 +1186,48 @@ static PyObject *card_send(PyObject *self, PyObject *const *args, Py_ssize_t nar
     return (PyObject *)o;
 }
 
+/* `bodiless_card_send(config, scope, send)`: card_send's `send` when the request certainly carries no
+   body, else None (the caller then takes the path that reads and checks a body, and decides there,
+   in Python, everything declined here). Certainly no body: the scope is a dict with a str method and
+   its headers (absent, None, or a list or tuple of pairs of bytes) have no Transfer-Encoding, and
+   either a first Content-Length of ASCII digits that are all 0, or none and a method of GET, HEAD,
+   OPTIONS or DELETE (asgi/card_sentinel.py `has_body`, which says no body for each of these). Any
+   other Content-Length (a number above 0, a sign, spaces, not a number), a Transfer-Encoding, another
+   method, headers in another form: None. */
+static PyObject *s_body_names, *s_bodiless_methods;
+
+static PyObject *bodiless_card_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "bodiless_card_send((json_types, resume), scope, send)");
+        return NULL;
+    }
+    PyObject *scope = args[1];
+    if (!PyDict_CheckExact(scope)) Py_RETURN_NONE;
+    PyObject *headers = PyDict_GetItemWithError(scope, s_headers);
+    if (headers == NULL && PyErr_Occurred()) return NULL;
+    PyObject *found[2] = {NULL, NULL};
+    if (headers != NULL && headers != Py_None && !scan_headers(headers, s_body_names, 2, found)) Py_RETURN_NONE;
+    if (found[1] != NULL) Py_RETURN_NONE; /* a Transfer-Encoding */
+    if (found[0] != NULL) {
+        Py_ssize_t len = PyBytes_GET_SIZE(found[0]);
+        const char *digits = PyBytes_AS_STRING(found[0]);
+        if (len == 0) Py_RETURN_NONE;
+        for (Py_ssize_t i = 0; i < len; i++)
+            if (digits[i] != '0') Py_RETURN_NONE;
+    } else {
+        PyObject *method = PyDict_GetItemWithError(scope, s_method);
+        if (method == NULL) {
+            if (PyErr_Occurred()) return NULL;
+            Py_RETURN_NONE;
+        }
+        if (!PyUnicode_CheckExact(method)) Py_RETURN_NONE;
+        int bodiless = PySet_Contains(s_bodiless_methods, method);
+        if (bodiless < 0) return NULL;
+        if (!bodiless) Py_RETURN_NONE;
+    }
+    return card_send(self, args, nargs);
+}
+
 static PyObject *chain(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs < 1 || nargs > 3) {
         PyErr_SetString(PyExc_TypeError, "chain(send, *messages): at most two messages");
@@ -1200,6 +1244,8 @@ static PyMethodDef methods[] = {
     {"digit_run", digit_run, METH_O, "1: a run of 13 digits (card prefilter); 2: none, not ASCII; 0: none."},
     {"card_send", (PyCFunction)(void (*)(void))card_send, METH_FASTCALL,
      "card_send((json_types, resume), scope, send): one response's send on a route without a plan."},
+    {"bodiless_card_send", (PyCFunction)(void (*)(void))bodiless_card_send, METH_FASTCALL,
+     "bodiless_card_send((json_types, resume), scope, send): card_send's send for a request with no body, else None."},
     {"chain", (PyCFunction)(void (*)(void))chain, METH_FASTCALL, "An awaitable sending up to two messages in turn."},
     {NULL, NULL, 0, NULL},
 };
@@ -1218,6 +1264,12 @@ PyMODINIT_FUNC PyInit__native(void) {
     s_method = PyUnicode_InternFromString("method");
     s_head = PyUnicode_InternFromString("HEAD");
     s_start_names = Py_BuildValue("(yy)", "content-type", "content-encoding");
+    s_body_names = Py_BuildValue("(yy)", "content-length", "transfer-encoding");
+    PyObject *bodiless = Py_BuildValue("(ssss)", "GET", "HEAD", "OPTIONS", "DELETE");
+    s_bodiless_methods = bodiless != NULL ? PyFrozenSet_New(bodiless) : NULL;
+    Py_XDECREF(bodiless);
+    s_done = chain_new(Py_None, NULL, NULL);
+    if (!s_body_names || !s_bodiless_methods || !s_done) return NULL;
     if (!s_type || !s_start || !s_body || !s_body_key || !s_status || !s_headers || !s_more_body || !s_method || !s_head ||
         !s_start_names)
         return NULL;

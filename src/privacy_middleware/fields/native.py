@@ -150,6 +150,13 @@ card_send: Callable[[tuple[dict[bytes, bool], Callable[..., Any]], Any, Any], An
     _native.card_send if _native is not None else None
 )
 
+# `card_send` for a request that certainly carries no body (no Transfer-Encoding; a Content-Length of
+# zeros, or none on GET, HEAD, OPTIONS or DELETE), else None: one C call for the route-without-a-plan
+# pass-through (middleware.py), which takes the path that reads and checks a body on None.
+bodiless_card_send: Callable[[tuple[dict[bytes, bool], Callable[..., Any]], Any, Any], Any] | None = (
+    _native.bodiless_card_send if _native is not None else None
+)
+
 # The awaitable that sends a held start and its body in turn (`chain(send, first, second)`); the C guard
 # makes it itself, and tests await it alone.
 chain: Callable[..., Any] | None = _native.chain if _native is not None else None

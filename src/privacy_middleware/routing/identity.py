@@ -60,6 +60,10 @@ class RouteIdentity(Protocol[T]):  # type: ignore[misc]
 
     def place(self, scope: Scope) -> Found[T] | None: ...
 
+    def may_place(self, method: str) -> bool:
+        """False only when `place` answers None for every request with this method, now and later."""
+        ...
+
 
 class Forwards(Protocol):
     """An app that forwards paths elsewhere (the reverse proxy) and refuses some spellings itself."""
@@ -93,6 +97,10 @@ class CanonicalIdentity(Generic[T]):
         if found is not None and self.forwards is not None and not self.forwards.can_forward(path):
             raise ambiguous_path("a spelling the proxy does not forward")
         return found
+
+    def may_place(self, method: str) -> bool:
+        """Always asked: the canonicaliser places by path and query, whatever the method."""
+        return True
 
 
 # --- Starlette and FastAPI ---------------------------------------------------------------------
@@ -236,6 +244,14 @@ class StarletteIdentity(Generic[T]):
             return None
         return self.canonical.place(scope)
 
+    def may_place(self, method: str) -> bool:
+        """False when no route running a planned handler serves this method and no planned route sits
+        behind a router-less mount: `place` then answers None for any path (the index is built once,
+        from the routes the app had when this identity was made, and never changes)."""
+        if not self._ready:
+            self._index()
+        return self.canonical is not None or method in self.by_method
+
     def place(self, scope: Scope) -> Found[T] | None:
         if not self._ready:
             self._index()
@@ -275,6 +291,10 @@ class DjangoIdentity(Generic[T]):
         except Resolver404:
             return None
         return match.func, dict(match.kwargs)
+
+    def may_place(self, method: str) -> bool:
+        """Always asked: the handler index is rebuilt when the project's URLconf changes."""
+        return True
 
     def _index(self) -> None:
         from django.conf import settings
