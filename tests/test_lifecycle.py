@@ -1,14 +1,20 @@
-"""Stopping the runtime closes every database connection, even when a background loop is mid-query."""
+"""Stopping the runtime closes every database connection, even when a background loop is mid-query;
+the shop shuts down only after the middleware's work that calls into it has ended."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import httpx
 import pytest
 
+from privacy_middleware.demo.run import build_demo
 from privacy_middleware.middleware import PrivacyMiddleware
 from privacy_middleware.policy.load import validate_policy
 from privacy_middleware.runtime import Runtime
@@ -53,3 +59,40 @@ async def test_stop_right_after_start_leaves_no_connection_open(tmp_path: Path, 
         assert (await client.get("/people/1")).status_code == 200
     await runtime.stop()
     assert open_sqlite_connections() == before
+
+
+async def test_the_shop_shuts_down_after_the_retention_run_that_reads_its_database(
+    tmp_path: Path, asgi_lifespan: Any
+) -> None:
+    # The server's shutdown reaches the middleware first, then the shop, which closes its database;
+    # a retention run still reading that database used to find it closed under it (and leak its
+    # connection). The run now ends first.
+    app, shop = build_demo(tmp_path, audit={"retention_interval_seconds": 0.05})
+    order: list[str] = []
+    reading = asyncio.Event()
+    adapter = app.runtime.retention.adapter
+    expired = adapter.expired
+
+    async def slow_expired(*args: Any) -> Any:
+        order.append("retention reads the shop")
+        reading.set()
+        await asyncio.sleep(0.3)
+        found = await expired(*args)
+        order.append("retention done")
+        return found
+
+    adapter.expired = slow_expired
+    shop_lifespan = shop.app.router.lifespan_context
+
+    @asynccontextmanager
+    async def recorded(starlette: Any) -> AsyncIterator[None]:
+        async with shop_lifespan(starlette):
+            yield
+            order.append("shop closes its database")
+
+    shop.app.router.lifespan_context = recorded
+    async with asgi_lifespan(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s") as c:
+        assert (await c.get("/health")).status_code == 200  # the first request starts the maintenance
+        await asyncio.wait_for(reading.wait(), 10)
+    assert order[-1] == "shop closes its database"
+    assert order.count("retention reads the shop") == order.count("retention done") >= 1

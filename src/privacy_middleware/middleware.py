@@ -472,6 +472,8 @@ class PrivacyMiddleware:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 startup_error = await self._start()
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.stop_shop_work()  # before the shop closes what that work uses
             return message
 
         async def wrapped_send(message: Message) -> None:

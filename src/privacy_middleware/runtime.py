@@ -340,11 +340,17 @@ class Runtime:
             )
         return report
 
-    async def stop(self) -> None:
+    async def stop_shop_work(self) -> None:
+        """End the work that calls into the shop (retention and erasure retries through its adapter,
+        platform requests in flight) while the shop can still answer: the server's shutdown reaches
+        the middleware before the shop, which then closes its database. Idempotent; `stop()` calls it."""
         if self.platform_requests is not None:
             await self.platform_requests.drain()
         await self._maintenance_stop.stop(self._maintenance)
         self._maintenance = None
+
+    async def stop(self) -> None:
+        await self.stop_shop_work()
         await self.breach.stop()
         self._serving = False
         await self.audit.stop()
