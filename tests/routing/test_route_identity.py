@@ -105,7 +105,7 @@ async def test_no_spelling_of_checkout_delivers_the_card_in_clear(shop: Shop, sp
     headers = {**shops.bearer(shops.CUSTOMER), "content-type": "application/json"}
     response = await send_raw(shop, "POST", spelling, orjson.dumps(shops.checkout_body()), headers)
     for body in shop.received:
-        assert shops.CARD.encode() not in body and b"737" not in body and shops.STREET.encode() not in body
+        assert shops.in_clear(body) == []
     assert response.status_code in (201, 307, 308, 400, 404, 405, 422), response.text
     if response.status_code == 201:
         assert shop.received, "a 201 from the shop means it received the (protected) body"
@@ -150,7 +150,7 @@ async def test_drf_format_suffix_reaches_the_plan(tmp_path: Path, asgi_lifespan:
             )
             assert response.status_code == 201, response.text
             [stored] = shops.DRF_RECEIVED
-            assert shops.CARD.encode() not in stored and b"737" not in stored and shops.STREET.encode() not in stored
+            assert shops.in_clear(stored) == []
             order = await client.get("/api/orders/ord_1.json", headers=shops.bearer(shops.CARRIER))
             assert order.status_code == 200
             assert shops.CARD not in order.text and "cus_1" not in order.text

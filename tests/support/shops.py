@@ -92,8 +92,20 @@ CUSTOMER = {"sub": "cus_1"}
 CARRIER = {"sub": "carrier", "recipient": "logistics", "purpose": "delivery"}
 
 
+CVV = "737"
+# The CVV as a JSON value (a string or a number). Three digits alone also occur by chance inside
+# ciphertext and key ids (base64), so a bare substring test would fail at random.
+_CVV_VALUE = re.compile(rb'"737"|[:,\[]\s*737\s*[,}\]]')
+
+
 def checkout_body() -> dict[str, Any]:
-    return {"card": {"number": CARD, "cvv": "737"}, "street": STREET}
+    return {"card": {"number": CARD, "cvv": CVV}, "street": STREET}
+
+
+def in_clear(body: bytes) -> list[str]:
+    """What of the checkout body these bytes carry in clear: the card number, the CVV, the street."""
+    found = [name for name, value in (("card", CARD), ("street", STREET)) if value.encode() in body]
+    return found + (["cvv"] if _CVV_VALUE.search(body) else [])
 
 
 class LenientShop:
