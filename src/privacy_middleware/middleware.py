@@ -548,6 +548,7 @@ class _Responder:
         self.size = 0
         self.refused = False
         self.started = False  # whether a response start went downstream
+        self.media = ""  # the media type of the start's headers
 
     async def send(self, message: Message) -> None:
         try:
@@ -584,7 +585,7 @@ class _Responder:
         self.start = message
         headers = ex.response_headers
         encoding = get_header(headers, b"content-encoding")
-        media = media_type(headers)
+        media = self.media = media_type(headers)
         peek = (
             not self.plan.needs_response_json
             and self.plan.peeks_response_json
@@ -634,7 +635,7 @@ class _Responder:
         strict = self.plan.needs_response_json
         rewritten = None
         if body:
-            if not is_json_media_type(media_type(ex.response_headers)):
+            if not is_json_media_type(self.media):  # the headers' media type, read at the start
                 if strict:
                     await self._refuse("response_not_json", "The shop's response on this route is not JSON.", 502)
                     return

@@ -154,6 +154,8 @@ def record_key_of(body: CompiledBody, record: Any) -> str | None:
 
 PLAN_CACHE_SIZE = 1024
 _SEALED = frozenset({"encrypt", "encrypt_deterministic"})
+# A field waiting for its subject's key: (container, key, clear text, transform, category, subject).
+_Sealing = tuple[Any, str | int, str, str, str, str]
 
 
 class FieldEngine:
@@ -189,64 +191,71 @@ class FieldEngine:
         """
         report = FieldReport()
         transformed = report.transformed
+        categories = report.categories
         fallback = principal.subject if principal else None
         guest = guest_subject(principal)
         # a cipher that hands out a subject's key seals a request's fields without an await each
         sealing = getattr(self.cipher, "subject_sealer", None) is not None
-        batch: list[tuple[Location, str, str, str, str]] | None = [] if sealing else None
+        batch: list[_Sealing] | None = [] if sealing else None
         paths = plain_paths(body)
         for record in records_of(body, document):
             subject = record_subject(body, record, fallback) or guest
             for index, rule in enumerate(body.fields):
+                spec = rule.rule
+                places: Any
                 if paths is None:
-                    locations = rule.selector.find(record)
-                else:  # Selector.find of a plain key path, inline
+                    places = [(location.parent, location.key) for location in rule.selector.find(record)]
+                else:  # Selector.find of a plain key path, inline (no Location made)
                     parents, last = paths[index]
                     node = record
                     for key in parents:
                         node = node.get(key) if isinstance(node, dict) else None
-                    locations = [Location(node, last)] if isinstance(node, dict) and last in node else []
-                if not locations and rule.rule.required:
+                    places = ((node, last),) if isinstance(node, dict) and last in node else ()
+                if not places and spec.required:
                     raise PrivacyError(
                         "missing_field",
-                        f"The field {rule.rule.select!r} is required on this route.",
+                        f"The field {spec.select!r} is required on this route.",
                         422,
-                        extra={"field": rule.rule.select},
+                        extra={"field": spec.select},
                     )
-                spec = rule.rule
-                for location in locations:
-                    text = self._check_one(rule, location, subject, report)
+                for parent, key in places:
+                    value = parent[key]
+                    if value is None:
+                        continue
+                    categories.add(spec.category)
+                    text = self._check_value(spec, parent, key, value, subject, report)
                     if text is None:
                         continue
-                    assert subject is not None  # _check_one refuses a field to transform without one
+                    assert subject is not None  # _check_value refuses a field to transform without one
                     if batch is not None and not spec.blind_index and spec.transform in _SEALED:
-                        batch.append((location, text, spec.transform, spec.category, subject))
+                        batch.append((parent, key, text, spec.transform, spec.category, subject))
                         transformed[spec.transform] = transformed.get(spec.transform, 0) + 1
                         report.subjects.add(subject)
                     else:
-                        await self._transform_one(rule, location, text, subject, report, batch)
+                        await self._transform_one(rule, Location(parent, key), text, subject, report, batch)
         if batch:
             await self._seal(batch)
         return report
 
-    async def _seal(self, batch: list[tuple[Location, str, str, str, str]]) -> None:
+    async def _seal(self, batch: list[_Sealing]) -> None:
         """Seal the batched fields with each subject's key, looked up once (no await when cached)."""
         cipher: Any = self.cipher
         cached = getattr(cipher, "cached_sealer", None)
         sealers: dict[str, Any] = {}
-        if len(batch) > 1 and all(item[2] == "encrypt" and item[4] == batch[0][4] for item in batch):
+        subject = batch[0][5]
+        if len(batch) > 1 and all(item[3] == "encrypt" and item[5] == subject for item in batch):
             # one subject, randomised envelopes only (a checkout): sealed in one call
-            subject = batch[0][4]
             sealer = cached(subject) if cached is not None else None
             if sealer is None:
                 sealer = await cipher.subject_sealer(subject)
             many = getattr(sealer, "encrypt_many", None)
             if many is not None:
-                for (location, *_), value in zip(batch, many([(item[1], item[3]) for item in batch]), strict=True):
-                    location.set(value)
+                sealed = many([(item[2], item[4]) for item in batch])
+                for item, value in zip(batch, sealed, strict=True):
+                    item[0][item[1]] = value
                 return
             sealers[subject] = sealer
-        for location, text, transform, category, subject in batch:
+        for parent, key, text, transform, category, subject in batch:
             sealer = sealers.get(subject)
             if sealer is None:
                 sealer = cached(subject) if cached is not None else None
@@ -254,25 +263,32 @@ class FieldEngine:
                     sealer = await cipher.subject_sealer(subject)
                 sealers[subject] = sealer
             if transform == "encrypt":
-                location.set(sealer.encrypt(text, category))
+                parent[key] = sealer.encrypt(text, category)
             else:
-                location.set(sealer.encrypt_deterministic(text, category))
+                parent[key] = sealer.encrypt_deterministic(text, category)
 
     def _check_one(
         self, rule: CompiledField, location: Location, subject: str | None, report: FieldReport
     ) -> str | None:
         """Validate one field, strip it or add its companions; the clear text to transform, or None."""
-        spec = rule.rule
         value = location.get()
         if value is None:
             return None
-        report.categories.add(spec.category)
+        report.categories.add(rule.rule.category)
+        return self._check_value(rule.rule, location.parent, location.key, value, subject, report)
+
+    def _check_value(
+        self, spec: FieldRule, parent: Any, key: str | int, value: Any, subject: str | None, report: FieldReport
+    ) -> str | None:
+        """`_check_one` of a present value (not None) at `parent[key]`, its category counted."""
         if spec.transform == "strip":
-            location.delete()
+            if isinstance(parent, dict):  # Location.delete
+                parent.pop(str(key), None)
+            else:
+                parent[key] = None  # keep positions stable in arrays
             report.count("strip")
             return None
-        if spec.validate_as:
-            validate_field(spec.validate_as, value, spec.select)
+        pan = validate_field(spec.validate_as, value, spec.select) if spec.validate_as else None
         if spec.transform == "keep":
             return None
         if isinstance(value, str) and value.startswith(ENVELOPE_PREFIXES):  # is_protected, inline
@@ -295,16 +311,14 @@ class FieldEngine:
             raise PrivacyError(
                 "subject_required", "This route stores protected data and needs a signed-in customer.", 401
             )
-        text = str(value)
-        if spec.validate_as == "card_number":
-            text = normalise_pan(text)
-        parent = location.parent
-        if isinstance(parent, dict) and isinstance(location.key, str):
+        # a card number's digits as its validation normalised them (`validate_field`)
+        text = pan if pan is not None else str(value)
+        if spec.companions and isinstance(parent, dict) and isinstance(key, str):
             if "last4" in spec.companions:
-                parent[f"{location.key}_last4"] = text[-4:]
+                parent[f"{key}_last4"] = text[-4:]
             if "brand" in spec.companions:
                 brand = card_brand(text)
-                parent[f"{location.key}_brand"] = str(brand) if brand else None
+                parent[f"{key}_brand"] = str(brand) if brand else None
         return text
 
     async def _transform_one(
@@ -314,16 +328,16 @@ class FieldEngine:
         text: str,
         subject: str,
         report: FieldReport,
-        batch: list[tuple[Location, str, str, str, str]] | None,
+        batch: list[_Sealing] | None,
     ) -> None:
         """The field's blind index and transform where the key service is awaited for it."""
         spec = rule.rule
-        assert self.cipher is not None  # _check_one refused without one
+        assert self.cipher is not None  # _check_value refused without one
         parent = location.parent
         if spec.blind_index and isinstance(parent, dict) and isinstance(location.key, str):
             parent[f"{location.key}_index"] = await self.cipher.blind_index(text, category=spec.category)
         if batch is not None and spec.transform in _SEALED:
-            batch.append((location, text, spec.transform, spec.category, subject))
+            batch.append((parent, location.key, text, spec.transform, spec.category, subject))
         elif spec.transform == "encrypt":
             location.set(await self.cipher.encrypt(text, category=spec.category, subject=subject))
         elif spec.transform == "encrypt_deterministic":

@@ -16,11 +16,12 @@ EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 PHONE_RE = re.compile(r"^\+?[0-9 ()./-]{6,24}$")
 
 
-def validate_field(kind: str, value: Any, field: str) -> None:
+def validate_field(kind: str, value: Any, field: str) -> str | None:
+    """Refuse a value that is not of its kind (422); a card number's normalised digits, else None."""
     text = str(value) if isinstance(value, str | int) else ""
     if kind == "card_number":
         try:
-            validate_pan(text)
+            return validate_pan(text)
         except PrivacyError as error:
             raise PrivacyError(
                 "invalid_card_number",
@@ -45,3 +46,4 @@ def validate_field(kind: str, value: Any, field: str) -> None:
             raise PrivacyError(
                 "invalid_date", f"The field {field!r} is not a YYYY-MM-DD date.", 422, extra={"field": field}
             ) from None
+    return None

@@ -58,9 +58,18 @@ class DiscloseResponseFields(Step):
         # Metric children bound once per route, not looked up by label on every response.
         self.counters: dict[str, Any] = {}
         self.unknown_dropped = metrics.unknown_fields.labels(self.label, "drop")
+        # The viewer of the last principal seen here, by identity: the identity chain hands a repeat
+        # caller the principal it verified before, and a viewer depends only on it and this route.
+        self._last: tuple[Principal | None, Viewer] | None = None
 
     def viewer(self, ex: Exchange) -> Viewer:
-        return response_viewer(self.access, ex.ctx.principal, self.anonymous_recipient, self.purpose)
+        principal = ex.ctx.principal
+        last = self._last
+        if last is not None and last[0] is principal:
+            return last[1]
+        viewer = response_viewer(self.access, principal, self.anonymous_recipient, self.purpose)
+        self._last = (principal, viewer)
+        return viewer
 
     async def on_response(self, ex: Exchange) -> None:
         if not ex.response_has_json:

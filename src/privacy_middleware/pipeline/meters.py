@@ -26,6 +26,16 @@ def counter_inc(child: Any) -> Callable[[], None]:
     return partial(inc, 1)
 
 
+def counter_add(child: Any) -> Callable[[float], None]:
+    """`child.inc(amount)` for a counter child bound to its labels, for amounts known not to be negative
+    (the public call's one other check)."""
+    value = getattr(child, "_value", None)
+    inc = getattr(value, "inc", None)
+    if inc is None or not _observable(child):
+        return child.inc  # type: ignore[no-any-return]
+    return inc  # type: ignore[no-any-return]
+
+
 def histogram_observe(histogram: Any) -> Callable[[float], None]:
     """`histogram.observe` for a histogram bound to its labels (or one without labels)."""
     total: Any = getattr(histogram, "_sum", None)

@@ -6,6 +6,7 @@ from ..fields.engine import FieldEngine
 from ..metrics import Metrics
 from ..policy.compile import CompiledBody, RouteSpec
 from ..services import Services
+from .meters import counter_add
 from .plan import Exchange, Step, StepFactory
 
 _TRANSFORMS = ("strip", "encrypt", "encrypt_deterministic", "tokenise")
@@ -21,7 +22,8 @@ class ProtectRequestFields(Step):
         self.body = body
         self.engine = engine
         self.metrics = metrics
-        self.counters = {t: metrics.fields.labels("request", t) for t in _TRANSFORMS}  # bound once
+        # bound once, as the bare updates of pipeline/meters.py (a report's counts are never negative)
+        self.counters = {t: counter_add(metrics.fields.labels("request", t)) for t in _TRANSFORMS}
 
     async def on_request(self, ex: Exchange) -> None:
         if not ex.request_has_json:
@@ -32,8 +34,10 @@ class ProtectRequestFields(Step):
         if report.transformed:
             ex.request_changed = True
             for transform, count in report.transformed.items():
-                counter = self.counters.get(transform) or self.metrics.fields.labels("request", transform)
-                counter.inc(count)
+                add = self.counters.get(transform)
+                if add is None:
+                    add = self.metrics.fields.labels("request", transform).inc
+                add(count)
 
 
 def factory(services: Services) -> StepFactory:
