@@ -143,6 +143,9 @@ def pans_in(text: str) -> Iterator[re.Match[str]]:
             yield match
 
 
+_CONTAINERS = (dict, list)
+
+
 def _scalar_has_pan(value: Any) -> bool:
     if isinstance(value, bool):
         return False
@@ -191,10 +194,14 @@ def find_card_data(
                 continue
             if isinstance(key, str) and _is_code_key(key) and not _blank(value):
                 yield field_path([*path, key]), "card_code"
-            elif isinstance(value, dict | list):
+            elif value is None:
+                continue  # `_scalar_has_pan(None)` is False
+            elif type(value) is str:
+                # one search clears text without a candidate run (most values) before the matches
+                if search(value) is not None and next(pans_in(value), None) is not None:
+                    yield field_path([*path, key]), "card_number"
+            elif isinstance(value, _CONTAINERS):
                 stack.append((value, [*path, key]))
-            elif type(value) is str and search(value) is None:
-                continue  # no candidate run: `_scalar_has_pan` would say so, after a call
             elif _scalar_has_pan(value):
                 yield field_path([*path, key]), "card_number"
 

@@ -46,6 +46,7 @@ CARD_CODE_NAMES = frozenset(
     }
 )
 _NOT_ALNUM = re.compile(r"[^0-9a-z]")
+_CONTAINERS = (dict, list)  # a tuple: `isinstance` takes it faster than `dict | list`
 _PAN_TEXT = re.compile(r"[0-9][0-9 \-]{11,30}[0-9]")
 
 
@@ -98,11 +99,11 @@ def remove_card_codes(document: Any, name: str | int | None = None) -> int:
                 del document[key]
                 removed += 1
         for key, value in document.items():
-            if isinstance(value, dict | list):
+            if isinstance(value, _CONTAINERS):
                 removed += remove_card_codes(value, key)
     elif isinstance(document, list):
         for value in document:
-            if isinstance(value, dict | list):
+            if isinstance(value, _CONTAINERS):
                 removed += remove_card_codes(value, name)
     return removed
 
@@ -204,11 +205,11 @@ class ShapeGuard:
             ok = (
                 (wants_object and isinstance(value, dict))
                 or (wants_array and isinstance(value, list))
-                or (wants_values and isinstance(value, dict | list))
+                or (wants_values and isinstance(value, _CONTAINERS))
             )
             if not ok and not (node.leaf and node.leaf_may_be_container):
                 raise _wrong_type(path, "an object" if wants_object else "an array")
-        elif node.leaf and not node.leaf_may_be_container and isinstance(value, dict | list):
+        elif node.leaf and not node.leaf_may_be_container and isinstance(value, _CONTAINERS):
             raise _wrong_type(path, "a single value")
         if isinstance(value, dict):
             if node.keys:
@@ -232,7 +233,7 @@ class ShapeGuard:
                     if key in value:
                         if how == _WALK:
                             self._check(child, value[key], [*path, key])
-                        elif how == _SINGLE and isinstance(value[key], dict | list):
+                        elif how == _SINGLE and isinstance(value[key], _CONTAINERS):
                             raise _wrong_type([*path, key], "a single value")
             if node.values is not None:
                 for key, item in value.items():
