@@ -2,7 +2,7 @@
 one PostgreSQL chain, strict-event latency, and offline verify.
 
 Run:  .venv/bin/python bench/bench_audit.py [--events 50000 | --seconds 60] [--writers 4] [--no-postgres | --no-sqlite]
-      [--smoke]
+      [--strict-every 0.02] [--smoke]
 
 Each figure is printed with a baseline measured in the same run: the raw floor of the work that
 cannot be avoided (canonical JSON + SHA-256 per event for the writer; reading + SHA-256 per line
@@ -337,7 +337,14 @@ class ServerCpu:
 
 
 def _writer_process(
-    url: str, seconds: float, events: int, workdir: str, key_path: str, side_key: bytes, gc_freeze: bool
+    url: str,
+    seconds: float,
+    events: int,
+    workdir: str,
+    key_path: str,
+    side_key: bytes,
+    gc_freeze: bool,
+    strict_every: float,
 ) -> Any:
     """One writer instance in its own process (its own connections), for the multi-writer run."""
     logging.getLogger("privacy_middleware.audit").setLevel(logging.ERROR)
@@ -350,13 +357,20 @@ def _writer_process(
             key_path=Path(key_path),
             side_key=side_key,
             gc_freeze=gc_freeze,
+            strict_every=strict_every,
         )
     )
     return dataclasses.astuple(run)
 
 
 async def run_writers(
-    url: str, writers: int, events: int, seconds: float | None, workdir: Path, gc_freeze: bool = False
+    url: str,
+    writers: int,
+    events: int,
+    seconds: float | None,
+    workdir: Path,
+    gc_freeze: bool = False,
+    strict_every: float = 0.02,
 ) -> list[WriterRun]:
     """`writers` processes append to one chain at once (one sequencer: the head row lock)."""
     key_path = workdir / "signing.pem"
@@ -372,12 +386,35 @@ async def run_writers(
     with context.Pool(writers) as pool:
         pending = [
             pool.apply_async(
-                _writer_process, (url, seconds or 0, events, str(workdir / f"w{n}"), str(key_path), side_key, gc_freeze)
+                _writer_process,
+                (url, seconds or 0, events, str(workdir / f"w{n}"), str(key_path), side_key, gc_freeze, strict_every),
             )
             for n in range(writers)
         ]
         results = [await loop.run_in_executor(None, result.get) for result in pending]
     return [WriterRun(*result) for result in results]
+
+
+async def commit_floor(url: str, stop: asyncio.Event, every: float = 0.02) -> list[float]:
+    """The floor under a strict reveal on PostgreSQL: one row (1 KB, like a sealed event) committed on
+    its own every `every` seconds, by a process whose event loop is otherwise idle, on the same server
+    while the writers run (ms each): the server's commit (its WAL flush among the writers' commits)
+    without a busy writer process's loop."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    times: list[float] = []
+    try:
+        await conn.execute("CREATE TABLE bench_commit_floor (n BIGINT PRIMARY KEY, record BYTEA NOT NULL)")
+        record = os.urandom(1000)
+        while not stop.is_set():
+            await asyncio.sleep(every)
+            before = time.perf_counter()
+            await conn.execute("INSERT INTO bench_commit_floor VALUES ($1, $2)", len(times), record)
+            times.append((time.perf_counter() - before) * 1000)
+    finally:
+        await conn.close()
+    return times
 
 
 async def export_and_verify(url: str, workdir: Path, expected: int) -> tuple[float, float, float, int]:
@@ -490,8 +527,9 @@ async def _sqlite_runs(
     gc_freeze: bool,
     producer: float,
     floor: float,
+    strict_every: float,
 ) -> None:
-    run = await run_writer(url, events, seconds, workdir / "sqlite", gc_freeze=gc_freeze)
+    run = await run_writer(url, events, seconds, workdir / "sqlite", gc_freeze=gc_freeze, strict_every=strict_every)
     report_run(table, "SQLite", run, producer, floor)
     vrate, vcpu, vfloor, count = await export_and_verify(url, workdir / "sqlite", run.emitted)
     print(f"  verify: {count} leaves, {vcpu * 1e6:.2f} µs CPU per event ({1 / vcpu:,.0f} events per CPU second)")
@@ -530,6 +568,7 @@ async def main(
     writers: int = 4,
     gc_freeze: bool = False,
     sqlite_too: bool = True,
+    strict_every: float = 0.02,
 ) -> list[Row]:
     if smoke:
         events, seconds, writers = 600, None, 2
@@ -538,9 +577,9 @@ async def main(
     what = f"for {seconds:g} s" if seconds else f"{events} events"
     print(
         f"bench_audit: {what} per writer (half logins with 3 sealed values, half disclosures), batch 500, queue"
-        f" 10000, checkpoint every 1000, a strict reveal every 20 ms; Python {platform.python_version()},"
-        f" {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
-        + ("; start-up heap frozen as `serve` does" if gc_freeze else "")
+        f" 10000, checkpoint every 1000, a strict reveal {strict_every * 1000:g} ms after the last one returned;"
+        f" Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs,"
+        f" load average {os.getloadavg()[0]:.1f}" + ("; start-up heap frozen as `serve` does" if gc_freeze else "")
     )
     sample = make_events(min(events, 20_000))
     floor = floor_writer(sample)
@@ -550,11 +589,13 @@ async def main(
         workdir = Path(tmp)
         url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
         if sqlite_too:
-            await _sqlite_runs(table, url, events, seconds, workdir, gc_freeze, producer, floor)
+            await _sqlite_runs(table, url, events, seconds, workdir, gc_freeze, producer, floor, strict_every)
         if postgres:
             async with postgres_database() as pg_url:
                 async with ServerCpu(pg_url.rsplit("/", 1)[1]) as server:
-                    pg = await run_writer(pg_url, events, seconds, workdir / "pg", gc_freeze=gc_freeze)
+                    pg = await run_writer(
+                        pg_url, events, seconds, workdir / "pg", gc_freeze=gc_freeze, strict_every=strict_every
+                    )
                 report_run(table, "PostgreSQL", pg, producer, floor)
                 print(
                     f"  PostgreSQL server for that writer: backends {server.seconds('backends') / pg.emitted * 1e6:.1f}"
@@ -565,9 +606,15 @@ async def main(
                 return table.rows
             async with postgres_database() as pg_url:
                 started = time.perf_counter()
+                floor_stop = asyncio.Event()
+                floor_task = asyncio.create_task(commit_floor(pg_url, floor_stop))
                 async with ServerCpu(pg_url.rsplit("/", 1)[1]) as server:
-                    runs = await run_writers(pg_url, writers, events, seconds, workdir / "multi", gc_freeze)
+                    runs = await run_writers(
+                        pg_url, writers, events, seconds, workdir / "multi", gc_freeze, strict_every
+                    )
                 wall = time.perf_counter() - started
+                floor_stop.set()
+                commits = await floor_task
                 total = sum(r.emitted for r in runs)
                 _, _, _, leaves = await export_and_verify(pg_url, workdir / "multi", total)
                 expect(leaves == total + 2 * writers, f"{leaves} leaves for {total} events from {writers} writers")
@@ -580,6 +627,10 @@ async def main(
                     f" leaves verified; {total / busiest:,.0f} events/s while all wrote ({wall:.1f} s with start-up);"
                     f" client CPU {cpu * 1e6:.1f} µs/event; strict reveal p50 {median(strict):.1f} ms,"
                     f" p99 {p99(strict):.1f} ms ({len(strict)} reveals, {refused} refused with 503)"
+                )
+                print(
+                    "  floor: a one-row commit every 20 ms from an idle process, same server, meanwhile:"
+                    f" p50 {median(commits):.1f} ms, p99 {p99(commits):.1f} ms ({len(commits)} commits)"
                 )
                 clients = sum(r.cpu for r in runs)
                 backends, background = server.seconds("backends"), server.seconds("background")
@@ -644,6 +695,12 @@ if __name__ == "__main__":
     parser.add_argument("--no-sqlite", action="store_true", help="only the PostgreSQL runs (one writer, then several)")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--gc-freeze", action="store_true", help="freeze the start-up heap, as `serve` does")
+    parser.add_argument(
+        "--strict-every",
+        type=float,
+        default=0.02,
+        help="seconds each strict caller sleeps between reveals (its rate also follows how fast they return)",
+    )
     args = parser.parse_args()
     asyncio.run(
         main(
@@ -654,5 +711,6 @@ if __name__ == "__main__":
             args.writers,
             args.gc_freeze,
             not args.no_sqlite,
+            args.strict_every,
         )
     )

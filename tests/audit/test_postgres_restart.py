@@ -1,5 +1,5 @@
 """PostgreSQL restarted under a running writer: the pool's pre-ping gives the next strict write a
-new connection, so it reaches the store (not the spool) and its caller is answered."""
+new connection, so it reaches the store (its outbox, not the spool) and its caller is answered."""
 
 from pathlib import Path
 
@@ -11,6 +11,7 @@ from privacy_middleware.audit import AuditEvent, AuditLog, AuditWriter, data_acc
 from privacy_middleware.audit.export import export
 from privacy_middleware.store import Database
 from privacy_middleware.store.audit import audit_events
+from support.audit_events import outbox_uids
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -54,6 +55,9 @@ async def test_a_strict_write_survives_terminated_backends(
         again = _reveal(8)
         await writer.emit_strict(again)
         assert writer.metrics.spooled.total == 0
+        async with database.connect() as conn:  # durable in the store: in the chain or its outbox
+            assert again.uid in await _uids(database) or await outbox_uids(conn) == [again.uid]
+        await writer.flush()
         uids = await _uids(database)
         assert again.uid in uids
         await writer.stop()

@@ -24,6 +24,7 @@ from privacy_middleware.audit.merkle import leaf_hash
 from privacy_middleware.errors import PrivacyError
 from privacy_middleware.store import Database
 from privacy_middleware.store.audit import audit_events
+from support.audit_events import outbox_uids
 
 pytestmark = pytest.mark.anyio
 
@@ -153,7 +154,12 @@ async def test_emit_never_raises_even_for_an_unsealable_event(database: Database
 async def test_emit_strict_returns_once_the_event_is_stored(database: Database, make_writer: MakeWriter) -> None:
     writer = make_writer(database, flush_interval=5.0)
     await writer.start()
-    await writer.emit_strict(_reveal(7))
+    reveal = _reveal(7)
+    await writer.emit_strict(reveal)
+    if database.is_postgres:  # committed to the outbox; in the chain once the strict lane appends it
+        async with database.connect() as conn:
+            assert await outbox_uids(conn) in ([reveal.uid], [])
+        await writer.flush()
     found = await search(database, kinds=["api_activity.data_reveal"])
     assert [r.subject for r in found] == ["cust_7"]
 
@@ -275,6 +281,8 @@ async def test_a_strict_event_after_an_outage_is_written_after_the_spooled_event
         writer = make_writer(database, retry_interval=3600)  # no replay by the housekeeping
         await _spool_an_outage(writer, database, 3)
         await writer.emit_strict(_reveal(3))
+        if database.is_postgres:
+            await writer.flush()  # the strict lane appends the outbox's event (after the spool)
         assert not writer.spool.pending()
         rows = await _kinds_and_subjects(database)
         assert rows == [("log.start", None)] + [("authentication.logon", f"cust_{n}") for n in range(3)] + [

@@ -1,8 +1,13 @@
-"""Audit events the store tests append: logins with every sealed kind (username, IP, user agent)."""
+"""Audit events the store tests append: logins with every sealed kind (username, IP, user agent); the
+strict outbox's waiting events."""
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from privacy_middleware.audit import AuditEvent, login_attempt
+from privacy_middleware.store.audit_outbox import audit_strict_outbox
 
 
 def sealed_login(n: int) -> AuditEvent:
@@ -15,3 +20,9 @@ def sealed_login(n: int) -> AuditEvent:
         user_agent="Mozilla/5.0 (X11; Linux x86_64)",
         device=f"dev-{n}",
     )
+
+
+async def outbox_uids(conn: AsyncConnection) -> list[str]:
+    """The uids of the strict events waiting in the PostgreSQL outbox, oldest first."""
+    query = sa.select(audit_strict_outbox.c.uid).order_by(audit_strict_outbox.c.created_us)
+    return list((await conn.execute(query)).scalars())

@@ -21,8 +21,8 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..keyfiles import load_or_create_signing_key
-from ..store import Database
+from ..store import Database, audit_outbox
 from ..store import audit_sqlite as sqlite
 from ..store.audit import (
     BATCH_COLUMNS,
@@ -107,6 +107,17 @@ class _PgAppend:
     force: bool
     # settled by the append that took it: its result, its error, or None ("lead the next take")
     outcome: asyncio.Future[AppendResult | None]
+    outbox: Collection[str] = ()  # uids of its events that wait in the strict outbox
+
+    def without(self, gone: set[str]) -> _PgAppend:
+        """This append less the outbox events another writer claimed (they are its to append)."""
+        keep = [n for n, event in enumerate(self.events) if event.doc["uid"] not in gone]
+        return replace(
+            self,
+            events=[self.events[n] for n in keep],
+            templates=[self.templates[n] for n in keep],
+            side_rows=[row for row in self.side_rows if row[2] not in gone],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +206,13 @@ class AuditLog:
         events: Sequence[SealedEvent],
         *,
         templates: Sequence[tuple[bytes, bytes] | None] | None = None,
+        outbox: Collection[str] = (),
     ) -> AppendResult:
-        """Append one batch in a transaction of its own; `templates` from `leaf_templates(events)`."""
+        """Append one batch in a transaction of its own; `templates` from `leaf_templates(events)`.
+
+        `outbox` (PostgreSQL) names events of the batch committed to the strict outbox: the append
+        deletes their rows in its transaction, and leaves out any whose row another writer holds or
+        has already appended (exactly once)."""
         await self.prepare(database)
         await self.register_key(database)
         if not database.is_postgres:
@@ -212,13 +228,14 @@ class AuditLog:
         if not events:
             async with database.begin() as conn:
                 return await self.append_in(database, conn, events, templates=templates)
-        return await self._append_postgres(database, events, templates)
+        return await self._append_postgres(database, events, templates, outbox)
 
     async def _append_postgres(
         self,
         database: Database,
         events: Sequence[SealedEvent],
         templates: Sequence[tuple[bytes, bytes] | None] | None,
+        outbox: Collection[str] = (),
     ) -> AppendResult:
         """PostgreSQL: the appends of this process take the head row's lock one at a time, and each
         take carries every append of the process waiting at that moment, including those that came
@@ -232,7 +249,7 @@ class AuditLog:
         lock, so the chain can neither fork nor have a gap. If the take fails, every append in it
         fails (each caller spools its own events, as before)."""
         templates, side_rows, force = await self._serialise(events, templates, False)
-        mine = _PgAppend(events, templates, side_rows, force, asyncio.get_running_loop().create_future())
+        mine = _PgAppend(events, templates, side_rows, force, asyncio.get_running_loop().create_future(), outbox)
         self._pg_appends.append(mine)
         if self._pg_taking:
             outcome = await mine.outcome
@@ -267,16 +284,21 @@ class AuditLog:
         try:
             async with database.begin() as conn:
                 # side records before the lock, as append_in does
-                side_rows = [row for append in early for row in append.side_rows]
+                taken = await self._take_outbox(conn, early)
+                side_rows = [row for append in taken for row in append.side_rows]
                 await insert_tuples(conn, audit_side_records, SIDE_COLUMNS, side_rows)
                 head = await lock_chain(conn, self.chain, postgres=True, now_us=_now_us())
-                late = list(self._pg_appends)  # came while the lock was awaited: they ride along
+                # came while the lock was awaited: they ride along, except those with outbox rows
+                # (deleting them would be one more round trip under the lock; they lead the next take)
+                late = [append for append in self._pg_appends if not append.outbox]
+                deferred = [append for append in self._pg_appends if append.outbox]
                 self._pg_appends.clear()
+                self._pg_appends.extend(deferred)
                 late_rows = [row for append in late for row in append.side_rows]
                 await insert_tuples(conn, audit_side_records, SIDE_COLUMNS, late_rows)
                 served = early + late
-                events = [event for append in served for event in append.events]
-                templates = [template for append in served for template in append.templates]
+                events = [event for append in taken + late for event in append.events]
+                templates = [template for append in taken + late for template in append.templates]
                 force = any(append.force for append in served)
                 result = await self._append_locked(conn, head, events, templates, force)
         except BaseException as exc:
@@ -289,6 +311,15 @@ class AuditLog:
             if append is not mine and not append.outcome.done():
                 append.outcome.set_result(result)
         return result
+
+    async def _take_outbox(self, conn: AsyncConnection, appends: list[_PgAppend]) -> list[_PgAppend]:
+        """Delete the outbox rows of these appends' strict events in this transaction; an event whose
+        row another writer holds (or already appended) is left out: that writer appends it."""
+        uids = [uid for append in appends for uid in append.outbox]
+        if not uids:
+            return appends
+        gone = set(uids) - await audit_outbox.take(conn, uids)
+        return [append.without(gone) if gone else append for append in appends]
 
     def append_sqlite(
         self,

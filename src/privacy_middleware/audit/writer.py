@@ -14,9 +14,12 @@ at once on the loop thread when nothing else is being written, and otherwise is 
 bulk batch in flight after its current slice (sealed and committed with that slice: one commit and
 one wait for the disk, not two; then the rest of the batch follows); one that comes while the batch
 commits is written on the loop thread as soon as the batch returns, before its write lock passes on.
+On PostgreSQL a strict event is committed to the strict outbox first (one row, outside the chain's
+lock), which is all its caller waits for; the next bulk batch appends it to the chain at its head
+and deletes the row in the same transaction (`outbox.py`).
 Every write to the store, from either lane, first replays what an outage left in the spool (one
 replay at a time), so spooled events always come before anything newer; a strict caller right
-after an outage therefore also waits for that replay.
+after an outage therefore also waits for that replay (unless its event went to the outbox).
 An event is dropped only when it cannot be sealed or the disk
 refuses the spool; a drop is an alarm: metered, logged as an error and written to the log as an
 `events_dropped` Detection Finding.
@@ -44,6 +47,7 @@ from sqlalchemy import exc as sa_exc
 from ..errors import PrivacyError
 from ..store import Database, audit_sqlite
 from ..store.audit import existing_uids
+from . import outbox
 from .events import SEVERITY_CRITICAL, AuditEvent, detection_finding, events_dropped, lifecycle
 from .log import AppendResult, AuditLog
 from .sealing import SealedEvent
@@ -131,6 +135,7 @@ class _Item:
     future: asyncio.Future[None] | None = None
     drops: int = 0
     leaf: tuple[bytes, bytes] | None = None  # its leaf serialised ahead (log.leaf_templates), else None
+    outbox: bool = False  # committed to the strict outbox: never spooled (the outbox keeps it)
 
 
 class _Count:
@@ -181,9 +186,12 @@ class AuditWriter:
         strict_timeout: float = 5.0,
         retry_interval: float = 1.0,
         self_check: bool = False,
+        outbox_claim_after: float = 10.0,
     ) -> None:
         if queue_size < 1 or batch_size < 1 or flush_interval <= 0:
             raise ValueError("queue_size, batch_size and flush_interval must be positive")
+        if outbox_claim_after < 0:
+            raise ValueError("outbox_claim_after must not be negative")
         self.database = database
         self.log = log
         self.slot = SpoolSlot(spool_dir, ("audit-spool", "audit-overflow"))
@@ -196,6 +204,15 @@ class AuditWriter:
         self.strict_timeout = strict_timeout
         self.retry_interval = retry_interval
         self.self_check = self_check
+        # PostgreSQL: strict events are committed to the outbox and appended to the chain after;
+        # rows a writer left behind are appended by any writer once this old (checked half as often)
+        self.outbox_claim_after = outbox_claim_after
+        self._outbox = database.is_postgres
+        self._last_outbox_look = 0.0
+        self._committing: set[asyncio.Task[None]] = set()  # outbox inserts in flight
+        # committed to the outbox: each goes into the next bulk batch, at its head (no take of its own)
+        self._outboxed: deque[_Item] = deque()
+        self._committer = outbox.Committer(database, log) if self._outbox else None
         self._strict_exact = frozenset(k for k in strict_classes if not k.endswith("*"))
         self._strict_prefix = tuple(k[:-1] for k in strict_classes if k.endswith("*"))
         self.metrics = _Metrics(registry if registry is not None else CollectorRegistry())
@@ -295,7 +312,8 @@ class AuditWriter:
         if len(self._strict) >= self.reserve:
             raise _unavailable()
         sealed = self.log.seal(event)
-        if self._write_now(sealed):
+        committer = self._committer
+        if self._write_now(sealed) or (committer is not None and await self._commit_to_outbox(committer, sealed)):
             return
         if self._own is not None:
             self._own.stop.set()  # a bulk batch being written ends after its current slice
@@ -312,6 +330,44 @@ class AuditWriter:
             raise _unavailable() from None
         finally:
             timer.cancel()
+
+    async def _commit_to_outbox(self, committer: outbox.Committer, sealed: SealedEvent) -> bool:
+        """PostgreSQL: commit the event to the strict outbox; True once the row is committed. The
+        next bulk batch then appends it to the chain, at its head (a take of the chain's lock of its
+        own would cost the other writers as much as a whole batch). False when the store refused it
+        (the strict lane then writes or spools it, and the caller waits for that); 503 when it takes
+        longer than the strict timeout.
+
+        The insert runs in a task of its own that ends whatever the caller does: what it ends with
+        decides where the event goes (the bulk batch with its outbox row, or the strict lane to be
+        written or spooled), so it is appended once either way."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[bool] = loop.create_future()
+        task = loop.create_task(committer.commit(sealed))
+        self._committing.add(task)
+        task.add_done_callback(self._committing.discard)
+        task.add_done_callback(functools.partial(self._outbox_committed, sealed, answer))
+        timer = loop.call_later(self.strict_timeout, _time_out, answer)
+        try:
+            return await answer
+        except TimeoutError:
+            raise _unavailable() from None
+        finally:
+            timer.cancel()
+
+    def _outbox_committed(self, sealed: SealedEvent, answer: asyncio.Future[bool], task: asyncio.Task[None]) -> None:
+        failed = task.cancelled() or task.exception() is not None
+        if not failed:  # the next bulk batch appends it to the chain (its take deletes the row)
+            self._outboxed.append(_Item(sealed, outbox=True))
+            self._wakeup.set()
+        elif answer.done():  # the caller has its 503: the strict lane writes (or spools) it all the same
+            self._strict.append(_Item(sealed))
+            self._strict_wakeup.set()
+        if failed:
+            error = "cancelled" if task.cancelled() else type(task.exception()).__name__
+            logger.warning("audit strict outbox unavailable (%s); the strict lane writes the event", error)
+        if not answer.done():
+            answer.set_result(not failed)
 
     def _write_now(self, sealed: SealedEvent) -> bool:
         """SQLite, nothing being written or waiting: commit a strict event at once, on this thread.
@@ -358,6 +414,7 @@ class AuditWriter:
             return
         self._accepting = True
         self._stopping = False
+        self._last_outbox_look = 0.0  # rows other writers left are looked at once started
         self._start_written.clear()
         self.slot.reclaim()
         try:  # spools of processes that ended with events on disk (a killed worker's)
@@ -441,6 +498,10 @@ class AuditWriter:
         self.slot.release()  # what is left on disk is the next start's (or another process's) to replay
 
     async def _stop_strict(self) -> None:
+        if self._committing:  # their events are queued before the stop leaf
+            await asyncio.wait(set(self._committing))
+        if self._committer is not None:
+            await self._committer.close()
         task, self._strict_task = self._strict_task, None
         if task is not None:
             self._strict_wakeup.set()
@@ -450,10 +511,14 @@ class AuditWriter:
         """Write everything queued so far, overflow included (tests and shutdown hooks use it)."""
         while self._queue and not self._start_written.is_set():
             await self._write_next()
+        if self._committing:  # strict events being committed to the outbox are queued then
+            await asyncio.wait(set(self._committing))
         while self._strict:
             await self._write_strict()
-        while self._queue or self._spilling:
-            while self._queue:
+        async with self._strict_lock:
+            pass  # a strict batch the lane took is now in the store (or the spool)
+        while self._queue or self._outboxed or self._spilling:
+            while self._queue or self._outboxed:
                 await self._write_next()
             if self._spilling and not await self._drain_overflow():
                 return  # the store is down: the overflow waits on disk
@@ -471,7 +536,7 @@ class AuditWriter:
 
     async def _write_next(self) -> None:
         async with self._take_lock:
-            if not self._queue:
+            if not self._queue and not self._outboxed:
                 return
             batch = await self._next_batch()  # sealing (CPU on the loop) outside the write lock
             await self._write_lock.acquire()  # FIFO: taken before the next batch can be
@@ -525,8 +590,9 @@ class AuditWriter:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wakeup.wait(), self.flush_interval)
                 self._wakeup.clear()
-                while self._queue:
+                while self._queue or self._outboxed:
                     await self._write_next()
+                    await self._look_at_outbox()  # also under sustained load, between batches
                 if self._spilling and await self._drain_overflow() and self._queue:
                     continue
                 if self._stopping:
@@ -616,6 +682,10 @@ class AuditWriter:
 
     async def _next_batch(self) -> list[_Item]:
         batch: list[_Item] = []
+        while self._outboxed and len(batch) < self.batch_size:  # strict events, sealed already
+            item = self._outboxed.popleft()
+            item.leaf = self.log.leaf_templates([item.sealed])[0] if isinstance(item.sealed, SealedEvent) else None
+            batch.append(item)
         while self._queue and len(batch) < self.batch_size:
             if len(batch) % _SEAL_SLICE == _SEAL_SLICE - 1:
                 await asyncio.sleep(0)  # sealing is CPU work on the loop: let requests (and strict events) in
@@ -645,12 +715,17 @@ class AuditWriter:
             self._start_written.set()
 
     async def _append(
-        self, sealed: Sequence[SealedEvent], templates: Sequence[tuple[bytes, bytes] | None] | None, strict: bool
+        self,
+        sealed: Sequence[SealedEvent],
+        templates: Sequence[tuple[bytes, bytes] | None] | None,
+        strict: bool,
+        in_outbox: set[str],
     ) -> AppendResult:
-        """Append one batch: on SQLite over the writer's own connections, else through the pool."""
+        """Append one batch: on SQLite over the writer's own connections, else through the pool
+        (deleting the outbox rows of `in_outbox`, PostgreSQL only, in the same transaction)."""
         own = await self._own_connections() if sealed else None
         if own is None:
-            return await self.log.append(self.database, sealed, templates=templates)
+            return await self.log.append(self.database, sealed, templates=templates, outbox=in_outbox)
         written = 0
         result: AppendResult | None = None
         try:
@@ -754,11 +829,12 @@ class AuditWriter:
         sealed = [item.sealed for item in batch if isinstance(item.sealed, SealedEvent)]
         ready = len(sealed) == len(batch) and all(item.leaf is not None for item in batch)
         templates = [item.leaf for item in batch] if ready else None
+        in_outbox = {item.sealed.uid for item in batch if item.outbox and isinstance(item.sealed, SealedEvent)}
         try:
             # Whichever lane writes first after an outage replays the spool first: a batch written
             # past it would put newer events ahead of the spooled ones (and leave those on disk).
             await self._replay_pending()
-            result = await self._append(sealed, templates, strict)
+            result = await self._append(sealed, templates, strict, in_outbox)
             self.metrics.written.inc(len(sealed))
             self._last_append = time.monotonic()
             self._uncheckpointed = result.checkpoint is None
@@ -771,6 +847,9 @@ class AuditWriter:
                 sealed = sealed[exc.written :]
                 exc = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
             self.log.forget_partitions()
+            if in_outbox:  # durable in the outbox already: appended from there once the store answers
+                sealed = [event for event in sealed if event.uid not in in_outbox]
+                batch = [item for item in batch if not item.outbox]
             logger.warning("audit store unavailable (%s); spooling %d events", exc.__class__.__name__, len(sealed))
             try:
                 async with self._spool_lock:
@@ -894,6 +973,31 @@ class AuditWriter:
             self._drop(len(rejected))
         return written
 
+    async def append_outbox(self) -> int:
+        """PostgreSQL: append to the chain the strict events left in the outbox for at least
+        `outbox_claim_after` seconds (by a writer that died, or whose append failed); how many.
+        The writer runs it at start and every `outbox_claim_after / 2` seconds between batches."""
+        if not self._outbox:
+            return 0
+        await self._replay_pending()  # an outage's spool goes first, as before any write
+        appended = await outbox.append_left(self.database, self.log, self.outbox_claim_after)
+        if appended:
+            self.metrics.written.inc(appended)
+            self._last_append = time.monotonic()
+            self._uncheckpointed = True
+        return appended
+
+    async def _look_at_outbox(self) -> None:
+        """Append the outbox rows other writers left, when due (every `outbox_claim_after / 2` s)."""
+        now = time.monotonic()
+        if not self._outbox or now - self._last_outbox_look < self.outbox_claim_after / 2:
+            return
+        self._last_outbox_look = now
+        try:
+            await self.append_outbox()
+        except Exception as exc:
+            logger.warning("audit outbox look postponed (%s)", exc.__class__.__name__)
+
     async def _housekeeping(self) -> None:
         now = time.monotonic()
         if self._own is not None and self._own.written:
@@ -904,6 +1008,7 @@ class AuditWriter:
                 await self._replay_pending()
             except Exception as exc:
                 logger.warning("audit spool replay postponed (%s)", exc.__class__.__name__)
+        await self._look_at_outbox()
         if self._uncheckpointed and now - self._last_checkpoint_try >= self.log.checkpoint_interval:
             self._last_checkpoint_try = now
             try:
@@ -917,7 +1022,7 @@ class AuditWriter:
             self._wakeup.set()
 
 
-def _time_out(future: asyncio.Future[None]) -> None:
+def _time_out(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
 
