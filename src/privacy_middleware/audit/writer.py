@@ -725,7 +725,14 @@ class AuditWriter:
         (deleting the outbox rows of `in_outbox`, PostgreSQL only, in the same transaction)."""
         own = await self._own_connections() if sealed else None
         if own is None:
-            return await self.log.append(self.database, sealed, templates=templates, outbox=in_outbox)
+            try:
+                return await self.log.append(self.database, sealed, templates=templates, outbox=in_outbox)
+            except asyncio.CancelledError:
+                # Cancelled (a shutdown that did not wait) with the batch in a take that may or may
+                # not have committed: on disk at once, nothing else would write it (the replay skips
+                # what the log already holds); events in the strict outbox are durable there already.
+                self._spool_now([event for event in sealed if event.uid not in in_outbox])
+                raise
         written = 0
         result: AppendResult | None = None
         try:
