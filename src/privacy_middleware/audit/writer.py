@@ -47,9 +47,9 @@ from sqlalchemy import exc as sa_exc
 from ..errors import PrivacyError
 from ..store import Database, audit_sqlite
 from ..store.audit import existing_uids
-from . import outbox
 from .events import SEVERITY_CRITICAL, AuditEvent, detection_finding, events_dropped, lifecycle
 from .log import AppendResult, AuditLog
+from .outbox import Committer, append_left
 from .sealing import SealedEvent
 from .spool import Spool, SpoolContents, SpoolCorruptError, SpoolSlot
 
@@ -212,7 +212,7 @@ class AuditWriter:
         self._committing: set[asyncio.Task[None]] = set()  # outbox inserts in flight
         # committed to the outbox: each goes into the next bulk batch, at its head (no take of its own)
         self._outboxed: deque[_Item] = deque()
-        self._committer = outbox.Committer(database, log) if self._outbox else None
+        self._committer = Committer(database, log) if self._outbox else None
         self._strict_exact = frozenset(k for k in strict_classes if not k.endswith("*"))
         self._strict_prefix = tuple(k[:-1] for k in strict_classes if k.endswith("*"))
         self.metrics = _Metrics(registry if registry is not None else CollectorRegistry())
@@ -331,7 +331,7 @@ class AuditWriter:
         finally:
             timer.cancel()
 
-    async def _commit_to_outbox(self, committer: outbox.Committer, sealed: SealedEvent) -> bool:
+    async def _commit_to_outbox(self, committer: Committer, sealed: SealedEvent) -> bool:
         """PostgreSQL: commit the event to the strict outbox; True once the row is committed. The
         next bulk batch then appends it to the chain, at its head (a take of the chain's lock of its
         own would cost the other writers as much as a whole batch). False when the store refused it
@@ -987,7 +987,7 @@ class AuditWriter:
         if not self._outbox:
             return 0
         await self._replay_pending()  # an outage's spool goes first, as before any write
-        appended = await outbox.append_left(self.database, self.log, self.outbox_claim_after)
+        appended = await append_left(self.database, self.log, self.outbox_claim_after)
         if appended:
             self.metrics.written.inc(appended)
             self._last_append = time.monotonic()
