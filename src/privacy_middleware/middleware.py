@@ -256,11 +256,11 @@ class PrivacyMiddleware:
         )
         guard = None
         if plan.spec.response is None:  # no plan for what it answers: card numbers are masked
-            if not self.cards.payment.size:  # no payment route: no recipient to ask about
-                guard = MaskingResponse(self.cards, scope, send)
+            if not self.cards.payment.size:  # no payment route: no recipient to ask about, checked in C
+                send = self.cards.checking(scope, send)  # where built (the steps' headers go on ahead)
             else:
                 guard = self.cards.response(scope, send, lambda: ctx.principal.recipient if ctx.principal else None)
-            send = guard.send
+                send = guard.send
         scope = dict(scope)
         scope[SCOPE_KEY] = ctx
         current_scope.set(scope)  # request_context() in the shop's code; reset by __call__

@@ -125,7 +125,7 @@ class Runtime:
         )
         self.guests = build_guests(self)
         if self.guests is not None:  # guests (sessions, order links) are recognised before anyone else
-            self.identity.providers.insert(0, GuestProvider(self.guests, self.policy.guests))
+            self.identity.prepend(GuestProvider(self.guests, self.policy.guests))
         self.consent = ConsentService(
             self.database,
             self.policy,

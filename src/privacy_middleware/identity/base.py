@@ -3,7 +3,9 @@
 A provider returns a Principal when it recognises the caller, None when the request carries no
 credential it handles (the next provider is tried), raises 401 `invalid_token` for a credential it
 owns that is bad, and 503 `identity_unavailable` when it cannot answer (its server is down). A
-provider that cannot answer never turns the caller into an anonymous visitor.
+provider that cannot answer never turns the caller into an anonymous visitor. A provider whose class
+sets `bearer_only = True` recognises nobody without an Authorization value: a chain of only such
+providers answers a request without one as anonymous without asking them (identity/chain.py).
 """
 
 from __future__ import annotations

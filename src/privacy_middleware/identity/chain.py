@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from ..asgi.headers import first_values
 from ..context import Principal
 from ..errors import ConfigError
 from ..policy.schema import Policy
@@ -26,6 +27,7 @@ class JwtProvider:
     """Bearer JWTs (the TokenVerifier). Opaque tokens are left to a later bearer provider."""
 
     name = "jwt"
+    bearer_only = True  # recognises a caller by the Authorization header alone
 
     def __init__(self, verifier: TokenVerifier, *, leave_opaque: bool) -> None:
         self.verifier = verifier
@@ -51,9 +53,18 @@ class JwtProvider:
         return principal
 
 
+AUTHORIZATION = (b"authorization",)
+
+
 class IdentityChain:
     def __init__(self, providers: Sequence[IdentityProvider]) -> None:
         self.providers = list(providers)
+        self._bearer_only = _bearer_only(self.providers)
+
+    def prepend(self, provider: IdentityProvider) -> None:
+        """Try `provider` before the others (guests: their sessions and order links come first)."""
+        self.providers.insert(0, provider)
+        self._bearer_only = _bearer_only(self.providers)
 
     @property
     def names(self) -> list[str]:
@@ -74,6 +85,8 @@ class IdentityChain:
 
     async def authenticate(self, scope: Any, route: tuple[str, str] | None = None) -> Principal | None:
         """The caller, None for an anonymous one; 401 for a bad credential, 503 when nobody can tell."""
+        if self._bearer_only and not first_values(scope.get("headers") or (), AUTHORIZATION)[0]:
+            return None  # no Authorization (or an empty one): every provider would answer None, no 401
         request = CallerRequest(scope, route)
         for provider in self.providers:
             principal = await provider.resolve(request)
@@ -82,6 +95,12 @@ class IdentityChain:
         if request.bearer() is not None:
             raise unauthorized("The bearer token is not recognised.")
         return None
+
+
+def _bearer_only(providers: Sequence[IdentityProvider]) -> bool:
+    """Whether every provider needs an Authorization header to recognise anyone (an anonymous request
+    is then answered without asking them: a tracking event, a page view)."""
+    return all(getattr(provider, "bearer_only", False) for provider in providers)
 
 
 def logout_routes(policy: Policy) -> list[tuple[str, str]]:

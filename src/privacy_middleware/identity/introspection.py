@@ -25,6 +25,7 @@ logger = logging.getLogger("privacy_middleware.identity")
 
 class IntrospectionProvider:
     name = "introspection"
+    bearer_only = True  # recognises a caller by the Authorization header alone
 
     def __init__(
         self,

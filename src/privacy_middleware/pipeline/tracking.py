@@ -7,7 +7,7 @@ from ..fields.engine import Pseudonymiser
 from ..metrics import Metrics
 from ..policy.compile import RouteSpec
 from ..policy.schema import Policy, TrackingRoute
-from ..policy.selectors import compile_selector
+from ..policy.selectors import Selector, compile_selector
 from ..services import Services
 from .consent_decision import ConsentResolver
 from .meters import counter_inc
@@ -38,6 +38,12 @@ class TrackingGate(Step):
         self.truncate = [compile_selector(s) for s in tracked.truncate_ip]
         self.drop = [compile_selector(s) for s in tracked.drop]
         self.needs_request_json = bool(self.pseudonymise or self.truncate or self.drop)
+        # The common policy names top-level keys only (`visitor_id`, `ip`) and drops nothing: then a
+        # JSON object is rewritten by key look-ups, as the selectors would (same order, same values).
+        pseudonymised, truncated = _top_keys(self.pseudonymise), _top_keys(self.truncate)
+        self.top_keys = None
+        if pseudonymised is not None and truncated is not None and not self.drop:
+            self.top_keys = (pseudonymised, truncated)
         recipients = [r for r in policy.recipients.values() if tracked.purpose in r.purposes]
         self.pseudonym_scope = (recipients[0].pseudonym_scope if recipients else "") or f"tracking:{tracked.purpose}"
         # metric children bound once, updated without the per-call checks (pipeline/meters.py)
@@ -68,6 +74,19 @@ class TrackingGate(Step):
         if not ex.request_has_json:
             return
         pseudonymiser = self.pseudonymiser
+        document = ex.request_json
+        if self.top_keys is not None and type(document) is dict:
+            pseudonymised, truncated = self.top_keys
+            for key in pseudonymised:
+                value = document.get(key)
+                if value is not None and not isinstance(value, CONTAINERS):
+                    document[key] = pseudonymiser.pseudonym(value, self.pseudonym_scope)
+            for key in truncated:
+                if key in document:
+                    value = document[key]
+                    document[key] = truncate_ip(value) if isinstance(value, str) else None
+            ex.request_changed = True
+            return
         for selector in self.pseudonymise:
             for parent, key in selector.places(ex.request_json):  # `locations` as (container, key)
                 value = parent[key]
@@ -81,6 +100,17 @@ class TrackingGate(Step):
             for location in selector.find(ex.request_json):  # `locations` as a list
                 location.delete()
         ex.request_changed = True
+
+
+def _top_keys(selectors: list[Selector]) -> tuple[str, ...] | None:
+    """The keys of selectors that each name one top-level key; None when any reaches deeper."""
+    keys = []
+    for selector in selectors:
+        plain = selector.plain_path
+        if plain is None or plain[0]:
+            return None
+        keys.append(plain[1])
+    return tuple(keys)
 
 
 def factory(services: Services) -> StepFactory:
