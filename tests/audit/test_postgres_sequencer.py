@@ -15,6 +15,7 @@ from privacy_middleware.audit.sealing import SealedEvent
 from privacy_middleware.store import Database
 from privacy_middleware.store.audit import audit_batches, audit_events, audit_side_records
 from support.audit_events import sealed_login
+from support.postgres import lock_waiters
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -70,14 +71,7 @@ async def test_appends_that_come_while_the_lock_is_awaited_ride_with_that_take(
     try:
         bulk = _sealed(log, 100, 40)
         big = asyncio.create_task(log.append(first, bulk))
-        for _ in range(200):  # until the bulk append waits for the row lock
-            waiting = await holder.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-            if waiting:
-                break
-            await asyncio.sleep(0.01)
-        assert waiting == 1
+        assert await lock_waiters(holder) == 1  # the bulk append waits for the row lock
         strict = [log.seal(_reveal(7))]
         other = _sealed(log, 300, 3)
         small = asyncio.create_task(log.append(first, strict))

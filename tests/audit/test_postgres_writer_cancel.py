@@ -18,6 +18,7 @@ from privacy_middleware.audit.events import login_attempt
 from privacy_middleware.audit.export import export
 from privacy_middleware.store import Database
 from privacy_middleware.store.audit import audit_events
+from support.postgres import lock_waiters
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -42,15 +43,7 @@ async def test_a_writer_cancelled_while_its_batch_waits_for_the_lock_spools_the_
         await holder.execute("SELECT size FROM privacy_audit_chains FOR UPDATE")
         for n in range(50):
             writer.emit(_login(n))
-        waiting = 0
-        for _ in range(300):  # until the writer's take waits for the row lock
-            waiting = await holder.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-            if waiting:
-                break
-            await asyncio.sleep(0.01)
-        assert waiting == 1
+        assert await lock_waiters(holder, seconds=3.0) == 1  # the writer's take waits for the row lock
         task = writer._task
         assert task is not None
         task.cancel()  # a shutdown that did not wait for stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -56,3 +57,16 @@ async def restore(url: str) -> None:
         await admin.execute(f'ALTER DATABASE "{database_name(url)}" ALLOW_CONNECTIONS true')
     finally:
         await admin.close()
+
+
+async def lock_waiters(conn: asyncpg.Connection, seconds: float = 2.0) -> int:
+    """How many backends of `conn`'s database wait for a lock, once one does (or `seconds` passed)."""
+    waiting = 0
+    for _ in range(round(seconds / 0.01)):
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        if waiting:
+            break
+        await asyncio.sleep(0.01)
+    return int(waiting)

@@ -11,7 +11,6 @@ normally appends its own.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import orjson
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..store import Database
 from ..store import audit_outbox as store
 from ..store.audit import existing_uids
+from ..store.database import drop_session
 from .log import AuditLog
 from .sealing import SealedEvent
 
@@ -58,11 +58,7 @@ class Committer:
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.invalidate()
-            with contextlib.suppress(Exception):
-                await conn.close()
+        await drop_session(conn)
 
 
 async def _insert(conn: AsyncConnection, chain: str, uid: str, record: bytes) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -59,6 +60,17 @@ def _sqlite_pragmas(synchronous: str) -> Callable[[Any, Any], None]:
         cursor.close()
 
     return apply
+
+
+async def drop_session(conn: AsyncConnection | None) -> None:
+    """Close a connection held out of the pool together with its server session (and what the
+    session holds: an advisory lock, a half-done statement); back in the pool it would keep both."""
+    if conn is None:
+        return
+    with contextlib.suppress(Exception):
+        await conn.invalidate()
+    with contextlib.suppress(Exception):
+        await conn.close()
 
 
 def _unique_statement_name() -> str:

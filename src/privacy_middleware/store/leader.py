@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .database import Database
+from .database import Database, drop_session
 from .tables import metadata
 
 logger = logging.getLogger("privacy_middleware.store")
@@ -195,12 +195,7 @@ class Leadership:
                         .values(lease_until=0.0)
                     )
         conn, self._conn = self._conn, None
-        if conn is not None:
-            # A pooled connection keeps its session (and the lock): drop the session itself.
-            with contextlib.suppress(Exception):
-                await conn.invalidate()
-            with contextlib.suppress(Exception):
-                await conn.close()
+        await drop_session(conn)  # the session holds the lock
         handle, self._file = self._file, None
         if handle is not None:
             handle.close()
