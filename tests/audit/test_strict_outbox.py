@@ -21,6 +21,7 @@ from privacy_middleware.audit import AuditEvent, AuditLog, AuditWriter, data_acc
 from privacy_middleware.store import Database
 from privacy_middleware.store.audit import audit_events
 from support.audit_events import outbox_uids, sealed_login
+from support.processes import reap
 
 pytestmark = pytest.mark.anyio
 
@@ -175,11 +176,7 @@ async def test_an_event_left_in_the_outbox_by_a_killed_process_is_appended_by_an
         process.send_signal(signal.SIGKILL)  # before its writer could append it to the chain
         await asyncio.to_thread(process.wait, 10)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        reap(process)
     assert await _waiting(migrated) == [uid]
     await _release(head_held)
 

@@ -14,6 +14,7 @@ import pytest
 
 from privacy_middleware.store import Database
 from privacy_middleware.store.leader import Leadership, current_term, lead
+from support.processes import reap
 
 pytestmark = pytest.mark.anyio
 
@@ -138,9 +139,5 @@ async def test_killing_the_leader_hands_leadership_over_with_a_new_term(postgres
         assert term == 2 and await current_term(database, "maintenance") == 2
         await successor.release()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        reap(process)
         await database.dispose()
