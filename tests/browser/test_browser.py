@@ -29,6 +29,12 @@ def wait(driver: webdriver.Chrome, seconds: float = 15) -> WebDriverWait[webdriv
     return WebDriverWait(driver, seconds)
 
 
+def click_when_ready(driver: webdriver.Chrome, selector: str) -> None:
+    """Click a button of the consent banner once it takes clicks: the banner fades in (and out), and
+    a button seen before the animation ends is not yet interactable."""
+    wait(driver).until(ec.element_to_be_clickable((By.CSS_SELECTOR, selector))).click()
+
+
 def register(live: LiveDemo, email: str) -> tuple[str, str]:
     response = httpx.post(
         f"{live.base}/auth/register",
@@ -62,10 +68,10 @@ def track(driver: webdriver.Chrome) -> str:
 
 def test_banner_consent_starts_and_stops_tracking(browser: webdriver.Chrome, live_demo: LiveDemo) -> None:
     browser.get(live_demo.base + "/")
-    modal = wait(browser).until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#cc-main .cm")))
+    wait(browser).until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#cc-main .cm")))
     screenshot(browser, "storefront-banner")
     assert "dropped (204)" in track(browser)  # no consent yet: the middleware drops the event
-    modal.find_element(By.CSS_SELECTOR, "button[data-role=all]").click()
+    click_when_ready(browser, "#cc-main .cm button[data-role=all]")
     wait(browser).until(lambda d: d.execute_script("return window.PrivacyConsent.allowed('analytics')"))
     assert "accepted (202)" in track(browser)
     layer = browser.execute_script(
@@ -79,9 +85,9 @@ def test_banner_consent_starts_and_stops_tracking(browser: webdriver.Chrome, liv
 
     # Withdraw in the banner's preferences: the next event is dropped again.
     browser.find_element(By.ID, "cookie-settings").click()
-    prefs = wait(browser).until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#cc-main .pm")))
+    wait(browser).until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#cc-main .pm")))
     screenshot(browser, "storefront-preferences")
-    prefs.find_element(By.CSS_SELECTOR, "button[data-role=necessary]").click()
+    click_when_ready(browser, "#cc-main .pm button[data-role=necessary]")
     wait(browser).until(lambda d: not d.execute_script("return window.PrivacyConsent.allowed('analytics')"))
     assert "dropped (204)" in track(browser)
     assert browser.execute_script("return window.PrivacyConsent.consentMode().analytics_storage") == "denied"
@@ -220,7 +226,7 @@ def test_banner_respects_global_privacy_control(browser: webdriver.Chrome, live_
     modal = wait(browser).until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#cc-main .cm")))
     # The banner fades in: its text reads as empty until the browser renders it as shown.
     wait(browser).until(lambda _: "Global Privacy Control" in modal.text)
-    modal.find_element(By.CSS_SELECTOR, "button[data-role=all]").click()
+    click_when_ready(browser, "#cc-main .cm button[data-role=all]")
     wait(browser).until(lambda d: d.execute_script("return window.PrivacyConsent.allowed('analytics')"))
     assert browser.execute_script("return window.PrivacyConsent.allowed('marketing')") is False
     assert browser.execute_script("return window.PrivacyConsent.consentMode().ad_storage") == "denied"
