@@ -53,6 +53,26 @@ def test_fields_sealed_together_open_as_sealed_one_by_one(values: list[tuple[str
     assert len(set(nonces)) == len(nonces)  # each field its own nonce
 
 
+def test_values_sealed_under_kept_contexts_open_and_a_short_context_list_is_refused(cipher: SubjectCipher) -> None:
+    categories = ("user.contact.email", "user.financial.card.number", "user.contact.email")
+    contexts = cipher.randomised_contexts("shop", "cust-1", categories)
+    assert cipher.randomised_contexts("shop", "cust-1", categories) is contexts
+    values = ["ada@example.com", "4111111111111111", "ada@example.com"]
+    tokens = cipher.seal_values(values, contexts)
+    assert tokens[0] != tokens[2]
+    for token, value, category in zip(tokens, values, categories, strict=True):
+        assert open_(cipher, token, category=category) == value
+    with pytest.raises(DecryptionFailed):
+        open_(cipher, tokens[0], subject="cust-2")
+    with pytest.raises(ValueError):
+        cipher.seal_values(values, contexts[:2])
+
+
+def test_a_cipher_needs_a_kid_an_envelope_can_name() -> None:
+    with pytest.raises(ValueError):
+        SubjectCipher(b"k" * 32, "kid\n.1")
+
+
 def test_randomised_envelopes_of_one_value_differ(cipher: SubjectCipher) -> None:
     assert cipher.seal("4111111111111111", **CONTEXT) != cipher.seal("4111111111111111", **CONTEXT)
 

@@ -428,3 +428,27 @@ async def test_vault_erasure_uses_the_tombstone_file_to_survive_a_database_resto
         without_journal = await KeyService.open(vault_url, database=database, tenant="shop", http=http)
         assert not (await without_journal.erase_subject("cust-2")).root_side_recorded
         await without_journal.close()
+
+
+async def test_a_subject_sealer_seals_values_that_open_only_in_their_own_field_and_subject(keys: KeyService) -> None:
+    sealer = await keys.subject_sealer("cust-1")
+    assert keys.cached_sealer("cust-1") is sealer  # kept with the cached key, not rebuilt per request
+    categories = (CARD, ADDRESS, ADDRESS)
+    values = [PAN, "12 Marylebone Road", "Ünïcödé 1"]
+    for _ in range(2):  # the second call uses the contexts the first one checked and kept
+        tokens = sealer.encrypt_values(values, categories)
+        assert len(tokens) == 3 and all(is_envelope(t) and t.startswith("pe1.") for t in tokens)
+        for token, value, category in zip(tokens, values, categories, strict=True):
+            assert await keys.decrypt(token, category=category, subject="cust-1") == value
+        with pytest.raises(DecryptionFailed):
+            await keys.decrypt(tokens[0], category=ADDRESS, subject="cust-1")
+        with pytest.raises(DecryptionFailed):
+            await keys.decrypt(tokens[1], category=ADDRESS, subject="cust-2")
+    assert sealer.encrypt_many([(PAN, CARD)])[0] != tokens[0]
+    with pytest.raises(PrivacyError) as refused:
+        sealer.encrypt_values(["x"], ("",))
+    assert refused.value.code == "invalid_key_context"
+    with pytest.raises(PrivacyError) as invalid:
+        sealer.encrypt_values(["\ud800"], (CARD,))
+    assert invalid.value.code == "invalid_value"
+    assert sealer.encrypt_values([], ()) == []

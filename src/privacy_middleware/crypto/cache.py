@@ -27,7 +27,12 @@ class SingleFlightCache(Generic[K, V]):
         self._inflight: dict[K, asyncio.Future[V]] = {}
 
     def peek(self, key: K) -> V | None:
-        return self._entries.get(key)
+        """The live entry, or None (expired or absent). `TTLCache.__getitem__` checks the expiry as
+        `get` does, in three Python calls instead of about seven (a request peeks its subject's key)."""
+        try:
+            return self._entries[key]
+        except KeyError:
+            return None
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         while True:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 from binascii import b2a_base64
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -26,7 +27,7 @@ from ..errors import PrivacyError
 from .encoding import b64url_decode, b64url_encode, length_prefixed
 from .errors import DecryptionFailed
 
-# base64 to base64url (`encoding.b64url_encode`, inlined where a request seals its fields)
+# base64 to base64url (`encoding.b64url_encode`, inlined where a request seals its fields; "=" deleted)
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 RANDOMISED = "pe1"
@@ -37,6 +38,9 @@ KID_BYTES = 8
 SUBJECT_KEY_BYTES = 32
 NONCE_BYTES = 12
 TAG_BYTES = 16
+
+# Per category sealed: the pe1 associated data and the category key's AES-GCM encrypt call.
+SealingContexts = tuple[tuple[bytes, Callable[[bytes, bytes, bytes | None], bytes]], ...]
 
 _KID = re.compile(r"[A-Za-z0-9_-]{11}")
 _SHA256 = hashes.SHA256()
@@ -100,18 +104,22 @@ def _utf8(value: str) -> bytes:
 class SubjectCipher:
     """Seals and opens envelopes under one subject key; per-category derivation inputs are cached."""
 
-    __slots__ = ("_aad", "_deterministic", "_key", "_randomised", "kid")
+    __slots__ = ("_aad", "_contexts", "_deterministic", "_key", "_prefix", "_randomised", "kid")
 
     _MEMO = 64  # categories remembered per subject; a policy names far fewer
 
     def __init__(self, key: bytes, kid: str) -> None:
         if len(key) != SUBJECT_KEY_BYTES:
             raise ValueError("a subject key is 32 bytes")
+        if not _KID.fullmatch(kid):  # an envelope names it verbatim (and `seal_values` relies on its alphabet)
+            raise ValueError("a kid is 11 base64url characters")
         self._key = key
         self.kid = kid
         self._deterministic: dict[tuple[str, str], AESSIV] = {}
         self._randomised: dict[str, AESGCM] = {}
         self._aad: dict[tuple[str, str, str, str], bytes] = {}
+        self._contexts: dict[tuple[str, str, tuple[str, ...]], SealingContexts] = {}
+        self._prefix = f"{RANDOMISED}.{kid}.".encode("ascii")
 
     def _associated_data(self, kind: str, tenant: str, category: str, subject: str) -> bytes:
         memo = (kind, tenant, category, subject)
@@ -151,33 +159,52 @@ class SubjectCipher:
         sealed = self._category_cipher(category).encrypt(nonce, _utf8(value), aad)
         return f"pe1.{self.kid}.{b64url_encode(nonce + sealed)}"
 
+    def randomised_contexts(self, tenant: str, subject: str, categories: tuple[str, ...]) -> SealingContexts:
+        """Per category of `categories`, in order: the pe1 associated data for this tenant, category and
+        subject (`associated_data`, the same binding `seal` uses) and the category key's encrypt call.
+        Remembered per (tenant, subject, categories): a route seals the same categories on every request."""
+        memo = (tenant, subject, categories)
+        contexts = self._contexts.get(memo)
+        if contexts is None:
+            contexts = tuple(
+                (self._associated_data(RANDOMISED, tenant, category, subject), self._category_cipher(category).encrypt)
+                for category in categories
+            )
+            if len(self._contexts) < self._MEMO:
+                self._contexts[memo] = contexts
+        return contexts
+
     def seal_many(self, items: list[tuple[str, str]], *, tenant: str, subject: str) -> list[str]:
-        """`seal` of each (value, category), in order; the random nonces come from one `os.urandom`
-        call (a request's fields are sealed together: one system call instead of one per field), and
-        each category's cipher and associated data are looked up once per call."""
-        nonces = os.urandom(NONCE_BYTES * len(items))
-        prefix = f"pe1.{self.kid}."
-        aads, ciphers = self._aad, self._randomised  # the memos of the two calls below, read inline
-        by_category: dict[str, tuple[bytes, AESGCM]] = {}
-        sealed: list[str] = []
+        """`seal` of each (value, category), in order, in one call (`seal_values`)."""
+        contexts = self.randomised_contexts(tenant, subject, tuple([category for _, category in items]))
+        return self.seal_values([value for value, _ in items], contexts)
+
+    def seal_values(self, values: list[str], contexts: SealingContexts) -> list[str]:
+        """pe1 envelopes of `values`, each under its context from `randomised_contexts` (same length).
+
+        The same envelopes as `seal` gives one by one: a fresh random 96-bit nonce per value (all of
+        them from one `os.urandom` call), AES-256-GCM over the value's UTF-8 with the associated data
+        binding format, kid, tenant, category and subject, `pe1.<kid>.<b64url(nonce | ciphertext | tag)>`.
+        The base64 of every value is written in one buffer (each ends in the newline `b2a_base64`
+        adds; base64 and the kid never contain one), made URL-safe and unpadded in one pass, and split."""
+        count = len(values)
+        if count != len(contexts):
+            raise ValueError("one sealing context per value")
+        if not count:
+            return []
+        nonces = os.urandom(NONCE_BYTES * count)
+        encoded: list[bytes] = []
         at = 0
-        for value, category in items:
-            context = by_category.get(category)
-            if context is None:
-                aad = aads.get((RANDOMISED, tenant, category, subject)) or self._associated_data(
-                    RANDOMISED, tenant, category, subject
-                )
-                context = by_category[category] = (aad, ciphers.get(category) or self._category_cipher(category))
-            try:
-                clear = value.encode("utf-8")  # `_utf8`, inline
-            except UnicodeEncodeError:
-                raise PrivacyError("invalid_value", "the value is not valid Unicode text", 400) from None
-            nonce = nonces[at : at + NONCE_BYTES]
-            at += NONCE_BYTES
-            # `b64url_encode`, inline
-            text = b2a_base64(nonce + context[1].encrypt(nonce, clear, context[0]), newline=False)
-            sealed.append(prefix + text.translate(_URLSAFE).rstrip(b"=").decode("ascii"))
-        return sealed
+        try:
+            for value, (aad, encrypt) in zip(values, contexts, strict=True):
+                nonce = nonces[at : at + NONCE_BYTES]
+                at += NONCE_BYTES
+                encoded.append(b2a_base64(nonce + encrypt(nonce, value.encode("utf-8"), aad)))
+        except UnicodeEncodeError:
+            raise PrivacyError("invalid_value", "the value is not valid Unicode text", 400) from None
+        prefix = self._prefix
+        text = (prefix + prefix.join(encoded)).translate(_URLSAFE, b"=").decode("ascii")
+        return text[:-1].split("\n")
 
     def seal_deterministic(self, value: str, *, tenant: str, category: str, subject: str) -> str:
         """pd1: equal values of one subject and category give equal envelopes (lookups)."""

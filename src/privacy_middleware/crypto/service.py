@@ -14,7 +14,6 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 
@@ -30,7 +29,7 @@ from ..store import keys as store
 from ..store.erasures import record_erasure
 from .cache import SingleFlightCache
 from .encoding import b64url_encode, length_prefixed
-from .envelope import DETERMINISTIC, RANDOMISED, SubjectCipher, is_envelope, new_kid, parse_envelope
+from .envelope import DETERMINISTIC, RANDOMISED, SealingContexts, SubjectCipher, is_envelope, new_kid, parse_envelope
 from .errors import DecryptionFailed, SubjectErased
 from .index_keys import IndexKeys
 from .providers import RootKeyProvider, WrappedKey, needs_http, open_provider
@@ -57,21 +56,34 @@ def _check_context(**names: str) -> None:
             raise PrivacyError("invalid_key_context", f"{name} must be a non-empty string of at most 512 characters")
 
 
-@dataclass(frozen=True, slots=True)
 class _SubjectEntry:
-    """A cached subject key with the subject it was verified for (compared on every use)."""
+    """A cached subject key with the subject it was verified for (compared on every use), and the
+    sealer of that subject's fresh values under it (built once with the entry, not per request)."""
 
-    subject: str
-    cipher: SubjectCipher
+    __slots__ = ("cipher", "sealer", "subject")
+
+    def __init__(self, subject: str, cipher: SubjectCipher, tenant: str) -> None:
+        self.subject = subject
+        self.cipher = cipher
+        self.sealer = SubjectSealer(cipher, tenant, subject)
+
+
+def _check_category(category: object) -> None:
+    if type(category) is not str or not category or len(category) > _MAX_CONTEXT:
+        _check_context(category=category)  # type: ignore[arg-type]  # refuses it
 
 
 class SubjectSealer:
     """Seals clear values (never envelopes: callers refuse those first) for one subject."""
 
-    __slots__ = ("_cipher", "_subject", "_tenant")
+    __slots__ = ("_checked", "_cipher", "_subject", "_tenant")
+
+    _MEMO = 64  # category tuples remembered; a policy's routes name a handful
 
     def __init__(self, cipher: SubjectCipher, tenant: str, subject: str) -> None:
         self._cipher, self._tenant, self._subject = cipher, tenant, subject
+        # the sealing contexts of each category tuple already checked (`encrypt_values`)
+        self._checked: dict[tuple[str, ...], SealingContexts] = {}
 
     def encrypt(self, value: str, category: str) -> str:
         if type(category) is not str or not category or len(category) > _MAX_CONTEXT:
@@ -80,10 +92,20 @@ class SubjectSealer:
 
     def encrypt_many(self, items: list[tuple[str, str]]) -> list[str]:
         """`encrypt` of each (value, category), in order, in one call."""
-        for _, category in items:
-            if type(category) is not str or not category or len(category) > _MAX_CONTEXT:
-                _check_context(category=category)
-        return self._cipher.seal_many(items, tenant=self._tenant, subject=self._subject)
+        return self.encrypt_values([value for value, _ in items], tuple([category for _, category in items]))
+
+    def encrypt_values(self, values: list[str], categories: tuple[str, ...]) -> list[str]:
+        """`encrypt` of each value under the category at its position, in one call: plaintext values
+        in, pe1 envelopes out (`SubjectCipher.seal_values`). The categories are checked, and their
+        associated data and keys found, once per tuple (a route passes the same one every request)."""
+        contexts = self._checked.get(categories)
+        if contexts is None:
+            for category in categories:
+                _check_category(category)
+            contexts = self._cipher.randomised_contexts(self._tenant, self._subject, categories)
+            if len(self._checked) < self._MEMO:
+                self._checked[categories] = contexts
+        return self._cipher.seal_values(values, contexts)
 
     def encrypt_deterministic(self, value: str, category: str) -> str:
         _check_context(category=category)
@@ -286,6 +308,10 @@ class KeyService:
 
     async def _writer(self, subject: str) -> SubjectCipher:
         """The subject's current key, created on first use (one row per subject)."""
+        return (await self._writer_entry(subject)).cipher
+
+    async def _writer_entry(self, subject: str) -> _SubjectEntry:
+        """`_writer`'s cache entry (the key with its sealer)."""
 
         async def load() -> _SubjectEntry:
             index = await self._index_keys()
@@ -297,7 +323,9 @@ class KeyService:
                     await self._purge_resurrected(row.kid)
                     row = None
                 if row is not None:
-                    entry = _SubjectEntry(subject, SubjectCipher(await self._unwrap_subject_key(row), row.kid))
+                    entry = _SubjectEntry(
+                        subject, SubjectCipher(await self._unwrap_subject_key(row), row.kid), self.tenant
+                    )
                     self._subjects.put("k:" + row.kid, entry)
                     return entry
                 primary = (await self._primary_generation()).generation
@@ -313,13 +341,13 @@ class KeyService:
                         wrapped=wrapped,
                     )
                 if created:
-                    entry = _SubjectEntry(subject, SubjectCipher(key, kid))
+                    entry = _SubjectEntry(subject, SubjectCipher(key, kid), self.tenant)
                     self._subjects.put("k:" + kid, entry)
                     return entry
             raise DecryptionFailed("the subject key could not be created")  # pragma: no cover
 
         self._check_cache()
-        return (await self._subjects.get("s:" + subject, load)).cipher
+        return await self._subjects.get("s:" + subject, load)
 
     async def _reader(self, kid: str, subject: str) -> SubjectCipher:
         """The key an envelope names, refused when it was erased or belongs to someone else."""
@@ -339,7 +367,7 @@ class KeyService:
                 raise DecryptionFailed("the value names a key this service does not hold")
             if row.tenant != self.tenant or row.subject_hash != subject_hash:
                 raise DecryptionFailed("the value does not belong to this field and subject, or was altered")
-            return _SubjectEntry(subject, SubjectCipher(await self._unwrap_subject_key(row), kid))
+            return _SubjectEntry(subject, SubjectCipher(await self._unwrap_subject_key(row), kid), self.tenant)
 
         self._check_cache()
         entry = await self._subjects.get("k:" + kid, load)
@@ -372,16 +400,17 @@ class KeyService:
     async def subject_sealer(self, subject: str) -> SubjectSealer:
         """The subject's key, loaded once, to seal many fresh clear values without an await each."""
         _check_context(subject=subject)
-        return SubjectSealer(await self._writer(subject), self.tenant, subject)
+        return (await self._writer_entry(subject)).sealer
 
     def cached_sealer(self, subject: str) -> SubjectSealer | None:
         """`subject_sealer` without an await when the subject's key is cached and the cache is trusted;
         None sends the caller to `subject_sealer` (which loads the key, or clears an untrusted cache)."""
-        _check_context(subject=subject)
+        if type(subject) is not str or not subject or len(subject) > _MAX_CONTEXT:
+            _check_context(subject=subject)  # refuses it (the common case above costs no call)
         if self.cache_fresh is not None and not self.cache_fresh():
             return None
         entry = self._subjects.peek("s:" + subject)
-        return SubjectSealer(entry.cipher, self.tenant, subject) if entry is not None else None
+        return entry.sealer if entry is not None else None
 
     async def decrypt(self, token: str, *, category: str, subject: str) -> str:
         """Open a pe1/pd1 envelope bound to this tenant, category and subject; fails closed."""

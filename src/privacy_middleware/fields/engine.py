@@ -248,9 +248,13 @@ class FieldEngine:
             sealer = cached(subject) if cached is not None else None
             if sealer is None:
                 sealer = await cipher.subject_sealer(subject)
-            many = getattr(sealer, "encrypt_many", None)
-            if many is not None:
-                sealed = many([(item[2], item[4]) for item in batch])
+            values = getattr(sealer, "encrypt_values", None)  # values in, envelopes out: the categories' contexts kept
+            if values is not None:
+                sealed = values([item[2] for item in batch], tuple([item[4] for item in batch]))
+            else:
+                many = getattr(sealer, "encrypt_many", None)
+                sealed = many([(item[2], item[4]) for item in batch]) if many is not None else None
+            if sealed is not None:
                 for item, value in zip(batch, sealed, strict=True):
                     item[0][item[1]] = value
                 return
