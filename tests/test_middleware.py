@@ -206,6 +206,26 @@ async def test_response_is_filtered_for_anonymous_caller(client: httpx.AsyncClie
     assert response.headers["content-length"] == str(len(response.content))
 
 
+async def test_a_planned_route_answered_again_and_again_is_filtered_each_time(
+    client: httpx.AsyncClient, inner: Recorder
+) -> None:
+    """The header edits, viewer and look-ups the route keeps after its first answer: a tiny answer with
+    none of the rules' keys still gets the plan's headers (and loses the key the personal object does
+    not declare), and one with them is still filtered."""
+    headers = [(b"content-type", b"application/json"), (b"etag", b'"v1"'), (b"content-length", b"10")]
+    for _ in range(3):
+        inner.answer(200, b'{"shoe":38}', list(headers))
+        tiny = await client.get("/people/c1")
+        assert tiny.status_code == 200 and tiny.json() == {}
+        assert tiny.headers["cache-control"] == "private" and "etag" not in tiny.headers
+        assert "Authorization" in tiny.headers["vary"]
+        assert tiny.headers["content-length"] == str(len(tiny.content))
+        inner.answer(200, orjson.dumps({"id": "c1", "name": "Ada", "email": "ada@example.com"}), list(headers))
+        filtered = await client.get("/people/c1")
+        assert filtered.status_code == 200 and filtered.json() == {}
+        assert filtered.headers["content-length"] == str(len(filtered.content))
+
+
 async def test_response_chunks_are_reassembled_before_filtering(client: httpx.AsyncClient, inner: Recorder) -> None:
     payload = orjson.dumps({"id": "c1", "name": "Ada", "email": "ada@example.com"})
     inner.answer(200, [payload[:10], payload[10:30], payload[30:], b""], [(b"content-type", b"application/json")])

@@ -25,7 +25,7 @@ from .asgi.body import (
 )
 from .asgi.card_responses import MaskingResponse, ResponseCardGuard
 from .asgi.card_sentinel import FORM, CardSentinel, exempt_places, has_body, scan
-from .asgi.headers import first_values, get_header, is_json_media_type, media_of, media_type
+from .asgi.headers import first_values, get_header, is_json_media_type, media_of
 from .asgi.responses import send_problem
 from .asgi.strict_json import load_strict
 from .audit.refusals import audit_refusal
@@ -61,6 +61,8 @@ REWRITTEN_BODY_DROPS = frozenset({b"content-md5", b"digest", b"content-digest", 
 # The request headers a planned route reads, each in one scan (asgi.headers.first_values).
 RUN_HEADERS = (b"user-agent", TRACE_HEADER)
 REQUEST_BODY_HEADERS = (b"content-length", b"transfer-encoding", b"content-encoding", b"content-type")
+# The response headers a planned route's answer is judged by, in one scan.
+RESPONSE_START_HEADERS = (b"content-encoding", b"content-type", b"content-length")
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 
 
@@ -587,8 +589,8 @@ class _Responder:
         ex.response_headers = list(message.get("headers") or [])
         self.start = message
         headers = ex.response_headers
-        encoding = get_header(headers, b"content-encoding")
-        media = self.media = media_type(headers)
+        encoding, content_type, length = first_values(headers, RESPONSE_START_HEADERS)  # one scan
+        media = self.media = media_of(content_type)
         peek = (
             not self.plan.needs_response_json
             and self.plan.peeks_response_json
@@ -610,12 +612,11 @@ class _Responder:
             if ex.status >= 400:
                 # Keep the status the shop meant, never its body: it may carry personal data.
                 await self._refuse("upstream_error", "The shop answered with an error.", ex.status)
-            elif (media == "" and (get_header(headers, b"content-length") in (b"0", None))) or 300 <= ex.status < 400:
+            elif (media == "" and length in (b"0", None)) or 300 <= ex.status < 400:
                 self.mode = "buffer"  # an empty body (no type, or a redirect's): check it really is empty
             else:
                 await self._refuse("response_not_json", "The shop's response on this route is not JSON.", 502)
         else:
-            length = get_header(headers, b"content-length")
             if length is not None and length.isdigit() and int(length) > self.mw.settings.max_response_bytes:
                 await self._refuse("response_too_large", "The shop's response is too large to filter.", 502)
             else:
@@ -656,7 +657,7 @@ class _Responder:
                         if strict:
                             await self._refuse("malformed_response", "The shop's response is not valid JSON.", 502)
                             return
-        await self._run_hooks()
+        await self._run_hooks(self.plan.on_responses if rewritten is None else self.plan.on_responses_after_bytes)
         if self.mode == "drain":
             return
         if rewritten is not None:
@@ -675,9 +676,9 @@ class _Responder:
             await self._refuse(error.code, error.message, error.status, error)
             return None
 
-    async def _run_hooks(self) -> None:
+    async def _run_hooks(self, steps: tuple[Step, ...] | None = None) -> None:
         try:
-            for step in self.plan.on_responses:
+            for step in self.plan.on_responses if steps is None else steps:
                 await step.on_response(self.ex)
         except PrivacyError as error:
             await self._refuse(error.code, error.message, error.status, error)

@@ -51,9 +51,24 @@ def test_prepared_header_edits_equal_the_edits_one_by_one(
     length: int | None,
 ) -> None:
     before = list(headers)
-    got = ResponseEdits(private).apply(headers, extra, changed=changed, length=length)
-    assert got == edits_one_by_one(headers, extra, private, changed, length)
+    edits = ResponseEdits(private)
+    expected = edits_one_by_one(headers, extra, private, changed, length)
+    got = edits.apply(headers, extra, changed=changed, length=length)
+    assert got == expected
     assert headers == before  # the shop's list is not edited in place
+    got.append((b"x-later", b"1"))  # a caller editing what it got does not edit what the plan keeps
+    again = edits.apply(list(headers), extra, changed=changed, length=length)  # the remembered edits
+    assert again == expected
+    other_length = edits.apply(headers, [], changed=changed, length=None if length is None else length + 1)
+    assert other_length == edits_one_by_one(headers, [], private, changed, None if length is None else length + 1)
+    listed = [[key, value] for key, value in headers]  # a server giving each header as a list
+    assert edits.apply(listed, extra, changed=changed, length=length) == edits_one_by_one(  # type: ignore[arg-type]
+        listed,  # type: ignore[arg-type]
+        extra,
+        private,
+        changed,
+        length,
+    )
 
 
 json_st = st.recursive(

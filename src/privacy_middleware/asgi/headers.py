@@ -95,7 +95,9 @@ class ResponseEdits:
     values appended, in the order the edits were always applied (vary, cache-control, length).
     """
 
-    __slots__ = ("_drops", "_vary", "private")
+    __slots__ = ("_drops", "_edited", "_vary", "private")
+
+    _KEPT = 256  # header lists remembered with their edits (a shop sends a few kinds); then computed
 
     def __init__(self, private: bool) -> None:
         self.private = private
@@ -110,12 +112,31 @@ class ResponseEdits:
             for changed in (False, True)
             for sized in (False, True)
         }
+        # (the shop's headers as a tuple, body changed, new length given) -> the edited headers without
+        # the new length and the steps' extra: a shop answers a route with the same headers again and again
+        self._edited: dict[tuple[tuple[tuple[bytes, bytes], ...], bool, bool], RawHeaders] = {}
 
     def apply(self, headers: RawHeaders, extra: RawHeaders, *, changed: bool, length: int | None = None) -> RawHeaders:
         """The shop's headers with this plan's edits, then the steps' `extra` headers (a new list)."""
         if not self.private and length is None:
             return headers + extra
-        drop = self._drops[(changed and self.private, length is not None)]
+        sized = length is not None
+        try:
+            key = (tuple(headers), changed, sized)
+            edited = self._edited.get(key)
+        except TypeError:  # a header given as a list: not a key, edited below
+            key, edited = None, None
+        if edited is None:
+            edited = self._edit(headers, changed=changed, sized=sized)
+            if key is not None and len(self._edited) < self._KEPT:
+                self._edited[key] = edited
+        if sized:
+            return [*edited, (b"content-length", str(length).encode()), *extra]
+        return edited + extra
+
+    def _edit(self, headers: RawHeaders, *, changed: bool, sized: bool) -> RawHeaders:
+        """`apply`'s edits of the shop's headers, without the new length and the extra headers."""
+        drop = self._drops[(changed and self.private, sized)]
         appended: RawHeaders = []
         if self.private:
             vary: list[bytes] = []
@@ -135,9 +156,7 @@ class ResponseEdits:
             if b"private" not in cache_control and b"no-store" not in cache_control:
                 drop = drop | {b"cache-control"}
                 appended.append((b"cache-control", b"private"))
-        if length is not None:
-            appended.append((b"content-length", str(length).encode()))
-        return [(key, value) for key, value in headers if key.lower() not in drop] + appended + extra
+        return [(key, value) for key, value in headers if key.lower() not in drop] + appended
 
 
 def _merged_vary(values: list[bytes]) -> bytes | None:

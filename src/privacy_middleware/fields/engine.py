@@ -12,6 +12,7 @@ import hmac
 import operator
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any, Protocol
 
 from cachetools import LRUCache
@@ -175,6 +176,8 @@ class FieldEngine:
         # Plans for the bodies compiled at start-up (routes, outbound endpoints, shapes): a fixed set,
         # so the cache is bounded; an LRU bound keeps a caller compiling bodies on the fly from growing it.
         self._plans: LRUCache[int, DisclosurePlan] = LRUCache(maxsize=PLAN_CACHE_SIZE)
+        # The same plans by body id, never evicted once in, and no more of them than the LRU holds.
+        self._hot_plans: dict[int, DisclosurePlan] = {}
         self.shapes: dict[str, CompiledBody] = compile_shapes(policy)
         self.masks = key_free_functions()
         self.card_categories = card_categories(policy)
@@ -376,9 +379,14 @@ class FieldEngine:
         return len(self._plans)
 
     def _plan(self, body: CompiledBody) -> DisclosurePlan:
+        plan = self._hot_plans.get(id(body))  # a plain dict first: the LRU's get is several Python calls
+        if plan is not None and plan.body is body:
+            return plan
         plan = self._plans.get(id(body))
         if plan is None or plan.body is not body:
             plan = self._plans[id(body)] = DisclosurePlan.build(body)
+        if len(self._hot_plans) < PLAN_CACHE_SIZE:  # the first plans asked for (the routes'), bounded
+            self._hot_plans[id(body)] = plan
         return plan
 
     async def disclose(
@@ -567,7 +575,8 @@ class FieldEngine:
         if dropped:
             report.transformed["drop"] = dropped
         categories = plan.categories
-        report.categories.update(categories[index] for index, hit in enumerate(seen) if hit)
+        if kept:  # a category is seen only where a kept value was present
+            report.categories.update(compress(categories, seen))
         report.subjects.update(kept_subjects)
         return out, report
 

@@ -19,6 +19,9 @@ from ..services import Services
 from .facts import Disclosure
 from .plan import Exchange, Step, StepFactory
 
+# Whether a subject is blocked for a viewer; the bound owners of records (when the body has keys).
+Lookups = tuple[Callable[[str], Awaitable[bool]], Callable[[list[str]], Awaitable[dict[str, str]]] | None]
+
 
 def response_viewer(
     access: Access, principal: Principal | None, anonymous_recipient: str, route_purpose: str = ""
@@ -58,40 +61,46 @@ class DiscloseResponseFields(Step):
         # Metric children bound once per route, not looked up by label on every response.
         self.counters: dict[str, Any] = {}
         self.unknown_dropped = metrics.unknown_fields.labels(self.label, "drop")
-        # The viewer of the last principal seen here, by identity: the identity chain hands a repeat
-        # caller the principal it verified before, and a viewer depends only on it and this route.
-        self._last: tuple[Principal | None, Viewer] | None = None
+        # The viewer of the last principal seen here, by identity, with its look-ups: the identity chain
+        # hands a repeat caller the principal it verified before, and a viewer (and what the look-ups
+        # ask) depends only on it and this route.
+        self._last: tuple[Principal | None, Viewer, Lookups] | None = None
 
-    def viewer(self, ex: Exchange) -> Viewer:
+    def _viewing(self, ex: Exchange) -> tuple[Principal | None, Viewer, Lookups]:
         principal = ex.ctx.principal
         last = self._last
         if last is not None and last[0] is principal:
-            return last[1]
+            return last
         viewer = response_viewer(self.access, principal, self.anonymous_recipient, self.purpose)
-        self._last = (principal, viewer)
-        return viewer
+        last = self._last = (principal, viewer, self._lookups(viewer))
+        return last
+
+    def viewer(self, ex: Exchange) -> Viewer:
+        return self._viewing(ex)[1]
+
+    # `on_response` does nothing without a parsed body: after `on_response_bytes` gave the body it
+    # is not called (`RoutePlan.on_responses_after_bytes`).
+    reads_parsed_response_only = True
 
     async def on_response(self, ex: Exchange) -> None:
         if not ex.response_has_json:
             return
-        viewer = self.viewer(ex)
-        report = await self.engine.disclose(self.body, ex.response_json, viewer, *self._lookups(viewer))
+        _, viewer, lookups = self._viewing(ex)
+        report = await self.engine.disclose(self.body, ex.response_json, viewer, *lookups)
         ex.response_changed = True
         self._record(ex, viewer, report)
 
     async def on_response_bytes(self, ex: Exchange, body: bytes) -> bytes | None:
         """The common case in one native pass over the bytes (`FieldEngine.disclose_bytes`), or None."""
-        viewer = self.viewer(ex)
-        got = await self.engine.disclose_bytes(self.body, body, viewer, *self._lookups(viewer))
+        _, viewer, lookups = self._viewing(ex)
+        got = await self.engine.disclose_bytes(self.body, body, viewer, *lookups)
         if got is None:
             return None
         ex.response_changed = True
         self._record(ex, viewer, got[1])
         return got[0]
 
-    def _lookups(
-        self, viewer: Viewer
-    ) -> tuple[Callable[[str], Awaitable[bool]], Callable[[list[str]], Awaitable[dict[str, str]]] | None]:
+    def _lookups(self, viewer: Viewer) -> Lookups:
         """Whether a subject is blocked for this viewer; the bound owners of records (if the body has keys)."""
         access = self.access
 
@@ -110,7 +119,7 @@ class DiscloseResponseFields(Step):
 
     def _record(self, ex: Exchange, viewer: Viewer, report: FieldReport) -> None:
         counters = self.counters
-        for transform, count in report.transformed.items():
+        for transform, count in report.transformed.items() if report.transformed else ():
             counter = counters.get(transform)
             if counter is None:
                 counter = counters[transform] = self.metrics.fields.labels("response", transform)

@@ -31,8 +31,8 @@ class DisclosureAudit(Step):
 
     async def on_response(self, ex: Exchange) -> None:
         disclosure = ex.ctx.facts.disclosure
-        if disclosure is None:
-            return
+        if disclosure is None or not disclosure.report.categories or not disclosure.report.subjects:
+            return  # nothing disclosed (`record_disclosure` records nothing either): no coroutine for it
         await record_disclosure(
             self.audit,
             disclosure.viewer,

@@ -66,6 +66,9 @@ class Step:
     # The step reads a parsed body only along its route's declared selectors (the request body
     # rules, free text, birth date; the response body rules), so a partly decoded body serves it.
     declared_paths_only: bool = False
+    # The step's `on_response` does nothing when no parsed body is there (`ex.response_has_json` false):
+    # once its `on_response_bytes` gave the body, the plan does not call it.
+    reads_parsed_response_only: bool = False
 
     async def before(self, ex: Exchange) -> None:
         """Before the body is read (reject early: lockout, consent)."""
@@ -113,6 +116,9 @@ class RoutePlan:
     afters: tuple[Step, ...] = field(init=False, repr=False, compare=False)
     # The plan's one reader of the response body when it can rewrite the bytes itself (`on_response_bytes`).
     response_bytes: Step | None = field(init=False, repr=False, compare=False)
+    # `on_responses` once `response_bytes` gave the body (without it, when its `on_response` would
+    # do nothing then).
+    on_responses_after_bytes: tuple[Step, ...] = field(init=False, repr=False, compare=False)
     # (method, path template): the route as identity providers are told it
     route: tuple[str, str] = field(init=False, repr=False, compare=False)
 
@@ -133,6 +139,11 @@ class RoutePlan:
             ("after", "afters"),
         ):
             object.__setattr__(self, kept, _with_hook(self.steps, hook))
+        object.__setattr__(
+            self,
+            "on_responses_after_bytes",
+            tuple(step for step in self.on_responses if not (step is bytes_step and step.reads_parsed_response_only)),
+        )
 
     @classmethod
     def build(cls, spec: RouteSpec, factories: list[StepFactory]) -> RoutePlan | None:
