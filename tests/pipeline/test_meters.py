@@ -119,3 +119,49 @@ async def test_a_planned_request_is_counted_and_timed(tmp_path: Path) -> None:
         assert got[("privacy_plan_seconds_bucket", (("le", "+Inf"),))] == 3
     finally:
         await runtime.stop()
+
+
+def test_counted_values_take_every_step_from_every_thread_and_other_amounts_too() -> None:
+    """The request path's steps (`itertools.count`, no lock) and the public calls' amounts (under the
+    value's lock) add up from several threads at once; a histogram's pending amounts fold in as read
+    and every FOLD_AFTER amounts; binding the same children again keeps their counts."""
+    import threading
+
+    from privacy_middleware.pipeline.meters import FOLD_AFTER, CountedValue, SummedValue
+
+    *_, bare, bare_counter, bare_histogram = pair()
+    child = bare_counter.labels("passed")
+    child.inc(2)  # before the value is replaced: kept
+    inc = counter_inc(child)
+    observe = histogram_observe(bare_histogram)
+    assert isinstance(child._value, CountedValue) and isinstance(bare_histogram._sum, SummedValue)
+    per_thread = FOLD_AFTER + 300
+
+    def work() -> None:
+        for i in range(per_thread):
+            inc()
+            observe(0.002)
+            if i % 100 == 0:
+                child.inc(0.5)  # the public call, beside the steps
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counter_inc(child) == inc  # bound again: the same value, not a new one
+    again = counter_inc(bare_counter.labels("passed"))
+    again()
+    histogram_observe(bare_histogram)(0.002)
+    got = samples(bare)
+    steps = 4 * per_thread + 1
+    halves = 4 * len(range(0, per_thread, 100)) * 0.5
+    assert got[("t_events_total", (("outcome", "passed"),))] == 2 + steps + halves
+    assert got[("t_seconds_count", ())] == steps
+    assert got[("t_seconds_bucket", (("le", "0.005"),))] == steps
+    assert got[("t_seconds_bucket", (("le", "0.001"),))] == 0
+    assert math.isclose(got[("t_seconds_sum", ())], steps * 0.002)
+    assert len(bare_histogram._sum.pending) < FOLD_AFTER  # folded on the way, not only when read
+    child._value.set(0)  # Counter.reset's call: from zero again, steps and all
+    inc()
+    assert samples(bare)[("t_events_total", (("outcome", "passed"),))] == 1
