@@ -47,6 +47,7 @@ from privacy_middleware.pipeline import (
     disclose,
     disclosure_audit,
     free_text,
+    native_request,
     protect,
     refusal_audit,
     shapes,
@@ -94,6 +95,9 @@ STAGES: list[tuple[Any, str, str]] = [
     (Runtime, "identity", ""),  # placeholder: the identity chain is bound per runtime below
     (containment.ContainmentGate, "before", "  containment gate"),
     (middleware.PrivacyMiddleware, "_rewrite_request", "  request body (_rewrite_request)"),
+    (native_request, "forward", "    native request pass (all of it)"),
+    (native_request._native, "request_pass", "      the C pass (validity, shape, places, card look)"),
+    (native_request, "validate_field", "      field validators"),
     (middleware, "load_strict", "    strict read (orjson + duplicate/depth verdict)"),
     (lazy, "decode_request", "    lazy reading (msgspec levels, raw parts prefiltered)"),
     (shapes.GuardRequestShape, "on_request", "    shape guard + card-code removal"),

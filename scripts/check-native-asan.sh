@@ -33,6 +33,6 @@ LD_PRELOAD="$LIBASAN $LIBUBSAN" PYTHONPATH="$WORK/src" "$ROOT/.venv/bin/python" 
 LD_PRELOAD="$LIBASAN $LIBUBSAN" PYTHONPATH="$WORK/src" "$ROOT/.venv/bin/python" -m pytest -q -p no:cacheprovider --capture=sys \
   tests/properties/test_native_disclosure.py tests/properties/test_native_prefilter.py \
   tests/properties/test_fail_closed_properties.py tests/properties/test_card_responses_property.py \
-  tests/properties/test_native_card_send.py \
+  tests/properties/test_native_card_send.py tests/properties/test_native_request.py \
   tests/fields tests/demo/test_native_disclosure.py tests/demo/test_card_sentinel.py \
   tests/demo/test_card_responses.py tests/asgi/test_passthrough_fast_path.py "$@"

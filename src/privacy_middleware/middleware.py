@@ -35,6 +35,7 @@ from .fields import lazy, native
 from .fields.card_sentinel import may_hold_card_data, may_hold_card_number
 from .gauges import OperatorGauges
 from .logs import access_log, configure_logging, heard, log_request
+from .pipeline import native_request
 from .pipeline.meters import counter_inc, histogram_observe
 from .pipeline.plan import Exchange, Respond, RoutePlan, Step
 from .pipeline.trace import TRACE_HEADER, Tracer
@@ -373,6 +374,16 @@ class PrivacyMiddleware:
                 scan(decoded_for_inspection(body, encoding or b"", limit), media)
             return replay(body, receive)
         if is_json_media_type(media):
+            # The common protected body in one native pass (pipeline/native_request.py); None: this path.
+            program = native_request.program_for(plan) if native_request.ENABLED else None
+            if program is not None:
+                forwarded = await native_request.forward(program, ex, body)
+                if forwarded is not None:
+                    if ex.request_changed:
+                        headers = [(k, v) for k, v in headers if k.lower() not in REWRITTEN_BODY_DROPS]
+                        headers.append((b"content-length", str(len(forwarded)).encode()))
+                        scope["headers"] = headers
+                    return replay(forwarded, receive)
             try:
                 document = load_strict(body)  # duplicates and depth, over every object of the body
                 if plan.lazy_request is not None:

@@ -1236,6 +1236,601 @@ static PyObject *chain(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
     return chain_new(args[0], nargs > 1 ? args[1] : NULL, nargs > 2 ? args[2] : NULL);
 }
 
+/* --- the request side of a protected route in one pass (pipeline/native_request.py) -----------
+
+   `request_pass(program, body)` reads a request body once and decides, without building anything,
+   what the Python steps (strict read, shape guard and card-code removal, field location, card
+   sentinel) would do to it, for the bodies whose re-encoding by the Python path is byte for byte
+   the input: no whitespace between tokens, no escape, only ASCII, numbers as `number` above reads
+   them. It answers an int (a reason: the Python path runs) for anything else: such a body, invalid
+   JSON, a key twice in one object, a container past the depth limit, a declared key spelled in
+   another case, a declared object that is not an object, a planned value that is not a string or
+   an integer, a companion key already there, a card-code key in an object not named like a card,
+   and a key or value where the card sentinel looks that its prefilter would not clear. Otherwise
+   (slots, removals, strips): per slot None or (value, start, end, close), the value's span and the
+   position of its object's closing brace; the spans to delete (card codes in card objects and
+   stripped fields, each member with one comma); how many of them are stripped fields. No crypto
+   here; every read is bounds-checked. */
+
+enum { Q_OBJECT = 0, Q_SEAL = 1, Q_KEEP = 2, Q_STRIP = 3, Q_TEXT = 4, Q_WATCH = 5 };
+enum { Q_MAX_KEYS = 64, Q_MAX_CUTS = 256, Q_MAX_SLOTS = 64, Q_MAX_CODES = 64 };
+
+/* reasons for a fallback, as pipeline/native_request.py names them */
+enum {
+    R_SHAPE = 2,   /* not JSON this pass reads: whitespace, an escape, non-ASCII, a number it does not copy */
+    R_DUPLICATE,   /* a key twice in one object */
+    R_DEPTH,       /* a container past the limit */
+    R_DECLARED,    /* a declared key in another case, a declared object of another type */
+    R_VALUE,       /* a planned value that is not a string or an integer; a companion key present */
+    R_CARD_CODE,   /* a card-code key in an object not named like a card */
+    R_CARD_HINT,   /* card data may be left where the sentinel looks */
+    R_LIMIT,       /* more keys, deletions or slots than this pass keeps */
+};
+
+typedef struct {
+    const char *key;
+    Py_ssize_t len;
+    int kind;
+    int arg; /* Q_OBJECT: the child node; Q_SEAL, Q_KEEP, Q_TEXT: the slot */
+} QEntry;
+
+typedef struct {
+    QEntry *entries;
+    int count;
+} QNode;
+
+typedef struct {
+    PyObject *spec; /* keeps the key bytes alive */
+    QNode *nodes;
+    int n_nodes;
+    int n_slots;
+    int max_depth;
+    const char *codes[Q_MAX_CODES]; /* card-code names, folded: lower-case letters and digits */
+    Py_ssize_t code_lens[Q_MAX_CODES];
+    int n_codes;
+} QProgram;
+
+typedef struct {
+    State st; /* p and end, for `number` and `literal` */
+    const unsigned char *base;
+    const QProgram *prog;
+    Py_ssize_t cut_start[Q_MAX_CUTS], cut_end[Q_MAX_CUTS]; /* deletions, in order */
+    int n_cuts;
+    Py_ssize_t strips;
+    PyObject *values[Q_MAX_SLOTS];
+    Py_ssize_t v_start[Q_MAX_SLOTS], v_end[Q_MAX_SLOTS], v_close[Q_MAX_SLOTS];
+} QState;
+
+static int q_value(QState *q, int depth, const unsigned char *name, Py_ssize_t name_len, int removed);
+
+static unsigned char q_lower(unsigned char c) { return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c; }
+
+/* Per byte of a string: 1 it ends the fast scan (a quote, a backslash, a control character or a
+   byte above 0x7f), 2 a digit, 4 a c (every card-code hint holds one). */
+static unsigned char q_string_class[256];
+/* Per byte of the card look: 0 anything else (a letter folded to lower case), 1 a digit, 2 a byte
+   the fold drops, 3 a c, 4 a letter a hint ends with. */
+static unsigned char q_fold_class[256];
+
+static void q_classes(void) {
+    for (int c = 0; c < 256; c++)
+        q_string_class[c] = (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) ? 1 : 0;
+    for (int c = '0'; c <= '9'; c++) {
+        q_string_class[c] = 2;
+        q_fold_class[c] = 1;
+    }
+    q_string_class['c'] = q_string_class['C'] = 4;
+    const char *dropped = " -_.\\uU";
+    for (const char *d = dropped; *d; d++)
+        q_fold_class[(unsigned char)*d] = 2;
+    q_fold_class['c'] = q_fold_class['C'] = 3;
+    const char *ends = "vdynVDYN";
+    for (const char *e = ends; *e; e++)
+        q_fold_class[(unsigned char)*e] = 4;
+}
+
+static int q_ends_with(const unsigned char *ring, unsigned w, const char *hint, unsigned len) {
+    if (w < len)
+        return 0;
+    for (unsigned i = 0; i < len; i++)
+        if (ring[(w - len + i) & 15] != (unsigned char)hint[i])
+            return 0;
+    return 1;
+}
+
+static int q_hint_at(const unsigned char *ring, unsigned w, unsigned char c) {
+    switch (c) {
+    case 'v':
+        return q_ends_with(ring, w, "cv", 2) || q_ends_with(ring, w, "cav", 3);
+    case 'c':
+        return q_ends_with(ring, w, "csc", 3);
+    case 'd':
+        return q_ends_with(ring, w, "cid", 3);
+    case 'y':
+        return q_ends_with(ring, w, "crity", 5);
+    case 'n':
+        return q_ends_with(ring, w, "ification", 9);
+    default:
+        return 0;
+    }
+}
+
+/* The card sentinel's prefilter (`card_sentinel.may_hold_card_data`) on the ASCII bytes of one key
+   or value: a run of 13 digits with only space, dash, underscore, dot, backslash or u between them,
+   or `_CODE_HINTS` in the folded letters. A key or value is where the sentinel looks for card data
+   (its quotes, like the JSON around it, break any run or hint). */
+static int q_card_hint(const unsigned char *p, Py_ssize_t len) {
+    unsigned char ring[16] = {0}; /* the last folded letters and digits */
+    unsigned w = 0, last_c = 0;   /* folded bytes so far; the count after the last c */
+    int run = 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        unsigned char c = p[i];
+        unsigned char kind = q_fold_class[c];
+        if (kind == 2)
+            continue;
+        if (kind == 1) {
+            if (++run >= 13)
+                return 1;
+            ring[w++ & 15] = '0';
+            continue;
+        }
+        run = 0;
+        c = q_lower(c);
+        ring[w++ & 15] = c;
+        if (kind >= 3 && last_c && w - last_c < 9 && q_hint_at(ring, w, c))
+            return 1;
+        if (kind == 3)
+            last_c = w;
+    }
+    return 0;
+}
+
+/* A string with no escape and only ASCII (a control character: invalid JSON): its span with the
+   quotes. `look`: refuse it (R_CARD_HINT) where the card look would not clear it. */
+static int q_string(QState *q, const unsigned char **start, Py_ssize_t *len, int look) {
+    State *s = &q->st;
+    const unsigned char *p = s->p + 1, *end = s->end;
+    unsigned seen = 0, digits = 0;
+    while (p < end) {
+        unsigned char kind = q_string_class[*p];
+        if (kind & 1)
+            break;
+        seen |= kind;
+        digits += kind >> 1 & 1;
+        p++;
+    }
+    if (p >= end || *p != '"')
+        return R_SHAPE;
+    *start = s->p;
+    *len = p + 1 - s->p;
+    s->p = p + 1;
+    if (look && (digits >= 13 || (seen & 4)) && q_card_hint(*start + 1, *len - 2))
+        return R_CARD_HINT;
+    return OK;
+}
+
+/* A number as `number` reads it; `look`: refuse 13 digits or more (a card number to the sentinel). */
+static int q_number(QState *q, int *is_int, int look) {
+    const unsigned char *start = q->st.p;
+    if (number(&q->st, is_int) != OK)
+        return R_SHAPE;
+    if (look) {
+        int digits = 0;
+        for (const unsigned char *p = start; p < q->st.p; p++)
+            digits += *p >= '0' && *p <= '9';
+        if (digits >= 13)
+            return R_CARD_HINT;
+    }
+    return OK;
+}
+
+static int q_cut(QState *q, Py_ssize_t start, Py_ssize_t end) {
+    if (q->n_cuts >= Q_MAX_CUTS)
+        return R_LIMIT;
+    q->cut_start[q->n_cuts] = start;
+    q->cut_end[q->n_cuts] = end;
+    q->n_cuts++;
+    return OK;
+}
+
+/* `shape_guard.is_card_code_key` of an ASCII key: its letters and digits, lower case, in the set. */
+static int q_is_code(const QProgram *prog, const unsigned char *key, Py_ssize_t len) {
+    char folded[32];
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        unsigned char c = q_lower(key[i]);
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+            if (n >= (Py_ssize_t)sizeof(folded))
+                return 0; /* longer than every name */
+            folded[n++] = (char)c;
+        }
+    }
+    if (n == 0)
+        return 0;
+    for (int i = 0; i < prog->n_codes; i++)
+        if (prog->code_lens[i] == n && prog->codes[i][0] == folded[0] && memcmp(prog->codes[i], folded, (size_t)n) == 0)
+            return 1;
+    return 0;
+}
+
+/* `"card" in fold(name)` for an ASCII name. */
+static int q_card_named(const unsigned char *name, Py_ssize_t len) {
+    for (Py_ssize_t i = 0; i + 4 <= len; i++)
+        if (q_lower(name[i]) == 'c' && q_lower(name[i + 1]) == 'a' && q_lower(name[i + 2]) == 'r' &&
+            q_lower(name[i + 3]) == 'd')
+            return 1;
+    return 0;
+}
+
+static int q_array(QState *q, int depth, const unsigned char *name, Py_ssize_t name_len, int removed) {
+    if (depth > q->prog->max_depth)
+        return R_DEPTH;
+    State *s = &q->st;
+    s->p++;
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        return OK;
+    }
+    for (;;) {
+        int rc = q_value(q, depth + 1, name, name_len, removed);
+        if (rc)
+            return rc;
+        if (s->p >= s->end)
+            return R_SHAPE;
+        if (*s->p == ']') {
+            s->p++;
+            return OK;
+        }
+        if (*s->p != ',')
+            return R_SHAPE;
+        s->p++;
+    }
+}
+
+/* A planned value (Q_SEAL, Q_KEEP): a string or an integer, as a Python object in its slot. */
+static int q_planned(QState *q, const QEntry *entry, int *pending, int *n_pending) {
+    State *s = &q->st;
+    const unsigned char *start = s->p;
+    Py_ssize_t at = s->p - q->base;
+    int rc, look = entry->kind == Q_KEEP; /* a sealed value leaves the sentinel's sight */
+    PyObject *value;
+    if (s->p < s->end && *s->p == '"') {
+        Py_ssize_t len;
+        if ((rc = q_string(q, &start, &len, look)))
+            return rc;
+        value = PyUnicode_FromStringAndSize((const char *)start + 1, len - 2);
+    } else {
+        int is_int;
+        if (s->p >= s->end || !(*s->p == '-' || (*s->p >= '0' && *s->p <= '9')))
+            return R_VALUE;
+        if ((rc = q_number(q, &is_int, look)))
+            return rc;
+        if (!is_int)
+            return R_VALUE;
+        char digits[24];
+        Py_ssize_t len = s->p - start;
+        if (len >= (Py_ssize_t)sizeof(digits))
+            return R_VALUE; /* never: `number` reads at most 18 digits and a sign */
+        memcpy(digits, start, (size_t)len);
+        digits[len] = 0;
+        value = PyLong_FromString(digits, NULL, 10);
+    }
+    if (value == NULL)
+        return ERROR;
+    if (q->values[entry->arg] != NULL || *n_pending >= Q_MAX_SLOTS) { /* never: one entry per slot */
+        Py_DECREF(value);
+        return R_LIMIT;
+    }
+    q->values[entry->arg] = value;
+    q->v_start[entry->arg] = at;
+    q->v_end[entry->arg] = s->p - q->base;
+    q->v_close[entry->arg] = -1;
+    pending[(*n_pending)++] = entry->arg;
+    return OK;
+}
+
+/* An object; `node` the declared one at its place (NULL: none), `name` the key it sits under (NULL at
+   the root), `removed` inside a deleted member (nothing there is located, deleted or looked at). */
+static int q_object(QState *q, const QNode *node, int depth, const unsigned char *name, Py_ssize_t name_len,
+                    int removed) {
+    if (depth > q->prog->max_depth)
+        return R_DEPTH;
+    State *s = &q->st;
+    const unsigned char *keys[Q_MAX_KEYS];
+    Py_ssize_t key_lens[Q_MAX_KEYS];
+    int pending[Q_MAX_SLOTS]; /* the slots located in this object: their close is its brace */
+    int n_keys = 0, n_pending = 0, kept = 0, rc;
+    s->p++;
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        return OK;
+    }
+    for (;;) {
+        if (s->p >= s->end || *s->p != '"')
+            return R_SHAPE;
+        const unsigned char *key;
+        Py_ssize_t key_len;
+        Py_ssize_t member_start = s->p - q->base;
+        if ((rc = q_string(q, &key, &key_len, 0)))
+            return rc;
+        key++;
+        key_len -= 2;
+        if (n_keys >= Q_MAX_KEYS)
+            return R_LIMIT;
+        for (int i = 0; i < n_keys; i++)
+            if (key_lens[i] == key_len && memcmp(keys[i], key, (size_t)key_len) == 0)
+                return R_DUPLICATE;
+        keys[n_keys] = key;
+        key_lens[n_keys++] = key_len;
+        if (s->p >= s->end || *s->p != ':')
+            return R_SHAPE;
+        s->p++;
+        const QEntry *entry = NULL;
+        if (node != NULL) {
+            for (int i = 0; i < node->count; i++) {
+                const QEntry *e = &node->entries[i];
+                if (e->len != key_len)
+                    continue;
+                if (memcmp(e->key, key, (size_t)key_len) == 0) {
+                    entry = e;
+                    break;
+                }
+                Py_ssize_t j = 0;
+                while (j < key_len && q_lower((unsigned char)e->key[j]) == q_lower(key[j]))
+                    j++;
+                if (j == key_len)
+                    return R_DECLARED; /* the guard's ambiguous_key */
+            }
+        }
+        int remove = 0;
+        if (!removed && q_is_code(q->prog, key, key_len)) {
+            if (name == NULL || !q_card_named(name, name_len))
+                return R_CARD_CODE; /* whether the object holds a card is the Python path's question */
+            remove = 1;             /* `remove_card_codes`, before any field rule */
+        } else if (!removed && entry != NULL && entry->kind == Q_STRIP) {
+            if (s->p + 4 <= s->end && memcmp(s->p, "null", 4) == 0)
+                return R_VALUE; /* a null is not stripped */
+            remove = 1;
+            q->strips++;
+        }
+        if (!removed && !remove && key_len >= 2 && q_card_hint(key, key_len))
+            return R_CARD_HINT; /* a key the sentinel looks at */
+        if (removed || remove || entry == NULL) {
+            if ((rc = q_value(q, depth + 1, key, key_len, removed || remove)))
+                return rc;
+        } else if (entry->kind == Q_TEXT) {
+            if (s->p < s->end && *s->p == '"') {
+                const unsigned char *start;
+                Py_ssize_t len;
+                Py_ssize_t at = s->p - q->base;
+                if ((rc = q_string(q, &start, &len, 1)))
+                    return rc;
+                PyObject *text = PyUnicode_FromStringAndSize((const char *)start + 1, len - 2);
+                if (text == NULL)
+                    return ERROR;
+                if (q->values[entry->arg] != NULL) { /* never: one entry per slot */
+                    Py_DECREF(text);
+                    return R_LIMIT;
+                }
+                q->values[entry->arg] = text;
+                q->v_start[entry->arg] = at;
+                q->v_end[entry->arg] = at + len;
+                q->v_close[entry->arg] = -1;
+            } else if ((rc = q_value(q, depth + 1, key, key_len, 0))) {
+                return rc;
+            }
+        } else if (entry->kind == Q_OBJECT) {
+            if (s->p >= s->end || *s->p != '{')
+                return R_DECLARED; /* the guard's wrong_container_type (or a null: Python's) */
+            if ((rc = q_object(q, &q->prog->nodes[entry->arg], depth + 1, key, key_len, 0)))
+                return rc;
+        } else if (entry->kind == Q_WATCH) {
+            return R_VALUE;
+        } else if ((rc = q_planned(q, entry, pending, &n_pending))) {
+            return rc;
+        }
+        Py_ssize_t member_end = s->p - q->base;
+        if (s->p >= s->end)
+            return R_SHAPE;
+        int more = *s->p == ',';
+        if (remove) { /* the member with one comma: the one before it if a kept member precedes it */
+            if ((rc = kept ? q_cut(q, member_start - 1, member_end) : q_cut(q, member_start, member_end + more)))
+                return rc;
+        } else {
+            kept++;
+        }
+        if (more) {
+            s->p++;
+            continue;
+        }
+        if (*s->p != '}')
+            return R_SHAPE;
+        for (int i = 0; i < n_pending; i++)
+            q->v_close[pending[i]] = s->p - q->base;
+        s->p++;
+        return OK;
+    }
+}
+
+static int q_value(QState *q, int depth, const unsigned char *name, Py_ssize_t name_len, int removed) {
+    State *s = &q->st;
+    if (s->p >= s->end)
+        return R_SHAPE;
+    const unsigned char *start;
+    Py_ssize_t len;
+    int is_int;
+    switch (*s->p) {
+    case '{':
+        return q_object(q, NULL, depth, name, name_len, removed);
+    case '[':
+        return q_array(q, depth, name, name_len, removed);
+    case '"':
+        return q_string(q, &start, &len, !removed);
+    case 't':
+        return literal(s, "true", 4, 0) ? R_SHAPE : OK;
+    case 'f':
+        return literal(s, "false", 5, 0) ? R_SHAPE : OK;
+    case 'n':
+        return literal(s, "null", 4, 0) ? R_SHAPE : OK;
+    default:
+        return q_number(q, &is_int, !removed);
+    }
+}
+
+static void request_program_free(PyObject *capsule) {
+    QProgram *prog = PyCapsule_GetPointer(capsule, "privacy_middleware.request");
+    if (prog == NULL)
+        return;
+    for (int i = 0; i < prog->n_nodes; i++)
+        PyMem_Free(prog->nodes[i].entries);
+    PyMem_Free(prog->nodes);
+    Py_XDECREF(prog->spec);
+    PyMem_Free(prog);
+}
+
+/* request_compile((nodes, n_slots, codes, max_depth)): nodes[0] is the root; a node is a tuple of
+   (key, kind, arg); codes the card-code names (bytes, folded). */
+static PyObject *request_compile(PyObject *self, PyObject *spec) {
+    PyObject *nodes, *codes;
+    int n_slots, max_depth;
+    if (!PyArg_ParseTuple(spec, "O!iO!i", &PyTuple_Type, &nodes, &n_slots, &PyTuple_Type, &codes, &max_depth))
+        return NULL;
+    Py_ssize_t n_nodes = PyTuple_GET_SIZE(nodes);
+    if (n_nodes < 1 || n_nodes > 4096 || n_slots < 0 || n_slots > Q_MAX_SLOTS || max_depth < 1 ||
+        max_depth > MAX_DEPTH || PyTuple_GET_SIZE(codes) > Q_MAX_CODES) {
+        PyErr_SetString(PyExc_ValueError, "request program out of bounds");
+        return NULL;
+    }
+    QProgram *prog = PyMem_Calloc(1, sizeof(QProgram));
+    if (prog == NULL)
+        return PyErr_NoMemory();
+    Py_INCREF(spec);
+    prog->spec = spec;
+    prog->n_slots = n_slots;
+    prog->max_depth = max_depth;
+    PyObject *capsule = PyCapsule_New(prog, "privacy_middleware.request", request_program_free);
+    if (capsule == NULL) {
+        Py_DECREF(spec);
+        PyMem_Free(prog);
+        return NULL;
+    }
+    prog->n_codes = (int)PyTuple_GET_SIZE(codes);
+    for (int i = 0; i < prog->n_codes; i++) {
+        if (bytes_item(PyTuple_GET_ITEM(codes, i), &prog->codes[i], &prog->code_lens[i]) < 0)
+            goto fail;
+        if (prog->code_lens[i] < 1) {
+            PyErr_SetString(PyExc_ValueError, "an empty card-code name");
+            goto fail;
+        }
+    }
+    prog->nodes = PyMem_Calloc((size_t)n_nodes, sizeof(QNode));
+    if (prog->nodes == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    prog->n_nodes = (int)n_nodes;
+    for (Py_ssize_t i = 0; i < n_nodes; i++) {
+        PyObject *entries = PyTuple_GET_ITEM(nodes, i);
+        if (!PyTuple_Check(entries)) {
+            PyErr_SetString(PyExc_TypeError, "a node is a tuple of entries");
+            goto fail;
+        }
+        QNode *node = &prog->nodes[i];
+        node->count = (int)PyTuple_GET_SIZE(entries);
+        node->entries = PyMem_Calloc((size_t)node->count + 1, sizeof(QEntry));
+        if (node->entries == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        for (int j = 0; j < node->count; j++) {
+            QEntry *e = &node->entries[j];
+            PyObject *key;
+            if (!PyArg_ParseTuple(PyTuple_GET_ITEM(entries, j), "Oii", &key, &e->kind, &e->arg) ||
+                bytes_item(key, &e->key, &e->len) < 0)
+                goto fail;
+            int slot = e->kind == Q_SEAL || e->kind == Q_KEEP || e->kind == Q_TEXT;
+            int bad = e->kind < Q_OBJECT || e->kind > Q_WATCH || (slot && (e->arg < 0 || e->arg >= n_slots)) ||
+                      (e->kind == Q_OBJECT && (e->arg <= i || e->arg >= n_nodes));
+            if (bad) {
+                PyErr_SetString(PyExc_ValueError, "request program entry out of bounds");
+                goto fail;
+            }
+        }
+    }
+    return capsule;
+fail:
+    Py_DECREF(capsule);
+    return NULL;
+}
+
+/* request_pass(program, body) -> (slots, removals, strips), or an int: the reason for the Python path */
+static PyObject *request_pass(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    Py_buffer body;
+    if (!PyArg_ParseTuple(args, "Oy*", &capsule, &body))
+        return NULL;
+    const QProgram *prog = PyCapsule_GetPointer(capsule, "privacy_middleware.request");
+    if (prog == NULL) {
+        PyBuffer_Release(&body);
+        return NULL;
+    }
+    QState *q = PyMem_Malloc(sizeof(QState));
+    if (q == NULL) {
+        PyBuffer_Release(&body);
+        return PyErr_NoMemory();
+    }
+    q->n_cuts = 0;
+    q->strips = 0;
+    memset(q->values, 0, sizeof(q->values));
+    PyObject *result = NULL, *slots = NULL, *removals = NULL;
+    q->base = body.buf;
+    q->st.p = q->base;
+    q->st.end = q->base + body.len;
+    q->prog = prog;
+    int rc;
+    if (body.len == 0 || *q->st.p != '{')
+        rc = R_DECLARED; /* the root is declared an object */
+    else
+        rc = q_object(q, &prog->nodes[0], 1, NULL, 0, 0);
+    if (rc == OK && q->st.p != q->st.end)
+        rc = R_SHAPE;
+    if (rc == ERROR)
+        goto done;
+    if (rc != OK) {
+        result = PyLong_FromLong(rc);
+        goto done;
+    }
+    slots = PyList_New(prog->n_slots);
+    removals = PyList_New(q->n_cuts);
+    if (slots == NULL || removals == NULL)
+        goto done;
+    for (int i = 0; i < prog->n_slots; i++) {
+        PyObject *item;
+        if (q->values[i] == NULL)
+            item = Py_NewRef(Py_None);
+        else
+            item = Py_BuildValue("(Onnn)", q->values[i], q->v_start[i], q->v_end[i], q->v_close[i]);
+        if (item == NULL)
+            goto done;
+        PyList_SET_ITEM(slots, i, item);
+    }
+    for (int i = 0; i < q->n_cuts; i++) {
+        PyObject *span = Py_BuildValue("(nn)", q->cut_start[i], q->cut_end[i]);
+        if (span == NULL)
+            goto done;
+        PyList_SET_ITEM(removals, i, span);
+    }
+    result = Py_BuildValue("(OOn)", slots, removals, q->strips);
+done:
+    for (int i = 0; i < Q_MAX_SLOTS; i++)
+        Py_XDECREF(q->values[i]);
+    Py_XDECREF(slots);
+    Py_XDECREF(removals);
+    PyMem_Free(q);
+    PyBuffer_Release(&body);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"compile", compile, METH_O, "A disclosure program from its node table."},
     {"disclose", disclose, METH_VARARGS, "The disclosed body and its report figures, or None."},
@@ -1247,12 +1842,15 @@ static PyMethodDef methods[] = {
     {"bodiless_card_send", (PyCFunction)(void (*)(void))bodiless_card_send, METH_FASTCALL,
      "bodiless_card_send((json_types, resume), scope, send): card_send's send for a request with no body, else None."},
     {"chain", (PyCFunction)(void (*)(void))chain, METH_FASTCALL, "An awaitable sending up to two messages in turn."},
+    {"request_compile", request_compile, METH_O, "A request program from its node table."},
+    {"request_pass", request_pass, METH_VARARGS, "(slots, removals, strips) of a request body, or a reason (int)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
 
 PyMODINIT_FUNC PyInit__native(void) {
+    q_classes();
     if (PyType_Ready(&ChainType) < 0 || PyType_Ready(&CardSendType) < 0) return NULL;
     s_type = PyUnicode_InternFromString("type");
     s_start = PyUnicode_InternFromString("http.response.start");

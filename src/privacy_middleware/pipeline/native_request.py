@@ -1,0 +1,310 @@
+"""A protected route's request body in one native pass (`_native.request_pass`), sealed in one call.
+
+The Python steps of a protected route read a JSON request body in turn: the strict reader (orjson,
+duplicate keys, depth), the lazy reading (msgspec levels), the shape guard and card-code removal
+(pipeline/shapes.py), the free-text detectors (pipeline/free_text.py), field protection
+(pipeline/protect.py) and the card sentinel (middleware.py), and the body is written back with
+msgspec. For a plan made of those steps only, with plain key paths, the C pass reads the raw bytes
+once: it checks what the strict reader and the shape guard check, locates the planned values,
+deletes card codes in card objects and stripped fields, and looks for card data where the sentinel
+would (fields/_native.c says exactly what). Python then validates the few planned values with the
+same functions as the field engine, seals them in one call (`FieldEngine._seal`) and splices the
+envelopes into the original bytes: no orjson dump of the whole body.
+
+The pass accepts only bodies whose re-encoding by the Python path is the input byte for byte (no
+whitespace between tokens, no escape, ASCII, numbers as orjson writes them), so the splice is the
+Python path's output. Anything else, and anything that would refuse or change the body in another
+way (a detector hit, a validation error, a duplicate key, a case variant of a declared key, a card
+number or card-code key left where the sentinel looks), is a fallback: the request takes the Python
+path, which decides it (fail closed; the refusals are the Python path's own). `COUNTS` counts both,
+per reason (tests/properties/test_native_request.py compares the two paths; the checkout bench
+asserts it measured this one).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from ..asgi.strict_json import MAX_JSON_DEPTH
+from ..crypto.cards import card_brand
+from ..errors import PrivacyError
+from ..fields import native
+from ..fields.detectors import detect
+from ..fields.engine import ENVELOPE_PREFIXES, FieldEngine, guest_subject
+from ..fields.shape_guard import CARD_CODE_NAMES, is_card_code_key
+from ..fields.validators import validate_field
+from ..policy.schema import FieldRule
+from .free_text import FreeTextGuard
+from .plan import Exchange, RoutePlan
+from .protect import ProtectRequestFields
+from .shapes import GuardRequestShape
+
+_native: Any = getattr(native, "_native", None)
+# Entry kinds, as `_native.c` numbers them.
+OBJECT, SEAL, KEEP, STRIP, TEXT, WATCH = range(6)
+# Fallback reasons, as `_native.c` numbers them, and the ones decided here.
+REASONS = {
+    2: "shape",
+    3: "duplicate_key",
+    4: "depth",
+    5: "declared",
+    6: "value",
+    7: "card_code",
+    8: "card_hint",
+    9: "limit",
+    20: "detector",
+    21: "refusal",
+    22: "missing",
+    23: "no_sealer",
+}
+_SEALED = ("encrypt", "encrypt_deterministic")
+# Off: every request takes the Python path (the tests compare the two).
+ENABLED = _native is not None
+_encode = msgspec.json.Encoder().encode
+
+
+class Counts:
+    """Requests this pass forwarded (`passes`) and handed to the Python path (`fallbacks`, by reason)."""
+
+    __slots__ = ("fallbacks", "passes")
+
+    def __init__(self) -> None:
+        self.passes = 0
+        self.fallbacks: Counter[str] = Counter()
+
+    def reset(self) -> None:
+        self.passes = 0
+        self.fallbacks.clear()
+
+
+COUNTS = Counts()
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    rule: FieldRule
+    slot: int  # -1: a stripped field (deleted in C)
+    key: bytes  # the last key of its path
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    capsule: Any
+    fields: tuple[_Field, ...]
+    texts: tuple[tuple[int, tuple[str, ...]], ...]  # (slot, detector kinds) per free-text rule
+    protect: ProtectRequestFields
+    engine: FieldEngine
+
+
+def _plain(key: str) -> bool:
+    """A key the pass compares byte for byte: printable ASCII, nothing JSON escapes."""
+    return key.isascii() and key.isprintable() and '"' not in key and "\\" not in key
+
+
+class _Unsupported(Exception):
+    pass
+
+
+class _Tree:
+    def __init__(self) -> None:
+        self.nodes: list[dict[str, list[Any]]] = [{}]
+
+    def node(self, path: tuple[str, ...]) -> int:
+        index = 0
+        for key in path:
+            entry = self.nodes[index].get(key)
+            if entry is None:
+                self.nodes.append({})
+                entry = self.nodes[index][key] = [OBJECT, len(self.nodes) - 1]
+            elif entry[0] != OBJECT:
+                raise _Unsupported
+            index = entry[1]
+        return index
+
+    def leaf(self, path: tuple[str, ...], key: str, kind: int, arg: int) -> None:
+        node = self.nodes[self.node(path)]
+        if key in node:
+            raise _Unsupported
+        node[key] = [kind, arg]
+
+
+_STEPS = [GuardRequestShape, ProtectRequestFields]
+_STEPS_WITH_TEXT = [GuardRequestShape, FreeTextGuard, ProtectRequestFields]
+
+
+def build(plan: RoutePlan) -> Program | None:
+    """The program of a plan whose request steps this pass does exactly, else None."""
+    spec = plan.spec
+    body = spec.request
+    if _native is None or body is None or plan.lazy_request is None:
+        return None
+    kinds = [type(step) for step in plan.on_requests]
+    if kinds not in (
+        [GuardRequestShape, ProtectRequestFields],
+        [GuardRequestShape, FreeTextGuard, ProtectRequestFields],
+    ):
+        return None
+    protect = plan.on_requests[-1]
+    assert isinstance(protect, ProtectRequestFields)
+    texts_step = plan.on_requests[1] if len(kinds) == 3 else None
+    if protect.body is not body or (isinstance(texts_step, FreeTextGuard) and texts_step.rules != spec.free_text):
+        return None
+    if body.rules.graphql or body.records.steps or body.subject is not None:
+        return None
+    tree = _Tree()
+    fields: list[_Field] = []
+    slots = 0
+    try:
+        for selector in body.personal_objects:
+            path = selector.plain_path
+            if path is None:
+                return None
+            tree.node((*path[0], path[1]))
+        for compiled in body.fields:
+            rule = compiled.rule
+            path = compiled.selector.plain_path
+            if path is None or rule.blind_index or rule.transform not in ("keep", "strip", *_SEALED):
+                return None
+            parents, last = path
+            if not all(_plain(key) for key in (*parents, last)) or any(map(is_card_code_key, parents)):
+                return None
+            if is_card_code_key(last) and rule.transform != "strip":
+                return None
+            if rule.transform == "strip":
+                tree.leaf(parents, last, STRIP, 0)
+                fields.append(_Field(rule, -1, last.encode()))
+                continue
+            tree.leaf(parents, last, SEAL if rule.transform in _SEALED else KEEP, slots)
+            fields.append(_Field(rule, slots, last.encode()))
+            slots += 1
+            if rule.transform in _SEALED:
+                for companion in rule.companions:
+                    if companion not in ("last4", "brand"):
+                        return None
+                    tree.leaf(parents, f"{last}_{companion}", WATCH, 0)
+        texts = []
+        for free_text in spec.free_text:
+            path = free_text.selector.plain_path
+            if path is None or not all(_plain(key) for key in (*path[0], path[1])):
+                return None
+            if any(map(is_card_code_key, (*path[0], path[1]))):
+                return None
+            tree.leaf(path[0], path[1], TEXT, slots)
+            texts.append((slots, tuple(free_text.rule.detect)))
+            slots += 1
+    except _Unsupported:
+        return None
+    if slots > 64 or len(tree.nodes) > 4096:
+        return None
+    table = tuple(tuple((key.encode(), kind, arg) for key, (kind, arg) in node.items()) for node in tree.nodes)
+    codes = tuple(sorted(name.encode() for name in CARD_CODE_NAMES))
+    capsule = _native.request_compile((table, slots, codes, MAX_JSON_DEPTH))
+    return Program(capsule, tuple(fields), tuple(texts), protect, protect.engine)
+
+
+_PROGRAMS: dict[int, tuple[RoutePlan, Program | None]] = {}
+
+
+def program_for(plan: RoutePlan) -> Program | None:
+    """`build(plan)`, once per plan (the plans are built at start-up: a bounded set is kept)."""
+    kept = _PROGRAMS.get(id(plan))
+    if kept is not None and kept[0] is plan:
+        return kept[1]
+    program = build(plan)
+    if len(_PROGRAMS) < 1024:
+        _PROGRAMS[id(plan)] = (plan, program)
+    return program
+
+
+def _fallback(reason: int) -> None:
+    COUNTS.fallbacks[REASONS.get(reason, str(reason))] += 1
+
+
+async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
+    """The body to forward (the input itself when nothing changes), with the exchange updated as the
+    Python steps update it; None when the Python path must decide (nothing was changed then)."""
+    found = _native.request_pass(program.capsule, body)
+    if type(found) is int:
+        _fallback(found)
+        return None
+    slots, removals, strips = found
+    for slot, detectors in program.texts:
+        located = slots[slot]
+        if located is not None and detect(located[0], detectors):
+            _fallback(20)  # the free-text guard refuses or redacts it, and records why
+            return None
+    engine = program.engine
+    principal = ex.ctx.principal
+    subject = (principal.subject if principal else None) or guest_subject(principal)
+    edits: list[tuple[int, int, bytes]] = [(start, end, b"") for start, end in removals]
+    batch: list[Any] = []
+    sealed: list[Any] = []
+    places: list[tuple[int, int]] = []
+    companions: dict[int, bytes] = {}
+    try:
+        for planned in program.fields:
+            rule = planned.rule
+            if planned.slot < 0:
+                continue
+            located = slots[planned.slot]
+            if located is None:
+                if rule.required:
+                    _fallback(22)
+                    return None
+                continue
+            value, start, end, close = located
+            pan = validate_field(rule.validate_as, value, rule.select) if rule.validate_as else None
+            if rule.transform == "keep":
+                continue
+            if type(value) is str and value.startswith(ENVELOPE_PREFIXES):
+                _fallback(21)  # already_protected
+                return None
+            if engine.cipher is None or not subject or getattr(engine.cipher, "subject_sealer", None) is None:
+                _fallback(23)
+                return None
+            text = pan if pan is not None else str(value)
+            if rule.companions:
+                added = companions.get(close, b"")
+                if "last4" in rule.companions:
+                    added += b',"' + planned.key + b'_last4":' + _encode(text[-4:])
+                if "brand" in rule.companions:
+                    brand = card_brand(text)
+                    added += b',"' + planned.key + b'_brand":' + _encode(str(brand) if brand else None)
+                companions[close] = added
+            batch.append((sealed, len(sealed), text, rule.transform, rule.category, subject))
+            sealed.append(None)
+            places.append((start, end))
+    except PrivacyError:
+        _fallback(21)  # the field engine refuses it: the Python path does, in its own order
+        return None
+    if batch:
+        assert subject  # refused above without one
+        await engine._seal(batch)
+        edits += [(start, end, _encode(envelope)) for (start, end), envelope in zip(places, sealed, strict=True)]
+        ex.ctx.facts.sealed_for = frozenset((subject,))
+    edits += [(close, close, added) for close, added in companions.items()]
+    COUNTS.passes += 1
+    ex.request_has_json = True
+    if not edits:
+        return body
+    ex.request_changed = True
+    counters = program.protect.counters
+    if strips:
+        counters["strip"](strips)
+    for transform in _SEALED:
+        count = sum(1 for item in batch if item[3] == transform)
+        if count:
+            counters[transform](count)
+    edits.sort(key=lambda edit: edit[0])
+    out = []
+    at = 0
+    for start, end, replacement in edits:
+        out.append(body[at:start])
+        out.append(replacement)
+        at = end
+    out.append(body[at:])
+    return b"".join(out)
