@@ -99,7 +99,8 @@ def answer(chain: IdentityChain, scope: dict[str, Any]) -> Any:
 def test_a_bearer_only_chain_answers_as_its_providers(headers: list[tuple[bytes, bytes]]) -> None:
     short = IdentityChain([JwtProvider(VERIFIER, leave_opaque=False)])
     asked = IdentityChain([JwtProvider(VERIFIER, leave_opaque=False)])
-    asked._bearer_only = False  # every provider asked, as without the short cut
+    asked._bearer_only = False  # every provider asked, as without the short cuts
+    asked._first_jwt = None
     scope = {"type": "http", "headers": headers}
     assert answer(short, scope) == answer(asked, scope)
 
@@ -122,6 +123,34 @@ def test_a_provider_added_first_that_reads_no_authorization_is_still_asked() -> 
     chain.prepend(_CookieProvider())
     principal = answer(chain, {"type": "http", "headers": [(b"cookie", b"sid=1")]})
     assert isinstance(principal, Principal) and principal.subject == "cus_1"
+
+
+def test_a_token_verified_before_is_answered_as_the_providers_answer_it() -> None:
+    """The chain answers a repeat caller's token from the JWT provider's memory when that provider is
+    asked first (the same principal as asking it), and never before a provider prepended to it."""
+    import time
+
+    import jwt
+
+    verifier = TokenVerifier(
+        JwtSettings(issuer="shop", audience="api", secret=SECRET, algorithms=["HS256"]), POLICY.identity
+    )
+    verifier.bind_policy(POLICY)
+    now = int(time.time())
+    claims = {"sub": "cus_9", "iss": "shop", "aud": "api", "iat": now, "exp": now + 600}
+    bearer = b"Bearer " + jwt.encode(claims, SECRET, algorithm="HS256").encode()
+    scope = {"type": "http", "headers": [(b"cookie", b"sid=1"), (b"Authorization", bearer)]}
+    short = IdentityChain([JwtProvider(verifier, leave_opaque=False)])
+    asked = IdentityChain([JwtProvider(verifier, leave_opaque=False)])
+    asked._bearer_only, asked._first_jwt = False, None
+    first = answer(asked, scope)  # verified and remembered
+    assert isinstance(first, Principal) and first.subject == "cus_9"
+    assert answer(short, scope) is first and answer(asked, scope) is first
+    other = {"type": "http", "headers": [(b"authorization", b"Bearer a.b.c"), (b"authorization", bearer)]}
+    assert answer(short, other) == answer(asked, other)  # the first Authorization value is the one read
+    short.prepend(_CookieProvider())
+    guest = answer(short, scope)
+    assert isinstance(guest, Principal) and guest.subject == "cus_1"
 
 
 def test_the_jwt_and_introspection_providers_need_an_authorization_header() -> None:

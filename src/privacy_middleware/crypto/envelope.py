@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from binascii import b2a_base64
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -179,7 +179,7 @@ class SubjectCipher:
         contexts = self.randomised_contexts(tenant, subject, tuple([category for _, category in items]))
         return self.seal_values([value for value, _ in items], contexts)
 
-    def seal_values(self, values: list[str], contexts: SealingContexts) -> list[str]:
+    def seal_values(self, values: Sequence[str], contexts: SealingContexts) -> list[str]:
         """pe1 envelopes of `values`, each under its context from `randomised_contexts` (same length).
 
         The same envelopes as `seal` gives one by one: a fresh random 96-bit nonce per value (all of

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 
@@ -94,7 +94,7 @@ class SubjectSealer:
         """`encrypt` of each (value, category), in order, in one call."""
         return self.encrypt_values([value for value, _ in items], tuple([category for _, category in items]))
 
-    def encrypt_values(self, values: list[str], categories: tuple[str, ...]) -> list[str]:
+    def encrypt_values(self, values: Sequence[str], categories: tuple[str, ...]) -> list[str]:
         """`encrypt` of each value under the category at its position, in one call: plaintext values
         in, pe1 envelopes out (`SubjectCipher.seal_values`). The categories are checked, and their
         associated data and keys found, once per tuple (a route passes the same one every request)."""

@@ -242,24 +242,29 @@ class FieldEngine:
 
     async def _seal(self, batch: list[_Sealing]) -> None:
         """Seal the batched fields with each subject's key, looked up once (no await when cached)."""
+        if not batch:
+            return
         cipher: Any = self.cipher
         cached = getattr(cipher, "cached_sealer", None)
         sealers: dict[str, Any] = {}
-        subject = batch[0][5]
-        if len(batch) > 1 and all(item[3] == "encrypt" and item[5] == subject for item in batch):
+        count = len(batch)
+        # the batch by column, in C: containers, keys, clear texts, transforms, categories, subjects
+        parents, keys, texts, transforms, categories, subjects = zip(*batch, strict=True)
+        subject = subjects[0]
+        if count > 1 and transforms.count("encrypt") == count and subjects.count(subject) == count:
             # one subject, randomised envelopes only (a checkout): sealed in one call
             sealer = cached(subject) if cached is not None else None
             if sealer is None:
                 sealer = await cipher.subject_sealer(subject)
             values = getattr(sealer, "encrypt_values", None)  # values in, envelopes out: the categories' contexts kept
             if values is not None:
-                sealed = values([item[2] for item in batch], tuple([item[4] for item in batch]))
+                sealed = values(texts, categories)
             else:
                 many = getattr(sealer, "encrypt_many", None)
-                sealed = many([(item[2], item[4]) for item in batch]) if many is not None else None
+                sealed = many(list(zip(texts, categories, strict=True))) if many is not None else None
             if sealed is not None:
-                for item, value in zip(batch, sealed, strict=True):
-                    item[0][item[1]] = value
+                for parent, key, value in zip(parents, keys, sealed, strict=True):
+                    parent[key] = value
                 return
             sealers[subject] = sealer
         for parent, key, text, transform, category, subject in batch:

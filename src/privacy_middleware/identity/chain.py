@@ -60,11 +60,13 @@ class IdentityChain:
     def __init__(self, providers: Sequence[IdentityProvider]) -> None:
         self.providers = list(providers)
         self._bearer_only = _bearer_only(self.providers)
+        self._first_jwt = _first_jwt(self.providers)
 
     def prepend(self, provider: IdentityProvider) -> None:
         """Try `provider` before the others (guests: their sessions and order links come first)."""
         self.providers.insert(0, provider)
         self._bearer_only = _bearer_only(self.providers)
+        self._first_jwt = _first_jwt(self.providers)
 
     @property
     def names(self) -> list[str]:
@@ -85,8 +87,16 @@ class IdentityChain:
 
     async def authenticate(self, scope: Any, route: tuple[str, str] | None = None) -> Principal | None:
         """The caller, None for an anonymous one; 401 for a bad credential, 503 when nobody can tell."""
-        if self._bearer_only and not first_values(scope.get("headers") or (), AUTHORIZATION)[0]:
-            return None  # no Authorization (or an empty one): every provider would answer None, no 401
+        first = self._first_jwt
+        if self._bearer_only or first is not None:
+            raw = first_values(scope.get("headers") or (), AUTHORIZATION)[0]
+            if not raw:
+                if self._bearer_only:
+                    return None  # no Authorization (or an empty one): every provider would answer None, no 401
+            elif first is not None:
+                known = first.known_principal(raw)  # what the first provider answers first: it wins
+                if known is not None:
+                    return known
         request = CallerRequest(scope, route)
         for provider in self.providers:
             principal = await provider.resolve(request)
@@ -95,6 +105,14 @@ class IdentityChain:
         if request.bearer() is not None:
             raise unauthorized("The bearer token is not recognised.")
         return None
+
+
+def _first_jwt(providers: Sequence[IdentityProvider]) -> TokenVerifier | None:
+    """The verifier of the first provider when that is the JWT provider: a repeat caller's token it
+    verified before is answered without building the caller's request (`JwtProvider.resolve` answers
+    the same, first, from the same first Authorization value)."""
+    first = providers[0] if providers else None
+    return first.verifier if type(first) is JwtProvider else None
 
 
 def _bearer_only(providers: Sequence[IdentityProvider]) -> bool:
