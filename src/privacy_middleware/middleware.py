@@ -568,7 +568,17 @@ class _Responder:
 
     async def send(self, message: Message) -> None:
         try:
-            await self._send(message)
+            kind = message["type"]
+            if kind == "http.response.start":
+                await self._on_start(message)
+            elif kind == "http.response.body":
+                if self.mode == "pass":
+                    await self.downstream(message)
+                elif self.mode == "buffer":
+                    await self._on_body(message)
+                # drain: the app's body is swallowed; the refusal was already sent
+            elif self.mode != "drain":
+                await self.downstream(message)  # trailers, pathsend, zerocopy, early hints
         except Exception as exc:
             if self.started:
                 raise
@@ -578,21 +588,6 @@ class _Responder:
             # Our own response handling failed before anything was sent: a problem, not the body.
             logger.error("privacy response handling failed (%s)", type(exc).__name__)
             await self._refuse(INTERNAL_ERROR.code, INTERNAL_ERROR.message, 500)
-
-    async def _send(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
-            await self._on_start(message)
-        elif kind == "http.response.body":
-            if self.mode == "pass":
-                await self.downstream(message)
-            elif self.mode == "buffer":
-                await self._on_body(message)
-            # drain: the app's body is swallowed; the refusal was already sent
-        elif self.mode == "drain":
-            return
-        else:
-            await self.downstream(message)  # trailers, pathsend, zerocopy, early hints
 
     async def _on_start(self, message: Message) -> None:
         ex = self.ex
@@ -655,10 +650,14 @@ class _Responder:
                     await self._refuse("response_not_json", "The shop's response on this route is not JSON.", 502)
                     return
             else:
-                if self.plan.response_bytes is not None:
+                reader = self.plan.response_bytes
+                if reader is not None:
                     # the one reader of the body rewrites its bytes in one pass, or declines (None)
-                    rewritten = await self._rewrite_bytes(self.plan.response_bytes, body)
-                    if self.mode == "drain":
+                    try:
+                        rewritten = await reader.on_response_bytes(ex, body)
+                    except PrivacyError as error:
+                        self.mw.observe_plan_seconds(time.perf_counter() - self.began)
+                        await self._refuse(error.code, error.message, error.status, error)
                         return
                 if rewritten is None:
                     try:
@@ -678,14 +677,6 @@ class _Responder:
         await self._send_start(changed=ex.response_changed, length=len(body))
         self.mode = "pass"
         await self.downstream({"type": "http.response.body", "body": body, "more_body": False})
-
-    async def _rewrite_bytes(self, step: Step, body: bytes) -> bytes | None:
-        try:
-            return await step.on_response_bytes(self.ex, body)
-        except PrivacyError as error:
-            self.mw.observe_plan_seconds(time.perf_counter() - self.began)
-            await self._refuse(error.code, error.message, error.status, error)
-            return None
 
     async def _run_hooks(self, steps: tuple[Step, ...] | None = None) -> None:
         try:

@@ -60,11 +60,20 @@ def media_type(headers: Iterable[tuple[bytes, bytes]]) -> str:
     return media_of(get_header(headers, b"content-type"))
 
 
+_MEDIA: dict[bytes, str] = {}  # Content-Type values seen and their media types (a shop sends a few)
+_MEDIA_KEPT = 256
+
+
 def media_of(value: bytes | None) -> str:
     """The media type of a Content-Type value ("" for none), lower-case, without parameters."""
     if not value:
         return ""
-    return value.split(b";", 1)[0].strip().lower().decode("latin-1")
+    media = _MEDIA.get(value) if type(value) is bytes else None
+    if media is None:
+        media = value.split(b";", 1)[0].strip().lower().decode("latin-1")
+        if type(value) is bytes and len(_MEDIA) < _MEDIA_KEPT:
+            _MEDIA[value] = media
+    return media
 
 
 def is_json_media_type(media: str) -> bool:

@@ -3,9 +3,11 @@ ones consent no longer covers are expired. Not a route step: it wraps `send` for
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from cachetools import LRUCache
 
-from ..asgi.headers import get_header
+from ..asgi.headers import first_values, get_header
 from ..consent.cookie import COOKIE_NAME
 from ..consent.cookie_filter import cookie_purposes, expiring_set_cookies, set_cookie_name
 from ..consent.signals import parse_cookie_header
@@ -15,6 +17,9 @@ from ..policy.schema import Policy
 from ..services import Services
 from ..types import Message, Scope, Send
 from .consent_decision import ConsentResolver
+
+SET_COOKIE = (b"set-cookie",)
+COOKIE = (b"cookie",)
 
 
 class CookieGate:
@@ -64,12 +69,22 @@ class CookieGate:
         return self.drop_undeclared and name != COOKIE_NAME and not cookie_purposes(name, self.rules)
 
     def wrap(self, scope: Scope, send: Send) -> Send:
-        async def gated_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = await self._filter(scope, message)
-            await send(message)
+        """`send` with the start's Set-Cookie lines filtered. A plain function handing back `send`'s
+        awaitable: a start that sets no cookie, answering a request that carries none (two header
+        scans in C), and every other message cost no coroutine of their own."""
+
+        def gated_send(message: Message) -> Awaitable[None]:
+            if message["type"] == "http.response.start" and (
+                first_values(message.get("headers") or (), SET_COOKIE)[0] is not None
+                or first_values(scope.get("headers") or (), COOKIE)[0] is not None
+            ):
+                return self._filtered_send(scope, message, send)
+            return send(message)
 
         return gated_send
+
+    async def _filtered_send(self, scope: Scope, message: Message, send: Send) -> None:
+        await send(await self._filter(scope, message))
 
     async def _filter(self, scope: Scope, message: Message) -> Message:
         headers = list(message.get("headers") or [])
