@@ -430,6 +430,9 @@ def test_real_sealing_on_the_native_pass(world: _World) -> None:
         (b'{"payment":{"card":{"number":"4242424242424241"}},"items":[]}', "refusal"),
         (b'{"payment":{"card":{}},"items":[]}', "missing"),
         (b'{"payment":{"card":{"number":"4242424242424242"}},"note":"SSN 078-05-1120"}', "detector"),
+        (b'{"payment":{"card":{"number":"4242424242424242"}},"items":[{"title":"Verif-ication"}]}', "card_hint"),
+        (b'{"payment":{"card":{"number":"4242424242424242"}},"items":[{"c_V_v":"x"}]}', "card_code"),
+        (b'{"payment":{"card":{"number":"4242424242424242"}},"items":[{"qty":4242424242424}]}', "card_hint"),
     ],
 )
 def test_what_the_native_pass_declines_goes_to_the_python_path(world: _World, body: bytes, reason: str) -> None:
@@ -438,6 +441,22 @@ def test_what_the_native_pass_declines_goes_to_the_python_path(world: _World, bo
     assert passes == 0
     assert native_request.COUNTS.fallbacks[reason] == before + 1
     assert fast == python
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"payment":{"card":{"number":"4242424242424242","CVC":"1","exp_year":2030}},"items":[]}',
+        b'{"payment":{"card":{"cvv":"1","number":"4242424242424242"}},"items":[],"cards":[{"x":1,"Security_Code":"1"}]}',
+        b'{"payment":{"card":{"cvv":"1","cvc2":"2","number":"4242424242424242","cid":"3"}},"items":[]}',
+        b'{"payment":{"card":{"cvv":{"cvv":[1]},"number":"4242424242424242"}},"items":[]}',
+    ],
+)
+def test_card_codes_in_card_objects_are_removed_on_the_native_pass(world: _World, body: bytes) -> None:
+    python, fast, passes = _both(world, body, world.token)
+    assert passes == 1
+    assert fast == python
+    assert python[0] == "forwarded" and b'"1"' not in python[2] and b"cvv" not in python[2].lower()
 
 
 @settings(

@@ -1308,8 +1308,8 @@ static unsigned char q_lower(unsigned char c) { return (c >= 'A' && c <= 'Z') ? 
 /* Per byte of a string: 1 it ends the fast scan (a quote, a backslash, a control character or a
    byte above 0x7f), 2 a digit, 4 a c (every card-code hint holds one). */
 static unsigned char q_string_class[256];
-/* Per byte of the card look: 0 anything else (a letter folded to lower case), 1 a digit, 2 a byte
-   the fold drops, 3 a c, 4 a letter a hint ends with. */
+/* Per byte of the card look: 0 anything else (a letter, folded to lower case), 1 a digit, 2 a byte
+   the fold drops, 3 a c (every hint starts with one). */
 static unsigned char q_fold_class[256];
 
 static void q_classes(void) {
@@ -1324,73 +1324,61 @@ static void q_classes(void) {
     for (const char *d = dropped; *d; d++)
         q_fold_class[(unsigned char)*d] = 2;
     q_fold_class['c'] = q_fold_class['C'] = 3;
-    const char *ends = "vdynVDYN";
-    for (const char *e = ends; *e; e++)
-        q_fold_class[(unsigned char)*e] = 4;
 }
 
-static int q_ends_with(const unsigned char *ring, unsigned w, const char *hint, unsigned len) {
-    if (w < len)
-        return 0;
-    for (unsigned i = 0; i < len; i++)
-        if (ring[(w - len + i) & 15] != (unsigned char)hint[i])
-            return 0;
-    return 1;
-}
-
-static int q_hint_at(const unsigned char *ring, unsigned w, unsigned char c) {
-    switch (c) {
-    case 'v':
-        return q_ends_with(ring, w, "cv", 2) || q_ends_with(ring, w, "cav", 3);
-    case 'c':
-        return q_ends_with(ring, w, "csc", 3);
-    case 'd':
-        return q_ends_with(ring, w, "cid", 3);
-    case 'y':
-        return q_ends_with(ring, w, "crity", 5);
-    case 'n':
-        return q_ends_with(ring, w, "ification", 9);
-    default:
-        return 0;
+/* The folded bytes next to position `at` (dropped bytes skipped, digits as 0, letters lower case):
+   up to `want` of them after it (`step` 1) or before it (`step` -1), in reading order away from it. */
+static int q_folded(const unsigned char *p, Py_ssize_t len, Py_ssize_t at, int step, char *out, int want) {
+    int n = 0;
+    for (Py_ssize_t i = at + step; i >= 0 && i < len && n < want; i += step) {
+        unsigned char kind = q_fold_class[p[i]];
+        if (kind == 2)
+            continue;
+        out[n++] = kind == 1 ? '0' : (char)q_lower(p[i]);
     }
+    return n;
 }
 
 /* The card sentinel's prefilter (`card_sentinel.may_hold_card_data`) on the ASCII bytes of one key
    or value: a run of 13 digits with only space, dash, underscore, dot, backslash or u between them,
-   or `_CODE_HINTS` in the folded letters. A key or value is where the sentinel looks for card data
-   (its quotes, like the JSON around it, break any run or hint). */
-static int q_card_hint(const unsigned char *p, Py_ssize_t len) {
-    unsigned char ring[16] = {0}; /* the last folded letters and digits */
-    unsigned w = 0, last_c = 0;   /* folded bytes so far; the count after the last c */
-    int run = 0;
-    for (Py_ssize_t i = 0; i < len; i++) {
-        unsigned char c = p[i];
-        unsigned char kind = q_fold_class[c];
-        if (kind == 2)
-            continue;
-        if (kind == 1) {
-            if (++run >= 13)
-                return 1;
-            ring[w++ & 15] = '0';
-            continue;
+   or `_CODE_HINTS` (`c(?:v|sc|id|av|rity|ation(?<=ification))`) in the folded letters. A key or
+   value is where the sentinel looks for card data (its quotes, like the JSON around it, break any
+   run or hint). */
+static int q_card_hint(const unsigned char *p, Py_ssize_t len, int digits, int c) {
+    if (digits) {
+        int run = 0;
+        for (Py_ssize_t i = 0; i < len; i++) {
+            unsigned char kind = q_fold_class[p[i]];
+            if (kind == 1) {
+                if (++run >= 13)
+                    return 1;
+            } else if (kind != 2) {
+                run = 0;
+            }
         }
-        run = 0;
-        c = q_lower(c);
-        ring[w++ & 15] = c;
-        if (kind >= 3 && last_c && w - last_c < 9 && q_hint_at(ring, w, c))
+    }
+    for (Py_ssize_t i = 0; c && i < len; i++) {
+        if (q_fold_class[p[i]] != 3)
+            continue;
+        char after[5], before[3];
+        int n = q_folded(p, len, i, 1, after, 5);
+        if ((n >= 1 && after[0] == 'v') || (n >= 2 && memcmp(after, "sc", 2) == 0) ||
+            (n >= 2 && memcmp(after, "id", 2) == 0) || (n >= 2 && memcmp(after, "av", 2) == 0) ||
+            (n >= 4 && memcmp(after, "rity", 4) == 0))
             return 1;
-        if (kind == 3)
-            last_c = w;
+        if (n >= 5 && memcmp(after, "ation", 5) == 0 && q_folded(p, len, i, -1, before, 3) == 3 &&
+            memcmp(before, "ifi", 3) == 0) /* read backwards: i f i */
+            return 1;
     }
     return 0;
 }
 
 /* A string with no escape and only ASCII (a control character: invalid JSON): its span with the
    quotes. `look`: refuse it (R_CARD_HINT) where the card look would not clear it. */
-static int q_string(QState *q, const unsigned char **start, Py_ssize_t *len, int look) {
+static int q_string(QState *q, const unsigned char **start, Py_ssize_t *len, int look, int *suspect) {
     State *s = &q->st;
     const unsigned char *p = s->p + 1, *end = s->end;
-    unsigned seen = 0, digits = 0;
+    int seen = 0, digits = 0;
     while (p < end) {
         unsigned char kind = q_string_class[*p];
         if (kind & 1)
@@ -1404,7 +1392,10 @@ static int q_string(QState *q, const unsigned char **start, Py_ssize_t *len, int
     *start = s->p;
     *len = p + 1 - s->p;
     s->p = p + 1;
-    if (look && (digits >= 13 || (seen & 4)) && q_card_hint(*start + 1, *len - 2))
+    int maybe = (digits >= 13) | (seen & 4); /* 1: a run may be there; 4: a hint may */
+    if (suspect != NULL)
+        *suspect = maybe;
+    if (look && maybe && q_card_hint(*start + 1, *len - 2, maybe & 1, maybe & 4))
         return R_CARD_HINT;
     return OK;
 }
@@ -1496,7 +1487,7 @@ static int q_planned(QState *q, const QEntry *entry, int *pending, int *n_pendin
     PyObject *value;
     if (s->p < s->end && *s->p == '"') {
         Py_ssize_t len;
-        if ((rc = q_string(q, &start, &len, look)))
+        if ((rc = q_string(q, &start, &len, look, NULL)))
             return rc;
         value = PyUnicode_FromStringAndSize((const char *)start + 1, len - 2);
     } else {
@@ -1551,7 +1542,8 @@ static int q_object(QState *q, const QNode *node, int depth, const unsigned char
         const unsigned char *key;
         Py_ssize_t key_len;
         Py_ssize_t member_start = s->p - q->base;
-        if ((rc = q_string(q, &key, &key_len, 0)))
+        int suspect;
+        if ((rc = q_string(q, &key, &key_len, 0, &suspect)))
             return rc;
         key++;
         key_len -= 2;
@@ -1583,7 +1575,7 @@ static int q_object(QState *q, const QNode *node, int depth, const unsigned char
             }
         }
         int remove = 0;
-        if (!removed && q_is_code(q->prog, key, key_len)) {
+        if (!removed && suspect && q_is_code(q->prog, key, key_len)) { /* every name holds a c */
             if (name == NULL || !q_card_named(name, name_len))
                 return R_CARD_CODE; /* whether the object holds a card is the Python path's question */
             remove = 1;             /* `remove_card_codes`, before any field rule */
@@ -1593,7 +1585,7 @@ static int q_object(QState *q, const QNode *node, int depth, const unsigned char
             remove = 1;
             q->strips++;
         }
-        if (!removed && !remove && key_len >= 2 && q_card_hint(key, key_len))
+        if (!removed && !remove && suspect && q_card_hint(key, key_len, suspect & 1, suspect & 4))
             return R_CARD_HINT; /* a key the sentinel looks at */
         if (removed || remove || entry == NULL) {
             if ((rc = q_value(q, depth + 1, key, key_len, removed || remove)))
@@ -1603,7 +1595,7 @@ static int q_object(QState *q, const QNode *node, int depth, const unsigned char
                 const unsigned char *start;
                 Py_ssize_t len;
                 Py_ssize_t at = s->p - q->base;
-                if ((rc = q_string(q, &start, &len, 1)))
+                if ((rc = q_string(q, &start, &len, 1, NULL)))
                     return rc;
                 PyObject *text = PyUnicode_FromStringAndSize((const char *)start + 1, len - 2);
                 if (text == NULL)
@@ -1665,7 +1657,7 @@ static int q_value(QState *q, int depth, const unsigned char *name, Py_ssize_t n
     case '[':
         return q_array(q, depth, name, name_len, removed);
     case '"':
-        return q_string(q, &start, &len, !removed);
+        return q_string(q, &start, &len, !removed, NULL);
     case 't':
         return literal(s, "true", 4, 0) ? R_SHAPE : OK;
     case 'f':
@@ -1718,8 +1710,8 @@ static PyObject *request_compile(PyObject *self, PyObject *spec) {
     for (int i = 0; i < prog->n_codes; i++) {
         if (bytes_item(PyTuple_GET_ITEM(codes, i), &prog->codes[i], &prog->code_lens[i]) < 0)
             goto fail;
-        if (prog->code_lens[i] < 1) {
-            PyErr_SetString(PyExc_ValueError, "an empty card-code name");
+        if (prog->code_lens[i] < 1 || memchr(prog->codes[i], 'c', (size_t)prog->code_lens[i]) == NULL) {
+            PyErr_SetString(PyExc_ValueError, "a card-code name without a c"); /* keys without one skip the look */
             goto fail;
         }
     }

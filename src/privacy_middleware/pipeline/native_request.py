@@ -37,7 +37,6 @@ from ..fields.detectors import detect
 from ..fields.engine import ENVELOPE_PREFIXES, FieldEngine, guest_subject
 from ..fields.shape_guard import CARD_CODE_NAMES, is_card_code_key
 from ..fields.validators import validate_field
-from ..policy.schema import FieldRule
 from .free_text import FreeTextGuard
 from .plan import Exchange, RoutePlan
 from .protect import ProtectRequestFields
@@ -86,9 +85,16 @@ COUNTS = Counts()
 
 @dataclass(frozen=True, slots=True)
 class _Field:
-    rule: FieldRule
-    slot: int  # -1: a stripped field (deleted in C)
-    key: bytes  # the last key of its path
+    """A located field rule (not a stripped one: those are deleted in C), its look-ups done once."""
+
+    slot: int
+    required: bool
+    validate_as: str
+    select: str
+    transform: str  # keep, encrypt or encrypt_deterministic
+    category: str
+    last4: bytes | None  # b',"<key>_last4":' when the rule adds the last four digits
+    brand: bytes | None  # b',"<key>_brand":' when it adds the brand
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,16 +182,27 @@ def build(plan: RoutePlan) -> Program | None:
                 return None
             if rule.transform == "strip":
                 tree.leaf(parents, last, STRIP, 0)
-                fields.append(_Field(rule, -1, last.encode()))
                 continue
-            tree.leaf(parents, last, SEAL if rule.transform in _SEALED else KEEP, slots)
-            fields.append(_Field(rule, slots, last.encode()))
+            sealed = rule.transform in _SEALED
+            tree.leaf(parents, last, SEAL if sealed else KEEP, slots)
+            companions = rule.companions if sealed else []
+            if not set(companions) <= {"last4", "brand"}:
+                return None
+            for companion in companions:
+                tree.leaf(parents, f"{last}_{companion}", WATCH, 0)
+            fields.append(
+                _Field(
+                    slots,
+                    rule.required,
+                    rule.validate_as,
+                    rule.select,
+                    rule.transform,
+                    rule.category,
+                    b',"' + last.encode() + b'_last4":' if "last4" in companions else None,
+                    b',"' + last.encode() + b'_brand":' if "brand" in companions else None,
+                )
+            )
             slots += 1
-            if rule.transform in _SEALED:
-                for companion in rule.companions:
-                    if companion not in ("last4", "brand"):
-                        return None
-                    tree.leaf(parents, f"{last}_{companion}", WATCH, 0)
         texts = []
         for free_text in spec.free_text:
             path = free_text.selector.plain_path
@@ -202,6 +219,8 @@ def build(plan: RoutePlan) -> Program | None:
         return None
     table = tuple(tuple((key.encode(), kind, arg) for key, (kind, arg) in node.items()) for node in tree.nodes)
     codes = tuple(sorted(name.encode() for name in CARD_CODE_NAMES))
+    if not all(b"c" in code for code in codes):  # the C pass looks at keys that hold a c (or 13 digits)
+        return None
     capsule = _native.request_compile((table, slots, codes, MAX_JSON_DEPTH))
     return Program(capsule, tuple(fields), tuple(texts), protect, protect.engine)
 
@@ -224,6 +243,10 @@ def _fallback(reason: int) -> None:
     COUNTS.fallbacks[REASONS.get(reason, str(reason))] += 1
 
 
+def _start(edit: tuple[int, int, bytes]) -> int:
+    return edit[0]
+
+
 async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
     """The body to forward (the input itself when nothing changes), with the exchange updated as the
     Python steps update it; None when the Python path must decide (nothing was changed then)."""
@@ -240,42 +263,37 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
     engine = program.engine
     principal = ex.ctx.principal
     subject = (principal.subject if principal else None) or guest_subject(principal)
+    cipher = engine.cipher
+    sealing = bool(subject) and cipher is not None and getattr(cipher, "subject_sealer", None) is not None
     edits: list[tuple[int, int, bytes]] = [(start, end, b"") for start, end in removals]
     batch: list[Any] = []
     sealed: list[Any] = []
     places: list[tuple[int, int]] = []
-    companions: dict[int, bytes] = {}
     try:
         for planned in program.fields:
-            rule = planned.rule
-            if planned.slot < 0:
-                continue
             located = slots[planned.slot]
             if located is None:
-                if rule.required:
+                if planned.required:
                     _fallback(22)
                     return None
                 continue
             value, start, end, close = located
-            pan = validate_field(rule.validate_as, value, rule.select) if rule.validate_as else None
-            if rule.transform == "keep":
+            pan = validate_field(planned.validate_as, value, planned.select) if planned.validate_as else None
+            if planned.transform == "keep":
                 continue
             if type(value) is str and value.startswith(ENVELOPE_PREFIXES):
                 _fallback(21)  # already_protected
                 return None
-            if engine.cipher is None or not subject or getattr(engine.cipher, "subject_sealer", None) is None:
+            if not sealing:
                 _fallback(23)
                 return None
             text = pan if pan is not None else str(value)
-            if rule.companions:
-                added = companions.get(close, b"")
-                if "last4" in rule.companions:
-                    added += b',"' + planned.key + b'_last4":' + _encode(text[-4:])
-                if "brand" in rule.companions:
-                    brand = card_brand(text)
-                    added += b',"' + planned.key + b'_brand":' + _encode(str(brand) if brand else None)
-                companions[close] = added
-            batch.append((sealed, len(sealed), text, rule.transform, rule.category, subject))
+            if planned.last4 is not None:
+                edits.append((close, close, planned.last4 + _encode(text[-4:])))
+            if planned.brand is not None:
+                brand = card_brand(text)
+                edits.append((close, close, planned.brand + _encode(str(brand) if brand else None)))
+            batch.append((sealed, len(sealed), text, planned.transform, planned.category, subject))
             sealed.append(None)
             places.append((start, end))
     except PrivacyError:
@@ -286,7 +304,6 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
         await engine._seal(batch)
         edits += [(start, end, _encode(envelope)) for (start, end), envelope in zip(places, sealed, strict=True)]
         ex.ctx.facts.sealed_for = frozenset((subject,))
-    edits += [(close, close, added) for close, added in companions.items()]
     COUNTS.passes += 1
     ex.request_has_json = True
     if not edits:
@@ -299,7 +316,7 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
         count = sum(1 for item in batch if item[3] == transform)
         if count:
             counters[transform](count)
-    edits.sort(key=lambda edit: edit[0])
+    edits.sort(key=_start)  # stable: a brace's companions stay in the rules' order
     out = []
     at = 0
     for start, end, replacement in edits:
