@@ -121,3 +121,27 @@ async def test_account_closure_is_audited_and_fanned_out(runtime: Runtime) -> No
     await runtime.audit.flush()
     assert closed == ["cus_1"]
     assert [r.subject for r in await search(runtime.database, kinds=["account_change.*"])] == ["cus_1"]
+
+
+async def test_one_gate_follows_each_decision_as_consent_changes(runtime: Runtime) -> None:
+    """The gate's verdict is kept per decision object: granted, withdrawn and granted again, the same
+    gate lets through, answers here, then lets through; every purpose's verdict is what `allows` and
+    `headers` answer for that decision."""
+    spec = route(POLICY, "POST", "/events")
+    gate = tracking_gate(runtime, spec)
+    holder = Holder.subject("cus_1")
+    for granted in (True, False, True, False):
+        await runtime.consent.set_purposes(holder, {"newsletter": granted})
+        for _ in range(2):  # the second time from what the resolver kept
+            ex = exchange(spec, CUSTOMER)
+            if granted:
+                await gate.before(ex)
+            else:
+                with pytest.raises(Respond):
+                    await gate.before(ex)
+            resolution = ex.ctx.facts.consent
+            assert resolution is not None
+            for purpose in POLICY.purposes:
+                verdict = gate.consent.verdict(resolution, purpose)
+                assert verdict == (gate.consent.allows(resolution, purpose), gate.consent.headers(resolution))
+            assert gate.consent.verdict(resolution, "newsletter")[0] is granted

@@ -22,9 +22,10 @@ class ConsentResolver:
         self.access = access
         self.policy = policy
         self.consent_mode = ConsentModeHeaders(policy)  # one header per distinct decision, built once
-        # The hint headers per decision object (the consent service hands the same decision back for the
-        # same cookie): keyed by id, the decision kept beside them so an id is never reused while cached.
-        self._headers: dict[int, tuple[Decision, tuple[tuple[bytes, bytes], ...]]] = {}
+        # The hint headers and the purposes' answers per decision object (the consent service hands the
+        # same decision back for the same cookie): keyed by id, the decision kept beside them so an id is
+        # never reused while cached.
+        self._headers: dict[int, tuple[Decision, tuple[tuple[bytes, bytes], ...], dict[str, bool]]] = {}
 
     def known(self, scope: Scope, ctx: RequestContext | None) -> Resolution | None:
         """`resolve` where it needs no await: the request's decision when it was made already, or a
@@ -69,15 +70,28 @@ class ConsentResolver:
 
     def headers(self, resolution: Resolution) -> tuple[tuple[bytes, bytes], ...]:
         """Consent Mode hints for the shop's front end, and a re-consent flag when the policy changed."""
-        decision = resolution.decision
+        return self._kept(resolution.decision)[1]
+
+    def verdict(self, resolution: Resolution, purpose: str) -> tuple[bool, tuple[tuple[bytes, bytes], ...]]:
+        """`(allows(resolution, purpose), headers(resolution))` in one look-up: both are kept per
+        decision object (a frozen decision answers a purpose the same way every time it is asked)."""
+        kept = self._kept(resolution.decision)
+        allowed = kept[2].get(purpose)
+        if allowed is None:
+            allowed = kept[2][purpose] = self.access.allows(purpose, kept[0])
+        return allowed, kept[1]
+
+    def _kept(self, decision: Decision) -> tuple[Decision, tuple[tuple[bytes, bytes], ...], dict[str, bool]]:
+        """The decision's hint headers and its answers per purpose asked so far, kept by its id."""
         known = self._headers.get(id(decision))
         if known is not None and known[0] is decision:
-            return known[1]
+            return known
         headers = [(b"consent-mode", self.consent_mode.header(decision))]
         if decision.reconsent_required:
             headers.append((b"privacy-reconsent", b"required"))
-        built = tuple(headers)
+        answers: dict[str, bool] = {}
+        built = (decision, tuple(headers), answers)
         if len(self._headers) >= _KEPT_DECISIONS:
             self._headers.clear()
-        self._headers[id(decision)] = (decision, built)
+        self._headers[id(decision)] = built
         return built

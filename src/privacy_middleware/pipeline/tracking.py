@@ -58,9 +58,10 @@ class TrackingGate(Step):
         resolution = self.consent.known(ex.scope, ex.ctx)  # a visitor's repeat decision: no await
         if resolution is None:
             resolution = await self.consent.resolve(ex.scope, ex.ctx)
-        if not self.consent.allows(resolution, self.tracked.purpose):
+        allowed, hints = self.consent.verdict(resolution, self.tracked.purpose)
+        if not allowed:
             self.dropped()
-            raise Respond(self.tracked.denied_status, list(self.consent.headers(resolution)))
+            raise Respond(self.tracked.denied_status, list(hints))
         self.passed()
         # The shop sees a network, not a device: truncate the peer address and drop forwarding hops.
         client = ex.scope.get("client")
@@ -68,7 +69,7 @@ class TrackingGate(Step):
             ex.scope["client"] = (truncate_ip(ex.ctx.client_ip), client[1] if client else 0)
         stripped = self.stripped
         ex.scope["headers"] = [(k, v) for k, v in ex.scope.get("headers") or [] if k.lower() not in stripped]
-        ex.extra_headers.extend(self.consent.headers(resolution))
+        ex.extra_headers.extend(hints)
 
     async def on_request(self, ex: Exchange) -> None:
         if not ex.request_has_json:
