@@ -243,10 +243,6 @@ def _fallback(reason: int) -> None:
     COUNTS.fallbacks[REASONS.get(reason, str(reason))] += 1
 
 
-def _start(edit: tuple[int, int, bytes]) -> int:
-    return edit[0]
-
-
 async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
     """The body to forward (the input itself when nothing changes), with the exchange updated as the
     Python steps update it; None when the Python path must decide (nothing was changed then)."""
@@ -269,6 +265,7 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
     batch: list[Any] = []
     sealed: list[Any] = []
     places: list[tuple[int, int]] = []
+    companions: dict[int, bytes] = {}  # per closing brace, in the rules' order
     try:
         for planned in program.fields:
             located = slots[planned.slot]
@@ -289,10 +286,10 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
                 return None
             text = pan if pan is not None else str(value)
             if planned.last4 is not None:
-                edits.append((close, close, planned.last4 + _encode(text[-4:])))
+                companions[close] = companions.get(close, b"") + planned.last4 + _encode(text[-4:])
             if planned.brand is not None:
                 brand = card_brand(text)
-                edits.append((close, close, planned.brand + _encode(str(brand) if brand else None)))
+                companions[close] = companions.get(close, b"") + planned.brand + _encode(str(brand) if brand else None)
             batch.append((sealed, len(sealed), text, planned.transform, planned.category, subject))
             sealed.append(None)
             places.append((start, end))
@@ -304,6 +301,8 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
         await engine._seal(batch)
         edits += [(start, end, _encode(envelope)) for (start, end), envelope in zip(places, sealed, strict=True)]
         ex.ctx.facts.sealed_for = frozenset((subject,))
+        if companions:
+            edits += [(close, close, added) for close, added in companions.items()]
     COUNTS.passes += 1
     ex.request_has_json = True
     if not edits:
@@ -312,11 +311,13 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
     counters = program.protect.counters
     if strips:
         counters["strip"](strips)
-    for transform in _SEALED:
-        count = sum(1 for item in batch if item[3] == transform)
-        if count:
-            counters[transform](count)
-    edits.sort(key=_start)  # stable: a brace's companions stay in the rules' order
+    if batch:
+        transforms = [item[3] for item in batch]
+        for transform in _SEALED:
+            count = transforms.count(transform)
+            if count:
+                counters[transform](count)
+    edits.sort()  # no two edits start at one place (a brace's companions are one edit)
     out = []
     at = 0
     for start, end, replacement in edits:
