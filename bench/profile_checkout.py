@@ -22,6 +22,7 @@ import asyncio
 import collections
 import cProfile
 import functools
+import inspect
 import logging
 import pstats
 import signal
@@ -78,12 +79,23 @@ def _timed(owner: Any, name: str, label: str, spent: collections.Counter[str]) -
 
     else:
 
+        async def awaited(result: Any, started: float) -> Any:
+            try:
+                return await result
+            finally:
+                spent[label] += clock() - started
+
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             started = clock()
             try:
-                return original(*args, **kwargs)
-            finally:
+                result = original(*args, **kwargs)
+            except BaseException:
                 spent[label] += clock() - started
+                raise
+            if inspect.isawaitable(result):  # a plain function handing back an awaitable: timed to its end
+                return awaited(result, started)
+            spent[label] += clock() - started
+            return result
 
     setattr(owner, name, functools.wraps(original)(wrapper))
 

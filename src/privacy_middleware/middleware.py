@@ -37,7 +37,7 @@ from .gauges import OperatorGauges
 from .logs import access_log, configure_logging, heard, log_request
 from .pipeline import native_request
 from .pipeline.meters import counter_inc, histogram_observe
-from .pipeline.plan import Exchange, Respond, RoutePlan, Step
+from .pipeline.plan import Exchange, Respond, RoutePlan
 from .pipeline.trace import TRACE_HEADER, Tracer
 from .routing.canonical import AliasTable
 from .routing.identity import RouteIdentity, identity_for
@@ -667,7 +667,16 @@ class _Responder:
                         if strict:
                             await self._refuse("malformed_response", "The shop's response is not valid JSON.", 502)
                             return
-        await self._run_hooks(self.plan.on_responses if rewritten is None else self.plan.on_responses_after_bytes)
+        if rewritten is None:
+            await self._run_hooks()
+        else:  # `_run_hooks` of the steps left once the reader gave the body, inline (no coroutine for it)
+            try:
+                for step in self.plan.on_responses_after_bytes:
+                    await step.on_response(ex)
+            except PrivacyError as error:
+                await self._refuse(error.code, error.message, error.status, error)
+            finally:
+                self.mw.observe_plan_seconds(time.perf_counter() - self.began)
         if self.mode == "drain":
             return
         if rewritten is not None:
@@ -678,16 +687,18 @@ class _Responder:
         self.mode = "pass"
         await self.downstream({"type": "http.response.body", "body": body, "more_body": False})
 
-    async def _run_hooks(self, steps: tuple[Step, ...] | None = None) -> None:
+    async def _run_hooks(self) -> None:
         try:
-            for step in self.plan.on_responses if steps is None else steps:
+            for step in self.plan.on_responses:
                 await step.on_response(self.ex)
         except PrivacyError as error:
             await self._refuse(error.code, error.message, error.status, error)
         finally:
             self.mw.observe_plan_seconds(time.perf_counter() - self.began)
 
-    async def _send_start(self, *, changed: bool, length: int | None = None) -> None:
+    def _send_start(self, *, changed: bool, length: int | None = None) -> Awaitable[None]:
+        """The start with the plan's header edits, sent: a plain function handing back the next
+        send's awaitable (no coroutine of its own)."""
         assert self.start is not None
         ex = self.ex
         # Output depends on who asks (a filtered answer): never let a shared cache serve it to
@@ -700,7 +711,7 @@ class _Responder:
             length=length if self.mode == "buffer" else None,
         )
         self.started = True
-        await self.downstream(message)
+        return self.downstream(message)
 
     async def _refuse(self, code: str, message: str, status: int, error: PrivacyError | None = None) -> None:
         self.mode = "drain"

@@ -563,14 +563,15 @@ class FieldEngine:
         if got is None:
             return None
         out, kept, dropped, seen, subjects, kept_subjects = got
-        principal_subject = viewer.principal.subject if viewer.principal else None
+        principal = viewer.principal
+        principal_subject = principal.subject if principal is not None else None
         if principal_subject and principal_subject in subjects:
             return None  # the viewer's own records: the owner's transforms
         if None in subjects and (
-            guest_subject(viewer.principal) is not None or (owners is not None and body.record_key is not None)
+            guest_subject(principal) is not None or (owners is not None and body.record_key is not None)
         ):
             return None  # a record a guest or a bound owner may own
-        if blocked is not None:
+        if blocked is not None and any(subjects):  # None and "" name nobody to ask about
             for subject in dict.fromkeys(subjects):
                 if subject and await blocked(subject):
                     return None  # a restricted or objecting subject: every field dropped, counted
