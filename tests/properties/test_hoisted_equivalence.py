@@ -61,14 +61,25 @@ def test_prepared_header_edits_equal_the_edits_one_by_one(
     assert again == expected
     other_length = edits.apply(headers, [], changed=changed, length=None if length is None else length + 1)
     assert other_length == edits_one_by_one(headers, [], private, changed, None if length is None else length + 1)
-    listed = [[key, value] for key, value in headers]  # a server giving each header as a list
-    assert edits.apply(listed, extra, changed=changed, length=length) == edits_one_by_one(  # type: ignore[arg-type]
-        listed,  # type: ignore[arg-type]
-        extra,
-        private,
-        changed,
-        length,
-    )
+    listed = [[key, value] for key, value in headers]  # a server giving each header as a list: not a key
+    got_listed = edits.apply(listed, extra, changed=changed, length=length)  # type: ignore[arg-type]
+    assert [tuple(header) for header in got_listed] == expected
+
+
+def test_header_edits_remember_only_lists_that_name_nobody() -> None:
+    """A shop's header list with a cookie, a location or a tag is edited each time and never kept."""
+    edits = ResponseEdits(True)
+    plain = [(b"Content-Type", b"application/json"), (b"content-length", b"14")]
+    for headers in (
+        [*plain, (b"set-cookie", b"sid=abc; HttpOnly")],
+        [*plain, (b"Location", b"/customers/cus_1")],
+        [*plain, (b"etag", b'"v1"')],
+    ):
+        got = edits.apply(headers, [], changed=True, length=20)
+        assert got == edits_one_by_one(headers, [], True, True, 20)
+    assert not edits._edited
+    assert edits.apply(plain, [], changed=True, length=20) == edits_one_by_one(plain, [], True, True, 20)
+    assert list(edits._edited) == [(tuple(plain), True, True)]
 
 
 json_st = st.recursive(

@@ -95,6 +95,25 @@ DIGEST_HEADERS = (b"content-md5", b"digest", b"content-digest", b"repr-digest", 
 _VARY_FIELDS = ("Authorization", "Cookie")
 
 
+# The header names of a shop's header list `ResponseEdits` may remember: none that carries who the
+# caller is or what the body holds (no Set-Cookie, Location, ETag, Link, request ids or dates).
+KEPT_NAMES = frozenset(
+    {
+        b"content-type",
+        b"content-length",
+        b"cache-control",
+        b"vary",
+        b"content-language",
+        b"x-content-type-options",
+        b"x-frame-options",
+        b"referrer-policy",
+        b"strict-transport-security",
+        b"content-security-policy",
+        b"server",
+    }
+)
+
+
 class ResponseEdits:
     """The response header edits of one route plan, prepared when the plan is built.
 
@@ -107,6 +126,7 @@ class ResponseEdits:
     __slots__ = ("_drops", "_edited", "_vary", "private")
 
     _KEPT = 256  # header lists remembered with their edits (a shop sends a few kinds); then computed
+    # Only lists whose every name is in KEPT_NAMES are remembered: no cookie, location or tag is kept.
 
     def __init__(self, private: bool) -> None:
         self.private = private
@@ -137,7 +157,7 @@ class ResponseEdits:
             key, edited = None, None
         if edited is None:
             edited = self._edit(headers, changed=changed, sized=sized)
-            if key is not None and len(self._edited) < self._KEPT:
+            if key is not None and len(self._edited) < self._KEPT and all(k.lower() in KEPT_NAMES for k, _ in headers):
                 self._edited[key] = edited
         if sized:
             return [*edited, (b"content-length", str(length).encode()), *extra]
