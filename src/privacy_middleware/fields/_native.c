@@ -1241,23 +1241,26 @@ static PyObject *chain(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
    `request_pass(program, body)` reads a request body once and decides, without building anything,
    what the Python steps (strict read, shape guard and card-code removal, field location, card
    sentinel) would do to it, for the bodies whose re-encoding by the Python path is byte for byte
-   the input: no whitespace between tokens, no escape, only ASCII, numbers as `number` above reads
-   them. It answers an int (a reason: the Python path runs) for anything else: such a body, invalid
+   the input but for whitespace between tokens: no escape, only ASCII, numbers as `number` above
+   reads them; whitespace only where the program reads it (`spaces`: the Python path drops it at the
+   top level and in the declared members, and keeps it in the others unless a card code was deleted
+   there). It answers an int (a reason: the Python path runs) for anything else: such a body, invalid
    JSON, a key twice in one object, a container past the depth limit, a declared key spelled in
    another case, a declared object that is not an object, a planned value that is not a string or
    an integer, a companion key already there, a card-code key in an object not named like a card,
    and a key or value where the card sentinel looks that its prefilter would not clear. Otherwise
-   (slots, removals, strips): per slot None or (value, start, end, close), the value's span and the
-   position of its object's closing brace; the spans to delete (card codes in card objects and
-   stripped fields, each member with one comma); how many of them are stripped fields. No crypto
+   (slots, removals, strips, spaces): per slot None or (value, start, end, close), the value's span
+   and the position of its object's closing brace; the spans to delete (card codes in card objects
+   and stripped fields, each member with one comma); how many of them are stripped fields; the
+   whitespace the Python path drops when it writes a changed body back. No crypto
    here; every read is bounds-checked. */
 
 enum { Q_OBJECT = 0, Q_SEAL = 1, Q_KEEP = 2, Q_STRIP = 3, Q_TEXT = 4, Q_WATCH = 5 };
-enum { Q_MAX_KEYS = 64, Q_MAX_CUTS = 256, Q_MAX_SLOTS = 64, Q_MAX_CODES = 64 };
+enum { Q_MAX_KEYS = 64, Q_MAX_CUTS = 256, Q_MAX_SLOTS = 64, Q_MAX_CODES = 64, Q_MAX_SPACES = 4096 };
 
 /* reasons for a fallback, as pipeline/native_request.py names them */
 enum {
-    R_SHAPE = 2,   /* not JSON this pass reads: whitespace, an escape, non-ASCII, a number it does not copy */
+    R_SHAPE = 2,   /* not JSON this pass reads: an escape, non-ASCII, a number it does not copy, whitespace */
     R_DUPLICATE,   /* a key twice in one object */
     R_DEPTH,       /* a container past the limit */
     R_DECLARED,    /* a declared key in another case, a declared object of another type */
@@ -1285,6 +1288,7 @@ typedef struct {
     int n_nodes;
     int n_slots;
     int max_depth;
+    int spaces; /* whitespace between tokens is read (the root a decoded level, its declared members whole) */
     const char *codes[Q_MAX_CODES]; /* card-code names, folded: lower-case letters and digits */
     Py_ssize_t code_lens[Q_MAX_CODES];
     int n_codes;
@@ -1296,12 +1300,40 @@ typedef struct {
     const QProgram *prog;
     Py_ssize_t cut_start[Q_MAX_CUTS], cut_end[Q_MAX_CUTS]; /* deletions, in order */
     int n_cuts;
+    /* Whitespace the Python path drops when it writes the body back (the top level and the declared
+       members are re-encoded; the other members are copied as sent), in order. */
+    Py_ssize_t space_start[Q_MAX_SPACES], space_end[Q_MAX_SPACES];
+    int n_spaces;
+    int strip;     /* the whitespace read now is dropped (else kept, and noted in `kept_space`) */
+    int kept_space;
     Py_ssize_t strips;
     PyObject *values[Q_MAX_SLOTS];
     Py_ssize_t v_start[Q_MAX_SLOTS], v_end[Q_MAX_SLOTS], v_close[Q_MAX_SLOTS];
 } QState;
 
 static int q_value(QState *q, int depth, const unsigned char *name, Py_ssize_t name_len, int removed);
+
+static int q_is_space(unsigned char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+/* Whitespace at s->p, where the program reads it: skipped, and noted to drop or to keep. */
+static int q_ws(QState *q) {
+    State *s = &q->st;
+    if (s->p >= s->end || !q_is_space(*s->p) || !q->prog->spaces)
+        return OK;
+    const unsigned char *start = s->p;
+    while (s->p < s->end && q_is_space(*s->p))
+        s->p++;
+    if (!q->strip) {
+        q->kept_space = 1;
+        return OK;
+    }
+    if (q->n_spaces >= Q_MAX_SPACES)
+        return R_LIMIT;
+    q->space_start[q->n_spaces] = start - q->base;
+    q->space_end[q->n_spaces] = s->p - q->base;
+    q->n_spaces++;
+    return OK;
+}
 
 static unsigned char q_lower(unsigned char c) { return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c; }
 
@@ -1418,6 +1450,17 @@ static int q_number(QState *q, int *is_int, int look) {
 static int q_cut(QState *q, Py_ssize_t start, Py_ssize_t end) {
     if (q->n_cuts >= Q_MAX_CUTS)
         return R_LIMIT;
+    /* whitespace inside the deleted span is deleted with it: its own cuts (the last ones) go */
+    int keep = q->n_spaces;
+    while (keep > 0 && q->space_start[keep - 1] >= start)
+        keep--;
+    int moved = keep;
+    for (int i = keep; i < q->n_spaces; i++)
+        if (q->space_start[i] >= end) {
+            q->space_start[moved] = q->space_start[i];
+            q->space_end[moved++] = q->space_end[i];
+        }
+    q->n_spaces = moved;
     q->cut_start[q->n_cuts] = start;
     q->cut_end[q->n_cuts] = end;
     q->n_cuts++;
@@ -1457,14 +1500,16 @@ static int q_array(QState *q, int depth, const unsigned char *name, Py_ssize_t n
     if (depth > q->prog->max_depth)
         return R_DEPTH;
     State *s = &q->st;
+    int rc;
     s->p++;
+    if ((rc = q_ws(q)))
+        return rc;
     if (s->p < s->end && *s->p == ']') {
         s->p++;
         return OK;
     }
     for (;;) {
-        int rc = q_value(q, depth + 1, name, name_len, removed);
-        if (rc)
+        if ((rc = q_value(q, depth + 1, name, name_len, removed)) || (rc = q_ws(q)))
             return rc;
         if (s->p >= s->end)
             return R_SHAPE;
@@ -1475,6 +1520,8 @@ static int q_array(QState *q, int depth, const unsigned char *name, Py_ssize_t n
         if (*s->p != ',')
             return R_SHAPE;
         s->p++;
+        if ((rc = q_ws(q)))
+            return rc;
     }
 }
 
@@ -1531,7 +1578,11 @@ static int q_object(QState *q, const QNode *node, int depth, const unsigned char
     Py_ssize_t key_lens[Q_MAX_KEYS];
     int pending[Q_MAX_SLOTS]; /* the slots located in this object: their close is its brace */
     int n_keys = 0, n_pending = 0, kept = 0, rc;
+    Py_ssize_t comma = -1; /* the comma before this member */
+    int root = depth == 1;
     s->p++;
+    if ((rc = q_ws(q)))
+        return rc;
     if (s->p < s->end && *s->p == '}') {
         s->p++;
         return OK;
@@ -1554,9 +1605,13 @@ static int q_object(QState *q, const QNode *node, int depth, const unsigned char
                 return R_DUPLICATE;
         keys[n_keys] = key;
         key_lens[n_keys++] = key_len;
+        if ((rc = q_ws(q)))
+            return rc;
         if (s->p >= s->end || *s->p != ':')
             return R_SHAPE;
         s->p++;
+        if ((rc = q_ws(q)))
+            return rc;
         const QEntry *entry = NULL;
         if (node != NULL) {
             for (int i = 0; i < node->count; i++) {
@@ -1587,6 +1642,11 @@ static int q_object(QState *q, const QNode *node, int depth, const unsigned char
         }
         if (!removed && !remove && suspect && q_card_hint(key, key_len, suspect & 1, suspect & 4))
             return R_CARD_HINT; /* a key the sentinel looks at */
+        int cuts = q->n_cuts;
+        if (root) { /* a declared member is re-encoded by the Python path; another is copied as sent */
+            q->strip = entry != NULL && entry->kind != Q_WATCH;
+            q->kept_space = 0;
+        }
         if (removed || remove || entry == NULL) {
             if ((rc = q_value(q, depth + 1, key, key_len, removed || remove)))
                 return rc;
@@ -1621,18 +1681,31 @@ static int q_object(QState *q, const QNode *node, int depth, const unsigned char
         } else if ((rc = q_planned(q, entry, pending, &n_pending))) {
             return rc;
         }
+        if (root) {
+            /* a member copied as sent that the Python path re-encodes after all (a card code deleted
+               in it marks it for its card prefilter) must be written without its whitespace */
+            if (q->kept_space && q->n_cuts != cuts)
+                return R_SHAPE;
+            q->strip = 1;
+        }
         Py_ssize_t member_end = s->p - q->base;
+        if ((rc = q_ws(q)))
+            return rc;
         if (s->p >= s->end)
             return R_SHAPE;
         int more = *s->p == ',';
         if (remove) { /* the member with one comma: the one before it if a kept member precedes it */
-            if ((rc = kept ? q_cut(q, member_start - 1, member_end) : q_cut(q, member_start, member_end + more)))
+            Py_ssize_t after = s->p - q->base + more; /* past the comma after it */
+            if ((rc = kept ? q_cut(q, comma, member_end) : q_cut(q, member_start, more ? after : member_end)))
                 return rc;
         } else {
             kept++;
         }
         if (more) {
+            comma = s->p - q->base;
             s->p++;
+            if ((rc = q_ws(q)))
+                return rc;
             continue;
         }
         if (*s->p != '}')
@@ -1684,8 +1757,9 @@ static void request_program_free(PyObject *capsule) {
    (key, kind, arg); codes the card-code names (bytes, folded). */
 static PyObject *request_compile(PyObject *self, PyObject *spec) {
     PyObject *nodes, *codes;
-    int n_slots, max_depth;
-    if (!PyArg_ParseTuple(spec, "O!iO!i", &PyTuple_Type, &nodes, &n_slots, &PyTuple_Type, &codes, &max_depth))
+    int n_slots, max_depth, spaces;
+    if (!PyArg_ParseTuple(spec, "O!iO!ip", &PyTuple_Type, &nodes, &n_slots, &PyTuple_Type, &codes, &max_depth,
+                          &spaces))
         return NULL;
     Py_ssize_t n_nodes = PyTuple_GET_SIZE(nodes);
     if (n_nodes < 1 || n_nodes > 4096 || n_slots < 0 || n_slots > Q_MAX_SLOTS || max_depth < 1 ||
@@ -1700,6 +1774,7 @@ static PyObject *request_compile(PyObject *self, PyObject *spec) {
     prog->spec = spec;
     prog->n_slots = n_slots;
     prog->max_depth = max_depth;
+    prog->spaces = spaces;
     PyObject *capsule = PyCapsule_New(prog, "privacy_middleware.request", request_program_free);
     if (capsule == NULL) {
         Py_DECREF(spec);
@@ -1772,18 +1847,23 @@ static PyObject *request_pass(PyObject *self, PyObject *args) {
         return PyErr_NoMemory();
     }
     q->n_cuts = 0;
+    q->n_spaces = 0;
+    q->strip = 1; /* the top level is a decoded level: written back without whitespace */
+    q->kept_space = 0;
     q->strips = 0;
     memset(q->values, 0, sizeof(q->values));
-    PyObject *result = NULL, *slots = NULL, *removals = NULL;
+    PyObject *result = NULL, *slots = NULL, *removals = NULL, *spaces = NULL;
     q->base = body.buf;
     q->st.p = q->base;
     q->st.end = q->base + body.len;
     q->prog = prog;
-    int rc;
-    if (body.len == 0 || *q->st.p != '{')
+    int rc = q_ws(q);
+    if (rc == OK && (q->st.p >= q->st.end || *q->st.p != '{'))
         rc = R_DECLARED; /* the root is declared an object */
-    else
+    if (rc == OK)
         rc = q_object(q, &prog->nodes[0], 1, NULL, 0, 0);
+    if (rc == OK)
+        rc = q_ws(q);
     if (rc == OK && q->st.p != q->st.end)
         rc = R_SHAPE;
     if (rc == ERROR)
@@ -1794,8 +1874,15 @@ static PyObject *request_pass(PyObject *self, PyObject *args) {
     }
     slots = PyList_New(prog->n_slots);
     removals = PyList_New(q->n_cuts);
-    if (slots == NULL || removals == NULL)
+    spaces = PyList_New(q->n_spaces);
+    if (slots == NULL || removals == NULL || spaces == NULL)
         goto done;
+    for (int i = 0; i < q->n_spaces; i++) {
+        PyObject *span = Py_BuildValue("(nn)", q->space_start[i], q->space_end[i]);
+        if (span == NULL)
+            goto done;
+        PyList_SET_ITEM(spaces, i, span);
+    }
     for (int i = 0; i < prog->n_slots; i++) {
         PyObject *item;
         if (q->values[i] == NULL)
@@ -1812,12 +1899,13 @@ static PyObject *request_pass(PyObject *self, PyObject *args) {
             goto done;
         PyList_SET_ITEM(removals, i, span);
     }
-    result = Py_BuildValue("(OOn)", slots, removals, q->strips);
+    result = Py_BuildValue("(OOnO)", slots, removals, q->strips, spaces);
 done:
     for (int i = 0; i < Q_MAX_SLOTS; i++)
         Py_XDECREF(q->values[i]);
     Py_XDECREF(slots);
     Py_XDECREF(removals);
+    Py_XDECREF(spaces);
     PyMem_Free(q);
     PyBuffer_Release(&body);
     return result;

@@ -11,14 +11,16 @@ would (fields/_native.c says exactly what). Python then validates the few planne
 same functions as the field engine, seals them in one call (`FieldEngine._seal`) and splices the
 envelopes into the original bytes: no orjson dump of the whole body.
 
-The pass accepts only bodies whose re-encoding by the Python path is the input byte for byte (no
-whitespace between tokens, no escape, ASCII, numbers as orjson writes them), so the splice is the
-Python path's output. Anything else, and anything that would refuse or change the body in another
-way (a detector hit, a validation error, a duplicate key, a case variant of a declared key, a card
-number or card-code key left where the sentinel looks), is a fallback: the request takes the Python
-path, which decides it (fail closed; the refusals are the Python path's own). `COUNTS` counts both,
-per reason (tests/properties/test_native_request.py compares the two paths; the checkout bench
-asserts it measured this one).
+The pass accepts only bodies whose re-encoding by the Python path is the input byte for byte but
+for whitespace between tokens (no escape, ASCII, numbers as orjson writes them), so the splice is
+the Python path's output; whitespace goes where that path's writing back drops it (the top level
+and the members the rules declare; the other members are copied as sent), and only from a changed
+body (an unchanged one is forwarded as sent). Anything else, and anything that would refuse or
+change the body in another way (a detector hit, a validation error, a duplicate key, a case variant
+of a declared key, a card number or card-code key left where the sentinel looks), is a fallback: the
+request takes the Python path, which decides it (fail closed; the refusals are the Python path's
+own). `COUNTS` counts both, per reason (tests/properties/test_native_request.py compares the two
+paths; the checkout bench asserts it measured this one).
 """
 
 from __future__ import annotations
@@ -218,10 +220,21 @@ def build(plan: RoutePlan) -> Program | None:
     if slots > 64 or len(tree.nodes) > 4096:
         return None
     table = tuple(tuple((key.encode(), kind, arg) for key, (kind, arg) in node.items()) for node in tree.nodes)
+    # Whitespace between tokens is read where the Python path's writing back is known: the top level
+    # decoded by msgspec (written without whitespace), each member the rules declare read whole (written
+    # without whitespace) and every other member copied as sent (fields/lazy.py).
+    top = plan.lazy_request
+    declared = {key for key, (kind, _) in tree.nodes[0].items() if kind != WATCH}
+    spaces = (
+        not top.whole
+        and top.each is None
+        and set(top.keys) == declared
+        and all(child.whole for child in top.keys.values())
+    )
     codes = tuple(sorted(name.encode() for name in CARD_CODE_NAMES))
     if not all(b"c" in code for code in codes):  # the C pass looks at keys that hold a c (or 13 digits)
         return None
-    capsule = _native.request_compile((table, slots, codes, MAX_JSON_DEPTH))
+    capsule = _native.request_compile((table, slots, codes, MAX_JSON_DEPTH, spaces))
     return Program(capsule, tuple(fields), tuple(texts), protect, protect.engine)
 
 
@@ -250,7 +263,7 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
     if type(found) is int:
         _fallback(found)
         return None
-    slots, removals, strips = found
+    slots, removals, strips, spaces = found
     for slot, detectors in program.texts:
         located = slots[slot]
         if located is not None and detect(located[0], detectors):
@@ -308,6 +321,8 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
     if not edits:
         return body
     ex.request_changed = True
+    if spaces:  # the Python path writes a changed body back without them
+        edits += [(start, end, b"") for start, end in spaces]
     counters = program.protect.counters
     if strips:
         counters["strip"](strips)
@@ -317,7 +332,7 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
             count = transforms.count(transform)
             if count:
                 counters[transform](count)
-    edits.sort()  # no two edits start at one place (a brace's companions are one edit)
+    edits.sort()  # no two edits start at one place (a brace's companions are one edit), none overlap
     out = []
     at = 0
     for start, end, replacement in edits:
