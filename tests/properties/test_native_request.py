@@ -117,6 +117,11 @@ def world() -> Any:
             loop.close()
 
 
+@pytest.fixture(autouse=True)
+def _awake() -> None:
+    native_request.wake()
+
+
 async def _post(world: _World, body: bytes, token: str | None) -> tuple[Any, ...]:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if token is not None:
@@ -170,6 +175,7 @@ def _both(world: _World, body: bytes, token: str | None) -> tuple[tuple[Any, ...
         native_request.ENABLED = False
         python = world.loop.run_until_complete(_post(world, body, token))
         native_request.ENABLED = True
+        native_request.wake()  # this body is tried on the native pass, whatever the ones before did
         before = native_request.COUNTS.passes
         fast = world.loop.run_until_complete(_post(world, body, token))
         return python, fast, native_request.COUNTS.passes - before
@@ -513,3 +519,22 @@ def test_generated_bodies_reach_the_native_pass(world: _World) -> None:
 
     count()
     assert tried and taken >= tried // 10, (taken, tried)
+
+
+def test_a_route_whose_bodies_keep_falling_back_rests_then_is_tried_again(world: _World) -> None:
+    """Resting changes the cost, never the outcome: the rested requests are decided by the Python path."""
+    declined = b'{"payment":{"card":{"number":"4242424242424242"}},"items":[{"cvv":"1"}]}'
+    fine = orjson.dumps({"payment": {"card": {"number": "4242424242424242", "cvv": "737"}}, "items": []})
+    counts = native_request.COUNTS
+    passes, rested, declined_before = counts.passes, counts.rested, counts.fallbacks["card_code"]
+    for _ in range(native_request.FALLBACKS_BEFORE_REST):
+        world.loop.run_until_complete(_post(world, declined, world.token))  # decided by the Python path
+    assert counts.fallbacks["card_code"] == declined_before + native_request.FALLBACKS_BEFORE_REST
+    outcomes = [world.loop.run_until_complete(_post(world, fine, world.token)) for _ in range(native_request.REST)]
+    assert counts.rested == rested + native_request.REST and counts.passes == passes  # the Python path decided
+    for got in outcomes:
+        assert got[0] == "forwarded"
+        card = orjson.loads(got[2])["payment"]["card"]
+        assert card["number"].startswith("pe1.") and "cvv" not in card
+    world.loop.run_until_complete(_post(world, fine, world.token))
+    assert counts.passes == passes + 1  # tried again after its rest, and taken

@@ -26,7 +26,7 @@ paths; the checkout bench asserts it measured this one).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -68,17 +68,27 @@ ENABLED = _native is not None
 _encode = msgspec.json.Encoder().encode
 
 
-class Counts:
-    """Requests this pass forwarded (`passes`) and handed to the Python path (`fallbacks`, by reason)."""
+# A route whose bodies keep falling back pays the C pass and then the Python path on every request:
+# after FALLBACKS_BEFORE_REST fallbacks in a row its program rests (the Python path alone) for REST
+# requests, then is tried again. Both paths decide every body alike (tests/properties), so resting
+# changes only the cost, never the outcome.
+FALLBACKS_BEFORE_REST = 8
+REST = 64
 
-    __slots__ = ("fallbacks", "passes")
+
+class Counts:
+    """Requests this pass forwarded (`passes`), handed to the Python path (`fallbacks`, by reason) and
+    sent there without trying while their program rested (`rested`)."""
+
+    __slots__ = ("fallbacks", "passes", "rested")
 
     def __init__(self) -> None:
         self.passes = 0
+        self.rested = 0
         self.fallbacks: Counter[str] = Counter()
 
     def reset(self) -> None:
-        self.passes = 0
+        self.passes = self.rested = 0
         self.fallbacks.clear()
 
 
@@ -106,6 +116,8 @@ class Program:
     texts: tuple[tuple[int, tuple[str, ...]], ...]  # (slot, detector kinds) per free-text rule
     protect: ProtectRequestFields
     engine: FieldEngine
+    # [fallbacks in a row, requests left to rest]: the only mutable part, per route
+    streak: list[int] = field(default_factory=lambda: [0, 0], compare=False)
 
 
 def _plain(key: str) -> bool:
@@ -252,22 +264,38 @@ def program_for(plan: RoutePlan) -> Program | None:
     return program
 
 
-def _fallback(reason: int) -> None:
+def _fallback(program: Program, reason: int) -> None:
     COUNTS.fallbacks[REASONS.get(reason, str(reason))] += 1
+    streak = program.streak
+    streak[0] += 1
+    if streak[0] >= FALLBACKS_BEFORE_REST:
+        streak[0], streak[1] = 0, REST
+
+
+def wake() -> None:
+    """Every program tried again on its next request (tests compare both paths body by body)."""
+    for _, program in _PROGRAMS.values():
+        if program is not None:
+            program.streak[:] = [0, 0]
 
 
 async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
     """The body to forward (the input itself when nothing changes), with the exchange updated as the
     Python steps update it; None when the Python path must decide (nothing was changed then)."""
+    streak = program.streak
+    if streak[1]:  # resting: this route's bodies kept falling back
+        streak[1] -= 1
+        COUNTS.rested += 1
+        return None
     found = _native.request_pass(program.capsule, body)
     if type(found) is int:
-        _fallback(found)
+        _fallback(program, found)
         return None
     slots, removals, strips, spaces = found
     for slot, detectors in program.texts:
         located = slots[slot]
         if located is not None and detect(located[0], detectors):
-            _fallback(20)  # the free-text guard refuses or redacts it, and records why
+            _fallback(program, 20)  # the free-text guard refuses or redacts it, and records why
             return None
     engine = program.engine
     principal = ex.ctx.principal
@@ -284,7 +312,7 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
             located = slots[planned.slot]
             if located is None:
                 if planned.required:
-                    _fallback(22)
+                    _fallback(program, 22)
                     return None
                 continue
             value, start, end, close = located
@@ -292,10 +320,10 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
             if planned.transform == "keep":
                 continue
             if type(value) is str and value.startswith(ENVELOPE_PREFIXES):
-                _fallback(21)  # already_protected
+                _fallback(program, 21)  # already_protected
                 return None
             if not sealing:
-                _fallback(23)
+                _fallback(program, 23)
                 return None
             text = pan if pan is not None else str(value)
             if planned.last4 is not None:
@@ -307,7 +335,7 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
             sealed.append(None)
             places.append((start, end))
     except PrivacyError:
-        _fallback(21)  # the field engine refuses it: the Python path does, in its own order
+        _fallback(program, 21)  # the field engine refuses it: the Python path does, in its own order
         return None
     if batch:
         assert subject  # refused above without one
@@ -317,6 +345,7 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
         if companions:
             edits += [(close, close, added) for close, added in companions.items()]
     COUNTS.passes += 1
+    streak[0] = 0
     ex.request_has_json = True
     if not edits:
         return body
