@@ -25,6 +25,7 @@ import pytest
 import privacy_middleware
 from privacy_middleware.demo.run import demo_policy_path
 from support.demo import CARD, checkout_body
+from support.receive import request_body
 from support.servers import free_port, uvicorn_in_thread
 
 SECRET = "serve-workers-secret-" * 3
@@ -40,13 +41,9 @@ class RecordingShop:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        chunks, more = [], True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
+        body = await request_body(receive)
         with self.lock:
-            self.received.append(b"".join(chunks))
+            self.received.append(body)
         if scope["path"] == "/checkout":
             status, body = 201, b'{"id":"ord_1","status":"paid"}'
         else:

@@ -30,6 +30,7 @@ from privacy_middleware.pipeline import native_request
 from privacy_middleware.runtime import Runtime
 from privacy_middleware.settings import JwtSettings, Settings
 from support.native import needs_native
+from support.receive import request_body
 
 pytestmark = needs_native
 # Examples of the main property: PRIVACY_PROPERTY_EXAMPLES (default 400; the sanitizer run takes 1000).
@@ -69,12 +70,7 @@ class _Shop:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        chunks, more = [], True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        self.received = (b"".join(chunks), list(scope["headers"]))
+        self.received = (await request_body(receive), list(scope["headers"]))
         body = b'{"id":"ord_1"}'
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
