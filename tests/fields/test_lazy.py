@@ -32,7 +32,7 @@ from privacy_middleware.policy.compile import compile_policy
 from privacy_middleware.policy.load import load_policy
 from privacy_middleware.principal import Principal
 from privacy_middleware.runtime import Runtime
-from privacy_middleware.settings import JwtSettings, Settings
+from support.demo import demo_settings
 
 EXAMPLES = int(os.environ.get("PRIVACY_PROPERTY_EXAMPLES", "200"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -224,15 +224,7 @@ class Checkout:
 def checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Checkout]:
     data = Path(tmp_path_factory.mktemp("lazy"))
     shop = DemoShop(data / "shop")
-    settings = Settings(
-        policy_file=demo_policy_path(),
-        database_url=f"sqlite+aiosqlite:///{data / 'p.db'}",
-        data_dir=data,
-        keys=f"local://{data / 'keyring.json'}",
-        jwt=JwtSettings(
-            issuer="demo-shop", audience="demo-shop-api", algorithms=["EdDSA"], public_key=shop.public_key_pem
-        ),
-    )
+    settings = demo_settings(data, shop)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

@@ -22,13 +22,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from privacy_middleware.demo.run import demo_policy_path
 from privacy_middleware.demo.shop import DemoShop
 from privacy_middleware.fields import native
 from privacy_middleware.middleware import PrivacyMiddleware
 from privacy_middleware.pipeline import native_request
 from privacy_middleware.runtime import Runtime
-from privacy_middleware.settings import JwtSettings, Settings
+from support.demo import demo_settings
 from support.native import needs_native
 from support.receive import request_body
 
@@ -92,16 +91,7 @@ def world() -> Any:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         demo = DemoShop(data / "shop")
-        settings_ = Settings(
-            policy_file=demo_policy_path(),
-            database_url=f"sqlite+aiosqlite:///{data / 'p.db'}",
-            data_dir=data,
-            keys=f"local://{data / 'keyring.json'}",
-            consent={"secure_cookie": False},
-            jwt=JwtSettings(
-                issuer="demo-shop", audience="demo-shop-api", algorithms=["EdDSA"], public_key=demo.public_key_pem
-            ),
-        )
+        settings_ = demo_settings(data, demo, consent={"secure_cookie": False})
         runtime = Runtime(settings_)
         loop.run_until_complete(runtime.ensure_started())
         shop = _Shop()

@@ -8,10 +8,26 @@ from typing import Any
 
 import httpx
 
+from privacy_middleware.demo.run import demo_policy_path
 from privacy_middleware.demo.shop import DemoShop
 from privacy_middleware.middleware import PrivacyMiddleware
+from privacy_middleware.settings import JwtSettings, Settings
 
 CARD = "4242 4242 4242 4242"
+
+
+def demo_settings(data: Path, shop: DemoShop, **overrides: Any) -> Settings:
+    """The demo policy on SQLite in `data`, a local keyring, and the demo shop's tokens accepted."""
+    return Settings(
+        policy_file=demo_policy_path(),
+        database_url=f"sqlite+aiosqlite:///{data / 'p.db'}",
+        data_dir=data,
+        keys=f"local://{data / 'keyring.json'}",
+        jwt=JwtSettings(
+            issuer="demo-shop", audience="demo-shop-api", algorithms=["EdDSA"], public_key=shop.public_key_pem
+        ),
+        **overrides,
+    )
 
 
 def checkout_body(**overrides: Any) -> dict[str, Any]:
