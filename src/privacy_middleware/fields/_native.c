@@ -1929,6 +1929,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
 
+#define NATIVE_INTERFACE 2
+
 PyMODINIT_FUNC PyInit__native(void) {
     q_classes();
     if (PyType_Ready(&ChainType) < 0 || PyType_Ready(&CardSendType) < 0) return NULL;
@@ -1951,5 +1953,12 @@ PyMODINIT_FUNC PyInit__native(void) {
     if (!s_type || !s_start || !s_body || !s_body_key || !s_status || !s_headers || !s_more_body || !s_method || !s_head ||
         !s_start_names)
         return NULL;
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    /* fields/native.py uses the module only when this matches its INTERFACE: bump both together
+       whenever a function is added or its arguments or answers change */
+    if (m != NULL && PyModule_AddIntConstant(m, "INTERFACE", NATIVE_INTERFACE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -13,13 +13,34 @@ the Python path serves every response, with the same output.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+# The C extension's interface this module was written against (`NATIVE_INTERFACE` in _native.c; both
+# are bumped together whenever a function is added or changes). An extension built from another
+# version of _native.c (a stale editable build, a copied .so) is not used: the Python path serves.
+INTERFACE = 2
+
+
+def usable(module: Any) -> bool:
+    """Whether an imported `_native` was built from the _native.c this package was written against."""
+    return getattr(module, "INTERFACE", None) == INTERFACE
+
+
 try:
     from . import _native  # type: ignore[attr-defined]
 except ImportError:  # built without a compiler: the pure-Python path
+    _native = None
+if _native is not None and not usable(_native):
+    logging.getLogger(__name__).warning(
+        "the native extension at %s was built from another version of _native.c (interface %s, this package"
+        " needs %s): the pure-Python path serves every request; rebuild it (pip install -e . or reinstall)",
+        getattr(_native, "__file__", "?"),
+        getattr(_native, "INTERFACE", None),
+        INTERFACE,
+    )
     _native = None
 
 AVAILABLE = _native is not None
