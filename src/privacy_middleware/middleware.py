@@ -37,7 +37,7 @@ from .gauges import OperatorGauges
 from .logs import access_log, configure_logging, heard, log_request
 from .pipeline import native_request
 from .pipeline.meters import counter_inc, histogram_observe
-from .pipeline.plan import Exchange, Respond, RoutePlan
+from .pipeline.plan import Exchange, Respond, RoutePlan, Step
 from .pipeline.trace import TRACE_HEADER, Tracer
 from .routing.canonical import AliasTable
 from .routing.identity import RouteIdentity, identity_for
@@ -607,7 +607,7 @@ class _Responder:
             self.mode = "buffer"
             return
         if not self.plan.needs_response_json or ex.ctx.method == "HEAD" or ex.status in BODYLESS_STATUSES:
-            await self._run_hooks()
+            await self._run_hooks(self.plan.on_responses)
             if self.mode != "drain":
                 self.mode = "pass"
                 await self._send_start(changed=False)
@@ -667,16 +667,8 @@ class _Responder:
                         if strict:
                             await self._refuse("malformed_response", "The shop's response is not valid JSON.", 502)
                             return
-        if rewritten is None:
-            await self._run_hooks()
-        else:  # `_run_hooks` of the steps left once the reader gave the body, inline (no coroutine for it)
-            try:
-                for step in self.plan.on_responses_after_bytes:
-                    await step.on_response(ex)
-            except PrivacyError as error:
-                await self._refuse(error.code, error.message, error.status, error)
-            finally:
-                self.mw.observe_plan_seconds(time.perf_counter() - self.began)
+        # once the reader gave the body, only the steps after it
+        await self._run_hooks(self.plan.on_responses if rewritten is None else self.plan.on_responses_after_bytes)
         if self.mode == "drain":
             return
         if rewritten is not None:
@@ -687,9 +679,10 @@ class _Responder:
         self.mode = "pass"
         await self.downstream({"type": "http.response.body", "body": body, "more_body": False})
 
-    async def _run_hooks(self) -> None:
+    async def _run_hooks(self, steps: tuple[Step, ...]) -> None:
+        """The response steps left to run, then the plan's time observed."""
         try:
-            for step in self.plan.on_responses:
+            for step in steps:
                 await step.on_response(self.ex)
         except PrivacyError as error:
             await self._refuse(error.code, error.message, error.status, error)

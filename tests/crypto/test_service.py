@@ -444,7 +444,7 @@ async def test_a_subject_sealer_seals_values_that_open_only_in_their_own_field_a
             await keys.decrypt(tokens[0], category=ADDRESS, subject="cust-1")
         with pytest.raises(DecryptionFailed):
             await keys.decrypt(tokens[1], category=ADDRESS, subject="cust-2")
-    assert sealer.encrypt_many([(PAN, CARD)])[0] != tokens[0]
+    assert sealer.encrypt_values([PAN], (CARD,))[0] != tokens[0]
     with pytest.raises(PrivacyError) as refused:
         sealer.encrypt_values(["x"], ("",))
     assert refused.value.code == "invalid_key_context"

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,8 @@ class _Sealer:
     def encrypt_deterministic(self, value: str, category: str) -> str:
         return f"pd1.{category}.{self.subject}.{value}"
 
-    def encrypt_many(self, items: list[tuple[str, str]]) -> list[str]:
-        return [self.encrypt(value, category) for value, category in items]
+    def encrypt_values(self, values: Sequence[str], categories: tuple[str, ...]) -> list[str]:
+        return [self.encrypt(value, category) for value, category in zip(values, categories, strict=True)]
 
 
 class _Cipher:

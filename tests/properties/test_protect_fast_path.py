@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -36,8 +37,8 @@ class _Sealer:
     def encrypt_deterministic(self, value: str, category: str) -> str:
         return f"pd1.{category}.{value}"
 
-    def encrypt_many(self, items: list[tuple[str, str]]) -> list[str]:
-        return [self.encrypt(value, category) for value, category in items]
+    def encrypt_values(self, values: Sequence[str], categories: tuple[str, ...]) -> list[str]:
+        return [self.encrypt(value, category) for value, category in zip(values, categories, strict=True)]
 
 
 class _Cipher:

@@ -90,10 +90,6 @@ class SubjectSealer:
             _check_context(category=category)  # refuses it (the common case above costs no call)
         return self._cipher.seal(value, tenant=self._tenant, category=category, subject=self._subject)
 
-    def encrypt_many(self, items: list[tuple[str, str]]) -> list[str]:
-        """`encrypt` of each (value, category), in order, in one call."""
-        return self.encrypt_values([value for value, _ in items], tuple([category for _, category in items]))
-
     def encrypt_values(self, values: Sequence[str], categories: tuple[str, ...]) -> list[str]:
         """`encrypt` of each value under the category at its position, in one call: plaintext values
         in, pe1 envelopes out (`SubjectCipher.seal_values`). The categories are checked, and their

@@ -258,12 +258,7 @@ class FieldEngine:
                 sealer = await cipher.subject_sealer(subject)
             values = getattr(sealer, "encrypt_values", None)  # values in, envelopes out: the categories' contexts kept
             if values is not None:
-                sealed = values(texts, categories)
-            else:
-                many = getattr(sealer, "encrypt_many", None)
-                sealed = many(list(zip(texts, categories, strict=True))) if many is not None else None
-            if sealed is not None:
-                for parent, key, value in zip(parents, keys, sealed, strict=True):
+                for parent, key, value in zip(parents, keys, values(texts, categories), strict=True):
                     parent[key] = value
                 return
             sealers[subject] = sealer
