@@ -145,3 +145,70 @@ def test_a_card_number_in_any_decimal_digits_is_found_as_in_ascii(pan: str, zero
     assert [f.kind for f in detect(text, ["card_number"])] == ["card_number"]
     assert may_hold_card_number(('{"memo": "' + text + '"}').encode())
     assert list(find_card_data({"memo": text})) == [("$.memo", "card_number")]
+
+
+# The check and the validation as they were written before their shortcuts (a reversed copy for the
+# check digit, both regular expressions and a walk over the scheme rules for every number): the
+# shortcuts must answer as these do on any input.
+def reference_luhn(digits: str) -> bool:
+    if not digits or not digits.isascii() or not digits.isdigit():
+        return False
+    reverse = digits[::-1].encode("ascii")
+    doubled = bytes.maketrans(b"0123456789", b"0246813579")
+    return (sum(reverse[0::2]) + sum(reverse[1::2].translate(doubled)) - 48 * len(reverse)) % 10 == 0
+
+
+def reference_validate(text: str) -> tuple[str, CardBrand | None] | str:
+    """The digits and brand, or the message of the refusal."""
+    from privacy_middleware.crypto.cards import _RULES, scan_brand
+
+    try:
+        pan = normalise_pan(text)
+    except PrivacyError as error:
+        return error.message
+    brand = scan_brand(pan)
+    lengths = next((lengths for rule, _ranges, lengths in _RULES if rule is brand), frozenset(range(12, 20)))
+    if len(pan) not in lengths:
+        return "the card number has the wrong length for its scheme"
+    if not reference_luhn(pan):
+        return "the card number fails the check digit test"
+    return pan, brand
+
+
+def with_check_digit(payload: str) -> str:
+    return payload + check_digit(payload) if payload else payload
+
+
+card_like = st.one_of(
+    st.text(alphabet="0123456789", max_size=24),
+    st.text(alphabet="0123456789", min_size=11, max_size=18).map(with_check_digit),
+    st.sampled_from(["4", "5", "34", "37", "36", "3528", "6011", "62", "6759", "2221", "81"]).flatmap(
+        lambda prefix: st.text(alphabet="0123456789", min_size=10, max_size=17).map(
+            lambda rest: with_check_digit(prefix + rest)
+        )
+    ),
+    st.text(alphabet="0123456789 -\t\n.x\u0660\u0661\uff11\u00b2", max_size=26),
+    st.text(max_size=8),
+)
+
+
+@given(card_like)
+def test_the_check_digit_test_answers_as_the_reference(text: str) -> None:
+    assert luhn_valid(text) is reference_luhn(text)
+
+
+@given(card_like, st.sampled_from(["", " ", "  ", "-"]), st.sampled_from(["", " ", "\t"]))
+def test_validation_answers_as_the_reference(text: str, inner: str, outer: str) -> None:
+    from privacy_middleware.crypto.cards import check_pan
+
+    spelled = outer + inner.join(text[i : i + 4] for i in range(0, len(text), 4)) + outer
+    expected = reference_validate(spelled)
+    try:
+        answer: tuple[str, CardBrand | None] | str = check_pan(spelled)
+    except PrivacyError as error:
+        assert error.code == "invalid_card_number"
+        answer = error.message
+    assert answer == expected
+    if isinstance(expected, tuple):
+        assert validate_pan(spelled) == expected[0]
+        assert length_valid(expected[0]) and length_valid(expected[0], expected[1])

@@ -110,11 +110,15 @@ def ascii_digits(digits: str) -> str:
 
 def luhn_valid(digits: str) -> bool:
     """The mod-10 check digit test (ISO/IEC 7812-1) on a string of ASCII digits (in C: the digits
-    from the right, every second one doubled by a table, summed as bytes)."""
-    if not digits or not digits.isascii() or not digits.isdigit():
+    from the right, every second one doubled by a table, summed as bytes). The doubled digits are
+    every second one from the left, starting at the first when the length is even, at the second
+    when it is odd: two forward slices, no reversed copy."""
+    if not digits.isdigit() or not digits.isascii():  # "" is not a digit string
         return False
-    reverse = digits[::-1].encode("ascii")
-    total = sum(reverse[0::2]) + sum(reverse[1::2].translate(_LUHN_DOUBLED)) - 48 * len(reverse)
+    data = digits.encode("ascii")
+    size = len(data)
+    odd = size & 1
+    total = sum(data[odd ^ 1 :: 2]) + sum(data[odd::2].translate(_LUHN_DOUBLED)) - 48 * size
     return total % 10 == 0
 
 
@@ -146,23 +150,34 @@ def scan_brand(pan: str) -> CardBrand | None:
     return None
 
 
+# The lengths each scheme issues, by brand (None: an unknown scheme, 12 to 19 digits).
+_LENGTHS: dict[CardBrand | None, frozenset[int]] = {brand: lengths for brand, _ranges, lengths in _RULES}
+_LENGTHS.setdefault(None, frozenset(range(12, 20)))
+
+
 def length_valid(pan: str, brand: CardBrand | None = None) -> bool:
     """Whether the number has a length the scheme issues (12-19 for unknown schemes)."""
     brand = card_brand(pan) if brand is None else brand
-    for rule_brand, _ranges, lengths in _RULES:
-        if rule_brand is brand:
-            return len(pan) in lengths
-    return 12 <= len(pan) <= 19
+    return len(pan) in _LENGTHS[brand]
+
+
+def check_pan(text: str) -> tuple[str, CardBrand | None]:
+    """`validate_pan`'s digits and their brand, decided once (the brand companion reuses it).
+
+    A value that is already 12 to 19 ASCII digits is its own normal form (`normalise_pan` would
+    strip nothing and remove nothing): it skips the two regular expressions."""
+    pan = text if 12 <= len(text) <= 19 and text.isdigit() and text.isascii() else normalise_pan(text)
+    brand = card_brand(pan)
+    if len(pan) not in _LENGTHS[brand]:
+        raise PrivacyError("invalid_card_number", "the card number has the wrong length for its scheme", 400)
+    if not luhn_valid(pan):
+        raise PrivacyError("invalid_card_number", "the card number fails the check digit test", 400)
+    return pan, brand
 
 
 def validate_pan(text: str) -> str:
     """Normalise and check a card number before it is encrypted; returns the digits."""
-    pan = normalise_pan(text)
-    if not length_valid(pan):
-        raise PrivacyError("invalid_card_number", "the card number has the wrong length for its scheme", 400)
-    if not luhn_valid(pan):
-        raise PrivacyError("invalid_card_number", "the card number fails the check digit test", 400)
-    return pan
+    return check_pan(text)[0]
 
 
 def mask_pan(pan: str) -> str:
