@@ -137,7 +137,8 @@ async def test_a_failure_inside_the_middleware_is_problem_json_and_forwards_noth
         raise Broken("a value 4242424242424242 that must not be logged")
 
     engine.protect_request = broken  # type: ignore[method-assign]
-    engine._seal = broken  # type: ignore[method-assign]  # the native request pass seals through it
+    engine._seal = broken  # type: ignore[method-assign]
+    engine.seal_texts = broken  # type: ignore[method-assign]  # the native request pass seals through it
     response = await demo.checkout(token)
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"

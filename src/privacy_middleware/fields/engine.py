@@ -274,6 +274,33 @@ class FieldEngine:
             else:
                 parent[key] = sealer.encrypt_deterministic(text, category)
 
+    async def seal_texts(
+        self, subject: str, texts: list[str], transforms: tuple[str, ...], categories: tuple[str, ...]
+    ) -> list[str]:
+        """The envelopes of one subject's clear texts, in order, each under its transform and category:
+        what `_seal` writes into a batch's containers, handed back as a list (pipeline/native_request.py
+        splices them into the raw body). Randomised envelopes only, more than one: one `encrypt_values`
+        call, as `_seal` does; otherwise `_seal` itself."""
+        count = len(texts)
+        if count > 1 and transforms.count("encrypt") == count:
+            cipher: Any = self.cipher
+            cached = getattr(cipher, "cached_sealer", None)
+            sealer = cached(subject) if cached is not None else None
+            if sealer is None:
+                sealer = await cipher.subject_sealer(subject)
+            values = getattr(sealer, "encrypt_values", None)
+            if values is not None:
+                sealed: list[str] = values(texts, categories)
+                return sealed
+        out: list[Any] = [None] * count
+        await self._seal(
+            [
+                (out, index, text, transform, category, subject)
+                for index, (text, transform, category) in enumerate(zip(texts, transforms, categories, strict=True))
+            ]
+        )
+        return out
+
     def _check_one(
         self, rule: CompiledField, location: Location, subject: str | None, report: FieldReport
     ) -> str | None:

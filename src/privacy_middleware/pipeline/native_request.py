@@ -32,13 +32,13 @@ from typing import Any
 import msgspec
 
 from ..asgi.strict_json import MAX_JSON_DEPTH
-from ..crypto.cards import card_brand
+from ..crypto.cards import CardBrand, card_brand
 from ..errors import PrivacyError
 from ..fields import native
 from ..fields.detectors import detect
 from ..fields.engine import ENVELOPE_PREFIXES, FieldEngine, guest_subject
 from ..fields.shape_guard import CARD_CODE_NAMES, is_card_code_key
-from ..fields.validators import validate_field
+from ..fields.validators import validate_card_number, validate_field
 from .free_text import FreeTextGuard
 from .plan import Exchange, RoutePlan
 from .protect import ProtectRequestFields
@@ -116,6 +116,12 @@ class Program:
     texts: tuple[tuple[int, tuple[str, ...]], ...]  # (slot, detector kinds) per free-text rule
     protect: ProtectRequestFields
     engine: FieldEngine
+    # the fields to seal (transform encrypt or encrypt_deterministic), in the rules' order, and what a
+    # request in which all of them are present seals: transforms, categories, (transform, count)
+    sealed: tuple[_Field, ...]
+    transforms: tuple[str, ...]
+    categories: tuple[str, ...]
+    tally: tuple[tuple[str, int], ...]
     # [fallbacks in a row, requests left to rest]: the only mutable part, per route
     streak: list[int] = field(default_factory=lambda: [0, 0], compare=False)
 
@@ -247,7 +253,18 @@ def build(plan: RoutePlan) -> Program | None:
     if not all(b"c" in code for code in codes):  # the C pass looks at keys that hold a c (or 13 digits)
         return None
     capsule = _native.request_compile((table, slots, codes, MAX_JSON_DEPTH, spaces))
-    return Program(capsule, tuple(fields), tuple(texts), protect, protect.engine)
+    to_seal = tuple(planned for planned in fields if planned.transform in _SEALED)
+    transforms = tuple(planned.transform for planned in to_seal)
+    categories = tuple(planned.category for planned in to_seal)
+    tally = _tally(transforms)
+    return Program(
+        capsule, tuple(fields), tuple(texts), protect, protect.engine, to_seal, transforms, categories, tally
+    )
+
+
+def _tally(transforms: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    """How many fields each sealing transform sealed (the fields metric), those that sealed any."""
+    return tuple((transform, transforms.count(transform)) for transform in _SEALED if transform in transforms)
 
 
 _PROGRAMS: dict[int, tuple[RoutePlan, Program | None]] = {}
@@ -303,8 +320,8 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
     cipher = engine.cipher
     sealing = bool(subject) and cipher is not None and getattr(cipher, "subject_sealer", None) is not None
     edits: list[tuple[int, int, bytes]] = [(start, end, b"") for start, end in removals]
-    batch: list[Any] = []
-    sealed: list[Any] = []
+    sealed: list[_Field] = []  # the fields to seal, in the rules' order, with their clear texts and spans
+    texts: list[str] = []
     places: list[tuple[int, int]] = []
     companions: dict[int, bytes] = {}  # per closing brace, in the rules' order
     try:
@@ -316,7 +333,14 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
                     return None
                 continue
             value, start, end, close = located
-            pan = validate_field(planned.validate_as, value, planned.select) if planned.validate_as else None
+            kind = planned.validate_as
+            brand: CardBrand | None = None
+            if not kind:
+                pan = None
+            elif kind == "card_number":  # its digits and their brand, decided once
+                pan, brand = validate_card_number(value, planned.select)
+            else:
+                pan = validate_field(kind, value, planned.select)
             if planned.transform == "keep":
                 continue
             if type(value) is str and value.startswith(ENVELOPE_PREFIXES):
@@ -329,18 +353,32 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
             if planned.last4 is not None:
                 companions[close] = companions.get(close, b"") + planned.last4 + _encode(text[-4:])
             if planned.brand is not None:
-                brand = card_brand(text)
+                if pan is None:  # not a validated card number: its brand from the text
+                    brand = card_brand(text)
                 companions[close] = companions.get(close, b"") + planned.brand + _encode(str(brand) if brand else None)
-            batch.append((sealed, len(sealed), text, planned.transform, planned.category, subject))
-            sealed.append(None)
+            sealed.append(planned)
+            texts.append(text)
             places.append((start, end))
     except PrivacyError:
         _fallback(program, 21)  # the field engine refuses it: the Python path does, in its own order
         return None
-    if batch:
+    count = len(sealed)
+    tally: tuple[tuple[str, int], ...] = ()
+    if count:
         assert subject  # refused above without one
-        await engine._seal(batch)
-        edits += [(start, end, _encode(envelope)) for (start, end), envelope in zip(places, sealed, strict=True)]
+        if count == len(program.sealed):  # every sealed field present: the route's own lists
+            transforms, categories, tally = program.transforms, program.categories, program.tally
+        else:
+            transforms = tuple([planned.transform for planned in sealed])
+            categories = tuple([planned.category for planned in sealed])
+            tally = _tally(transforms)
+        envelopes = await engine.seal_texts(subject, texts, transforms, categories)
+        # as JSON strings: one encoding of the list, split at its commas (an envelope holds none; when
+        # a value does, the parts do not match and each is encoded alone)
+        quoted = _encode(envelopes)[1:-1].split(b",")
+        if len(quoted) != count:
+            quoted = [_encode(envelope) for envelope in envelopes]
+        edits += [(start, end, quote) for (start, end), quote in zip(places, quoted, strict=True)]
         ex.ctx.facts.sealed_for = frozenset((subject,))
         if companions:
             edits += [(close, close, added) for close, added in companions.items()]
@@ -355,12 +393,8 @@ async def forward(program: Program, ex: Exchange, body: bytes) -> bytes | None:
     counters = program.protect.counters
     if strips:
         counters["strip"](strips)
-    if batch:
-        transforms = [item[3] for item in batch]
-        for transform in _SEALED:
-            count = transforms.count(transform)
-            if count:
-                counters[transform](count)
+    for transform, done in tally:
+        counters[transform](done)
     edits.sort()  # no two edits start at one place (a brace's companions are one edit), none overlap
     out = []
     at = 0
