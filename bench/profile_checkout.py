@@ -110,6 +110,8 @@ STAGES: list[tuple[Any, str, str]] = [
     (native_request, "forward", "    native request pass (all of it)"),
     (native_request._native, "request_pass", "      the C pass (validity, shape, places, card look)"),
     (native_request, "validate_field", "      field validators"),
+    (native_request, "validate_card_number", "      field validators"),
+    (engine.FieldEngine, "seal_texts", "      sealing (key look-up, AES-GCM, envelopes)"),
     (middleware, "load_strict", "    strict read (orjson + duplicate/depth verdict)"),
     (lazy, "decode_request", "    lazy reading (msgspec levels, raw parts prefiltered)"),
     (shapes.GuardRequestShape, "on_request", "    shape guard + card-code removal"),
