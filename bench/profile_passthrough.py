@@ -5,11 +5,12 @@ same parts in alternating rounds (thread CPU, median), each as added ns over the
 
     .venv/bin/python bench/profile_passthrough.py [--smoke]
 
-- an `async def` that awaits the shop: one coroutine frame;
-- an object whose `async def __call__` awaits the shop: the frame and a call through a class's
-  `__call__` (what a server pays to call any middleware object);
-- that object doing the pass-through's own steps (the `(method, path)` set lookup and the C call that
-  checks for a body and makes the card guard's `send`), handing the shop the server's `send`;
+- an object whose plain `__call__` hands back the shop's awaitable: the call through a class's
+  `__call__` (what a server pays to call any middleware object; the middleware's pass-through has no
+  coroutine of its own);
+- that object doing the pass-through's own step (`_native.pass_through`: the remembered `(method,
+  path)`, the check that the request has no body, the card guard's `send` made), handing the shop the
+  server's `send`;
 - the same, handing the shop the guard's `send` (the start held, the body scanned, both sent).
 """
 
@@ -34,40 +35,39 @@ from privacy_middleware.settings import Settings
 
 
 class Steps:
-    """The pass-through's steps alone, in an object called as the middleware is."""
+    """The pass-through's steps alone, in an object called as the middleware is: a plain `__call__`,
+    the C decision that makes the card guard's `send`, the shop's awaitable handed back."""
 
     def __init__(self, app: Any, middleware: PrivacyMiddleware, guard: bool) -> None:
         self.app = app
-        self.passthrough = {("GET", "/products")}
-        self.bodiless = native.bodiless_card_send
-        self.state = middleware.cards.native_state
+        self.pass_through = native.pass_through
+        self.state = (middleware.cards.native_state, {"/products": {"GET"}})
         self.guard = guard
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        key = (scope["method"], scope["path"])
-        if key in self.passthrough:
-            assert self.bodiless is not None
-            guarded = self.bodiless(self.state, scope, send)
-            if guarded is not None:
-                await self.app(scope, receive, guarded if self.guard else send)
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        pass_through, app = self.pass_through, self.app
+        assert pass_through is not None
+        guarded = pass_through(self.state, scope, send)
+        if guarded is None:
+            raise AssertionError("the pass-through declined the bench's request")
+        return app(scope, receive, guarded if self.guard else send)
 
 
-class Awaits:
-    """An object whose `__call__` only awaits the shop."""
+class HandsBack:
+    """An object whose plain `__call__` hands back the shop's awaitable."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        app = self.app
+        return app(scope, receive, send)
 
 
 async def main(smoke: bool) -> None:
     logging.disable(logging.WARNING)  # the policy's 50 routes the shop does not have
     iterations, rounds = (20, 1) if smoke else (2_000, 30)
-    expect(native.bodiless_card_send is not None, "the native extension is not built")
+    expect(native.pass_through is not None, "the native extension is not built")
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp}/b.db", data_dir=Path(tmp))
         runtime = Runtime(settings, policy=validate_policy(POLICY))
@@ -76,21 +76,17 @@ async def main(smoke: bool) -> None:
         await runtime.ensure_started()
         try:
 
-            async def frame(scope: Any, receive: Any, send: Any) -> None:
-                await shop(scope, receive, send)
-
             apps: dict[str, Any] = {
                 "bare shop": shop,
                 "middleware": middleware,
-                "async def awaiting the shop": frame,
-                "object's async __call__ awaiting the shop": Awaits(shop),
+                "plain __call__ handing back the shop's": HandsBack(shop),
                 "pass-through steps, server's send": Steps(shop, middleware, guard=False),
                 "pass-through steps, card guard's send": Steps(shop, middleware, guard=True),
             }
             for name, app in apps.items():
                 answer = await probe(app, "GET", "/products")
                 expect(answer.status == 200 and answer.body == b'{"products":[]}', f"{name}: the shop did not answer")
-            expect(("GET", "/products") in middleware._passthrough, "the middleware did not take its pass-through")
+            expect("GET" in middleware._passthrough.get("/products", ()), "the middleware did not take its pass-through")
             got = await compare({name: call(app, "GET", "/products") for name, app in apps.items()}, iterations, rounds)
         finally:
             await runtime.stop()
@@ -99,11 +95,9 @@ async def main(smoke: bool) -> None:
     for name, seconds in got.items():
         print(f"  {name:<44} {seconds * 1e6:8.2f} µs  added {(seconds - base) * 1e9:6.0f} ns  {seconds / base:.3f}x")
     split = {
-        "coroutine frame": got["async def awaiting the shop"] - base,
-        "call through a class's __call__": got["object's async __call__ awaiting the shop"]
-        - got["async def awaiting the shop"],
-        "set lookup + C body check and guard made": got["pass-through steps, server's send"]
-        - got["object's async __call__ awaiting the shop"],
+        "call through a class's plain __call__": got["plain __call__ handing back the shop's"] - base,
+        "C pass-through decision, guard made": got["pass-through steps, server's send"]
+        - got["plain __call__ handing back the shop's"],
         "card guard on the two messages": got["pass-through steps, card guard's send"]
         - got["pass-through steps, server's send"],
         "the middleware's own rest": got["middleware"] - got["pass-through steps, card guard's send"],

@@ -98,7 +98,7 @@ class PrivacyMiddleware:
         # identity's index is built once and never changes, nor does the plan table): a bodiless
         # request on one goes to the app in one C call (`_bodiless_send`), with no identity check.
         # Only kept where that call exists (the pass-through is bare, the C guard built).
-        self._passthrough: set[tuple[str, str]] = set()
+        self._passthrough: dict[str, set[str]] = {}  # path -> methods
         self.tracer = Tracer(self.runtime.policy, self.runtime.verifier.authenticate, self.runtime.audit.emit)
         self.runtime.identity.bind_app(app)
         # Which planned route a request really reaches when its path is not a planned template.
@@ -122,12 +122,19 @@ class PrivacyMiddleware:
             native.bodiless_card_send if self.card_send is not None and self.bare_passthrough else None
         )
         self._card_state = self.cards.native_state
+        # the pass-through decision and the guard's `send` in one C call (`__call__`)
+        self._pass_state = (self._card_state, self._passthrough)
+        self._pass_through = native.pass_through if self._bodiless_send is not None else _no_pass_through
         from .logscrub import install as scrub_query_strings_from_logs
 
         scrub_query_strings_from_logs()
         from .routing.coverage import check_at_start
 
         check_at_start(app, self.runtime.policy)
+        # What servers read to pick the ASGI version (uvicorn and asgiref: `asyncio.iscoroutinefunction
+        # (app.__call__)`; hypercorn: `inspect.iscoroutinefunction`): the coroutine function `serve`.
+        # Calling the instance still goes through the class's plain `__call__` (`__call__` docstring).
+        self.__call__ = self.serve  # type: ignore[method-assign]
 
     def transport(self, inner: httpx.AsyncBaseTransport | None = None) -> PrivacyTransport:
         """An httpx transport for the shop's partner calls that applies this policy (PrivacyTransport)."""
@@ -135,7 +142,23 @@ class PrivacyMiddleware:
 
         return PrivacyTransport(self.runtime.services, inner)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """One ASGI call: a plain function that hands back what the server awaits.
+
+        A bodiless request on a remembered pass-through pair (no plan, no API or metrics path, a method
+        never placed on a plan) is handed to the app with the card guard's `send` (its JSON answer's
+        card numbers masked, in C), and the app's own awaitable goes back to the server: no coroutine
+        of the middleware's on that path. Everything else is `serve`'s coroutine. Servers tell ASGI 3
+        from ASGI 2 by `app.__call__` being a coroutine function; that attribute is `serve` (set on the
+        instance in `__init__`), which answers every request alike."""
+        pass_through, app = self._pass_through, self.app  # attributes, not methods: no method look-up
+        guarded = pass_through(self._pass_state, scope, send)
+        if guarded is not None:
+            return app(scope, receive, guarded)
+        return self.serve(scope, receive, send)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI application: lifespan, websockets and HTTP requests on every route."""
         kind = scope["type"]
         if kind != "http":
             if kind == "lifespan":
@@ -145,11 +168,6 @@ class PrivacyMiddleware:
             return
         path: str = scope["path"]
         key = (scope["method"], path)
-        if key in self._passthrough:  # no plan, no API or metrics path, a method never placed on a plan
-            guarded = self._bodiless_send(self._card_state, scope, send)  # type: ignore[misc]
-            if guarded is not None:  # no body: the JSON answer's card numbers masked, in C
-                await self.app(scope, receive, guarded)
-                return
         if key in self._unplanned:  # asked before: no plan, not the privacy API, not the metrics path
             own = metrics = False
             found = None
@@ -164,7 +182,7 @@ class PrivacyMiddleware:
                 if self._bodiless_send is not None and not self.identity.may_place(key[0]):
                     if len(self._passthrough) >= UNPLANNED_KEPT:
                         self._passthrough.clear()
-                    self._passthrough.add(key)
+                    self._passthrough.setdefault(path, set()).add(key[0])
         if found is None and self.bare_passthrough and not (own or metrics):
             try:
                 unplanned = self.identity.place(scope) is None
@@ -526,6 +544,12 @@ class PrivacyMiddleware:
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _no_pass_through(state: object, scope: Scope, send: Send) -> None:
+    """`native.pass_through` where it is not used (no C extension, or cookies or outbound gates to
+    govern): no request takes the pass-through before `serve`."""
+    return None
 
 
 def _bodiless(scope: Scope) -> bool:

@@ -223,13 +223,13 @@ async def test_a_remembered_pass_through_never_covers_another_spelling_of_a_plan
             status, body, headers = await _ask(app, "DELETE", "/o/7")
             assert status == 200 and b"4242424242424242" not in body and b"4242" in body
             assert (b"cache-control", b"private") not in headers  # no plan: the card guard only
-        assert ("DELETE", "/o/7") in app._passthrough
+        assert "DELETE" in app._passthrough["/o/7"]
         for _ in range(3):
             status, _, headers = await _ask(app, "GET", "/o/7")  # another spelling of the planned route
             assert status == 200 and (b"cache-control", b"private") in headers
             status, _, headers = await _ask(other, "DELETE", "/o/7")  # planned under the other policy
             assert status == 200 and (b"cache-control", b"private") in headers
-        assert ("GET", "/o/7") not in app._passthrough and ("DELETE", "/o/7") not in other._passthrough
+        assert "GET" not in app._passthrough["/o/7"] and "/o/7" not in other._passthrough
         status, _, headers = await _ask(app, "DELETE", "/o/7")
         assert status == 200 and (b"cache-control", b"private") not in headers
     finally:
@@ -255,7 +255,7 @@ async def test_a_remembered_pass_through_still_reads_and_checks_a_body(tmp_path:
             for _ in range(2):
                 assert (await _ask(app, method, "/products"))[0] == 200
             assert (await _ask(app, method, "/products", headers=[(b"content-length", b"0")]))[0] == 200
-            assert (("DELETE", "/products") in app._passthrough) is (guard == "native")
+            assert ("DELETE" in app._passthrough.get("/products", ())) is (guard == "native")
             card = b'{"card":"4242424242424242"}'
             json = [(b"content-type", b"application/json")]
             status, body, _ = await _ask(app, method, "/products", card, [*json, (b"content-length", b"27")])
@@ -265,5 +265,54 @@ async def test_a_remembered_pass_through_still_reads_and_checks_a_body(tmp_path:
             status, body, _ = await _ask(app, method, "/products", card, [*json, (b"content-length", b"2x")])
             assert status == 400 and b"bad_content_length" in body
         assert all(card not in seen for seen in received)
+    finally:
+        await app.runtime.stop()
+
+
+async def test_servers_take_the_middleware_for_an_asgi3_app(tmp_path: Path) -> None:
+    """Servers pick the ASGI version by `app.__call__` (uvicorn and asgiref with asyncio's check,
+    hypercorn with inspect's): a coroutine function, though calling the instance is a plain call."""
+    import asyncio
+    import inspect
+
+    import uvicorn
+    from asgiref.compatibility import guarantee_single_callable
+
+    app = _wrapped(tmp_path, POLICY, _starlette_shop([]))
+    assert inspect.iscoroutinefunction(app.__call__) and asyncio.iscoroutinefunction(app.__call__)
+    assert guarantee_single_callable(app) is app
+    config = uvicorn.Config(app, lifespan="off", log_level="critical")
+    config.load()
+    assert config.interface == "asgi3"
+
+
+async def test_a_remembered_pass_through_hands_back_the_apps_own_awaitable(tmp_path: Path) -> None:
+    """Once a pair is remembered, calling the middleware hands the server the app's own coroutine (no
+    coroutine of the middleware's in between), and the answer is the same through `__call__`: the
+    card number in the JSON answer masked either way."""
+    shop = _starlette_shop([])
+    app = _wrapped(tmp_path, POLICY, shop)
+    await app.runtime.ensure_started()
+    try:
+        first = await _ask(app, "DELETE", "/products")  # no plan places DELETE
+        assert first[0] == 200 and b"4242424242424242" not in first[1] and b"4242" in first[1]
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "DELETE", "path": "/products", "headers": [], "query_string": b""}
+        served = app(scope, receive, send)
+        remembered = native.pass_through is not None
+        assert (served.cr_code is type(shop).__call__.__code__) is remembered  # type: ignore[attr-defined]
+        await served
+        assert sent[1]["body"] == first[1]
+        sent.clear()
+        await app.__call__(dict(scope), receive, send)  # what a server that reads `__call__` calls
+        assert sent[1]["body"] == first[1]
     finally:
         await app.runtime.stop()

@@ -422,3 +422,75 @@ def test_the_native_pass_through_declines_anything_but_a_dict_scope_with_a_str_m
     assert native.bodiless_card_send(guard.native_state, {"method": "GET"}, _python_send) is not None
     with pytest.raises(TypeError):
         native.bodiless_card_send(guard.native_state, {"method": "GET"})
+
+
+def _pass_through_send(guard: ResponseCardGuard, scope: dict[str, Any], send: Any) -> Any:
+    """The guard's send as the middleware's pass-through makes it (the method read there, once)."""
+    assert native.pass_through is not None
+    made = native.pass_through((guard.native_state, {scope["path"]: {scope["method"]}}), scope, send)
+    assert made is not None and type(made).__name__ == "CardSend"
+    return made
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(responses())
+def test_the_pass_through_guard_decides_every_response_as_the_python_guard(
+    response: tuple[str, list[dict[str, Any]], str, set[bytes]],
+) -> None:
+    """The send `pass_through` makes knows the request's method from the start (HEAD answers go on
+    untouched) and decides every response as the Python guard does."""
+    method, messages, form, known = response
+    method = "GET" if method == "POST" else method  # the pass-through takes bodiless requests only
+    through = asyncio.run(_run(_pass_through_send, method, messages, form, known))
+    python_only = asyncio.run(_run(_python_send, method, messages, form, known))
+    assert through == python_only
+
+
+@st.composite
+def pass_through_calls(draw: Any) -> tuple[Any, dict[str, set[Any]]]:
+    """A scope (of any type, path and method, some not str, some not a dict) and the remembered routes."""
+    scope: Any = draw(bodiless_requests())
+    scope["type"] = draw(st.sampled_from(["http", "http", "websocket", "lifespan", "HTTP", b"http"]))
+    scope["path"] = draw(st.sampled_from(["/products", "/products/", "/o/7", b"/products"]))
+    for key in ("type", "path", "method"):
+        if draw(st.integers(0, 12)) == 0:
+            del scope[key]
+    routes: dict[str, set[Any]] = {}
+    for path in draw(st.sets(st.sampled_from(["/products", "/o/7", "/other"]))):
+        routes[path] = draw(st.sets(st.sampled_from(["GET", "HEAD", "DELETE", "OPTIONS", "POST", "get"]), max_size=3))
+    if draw(st.integers(0, 10)) == 0:
+        scope = list(scope.items())
+    return scope, routes
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pass_through_calls())
+def test_the_pass_through_takes_exactly_a_remembered_bodiless_http_request(call: tuple[Any, dict[str, set[Any]]]) -> None:
+    """`pass_through` gives the guard's send only for an http scope whose path and method the
+    middleware remembered and which `bodiless_card_send` takes; None for anything else."""
+    scope, routes = call
+    assert native.pass_through is not None and native.bodiless_card_send is not None
+    guard = ResponseCardGuard(POLICY, Sink(), 1 << 20)
+    made = native.pass_through((guard.native_state, routes), scope, _python_send)
+    remembered = (
+        isinstance(scope, dict)
+        and scope.get("type") == "http"
+        and type(scope.get("path")) is str
+        and type(scope.get("method")) is str
+        and scope["method"] in routes.get(scope["path"], ())
+    )
+    expected = remembered and native.bodiless_card_send(guard.native_state, scope, _python_send) is not None
+    assert (made is not None) is expected
+    if made is not None:
+        assert type(made).__name__ == "CardSend"
+
+
+def test_the_pass_through_refuses_a_malformed_state() -> None:
+    assert native.pass_through is not None
+    guard = ResponseCardGuard(POLICY, Sink(), 1 << 20)
+    scope = {"type": "http", "method": "GET", "path": "/p", "headers": []}
+    for state in ((guard.native_state, [("GET", "/p")]), (guard.native_state,), guard.native_state):
+        with pytest.raises(TypeError):
+            native.pass_through(state, scope, _python_send)
+    with pytest.raises(TypeError):
+        native.pass_through((guard.native_state, {"/p": {"GET"}}), scope)

@@ -631,17 +631,32 @@ static PyObject *strict_verdict(PyObject *self, PyObject *args) {
    bytes (space, dash, underscore, dot, backslash, u, U) between them. Answers 1 for such a run; else
    2 when the body holds a byte above 0x7f (the caller reads it as its parser would, Unicode digits
    included), else 0. The scan stops at the first run: the answer is 1 whatever follows. */
+/* Each byte's class for digit_scan: a digit, a byte the fold drops, a byte above 0x7f, any other. */
+enum { DS_OTHER = 0, DS_DIGIT = 1, DS_DROPPED = 2, DS_HIGH = 3 };
+static unsigned char digit_classes[256];
+
+static void digit_classes_init(void) {
+    for (int c = 0; c < 256; c++) digit_classes[c] = c >= 0x80 ? DS_HIGH : DS_OTHER;
+    for (int c = '0'; c <= '9'; c++) digit_classes[c] = DS_DIGIT;
+    const char *dropped = " -_.\\uU";
+    for (const char *d = dropped; *d; d++) digit_classes[(unsigned char)*d] = DS_DROPPED;
+}
+
 static long digit_scan(const unsigned char *p, const unsigned char *end) {
     int run = 0, high = 0;
     for (; p < end; p++) {
-        unsigned char c = *p;
-        if (c >= '0' && c <= '9') {
-            if (++run >= 13) return 1;
-        } else if (c == ' ' || c == '-' || c == '_' || c == '.' || c == '\\' || c == 'u' || c == 'U') {
-            continue;
-        } else {
+        switch (digit_classes[*p]) {
+        case DS_OTHER:
             run = 0;
-            high |= c & 0x80;
+            break;
+        case DS_DIGIT:
+            if (++run >= 13) return 1;
+            break;
+        case DS_DROPPED:
+            break;
+        default:
+            run = 0;
+            high = 1;
         }
     }
     return high ? 2 : 0;
@@ -982,6 +997,48 @@ static PyTypeObject ChainType = {
     .tp_methods = chain_methods,
 };
 
+/* Whether two exact str objects are equal: the same object, or the same length, kind and code points
+   (the equality dict look-ups use, without PyUnicode_Compare's ordering). */
+static int str_eq(PyObject *a, PyObject *b) {
+    if (a == b) return 1;
+    if (PyUnicode_READY(a) < 0 || PyUnicode_READY(b) < 0) return -1;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(a);
+    if (n != PyUnicode_GET_LENGTH(b) || PyUnicode_KIND(a) != PyUnicode_KIND(b)) return 0;
+    return memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)n * PyUnicode_KIND(a)) == 0;
+}
+
+/* The last Content-Type verdict read from a guard's table: the table, the exact bytes value and its
+   verdict (strong references). A table's verdicts never change once set (ResponseCardGuard.is_json
+   only adds), and the memo keeps its table alive, so a match is the table's own answer; a shop
+   answers with one Content-Type value nearly always, and the memo saves hashing it per response. */
+static PyObject *s_memo_table, *s_memo_type, *s_memo_verdict;
+
+/* The table's verdict for a Content-Type value (borrowed), or NULL: not in the table, or an error. */
+static PyObject *json_verdict(PyObject *table, PyObject *content_type) {
+    if (table == s_memo_table && PyBytes_CheckExact(content_type)) {
+        Py_ssize_t n = PyBytes_GET_SIZE(content_type);
+        if (n == PyBytes_GET_SIZE(s_memo_type) &&
+            memcmp(PyBytes_AS_STRING(content_type), PyBytes_AS_STRING(s_memo_type), (size_t)n) == 0)
+            return s_memo_verdict;
+    }
+    Py_INCREF(content_type);
+    PyObject *verdict = PyDict_GetItemWithError(table, content_type);
+    if (verdict != NULL && PyBytes_CheckExact(content_type)) {
+        Py_INCREF(table);
+        Py_INCREF(verdict);
+        PyObject *old_table = s_memo_table, *old_type = s_memo_type, *old_verdict = s_memo_verdict;
+        s_memo_table = table;
+        s_memo_type = content_type; /* the reference taken above */
+        s_memo_verdict = verdict;
+        Py_XDECREF(old_table);
+        Py_XDECREF(old_type);
+        Py_XDECREF(old_verdict);
+        return verdict; /* borrowed: the memo holds it */
+    }
+    Py_DECREF(content_type);
+    return verdict;
+}
+
 enum { CS_START = 0, CS_HELD = 1, CS_PASS = 2, CS_PYTHON = 3 };
 
 typedef struct {
@@ -994,10 +1051,11 @@ typedef struct {
     PyObject *held;   /* the held start (CS_HELD) */
     PyObject *python; /* the Python guard's send (CS_PYTHON) */
     int mode;
+    int head; /* the request's method is HEAD: 1, or not: 0; -1 read from the scope at the start */
 } CardSend;
 
 static PyTypeObject CardSendType;
-static PyObject *s_type, *s_start, *s_body, *s_body_key, *s_status, *s_headers, *s_more_body, *s_method, *s_head, *s_start_names;
+static PyObject *s_path, *s_type, *s_start, *s_body, *s_body_key, *s_status, *s_headers, *s_more_body, *s_method, *s_head, *s_start_names;
 
 static int cardsend_traverse(CardSend *o, visitproc visit, void *arg) {
     Py_VISIT(o->json_types);
@@ -1059,16 +1117,19 @@ static PyObject *cardsend_start(CardSend *o, PyObject *message) {
     if (code == -1 && PyErr_Occurred()) return NULL;
     if (overflow || code < 200) return to_python(o, message);
     if (code == 204 || code == 304) return pass_on(o, message);
-    if (!PyDict_CheckExact(o->scope)) return to_python(o, message);
-    PyObject *method = PyDict_GetItemWithError(o->scope, s_method);
-    if (method == NULL) {
-        if (PyErr_Occurred()) return NULL;
-        return to_python(o, message);
+    int head = o->head;
+    if (head < 0) {
+        if (!PyDict_CheckExact(o->scope)) return to_python(o, message);
+        PyObject *method = PyDict_GetItemWithError(o->scope, s_method);
+        if (method == NULL) {
+            if (PyErr_Occurred()) return NULL;
+            return to_python(o, message);
+        }
+        if (!PyUnicode_CheckExact(method)) return to_python(o, message);
+        head = str_eq(method, s_head);
+        if (head < 0) return NULL;
     }
-    if (!PyUnicode_CheckExact(method)) return to_python(o, message);
-    int head = PyUnicode_Compare(method, s_head);
-    if (head == -1 && PyErr_Occurred()) return NULL;
-    if (head == 0) return pass_on(o, message);
+    if (head) return pass_on(o, message);
     PyObject *headers = PyDict_GetItemWithError(message, s_headers);
     if (headers == NULL) {
         if (PyErr_Occurred()) return NULL;
@@ -1078,11 +1139,8 @@ static PyObject *cardsend_start(CardSend *o, PyObject *message) {
     PyObject *found[2] = {NULL, NULL};
     if (!scan_headers(headers, s_start_names, 2, found)) return to_python(o, message);
     if (found[0] == NULL) return pass_on(o, message); /* no Content-Type: not JSON */
-    PyObject *content_type = found[0];
     int has_coding = found[1] != NULL;
-    Py_INCREF(content_type);
-    PyObject *json = PyDict_GetItemWithError(o->json_types, content_type);
-    Py_DECREF(content_type);
+    PyObject *json = json_verdict(o->json_types, found[0]);
     if (json == NULL) {
         if (PyErr_Occurred()) return NULL;
         return to_python(o, message); /* not in the table yet: the Python guard reads it */
@@ -1139,13 +1197,13 @@ static PyObject *cardsend_vectorcall(PyObject *self, PyObject *const *args, size
     }
     if (!PyUnicode_CheckExact(kind)) return to_python(o, message);
     if (o->mode == CS_START) {
-        int cmp = PyUnicode_Compare(kind, s_start);
-        if (cmp == -1 && PyErr_Occurred()) return NULL;
-        return cmp == 0 ? cardsend_start(o, message) : to_python(o, message);
+        int is_start = str_eq(kind, s_start);
+        if (is_start < 0) return NULL;
+        return is_start ? cardsend_start(o, message) : to_python(o, message);
     }
-    int cmp = PyUnicode_Compare(kind, s_body);
-    if (cmp == -1 && PyErr_Occurred()) return NULL;
-    return cmp == 0 ? cardsend_first(o, message) : to_python(o, message);
+    int is_body = str_eq(kind, s_body);
+    if (is_body < 0) return NULL;
+    return is_body ? cardsend_first(o, message) : to_python(o, message);
 }
 
 static PyMemberDef cardsend_members[] = {
@@ -1166,7 +1224,8 @@ static PyTypeObject CardSendType = {
     .tp_members = cardsend_members,
 };
 
-static PyObject *card_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+/* A CardSend; `head` as its field (-1: not known yet). */
+static PyObject *card_send_new(PyObject *const *args, Py_ssize_t nargs, int head) {
     if (nargs != 3 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != 2 ||
         !PyDict_CheckExact(PyTuple_GET_ITEM(args[0], 0))) {
         PyErr_SetString(PyExc_TypeError, "card_send((json_types, resume), scope, send)");
@@ -1182,8 +1241,13 @@ static PyObject *card_send(PyObject *self, PyObject *const *args, Py_ssize_t nar
     o->held = NULL;
     o->python = NULL;
     o->mode = CS_START;
+    o->head = head;
     PyObject_GC_Track(o);
     return (PyObject *)o;
+}
+
+static PyObject *card_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    return card_send_new(args, nargs, -1);
 }
 
 /* `bodiless_card_send(config, scope, send)`: card_send's `send` when the request certainly carries no
@@ -1196,12 +1260,8 @@ static PyObject *card_send(PyObject *self, PyObject *const *args, Py_ssize_t nar
    method, headers in another form: None. */
 static PyObject *s_body_names, *s_bodiless_methods;
 
-static PyObject *bodiless_card_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "bodiless_card_send((json_types, resume), scope, send)");
-        return NULL;
-    }
-    PyObject *scope = args[1];
+/* bodiless_card_send's answer; `method` the scope's, when the caller has read it (else NULL). */
+static PyObject *bodiless_send(PyObject *config, PyObject *scope, PyObject *send, PyObject *method) {
     if (!PyDict_CheckExact(scope)) Py_RETURN_NONE;
     PyObject *headers = PyDict_GetItemWithError(scope, s_headers);
     if (headers == NULL && PyErr_Occurred()) return NULL;
@@ -1215,17 +1275,76 @@ static PyObject *bodiless_card_send(PyObject *self, PyObject *const *args, Py_ss
         for (Py_ssize_t i = 0; i < len; i++)
             if (digits[i] != '0') Py_RETURN_NONE;
     } else {
-        PyObject *method = PyDict_GetItemWithError(scope, s_method);
         if (method == NULL) {
-            if (PyErr_Occurred()) return NULL;
-            Py_RETURN_NONE;
+            method = PyDict_GetItemWithError(scope, s_method);
+            if (method == NULL) {
+                if (PyErr_Occurred()) return NULL;
+                Py_RETURN_NONE;
+            }
         }
         if (!PyUnicode_CheckExact(method)) Py_RETURN_NONE;
         int bodiless = PySet_Contains(s_bodiless_methods, method);
         if (bodiless < 0) return NULL;
         if (!bodiless) Py_RETURN_NONE;
     }
-    return card_send(self, args, nargs);
+    PyObject *args[3] = {config, scope, send};
+    int head = -1;
+    if (method != NULL && PyUnicode_CheckExact(method)) {
+        head = str_eq(method, s_head);
+        if (head < 0) return NULL;
+    }
+    return card_send_new(args, 3, head);
+}
+
+static PyObject *bodiless_card_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "bodiless_card_send((json_types, resume), scope, send)");
+        return NULL;
+    }
+    return bodiless_send(args[0], args[1], args[2], NULL);
+}
+
+/* `pass_through((config, routes), scope, send)`: the middleware's pass-through decision and
+   bodiless_card_send's `send` in one call. `routes` is a dict of path -> set of methods, the
+   (method, path) pairs the middleware has found to have no plan, no API or metrics path and a method
+   never placed on a plan; None unless the scope is an exact dict of an "http" request whose str path
+   and method are there and which certainly carries no body (as bodiless_card_send). */
+static PyObject *s_http;
+
+static PyObject *pass_through(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != 2 ||
+        !PyDict_CheckExact(PyTuple_GET_ITEM(args[0], 1))) {
+        PyErr_SetString(PyExc_TypeError, "pass_through((config, routes), scope, send)");
+        return NULL;
+    }
+    PyObject *routes = PyTuple_GET_ITEM(args[0], 1);
+    PyObject *scope = args[1];
+    if (!PyDict_CheckExact(scope)) Py_RETURN_NONE;
+    PyObject *kind = PyDict_GetItemWithError(scope, s_type);
+    if (kind == NULL || !PyUnicode_CheckExact(kind)) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    int http = str_eq(kind, s_http);
+    if (http <= 0) return http < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *path = PyDict_GetItemWithError(scope, s_path);
+    if (path == NULL || !PyUnicode_CheckExact(path)) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *methods = PyDict_GetItemWithError(routes, path);
+    if (methods == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *method = PyDict_GetItemWithError(scope, s_method);
+    if (method == NULL || !PyUnicode_CheckExact(method) || !PyAnySet_Check(methods)) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    int known = PySet_Contains(methods, method);
+    if (known <= 0) return known < 0 ? NULL : Py_NewRef(Py_None);
+    return bodiless_send(PyTuple_GET_ITEM(args[0], 0), scope, args[2], method);
 }
 
 static PyObject *chain(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -1921,6 +2040,10 @@ static PyMethodDef methods[] = {
      "card_send((json_types, resume), scope, send): one response's send on a route without a plan."},
     {"bodiless_card_send", (PyCFunction)(void (*)(void))bodiless_card_send, METH_FASTCALL,
      "bodiless_card_send((json_types, resume), scope, send): card_send's send for a request with no body, else None."},
+    {"pass_through", (PyCFunction)(void (*)(void))pass_through, METH_FASTCALL,
+     "pass_through((config, routes), scope, send): bodiless_card_send's send for a remembered pass-through request, else None."},
+    {"pass_through", (PyCFunction)(void (*)(void))pass_through, METH_FASTCALL,
+     "pass_through((config, routes), scope, send): bodiless_card_send's send on a remembered pass-through, else None."},
     {"chain", (PyCFunction)(void (*)(void))chain, METH_FASTCALL, "An awaitable sending up to two messages in turn."},
     {"request_compile", request_compile, METH_O, "A request program from its node table."},
     {"request_pass", request_pass, METH_VARARGS, "(slots, removals, strips) of a request body, or a reason (int)."},
@@ -1929,10 +2052,11 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
 
-#define NATIVE_INTERFACE 2
+#define NATIVE_INTERFACE 3
 
 PyMODINIT_FUNC PyInit__native(void) {
     q_classes();
+    digit_classes_init();
     if (PyType_Ready(&ChainType) < 0 || PyType_Ready(&CardSendType) < 0) return NULL;
     s_type = PyUnicode_InternFromString("type");
     s_start = PyUnicode_InternFromString("http.response.start");
@@ -1943,6 +2067,8 @@ PyMODINIT_FUNC PyInit__native(void) {
     s_more_body = PyUnicode_InternFromString("more_body");
     s_method = PyUnicode_InternFromString("method");
     s_head = PyUnicode_InternFromString("HEAD");
+    s_http = PyUnicode_InternFromString("http");
+    s_path = PyUnicode_InternFromString("path");
     s_start_names = Py_BuildValue("(yy)", "content-type", "content-encoding");
     s_body_names = Py_BuildValue("(yy)", "content-length", "transfer-encoding");
     PyObject *bodiless = Py_BuildValue("(ssss)", "GET", "HEAD", "OPTIONS", "DELETE");
@@ -1950,7 +2076,7 @@ PyMODINIT_FUNC PyInit__native(void) {
     Py_XDECREF(bodiless);
     s_done = chain_new(Py_None, NULL, NULL);
     if (!s_body_names || !s_bodiless_methods || !s_done) return NULL;
-    if (!s_type || !s_start || !s_body || !s_body_key || !s_status || !s_headers || !s_more_body || !s_method || !s_head ||
+    if (!s_type || !s_start || !s_body || !s_body_key || !s_status || !s_headers || !s_more_body || !s_method || !s_head || !s_http || !s_path ||
         !s_start_names)
         return NULL;
     PyObject *m = PyModule_Create(&module);

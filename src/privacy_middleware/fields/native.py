@@ -21,7 +21,7 @@ from typing import Any
 # The C extension's interface this module was written against (`NATIVE_INTERFACE` in _native.c; both
 # are bumped together whenever a function is added or changes). An extension built from another
 # version of _native.c (a stale editable build, a copied .so) is not used: the Python path serves.
-INTERFACE = 2
+INTERFACE = 3
 
 
 def usable(module: Any) -> bool:
@@ -176,6 +176,13 @@ card_send: Callable[[tuple[dict[bytes, bool], Callable[..., Any]], Any, Any], An
 # pass-through (middleware.py), which takes the path that reads and checks a body on None.
 bodiless_card_send: Callable[[tuple[dict[bytes, bool], Callable[..., Any]], Any, Any], Any] | None = (
     _native.bodiless_card_send if _native is not None else None
+)
+
+# The middleware's pass-through in one C call (middleware.py `__call__`): `pass_through((config,
+# routes), scope, send)` is `bodiless_card_send`'s `send` when the scope's (method, path) is in `routes`
+# (a dict of path -> set of methods), else None.
+pass_through: Callable[[tuple[tuple[dict[bytes, bool], Callable[..., Any]], dict[str, set[str]]], Any, Any], Any] | None = (
+    _native.pass_through if _native is not None else None
 )
 
 # The awaitable that sends a held start and its body in turn (`chain(send, first, second)`); the C guard
