@@ -746,25 +746,33 @@ static PyObject *first_values(PyObject *self, PyObject *args) {
    and every later message with it; a start whose Content-Type the table names JSON, without a
    Content-Encoding, is held; its first body, when it is bytes, whole (no more_body) and the
    prefilter finds no run of 13 digits and no byte above 0x7f in it, goes on after the held start
-   through one awaitable that awaits the two sends in turn (`Chain`), and every later message with
-   them. Anything else (another status, a coding, a Content-Type not in the table, headers that are
+   through one awaitable that awaits the two sends in turn (the CardSend itself, driven as a `Chain`
+   is), and every later message with them. Anything else (another status, a coding, a Content-Type not in the table, headers that are
    not a list or tuple of byte pairs, a body that needs a parse, a message out of order, a message
    that is not a dict) goes to the Python guard, from then on for every message of the response. */
 
+/* The sends an awaitable drives in turn. Both awaitable types (`Chain`, and `CardSend`, which is the
+   awaitable of its own held start and first body) keep it first after the object header, so one set
+   of awaitable methods serves both (`SENDS`). */
 typedef struct {
-    PyObject_HEAD
-    PyObject *send;        /* the server's send */
+    PyObject *send;        /* the server's send (NULL until there is something to send) */
     PyObject *messages[2]; /* still to send, in order */
     int count, next;
     PyObject *current; /* the awaitable iterator of the send in flight */
+} Sends;
+
+typedef struct {
+    PyObject_HEAD
+    Sends s;
 } Chain;
+
+#define SENDS(o) ((Sends *)((char *)(o) + offsetof(Chain, s)))
 
 static PyTypeObject ChainType;
 
-static PyObject *chain_new(PyObject *send, PyObject *first, PyObject *second) {
-    Chain *c = PyObject_GC_New(Chain, &ChainType);
-    if (c == NULL) return NULL;
-    Py_INCREF(send);
+/* Arm `c` (empty) with the send and up to two messages (new references taken). */
+static void sends_arm(Sends *c, PyObject *send, PyObject *first, PyObject *second) {
+    Py_XINCREF(send);
     c->send = send;
     c->count = 0;
     c->next = 0;
@@ -778,11 +786,17 @@ static PyObject *chain_new(PyObject *send, PyObject *first, PyObject *second) {
         c->messages[c->count++] = second;
     }
     c->current = NULL;
+}
+
+static PyObject *chain_new(PyObject *send, PyObject *first, PyObject *second) {
+    Chain *c = PyObject_GC_New(Chain, &ChainType);
+    if (c == NULL) return NULL;
+    sends_arm(&c->s, send, first, second);
     PyObject_GC_Track(c);
     return (PyObject *)c;
 }
 
-static int chain_traverse(Chain *c, visitproc visit, void *arg) {
+static int sends_traverse(Sends *c, visitproc visit, void *arg) {
     Py_VISIT(c->send);
     Py_VISIT(c->messages[0]);
     Py_VISIT(c->messages[1]);
@@ -790,12 +804,18 @@ static int chain_traverse(Chain *c, visitproc visit, void *arg) {
     return 0;
 }
 
-static int chain_clear(Chain *c) {
+static void sends_clear(Sends *c) {
     Py_CLEAR(c->send);
     Py_CLEAR(c->messages[0]);
     Py_CLEAR(c->messages[1]);
     Py_CLEAR(c->current);
     c->next = c->count;
+}
+
+static int chain_traverse(Chain *c, visitproc visit, void *arg) { return sends_traverse(&c->s, visit, arg); }
+
+static int chain_clear(Chain *c) {
+    sends_clear(&c->s);
     return 0;
 }
 
@@ -829,7 +849,7 @@ static PyObject *awaitable_iter(PyObject *o) {
 /* Drive the sends on: the next value to yield (PYGEN_NEXT), or done (PYGEN_RETURN, *result None),
    or an error (PYGEN_ERROR, exception set; the messages not yet sent are dropped). `value` is what
    the awaiting task sent in (None but for the first resumption of an inner send). */
-static PySendResult chain_step(Chain *c, PyObject *value, PyObject **result) {
+static PySendResult chain_step(Sends *c, PyObject *value, PyObject **result) {
     for (;;) {
         if (c->current == NULL) {
             if (c->next >= c->count) {
@@ -867,12 +887,12 @@ fail:
 }
 
 static PySendResult chain_am_send(PyObject *self, PyObject *value, PyObject **result) {
-    return chain_step((Chain *)self, value, result);
+    return chain_step(SENDS(self), value, result);
 }
 
 static PyObject *chain_iternext(PyObject *self) {
     PyObject *out = NULL;
-    PySendResult rc = chain_step((Chain *)self, Py_None, &out);
+    PySendResult rc = chain_step(SENDS(self), Py_None, &out);
     if (rc == PYGEN_NEXT) return out;
     if (rc == PYGEN_RETURN) Py_DECREF(out); /* NULL without an exception: StopIteration */
     return NULL;
@@ -880,7 +900,7 @@ static PyObject *chain_iternext(PyObject *self) {
 
 static PyObject *chain_send(PyObject *self, PyObject *value) {
     PyObject *out = NULL;
-    PySendResult rc = chain_step((Chain *)self, value, &out);
+    PySendResult rc = chain_step(SENDS(self), value, &out);
     if (rc == PYGEN_NEXT) return out;
     if (rc == PYGEN_RETURN) {
         Py_DECREF(out); /* always None */
@@ -899,7 +919,7 @@ static PyObject *optional_attr(PyObject *o, const char *name) {
 }
 
 static PyObject *chain_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    Chain *c = (Chain *)self;
+    Sends *c = SENDS(self);
     if (nargs < 1 || nargs > 3) {
         PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
         return NULL;
@@ -950,7 +970,7 @@ static PyObject *chain_throw(PyObject *self, PyObject *const *args, Py_ssize_t n
 }
 
 static PyObject *chain_close(PyObject *self, PyObject *unused) {
-    Chain *c = (Chain *)self;
+    Sends *c = SENDS(self);
     for (int i = c->next; i < c->count; i++) Py_CLEAR(c->messages[i]);
     c->next = c->count;
     if (c->current != NULL) {
@@ -1043,6 +1063,7 @@ enum { CS_START = 0, CS_HELD = 1, CS_PASS = 2, CS_PYTHON = 3 };
 
 typedef struct {
     PyObject_HEAD
+    Sends chain; /* the held start and the first body, when this is their awaitable (SENDS) */
     vectorcallfunc vectorcall;
     PyObject *json_types; /* dict: Content-Type value -> True/False */
     PyObject *resume;     /* resume(scope, send, start) -> the Python guard's send */
@@ -1064,7 +1085,7 @@ static int cardsend_traverse(CardSend *o, visitproc visit, void *arg) {
     Py_VISIT(o->send);
     Py_VISIT(o->held);
     Py_VISIT(o->python);
-    return 0;
+    return sends_traverse(&o->chain, visit, arg);
 }
 
 static int cardsend_clear(CardSend *o) {
@@ -1074,6 +1095,7 @@ static int cardsend_clear(CardSend *o) {
     Py_CLEAR(o->send);
     Py_CLEAR(o->held);
     Py_CLEAR(o->python);
+    sends_clear(&o->chain);
     return 0;
 }
 
@@ -1153,7 +1175,7 @@ static PyObject *cardsend_start(CardSend *o, PyObject *message) {
     return done();
 }
 
-/* The held start's first body: both sent through one Chain, or the Python guard. */
+/* The held start's first body: both sent in turn with this object as their awaitable, or the Python guard. */
 static PyObject *cardsend_first(CardSend *o, PyObject *message) {
     PyObject *more = PyDict_GetItemWithError(message, s_more_body);
     if (more == NULL && PyErr_Occurred()) return NULL;
@@ -1166,11 +1188,11 @@ static PyObject *cardsend_first(CardSend *o, PyObject *message) {
     if (!PyBytes_CheckExact(body)) return to_python(o, message);
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(body);
     if (digit_scan(p, p + PyBytes_GET_SIZE(body)) != 0) return to_python(o, message);
-    PyObject *chain = chain_new(o->send, o->held, message);
-    if (chain == NULL) return NULL;
+    /* this object is the awaitable that sends both in turn: no other object made */
+    sends_arm(&o->chain, o->send, o->held, message);
     Py_CLEAR(o->held);
     o->mode = CS_PASS;
-    return chain;
+    return Py_NewRef((PyObject *)o);
 }
 
 static PyObject *cardsend_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
@@ -1218,10 +1240,14 @@ static PyTypeObject CardSendType = {
     .tp_vectorcall_offset = offsetof(CardSend, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "One response's send on a route without a plan: see card_send.",
+    .tp_doc = "One response's send on a route without a plan, and the awaitable of its held start and first body: see card_send.",
     .tp_traverse = (traverseproc)cardsend_traverse,
     .tp_clear = (inquiry)cardsend_clear,
     .tp_members = cardsend_members,
+    .tp_as_async = &chain_async,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = chain_iternext,
+    .tp_methods = chain_methods,
 };
 
 /* A CardSend; `head` as its field (-1: not known yet). */
@@ -1242,6 +1268,7 @@ static PyObject *card_send_new(PyObject *const *args, Py_ssize_t nargs, int head
     o->python = NULL;
     o->mode = CS_START;
     o->head = head;
+    sends_arm(&o->chain, NULL, NULL, NULL);
     PyObject_GC_Track(o);
     return (PyObject *)o;
 }
