@@ -124,7 +124,8 @@ class PrivacyMiddleware:
         self._card_state = self.cards.native_state
         # the pass-through decision and the guard's `send` in one C call (`__call__`)
         self._pass_state = (self._card_state, self._passthrough)
-        self._pass_through = native.pass_through if self._bodiless_send is not None else _no_pass_through
+        fast = native.pass_through if self._bodiless_send is not None else None
+        self._pass_through: Callable[[Any, Scope, Send], Send | None] = fast or _no_pass_through
         from .logscrub import install as scrub_query_strings_from_logs
 
         scrub_query_strings_from_logs()

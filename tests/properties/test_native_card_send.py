@@ -465,7 +465,9 @@ def pass_through_calls(draw: Any) -> tuple[Any, dict[str, set[Any]]]:
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(pass_through_calls())
-def test_the_pass_through_takes_exactly_a_remembered_bodiless_http_request(call: tuple[Any, dict[str, set[Any]]]) -> None:
+def test_the_pass_through_takes_exactly_a_remembered_bodiless_http_request(
+    call: tuple[Any, dict[str, set[Any]]],
+) -> None:
     """`pass_through` gives the guard's send only for an http scope whose path and method the
     middleware remembered and which `bodiless_card_send` takes; None for anything else."""
     scope, routes = call

@@ -181,9 +181,8 @@ bodiless_card_send: Callable[[tuple[dict[bytes, bool], Callable[..., Any]], Any,
 # The middleware's pass-through in one C call (middleware.py `__call__`): `pass_through((config,
 # routes), scope, send)` is `bodiless_card_send`'s `send` when the scope's (method, path) is in `routes`
 # (a dict of path -> set of methods), else None.
-pass_through: Callable[[tuple[tuple[dict[bytes, bool], Callable[..., Any]], dict[str, set[str]]], Any, Any], Any] | None = (
-    _native.pass_through if _native is not None else None
-)
+PassThroughState = tuple[tuple[dict[bytes, bool], Callable[..., Any]], dict[str, set[str]]]
+pass_through: Callable[[PassThroughState, Any, Any], Any] | None = _native.pass_through if _native is not None else None
 
 # The awaitable that sends a held start and its body in turn (`chain(send, first, second)`); the C guard
 # makes it itself, and tests await it alone.
