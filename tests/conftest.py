@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from privacy_middleware.store import Database
 from support.dns import FakeDNS
@@ -22,6 +23,12 @@ from support.dns import fake_dns as fake_dns  # the fixture, for tests that set 
 from support.postgres import fresh_postgres_database
 
 REDIS_TEST_URL = os.environ.get("PRIVACY_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+# Tests assert behaviour, never time (performance is measured in bench/): hypothesis's default 200 ms
+# per-example deadline fails a correct example that a loaded machine runs slowly (a first import, a
+# cold cache), so no test has one unless it sets its own.
+hypothesis_settings.register_profile("behaviour", deadline=None)
+hypothesis_settings.load_profile("behaviour")
 
 
 @pytest.fixture(autouse=True)
