@@ -256,16 +256,19 @@ def report(name: str, seconds: float, baseline: float, baseline_name: str) -> No
 
 
 async def compare(fns: dict[str, Callable[[], Awaitable[None]]], iterations: int, rounds: int = 7) -> dict[str, float]:
-    """Median seconds per call of each function, measured in alternating rounds (A B C A B C ...).
+    """Median seconds per call of each function, measured in alternating rounds, each round in the
+    reverse order of the one before (A B C C B A A B C ...).
 
     On a shared machine whose speed drifts, every figure of one round sees the same machine, so the
-    ratios between them hold where back-to-back medians would not."""
+    ratios between them hold where back-to-back medians would not; reversing the order every other
+    round gives no function the place just after a warm-up or just before a slowdown."""
     for fn in fns.values():
         for _ in range(min(iterations, 200)):
             await fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
+    forward = list(fns.items())
+    for round_ in range(rounds):
+        for name, fn in forward if round_ % 2 == 0 else forward[::-1]:
             start = CLOCK()
             for i in range(iterations):
                 await fn()
@@ -281,8 +284,9 @@ def compare_sync(fns: dict[str, Callable[[], object]], iterations: int, rounds: 
         for _ in range(min(iterations, 200)):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
+    forward = list(fns.items())
+    for round_ in range(rounds):
+        for name, fn in forward if round_ % 2 == 0 else forward[::-1]:
             start = CLOCK()
             for _ in range(iterations):
                 fn()
