@@ -496,3 +496,71 @@ def test_the_pass_through_refuses_a_malformed_state() -> None:
             native.pass_through(state, scope, _python_send)
     with pytest.raises(TypeError):
         native.pass_through((guard.native_state, {"/p": {"GET"}}), scope)
+
+
+def test_the_guards_own_awaitable_passes_cancellation_and_close_to_the_send_in_flight() -> None:
+    """The held start and a clean first body go on through the guard itself as their awaitable (no
+    other object made); cancelling the app's task reaches the server's send in flight and nothing
+    after it is sent, and closing the awaitable closes that send, as with `native.chain`."""
+    assert native.pass_through is not None
+    start = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+    body = {"type": "http.response.body", "body": b'{"products":[]}'}
+    scope = {"type": "http", "method": "GET", "path": "/p", "headers": []}
+
+    def guarded(send: Any) -> Any:
+        guard = ResponseCardGuard(POLICY, Sink(), 1 << 20)
+        guard.is_json(b"application/json")
+        made = native.pass_through((guard.native_state, {"/p": {"GET"}}), scope, send)  # type: ignore[misc]
+        assert made is not None
+        return made
+
+    async def main() -> None:
+        ended: list[str] = []
+        entered = asyncio.Event()
+
+        async def blocking(message: Any) -> None:
+            try:
+                entered.set()
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                ended.append(f"cancelled {message['type']}")
+                raise
+
+        send = guarded(blocking)
+
+        async def app() -> None:
+            await send(start)
+            awaitable = send(body)
+            assert awaitable is send  # the guard is the awaitable of the start and the body
+            await awaitable
+
+        task = asyncio.ensure_future(app())
+        await entered.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert ended == ["cancelled http.response.start"]
+
+    asyncio.run(main())
+
+    sent: list[Any] = []
+    closed: list[Any] = []
+
+    async def pausing(message: Any) -> None:
+        sent.append(message["type"])
+        try:
+            await asyncio.sleep(0)
+        finally:
+            closed.append(message["type"])
+
+    send = guarded(pausing)
+    held = send(start).__await__()
+    with pytest.raises(StopIteration):
+        next(held)  # the start is held: done at once, nothing sent
+    iterator = send(body).__await__()
+    next(iterator)  # suspended inside the start's send
+    iterator.close()
+    assert sent == closed == ["http.response.start"]
+    with pytest.raises(StopIteration):
+        next(iterator)
+    assert sent == ["http.response.start"]

@@ -1021,7 +1021,9 @@ static PyTypeObject ChainType = {
    (the equality dict look-ups use, without PyUnicode_Compare's ordering). */
 static int str_eq(PyObject *a, PyObject *b) {
     if (a == b) return 1;
+#if PY_VERSION_HEX < 0x030C0000 /* every str is ready from 3.12 on (and the macro deprecated) */
     if (PyUnicode_READY(a) < 0 || PyUnicode_READY(b) < 0) return -1;
+#endif
     Py_ssize_t n = PyUnicode_GET_LENGTH(a);
     if (n != PyUnicode_GET_LENGTH(b) || PyUnicode_KIND(a) != PyUnicode_KIND(b)) return 0;
     return memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)n * PyUnicode_KIND(a)) == 0;
@@ -1074,6 +1076,9 @@ typedef struct {
     int mode;
     int head; /* the request's method is HEAD: 1, or not: 0; -1 read from the scope at the start */
 } CardSend;
+
+/* The awaitable methods (SENDS) read a CardSend's chain where they read a Chain's. */
+_Static_assert(offsetof(CardSend, chain) == offsetof(Chain, s), "CardSend and Chain keep their Sends at one offset");
 
 static PyTypeObject CardSendType;
 static PyObject *s_path, *s_type, *s_start, *s_body, *s_body_key, *s_status, *s_headers, *s_more_body, *s_method, *s_head, *s_start_names;
