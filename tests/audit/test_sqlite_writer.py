@@ -218,10 +218,10 @@ async def test_a_batch_that_fails_after_taking_strict_events_leaves_them_to_the_
         gate = threading.Event()
 
         def failing(
-            db: sqlite3.Connection, events: Any, templates: Any = None, stop: Any = None, take: Any = None
+            db: sqlite3.Connection, events: Any, templates: Any = None, stop: Any = None, take: Any = None, **kw: Any
         ) -> Any:
             if take is None or failed:
-                return real(db, events, templates, stop, take)
+                return real(db, events, templates, stop, take, **kw)
             gate.wait(5.0)  # until the strict caller has set stop
 
             def take_then_fail() -> Any:
@@ -229,7 +229,7 @@ async def test_a_batch_that_fails_after_taking_strict_events_leaves_them_to_the_
                 failed.append(len(taken))
                 raise sqlite3.OperationalError("disk I/O error")
 
-            return real(db, events, templates, stop, take_then_fail)
+            return real(db, events, templates, stop, take_then_fail, **kw)
 
         writer.log.append_sqlite = failing  # type: ignore[method-assign]
         for n in range(300):
@@ -269,9 +269,9 @@ async def test_a_strict_event_that_comes_during_the_bulk_commit_is_written_befor
         gate = threading.Event()
 
         def slow_commit(
-            db: sqlite3.Connection, events: Any, templates: Any = None, stop: Any = None, take: Any = None
+            db: sqlite3.Connection, events: Any, templates: Any = None, stop: Any = None, take: Any = None, **kw: Any
         ) -> Any:
-            result = real(db, events, templates, stop, take)
+            result = real(db, events, templates, stop, take, **kw)
             if take is not None:
                 committing.set()
                 gate.wait(5.0)  # a commit that waits for the disk
@@ -324,10 +324,10 @@ async def test_a_writer_cancelled_mid_batch_answers_its_strict_callers_and_spool
         strict_queued, returning = threading.Event(), threading.Event()
 
         def slow_return(
-            db: sqlite3.Connection, events: Any, templates: Any = None, stop: Any = None, take: Any = None
+            db: sqlite3.Connection, events: Any, templates: Any = None, stop: Any = None, take: Any = None, **kw: Any
         ) -> Any:
             if take is None:
-                return real(db, events, templates, stop, take)
+                return real(db, events, templates, stop, take, **kw)
             strict_queued.wait(5.0)
 
             def counted() -> Any:
@@ -335,7 +335,7 @@ async def test_a_writer_cancelled_mid_batch_answers_its_strict_callers_and_spool
                 took.append(len(taken))
                 return taken
 
-            result = real(db, events, templates, stop, counted)
+            result = real(db, events, templates, stop, counted, **kw)
             returning.wait(5.0)  # committed, but the thread has not returned yet
             return result
 

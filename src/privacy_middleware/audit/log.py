@@ -135,13 +135,20 @@ def _now_us() -> int:
 T = TypeVar("T")
 
 
-def _committed(work: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
-    """Run `work` in a transaction of its own on a plain sqlite3 connection: commit, or roll back."""
+def _committed(
+    work: Callable[[sqlite3.Connection], T],
+    db: sqlite3.Connection,
+    committing: Callable[[T], None] | None = None,
+) -> T:
+    """Run `work` in a transaction of its own on a plain sqlite3 connection: commit, or roll back.
+    `committing` is called with what `work` returned, just before the commit (which may still fail)."""
     if db.in_transaction:
         raise sqlite3.OperationalError("a transaction is already open on this connection")
     db.execute("BEGIN IMMEDIATE")  # explicit, whatever the connection's isolation level
     try:
         result = work(db)
+        if committing is not None:
+            committing(result)
         db.commit()
     except BaseException:
         db.rollback()
@@ -328,9 +335,11 @@ class AuditLog:
         templates: Sequence[tuple[bytes, bytes] | None] | None = None,
         stop: threading.Event | None = None,
         take: Callable[[], Sequence[SealedEvent]] | None = None,
+        committing: Callable[[AppendResult], None] | None = None,
     ) -> AppendResult:
         """SQLite: `append` on a plain sqlite3 connection, in the calling thread, in a transaction of
-        its own (the writer's own connections; the same rows and seal as `append`).
+        its own (the writer's own connections; the same rows and seal as `append`). `committing`
+        is called with the result once the rows, seal and head are written, before the commit.
 
         With `stop`, the events are inserted `_SQLITE_SLICE` at a time, and once `stop` is set the
         batch ends after the current slice: the events inserted so far are sealed and committed, and
@@ -346,7 +355,7 @@ class AuditLog:
             templates = self.leaf_templates(events)
         elif len(templates) != len(events):
             raise ValueError("one leaf template per event")
-        return _committed(functools.partial(self._append_sqlite_slices, events, templates, stop, take), db)
+        return _committed(functools.partial(self._append_sqlite_slices, events, templates, stop, take), db, committing)
 
     def _append_sqlite_slices(
         self,

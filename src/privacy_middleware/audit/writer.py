@@ -236,6 +236,8 @@ class AuditWriter:
         self._write_lock = asyncio.Lock()
         self._strict_waiting = 0  # strict batches waiting for _write_lock (SQLite)
         self._task: asyncio.Task[None] | None = None
+        self._writing: asyncio.Task[None] | None = None  # the writer task's batch in flight
+        self._committing_now = asyncio.Event()  # set (from its thread) once that batch is committing
         self._sqlite_path = audit_sqlite.file_path(database.url)
         self._own: _OwnSqlite | None = None
         self._accepting = True
@@ -534,16 +536,68 @@ class AuditWriter:
             except Exception as exc:
                 logger.warning("audit spool replay postponed (%s)", exc.__class__.__name__)
 
-    async def _write_next(self) -> None:
+    async def _write_next(self, *, overlap: bool = False) -> None:
+        """Seal the next batch and write it. With `overlap` (the writer task) the write goes on in a
+        task of its own (`_writing`) once the batch holds the write lock, and this returns: the
+        next batch is sealed on the loop while this one is on the writer's thread (inserts, commit,
+        fsync), and waits for the write lock as before, so batches are written in the order taken.
+        The next batch is taken once the one in flight is committing (its rows, seal and head
+        written, the commit's wait for the disk left), not before: sealing beside its inserts would
+        have the two threads take the GIL from each other after every SQLite call."""
+        if overlap:
+            await self._until_committing()
         async with self._take_lock:
             if not self._queue and not self._outboxed:
                 return
             batch = await self._next_batch()  # sealing (CPU on the loop) outside the write lock
-            await self._write_lock.acquire()  # FIFO: taken before the next batch can be
-            while self._strict_waiting:  # a strict batch waiting for the lock goes first
-                self._write_lock.release()
-                await asyncio.sleep(0)
-                await self._write_lock.acquire()
+            try:
+                # The batch in flight to its end, a WAL checkpoint after it included: one waiting
+                # behind a checkpoint on the writer's thread must not hold the write lock meanwhile
+                # (strict events are committed at once while nothing holds it).
+                if overlap:
+                    await self._written()
+                await self._write_lock.acquire()  # FIFO: taken before the next batch can be
+                while self._strict_waiting:  # a strict batch waiting for the lock goes first
+                    self._write_lock.release()
+                    await asyncio.sleep(0)
+                    await self._write_lock.acquire()
+            except BaseException:
+                self._put_back(batch)  # sealed, not written: back at the head of its queue
+                raise
+        if overlap:
+            self._committing_now.clear()
+            self._writing = asyncio.create_task(self._write_held(batch), name="privacy-audit-batch")
+            return
+        await self._write_held(batch)
+
+    async def _until_committing(self) -> None:
+        """Wait until the batch in flight, if any, has only its commit left (or has ended)."""
+        writing = self._writing
+        if writing is None or writing.done() or self._committing_now.is_set():
+            return
+        committing = asyncio.ensure_future(self._committing_now.wait())
+        try:
+            await asyncio.wait((writing, committing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            committing.cancel()
+
+    def _put_back(self, batch: list[_Item]) -> None:
+        """A batch taken off the queues but never written (its writer was cancelled): back where it
+        came from, in order (stop() then spools what is queued)."""
+        self._outboxed.extendleft(reversed([item for item in batch if item.outbox]))
+        self._queue.extendleft(reversed([item for item in batch if not item.outbox]))
+
+    async def _written(self) -> None:
+        """Wait for the batch the writer task has in flight, if any (cancelling this cancels it)."""
+        writing = self._writing
+        if writing is not None:
+            try:
+                await writing
+            finally:
+                self._writing = None
+
+    async def _write_held(self, batch: Sequence[_Item]) -> None:
+        """Write a batch that holds the write lock; release it, then checkpoint the WAL when due."""
         try:
             await self._write_batch(batch)
         finally:
@@ -584,6 +638,18 @@ class AuditWriter:
     # -- background task ----------------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._run_batches()
+        finally:
+            writing, self._writing = self._writing, None
+            if writing is not None and not writing.done():
+                # cancelled with a batch in flight: it ends as a cancelled write does (what its
+                # thread committed is settled, the rest of the batch spooled)
+                writing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writing
+
+    async def _run_batches(self) -> None:
         while True:
             try:
                 if not self._stopping and len(self._queue) < self.batch_size:
@@ -591,8 +657,9 @@ class AuditWriter:
                         await asyncio.wait_for(self._wakeup.wait(), self.flush_interval)
                 self._wakeup.clear()
                 while self._queue or self._outboxed:
-                    await self._write_next()
+                    await self._write_next(overlap=True)
                     await self._look_at_outbox()  # also under sustained load, between batches
+                await self._written()
                 if self._spilling and await self._drain_overflow() and self._queue:
                     continue
                 if self._stopping:
@@ -755,7 +822,11 @@ class AuditWriter:
                 rest = templates[written:] if templates is not None else None
                 taken: list[_Item] = []
                 stop, take = (None, None) if strict else (own.stop, functools.partial(self._hand_over, taken))
-                work = functools.partial(self.log.append_sqlite, own.bulk, sealed[written:], rest, stop, take)
+                left = len(sealed) - written
+                committing = None if strict else functools.partial(self._last_part_committing, loop, taken, left)
+                work = functools.partial(
+                    self.log.append_sqlite, own.bulk, sealed[written:], rest, stop, take, committing=committing
+                )
                 running = loop.run_in_executor(own.thread, work)
                 try:
                     result = await asyncio.shield(running)
@@ -787,6 +858,14 @@ class AuditWriter:
         if result is None:
             raise ValueError("an empty batch")
         return result
+
+    def _last_part_committing(
+        self, loop: asyncio.AbstractEventLoop, taken: list[_Item], left: int, result: AppendResult
+    ) -> None:
+        """On the writer's thread, before a bulk commit: when it is the batch's last part (all `left`
+        events, beside the strict ones it took), the writer task may seal the next batch meanwhile."""
+        if result.size - result.first_seq - len(taken) >= left:
+            loop.call_soon_threadsafe(self._committing_now.set)
 
     async def _after_cancelled(self, running: asyncio.Future[AppendResult], taken: list[_Item]) -> AppendResult | None:
         """The writer was cancelled while a bulk batch was on its thread: wait for the batch to end, so
@@ -1001,6 +1080,7 @@ class AuditWriter:
             return
         self._last_outbox_look = now
         try:
+            await self._written()  # the batch in flight first: spooled events go before anything newer
             await self.append_outbox()
         except Exception as exc:
             logger.warning("audit outbox look postponed (%s)", exc.__class__.__name__)
