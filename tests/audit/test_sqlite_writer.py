@@ -372,3 +372,108 @@ async def test_a_writer_cancelled_mid_batch_answers_its_strict_callers_and_spool
     finally:
         await database.dispose()
     assert verify(tmp_path / "out", audit_log.public_key_pem()).status == 0
+
+
+async def test_the_next_batch_is_sealed_while_the_one_in_flight_commits_and_both_keep_their_order(
+    sqlite_url: str, make_writer: MakeWriter, audit_log: AuditLog, tmp_path: Path
+) -> None:
+    """While a bulk batch waits for its commit, the writer task takes and seals the next batch, which
+    waits for the write lock; the batches reach the store in the order they were emitted."""
+    database = Database(sqlite_url)
+    try:
+        await database.upgrade()
+        writer = make_writer(database, batch_size=100, flush_interval=5.0)
+        await writer.start()
+        await writer.flush()
+        real = writer.log.append_sqlite
+        committing, gate = threading.Event(), threading.Event()
+
+        def slow_commit(db: sqlite3.Connection, events: Any, *args: Any, **kw: Any) -> Any:
+            hook = kw.pop("committing", None)
+
+            def held(result: Any) -> None:
+                if hook is not None:
+                    hook(result)
+                if not committing.is_set():
+                    committing.set()
+                    gate.wait(5.0)  # the first batch's commit waits for the disk
+
+            return real(db, events, *args, committing=held, **kw)
+
+        writer.log.append_sqlite = slow_commit  # type: ignore[method-assign]
+        for n in range(200):
+            writer.emit(_login(n))
+        await _until(committing.is_set, seconds=5)
+        assert committing.is_set()
+        await _until(lambda: not writer._queue)
+        assert not writer._queue  # the second batch was taken and sealed meanwhile
+        assert writer._write_lock.locked()
+        gate.set()
+        await writer.flush()
+        writer.log.append_sqlite = real  # type: ignore[method-assign]
+        await writer.stop()
+        async with database.connect() as conn:
+            subjects = (await conn.execute(sa.select(audit_events.c.subject).order_by(audit_events.c.seq))).scalars()
+            logins = [s for s in subjects if s is not None]
+        assert logins == [f"cust_{n}" for n in range(200)]
+        await export(database, tmp_path / "out")
+    finally:
+        await database.dispose()
+    assert verify(tmp_path / "out", audit_log.public_key_pem()).status == 0
+
+
+async def test_a_writer_cancelled_with_a_sealed_batch_waiting_for_the_lock_spools_it(
+    sqlite_url: str, make_writer: MakeWriter, audit_log: AuditLog, tmp_path: Path
+) -> None:
+    """Cancelled while one batch commits and the next, sealed, waits for it: the first ends as its
+    thread ends (committed), the second goes back to the queue and stop() spools it; the next start
+    writes it: nothing lost or written twice, the log verifies."""
+    database = Database(sqlite_url)
+    try:
+        await database.upgrade()
+        writer = make_writer(database, batch_size=100, flush_interval=5.0)
+        await writer.start()
+        await writer.flush()
+        real = writer.log.append_sqlite
+        committing, gate = threading.Event(), threading.Event()
+
+        def slow_commit(db: sqlite3.Connection, events: Any, *args: Any, **kw: Any) -> Any:
+            hook = kw.pop("committing", None)
+
+            def held(result: Any) -> None:
+                if hook is not None:
+                    hook(result)
+                committing.set()
+                gate.wait(5.0)
+
+            return real(db, events, *args, committing=held, **kw)
+
+        writer.log.append_sqlite = slow_commit  # type: ignore[method-assign]
+        for n in range(200):
+            writer.emit(_login(n))
+        await _until(committing.is_set, seconds=5)
+        await _until(lambda: not writer._queue)
+        assert not writer._queue  # the second batch is sealed and waiting
+        task = writer._task
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0.05)
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        writer.log.append_sqlite = real  # type: ignore[method-assign]
+        assert len(writer._queue) == 100  # the second batch, back in the queue
+        await writer.stop()  # after its task was cancelled: the queue to the spool
+        after = make_writer(database, audit_log)
+        await after.start()
+        await after.flush()
+        await after.stop()
+        async with database.connect() as conn:
+            subjects = (await conn.execute(sa.select(audit_events.c.subject).order_by(audit_events.c.seq))).scalars()
+            stored = [s for s in subjects if s is not None]
+        assert stored == [f"cust_{n}" for n in range(200)]
+        assert writer.metrics.dropped.total == after.metrics.dropped.total == 0
+        await export(database, tmp_path / "out")
+    finally:
+        await database.dispose()
+    assert verify(tmp_path / "out", audit_log.public_key_pem()).status == 0

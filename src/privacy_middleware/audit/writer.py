@@ -657,7 +657,10 @@ class AuditWriter:
                         await asyncio.wait_for(self._wakeup.wait(), self.flush_interval)
                 self._wakeup.clear()
                 while self._queue or self._outboxed:
-                    await self._write_next(overlap=True)
+                    # SQLite over the writer's own connections: the next batch is sealed during the
+                    # commit of the one before (PostgreSQL: one batch after the other, as its
+                    # appends group the takes of the chain's lock themselves)
+                    await self._write_next(overlap=self._sqlite_path is not None)
                     await self._look_at_outbox()  # also under sustained load, between batches
                 await self._written()
                 if self._spilling and await self._drain_overflow() and self._queue:
