@@ -7,6 +7,7 @@ through; lifespan is answered here when the wrapped app cannot (Django raises on
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -126,6 +127,9 @@ class PrivacyMiddleware:
         self._pass_state = (self._card_state, self._passthrough)
         fast = native.pass_through if self._bodiless_send is not None else None
         self._pass_through: Callable[[Any, Scope, Send], Send | None] = fast or _no_pass_through
+        # what the pass-through hands the server: the app's own coroutine where the app makes them (a
+        # server may start the call as a task, and tasks take coroutines only), else one awaiting it
+        self._handed: ASGIApp = app if _makes_coroutines(app) else _awaited(app)
         from .logscrub import install as scrub_query_strings_from_logs
 
         scrub_query_strings_from_logs()
@@ -152,7 +156,7 @@ class PrivacyMiddleware:
         of the middleware's on that path. Everything else is `serve`'s coroutine. Servers tell ASGI 3
         from ASGI 2 by `app.__call__` being a coroutine function; that attribute is `serve` (set on the
         instance in `__init__`), which answers every request alike."""
-        pass_through, app = self._pass_through, self.app  # attributes, not methods: no method look-up
+        pass_through, app = self._pass_through, self._handed  # attributes, not methods: no method look-up
         guarded = pass_through(self._pass_state, scope, send)
         if guarded is not None:
             return app(scope, receive, guarded)
@@ -545,6 +549,22 @@ class PrivacyMiddleware:
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _makes_coroutines(app: ASGIApp) -> bool:
+    """Whether calling the app gives a coroutine: a coroutine function, or an object whose
+    `__call__` is one (what servers read to pick ASGI 3)."""
+    call = getattr(app, "__call__", None)  # noqa: B004 (the attribute itself is what servers read)
+    return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(call)
+
+
+def _awaited(app: ASGIApp) -> ASGIApp:
+    """A coroutine function awaiting an app that hands back another kind of awaitable."""
+
+    async def awaited(scope: Scope, receive: Receive, send: Send) -> None:
+        await app(scope, receive, send)
+
+    return awaited
 
 
 def _no_pass_through(state: object, scope: Scope, send: Send) -> None:

@@ -316,3 +316,50 @@ async def test_a_remembered_pass_through_hands_back_the_apps_own_awaitable(tmp_p
         assert sent[1]["body"] == first[1]
     finally:
         await app.runtime.stop()
+
+
+async def test_an_app_that_hands_back_another_awaitable_is_still_called_as_a_coroutine(tmp_path: Path) -> None:
+    """Where the app's call gives an awaitable that is not a coroutine, the pass-through hands the
+    server a coroutine awaiting it (a server may start the call as a task, which takes coroutines
+    only); the answer is the same, its card number masked."""
+    import asyncio
+    import inspect
+
+    shop = _starlette_shop([])
+
+    class Awaitable_:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __await__(self) -> Any:
+            return self.inner.__await__()
+
+    class HandsBackAnAwaitable:
+        """A middleware object whose plain `__call__` hands back an awaitable of its own."""
+
+        def __init__(self) -> None:
+            self.app = shop  # where the route identity finds the shop's router
+
+        def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+            return Awaitable_(self.app(scope, receive, send))
+
+    app = _wrapped(tmp_path, POLICY, HandsBackAnAwaitable())
+    await app.runtime.ensure_started()
+    try:
+        for _ in range(3):
+            sent: list[dict[str, Any]] = []
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message: dict[str, Any], sent: list[dict[str, Any]] = sent) -> None:
+                sent.append(message)
+
+            scope = {"type": "http", "method": "DELETE", "path": "/products", "headers": [], "query_string": b""}
+            served = app(scope, receive, send)
+            assert inspect.iscoroutine(served)
+            await asyncio.ensure_future(served)
+            assert sent[0]["status"] == 200 and b"4242424242424242" not in sent[1]["body"]
+        assert "DELETE" in app._passthrough["/products"] or native.pass_through is None
+    finally:
+        await app.runtime.stop()
