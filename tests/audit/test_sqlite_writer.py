@@ -477,3 +477,39 @@ async def test_a_writer_cancelled_with_a_sealed_batch_waiting_for_the_lock_spool
     finally:
         await database.dispose()
     assert verify(tmp_path / "out", audit_log.public_key_pem()).status == 0
+
+
+async def test_a_writer_cancelled_while_sealing_a_batch_puts_what_it_took_back(
+    sqlite_url: str, make_writer: MakeWriter, audit_log: AuditLog, tmp_path: Path
+) -> None:
+    """Sealing a batch lets the loop run every few events; a writer cancelled at one of those turns
+    (a stop that does not wait) puts the events it took back at the head of the queue, sealed and in
+    order, and stop() spools them: nothing lost, the next start writes them, the log verifies."""
+    database = Database(sqlite_url)
+    try:
+        await database.upgrade()
+        writer = make_writer(database, batch_size=500, flush_interval=5.0)
+        for n in range(100):
+            writer.emit(_login(n))
+        sealing = asyncio.create_task(writer._next_batch())
+        await asyncio.sleep(0)  # it seals up to its first turn of the loop
+        assert 0 < 100 - len(writer._queue) < 100
+        sealing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sealing
+        sealed = [type(item.sealed).__name__ == "SealedEvent" for item in writer._queue]
+        assert len(sealed) == 100 and 0 < sum(sealed) < 100 and sealed == sorted(sealed, reverse=True)
+        await writer.stop()  # the queue to the spool
+        after = make_writer(database, audit_log)
+        await after.start()
+        await after.flush()
+        await after.stop()
+        async with database.connect() as conn:
+            subjects = (await conn.execute(sa.select(audit_events.c.subject).order_by(audit_events.c.seq))).scalars()
+            stored = [s for s in subjects if s is not None]
+        assert stored == [f"cust_{n}" for n in range(100)]
+        assert writer.metrics.dropped.total == after.metrics.dropped.total == 0
+        await export(database, tmp_path / "out")
+    finally:
+        await database.dispose()
+    assert verify(tmp_path / "out", audit_log.public_key_pem()).status == 0

@@ -751,7 +751,16 @@ class AuditWriter:
             _settle(batch, None)
 
     async def _next_batch(self) -> list[_Item]:
+        """The next batch off the queues, sealed. Cancelled at one of its turns of the loop (a stop
+        that does not wait), what it took goes back to the head of its queue, sealed, in order."""
         batch: list[_Item] = []
+        try:
+            return await self._take_batch(batch)
+        except BaseException:
+            self._put_back(batch)
+            raise
+
+    async def _take_batch(self, batch: list[_Item]) -> list[_Item]:
         while self._outboxed and len(batch) < self.batch_size:  # strict events, sealed already
             item = self._outboxed.popleft()
             item.leaf = self.log.leaf_templates([item.sealed])[0] if isinstance(item.sealed, SealedEvent) else None
