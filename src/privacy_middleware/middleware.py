@@ -97,8 +97,9 @@ class PrivacyMiddleware:
         # Of those, the pairs whose method the route identity never places on a plan, whatever the path
         # (`RouteIdentity.may_place`: no route that runs a planned handler serves the method; the
         # identity's index is built once and never changes, nor does the plan table): a bodiless
-        # request on one goes to the app in one C call (`_bodiless_send`), with no identity check.
-        # Only kept where that call exists (the pass-through is bare, the C guard built).
+        # request on one goes to the app after one C call in `__call__` (`native.pass_through`), with
+        # no identity check. Only kept where that call exists (the pass-through is bare, the C guard
+        # built).
         self._passthrough: dict[str, set[str]] = {}  # path -> methods
         self.tracer = Tracer(self.runtime.policy, self.runtime.verifier.authenticate, self.runtime.audit.emit)
         self.runtime.identity.bind_app(app)
