@@ -747,9 +747,10 @@ static PyObject *first_values(PyObject *self, PyObject *args) {
    Content-Encoding, is held; its first body, when it is bytes, whole (no more_body) and the
    prefilter finds no run of 13 digits and no byte above 0x7f in it, goes on after the held start
    through one awaitable that awaits the two sends in turn (the CardSend itself, driven as a `Chain`
-   is), and every later message with them. Anything else (another status, a coding, a Content-Type not in the table, headers that are
-   not a list or tuple of byte pairs, a body that needs a parse, a message out of order, a message
-   that is not a dict) goes to the Python guard, from then on for every message of the response. */
+   is), and every later message with them. Anything else (another status, a coding, a Content-Type
+   not in the table, headers that are not a list or tuple of byte pairs, a body that needs a parse, a
+   message out of order, a message that is not a dict) goes to the Python guard, from then on for
+   every message of the response. */
 
 /* The sends an awaitable drives in turn. Both awaitable types (`Chain`, and `CardSend`, which is the
    awaitable of its own held start and first body) keep it first after the object header, so one set
