@@ -198,6 +198,20 @@ async def _ask(
     return sent[0]["status"], answer, list(sent[0].get("headers") or [])
 
 
+def _exchange(method: str, path: str) -> tuple[dict[str, Any], Any, Any, list[dict[str, Any]]]:
+    """A bodiless request's scope and receive, and a send that keeps what it is given (in the list)."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}
+    return scope, receive, send, sent
+
+
 def _wrapped(tmp_path: Path, policy: dict[str, Any], shop: Any, name: str = "p") -> PrivacyMiddleware:
     settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{name}.db", data_dir=tmp_path)
     return PrivacyMiddleware(shop, runtime=Runtime(settings, policy=validate_policy(policy)))
@@ -297,15 +311,7 @@ async def test_a_remembered_pass_through_hands_back_the_apps_own_awaitable(tmp_p
         first = await _ask(app, "DELETE", "/products")  # no plan places DELETE
         assert first[0] == 200 and b"4242424242424242" not in first[1] and b"4242" in first[1]
 
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        sent: list[dict[str, Any]] = []
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {"type": "http", "method": "DELETE", "path": "/products", "headers": [], "query_string": b""}
+        scope, receive, send, sent = _exchange("DELETE", "/products")
         served = app(scope, receive, send)
         remembered = native.pass_through is not None
         assert (served.cr_code is type(shop).__call__.__code__) is remembered  # type: ignore[attr-defined]
@@ -347,15 +353,7 @@ async def test_an_app_that_hands_back_another_awaitable_is_still_called_as_a_cor
     await app.runtime.ensure_started()
     try:
         for _ in range(3):
-            sent: list[dict[str, Any]] = []
-
-            async def receive() -> dict[str, Any]:
-                return {"type": "http.request", "body": b"", "more_body": False}
-
-            async def send(message: dict[str, Any], sent: list[dict[str, Any]] = sent) -> None:
-                sent.append(message)
-
-            scope = {"type": "http", "method": "DELETE", "path": "/products", "headers": [], "query_string": b""}
+            scope, receive, send, sent = _exchange("DELETE", "/products")
             served = app(scope, receive, send)
             assert inspect.iscoroutine(served)
             await asyncio.ensure_future(served)

@@ -28,6 +28,48 @@ def _reveal(n: int) -> Any:
     return data_access(principal="staff_1", subject=f"cust_{n}", purpose="support", categories=["user.financial.card"])
 
 
+async def _stored_subjects(database: Database) -> list[str]:
+    """The subjects of the stored events, in the log's order."""
+    async with database.connect() as conn:
+        subjects = (await conn.execute(sa.select(audit_events.c.subject).order_by(audit_events.c.seq))).scalars()
+        return [s for s in subjects if s is not None]
+
+
+async def _replayed(
+    database: Database, writer: AuditWriter, make_writer: MakeWriter, audit_log: AuditLog
+) -> AuditWriter:
+    """Stop `writer` (what it still holds goes to the spool), then start the next writer, which
+    replays the spool, and stop it; that writer is handed back."""
+    await writer.stop()
+    after = make_writer(database, audit_log)
+    await after.start()
+    await after.flush()
+    await after.stop()
+    return after
+
+
+def _held_commits(writer: AuditWriter, *, first_only: bool) -> tuple[threading.Event, threading.Event]:
+    """Hold the writer's bulk commits (or only its first) just before COMMIT until `gate` is set;
+    `committing` is set once one is held. The caller puts `writer.log.append_sqlite` back."""
+    real = writer.log.append_sqlite
+    committing, gate = threading.Event(), threading.Event()
+
+    def slow_commit(db: sqlite3.Connection, events: Any, *args: Any, **kw: Any) -> Any:
+        hook = kw.pop("committing", None)
+
+        def held(result: Any) -> None:
+            if hook is not None:
+                hook(result)
+            if not (first_only and committing.is_set()):
+                committing.set()
+                gate.wait(5.0)  # the commit waits for the disk
+
+        return real(db, events, *args, committing=held, **kw)
+
+    writer.log.append_sqlite = slow_commit  # type: ignore[method-assign]
+    return committing, gate
+
+
 async def _until(ready: Callable[[], object], seconds: float = 1.0) -> None:
     """Let the loop run until `ready()` holds or `seconds` pass (the assertion after it tells which)."""
     for _ in range(round(seconds / 0.01)):
@@ -358,14 +400,8 @@ async def test_a_writer_cancelled_mid_batch_answers_its_strict_callers_and_spool
             await task
         writer.log.append_sqlite = real  # type: ignore[method-assign]
         assert writer.metrics.spooled.total == 200  # the batch's rest, on disk
-        await writer.stop()  # after its task was cancelled: no error, the queue to the spool
-        after = make_writer(database, audit_log)
-        await after.start()  # the next start replays the spool
-        await after.flush()
-        await after.stop()
-        async with database.connect() as conn:
-            subjects = (await conn.execute(sa.select(audit_events.c.subject).order_by(audit_events.c.seq))).scalars()
-            stored = [s for s in subjects if s is not None]
+        after = await _replayed(database, writer, make_writer, audit_log)  # no error after the cancel
+        stored = await _stored_subjects(database)
         assert sorted(stored) == sorted([f"cust_{n}" for n in range(300)] + ["cust_5000"])
         assert writer.metrics.dropped.total == after.metrics.dropped.total == 0
         await export(database, tmp_path / "out")
@@ -386,21 +422,7 @@ async def test_the_next_batch_is_sealed_while_the_one_in_flight_commits_and_both
         await writer.start()
         await writer.flush()
         real = writer.log.append_sqlite
-        committing, gate = threading.Event(), threading.Event()
-
-        def slow_commit(db: sqlite3.Connection, events: Any, *args: Any, **kw: Any) -> Any:
-            hook = kw.pop("committing", None)
-
-            def held(result: Any) -> None:
-                if hook is not None:
-                    hook(result)
-                if not committing.is_set():
-                    committing.set()
-                    gate.wait(5.0)  # the first batch's commit waits for the disk
-
-            return real(db, events, *args, committing=held, **kw)
-
-        writer.log.append_sqlite = slow_commit  # type: ignore[method-assign]
+        committing, gate = _held_commits(writer, first_only=True)  # the first batch's commit waits
         for n in range(200):
             writer.emit(_login(n))
         await _until(committing.is_set, seconds=5)
@@ -412,10 +434,7 @@ async def test_the_next_batch_is_sealed_while_the_one_in_flight_commits_and_both
         await writer.flush()
         writer.log.append_sqlite = real  # type: ignore[method-assign]
         await writer.stop()
-        async with database.connect() as conn:
-            subjects = (await conn.execute(sa.select(audit_events.c.subject).order_by(audit_events.c.seq))).scalars()
-            logins = [s for s in subjects if s is not None]
-        assert logins == [f"cust_{n}" for n in range(200)]
+        assert await _stored_subjects(database) == [f"cust_{n}" for n in range(200)]
         await export(database, tmp_path / "out")
     finally:
         await database.dispose()
@@ -435,20 +454,7 @@ async def test_a_writer_cancelled_with_a_sealed_batch_waiting_for_the_lock_spool
         await writer.start()
         await writer.flush()
         real = writer.log.append_sqlite
-        committing, gate = threading.Event(), threading.Event()
-
-        def slow_commit(db: sqlite3.Connection, events: Any, *args: Any, **kw: Any) -> Any:
-            hook = kw.pop("committing", None)
-
-            def held(result: Any) -> None:
-                if hook is not None:
-                    hook(result)
-                committing.set()
-                gate.wait(5.0)
-
-            return real(db, events, *args, committing=held, **kw)
-
-        writer.log.append_sqlite = slow_commit  # type: ignore[method-assign]
+        committing, gate = _held_commits(writer, first_only=False)
         for n in range(200):
             writer.emit(_login(n))
         await _until(committing.is_set, seconds=5)
@@ -463,15 +469,8 @@ async def test_a_writer_cancelled_with_a_sealed_batch_waiting_for_the_lock_spool
             await task
         writer.log.append_sqlite = real  # type: ignore[method-assign]
         assert len(writer._queue) == 100  # the second batch, back in the queue
-        await writer.stop()  # after its task was cancelled: the queue to the spool
-        after = make_writer(database, audit_log)
-        await after.start()
-        await after.flush()
-        await after.stop()
-        async with database.connect() as conn:
-            subjects = (await conn.execute(sa.select(audit_events.c.subject).order_by(audit_events.c.seq))).scalars()
-            stored = [s for s in subjects if s is not None]
-        assert stored == [f"cust_{n}" for n in range(200)]
+        after = await _replayed(database, writer, make_writer, audit_log)  # the queue spooled, then replayed
+        assert await _stored_subjects(database) == [f"cust_{n}" for n in range(200)]
         assert writer.metrics.dropped.total == after.metrics.dropped.total == 0
         await export(database, tmp_path / "out")
     finally:
@@ -499,15 +498,8 @@ async def test_a_writer_cancelled_while_sealing_a_batch_puts_what_it_took_back(
             await sealing
         sealed = [type(item.sealed).__name__ == "SealedEvent" for item in writer._queue]
         assert len(sealed) == 100 and 0 < sum(sealed) < 100 and sealed == sorted(sealed, reverse=True)
-        await writer.stop()  # the queue to the spool
-        after = make_writer(database, audit_log)
-        await after.start()
-        await after.flush()
-        await after.stop()
-        async with database.connect() as conn:
-            subjects = (await conn.execute(sa.select(audit_events.c.subject).order_by(audit_events.c.seq))).scalars()
-            stored = [s for s in subjects if s is not None]
-        assert stored == [f"cust_{n}" for n in range(100)]
+        after = await _replayed(database, writer, make_writer, audit_log)  # the queue spooled, then replayed
+        assert await _stored_subjects(database) == [f"cust_{n}" for n in range(100)]
         assert writer.metrics.dropped.total == after.metrics.dropped.total == 0
         await export(database, tmp_path / "out")
     finally:

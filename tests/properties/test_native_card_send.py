@@ -278,6 +278,23 @@ def test_chain_sends_in_turn_and_passes_suspensions_through() -> None:
     asyncio.run(main())
 
 
+def _blocking_send(name: Callable[[Any], str]) -> tuple[Callable[[Any], Awaitable[None]], asyncio.Event, list[str]]:
+    """A send that blocks until cancelled: the send, an event set once it is entered, and the list
+    where it notes `cancelled <name(message)>` when the cancellation reaches it."""
+    ended: list[str] = []
+    entered = asyncio.Event()
+
+    async def blocking(message: Any) -> None:
+        try:
+            entered.set()
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            ended.append(f"cancelled {name(message)}")
+            raise
+
+    return blocking, entered, ended
+
+
 def test_chain_stops_at_a_failed_send_and_passes_cancellation_to_the_send_in_flight() -> None:
     async def main() -> None:
         assert native.chain is not None
@@ -295,17 +312,7 @@ def test_chain_stops_at_a_failed_send_and_passes_cancellation_to_the_send_in_fli
         with pytest.raises(TypeError, match="can't be used in 'await' expression"):
             await native.chain(lambda message: 5, 1, 2)
 
-        ended: list[str] = []
-        entered = asyncio.Event()
-
-        async def blocking(message: Any) -> None:
-            try:
-                entered.set()
-                await asyncio.sleep(3600)
-            except asyncio.CancelledError:
-                ended.append(f"cancelled {message}")
-                raise
-
+        blocking, entered, ended = _blocking_send(str)
         task = asyncio.ensure_future(native.chain(blocking, 1, 2))
         await entered.wait()
         task.cancel()
@@ -515,17 +522,7 @@ def test_the_guards_own_awaitable_passes_cancellation_and_close_to_the_send_in_f
         return made
 
     async def main() -> None:
-        ended: list[str] = []
-        entered = asyncio.Event()
-
-        async def blocking(message: Any) -> None:
-            try:
-                entered.set()
-                await asyncio.sleep(3600)
-            except asyncio.CancelledError:
-                ended.append(f"cancelled {message['type']}")
-                raise
-
+        blocking, entered, ended = _blocking_send(lambda message: str(message["type"]))
         send = guarded(blocking)
 
         async def app() -> None:
