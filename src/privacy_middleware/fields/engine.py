@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import operator
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import Any, Protocol
@@ -240,35 +240,45 @@ class FieldEngine:
             await self._seal(batch)
         return report
 
-    async def _seal(self, batch: list[_Sealing]) -> None:
-        """Seal the batched fields with each subject's key, looked up once (no await when cached)."""
-        if not batch:
-            return
+    async def _sealer(self, subject: str) -> Any:
+        """The subject's sealer: the cipher's cached one (nothing awaited that waits), else looked up."""
         cipher: Any = self.cipher
         cached = getattr(cipher, "cached_sealer", None)
+        sealer = cached(subject) if cached is not None else None
+        return sealer if sealer is not None else await cipher.subject_sealer(subject)
+
+    @staticmethod
+    def _in_one_call(
+        sealer: Any, texts: Sequence[str], transforms: Sequence[str], categories: Sequence[str]
+    ) -> list[str] | None:
+        """One subject's randomised envelopes, more than one, in one `encrypt_values` call (values in,
+        envelopes out, the categories' contexts kept); None where that does not apply."""
+        count = len(texts)
+        values = getattr(sealer, "encrypt_values", None)
+        if values is None or count < 2 or transforms.count("encrypt") != count:
+            return None
+        sealed: list[str] = values(texts, categories)
+        return sealed
+
+    async def _seal(self, batch: list[_Sealing]) -> None:
+        """Seal the batched fields with each subject's key, looked up once per subject."""
+        if not batch:
+            return
         sealers: dict[str, Any] = {}
-        count = len(batch)
         # the batch by column, in C: containers, keys, clear texts, transforms, categories, subjects
         parents, keys, texts, transforms, categories, subjects = zip(*batch, strict=True)
         subject = subjects[0]
-        if count > 1 and transforms.count("encrypt") == count and subjects.count(subject) == count:
-            # one subject, randomised envelopes only (a checkout): sealed in one call
-            sealer = cached(subject) if cached is not None else None
-            if sealer is None:
-                sealer = await cipher.subject_sealer(subject)
-            values = getattr(sealer, "encrypt_values", None)  # values in, envelopes out: the categories' contexts kept
-            if values is not None:
-                for parent, key, value in zip(parents, keys, values(texts, categories), strict=True):
+        if subjects.count(subject) == len(batch):  # one subject (a checkout): perhaps sealed in one call
+            sealer = sealers[subject] = await self._sealer(subject)
+            sealed = self._in_one_call(sealer, texts, transforms, categories)
+            if sealed is not None:
+                for parent, key, value in zip(parents, keys, sealed, strict=True):
                     parent[key] = value
                 return
-            sealers[subject] = sealer
         for parent, key, text, transform, category, subject in batch:
             sealer = sealers.get(subject)
             if sealer is None:
-                sealer = cached(subject) if cached is not None else None
-                if sealer is None:
-                    sealer = await cipher.subject_sealer(subject)
-                sealers[subject] = sealer
+                sealer = sealers[subject] = await self._sealer(subject)
             if transform == "encrypt":
                 parent[key] = sealer.encrypt(text, category)
             else:
@@ -283,14 +293,8 @@ class FieldEngine:
         call, as `_seal` does; otherwise `_seal` itself."""
         count = len(texts)
         if count > 1 and transforms.count("encrypt") == count:
-            cipher: Any = self.cipher
-            cached = getattr(cipher, "cached_sealer", None)
-            sealer = cached(subject) if cached is not None else None
-            if sealer is None:
-                sealer = await cipher.subject_sealer(subject)
-            values = getattr(sealer, "encrypt_values", None)
-            if values is not None:
-                sealed: list[str] = values(texts, categories)
+            sealed = self._in_one_call(await self._sealer(subject), texts, transforms, categories)
+            if sealed is not None:
                 return sealed
         out: list[Any] = [None] * count
         await self._seal(
