@@ -101,6 +101,9 @@ async def main(smoke: bool = False) -> list[Row]:
             expect(answer.status == 200 and answer.body == bare.response_body, "pass-through GET did not reach the app")
             answer = await probe(shop_wrapped, "GET", "/products")
             expect(answer.status == 200 and answer.body == b'{"products":[]}', "Starlette shop GET failed")
+            # the path the row names: the pair remembered, so each measured call takes the C pass-through
+            remembered = "GET" in shop_wrapped._passthrough.get("/products", ())
+            expect(remembered or native.pass_through is None, "the Starlette GET did not take the pass-through")
             answer = await probe(wrapped, "POST", "/checkout", body, json_headers)
             expect(answer.status == 200, f"planned POST answered {answer.status}")
             forwarded = orjson.loads(bare.received or b"{}")
