@@ -81,6 +81,7 @@ _SEAL_SLICE = 32  # events sealed (and serialised) between two turns of the even
 # interval copies each page once for more events (2,000 to 8,000: about 2.8 to 2.0 µs of checkpoint
 # per event; the WAL then grows to about 30 MB between checkpoints).
 _WAL_CHECKPOINT_EVENTS = 8000
+_BULK_BUSY_TIMEOUT = 5.0  # seconds a bulk batch waits for another writer of the database
 _ON_LOOP_MAX = 16  # SQLite: strict batches up to this size are written on the event loop thread
 
 
@@ -107,7 +108,7 @@ class _OwnSqlite:
     thread, outside its write lock."""
 
     def __init__(self, path: str, pragmas: Callable[[Any, Any], None]) -> None:
-        self.bulk = audit_sqlite.open_connection(path, pragmas, busy_timeout=5.0, autocheckpoint=False)
+        self.bulk = audit_sqlite.open_connection(path, pragmas, busy_timeout=_BULK_BUSY_TIMEOUT, autocheckpoint=False)
         try:
             self.now = audit_sqlite.open_connection(path, pragmas, busy_timeout=0.0, autocheckpoint=False)
         except BaseException:
@@ -613,7 +614,9 @@ class AuditWriter:
         not commits: strict events and batches split for them are small commits."""
         own.written = 0
         try:
-            await asyncio.get_running_loop().run_in_executor(own.thread, _wal_checkpoint, own.bulk)
+            await asyncio.get_running_loop().run_in_executor(
+                own.thread, audit_sqlite.checkpoint_wal, own.bulk, _BULK_BUSY_TIMEOUT
+            )
         except sqlite3.Error as exc:
             logger.warning("audit WAL checkpoint postponed (%s)", exc.__class__.__name__)
 
@@ -1124,10 +1127,6 @@ class AuditWriter:
 def _time_out(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
-
-
-def _wal_checkpoint(db: sqlite3.Connection) -> None:
-    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _settle(batch: Sequence[_Item], error: BaseException | None) -> None:
