@@ -114,6 +114,10 @@ class DatabasePoolSettings(BaseModel):
     # FULL: a committed erasure, consent change or audit event survives a power cut, not only a crash
     # of the process (WAL with NORMAL can lose the last commits to a power cut).
     sqlite_synchronous: Literal["full", "normal"] = "full"
+    # The audit writer's SQLite page cache: every event adds an entry to the (subject, time) index at
+    # a random place, and once the pages that take those entries no longer fit the cache each one is
+    # read back before it is written. Filled only as pages are used; 0 keeps SQLite's 2 MB.
+    sqlite_audit_cache_mb: int = Field(default=64, ge=0)
 
 
 class AuditSettings(BaseModel):
@@ -430,6 +434,7 @@ class Settings(BaseSettings):
             connect_timeout=pool.connect_timeout_seconds,
             pgbouncer=pool.pgbouncer,
             sqlite_synchronous=pool.sqlite_synchronous,
+            sqlite_audit_cache_mb=pool.sqlite_audit_cache_mb,
         )
 
     def data_file(self, configured: Path | None, name: str) -> Path:

@@ -12,6 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from privacy_middleware.audit import AuditLog, AuditWriter, data_access, export, login_attempt, verify
+from privacy_middleware.errors import ConfigError
+from privacy_middleware.settings import Settings
 from privacy_middleware.store import Database
 from privacy_middleware.store.audit import audit_batches, audit_events
 
@@ -97,6 +99,35 @@ async def test_the_writers_own_connections_commit_at_the_stores_synchronous_leve
         await writer.stop()
     finally:
         await database.dispose()
+
+
+@pytest.mark.parametrize(("configured", "kib"), [(None, 64 * 1024), ("8", 8 * 1024), ("0", None)])
+async def test_the_bulk_connections_page_cache_is_the_configured_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_writer: MakeWriter, configured: str | None, kib: int | None
+) -> None:
+    """64 MB unless configured; 0 leaves SQLite's own default (which the store's connections keep)."""
+    if configured is not None:
+        monkeypatch.setenv("PRIVACY_DATABASE__SQLITE_AUDIT_CACHE_MB", configured)
+    database = Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}", data_dir=tmp_path).open_database()
+    try:
+        await database.upgrade()
+        writer = make_writer(database)
+        await writer.start()
+        await writer.emit_strict(_reveal(1))
+        own = writer._own
+        assert own is not None
+        default = own.now.execute("PRAGMA cache_size").fetchone()[0]
+        assert default == -2000  # SQLite's default: 2,000 KiB
+        assert own.bulk.execute("PRAGMA cache_size").fetchone()[0] == (-kib if kib is not None else default)
+        await writer.stop()
+    finally:
+        await database.dispose()
+
+
+def test_a_negative_audit_page_cache_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRIVACY_DATABASE__SQLITE_AUDIT_CACHE_MB", "-1")
+    with pytest.raises(ConfigError, match="SQLITE_AUDIT_CACHE_MB"):
+        Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}", data_dir=tmp_path)
 
 
 async def test_a_batch_told_to_stop_commits_its_first_slice_sealed_and_the_rest_follows(

@@ -105,10 +105,13 @@ class _OwnSqlite:
     a strict caller wait tens of milliseconds for well under one millisecond of work. `now` has a
     busy timeout of 0 (a database another connection is writing sends the batch to the thread, which
     waits as the store does). Neither checkpoints the WAL at commit: the writer does it on the
-    thread, outside its write lock."""
+    thread, outside its write lock. `bulk` has the page cache the store is configured with
+    (`sqlite_audit_cache_mb`), for the index pages every batch changes."""
 
-    def __init__(self, path: str, pragmas: Callable[[Any, Any], None]) -> None:
-        self.bulk = audit_sqlite.open_connection(path, pragmas, busy_timeout=_BULK_BUSY_TIMEOUT, autocheckpoint=False)
+    def __init__(self, path: str, pragmas: Callable[[Any, Any], None], cache_mb: int = 0) -> None:
+        self.bulk = audit_sqlite.open_connection(
+            path, pragmas, busy_timeout=_BULK_BUSY_TIMEOUT, autocheckpoint=False, cache_mb=cache_mb
+        )
         try:
             self.now = audit_sqlite.open_connection(path, pragmas, busy_timeout=0.0, autocheckpoint=False)
         except BaseException:
@@ -913,7 +916,9 @@ class AuditWriter:
     async def _own_connections(self) -> _OwnSqlite | None:
         if self._own is None and self._sqlite_path is not None:
             try:
-                self._own = await asyncio.to_thread(_OwnSqlite, self._sqlite_path, self.database.sqlite_pragmas)
+                self._own = await asyncio.to_thread(
+                    _OwnSqlite, self._sqlite_path, self.database.sqlite_pragmas, self.database.sqlite_audit_cache_mb
+                )
             except (OSError, sqlite3.Error) as exc:
                 logger.warning("audit writer's own SQLite connections not opened (%s)", exc.__class__.__name__)
         return self._own

@@ -153,11 +153,17 @@ def file_path(url: Any) -> str | None:
 
 
 def open_connection(
-    path: str, pragmas: Callable[[Any, Any], None], *, busy_timeout: float, autocheckpoint: bool
+    path: str,
+    pragmas: Callable[[Any, Any], None],
+    *,
+    busy_timeout: float,
+    autocheckpoint: bool,
+    cache_mb: int = 0,
 ) -> sqlite3.Connection:
     """A plain connection with the store's pragmas (`Database.sqlite_pragmas`: WAL, its synchronous
     level, foreign keys), then its own busy timeout; `autocheckpoint=False` leaves WAL checkpoints
-    to the caller."""
+    to the caller. `cache_mb` (0: SQLite's default, 2 MB) bounds the connection's page cache, which
+    SQLite fills only as pages are read."""
     db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     try:
         pragmas(db, None)
@@ -165,6 +171,8 @@ def open_connection(
         if not autocheckpoint:
             db.execute("PRAGMA wal_autocheckpoint=0")
             db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        if cache_mb:
+            db.execute(f"PRAGMA cache_size={-1024 * int(cache_mb)}")  # negative: KiB, not pages
     except BaseException:
         db.close()
         raise

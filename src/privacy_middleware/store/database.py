@@ -91,11 +91,16 @@ class Database:
         connect_timeout: float = 10.0,
         pgbouncer: bool = False,
         sqlite_synchronous: str = "full",
+        sqlite_audit_cache_mb: int = 64,
     ) -> None:
         if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
             raise ConfigError(f"unsupported SQLite synchronous level {sqlite_synchronous!r}: use full or normal")
         # applied to every SQLite connection: the engine's, and those the audit writer opens itself
         self.sqlite_pragmas: Callable[[Any, Any], None] = _sqlite_pragmas(sqlite_synchronous)
+        if sqlite_audit_cache_mb < 0:
+            raise ConfigError("the audit writer's SQLite page cache cannot be negative (0: SQLite's default)")
+        # the page cache of the audit writer's bulk connection (MB); see DatabasePoolSettings
+        self.sqlite_audit_cache_mb = sqlite_audit_cache_mb
         self.url = normalise_url(url)
         self.display_url = redact_url(self.url)
         self.dialect = self.url.get_backend_name()
