@@ -79,7 +79,8 @@ _SEAL_SLICE = 32  # events sealed (and serialised) between two turns of the even
 # SQLite: events the writer commits between two WAL checkpoints. A checkpoint copies every page
 # changed since the last one; the (subject, time) index changes pages at random places, so a longer
 # interval copies each page once for more events (2,000 to 8,000: about 2.8 to 2.0 µs of checkpoint
-# per event; the WAL then grows to about 30 MB between checkpoints).
+# per event). The WAL grows to about 35 MB between checkpoints here and starts over at each one
+# (`audit_sqlite.checkpoint_wal`).
 _WAL_CHECKPOINT_EVENTS = 8000
 _BULK_BUSY_TIMEOUT = 5.0  # seconds a bulk batch waits for another writer of the database
 _ON_LOOP_MAX = 16  # SQLite: strict batches up to this size are written on the event loop thread
