@@ -2,9 +2,10 @@
 strict event (and still verify), and strict events committed without the strict lane."""
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 
 from privacy_middleware.audit import AuditLog, AuditWriter, data_access, export, login_attempt, verify
-from privacy_middleware.errors import ConfigError
 from privacy_middleware.settings import Settings
 from privacy_middleware.store import Database
 from privacy_middleware.store.audit import audit_batches, audit_events
@@ -80,25 +80,31 @@ async def _until(ready: Callable[[], object], seconds: float = 1.0) -> None:
             return
 
 
-@pytest.mark.parametrize(("setting", "level"), [("full", 2), ("normal", 1)])
-async def test_the_writers_own_connections_commit_at_the_stores_synchronous_level(
-    sqlite_url: str, make_writer: MakeWriter, setting: str, level: int
-) -> None:
-    database = Database(sqlite_url, sqlite_synchronous=setting)
+@contextlib.asynccontextmanager
+async def _own_connections(database: Database, make_writer: MakeWriter) -> AsyncIterator[Any]:
+    """The writer's own connections, open (one strict event written), on `database`; afterwards the
+    writer is stopped and the database disposed of."""
     try:
         await database.upgrade()
         writer = make_writer(database)
         await writer.start()
         await writer.emit_strict(_reveal(1))
-        own = writer._own
-        assert own is not None
+        assert writer._own is not None
+        yield writer._own
+        await writer.stop()
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.parametrize(("setting", "level"), [("full", 2), ("normal", 1)])
+async def test_the_writers_own_connections_commit_at_the_stores_synchronous_level(
+    sqlite_url: str, make_writer: MakeWriter, setting: str, level: int
+) -> None:
+    async with _own_connections(Database(sqlite_url, sqlite_synchronous=setting), make_writer) as own:
         for connection in (own.now, own.bulk):
             assert connection.execute("PRAGMA synchronous").fetchone()[0] == level
             assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             assert connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-        await writer.stop()
-    finally:
-        await database.dispose()
 
 
 @pytest.mark.parametrize(("configured", "kib"), [(None, 64 * 1024), ("8", 8 * 1024), ("0", None)])
@@ -109,25 +115,10 @@ async def test_the_bulk_connections_page_cache_is_the_configured_size(
     if configured is not None:
         monkeypatch.setenv("PRIVACY_DATABASE__SQLITE_AUDIT_CACHE_MB", configured)
     database = Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}", data_dir=tmp_path).open_database()
-    try:
-        await database.upgrade()
-        writer = make_writer(database)
-        await writer.start()
-        await writer.emit_strict(_reveal(1))
-        own = writer._own
-        assert own is not None
+    async with _own_connections(database, make_writer) as own:
         default = own.now.execute("PRAGMA cache_size").fetchone()[0]
         assert default == -2000  # SQLite's default: 2,000 KiB
         assert own.bulk.execute("PRAGMA cache_size").fetchone()[0] == (-kib if kib is not None else default)
-        await writer.stop()
-    finally:
-        await database.dispose()
-
-
-def test_a_negative_audit_page_cache_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PRIVACY_DATABASE__SQLITE_AUDIT_CACHE_MB", "-1")
-    with pytest.raises(ConfigError, match="SQLITE_AUDIT_CACHE_MB"):
-        Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}", data_dir=tmp_path)
 
 
 async def test_a_batch_told_to_stop_commits_its_first_slice_sealed_and_the_rest_follows(

@@ -56,7 +56,13 @@ async def test_sqlite_commits_reach_the_disk_unless_told_otherwise(
         await database.dispose()
 
 
-def test_an_unknown_sqlite_synchronous_level_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PRIVACY_DATABASE__SQLITE_SYNCHRONOUS", "off")
-    with pytest.raises(ConfigError, match="SQLITE_SYNCHRONOUS"):
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("PRIVACY_DATABASE__SQLITE_SYNCHRONOUS", "off"), ("PRIVACY_DATABASE__SQLITE_AUDIT_CACHE_MB", "-1")],
+)
+def test_an_unknown_sqlite_synchronous_level_or_a_negative_audit_page_cache_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=variable.removeprefix("PRIVACY_DATABASE__")):
         Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}", data_dir=tmp_path)
