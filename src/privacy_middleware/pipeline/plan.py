@@ -32,6 +32,9 @@ class Exchange:
     request_changed: bool = False
     # The bodies are partly decoded (fields/lazy.py): raw subtrees off the policy's paths.
     request_lazy: bool = False
+    # Request places (id of the container, key) a step filled with a value of its own (a tracking
+    # pseudonym): the card check after the steps leaves them alone, as it does the route's field rules.
+    request_replaced: set[tuple[int, str | int]] = field(default_factory=set)
     status: int = 0
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     response_json: Any = None

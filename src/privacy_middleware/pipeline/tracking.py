@@ -82,6 +82,7 @@ class TrackingGate(Step):
                 value = document.get(key)
                 if value is not None and not isinstance(value, CONTAINERS):
                     document[key] = pseudonymiser.pseudonym(value, self.pseudonym_scope)
+                    ex.request_replaced.add((id(document), key))
             for key in truncated:
                 if key in document:
                     value = document[key]
@@ -93,6 +94,7 @@ class TrackingGate(Step):
                 value = parent[key]
                 if value is not None and not isinstance(value, CONTAINERS):
                     parent[key] = pseudonymiser.pseudonym(value, self.pseudonym_scope)
+                    ex.request_replaced.add((id(parent), key))
         for selector in self.truncate:
             for parent, key in selector.places(ex.request_json):
                 value = parent[key]
