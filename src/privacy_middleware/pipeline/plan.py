@@ -34,7 +34,8 @@ class Exchange:
     request_lazy: bool = False
     # Request places (id of the container, key) a step filled with a value of its own (a tracking
     # pseudonym): the card check after the steps leaves them alone, as it does the route's field rules.
-    request_replaced: set[tuple[int, str | int]] = field(default_factory=set)
+    # (A shared empty default: no set is made for the requests of routes without such a step.)
+    request_replaced: frozenset[tuple[int, str | int]] = frozenset()
     status: int = 0
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     response_json: Any = None

@@ -76,13 +76,15 @@ class TrackingGate(Step):
             return
         pseudonymiser = self.pseudonymiser
         document = ex.request_json
+        replaced: list[tuple[int, str | int]] = []  # the places given a pseudonym (see Exchange)
         if self.top_keys is not None and type(document) is dict:
             pseudonymised, truncated = self.top_keys
             for key in pseudonymised:
                 value = document.get(key)
                 if value is not None and not isinstance(value, CONTAINERS):
                     document[key] = pseudonymiser.pseudonym(value, self.pseudonym_scope)
-                    ex.request_replaced.add((id(document), key))
+                    replaced.append((id(document), key))
+            ex.request_replaced = frozenset(replaced)
             for key in truncated:
                 if key in document:
                     value = document[key]
@@ -94,7 +96,8 @@ class TrackingGate(Step):
                 value = parent[key]
                 if value is not None and not isinstance(value, CONTAINERS):
                     parent[key] = pseudonymiser.pseudonym(value, self.pseudonym_scope)
-                    ex.request_replaced.add((id(parent), key))
+                    replaced.append((id(parent), key))
+        ex.request_replaced = frozenset(replaced)
         for selector in self.truncate:
             for parent, key in selector.places(ex.request_json):
                 value = parent[key]
