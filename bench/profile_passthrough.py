@@ -5,13 +5,13 @@ same parts in alternating rounds (thread CPU, median), each as added ns over the
 
     .venv/bin/python bench/profile_passthrough.py [--smoke]
 
-- an object whose plain `__call__` hands back the shop's awaitable: the call through a class's
-  `__call__` (what a server pays to call any middleware object; the middleware's pass-through has no
-  coroutine of its own);
-- that object doing the pass-through's own step (`_native.pass_through`: the remembered `(method,
-  path)`, the check that the request has no body, the card guard's `send` made), handing the shop the
-  server's `send`;
-- the same, handing the shop the guard's `send` (the start held, the body scanned, both sent).
+- an object whose plain `__call__` (a method written in Python) hands back the shop's awaitable:
+  what calling a middleware object costs when its class's call is a Python function (the
+  middleware's was one before `native.Front`);
+- a `native.Front` armed with no state: its C call, handing every call to the shop as `serve`;
+- a `native.Front` armed as the middleware arms itself, with the shop as its app: the C call, the
+  pass-through decision (`_native.pass_through`: the remembered `(method, path)`, the check that the
+  request has no body, the card guard's `send` made), and the guard on the start and the body.
 """
 
 from __future__ import annotations
@@ -34,23 +34,11 @@ from privacy_middleware.runtime import Runtime
 from privacy_middleware.settings import Settings
 
 
-class Steps:
-    """The pass-through's steps alone, in an object called as the middleware is: a plain `__call__`,
-    the C decision that makes the card guard's `send`, the shop's awaitable handed back."""
+class Front(native.Front):
+    """A `native.Front` as the middleware is one (a Python subclass), armed with the given state."""
 
-    def __init__(self, app: Any, middleware: PrivacyMiddleware, guard: bool) -> None:
-        self.app = app
-        self.pass_through = native.pass_through
-        self.state = (middleware.cards.native_state, {"/products": {"GET"}})
-        self.guard = guard
-
-    def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
-        pass_through, app = self.pass_through, self.app
-        assert pass_through is not None
-        guarded = pass_through(self.state, scope, send)
-        if guarded is None:
-            raise AssertionError("the pass-through declined the bench's request")
-        return app(scope, receive, guarded if self.guard else send)
+    def __init__(self, state: Any, app: Any) -> None:
+        self.arm(state, app, app)
 
 
 class HandsBack:
@@ -67,7 +55,7 @@ class HandsBack:
 async def main(smoke: bool) -> None:
     logging.disable(logging.WARNING)  # the policy's 50 routes the shop does not have
     iterations, rounds = (20, 1) if smoke else (2_000, 30)
-    expect(native.pass_through is not None, "the native extension is not built")
+    expect(native.AVAILABLE and native.pass_through is not None, "the native extension is not built")
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp}/b.db", data_dir=Path(tmp))
         runtime = Runtime(settings, policy=validate_policy(POLICY))
@@ -79,8 +67,10 @@ async def main(smoke: bool) -> None:
                 "bare shop": shop,
                 "middleware": middleware,
                 "plain __call__ handing back the shop's": HandsBack(shop),
-                "pass-through steps, server's send": Steps(shop, middleware, guard=False),
-                "pass-through steps, card guard's send": Steps(shop, middleware, guard=True),
+                "C front, every call to the shop": Front(None, shop),
+                "C front, pass-through and card guard": Front(
+                    (middleware.cards.native_state, {"/products": {"GET"}}), shop
+                ),
             }
             for name, app in apps.items():
                 answer = await probe(app, "GET", "/products")
@@ -96,11 +86,10 @@ async def main(smoke: bool) -> None:
         print(f"  {name:<44} {seconds * 1e6:8.2f} µs  added {(seconds - base) * 1e9:6.0f} ns  {seconds / base:.3f}x")
     split = {
         "call through a class's plain __call__": got["plain __call__ handing back the shop's"] - base,
-        "C pass-through decision, guard made": got["pass-through steps, server's send"]
-        - got["plain __call__ handing back the shop's"],
-        "card guard on the two messages": got["pass-through steps, card guard's send"]
-        - got["pass-through steps, server's send"],
-        "the middleware's own rest": got["middleware"] - got["pass-through steps, card guard's send"],
+        "call through the C front": got["C front, every call to the shop"] - base,
+        "C pass-through decision, guard and messages": got["C front, pass-through and card guard"]
+        - got["C front, every call to the shop"],
+        "the middleware's own rest": got["middleware"] - got["C front, pass-through and card guard"],
     }
     for name, seconds in split.items():
         print(f"  split: {name:<42} {seconds * 1e9:6.0f} ns")

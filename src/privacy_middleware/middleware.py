@@ -68,8 +68,16 @@ RESPONSE_START_HEADERS = (b"content-encoding", b"content-type", b"content-length
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 
 
-class PrivacyMiddleware:
-    """`app = PrivacyMiddleware(app)` — settings from PRIVACY_* unless given."""
+class PrivacyMiddleware(native.Front):
+    """`app = PrivacyMiddleware(app)` — settings from PRIVACY_* unless given.
+
+    Calling an instance is `native.Front`'s call (C where the extension is built): a bodiless request
+    on a remembered pass-through pair (no plan, no API or metrics path, a method never placed on a
+    plan) goes to the app with the card guard's `send` (its JSON answer's card numbers masked, in C),
+    and the app's own awaitable goes back to the server, with no frame or coroutine of the
+    middleware's on that path. Everything else is `serve`'s coroutine. Servers tell ASGI 3 from ASGI 2
+    by `app.__call__` being a coroutine function; that attribute is `serve` (set on the instance in
+    `__init__`), which answers every request alike."""
 
     def __init__(self, app: ASGIApp, settings: Settings | None = None, *, runtime: Runtime | None = None) -> None:
         self.app = app
@@ -124,13 +132,12 @@ class PrivacyMiddleware:
             native.bodiless_card_send if self.card_send is not None and self.bare_passthrough else None
         )
         self._card_state = self.cards.native_state
-        # the pass-through decision and the guard's `send` in one C call (`__call__`)
+        # the pass-through decision and the guard's `send` in one C call (the class's call, `native.Front`)
         self._pass_state = (self._card_state, self._passthrough)
-        fast = native.pass_through if self._bodiless_send is not None else None
-        self._pass_through: Callable[[Any, Scope, Send], Send | None] = fast or _no_pass_through
         # what the pass-through hands the server: the app's own coroutine where the app makes them (a
         # server may start the call as a task, and tasks take coroutines only), else one awaiting it
-        self._handed: ASGIApp = app if _makes_coroutines(app) else _awaited(app)
+        handed: ASGIApp = app if _makes_coroutines(app) else _awaited(app)
+        self.arm(self._pass_state if self._bodiless_send is not None else None, handed, self.serve)
         from .logscrub import install as scrub_query_strings_from_logs
 
         scrub_query_strings_from_logs()
@@ -139,7 +146,7 @@ class PrivacyMiddleware:
         check_at_start(app, self.runtime.policy)
         # What servers read to pick the ASGI version (uvicorn and asgiref: `asyncio.iscoroutinefunction
         # (app.__call__)`; hypercorn: `inspect.iscoroutinefunction`): the coroutine function `serve`.
-        # Calling the instance still goes through the class's plain `__call__` (`__call__` docstring).
+        # Calling the instance still goes through the class's call (`native.Front`, the class docstring).
         self.__call__ = self.serve  # type: ignore[method-assign]
 
     def transport(self, inner: httpx.AsyncBaseTransport | None = None) -> PrivacyTransport:
@@ -147,21 +154,6 @@ class PrivacyMiddleware:
         from .transport import PrivacyTransport
 
         return PrivacyTransport(self.runtime.services, inner)
-
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        """One ASGI call: a plain function that hands back what the server awaits.
-
-        A bodiless request on a remembered pass-through pair (no plan, no API or metrics path, a method
-        never placed on a plan) is handed to the app with the card guard's `send` (its JSON answer's
-        card numbers masked, in C), and the app's own awaitable goes back to the server: no coroutine
-        of the middleware's on that path. Everything else is `serve`'s coroutine. Servers tell ASGI 3
-        from ASGI 2 by `app.__call__` being a coroutine function; that attribute is `serve` (set on the
-        instance in `__init__`), which answers every request alike."""
-        pass_through, app = self._pass_through, self._handed  # attributes, not methods: no method look-up
-        guarded = pass_through(self._pass_state, scope, send)
-        if guarded is not None:
-            return app(scope, receive, guarded)
-        return self.serve(scope, receive, send)
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI application: lifespan, websockets and HTTP requests on every route."""
@@ -568,12 +560,6 @@ def _awaited(app: ASGIApp) -> ASGIApp:
         await app(scope, receive, send)
 
     return awaited
-
-
-def _no_pass_through(state: object, scope: Scope, send: Send) -> None:
-    """`native.pass_through` where it is not used (no C extension, or cookies or outbound gates to
-    govern): no request takes the pass-through before `serve`."""
-    return None
 
 
 def _bodiless(scope: Scope) -> bool:

@@ -40,4 +40,4 @@ def test_the_pass_through_profile_measures_the_middlewares_own_pass_through() ->
         cwd=BENCH.parent,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    assert "split: card guard on the two messages" in run.stdout
+    assert "split: C pass-through decision, guard and messages" in run.stdout

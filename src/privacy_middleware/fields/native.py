@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # The C extension's interface this module was written against (`NATIVE_INTERFACE` in _native.c; both
 # are bumped together whenever a function is added or changes). An extension built from another
 # version of _native.c (a stale editable build, a copied .so) is not used: the Python path serves.
-INTERFACE = 3
+INTERFACE = 4
 
 
 def usable(module: Any) -> bool:
@@ -183,6 +183,28 @@ bodiless_card_send: Callable[[tuple[dict[bytes, bool], Callable[..., Any]], Any,
 # (a dict of path -> set of methods), else None.
 PassThroughState = tuple[tuple[dict[bytes, bool], Callable[..., Any]], dict[str, set[str]]]
 pass_through: Callable[[PassThroughState, Any, Any], Any] | None = _native.pass_through if _native is not None else None
+
+
+class _ServeFront:
+    """`Front` where the extension is not there: without it no request takes the pass-through, so
+    every call is `serve`'s (`arm` takes no state)."""
+
+    def arm(self, state: PassThroughState | None, app: Callable[..., Any], serve: Callable[..., Any]) -> None:
+        if state is not None:
+            raise TypeError("arm: no pass-through without the C extension")
+        self._front_serve = serve
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._front_serve(*args, **kwargs)
+
+
+# The middleware's base class (middleware.py): its instances are called through `Front`'s call. In C,
+# after `arm(state, app, serve)`, a request `pass_through(state, scope, send)` answers with a send goes
+# to `app(scope, receive, that send)` and every other call to `serve`, with no Python frame of its own.
+if TYPE_CHECKING:
+    Front = _ServeFront
+else:
+    Front = _native.Front if _native is not None else _ServeFront
 
 # The awaitable that sends a held start and its body in turn (`chain(send, first, second)`); the C guard
 # makes it itself, and tests await it alone.
