@@ -132,12 +132,11 @@ class PrivacyMiddleware(native.Front):
             native.bodiless_card_send if self.card_send is not None and self.bare_passthrough else None
         )
         self._card_state = self.cards.native_state
-        # the pass-through decision and the guard's `send` in one C call (the class's call, `native.Front`)
-        self._pass_state = (self._card_state, self._passthrough)
-        # what the pass-through hands the server: the app's own coroutine where the app makes them (a
-        # server may start the call as a task, and tasks take coroutines only), else one awaiting it
-        handed: ASGIApp = app if _makes_coroutines(app) else _awaited(app)
-        self.arm(self._pass_state if self._bodiless_send is not None else None, handed, self.serve)
+        # the pass-through decision and the guard's `send` in one C call (the class's call, `native.Front`);
+        # what it hands the server: the app's own coroutine where the app makes them (a server may
+        # start the call as a task, and tasks take coroutines only), else one awaiting it
+        pass_state = (self._card_state, self._passthrough) if self._bodiless_send is not None else None
+        self.arm(pass_state, app if _makes_coroutines(app) else _awaited(app), self.serve)
         from .logscrub import install as scrub_query_strings_from_logs
 
         scrub_query_strings_from_logs()
