@@ -26,6 +26,7 @@ import logging
 import multiprocessing
 import os
 import platform
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -230,6 +231,98 @@ async def run_writer(
         if lock_times is not None:
             lock_times.undo()
         await database.dispose()
+
+
+@dataclass(slots=True)
+class StoreCeiling:
+    events: int
+    seconds: float
+    cpu: float
+    checkpoints: int  # WAL checkpoints that started the WAL over
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+def sqlite_ceiling(url: str, source: str, batch: int = 500) -> StoreCeiling:
+    """The writer's SQLite work alone, as fast as SQLite does it here: the same tables (a store made
+    by the same migrations), the same connection settings as the writer's bulk connection, the
+    writer's own statements (`store/audit_sqlite.py`: the chain head locked and saved, multi-row
+    inserts of side records and events, one batch seal row, one commit per batch of `batch`) and
+    its WAL checkpoint every 8,000 events, for as many events as the writer stored in `source`. The
+    rows are copies of rows it stored (same sizes), each with a new sequence number, id, reference
+    and time, and the subject of the writer's event of the same sequence number (so the subject
+    index grows as it did). No sealing, hashing, signing or event loop: what is left is the store's own
+    cost, the ceiling for any writer of these tables on this machine."""
+    from privacy_middleware.audit.writer import _BULK_BUSY_TIMEOUT, _WAL_CHECKPOINT_EVENTS
+    from privacy_middleware.store import audit_sqlite as sq
+    from privacy_middleware.store.audit import BATCH_COLUMNS, EVENT_COLUMNS, SIDE_COLUMNS
+
+    read = sqlite3.connect(source)
+    try:
+        columns = ", ".join(EVENT_COLUMNS)
+        rows = read.execute(f"SELECT {columns} FROM privacy_audit_events ORDER BY seq LIMIT 2000").fetchall()
+        sides = {
+            r[2]: r
+            for r in read.execute(f"SELECT {', '.join(SIDE_COLUMNS)} FROM privacy_audit_side_records LIMIT 4000")
+        }
+        seal = read.execute(f"SELECT {', '.join(BATCH_COLUMNS)} FROM privacy_audit_batches LIMIT 1").fetchone()
+        listed = read.execute("SELECT count(*) FROM privacy_audit_event_subjects").fetchone()[0]
+        subjects = [r[0] for r in read.execute("SELECT subject FROM privacy_audit_events ORDER BY seq")]
+    finally:
+        read.close()
+    expect(bool(rows) and bool(sides) and seal is not None, "the writer's store has no rows to copy")
+    expect(listed == 0, "the writer stored listed subjects, which the ceiling does not write")
+    database = Database(url)
+    try:
+        asyncio.run(database.upgrade())
+        pragmas, cache_mb = database.sqlite_pragmas, database.sqlite_audit_cache_mb
+    finally:
+        asyncio.run(database.dispose())
+    path = sq.file_path(database.url)
+    expect(path is not None, "the ceiling needs a SQLite file")
+    db = sq.open_connection(path, pragmas, busy_timeout=_BULK_BUSY_TIMEOUT, autocheckpoint=False, cache_mb=cache_mb)
+    uid_at, time_at, seq_at = EVENT_COLUMNS.index("uid"), EVENT_COLUMNS.index("time_us"), EVENT_COLUMNS.index("seq")
+    sealed_at, subject_at = EVENT_COLUMNS.index("sealed_us"), EVENT_COLUMNS.index("subject")
+    events = len(subjects)
+    chain = rows[0][EVENT_COLUMNS.index("chain")]
+    checkpoints = since = seq = 0
+    start, cpu_start = time.perf_counter(), time.process_time()
+    while seq < events:
+        now = time.time_ns() // 1000
+        event_rows: list[tuple[object, ...]] = []
+        side_rows: list[tuple[object, ...]] = []
+        db.execute("BEGIN IMMEDIATE")  # as the writer's own transactions begin (audit/log.py `_committed`)
+        head = sq.lock_chain(db, chain, now)
+        first = seq
+        for _ in range(min(batch, events - seq)):
+            template = rows[seq % len(rows)]
+            row = list(template)
+            uid = new_uid()
+            row[seq_at], row[uid_at], row[time_at], row[sealed_at] = seq, uid, now, now
+            row[subject_at] = subjects[seq]
+            event_rows.append(tuple(row))
+            side = sides.get(template[uid_at])
+            if side is not None:
+                ref = (now // 1000 & 0xFFFFFFFFFFFF).to_bytes(6, "big").hex() + os.urandom(10).hex()
+                side_rows.append((ref, chain, uid, side[3], side[4], now))
+            seq += 1
+        sq.insert_many(db, sq.INSERT_SIDE, side_rows)
+        sq.insert_many(db, sq.INSERT_EVENTS, event_rows)
+        db.execute(sq.INSERT_BATCH, (chain, first, seq, now, seal[4], seal[5]))
+        head.size = seq
+        sq.save_head(db, head)
+        db.commit()
+        since += seq - first
+        if since >= _WAL_CHECKPOINT_EVENTS:
+            since = 0
+            checkpoints += sq.checkpoint_wal(db, _BULK_BUSY_TIMEOUT)
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    stored = db.execute("SELECT count(*) FROM privacy_audit_events").fetchone()[0]
+    db.close()
+    expect(stored == events, f"the ceiling stored {stored} of {events} events")
+    return StoreCeiling(events, elapsed, cpu, checkpoints)
 
 
 @dataclass(slots=True)
@@ -531,6 +624,20 @@ async def _sqlite_runs(
 ) -> None:
     run = await run_writer(url, events, seconds, workdir / "sqlite", gc_freeze=gc_freeze, strict_every=strict_every)
     report_run(table, "SQLite", run, producer, floor)
+    source = url.split("///", 1)[1]
+    ceiling_url = f"sqlite+aiosqlite:///{workdir / 'ceiling.db'}"
+    ceiling = await asyncio.to_thread(sqlite_ceiling, ceiling_url, source)
+    print(
+        f"  SQLite alone (the writer's statements, tables and settings, no sealing or event loop): {ceiling.events}"
+        f" events in {ceiling.seconds:.1f} s, {ceiling.cpu / ceiling.events * 1e6:.1f} µs CPU per event,"
+        f" {ceiling.checkpoints} WAL restarts"
+    )
+    table.add(
+        Row("audit", "SQLite alone, events/s (wall)", ceiling.rate, 20_000, "20k ev/s target", None, "ev/s", True)
+    )
+    table.add(
+        Row("audit", "writer SQLite vs SQLite alone (wall)", run.rate, ceiling.rate, "SQLite alone", None, "ev/s", True)
+    )
     vrate, vcpu, vfloor, count = await export_and_verify(url, workdir / "sqlite", run.emitted)
     print(f"  verify: {count} leaves, {vcpu * 1e6:.2f} µs CPU per event ({1 / vcpu:,.0f} events per CPU second)")
     table.add(Row("audit", "offline verify, events/s (wall)", vrate, 200_000, "200k ev/s target", 1.0, "ev/s", True))

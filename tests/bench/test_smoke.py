@@ -26,6 +26,8 @@ def test_every_bench_measures_the_path_it_names() -> None:
     for bench in ("middleware", "routes", "crypto", "consent", "scaling", "projection", "audit", "breach", "workers"):
         assert f"\n{bench} " in table, bench
     assert "FAILED" not in run.stdout
+    # the SQLite writer's baseline: the same events written by SQLite alone, all of them stored
+    assert "SQLite alone, events/s" in table and "writer SQLite vs SQLite alone" in table
 
 
 @needs_native
