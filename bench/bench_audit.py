@@ -245,6 +245,16 @@ class StoreCeiling:
         return self.events / self.seconds
 
 
+async def _migrated(url: str) -> Database:
+    """A store made by the migrations, its pool closed again (in the loop that opened it)."""
+    database = Database(url)
+    try:
+        await database.upgrade()
+    finally:
+        await database.dispose()
+    return database
+
+
 def sqlite_ceiling(url: str, source: str, batch: int = 500) -> StoreCeiling:
     """The writer's SQLite work alone, as fast as SQLite does it here: the same tables (a store made
     by the same migrations), the same connection settings as the writer's bulk connection, the
@@ -264,7 +274,7 @@ def sqlite_ceiling(url: str, source: str, batch: int = 500) -> StoreCeiling:
         columns = ", ".join(EVENT_COLUMNS)
         rows = read.execute(f"SELECT {columns} FROM privacy_audit_events ORDER BY seq LIMIT 2000").fetchall()
         sides = {
-            r[2]: r
+            r[SIDE_COLUMNS.index("event_uid")]: r
             for r in read.execute(f"SELECT {', '.join(SIDE_COLUMNS)} FROM privacy_audit_side_records LIMIT 4000")
         }
         seal = read.execute(f"SELECT {', '.join(BATCH_COLUMNS)} FROM privacy_audit_batches LIMIT 1").fetchone()
@@ -274,17 +284,15 @@ def sqlite_ceiling(url: str, source: str, batch: int = 500) -> StoreCeiling:
         read.close()
     expect(bool(rows) and bool(sides) and seal is not None, "the writer's store has no rows to copy")
     expect(listed == 0, "the writer stored listed subjects, which the ceiling does not write")
-    database = Database(url)
-    try:
-        asyncio.run(database.upgrade())
-        pragmas, cache_mb = database.sqlite_pragmas, database.sqlite_audit_cache_mb
-    finally:
-        asyncio.run(database.dispose())
+    database = asyncio.run(_migrated(url))
+    pragmas, cache_mb = database.sqlite_pragmas, database.sqlite_audit_cache_mb
     path = sq.file_path(database.url)
     expect(path is not None, "the ceiling needs a SQLite file")
     db = sq.open_connection(path, pragmas, busy_timeout=_BULK_BUSY_TIMEOUT, autocheckpoint=False, cache_mb=cache_mb)
     uid_at, time_at, seq_at = EVENT_COLUMNS.index("uid"), EVENT_COLUMNS.index("time_us"), EVENT_COLUMNS.index("seq")
     sealed_at, subject_at = EVENT_COLUMNS.index("sealed_us"), EVENT_COLUMNS.index("subject")
+    salt_at, blob_at = SIDE_COLUMNS.index("salt"), SIDE_COLUMNS.index("blob")
+    frontier_at, seal_at = BATCH_COLUMNS.index("frontier"), BATCH_COLUMNS.index("seal")
     events = len(subjects)
     chain = rows[0][EVENT_COLUMNS.index("chain")]
     checkpoints = since = seq = 0
@@ -306,11 +314,11 @@ def sqlite_ceiling(url: str, source: str, batch: int = 500) -> StoreCeiling:
             side = sides.get(template[uid_at])
             if side is not None:
                 ref = (now // 1000 & 0xFFFFFFFFFFFF).to_bytes(6, "big").hex() + os.urandom(10).hex()
-                side_rows.append((ref, chain, uid, side[3], side[4], now))
+                side_rows.append((ref, chain, uid, side[salt_at], side[blob_at], now))
             seq += 1
         sq.insert_many(db, sq.INSERT_SIDE, side_rows)
         sq.insert_many(db, sq.INSERT_EVENTS, event_rows)
-        db.execute(sq.INSERT_BATCH, (chain, first, seq, now, seal[4], seal[5]))
+        db.execute(sq.INSERT_BATCH, (chain, first, seq, now, seal[frontier_at], seal[seal_at]))
         head.size = seq
         sq.save_head(db, head)
         db.commit()
