@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from privacy_middleware.asgi.card_responses import ResponseCardGuard
-from privacy_middleware.audit import events
 from privacy_middleware.fields import native
 from privacy_middleware.policy.load import validate_policy
+from support.audit_events import Sink
 from support.native import needs_native
 
 POLICY = validate_policy(
@@ -27,14 +27,6 @@ POLICY = validate_policy(
         "purposes": {"payment": {"legal_basis": "contract"}},
     }
 )
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.emitted: list[events.AuditEvent] = []
-
-    def emit(self, event: events.AuditEvent) -> None:
-        self.emitted.append(event)
 
 
 class Front(native.Front):

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from privacy_middleware.asgi.card_responses import MaskingResponse, ResponseCardGuard
-from privacy_middleware.audit import events
 from privacy_middleware.fields import native
 from privacy_middleware.policy.load import validate_policy
+from support.audit_events import Sink
 from support.native import needs_native
 
 pytestmark = needs_native
@@ -56,14 +56,6 @@ BODIES = [
     b"",
     b"not json 4111111111111111",
 ]
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.emitted: list[events.AuditEvent] = []
-
-    def emit(self, event: events.AuditEvent) -> None:
-        self.emitted.append(event)
 
 
 @st.composite

@@ -1,5 +1,5 @@
 """Audit events the store tests append: logins with every sealed kind (username, IP, user agent); the
-strict outbox's waiting events."""
+strict outbox's waiting events; a sink that keeps what is emitted to it."""
 
 from __future__ import annotations
 
@@ -26,3 +26,13 @@ async def outbox_uids(conn: AsyncConnection) -> list[str]:
     """The uids of the strict events waiting in the PostgreSQL outbox, oldest first."""
     query = sa.select(audit_strict_outbox.c.uid).order_by(audit_strict_outbox.c.created_us)
     return list((await conn.execute(query)).scalars())
+
+
+class Sink:
+    """An audit sink (`emit`) that keeps the events it is given, in order."""
+
+    def __init__(self) -> None:
+        self.emitted: list[AuditEvent] = []
+
+    def emit(self, event: AuditEvent) -> None:
+        self.emitted.append(event)
