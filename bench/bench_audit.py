@@ -48,6 +48,7 @@ from privacy_middleware.audit import AuditEvent, AuditLog, AuditWriter, data_acc
 from privacy_middleware.audit.events import new_uid
 from privacy_middleware.errors import PrivacyError
 from privacy_middleware.store import Database
+from privacy_middleware.store import audit_subject_runs as subject_runs
 
 POSTGRES_ADMIN_DSN = os.environ.get("PRIVACY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -239,6 +240,7 @@ class StoreCeiling:
     seconds: float
     cpu: float
     checkpoints: int  # WAL checkpoints that started the WAL over
+    index: SubjectIndex
 
     @property
     def rate(self) -> float:
@@ -259,12 +261,13 @@ def sqlite_ceiling(url: str, source: str, batch: int = 500) -> StoreCeiling:
     """The writer's SQLite work alone, as fast as SQLite does it here: the same tables (a store made
     by the same migrations), the same connection settings as the writer's bulk connection, the
     writer's own statements (`store/audit_sqlite.py`: the chain head locked and saved, multi-row
-    inserts of side records and events, one batch seal row, one commit per batch of `batch`) and
-    its WAL checkpoint every 8,000 events, for as many events as the writer stored in `source`. The
-    rows are copies of rows it stored (same sizes), each with a new sequence number, id, reference
-    and time, and the subject of the writer's event of the same sequence number (so the subject
-    index grows as it did). No sealing, hashing, signing or event loop: what is left is the store's own
-    cost, the ceiling for any writer of these tables on this machine."""
+    inserts of side records and events, one batch seal row, one commit per batch of `batch`), its
+    WAL checkpoint every 8,000 events and its steps of the subject index after each batch, for as
+    many events as the writer stored in `source`. The rows are copies of rows it stored (same
+    sizes), each with a new sequence number, id, reference and time, and the subject of the
+    writer's event of the same sequence number (so the subject index grows as it did). No sealing,
+    hashing, signing or event loop: what is left is the store's own cost, the ceiling for any
+    writer of these tables on this machine."""
     from privacy_middleware.audit.writer import _BULK_BUSY_TIMEOUT, _WAL_CHECKPOINT_EVENTS
     from privacy_middleware.store import audit_sqlite as sq
     from privacy_middleware.store.audit import BATCH_COLUMNS, EVENT_COLUMNS, SIDE_COLUMNS
@@ -295,7 +298,8 @@ def sqlite_ceiling(url: str, source: str, batch: int = 500) -> StoreCeiling:
     frontier_at, seal_at = BATCH_COLUMNS.index("frontier"), BATCH_COLUMNS.index("seal")
     events = len(subjects)
     chain = rows[0][EVENT_COLUMNS.index("chain")]
-    checkpoints = since = seq = 0
+    checkpoints = since = seq = unindexed = 0
+    more = True
     start, cpu_start = time.perf_counter(), time.process_time()
     while seq < events:
         now = time.time_ns() // 1000
@@ -326,11 +330,53 @@ def sqlite_ceiling(url: str, source: str, batch: int = 500) -> StoreCeiling:
         if since >= _WAL_CHECKPOINT_EVENTS:
             since = 0
             checkpoints += sq.checkpoint_wal(db, _BULK_BUSY_TIMEOUT)
+        unindexed += seq - first  # the subject index's steps, as the writer takes them after a batch
+        for _ in range(subject_runs.steps_due(unindexed, more)):
+            unindexed = 0
+            more = subject_runs.step_committed(db, chain).more
+            if not more:
+                break
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     stored = db.execute("SELECT count(*) FROM privacy_audit_events").fetchone()[0]
+    index = subject_index(db, chain)
     db.close()
     expect(stored == events, f"the ceiling stored {stored} of {events} events")
-    return StoreCeiling(events, elapsed, cpu, checkpoints)
+    return StoreCeiling(events, elapsed, cpu, checkpoints, index)
+
+
+@dataclass(slots=True)
+class SubjectIndex:
+    runs: int
+    levels: dict[int, int]  # runs per level
+    tail: int  # events above the runs, which a query scans
+
+    def __str__(self) -> str:
+        levels = ", ".join(f"{n} of level {level}" for level, n in sorted(self.levels.items()))
+        return f"subject index: {self.runs} runs ({levels}), {self.tail} events in the tail"
+
+
+def subject_index(db: sqlite3.Connection, chain: str) -> SubjectIndex:
+    """The SQLite subject index as a run left it; asserts it kept pace (`store/audit_subject_runs.py`):
+    the tail a query scans is a few runs' worth at most, and every event below it is indexed."""
+    catalog = subject_runs.runs(db, chain)
+    size = db.execute("SELECT size FROM privacy_audit_chains WHERE chain = ?", (chain,)).fetchone()[0]
+    mark = subject_runs.watermark(catalog)
+    pairs = (
+        db.execute(
+            "SELECT count(*) FROM privacy_audit_events WHERE chain = ? AND seq < ? AND subject IS NOT NULL",
+            (chain, mark),
+        ).fetchone()[0]
+        + db.execute(
+            "SELECT count(*) FROM privacy_audit_event_subjects WHERE chain = ? AND seq < ?", (chain, mark)
+        ).fetchone()[0]
+    )
+    entries = db.execute("SELECT count(*) FROM privacy_audit_subject_entries WHERE chain = ?", (chain,)).fetchone()[0]
+    expect(entries == pairs, f"the subject runs hold {entries} entries for {pairs} indexed subjects")
+    expect(size - mark < 2 * subject_runs.RUN_EVENTS, f"{size - mark} events left in the subject index's tail")
+    levels: dict[int, int] = {}
+    for r in catalog:
+        levels[r.level] = levels.get(r.level, 0) + 1
+    return SubjectIndex(len(catalog), levels, size - mark)
 
 
 @dataclass(slots=True)
@@ -633,12 +679,17 @@ async def _sqlite_runs(
     run = await run_writer(url, events, seconds, workdir / "sqlite", gc_freeze=gc_freeze, strict_every=strict_every)
     report_run(table, "SQLite", run, producer, floor)
     source = url.split("///", 1)[1]
+    read = sqlite3.connect(source)
+    try:
+        print(f"  writer's {subject_index(read, 'default')}")
+    finally:
+        read.close()
     ceiling_url = f"sqlite+aiosqlite:///{workdir / 'ceiling.db'}"
     ceiling = await asyncio.to_thread(sqlite_ceiling, ceiling_url, source)
     print(
         f"  SQLite alone (the writer's statements, tables and settings, no sealing or event loop): {ceiling.events}"
         f" events in {ceiling.seconds:.1f} s, {ceiling.cpu / ceiling.events * 1e6:.1f} µs CPU per event,"
-        f" {ceiling.checkpoints} WAL restarts"
+        f" {ceiling.checkpoints} WAL restarts; {ceiling.index}"
     )
     table.add(
         Row("audit", "SQLite alone, events/s (wall)", ceiling.rate, 20_000, "20k ev/s target", None, "ev/s", True)
@@ -704,7 +755,9 @@ async def main(
         workdir = Path(tmp)
         url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
         if sqlite_too:
-            await _sqlite_runs(table, url, events, seconds, workdir, gc_freeze, producer, floor, strict_every)
+            # smoke: enough events for the subject index to build runs (store/audit_subject_runs.py)
+            sqlite_events = 3 * subject_runs.RUN_EVENTS if smoke else events
+            await _sqlite_runs(table, url, sqlite_events, seconds, workdir, gc_freeze, producer, floor, strict_every)
         if postgres:
             async with postgres_database() as pg_url:
                 async with ServerCpu(pg_url.rsplit("/", 1)[1]) as server:

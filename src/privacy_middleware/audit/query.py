@@ -102,7 +102,7 @@ async def search(
         t.c.chain == chain
     )
     if subject is not None:
-        query = query.where(about_subject(subject))
+        query = query.where(about_subject(subject, chain, runs=not database.is_postgres))
     if kinds is not None:
         clauses: list[sa.ColumnElement[bool]] = []
         for kind in kinds:

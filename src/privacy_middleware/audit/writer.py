@@ -46,6 +46,7 @@ from sqlalchemy import exc as sa_exc
 
 from ..errors import PrivacyError
 from ..store import Database, audit_sqlite
+from ..store import audit_subject_runs as subject_runs
 from ..store.audit import existing_uids
 from .events import SEVERITY_CRITICAL, AuditEvent, detection_finding, events_dropped, lifecycle
 from .log import AppendResult, AuditLog
@@ -120,6 +121,8 @@ class _OwnSqlite:
             raise
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="privacy-audit-sqlite")
         self.written = 0  # events committed since the last WAL checkpoint
+        self.unindexed = 0  # events committed since the subject index's last step
+        self.index_more = True  # its last step said another is due (at first: whatever a restart left)
         self.stop = threading.Event()  # set by a strict caller: the bulk batch on `thread` ends early
 
     def close(self) -> None:
@@ -401,6 +404,7 @@ class AuditWriter:
                 logger.warning("audit strict write failed (%s); the strict lane retries it", exc.__class__.__name__)
             return False
         own.written += 1
+        own.unindexed += 1
         self.metrics.written.inc(1)
         self._last_append = time.monotonic()
         self._uncheckpointed = result.checkpoint is None
@@ -610,6 +614,32 @@ class AuditWriter:
         own = self._own
         if own is not None and own.written >= _WAL_CHECKPOINT_EVENTS:
             await self._checkpoint_wal(own)
+        if own is not None:
+            await self._index_subjects(own)
+
+    async def _index_subjects(self, own: _OwnSqlite) -> None:
+        """Steps of the SQLite subject index (`store/audit_subject_runs.py`) on the writer's thread,
+        outside the write lock, as the WAL checkpoint, while one is due: as many as the events
+        written since allow (merges keep pace with the trail), each in a transaction of its own
+        of a few milliseconds, and none while a strict event waits. None while emits go to the
+        overflow spool: draining it comes first. A step that fails leaves the events in the tail,
+        where queries still find them; the next batch tries again."""
+        steps = subject_runs.steps_due(own.unindexed, own.index_more)
+        if self._spilling or not steps:
+            return
+        own.unindexed = 0
+        loop = asyncio.get_running_loop()
+        while steps and not self._strict:
+            steps -= 1
+            try:
+                step = await loop.run_in_executor(own.thread, subject_runs.step_committed, own.bulk, self.log.chain)
+            except sqlite3.Error as exc:
+                own.index_more = True
+                logger.warning("audit subject index step postponed (%s)", exc.__class__.__name__)
+                return
+            own.index_more = step.more
+            if not step.more:
+                return
 
     async def _checkpoint_wal(self, own: _OwnSqlite) -> None:
         """Checkpoint the WAL on the writer's thread, outside the write lock (a strict event can be
@@ -673,6 +703,8 @@ class AuditWriter:
                 if self._spilling and await self._drain_overflow() and self._queue:
                     continue
                 if self._stopping:
+                    if self._queue or self._outboxed:
+                        continue  # queued while the last batch was in flight (the stop leaf among them)
                     return
                 await self._housekeeping()
             except asyncio.CancelledError:
@@ -752,6 +784,7 @@ class AuditWriter:
                     logger.warning("audit strict write failed (%s); the strict lane retries it", exc.__class__.__name__)
                 return
             own.written += len(sealed)
+            own.unindexed += len(sealed)
             self.metrics.written.inc(len(sealed))
             self._last_append = time.monotonic()
             self._uncheckpointed = result.checkpoint is None
@@ -830,6 +863,7 @@ class AuditWriter:
                         raise
                 else:
                     own.written += len(sealed)
+                    own.unindexed += len(sealed)
                     return result
             loop = asyncio.get_running_loop()
             while written < len(sealed):
@@ -861,6 +895,7 @@ class AuditWriter:
                     self._strict.extendleft(reversed(taken))  # not committed: the strict lane writes them
                     raise
                 own.written += result.size - result.first_seq
+                own.unindexed += result.size - result.first_seq
                 written += result.size - result.first_seq - len(taken)
                 if taken:  # committed with this slice of the bulk batch
                     self.metrics.written.inc(len(taken))
@@ -1110,6 +1145,8 @@ class AuditWriter:
         now = time.monotonic()
         if self._own is not None and self._own.written:
             await self._checkpoint_wal(self._own)  # what was committed since the last one, while idle
+        if self._own is not None:
+            await self._index_subjects(self._own)
         if self._spool_pending and now - self._last_replay_try >= self.retry_interval:
             self._last_replay_try = now
             try:

@@ -113,12 +113,64 @@ audit_event_subjects = sa.Table(
 SUBJECT_COLUMNS = ("chain", "seq", "subject")
 
 
-def about_subject(subject: str) -> sa.ColumnElement[bool]:
-    """Events about `subject`: its own, and disclosures that list it among their subjects."""
+# SQLite: the subject index of the events and of their listed subjects, kept in sorted runs
+# (store/audit_subject_runs.py). One row per run; its entries are in `audit_subject_entries`.
+audit_subject_runs = sa.Table(
+    "privacy_audit_subject_runs",
+    metadata,
+    sa.Column("chain", sa.String(64), primary_key=True),
+    sa.Column("run", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("first_seq", sa.BigInteger, nullable=False),
+    sa.Column("end_seq", sa.BigInteger, nullable=False),  # the events it indexes: first_seq <= seq < end_seq
+    sa.Column("merging_into", sa.BigInteger),  # a source of the merge in progress: the run it goes to
+    sa.Column("moved_through", sa.String(200)),  # the merge's target: the last subject moved into it
+)
+
+audit_subject_entries = sa.Table(
+    "privacy_audit_subject_entries",
+    metadata,
+    sa.Column("chain", sa.String(64), primary_key=True),
+    sa.Column("run", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("subject", sa.String(200), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sqlite_with_rowid=False,
+)
+
+
+def about_subject(subject: str, chain: str, *, runs: bool = False) -> sa.ColumnElement[bool]:
+    """`chain`'s events about `subject`: its own, and disclosures that list it among their subjects.
+
+    `runs` (SQLite): found through the subject runs for the events they index, and by a scan of
+    the tail above them (the events the runs do not cover yet)."""
+    if runs:
+        return sa.and_(audit_events.c.chain == chain, audit_events.c.seq.in_(subject_seqs(chain, subject)))
     listed = sa.select(audit_event_subjects.c.seq).where(
-        audit_event_subjects.c.subject == subject, audit_event_subjects.c.chain == audit_events.c.chain
+        audit_event_subjects.c.subject == subject, audit_event_subjects.c.chain == chain
     )
-    return sa.or_(audit_events.c.subject == subject, audit_events.c.seq.in_(listed))
+    return sa.and_(
+        audit_events.c.chain == chain, sa.or_(audit_events.c.subject == subject, audit_events.c.seq.in_(listed))
+    )
+
+
+async def about_subject_in_any_chain(conn: AsyncConnection, subject: str) -> sa.ColumnElement[bool]:
+    """Events about `subject` in every chain (`about_subject`, through the subject runs on SQLite)."""
+    chains = (await conn.execute(sa.select(audit_chains.c.chain))).scalars().all()
+    runs = conn.dialect.name != "postgresql"
+    return sa.or_(sa.false(), *(about_subject(subject, chain, runs=runs) for chain in chains))
+
+
+def subject_seqs(chain: str, subject: str) -> sa.CompoundSelect[tuple[int]]:
+    """The sequence numbers of `chain`'s events about `subject` (SQLite, through the subject runs)."""
+    r, x, e, s = audit_subject_runs, audit_subject_entries, audit_events, audit_event_subjects
+    watermark = sa.select(sa.func.coalesce(sa.func.max(r.c.end_seq), 0)).where(r.c.chain == chain).scalar_subquery()
+    indexed = sa.select(x.c.seq).where(
+        x.c.chain == chain, x.c.run.in_(sa.select(r.c.run).where(r.c.chain == chain)), x.c.subject == subject
+    )
+    tail = sa.select(e.c.seq).where(e.c.chain == chain, e.c.seq >= watermark, e.c.subject == subject)
+    listed = sa.select(s.c.seq).where(s.c.chain == chain, s.c.seq >= watermark, s.c.subject == subject)
+    # none of them correlates with an enclosing query of the events table: each reads on its own
+    return sa.union_all(indexed.correlate(None), tail.correlate(None), listed.correlate(None))
 
 
 @dataclass(slots=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .audit import about_subject, audit_events
+from .audit import about_subject_in_any_chain, audit_events
 from .consent import consent_links, consent_records
 from .database import Database
 from .rights import rights_requests, subject_flags_table
@@ -40,7 +40,7 @@ async def stored_counts(database: Database, subject: str) -> StoredCounts:
                 sa.and_(consent_records.c.holder_kind == "subject", consent_records.c.holder_id == subject),
             ),
             linked_visitors=await _count(conn, consent_links, consent_links.c.subject_id == subject),
-            audit_events=await _count(conn, audit_events, about_subject(subject)),
+            audit_events=await _count(conn, audit_events, await about_subject_in_any_chain(conn, subject)),
             rights_requests=await _count(conn, rights_requests, rights_requests.c.subject == subject),
             flags=await _count(conn, subject_flags_table, subject_flags_table.c.subject == subject),
         )

@@ -518,9 +518,12 @@ async def forget_consent(db: Database, subject: str) -> dict[str, int]:
 async def forget_audit_side_records(db: Database, subject: str) -> int:
     """Erase the raw personal values (IP, username, user agent) sealed beside the subject's audit
     events. The events stay and the log still verifies: leaves hold only commitments to them."""
-    from .audit import audit_events, audit_side_records
+    from .audit import about_subject_in_any_chain, audit_events, audit_side_records
 
     async with db.begin() as conn:
-        uids = sa.select(audit_events.c.uid).where(audit_events.c.subject == subject).scalar_subquery()
+        # found through the subject index, then only the subject's own (a listing has no side record)
+        about = await about_subject_in_any_chain(conn, subject)
+        own = sa.and_(about, audit_events.c.subject == subject)
+        uids = sa.select(audit_events.c.uid).where(own).scalar_subquery()
         result = await conn.execute(sa.delete(audit_side_records).where(audit_side_records.c.event_uid.in_(uids)))
         return result.rowcount or 0
