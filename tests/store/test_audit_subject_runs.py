@@ -162,6 +162,13 @@ def test_merges_keep_the_runs_few_and_each_step_small(tmp_path: Path) -> None:
     assert moved_most <= 2 * (40 + 4 * 8) + 8
 
 
+def test_a_trail_indexed_at_once_gets_the_level_merges_would_have_given_it() -> None:
+    level_of = subject_runs.level_of
+    assert [level_of(n, run_events=4, fanout=2) for n in (0, 4, 7, 8, 15, 16, 32)] == [0, 0, 0, 1, 1, 2, 3]
+    assert level_of(subject_runs.RUN_EVENTS * subject_runs.FANOUT**3) == 3
+    assert level_of(subject_runs.RUN_EVENTS * subject_runs.FANOUT**3 - 1) == 2
+
+
 async def test_the_writer_builds_the_runs_and_queries_find_every_event(tmp_path: Path) -> None:
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'privacy.db'}")
     try:

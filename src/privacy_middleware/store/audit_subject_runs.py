@@ -78,6 +78,15 @@ class Step:
     more: bool
 
 
+def level_of(events: int, *, run_events: int = RUN_EVENTS, fanout: int = FANOUT) -> int:
+    """The level of a run that indexes `events` events: the level merges would have given it
+    (a trail indexed at once, by the migration, then merges with runs of its own size)."""
+    level, size = 0, run_events
+    while size * fanout <= events:
+        level, size = level + 1, size * fanout
+    return level
+
+
 def runs(db: sqlite3.Connection, chain: str) -> list[Run]:
     return [Run(*row) for row in db.execute(_CATALOG, (chain,))]
 

@@ -6,12 +6,10 @@ trail becomes one run, sized to its level; the two indexes are dropped. PostgreS
 indexes: it logs a changed page whole only once per checkpoint, not at every commit.
 """
 
-import math
-
 import sqlalchemy as sa
 
 from ..audit import audit_chains, audit_subject_entries, audit_subject_runs
-from ..audit_subject_runs import FANOUT, RUN_EVENTS, run_statement
+from ..audit_subject_runs import level_of, run_statement
 
 VERSION = 48
 DESCRIPTION = "audit subject index in sorted runs (SQLite)"
@@ -25,8 +23,9 @@ def upgrade(conn: sa.Connection) -> None:
     for chain, size in conn.execute(sa.select(audit_chains.c.chain, audit_chains.c.size)).all():
         if not size:
             continue
-        level = max(0, int(math.log(size / RUN_EVENTS, FANOUT))) if size > RUN_EVENTS else 0
         conn.execute(sa.text(run_statement()), {"chain": chain, "run": 1, "start": 0, "end": size})
-        conn.execute(audit_subject_runs.insert().values(chain=chain, run=1, level=level, first_seq=0, end_seq=size))
+        conn.execute(
+            audit_subject_runs.insert().values(chain=chain, run=1, level=level_of(size), first_seq=0, end_seq=size)
+        )
     conn.execute(sa.text("DROP INDEX IF EXISTS ix_privacy_audit_events_subject_time_us"))
     conn.execute(sa.text("DROP INDEX IF EXISTS ix_privacy_audit_event_subjects_subject_seq"))
