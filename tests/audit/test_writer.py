@@ -122,10 +122,10 @@ async def test_what_is_queued_while_the_last_batch_is_in_flight_is_written_befor
     in_flight = asyncio.Event()
     original = AuditWriter._index_subjects
 
-    async def slow_after_commit(self: AuditWriter, own: object) -> None:
+    async def slow_after_commit(self: AuditWriter) -> None:
         in_flight.set()
         await asyncio.sleep(0.2)
-        await original(self, own)  # type: ignore[arg-type]
+        await original(self)
 
     monkeypatch.setattr(AuditWriter, "_index_subjects", slow_after_commit)
     writer = make_writer(database)

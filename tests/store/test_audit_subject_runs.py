@@ -169,8 +169,10 @@ def test_a_trail_indexed_at_once_gets_the_level_merges_would_have_given_it() -> 
     assert level_of(subject_runs.RUN_EVENTS * subject_runs.FANOUT**3 - 1) == 2
 
 
-async def test_the_writer_builds_the_runs_and_queries_find_every_event(tmp_path: Path) -> None:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'privacy.db'}")
+# the writer's own connections to the file, or (a URL with options) the pool's
+@pytest.mark.parametrize("options", ["", "?timeout=30"])
+async def test_the_writer_builds_the_runs_and_queries_find_every_event(tmp_path: Path, options: str) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'privacy.db'}{options}")
     try:
         await database.upgrade()
         log = AuditLog(tmp_path / "signing.pem", os.urandom(32))

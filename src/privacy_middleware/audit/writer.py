@@ -121,8 +121,6 @@ class _OwnSqlite:
             raise
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="privacy-audit-sqlite")
         self.written = 0  # events committed since the last WAL checkpoint
-        self.unindexed = 0  # events committed since the subject index's last step
-        self.index_more = True  # its last step said another is due (at first: whatever a restart left)
         self.stop = threading.Event()  # set by a strict caller: the bulk batch on `thread` ends early
 
     def close(self) -> None:
@@ -248,6 +246,10 @@ class AuditWriter:
         self._committing_now = asyncio.Event()  # set (from its thread) once that batch is committing
         self._sqlite_path = audit_sqlite.file_path(database.url)
         self._own: _OwnSqlite | None = None
+        # SQLite's subject index (store/audit_subject_runs.py): events appended since its last
+        # steps, and whether the last step said another is due (at first: whatever a restart left)
+        self._unindexed = 0
+        self._index_more = True
         self._accepting = True
         self._stopping = False
         self._pending_drops = 0
@@ -404,7 +406,7 @@ class AuditWriter:
                 logger.warning("audit strict write failed (%s); the strict lane retries it", exc.__class__.__name__)
             return False
         own.written += 1
-        own.unindexed += 1
+        self._unindexed += 1
         self.metrics.written.inc(1)
         self._last_append = time.monotonic()
         self._uncheckpointed = result.checkpoint is None
@@ -614,32 +616,49 @@ class AuditWriter:
         own = self._own
         if own is not None and own.written >= _WAL_CHECKPOINT_EVENTS:
             await self._checkpoint_wal(own)
-        if own is not None:
-            await self._index_subjects(own)
+        await self._index_subjects()
 
-    async def _index_subjects(self, own: _OwnSqlite) -> None:
-        """Steps of the SQLite subject index (`store/audit_subject_runs.py`) on the writer's thread,
-        outside the write lock, as the WAL checkpoint, while one is due: as many as the events
-        written since allow (merges keep pace with the trail), each in a transaction of its own
-        of a few milliseconds, and none while a strict event waits. None while emits go to the
-        overflow spool: draining it comes first. A step that fails leaves the events in the tail,
-        where queries still find them; the next batch tries again."""
-        steps = subject_runs.steps_due(own.unindexed, own.index_more)
+    async def _index_subjects(self) -> None:
+        """Steps of the SQLite subject index (`store/audit_subject_runs.py`), outside the write lock,
+        while one is due: as many as the events appended since allow (merges keep pace with the
+        trail), each in a transaction of its own of a few milliseconds, and none while a strict
+        event waits; on the writer's thread, as the WAL checkpoint, or through the pool when the
+        writer has no connections of its own. None while emits go to the overflow spool: draining
+        it comes first. A step that fails leaves the events in the tail, where queries still find
+        them; the next batch tries again."""
+        if self.database.is_postgres:
+            return
+        steps = subject_runs.steps_due(self._unindexed, self._index_more)
         if self._spilling or not steps:
             return
-        own.unindexed = 0
-        loop = asyncio.get_running_loop()
+        self._unindexed = 0
+        chain = self.log.chain
         while steps and not self._strict:
             steps -= 1
+            own = self._own
             try:
-                step = await loop.run_in_executor(own.thread, subject_runs.step_committed, own.bulk, self.log.chain)
-            except sqlite3.Error as exc:
-                own.index_more = True
+                if own is not None:
+                    loop = asyncio.get_running_loop()
+                    step = await loop.run_in_executor(own.thread, subject_runs.step_committed, own.bulk, chain)
+                else:
+                    step = await self._index_step_pooled(chain)
+            except (sqlite3.Error, sa_exc.SQLAlchemyError) as exc:
+                self._index_more = True
                 logger.warning("audit subject index step postponed (%s)", exc.__class__.__name__)
                 return
-            own.index_more = step.more
+            self._index_more = step.more
             if not step.more:
                 return
+
+    async def _index_step_pooled(self, chain: str) -> subject_runs.Step:
+        """One step through a pooled connection, on aiosqlite's thread, in the pool's transaction."""
+        async with self.database.begin() as conn:
+            run = await audit_sqlite.driver_thread(conn)
+            if run is None:  # not aiosqlite: queries read the tail, which then holds the whole trail
+                return subject_runs.Step(None, False)
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")  # the catalog is read under the write lock
+            step: subject_runs.Step = await run(functools.partial(subject_runs.index_step, chain=chain))
+            return step
 
     async def _checkpoint_wal(self, own: _OwnSqlite) -> None:
         """Checkpoint the WAL on the writer's thread, outside the write lock (a strict event can be
@@ -784,7 +803,7 @@ class AuditWriter:
                     logger.warning("audit strict write failed (%s); the strict lane retries it", exc.__class__.__name__)
                 return
             own.written += len(sealed)
-            own.unindexed += len(sealed)
+            self._unindexed += len(sealed)
             self.metrics.written.inc(len(sealed))
             self._last_append = time.monotonic()
             self._uncheckpointed = result.checkpoint is None
@@ -845,7 +864,9 @@ class AuditWriter:
         own = await self._own_connections() if sealed else None
         if own is None:
             try:
-                return await self.log.append(self.database, sealed, templates=templates, outbox=in_outbox)
+                appended = await self.log.append(self.database, sealed, templates=templates, outbox=in_outbox)
+                self._unindexed += appended.size - appended.first_seq
+                return appended
             except asyncio.CancelledError:
                 # Cancelled (a shutdown that did not wait) with the batch in a take that may or may
                 # not have committed: on disk at once, nothing else would write it (the replay skips
@@ -863,7 +884,7 @@ class AuditWriter:
                         raise
                 else:
                     own.written += len(sealed)
-                    own.unindexed += len(sealed)
+                    self._unindexed += len(sealed)
                     return result
             loop = asyncio.get_running_loop()
             while written < len(sealed):
@@ -895,7 +916,7 @@ class AuditWriter:
                     self._strict.extendleft(reversed(taken))  # not committed: the strict lane writes them
                     raise
                 own.written += result.size - result.first_seq
-                own.unindexed += result.size - result.first_seq
+                self._unindexed += result.size - result.first_seq
                 written += result.size - result.first_seq - len(taken)
                 if taken:  # committed with this slice of the bulk batch
                     self.metrics.written.inc(len(taken))
@@ -1145,8 +1166,8 @@ class AuditWriter:
         now = time.monotonic()
         if self._own is not None and self._own.written:
             await self._checkpoint_wal(self._own)  # what was committed since the last one, while idle
-        if self._own is not None:
-            await self._index_subjects(self._own)
+        if self._own is not None:  # (through the pool: after the next batch, not on an idle pool)
+            await self._index_subjects()
         if self._spool_pending and now - self._last_replay_try >= self.retry_interval:
             self._last_replay_try = now
             try:
