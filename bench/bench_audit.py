@@ -2,7 +2,7 @@
 one PostgreSQL chain, strict-event latency, and offline verify.
 
 Run:  .venv/bin/python bench/bench_audit.py [--events 50000 | --seconds 60] [--writers 4] [--no-postgres | --no-sqlite]
-      [--strict-every 0.02] [--smoke]
+      [--strict-every 0.02] [--many-subjects N] [--smoke]
 
 Each figure is printed with a baseline measured in the same run: the raw floor of the work that
 cannot be avoided (canonical JSON + SHA-256 per event for the writer; reading + SHA-256 per line
@@ -26,6 +26,7 @@ import logging
 import multiprocessing
 import os
 import platform
+import random
 import sqlite3
 import statistics
 import sys
@@ -240,7 +241,7 @@ class StoreCeiling:
     seconds: float
     cpu: float
     checkpoints: int  # WAL checkpoints that started the WAL over
-    index: SubjectIndex
+    index: SubjectIndex | None  # None: the B-tree indexes
 
     @property
     def rate(self) -> float:
@@ -257,7 +258,16 @@ async def _migrated(url: str) -> Database:
     return database
 
 
-def sqlite_ceiling(url: str, source: str, batch: int = 500) -> StoreCeiling:
+# The B-tree indexes the subject runs replaced (migration 48), for `sqlite_ceiling(btree=True)`.
+_BTREE_INDEXES = (
+    "CREATE INDEX ix_privacy_audit_events_subject_time_us ON privacy_audit_events (subject, time_us)",
+    "CREATE INDEX ix_privacy_audit_event_subjects_subject_seq ON privacy_audit_event_subjects (subject, seq)",
+)
+
+
+def sqlite_ceiling(
+    url: str, source: str, batch: int = 500, *, btree: bool = False, subjects_in: int | None = None
+) -> StoreCeiling:
     """The writer's SQLite work alone, as fast as SQLite does it here: the same tables (a store made
     by the same migrations), the same connection settings as the writer's bulk connection, the
     writer's own statements (`store/audit_sqlite.py`: the chain head locked and saved, multi-row
@@ -267,7 +277,11 @@ def sqlite_ceiling(url: str, source: str, batch: int = 500) -> StoreCeiling:
     sizes), each with a new sequence number, id, reference and time, and the subject of the
     writer's event of the same sequence number (so the subject index grows as it did). No sealing,
     hashing, signing or event loop: what is left is the store's own cost, the ceiling for any
-    writer of these tables on this machine."""
+    writer of these tables on this machine.
+
+    `btree`: with the B-tree subject indexes of before migration 48 instead of the subject runs
+    (no index steps). `subjects_in`: each row's subject drawn at random from that many (the same
+    draws for the same count) instead of the writer's."""
     from privacy_middleware.audit.writer import _BULK_BUSY_TIMEOUT, _WAL_CHECKPOINT_EVENTS
     from privacy_middleware.store import audit_sqlite as sq
     from privacy_middleware.store.audit import BATCH_COLUMNS, EVENT_COLUMNS, SIDE_COLUMNS
@@ -288,10 +302,16 @@ def sqlite_ceiling(url: str, source: str, batch: int = 500) -> StoreCeiling:
     expect(bool(rows) and bool(sides) and seal is not None, "the writer's store has no rows to copy")
     expect(listed == 0, "the writer stored listed subjects, which the ceiling does not write")
     database = asyncio.run(_migrated(url))
+    if subjects_in is not None:
+        draw = random.Random(17)
+        subjects = [f"cust_{draw.randrange(subjects_in)}" for _ in subjects]
     pragmas, cache_mb = database.sqlite_pragmas, database.sqlite_audit_cache_mb
     path = sq.file_path(database.url)
     expect(path is not None, "the ceiling needs a SQLite file")
     db = sq.open_connection(path, pragmas, busy_timeout=_BULK_BUSY_TIMEOUT, autocheckpoint=False, cache_mb=cache_mb)
+    if btree:
+        for statement in _BTREE_INDEXES:
+            db.execute(statement)
     uid_at, time_at, seq_at = EVENT_COLUMNS.index("uid"), EVENT_COLUMNS.index("time_us"), EVENT_COLUMNS.index("seq")
     sealed_at, subject_at = EVENT_COLUMNS.index("sealed_us"), EVENT_COLUMNS.index("subject")
     salt_at, blob_at = SIDE_COLUMNS.index("salt"), SIDE_COLUMNS.index("blob")
@@ -331,14 +351,19 @@ def sqlite_ceiling(url: str, source: str, batch: int = 500) -> StoreCeiling:
             since = 0
             checkpoints += sq.checkpoint_wal(db, _BULK_BUSY_TIMEOUT)
         unindexed += seq - first  # the subject index's steps, as the writer takes them after a batch
-        for _ in range(subject_runs.steps_due(unindexed, more)):
+        for _ in range(0 if btree else subject_runs.steps_due(unindexed, more)):
             unindexed = 0
             more = subject_runs.step_committed(db, chain).more
             if not more:
                 break
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     stored = db.execute("SELECT count(*) FROM privacy_audit_events").fetchone()[0]
-    index = subject_index(db, chain)
+    index = None if btree else subject_index(db, chain)
+    if btree:  # the path it names: the B-tree indexes took every event, the runs none
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        expect("ix_privacy_audit_events_subject_time_us" in names, "the B-tree subject index is missing")
+        runs_entries = db.execute("SELECT count(*) FROM privacy_audit_subject_entries").fetchone()[0]
+        expect(runs_entries == 0, "the B-tree ceiling built subject runs")
     db.close()
     expect(stored == events, f"the ceiling stored {stored} of {events} events")
     return StoreCeiling(events, elapsed, cpu, checkpoints, index)
@@ -675,6 +700,7 @@ async def _sqlite_runs(
     producer: float,
     floor: float,
     strict_every: float,
+    many_subjects: int | None = None,
 ) -> None:
     run = await run_writer(url, events, seconds, workdir / "sqlite", gc_freeze=gc_freeze, strict_every=strict_every)
     report_run(table, "SQLite", run, producer, floor)
@@ -697,6 +723,22 @@ async def _sqlite_runs(
     table.add(
         Row("audit", "writer SQLite vs SQLite alone (wall)", run.rate, ceiling.rate, "SQLite alone", None, "ev/s", True)
     )
+    # the subject runs against the B-tree indexes they replaced: SQLite alone, the same events
+    for subjects_in in (None, *((many_subjects,) if many_subjects else ())):
+        where = "" if subjects_in is None else f", subjects drawn from {subjects_in:,}"
+        runs = ceiling
+        if subjects_in is not None:
+            runs_url = f"sqlite+aiosqlite:///{workdir / f'ceiling-runs-{subjects_in}.db'}"
+            runs = await asyncio.to_thread(sqlite_ceiling, runs_url, source, subjects_in=subjects_in)
+        btree_url = f"sqlite+aiosqlite:///{workdir / f'ceiling-btree-{subjects_in}.db'}"
+        btree = await asyncio.to_thread(sqlite_ceiling, btree_url, source, btree=True, subjects_in=subjects_in)
+        print(
+            f"  SQLite alone{where}: subject runs {runs.rate:,.0f} events/s ({runs.cpu / runs.events * 1e6:.1f} µs"
+            f" CPU per event; {runs.index}), B-tree indexes {btree.rate:,.0f} events/s"
+            f" ({btree.cpu / btree.events * 1e6:.1f} µs CPU per event)"
+        )
+        label = f"SQLite alone{where}: subject runs vs B-tree (wall)"
+        table.add(Row("audit", label, runs.rate, btree.rate, "B-tree subject indexes", None, "ev/s", True))
     vrate, vcpu, vfloor, count = await export_and_verify(url, workdir / "sqlite", run.emitted)
     print(f"  verify: {count} leaves, {vcpu * 1e6:.2f} µs CPU per event ({1 / vcpu:,.0f} events per CPU second)")
     table.add(Row("audit", "offline verify, events/s (wall)", vrate, 200_000, "200k ev/s target", 1.0, "ev/s", True))
@@ -735,6 +777,7 @@ async def main(
     gc_freeze: bool = False,
     sqlite_too: bool = True,
     strict_every: float = 0.02,
+    many_subjects: int | None = None,
 ) -> list[Row]:
     if smoke:
         events, seconds, writers = 600, None, 2
@@ -757,7 +800,9 @@ async def main(
         if sqlite_too:
             # smoke: enough events for the subject index to build runs (store/audit_subject_runs.py)
             sqlite_events = 3 * subject_runs.RUN_EVENTS if smoke else events
-            await _sqlite_runs(table, url, sqlite_events, seconds, workdir, gc_freeze, producer, floor, strict_every)
+            await _sqlite_runs(
+                table, url, sqlite_events, seconds, workdir, gc_freeze, producer, floor, strict_every, many_subjects
+            )
         if postgres:
             async with postgres_database() as pg_url:
                 async with ServerCpu(pg_url.rsplit("/", 1)[1]) as server:
@@ -869,6 +914,11 @@ if __name__ == "__main__":
         default=0.02,
         help="seconds each strict caller sleeps between reveals (its rate also follows how fast they return)",
     )
+    parser.add_argument(
+        "--many-subjects",
+        type=int,
+        help="SQLite alone also with subjects drawn from this many (the writer's events name 5,000)",
+    )
     args = parser.parse_args()
     asyncio.run(
         main(
@@ -880,5 +930,6 @@ if __name__ == "__main__":
             args.gc_freeze,
             not args.no_sqlite,
             args.strict_every,
+            args.many_subjects,
         )
     )

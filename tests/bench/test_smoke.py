@@ -28,6 +28,8 @@ def test_every_bench_measures_the_path_it_names() -> None:
     assert "FAILED" not in run.stdout
     # the SQLite writer's baseline: the same events written by SQLite alone, all of them stored
     assert "SQLite alone, events/s" in table and "writer SQLite vs SQLite alone" in table
+    # and the subject runs against the B-tree indexes they replaced, the same events
+    assert "SQLite alone: subject runs vs B-tree" in table
 
 
 @needs_native
