@@ -632,6 +632,7 @@ class AuditWriter:
         if self._spilling or not steps:
             return
         self._unindexed = 0
+        self._index_more = True  # until a step says none is due: steps cut short resume after the next batch
         chain = self.log.chain
         while steps and not self._strict:
             steps -= 1
@@ -643,7 +644,6 @@ class AuditWriter:
                 else:
                     step = await self._index_step_pooled(chain)
             except (sqlite3.Error, sa_exc.SQLAlchemyError) as exc:
-                self._index_more = True
                 logger.warning("audit subject index step postponed (%s)", exc.__class__.__name__)
                 return
             self._index_more = step.more
