@@ -15,8 +15,7 @@ from privacy_middleware.audit import AuditLog, export, login_attempt, purge, sea
 from privacy_middleware.store import Database
 from privacy_middleware.store.audit import audit_event_subjects, audit_events, audit_side_records
 from privacy_middleware.store.audit_partitions import drop_partition, is_partitioned, partitions, period_start
-from privacy_middleware.store.migrations import available
-from privacy_middleware.store.tables import schema_version
+from support.migrations import migrate_before
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -64,16 +63,7 @@ async def test_an_existing_store_becomes_a_legacy_partition_and_still_verifies(
 ) -> None:
     database = Database(postgres_url)
     try:
-        async with database.begin() as conn:  # a store from before partitioning: migrations up to 44
-            await conn.run_sync(schema_version.create, checkfirst=True)
-            for module in available():
-                if module.VERSION < 45:
-                    await conn.run_sync(module.upgrade)
-                    await conn.execute(
-                        schema_version.insert().values(
-                            version=module.VERSION, description=module.DESCRIPTION, applied_at=datetime.now(UTC)
-                        )
-                    )
+        await migrate_before(database, 45)  # a store from before partitioning: migrations up to 44
         log = AuditLog(key_path, side_key, partition_seconds=86_400)
         await log.append(database, [log.seal(e) for e in _logins(0, 6)])
         async with database.connect() as conn:

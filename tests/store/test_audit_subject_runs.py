@@ -8,7 +8,6 @@ import functools
 import os
 import random
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -30,9 +29,8 @@ from privacy_middleware.store.audit import (
     audit_subject_runs,
     subject_seqs,
 )
-from privacy_middleware.store.migrations import available
 from privacy_middleware.store.rights import forget_audit_side_records
-from privacy_middleware.store.tables import schema_version
+from support.migrations import migrate_before
 
 pytestmark = pytest.mark.anyio
 
@@ -219,16 +217,7 @@ async def test_the_writer_builds_the_runs_and_queries_find_every_event(tmp_path:
 async def test_an_existing_trail_becomes_one_run_and_loses_the_random_indexes(tmp_path: Path) -> None:
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'privacy.db'}")
     try:
-        async with database.begin() as conn:  # a store from before the runs: migrations up to 47
-            await conn.run_sync(schema_version.create, checkfirst=True)
-            for module in available():
-                if module.VERSION < 48:
-                    await conn.run_sync(module.upgrade)
-                    await conn.execute(
-                        schema_version.insert().values(
-                            version=module.VERSION, description=module.DESCRIPTION, applied_at=datetime.now(UTC)
-                        )
-                    )
+        await migrate_before(database, 48)  # a store from before the runs: migrations up to 47
         log = AuditLog(tmp_path / "signing.pem", os.urandom(32))
         events = [login_attempt(success=True, subject=f"cust_{n % 4}", ip="192.0.2.1") for n in range(10)]
         events.append(data_access(principal="svc", subjects=["cust_1", "cust_9"], categories=["user"], purpose="x"))
