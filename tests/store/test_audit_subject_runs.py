@@ -51,7 +51,6 @@ class Trail:
 
     def __init__(self, path: Path, subjects: list[str] = SUBJECTS) -> None:
         engine = sa.create_engine(f"sqlite:///{path}")
-        sa.MetaData().create_all(engine)
         for table in TABLES:
             table.create(engine, checkfirst=True)
         engine.dispose()
