@@ -108,7 +108,7 @@ class _OwnSqlite:
     busy timeout of 0 (a database another connection is writing sends the batch to the thread, which
     waits as the store does). Neither checkpoints the WAL at commit: the writer does it on the
     thread, outside its write lock. `bulk` has the page cache the store is configured with
-    (`sqlite_audit_cache_mb`), for the index pages every batch changes."""
+    (`sqlite_audit_cache_mb`), for the pages its batches and the subject index's steps read back."""
 
     def __init__(self, path: str, pragmas: Callable[[Any, Any], None], cache_mb: int = 0) -> None:
         self.bulk = audit_sqlite.open_connection(
