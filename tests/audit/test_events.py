@@ -1,4 +1,6 @@
 import ipaddress
+import time
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
@@ -135,8 +137,14 @@ def test_event_time_is_utc_with_microseconds_and_uids_are_time_ordered() -> None
     assert event.document()["time"] == "2026-03-01T10:00:00.123456Z"
     assert parse_time(event.document()["time"]) == when
     assert to_micros(datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)) == 1_000_000
+    before_ms = time.time_ns() // 1_000_000
     uids = [logout(subject="c1").uid for _ in range(50)]
-    assert all(u[14] == "7" for u in uids)  # UUIDv7
+    after_ms = time.time_ns() // 1_000_000
+    for text in uids:  # UUIDv7 (RFC 9562): the millisecond first, then the version and the variant
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 7, uuid.RFC_4122)
+        assert before_ms <= parsed.int >> 80 <= after_ms
+    assert uids == sorted(uids, key=lambda text: uuid.UUID(text).int >> 80)
     # the leaf spells every time as isoformat does: zero microseconds and early years included
     for value in (
         datetime(2026, 3, 1, 0, 0, 0, tzinfo=UTC),

@@ -104,12 +104,16 @@ def to_micros(value: datetime) -> int:
 
 def new_uid() -> str:
     """A UUIDv7 (time-ordered) so sinks can deduplicate and sort on it."""
-    millis = _time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (millis & ((1 << 48) - 1)) << 80 | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64
-    value |= (0b10 << 62) | (rand & ((1 << 62) - 1))
-    h = f"{value:032x}"  # what str(uuid.UUID(int=value)) prints, without building the object
+    # 48-bit Unix milliseconds, then 80 random bits of which the version (7) and the variant (0b10)
+    # take six: what str(uuid.UUID(bytes=...)) prints, without building the object
+    value = bytearray((_time.time_ns() // 1_000_000 & _MS_MASK).to_bytes(6, "big") + os.urandom(10))
+    value[6] = 0x70 | value[6] & 0x0F
+    value[8] = 0x80 | value[8] & 0x3F
+    h = value.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_MS_MASK = (1 << 48) - 1
 
 
 def _name(value: str, what: str) -> str:

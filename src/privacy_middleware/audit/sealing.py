@@ -11,10 +11,8 @@ from __future__ import annotations
 import base64
 import hmac
 import os
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -26,17 +24,16 @@ SEALED_KINDS = frozenset({"ip", "username", "user_agent"})
 _MS_MASK = (1 << 48) - 1
 
 
-@dataclass(frozen=True, slots=True)
-class SideRecord:
-    """One per event: every raw value of that event, encrypted together, and the salt."""
+class SideRecord(NamedTuple):
+    """One per event: every raw value of that event, encrypted together, and the salt. (Named tuples
+    here, not frozen dataclasses: as immutable, and built in a fifth of the time, once per event.)"""
 
     ref: str
     salt: bytes
     blob: bytes  # nonce (12) || AES-256-GCM(JSON {kind: value}) || tag
 
 
-@dataclass(frozen=True, slots=True)
-class SealedEvent:
+class SealedEvent(NamedTuple):
     """An event ready for the log and safe to spool: no personal value in clear."""
 
     doc: dict[str, Any]
@@ -125,10 +122,10 @@ class SideRecordSealer:
         if not SEALED_KINDS.issuperset(personal):
             raise ValueError("unknown personal value kind")
         random = os.urandom(38)
-        # The reference leads with the sealing millisecond (what the leaf's time already says), then
-        # 80 random bits: side records are inserted in key order, at the end of their primary-key
+        # The reference leads with the event's millisecond (what the leaf's time says), then 80
+        # random bits: side records are inserted in about key order, at the end of their primary-key
         # index, instead of at random places that a large table no longer keeps in cache.
-        ref = (time.time_ns() // 1_000_000 & _MS_MASK).to_bytes(6, "big").hex() + random[:10].hex()
+        ref = ((doc["time_us"] // 1000 & _MS_MASK).to_bytes(6, "big") + random[:10]).hex()
         salt, nonce = random[10:26], random[26:]
         plain = orjson.dumps(dict(personal), option=orjson.OPT_SORT_KEYS)
         blob = nonce + self._aead.encrypt(nonce, plain, _aad(ref))
