@@ -124,13 +124,52 @@ def test_a_volume_alarm_is_raised_again_only_after_the_count_fell_under_the_limi
     detector = BulkDetector(Breach(subjects_per_window=5, window_seconds=3600, baseline_factor=1), frozenset())
     burst = [doc([f"cus_a{i}x"], when=EDGE + timedelta(seconds=i)) for i in range(20)]
     assert [f["name"] for f in findings_of(detector, burst)] == ["bulk_volume"]  # one incident, not fifteen
-    # two hours later the first burst has left the window; the baseline learnt it (20 subjects)
+    # two hours later the first burst has left the window: the same read is a new incident, judged
+    # against the floor (the burst taught the baseline nothing)
     later = EDGE + timedelta(hours=2, seconds=30)
-    quiet = [doc([f"cus_b{i}x"], when=later + timedelta(seconds=i)) for i in range(20)]
-    assert findings_of(detector, quiet) == []
-    again = [doc([f"cus_c{i}x"], when=later + timedelta(seconds=30 + i)) for i in range(2)]
+    again = [doc([f"cus_b{i}x"], when=later + timedelta(seconds=i)) for i in range(20)]
     [finding] = findings_of(detector, again)
-    assert (finding["subjects_in_window"], finding["threshold"], finding["baseline"]) == (21, 20, 20)
+    assert (finding["subjects_in_window"], finding["threshold"], finding["baseline"]) == (6, 5, 0)
+
+
+def test_a_bulk_read_that_raised_an_alarm_never_becomes_the_baseline() -> None:
+    rules = Breach(subjects_per_window=10, records_per_window=50, baseline_factor=2, window_seconds=3600)
+    detector = BulkDetector(rules, frozenset())
+    # an exfiltration of 1,000 subjects (and 1,000 records) in one window: alarmed once each
+    taken = [
+        doc([f"cus_x{i}x" for i in range(n, n + 100)], grouped=True, when=EDGE + timedelta(minutes=n // 100))
+        for n in range(0, 1000, 100)
+    ]
+    assert sorted(f["name"] for f in findings_of(detector, taken)) == ["bulk_records", "bulk_volume"]
+    # a day later the same read is judged against the floor again, not against 2 x 1,000
+    tomorrow = EDGE + timedelta(days=1)
+    again = [
+        doc([f"cus_y{i}x" for i in range(n, n + 100)], grouped=True, when=tomorrow + timedelta(minutes=n // 100))
+        for n in range(0, 1000, 100)
+    ]
+    found = {f["name"]: f for f in findings_of(detector, again)}
+    assert sorted(found) == ["bulk_records", "bulk_volume"]
+    assert (found["bulk_volume"]["threshold"], found["bulk_volume"]["baseline"]) == (10, 0)
+    assert found["bulk_records"]["threshold"] == 50
+    # the same holds when the history is replayed at start (learning, no findings)
+    fresh = BulkDetector(rules, frozenset())
+    for document in taken:
+        access = access_from(document)
+        assert access is not None
+        assert fresh.observe(access, learning=True) == []
+    assert sorted(f["name"] for f in findings_of(fresh, again)) == ["bulk_records", "bulk_volume"]
+
+
+def test_growth_within_the_limit_is_learnt() -> None:
+    detector = BulkDetector(Breach(subjects_per_window=10, baseline_factor=2, window_seconds=3600), frozenset())
+    # 9 subjects in a window (under the floor of 10): learnt once that window is a window ago
+    usual = [doc([f"cus_u{i}x"], when=EDGE + timedelta(minutes=i)) for i in range(9)]
+    assert findings_of(detector, usual) == []
+    later = EDGE + timedelta(hours=3)
+    grown = [doc([f"cus_g{i}x"], when=later + timedelta(seconds=i)) for i in range(18)]
+    assert findings_of(detector, grown) == []  # up to 2 x 9
+    [finding] = findings_of(detector, [doc(["cus_g99x"], when=later + timedelta(seconds=30))])
+    assert (finding["subjects_in_window"], finding["threshold"], finding["baseline"]) == (19, 18, 9)
 
 
 def test_customers_reading_their_own_data_are_never_a_signal() -> None:

@@ -7,10 +7,12 @@ for staff, the networks it reads from. Subjects, records and exports are counted
 whole; the baseline learns from fixed windows that ended at least one window ago, so the reads
 being judged are never part of the baseline they are judged against. A count above
 `baseline_factor` times the baseline (and above the policy's floor) is a volume spike, raised
-once until the count falls back under the limit; a category never read before is breadth; staff
-reading outside office hours or from a new network, a run of sequential ids, and a burst of
-exports are reported too. Learning (replaying the stored trail at start) uses the same code
-with findings switched off.
+once until the count falls back under the limit; the fixed window it happened in teaches the
+baseline nothing, so a bulk read that raised an alarm never becomes the normal the next one is
+judged against (growth within the limit is learnt; a larger step needs the policy's floor
+raised). A category never read before is breadth; staff reading outside office hours or from a
+new network, a run of sequential ids, and a burst of exports are reported too. Learning
+(replaying the stored trail at start) uses the same code with findings switched off.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ class Tally:
     pending_records: int = 0
     peak_subjects: int = 0
     peak_records: int = 0
+    # the current fixed window went over its subjects (records) limit: it is not learnt
+    window_over_subjects: bool = False
+    window_over_records: bool = False
     categories: set[str] = field(default_factory=set)
     networks: set[str] = field(default_factory=set)
     disclosures: int = 0
@@ -75,13 +80,16 @@ class Tally:
         if self.window >= 0:
             self.peak_subjects = max(self.peak_subjects, self.pending_subjects)
             self.peak_records = max(self.peak_records, self.pending_records)
-            self.pending_subjects, self.pending_records = self.window_subjects, self.window_records
+            # a window that went over its limit is an anomaly, not a baseline: it teaches nothing
+            self.pending_subjects = 0 if self.window_over_subjects else self.window_subjects
+            self.pending_records = 0 if self.window_over_records else self.window_records
             if window - self.window > 1:  # the closing window is itself more than a window ago
                 self.peak_subjects = max(self.peak_subjects, self.pending_subjects)
                 self.peak_records = max(self.peak_records, self.pending_records)
                 self.pending_subjects = self.pending_records = 0
         self.window = window
         self.window_subjects = self.window_records = 0
+        self.window_over_subjects = self.window_over_records = False
         self.numbers = set()
         self.enumeration_raised = False
 
@@ -163,13 +171,22 @@ class BulkDetector:
         experienced = tally.disclosures >= rules.learning_disclosures
         tally.disclosures += 1
         exporting = access.action == "export"
+        limit = max(rules.subjects_per_window, int(rules.baseline_factor * tally.peak_subjects))
+        record_limit = max(rules.records_per_window, int(rules.baseline_factor * tally.peak_records))
+        # Back under a limit (as the window slid, before this access, or after it): the next excess
+        # is another incident, also when it comes in one disclosure after a quiet spell.
+        if len(tally.recent) <= limit:
+            tally.volume_raised = False
+        if tally.records <= record_limit:
+            tally.records_raised = False
         tally.add(access.subjects, access.records, access.time_us, self.window_us, export=exporting)
 
-        limit = max(rules.subjects_per_window, int(rules.baseline_factor * tally.peak_subjects))
         subjects = len(tally.recent)
         if subjects <= limit:
-            tally.volume_raised = False  # back under the limit: the next excess is another incident
-        elif not tally.volume_raised:
+            tally.volume_raised = False
+        else:
+            tally.window_over_subjects = True
+        if subjects > limit and not tally.volume_raised:
             tally.volume_raised = True
             found.append(
                 self._finding(
@@ -183,10 +200,11 @@ class BulkDetector:
                     window_seconds=int(rules.window_seconds),
                 )
             )
-        record_limit = max(rules.records_per_window, int(rules.baseline_factor * tally.peak_records))
         if tally.records <= record_limit:
             tally.records_raised = False
-        elif not tally.records_raised:
+        else:
+            tally.window_over_records = True
+        if tally.records > record_limit and not tally.records_raised:
             tally.records_raised = True
             found.append(
                 self._finding(
