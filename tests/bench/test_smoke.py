@@ -45,3 +45,25 @@ def test_the_pass_through_profile_measures_the_middlewares_own_pass_through() ->
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert "split: C pass-through decision, guard and messages" in run.stdout
+
+
+def test_the_audit_instruction_count_loops_build_what_they_name() -> None:
+    """`profile_audit.py loop` (what `count` runs under callgrind) builds the events, then seals them and
+    builds a row per event and a side record per login, or exits non-zero."""
+    for stage in ("producer", "writer"):
+        run = subprocess.run(
+            [sys.executable, str(BENCH / "profile_audit.py"), "loop", "200", stage],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=BENCH.parent,
+        )
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    refused = subprocess.run(
+        [sys.executable, str(BENCH / "profile_audit.py"), "loop", "200", "store"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=BENCH.parent,
+    )
+    assert refused.returncode != 0 and "unknown stage" in refused.stderr
