@@ -26,7 +26,7 @@ _MS_MASK = (1 << 48) - 1
 
 class SideRecord(NamedTuple):
     """One per event: every raw value of that event, encrypted together, and the salt. (Named tuples
-    here, not frozen dataclasses: as immutable, and built in a fifth of the time, once per event.)"""
+    here, not frozen dataclasses: as immutable, and built in about two thirds of the time.)"""
 
     ref: str
     salt: bytes
