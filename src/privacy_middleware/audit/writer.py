@@ -405,8 +405,7 @@ class AuditWriter:
             if not audit_sqlite.is_busy(exc):
                 logger.warning("audit strict write failed (%s); the strict lane retries it", exc.__class__.__name__)
             return False
-        own.written += 1
-        self._unindexed += 1
+        self._appended(own, 1)
         self.metrics.written.inc(1)
         self._last_append = time.monotonic()
         self._uncheckpointed = result.checkpoint is None
@@ -618,6 +617,13 @@ class AuditWriter:
             await self._checkpoint_wal(own)
         await self._index_subjects()
 
+    def _appended(self, own: _OwnSqlite | None, count: int) -> None:
+        """Count events appended: for the subject index's steps, and through the writer's own
+        connections (`own`) for the WAL checkpoint too."""
+        if own is not None:
+            own.written += count
+        self._unindexed += count
+
     async def _index_subjects(self) -> None:
         """Steps of the SQLite subject index (`store/audit_subject_runs.py`), outside the write lock,
         while one is due: as many as the events appended since allow (merges keep pace with the
@@ -802,8 +808,7 @@ class AuditWriter:
                 if not audit_sqlite.is_busy(exc):
                     logger.warning("audit strict write failed (%s); the strict lane retries it", exc.__class__.__name__)
                 return
-            own.written += len(sealed)
-            self._unindexed += len(sealed)
+            self._appended(own, len(sealed))
             self.metrics.written.inc(len(sealed))
             self._last_append = time.monotonic()
             self._uncheckpointed = result.checkpoint is None
@@ -865,7 +870,7 @@ class AuditWriter:
         if own is None:
             try:
                 appended = await self.log.append(self.database, sealed, templates=templates, outbox=in_outbox)
-                self._unindexed += appended.size - appended.first_seq
+                self._appended(None, appended.size - appended.first_seq)
                 return appended
             except asyncio.CancelledError:
                 # Cancelled (a shutdown that did not wait) with the batch in a take that may or may
@@ -883,8 +888,7 @@ class AuditWriter:
                     if not audit_sqlite.is_busy(exc):
                         raise
                 else:
-                    own.written += len(sealed)
-                    self._unindexed += len(sealed)
+                    self._appended(own, len(sealed))
                     return result
             loop = asyncio.get_running_loop()
             while written < len(sealed):
@@ -915,8 +919,7 @@ class AuditWriter:
                 except Exception:
                     self._strict.extendleft(reversed(taken))  # not committed: the strict lane writes them
                     raise
-                own.written += result.size - result.first_seq
-                self._unindexed += result.size - result.first_seq
+                self._appended(own, result.size - result.first_seq)
                 written += result.size - result.first_seq - len(taken)
                 if taken:  # committed with this slice of the bulk batch
                     self.metrics.written.inc(len(taken))
