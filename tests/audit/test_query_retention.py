@@ -1,8 +1,10 @@
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from privacy_middleware.audit import (
     AuditLog,
@@ -18,6 +20,8 @@ from privacy_middleware.audit import (
 )
 from privacy_middleware.audit.retention import index_ranges
 from privacy_middleware.store import Database
+from privacy_middleware.store import audit_subject_runs as subject_runs
+from privacy_middleware.store.audit import audit_event_subjects, audit_events, audit_subject_entries
 
 pytestmark = pytest.mark.anyio
 
@@ -105,6 +109,13 @@ async def test_retention_shreds_side_records_then_bodies_and_the_log_still_verif
     marker = rows[-1]
     assert marker.kind == "log.retention_purge" and marker.detail["ranges"] == [[0, 1]]
     assert [d.purpose for d in (await access_log(database, "cust_1")).disclosures] == ["delivery", "support"]
+    # the purged event is about no one any more: not found by its subject, not in their sign-ins
+    assert [r.seq for r in await search(database, subject="cust_1")] == [1, 2, 4]
+    assert [e.outcome for e in (await access_log(database, "cust_1")).logins] == ["failure"]
+    async with database.connect() as conn:
+        e = audit_events
+        row = (await conn.execute(sa.select(e.c.subject, e.c.principal, e.c.kind).where(e.c.seq == 0))).one()
+    assert tuple(row) == (None, None, "authentication.logon")
     # nothing left to do on a second run
     again = await purge(database, audit_log, now=NOW)
     assert (again.side_records_erased, again.events_purged, again.markers) == (0, 0, [])
@@ -152,3 +163,58 @@ async def test_purge_in_batches_writes_one_marker_per_batch(database: Database, 
 def test_index_ranges_are_half_open_runs() -> None:
     assert index_ranges([5, 1, 2, 3, 9, 10]) == [(1, 4), (5, 6), (9, 11)]
     assert index_ranges([]) == []
+
+
+async def test_purged_events_leave_the_subject_index_also_its_sorted_runs(
+    sqlite_url: str, audit_log: AuditLog, tmp_path: Path
+) -> None:
+    """SQLite: the purge takes the purged events' pairs out of the subject runs (built and merged
+    before it) and out of the unindexed tail; the events it keeps are found as before."""
+    database = Database(sqlite_url)
+    try:
+        await database.upgrade()
+        old, recent = NOW - timedelta(days=400), NOW - timedelta(days=2)
+        events = []
+        for n in range(44):  # own subjects and disclosures listing several, old and recent mixed
+            when = old if n % 3 else recent
+            if n % 4 == 0:
+                events.append(
+                    data_access(
+                        principal="svc_logistics",
+                        subjects=[f"cust_{n % 5}", f"cust_{(n + 1) % 5}"],
+                        recipient="logistics",
+                        purpose="delivery",
+                        categories=["user.contact.address.delivery"],
+                        action="disclose",
+                        time=when,
+                    )
+                )
+            else:
+                events.append(login_attempt(success=True, subject=f"cust_{n % 5}", ip="203.0.113.5", time=when))
+        await audit_log.append(database, [audit_log.seal(e) for e in events])
+        before = {f"cust_{k}": [r.seq for r in await search(database, subject=f"cust_{k}")] for k in range(5)}
+        db = sqlite3.connect(tmp_path / "privacy.db", isolation_level=None)
+        try:
+            for _ in range(7):  # five runs of 8 events, then a merge of four of them under way
+                db.execute("BEGIN IMMEDIATE")
+                subject_runs.index_step(db, audit_log.chain, run_events=8, fanout=4, chunk=5)
+                db.execute("COMMIT")
+            catalog = subject_runs.runs(db, audit_log.chain)
+            assert subject_runs.watermark(catalog) == 40  # the last 4 events are the unindexed tail
+            assert any(run.merging_into is not None for run in catalog)
+        finally:
+            db.close()
+        assert {k: [r.seq for r in await search(database, subject=k)] for k in before} == before
+        report = await purge(database, audit_log, now=NOW, batch_size=7)
+        purged = {seq for first, end in report.ranges for seq in range(first, end)}
+        assert purged == {n for n in range(44) if n % 3}
+        for subject, seqs in before.items():
+            assert [r.seq for r in await search(database, subject=subject)] == [s for s in seqs if s not in purged]
+        async with database.connect() as conn:
+            x, listed = audit_subject_entries, audit_event_subjects
+            indexed = set((await conn.execute(sa.select(x.c.seq))).scalars())
+            still_listed = set((await conn.execute(sa.select(listed.c.seq))).scalars())
+        assert indexed and not indexed & purged
+        assert still_listed and not still_listed & purged
+    finally:
+        await database.dispose()

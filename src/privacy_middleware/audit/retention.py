@@ -4,7 +4,9 @@ Side records (raw IP, username, user agent) go after `side_record_days` (default
 Appendix B, stage S1). Event bodies go after `event_days` (default 180, stage S4): the leaf
 bytes are erased but the leaf hash stays, and a `log.retention_purge` leaf listing the purged
 index ranges is appended in the same transaction, so an offline verifier can tell an explained
-purge from a deletion. Lifecycle leaves (markers, key rotations) are never purged.
+purge from a deletion. The purge also forgets who the event was about and who acted (its subject
+and principal columns, and its entries in the subject index): what stays, the index, kind, time
+and leaf hash, links the event to no one. Lifecycle leaves (markers, key rotations) are never purged.
 
 On PostgreSQL the events are partitioned by sealing time: a partition whose whole range is older
 than the retention period is dropped at once (no row is rewritten). The drop keeps an anchor, the
@@ -24,7 +26,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..store import Database
-from ..store.audit import audit_batches, audit_event_subjects, audit_events, audit_side_records, lock_chain
+from ..store.audit import (
+    audit_batches,
+    audit_event_subjects,
+    audit_events,
+    audit_side_records,
+    audit_subject_entries,
+    audit_subject_runs,
+    lock_chain,
+)
 from ..store.audit_partitions import audit_anchors, drop_partition, is_partitioned, partitions
 from .events import lifecycle, to_micros
 from .log import AuditLog
@@ -109,10 +119,14 @@ async def purge(
                 break
             seqs = [row.seq for row in rows]
             uids = [row.uid for row in rows]
+            pairs = await _subject_pairs(conn, log.chain, seqs)
             await conn.execute(
-                sa.update(e).where(e.c.chain == log.chain, e.c.seq.in_(seqs)).values(leaf=None, purged_us=now_us)
+                sa.update(e)
+                .where(e.c.chain == log.chain, e.c.seq.in_(seqs))
+                .values(leaf=None, purged_us=now_us, subject=None, principal=None)
             )
             await conn.execute(sa.delete(s).where(s.c.event_uid.in_(uids)))
+            await _forget_subjects(conn, log.chain, seqs, pairs, runs=not database.is_postgres)
             ranges = index_ranges(seqs)
             marker = lifecycle(
                 "retention_purge",
@@ -128,6 +142,45 @@ async def purge(
         if progress is not None:
             progress("events", report.events_purged, event_total)
     return report
+
+
+async def _subject_pairs(conn: AsyncConnection, chain: str, seqs: list[int]) -> list[tuple[str, int]]:
+    """The (subject, seq) pairs the subject index holds for these events: each event's own subject
+    and the subjects a disclosure lists."""
+    e, listed = audit_events, audit_event_subjects
+    own = sa.select(e.c.subject, e.c.seq).where(e.c.chain == chain, e.c.seq.in_(seqs), e.c.subject.is_not(None))
+    others = sa.select(listed.c.subject, listed.c.seq).where(listed.c.chain == chain, listed.c.seq.in_(seqs))
+    return [(row[0], row[1]) for row in await conn.execute(sa.union(own, others))]
+
+
+async def _forget_subjects(
+    conn: AsyncConnection, chain: str, seqs: list[int], pairs: list[tuple[str, int]], *, runs: bool
+) -> None:
+    """Drop purged events from the subject index: the subjects a disclosure lists and, on SQLite,
+    their entries in the sorted runs (looked up by key in each run whose range holds the event: the
+    source and the target of a merge under way, at most; the entries have no index by event)."""
+    listed = audit_event_subjects
+    await conn.execute(sa.delete(listed).where(listed.c.chain == chain, listed.c.seq.in_(seqs)))
+    if not runs or not pairs:
+        return
+    r, x = audit_subject_runs, audit_subject_entries
+    catalog = (await conn.execute(sa.select(r.c.run, r.c.first_seq, r.c.end_seq).where(r.c.chain == chain))).all()
+    keys = [
+        {"r": run, "s": subject, "q": seq}
+        for subject, seq in pairs
+        for run, first, end in catalog
+        if first <= seq < end
+    ]
+    if keys:
+        await conn.execute(
+            sa.delete(x).where(
+                x.c.chain == chain,
+                x.c.run == sa.bindparam("r"),
+                x.c.subject == sa.bindparam("s"),
+                x.c.seq == sa.bindparam("q"),
+            ),
+            keys,
+        )
 
 
 def _purgeable(chain: str, cutoff: int) -> sa.ColumnElement[bool]:
