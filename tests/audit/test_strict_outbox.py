@@ -114,6 +114,7 @@ async def test_outbox_events_taken_by_the_writer_and_by_another_writer_at_once_a
     other_database = Database(postgres_url)
     other = _writer(other_database, AuditLog(key_path, side_key), tmp_path / "other", outbox_claim_after=0.0)
     try:
+        before = len(await _chain_uids(migrated))  # what the head's fixture appended
         await owner.start()
         reveals = [_reveal(n) for n in range(20)]
         await asyncio.gather(*(owner.emit_strict(reveal) for reveal in reveals))  # at once: pooled connections too
@@ -129,6 +130,9 @@ async def test_outbox_events_taken_by_the_writer_and_by_another_writer_at_once_a
         uids = await _chain_uids(migrated)
         assert [uids.count(r.uid) for r in reveals] == [1] * 20
         assert await _waiting(migrated) == []
+        # each event is counted as written by the writer that appended it, once
+        assert other.metrics.written.total > 0
+        assert owner.metrics.written.total + other.metrics.written.total == len(uids) - before
         await export(migrated, tmp_path / "export")
         assert _verifies(audit_log, tmp_path / "export") == 0
     finally:

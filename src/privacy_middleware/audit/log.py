@@ -126,6 +126,14 @@ class AppendResult:
     size: int
     checkpoint: Checkpoint | None
     seal: BatchSeal | None = None
+    # events of the caller's append left out: their outbox rows another writer had claimed (that
+    # writer appends and counts them)
+    skipped: int = 0
+
+
+def _less(result: AppendResult, skipped: int) -> AppendResult:
+    """`result` as one append of a shared take sees it: less its events another writer appended."""
+    return replace(result, skipped=skipped) if skipped else result
 
 
 def _now_us() -> int:
@@ -314,10 +322,13 @@ class AuditLog:
                 if append is not mine and not append.outcome.done():
                     append.outcome.set_exception(error)
             raise
+        skipped = {
+            id(before): len(before.events) - len(after.events) for before, after in zip(early, taken, strict=True)
+        }
         for append in served:
             if append is not mine and not append.outcome.done():
-                append.outcome.set_result(result)
-        return result
+                append.outcome.set_result(_less(result, skipped.get(id(append), 0)))
+        return _less(result, skipped.get(id(mine), 0))
 
     async def _take_outbox(self, conn: AsyncConnection, appends: list[_PgAppend]) -> list[_PgAppend]:
         """Delete the outbox rows of these appends' strict events in this transaction; an event whose

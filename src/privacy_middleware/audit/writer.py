@@ -1001,7 +1001,7 @@ class AuditWriter:
             # past it would put newer events ahead of the spooled ones (and leave those on disk).
             await self._replay_pending()
             result = await self._append(sealed, templates, strict, in_outbox)
-            self.metrics.written.inc(len(sealed))
+            self.metrics.written.inc(len(sealed) - result.skipped)
             self._last_append = time.monotonic()
             self._uncheckpointed = result.checkpoint is None
             _settle(batch, None)
