@@ -47,6 +47,7 @@ from common import Row, Table, expect
 
 from privacy_middleware.audit import AuditEvent, AuditLog, AuditWriter, data_access, export, login_attempt, verify
 from privacy_middleware.audit.events import new_uid
+from privacy_middleware.audit.writer import BATCH_EVENTS
 from privacy_middleware.errors import PrivacyError
 from privacy_middleware.store import Database
 from privacy_middleware.store import audit_subject_runs as subject_runs
@@ -808,7 +809,8 @@ async def main(
     logging.getLogger("privacy_middleware.audit").setLevel(logging.ERROR)
     what = f"for {seconds:g} s" if seconds else f"{events} events"
     print(
-        f"bench_audit: {what} per writer (half logins with 3 sealed values, half disclosures), batch 500, queue"
+        f"bench_audit: {what} per writer (half logins with 3 sealed values, half disclosures), batches of"
+        f" {BATCH_EVENTS['sqlite']} (SQLite) and {BATCH_EVENTS['postgresql']} (PostgreSQL) events, queue"
         f" 10000, checkpoint every 1000, a strict reveal {strict_every * 1000:g} ms after the last one returned;"
         f" Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs,"
         f" load average {os.getloadavg()[0]:.1f}" + ("; start-up heap frozen as `serve` does" if gc_freeze else "")
